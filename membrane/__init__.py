@@ -1,0 +1,1 @@
+"""Membrane: eBPF networking, security and observability for containers, in the mould of Cilium."""

@@ -1,0 +1,1 @@
+"""The node daemon (membrane-agent): composition root, local REST API on a unix socket."""

@@ -1,0 +1,1 @@
+"""The membrane command: kubectl-style resources, cilium-dbg-style introspection, the lab."""

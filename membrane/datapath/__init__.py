@@ -1,0 +1,1 @@
+"""Datapath adapters: the only code that touches the kernel (netlink, libbpf, bpffs)."""

@@ -1,0 +1,1 @@
+"""Linux networking through pyroute2: namespaces, links, addresses, routes, sysctls."""

@@ -1,0 +1,1 @@
+"""A multi-node cluster on one machine: namespaces, underlay, etcd, daemons, lab kubelet and workloads."""

@@ -1,0 +1,1 @@
+"""Built-in container images for the lab (traefik/whoami, nginx, agnhost, idle images) as host programs."""

@@ -1,0 +1,105 @@
+"""Cluster configuration in Cilium's Helm vocabulary (``--set key=value``).
+
+One typed object, handed to the agent, operator and lab by constructor; it is stored in etcd at
+lab creation so every daemon of a lab sees the same settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from membrane.model.errors import ValidationError
+
+IPAM_MODES = ("cluster-pool", "kubernetes")
+ROUTING_MODES = ("native", "tunnel")
+
+
+@dataclass
+class ClusterConfig:
+    cluster_name: str = "default"
+    ipam_mode: str = "cluster-pool"
+    cluster_pool_ipv4_pod_cidr_list: list[str] = field(default_factory=lambda: ["10.0.0.0/8"])
+    cluster_pool_ipv4_mask_size: int = 24
+    routing_mode: str = "native"
+    ipv4_native_routing_cidr: str = "10.0.0.0/8"
+    auto_direct_node_routes: bool = True
+    max_pods_per_node: int = 110
+    policy_enforcement_mode: str = "default"
+
+    # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
+    HELM_KEYS = {
+        "cluster.name": "cluster_name",
+        "ipam.mode": "ipam_mode",
+        "ipam.operator.clusterPoolIPv4PodCIDRList": "cluster_pool_ipv4_pod_cidr_list",
+        "clusterPoolIPv4PodCIDRList": "cluster_pool_ipv4_pod_cidr_list",
+        "ipam.operator.clusterPoolIPv4MaskSize": "cluster_pool_ipv4_mask_size",
+        "clusterPoolIPv4MaskSize": "cluster_pool_ipv4_mask_size",
+        "routingMode": "routing_mode",
+        "ipv4NativeRoutingCIDR": "ipv4_native_routing_cidr",
+        "autoDirectNodeRoutes": "auto_direct_node_routes",
+        "maxPods": "max_pods_per_node",
+        "policyEnforcementMode": "policy_enforcement_mode",
+    }
+
+    def set(self, key: str, raw: str) -> None:
+        """Apply one ``--set key=value``; raises ValidationError naming the key."""
+        attr = self.HELM_KEYS.get(key)
+        if attr is None:
+            known = ", ".join(sorted(self.HELM_KEYS))
+            raise ValidationError(f"--set {key}: unknown setting (known: {known})")
+        current = getattr(self, attr)
+        try:
+            value: Any
+            if isinstance(current, bool):
+                if raw.lower() not in ("true", "false"):
+                    raise ValueError("expected true or false")
+                value = raw.lower() == "true"
+            elif isinstance(current, int):
+                value = int(raw)
+            elif isinstance(current, list):
+                value = [v.strip() for v in raw.strip("{}[]").split(",") if v.strip()]
+            else:
+                value = raw
+        except ValueError as exc:
+            raise ValidationError(f"--set {key}={raw}: {exc}") from None
+        setattr(self, attr, value)
+        self.validate(prefix=f"--set {key}")
+
+    def validate(self, prefix: str = "config") -> None:
+        if self.ipam_mode not in IPAM_MODES:
+            raise ValidationError(f"{prefix}: ipam.mode {self.ipam_mode!r} not supported (one of {', '.join(IPAM_MODES)})")
+        if self.routing_mode not in ROUTING_MODES:
+            raise ValidationError(f"{prefix}: routingMode {self.routing_mode!r} not one of {', '.join(ROUTING_MODES)}")
+        if self.routing_mode == "tunnel":
+            raise ValidationError(f"{prefix}: routingMode tunnel is not implemented yet; use native")
+        if not self.cluster_pool_ipv4_pod_cidr_list:
+            raise ValidationError(f"{prefix}: clusterPoolIPv4PodCIDRList must not be empty")
+        for cidr in self.cluster_pool_ipv4_pod_cidr_list:
+            try:
+                net = ipaddress.IPv4Network(cidr)
+            except ValueError as exc:
+                raise ValidationError(f"{prefix}: clusterPoolIPv4PodCIDRList: {cidr!r}: {exc}") from None
+            if net.prefixlen > self.cluster_pool_ipv4_mask_size:
+                raise ValidationError(
+                    f"{prefix}: clusterPoolIPv4MaskSize /{self.cluster_pool_ipv4_mask_size} is larger than {cidr}"
+                )
+        if not 8 <= self.cluster_pool_ipv4_mask_size <= 30:
+            raise ValidationError(f"{prefix}: clusterPoolIPv4MaskSize must be between 8 and 30")
+        try:
+            ipaddress.IPv4Network(self.ipv4_native_routing_cidr)
+        except ValueError as exc:
+            raise ValidationError(f"{prefix}: ipv4NativeRoutingCIDR {self.ipv4_native_routing_cidr!r}: {exc}") from None
+        if not 1 <= self.max_pods_per_node <= 65535:
+            raise ValidationError(f"{prefix}: maxPods must be between 1 and 65535")
+        if self.policy_enforcement_mode not in ("default", "always", "never"):
+            raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

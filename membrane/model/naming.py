@@ -1,0 +1,101 @@
+"""Names and paths every process of one lab agrees on.
+
+A lab is addressed by its name (``--lab``, default ``membrane``). Everything it makes on the host
+carries that name so that two labs can run side by side and ``lab delete`` can find all of it:
+sockets and state under ``/run/membrane/<lab>/``, network namespaces prefixed ``<lab>-``, bpffs pins
+under ``/sys/fs/bpf/membrane/<lab>/<node>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+RUN_ROOT = "/run/membrane"
+BPFFS_ROOT = "/sys/fs/bpf/membrane"
+NETNS_DIR = "/run/netns"
+DEFAULT_LAB = "membrane"
+DEFAULT_CLUSTER = "default"
+
+_LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$")
+
+
+def validate_lab_name(name: str) -> str:
+    """Lab names become namespace prefixes, so they stay short DNS labels."""
+    if not _LAB_NAME.match(name):
+        raise ValueError(
+            f"lab name {name!r}: must be 1-20 characters of a-z, 0-9 and '-', starting and ending alphanumeric"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    """Where one lab keeps its sockets, state and pins."""
+
+    lab: str
+
+    @property
+    def run_dir(self) -> str:
+        return f"{RUN_ROOT}/{self.lab}"
+
+    @property
+    def etcd_dir(self) -> str:
+        return f"{self.run_dir}/etcd"
+
+    @property
+    def etcd_socket(self) -> str:
+        # etcd wants unix URLs of the form host:port; the socket file carries the port in its name.
+        return f"{self.run_dir}/etcd.sock:2379"
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return f"unix://{self.etcd_socket}"
+
+    @property
+    def state_file(self) -> str:
+        return f"{self.run_dir}/lab.json"
+
+    @property
+    def log_dir(self) -> str:
+        return f"{self.run_dir}/logs"
+
+    @property
+    def kubelet_socket(self) -> str:
+        return f"{self.run_dir}/kubelet.sock"
+
+    def agent_socket(self, node: str) -> str:
+        return f"{self.run_dir}/agent-{node}.sock"
+
+    def node_state_dir(self, node: str) -> str:
+        return f"{self.run_dir}/nodes/{node}"
+
+    def bpffs_dir(self, node: str) -> str:
+        return f"{BPFFS_ROOT}/{self.lab}/{node}"
+
+    @property
+    def bpffs_lab_dir(self) -> str:
+        return f"{BPFFS_ROOT}/{self.lab}"
+
+    def node_netns(self, node: str) -> str:
+        return f"{self.lab}-{node}"
+
+    @property
+    def underlay_netns(self) -> str:
+        return f"{self.lab}-underlay"
+
+    def pod_netns(self, namespace: str, pod: str) -> str:
+        # Pod names can be long; a short stable hash keeps netns names unique and readable.
+        digest = hashlib.sha1(f"{namespace}/{pod}".encode()).hexdigest()[:8]
+        return f"{self.lab}-pod-{pod[:24]}-{digest}"
+
+    @property
+    def netns_prefix(self) -> str:
+        return f"{self.lab}-"
+
+
+def host_veth_name(container_id: str, ifname: str = "eth0") -> str:
+    """Host side of a pod veth: ``lxc`` + 11 hex chars of a hash (15 chars, the kernel limit)."""
+    digest = hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()
+    return f"lxc{digest[:11]}"

@@ -1,0 +1,1 @@
+"""The cluster-wide daemon (membrane-operator): node pod-CIDR allocation and garbage collection."""
