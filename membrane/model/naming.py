@@ -2,7 +2,8 @@
 
 A lab is addressed by its name (``--lab``, default ``membrane``). Everything it makes on the host
 carries that name so that two labs can run side by side and ``lab delete`` can find all of it:
-sockets and state under ``/run/membrane/<lab>/``, network namespaces prefixed ``<lab>-``, bpffs pins
+sockets and state under ``/run/membrane/<lab>/``, network namespaces prefixed ``<lab>.`` (a dot: lab names cannot hold one, so
+``lab-a`` never matches ``lab-a-2``), bpffs pins
 under ``/sys/fs/bpf/membrane/<lab>/<node>/``.
 """
 
@@ -78,21 +79,24 @@ class LabPaths:
     def bpffs_lab_dir(self) -> str:
         return f"{BPFFS_ROOT}/{self.lab}"
 
+    def router_netns(self, name: str) -> str:
+        return f"{self.lab}.{name}"
+
     def node_netns(self, node: str) -> str:
-        return f"{self.lab}-{node}"
+        return f"{self.lab}.{node}"
 
     @property
     def underlay_netns(self) -> str:
-        return f"{self.lab}-underlay"
+        return f"{self.lab}.underlay"
 
     def pod_netns(self, namespace: str, pod: str) -> str:
         # Pod names can be long; a short stable hash keeps netns names unique and readable.
         digest = hashlib.sha1(f"{namespace}/{pod}".encode()).hexdigest()[:8]
-        return f"{self.lab}-pod-{pod[:24]}-{digest}"
+        return f"{self.lab}.pod-{pod[:24]}-{digest}"
 
     @property
     def netns_prefix(self) -> str:
-        return f"{self.lab}-"
+        return f"{self.lab}."
 
 
 def host_veth_name(container_id: str, ifname: str = "eth0") -> str:

@@ -1,0 +1,100 @@
+"""The resource kinds Membrane serves, and kubectl-style name lookup (``po``, ``pods``, ``Pod``, ``cnp`` …)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from membrane.model.errors import ValidationError
+from membrane.model.fields import show
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """One kind: how manifests spell it, how users name it on the command line, how it is stored."""
+
+    kind: str
+    api_versions: tuple[str, ...]
+    group: str  # "core" for v1 objects, else the API group ("apps", "cilium.io", …)
+    plural: str
+    short_names: tuple[str, ...] = ()
+    namespaced: bool = True
+    read_only: bool = False  # users cannot apply or delete it (the cluster manages it)
+
+    @property
+    def api_version(self) -> str:
+        """The preferred apiVersion (what objects are written back with)."""
+        return self.api_versions[0]
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every lower-case name ``lookup_kind`` accepts for this kind (group-qualified forms aside)."""
+        return (self.singular, self.plural, *self.short_names)
+
+
+KINDS: tuple[KindInfo, ...] = (
+    KindInfo("Namespace", ("v1",), "core", "namespaces", ("ns",), namespaced=False),
+    KindInfo("Pod", ("v1",), "core", "pods", ("po",)),
+    KindInfo("Deployment", ("apps/v1",), "apps", "deployments", ("deploy",)),
+    KindInfo("Node", ("v1",), "core", "nodes", ("no",), namespaced=False, read_only=True),
+    KindInfo("Service", ("v1",), "core", "services", ("svc",)),
+    KindInfo("CiliumNetworkPolicy", ("cilium.io/v2",), "cilium.io", "ciliumnetworkpolicies", ("cnp", "ciliumnp")),
+    KindInfo(
+        "CiliumClusterwideNetworkPolicy", ("cilium.io/v2",), "cilium.io", "ciliumclusterwidenetworkpolicies",
+        ("ccnp",), namespaced=False,
+    ),
+    KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), "networking.k8s.io", "networkpolicies", ("netpol",)),
+)
+
+_BY_NAME = MappingProxyType({name: info for info in KINDS for name in info.names})
+_BY_KIND = MappingProxyType({info.kind: info for info in KINDS})
+
+
+def lookup_kind(name: str) -> KindInfo:
+    """A kind from any kubectl-style name, case-insensitive; also ``deployments.apps`` style names.
+
+    Raises ValidationError ``the server doesn't have a resource type "foo"`` for anything else.
+    """
+    key = name.strip().lower()
+    info = _BY_NAME.get(key)
+    if info is not None:
+        return info
+    base, dot, group = key.partition(".")
+    if dot:
+        info = _BY_NAME.get(base)
+        if info is not None and group == info.group and base in (info.singular, info.plural):
+            return info
+    raise ValidationError(f"the server doesn't have a resource type {show(name)}")
+
+
+def kind_by_name(kind: str) -> KindInfo | None:
+    """The kind exactly as spelled in a manifest's ``kind`` field (``Pod``), or None."""
+    return _BY_KIND.get(kind)
+
+
+def kind_for_manifest(api_version: object, kind: object) -> KindInfo:
+    """Check a manifest's ``apiVersion``/``kind`` pair; errors blame the field that is wrong."""
+    if kind is None or kind == "":
+        raise ValidationError("Required value", "kind")
+    if not isinstance(kind, str):
+        raise ValidationError(f"Invalid value: {show(kind)}: must be a string", "kind")
+    if api_version is None or api_version == "":
+        raise ValidationError("Required value", "apiVersion")
+    if not isinstance(api_version, str):
+        raise ValidationError(f"Invalid value: {show(api_version)}: must be a string", "apiVersion")
+    info = _BY_KIND.get(kind)
+    if info is None:
+        near = [i.kind for i in KINDS if i.kind.lower() == kind.lower()]
+        hint = f'; did you mean "{near[0]}"?' if near else f"; supported kinds: {', '.join(sorted(_BY_KIND))}"
+        raise ValidationError(f"no matches for kind {show(kind)} in version {show(api_version)}{hint}", "kind")
+    if api_version not in info.api_versions:
+        served = " or ".join(info.api_versions)
+        raise ValidationError(
+            f"no matches for kind {show(kind)} in version {show(api_version)} ({kind} is served as {served})",
+            "apiVersion",
+        )
+    return info
