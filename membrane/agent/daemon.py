@@ -1,0 +1,246 @@
+"""The agent: composition root of one node's daemon.
+
+Start-up order: store and mirrors → wait for this node's pod CIDR (operator or lab config) → node
+datapath (sysctls, router IP, BPF programs, restored endpoints) → controllers (routes to other
+nodes, node status) → local API. After start the agent needs etcd only to learn changes: the mirrors
+keep the last known state and the datapath keeps forwarding if the store goes away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from membrane.agent.api import APIServer
+from membrane.agent.cni_service import CNIService
+from membrane.agent.controllers import Controller, ControllerSet
+from membrane.agent.node_network import NodeNetwork
+from membrane.agent.node_routes import sync_node_routes
+from membrane.endpoint.routing import NodeInfo, node_routes
+from membrane.model.config import ClusterConfig
+from membrane.model.naming import LabPaths
+from membrane.store.etcd import EtcdClient
+from membrane.store.mirror import Mirror
+from membrane.store.resources import ResourceStore
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+UNDERLAY_DEV = "eth1"
+NODE_LEASE_TTL = 15
+
+
+def node_info(obj: dict[str, Any]) -> NodeInfo:
+    addrs = obj.get("status", {}).get("addresses", [])
+    ip = next((a["address"] for a in addrs if a.get("type") == "InternalIP"), "")
+    spec = obj.get("spec", {})
+    cidrs = tuple(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
+    underlay = obj.get("metadata", {}).get("annotations", {}).get("membrane.io/underlay-cidr", "")
+    return NodeInfo(obj["metadata"]["name"], ip, cidrs, underlay)
+
+
+class Agent:
+    def __init__(self, lab: str, node: str, cluster: str = "default") -> None:
+        self.lab = lab
+        self.node = node
+        self.cluster = cluster
+        self.paths = LabPaths(lab)
+        self.client = EtcdClient(self.paths.etcd_endpoint)
+        self.resources = ResourceStore(self.client, cluster)
+        self.prefix = f"/membrane/{cluster}"
+        self.config = ClusterConfig()
+        self.nodes_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
+        self.pods_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Pod/")
+        self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
+        self.controllers = ControllerSet()
+        self.api = APIServer(self.paths.agent_socket(node))
+        self.started = time.time()
+        self.ready_reason = "starting"
+        self._stop = threading.Event()
+        self._lease = 0
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._serve_api()  # answer STATUS/status early; ADD says "try again" until ready
+        raw = self.client.get(f"{self.prefix}/config")
+        if raw is not None:
+            self.config = ClusterConfig.from_dict(json.loads(raw.value))
+        self.nodes_mirror.start()
+        self.pods_mirror.start()
+        self.nodes_mirror.wait_synced(30)
+        self.pods_mirror.wait_synced(30)
+        self.ready_reason = "waiting for a pod CIDR for this node"
+        pod_cidr = self._wait_pod_cidr()
+        log.info("node %s: pod CIDR %s", self.node, pod_cidr)
+        self.net.start(pod_cidr)
+        routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
+        self.controllers.add(Controller("node-status", self._publish_node, interval=5))
+        self.controllers.add(Controller("sync-endpoint-labels", self._sync_labels, interval=30))
+        self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
+        self.pods_mirror.subscribe(lambda *_: self.controllers.get("sync-endpoint-labels").trigger())
+        self.controllers.start()
+        self.ready_reason = ""
+        log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
+
+    def run_forever(self) -> None:
+        self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.controllers.stop()
+        self.api.stop()
+        self.nodes_mirror.stop()
+        self.pods_mirror.stop()
+        self.net.close()
+
+    def _wait_pod_cidr(self) -> str:
+        while not self._stop.is_set():
+            for kv in self.nodes_mirror.items():
+                obj = json.loads(kv.value)
+                if obj["metadata"]["name"] == self.node:
+                    info = node_info(obj)
+                    if info.pod_cidrs:
+                        return info.pod_cidrs[0]
+            time.sleep(0.2)
+        raise SystemExit(0)
+
+    # ---- controllers -----------------------------------------------------------------------------
+    def _nodes(self) -> list[NodeInfo]:
+        return [node_info(json.loads(kv.value)) for kv in self.nodes_mirror.items()]
+
+    def _sync_routes(self) -> None:
+        desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, self.config.auto_direct_node_routes)
+        sync_node_routes(desired)
+
+    def _publish_node(self) -> None:
+        """Keep this node's liveness key (held by a lease) and its Ready condition current."""
+        if not self._lease or self.client.lease_keepalive_once(self._lease) <= 0:
+            self._lease = self.client.lease_grant(NODE_LEASE_TTL)
+        me = next((n for n in self._nodes() if n.name == self.node), None)
+        record = {
+            "name": self.node,
+            "ipv4": me.internal_ip if me else "",
+            "podCIDRs": list(me.pod_cidrs) if me else [],
+            "routerIP": self.net.router_ip,
+            "heartbeat": time.time(),
+        }
+        self.client.put(f"{self.prefix}/nodes/{self.node}", json.dumps(record), lease=self._lease)
+        self._set_node_ready()
+
+    def _set_node_ready(self) -> None:
+        """Mark this Node Ready (written only when it changes: the Node object is watched cluster-wide)."""
+        kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/_/{self.node}")
+        if kv is not None:
+            conds = json.loads(kv.value).get("status", {}).get("conditions", [])
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                return
+
+        def mark(obj: dict[str, Any] | None) -> dict[str, Any]:
+            if obj is None:
+                raise RuntimeError(f"Node {self.node} does not exist")
+            conds = [c for c in obj.setdefault("status", {}).get("conditions", []) if c.get("type") != "Ready"]
+            conds.append({"type": "Ready", "status": "True", "reason": "MembraneAgentReady",
+                          "message": "Membrane agent is running", "lastTransitionTime": _ts(time.time())})
+            obj["status"]["conditions"] = conds
+            return obj
+
+        self.resources.update(("core", "Node", "_", self.node), mark)
+
+    def _sync_labels(self) -> None:
+        for ep in self.net.endpoints.list():
+            self.net.update_labels(ep.pod_key, self._labels_for(ep.namespace, ep.pod_name))
+
+    def _labels_for(self, namespace: str, pod: str) -> dict[str, str]:
+        kv = self.pods_mirror.get(f"{self.prefix}/resources/core/Pod/{namespace}/{pod}")
+        if kv is None:
+            return {}
+        return dict(json.loads(kv.value).get("metadata", {}).get("labels", {}) or {})
+
+    # ---- API ---------------------------------------------------------------------------------------
+    def _serve_api(self) -> None:
+        cni = CNIService(self.net, self._labels_for, lambda: self.ready_reason)
+        self.api.route("POST", "/v1/cni/add", cni.add)
+        self.api.route("POST", "/v1/cni/del", cni.delete)
+        self.api.route("POST", "/v1/cni/check", cni.check)
+        self.api.route("POST", "/v1/cni/status", cni.status)
+        self.api.route("POST", "/v1/cni/gc", cni.gc)
+        self.api.route("GET", "/v1/status", lambda _b: self.status())
+        self.api.route("GET", "/v1/endpoints", lambda _b: self.endpoint_list())
+        self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
+        self.api.start()
+
+    def endpoint_list(self) -> list[dict[str, Any]]:
+        """Endpoints in the shape of Cilium's models.Endpoint, plus our own flat fields."""
+        out = []
+        for ep in self.net.endpoints.list():
+            labels = sorted([f"k8s:{k}={v}" for k, v in ep.labels.items()]
+                            + [f"k8s:io.kubernetes.pod.namespace={ep.namespace}"])
+            out.append({
+                "id": ep.id,
+                "status": {
+                    "identity": {"id": ep.identity} if ep.identity else {},
+                    "labels": {"security-relevant": labels},
+                    "networking": {"addressing": [{"ipv4": ep.ipv4}], "interface-name": ep.host_ifname,
+                                   "interface-index": ep.host_ifindex, "mac": ep.pod_mac, "host-mac": ep.host_mac},
+                    "policy": {"realized": {"policy-enabled": "none"}},
+                    "state": ep.state,
+                    "external-identifiers": {"container-id": ep.container_id, "pod-name": ep.pod_key},
+                },
+                "namespace": ep.namespace,
+                "pod_name": ep.pod_name,
+                "labels": ep.labels,
+                "ipv4": ep.ipv4,
+                "host_ifname": ep.host_ifname,
+            })
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """Agent status in the vocabulary of Cilium's models.StatusResponse (see membrane.cli.dbg_status)."""
+        mirror_ok = self.nodes_mirror.healthy and self.pods_mirror.healthy
+        err = self.nodes_mirror.last_error or self.pods_mirror.last_error or ""
+        ipam: dict[str, Any] = {}
+        if self.net.allocator is not None:
+            used = self.net.allocator.used()
+            ipam = {"ipv4": {"allocated": len(used), "capacity": self.net.allocator.capacity,
+                             "cidr": self.net.pod_cidr}, "allocations": used}
+        controllers = []
+        health = []
+        for c in self.controllers.statuses():
+            controllers.append({"name": c["name"], "status": {
+                "success-count": c["success_count"], "failure-count": c["failure_count"],
+                "consecutive-failure-count": c["consecutive_failures"],
+                "last-success-timestamp": _ts(c["last_success"]), "last-failure-timestamp": _ts(c["last_failure"]),
+                "last-failure-msg": c["last_error"]}})
+            health.append({"module-id": f"agent.controller.{c['name']}", "level": "OK" if c["healthy"] else "Degraded",
+                           "message": c["last_error"] if not c["healthy"] else "running"})
+        return {
+            "node": self.node,
+            "ready": not self.ready_reason,
+            "kvstore": {"state": "Ok" if mirror_ok else "Failure",
+                        "msg": f"etcd: 1/1 connected: {self.paths.etcd_endpoint}" if mirror_ok
+                        else f"etcd: 0/1 connected: {self.paths.etcd_endpoint}: {err}"},
+            "kubernetes": {"state": "Disabled", "msg": ""},
+            "membrane": {"state": "Ok" if not self.ready_reason else "Warning",
+                         "msg": f"{VERSION} (node {self.node})" if not self.ready_reason else self.ready_reason},
+            "ipam": ipam,
+            "routing": {"inter-host-routing-mode": self.config.routing_mode.capitalize(),
+                        "intra-host-routing-mode": "Legacy"},
+            "attach-mode": "tc",
+            "datapath-mode": "veth",
+            "masquerading": {"enabled": False},
+            "controllers": controllers,
+            "identity-range": {"min-identity": 256, "max-identity": 65535},
+            "modules-health": health,
+            "endpoint-count": len(self.net.endpoints),
+            "router-ip": self.net.router_ip,
+            "datapath-metrics": self.net.metrics(),
+        }
+
+
+def _ts(t: float) -> str:
+    if not t:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -1,0 +1,202 @@
+"""The node's pod networking: IPAM, endpoints, veths, per-endpoint routes and the BPF endpoint map.
+
+Every change is all-or-nothing: a failed endpoint creation rolls back the veth, route, map entry and
+IP it made, so nothing leaks. State is persisted after each change so a restart restores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from membrane.agent.local_state import LocalState, load_state, save_state
+from membrane.datapath.linux import links, routes, sysctl
+from membrane.datapath.loader import NodeDatapath
+from membrane.datapath.maps.endpoints import EndpointRecord
+from membrane.endpoint.model import STATE_READY, Endpoint, EndpointTable
+from membrane.endpoint.routing import endpoint_route
+from membrane.ipam.host_scope import HostScopeAllocator
+from membrane.model.naming import host_veth_name
+
+log = logging.getLogger(__name__)
+
+HOST_DEVICE = "membrane_host"
+
+
+class NodeNetwork:
+    def __init__(self, state_path: str, pin_dir: str) -> None:
+        self.state_path = state_path
+        self.pin_dir = pin_dir
+        self.lock = threading.RLock()
+        self.endpoints = EndpointTable()
+        self.allocator: HostScopeAllocator | None = None
+        self.datapath: NodeDatapath | None = None
+        self.pod_cidr = ""
+        self.router_ip = ""
+
+    # ---- start-up -------------------------------------------------------------------------------
+    def start(self, pod_cidr: str) -> None:
+        """Prepare the node for pods: sysctls, router IP device, BPF programs; restore endpoints."""
+        with self.lock:
+            saved = load_state(self.state_path)
+            if saved.pod_cidr and saved.pod_cidr == pod_cidr and saved.ipam:
+                self.allocator = HostScopeAllocator.restore(saved.ipam)
+                self.router_ip = saved.router_ip
+            else:
+                if saved.pod_cidr and saved.pod_cidr != pod_cidr:
+                    log.warning("pod CIDR changed from %s to %s: discarding old local state", saved.pod_cidr, pod_cidr)
+                    saved = LocalState()
+                self.allocator = HostScopeAllocator(pod_cidr)
+                self.router_ip = self.allocator.reserve_router()
+            self.pod_cidr = pod_cidr
+            sysctl.set_sysctl("net.ipv4.ip_forward", "1")
+            sysctl.set_sysctl("net.ipv4.conf.all.rp_filter", "0")
+            sysctl.set_sysctl("net.ipv4.conf.default.rp_filter", "0")
+            links.ensure_dummy(HOST_DEVICE, f"{self.router_ip}/32")
+            os.makedirs(self.pin_dir, exist_ok=True)
+            self.datapath = NodeDatapath(self.pin_dir)
+            self.datapath.load()
+            self._restore_endpoints(saved.endpoints)
+            self._persist()
+
+    def _restore_endpoints(self, items: list[dict[str, Any]]) -> None:
+        """Re-adopt endpoints whose veth still exists; programs are replaced in place (no traffic gap)."""
+        assert self.datapath is not None and self.allocator is not None
+        restored = EndpointTable.restore(items)
+        keep: list[Endpoint] = []
+        for ep in restored.list():
+            ifindex = links.link_index(ep.host_ifname)
+            if ifindex is None:
+                log.info("endpoint %d (%s): veth %s is gone, releasing %s", ep.id, ep.pod_key, ep.host_ifname, ep.ipv4)
+                self.allocator.release(ep.ipv4)
+                self.datapath.endpoints.delete(ep.ipv4)
+                continue
+            ep.host_ifindex = ifindex
+            keep.append(ep)
+        self.datapath.reattach_all([ep.host_ifindex for ep in keep])
+        valid_ips = set()
+        for ep in keep:
+            self.endpoints.put(ep)
+            self.datapath.endpoints.update(ep.ipv4, self._record(ep))
+            routes.replace_route(endpoint_route(ep.ipv4, ep.host_ifname))
+            valid_ips.add(ep.ipv4)
+        for ip in list(self.datapath.endpoints.keys()):
+            if ip not in valid_ips:
+                self.datapath.endpoints.delete(ip)
+        # Allocations without an endpoint (a crash between allocate and persist) are released.
+        for ip, owner in list(self.allocator.used().items()):
+            if owner != "router" and ip not in valid_ips:
+                self.allocator.release(ip)
+
+    # ---- endpoints --------------------------------------------------------------------------------
+    def add_endpoint(self, container_id: str, ifname: str, netns: str, namespace: str, pod: str,
+                     labels: dict[str, str]) -> Endpoint:
+        with self.lock:
+            existing = self.endpoints.get(container_id, ifname)
+            if existing is not None:
+                return existing
+            assert self.allocator is not None and self.datapath is not None
+            ip = self.allocator.allocate(f"{namespace}/{pod}")  # RangeFull propagates; nothing made yet
+            host_if = host_veth_name(container_id, ifname)
+            made_link = made_route = made_map = False
+            try:
+                veth = links.create_pod_veth(host_if, netns, ifname)
+                made_link = True
+                links.configure_pod_side(netns, ifname, ip, self.router_ip)
+                sysctl.set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")
+                self.datapath.attach_endpoint(veth.host_ifindex)
+                ep = Endpoint(
+                    id=self.endpoints.next_id(), container_id=container_id, ifname=ifname, netns=netns,
+                    namespace=namespace, pod_name=pod, ipv4=ip, host_ifname=host_if,
+                    host_ifindex=veth.host_ifindex, host_mac=veth.host_mac, pod_mac=veth.pod_mac,
+                    labels=dict(labels), state=STATE_READY,
+                )
+                self.datapath.endpoints.update(ip, self._record(ep))
+                made_map = True
+                routes.replace_route(endpoint_route(ip, host_if))
+                made_route = True
+                self.endpoints.put(ep)
+                self._persist()
+                return ep
+            except BaseException:
+                self.endpoints.remove(container_id, ifname)
+                if made_route:
+                    routes.delete_route(endpoint_route(ip, host_if))
+                if made_map:
+                    self.datapath.endpoints.delete(ip)
+                if made_link:
+                    links.delete_link(host_if)
+                self.allocator.release(ip)
+                self._persist()
+                raise
+
+    def remove_endpoint(self, container_id: str, ifname: str) -> Endpoint | None:
+        """Idempotent: removing an unknown endpoint is fine (CNI DEL may be repeated)."""
+        with self.lock:
+            ep = self.endpoints.remove(container_id, ifname)
+            if ep is None:
+                # The veth may exist without a record (a crash mid-ADD): remove it anyway.
+                links.delete_link(host_veth_name(container_id, ifname))
+                return None
+            assert self.allocator is not None and self.datapath is not None
+            routes.delete_route(endpoint_route(ep.ipv4, ep.host_ifname))
+            self.datapath.endpoints.delete(ep.ipv4)
+            links.delete_link(ep.host_ifname)
+            self.allocator.release(ep.ipv4)
+            self._persist()
+            return ep
+
+    def check_endpoint(self, container_id: str, ifname: str) -> list[str]:
+        """Problems with an endpoint (empty list: all is as it should be)."""
+        with self.lock:
+            ep = self.endpoints.get(container_id, ifname)
+            if ep is None:
+                return [f"no endpoint for container {container_id} interface {ifname}"]
+            assert self.datapath is not None
+            problems = []
+            if links.link_index(ep.host_ifname) is None:
+                problems.append(f"host veth {ep.host_ifname} is missing")
+            rec = self.datapath.endpoints.get(ep.ipv4)
+            if rec is None:
+                problems.append(f"endpoint map has no entry for {ep.ipv4}")
+            elif rec.ifindex != ep.host_ifindex:
+                problems.append(f"endpoint map entry for {ep.ipv4} points at ifindex {rec.ifindex}")
+            if not routes.route_exists(endpoint_route(ep.ipv4, ep.host_ifname)):
+                problems.append(f"route {ep.ipv4}/32 dev {ep.host_ifname} is missing")
+            return problems
+
+    def update_labels(self, pod_key: str, labels: dict[str, str]) -> None:
+        with self.lock:
+            changed = False
+            for ep in self.endpoints.list():
+                if ep.pod_key == pod_key and ep.labels != labels:
+                    ep.labels = dict(labels)
+                    changed = True
+            if changed:
+                self._persist()
+
+    def metrics(self) -> dict[str, dict[str, int]]:
+        """Datapath counters as ``{"<reason>/<direction>": {"packets", "bytes"}}`` (0 = forwarded)."""
+        if self.datapath is None:
+            return {}
+        out = {}
+        for key, counters in self.datapath.metrics().items():
+            direction = {1: "ingress", 2: "egress"}.get(key.direction, str(key.direction))
+            out[f"{key.reason}/{direction}"] = {"packets": counters.packets, "bytes": counters.bytes}
+        return out
+
+    def _record(self, ep: Endpoint) -> EndpointRecord:
+        return EndpointRecord(ifindex=ep.host_ifindex, ep_id=ep.id, pod_mac=ep.pod_mac, lxc_mac=ep.host_mac)
+
+    def _persist(self) -> None:
+        assert self.allocator is not None
+        save_state(
+            self.state_path,
+            LocalState(self.pod_cidr, self.router_ip, self.allocator.snapshot(), self.endpoints.snapshot()),
+        )
+
+    def close(self) -> None:
+        if self.datapath is not None:
+            self.datapath.close()

@@ -1,0 +1,296 @@
+"""Command implementations behind ``membrane``: dispatch, resources (apply/delete/get/label), exec."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from membrane.model.errors import ValidationError
+from membrane.model.kinds import KindInfo, lookup_kind
+from membrane.model.naming import LabPaths
+
+
+class CLIError(Exception):
+    pass
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "version":
+        print("membrane 0.1.0")
+        return 0
+    if cmd == "lab":
+        from membrane.cli import lab_cmds
+
+        return lab_cmds.run(args)
+    if cmd in ("status", "endpoint"):
+        from membrane.cli import node_cmds
+
+        return node_cmds.run(args)
+    handlers = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "label": cmd_label, "exec": cmd_exec}
+    return handlers[cmd](args)
+
+
+def _store(lab: str) -> Any:
+    from membrane.lab.record import load_record
+    from membrane.store.etcd import EtcdClient
+    from membrane.store.resources import ResourceStore
+
+    record = load_record(lab)
+    if record is None:
+        raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
+    paths = LabPaths(lab)
+    from membrane.lab.builder import MAX_TXN_OPS
+
+    return ResourceStore(EtcdClient(paths.etcd_endpoint), record.topology.config.cluster_name, max_txn_ops=MAX_TXN_OPS)
+
+
+def _resource_ref(info: KindInfo) -> str:
+    return info.plural.rstrip("s") if info.group == "core" else f"{info.kind.lower()}.{info.group}"
+
+
+def _load(filenames: list[str], namespace: str | None) -> list[dict[str, Any]]:
+    from membrane.cli.manifests import load_paths
+    from membrane.model.validate import validate_object
+
+    objs = []
+    for where, raw in load_paths(filenames):
+        objs.append(validate_object(raw, where, default_namespace=namespace or "default"))
+    return objs
+
+
+# ---- apply / delete ------------------------------------------------------------------------------------
+def cmd_apply(args: argparse.Namespace) -> int:
+    try:
+        objs = _load(args.filename, args.namespace)
+    except ValidationError as exc:
+        raise CLIError(str(exc)) from None
+    except OSError as exc:
+        raise CLIError(f"{exc.filename}: {exc.strerror}") from None
+    if not objs:
+        raise CLIError("no objects passed to apply")
+    for obj in objs:
+        info = lookup_kind(obj["kind"])
+        if info.read_only:
+            raise CLIError(f"{obj['kind']} {obj['metadata']['name']}: is managed by the cluster and cannot be applied")
+    store = _store(args.lab)
+    _check_namespaces(store, objs)
+    _keep_bindings(store, objs)
+    try:
+        results = store.apply_many(objs)
+    except Exception as exc:
+        raise CLIError(f"apply failed, nothing was stored: {exc}") from None
+    for obj, outcome in results:
+        info = lookup_kind(obj["kind"])
+        print(f"{_resource_ref(info)}/{obj['metadata']['name']} {outcome}")
+    return 0
+
+
+def _keep_bindings(store: Any, objs: list[dict[str, Any]]) -> None:
+    """A re-applied Pod keeps the node it was bound to (kubectl apply leaves fields it did not set)."""
+    for obj in objs:
+        if obj["kind"] != "Pod" or obj.get("spec", {}).get("nodeName"):
+            continue
+        old = store.get("core", "Pod", obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if old and old.get("spec", {}).get("nodeName"):
+            obj["spec"]["nodeName"] = old["spec"]["nodeName"]
+
+
+def _check_namespaces(store: Any, objs: list[dict[str, Any]]) -> None:
+    created = {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
+    existing = {n["metadata"]["name"] for n in store.list("core", "Namespace")[0]}
+    for obj in objs:
+        ns = obj.get("metadata", {}).get("namespace")
+        if ns and ns not in created and ns not in existing:
+            raise CLIError(f'namespaces "{ns}" not found (needed by {obj["kind"]} {obj["metadata"]["name"]}); nothing was stored')
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    store = _store(args.lab)
+    targets: list[tuple[KindInfo, str, str]] = []
+    if args.filename:
+        if args.kind:
+            raise CLIError("give either -f FILE or KIND NAME, not both")
+        try:
+            objs = _load(args.filename, args.namespace)
+        except ValidationError as exc:
+            raise CLIError(str(exc)) from None
+        for obj in objs:
+            info = lookup_kind(obj["kind"])
+            targets.append((info, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+    else:
+        if not args.kind or not args.names:
+            raise CLIError("usage: membrane delete KIND NAME... [-n NS] or membrane delete -f FILE")
+        info = _kind(args.kind)
+        ns = (args.namespace or "default") if info.namespaced else ""
+        targets = [(info, ns, name) for name in args.names]
+    for info, _ns, name in targets:
+        if info.read_only:
+            raise CLIError(f"{info.kind} {name}: is managed by the cluster and cannot be deleted")
+    found = store.delete_many([(info.group, info.kind, ns or "_", name) for info, ns, name in targets])
+    rc = 0
+    for (info, _ns, name), ok in zip(targets, found, strict=True):
+        if ok:
+            print(f'{_resource_ref(info)} "{name}" deleted')
+        elif not args.ignore_not_found:
+            print(f'Error from server (NotFound): {info.plural}.{info.group if info.group != "core" else ""}'
+                  .rstrip(".") + f' "{name}" not found', file=sys.stderr)
+            rc = 1
+    deleted_ns = [name for (info, _ns, name), ok in zip(targets, found, strict=True) if ok and info.kind == "Namespace"]
+    if deleted_ns:
+        _delete_namespaced_objects(store, deleted_ns)
+    return rc
+
+
+def _delete_namespaced_objects(store: Any, namespaces: list[str]) -> None:
+    """Deleting a Namespace deletes what is in it, as Kubernetes' namespace controller does."""
+    from membrane.model.kinds import KINDS
+
+    keys = []
+    for info in KINDS:
+        if not info.namespaced:
+            continue
+        for ns in namespaces:
+            for obj in store.list(info.group, info.kind, ns)[0]:
+                keys.append((info.group, info.kind, ns, obj["metadata"]["name"]))
+    if keys:
+        store.delete_many(keys)
+
+
+def _kind(name: str) -> KindInfo:
+    try:
+        return lookup_kind(name)
+    except ValidationError as exc:
+        raise CLIError(str(exc)) from None
+
+
+# ---- get ---------------------------------------------------------------------------------------------
+def cmd_get(args: argparse.Namespace) -> int:
+    from membrane.cli.printers import render_objects, render_table
+    from membrane.model.labels import LabelSelector
+
+    store = _store(args.lab)
+    kinds = [_kind(k) for k in args.kind.split(",") if k]
+    selector = LabelSelector.parse(args.selector) if args.selector else None
+    now = datetime.now(UTC)
+    collected: list[dict[str, Any]] = []
+    rc = 0
+    blocks = []
+    for info in kinds:
+        ns = None if (args.all_namespaces or not info.namespaced) else (args.namespace or "default")
+        if args.names:
+            objs = []
+            for name in args.names:
+                obj = store.get(info.group, info.kind, ns or "", name)
+                if obj is None:
+                    print(f'Error from server (NotFound): {info.plural} "{name}" not found', file=sys.stderr)
+                    rc = 1
+                else:
+                    objs.append(obj)
+        else:
+            objs = store.list(info.group, info.kind, ns)[0]
+        if selector is not None:
+            objs = [o for o in objs if selector.matches(o.get("metadata", {}).get("labels") or {})]
+        collected.extend(objs)
+        if args.output in ("yaml", "json"):
+            continue
+        if not objs:
+            if not args.names:
+                scope = f" in {ns} namespace" if ns else ""
+                blocks.append(("", f"No resources found{scope}."))
+            continue
+        table = render_table(info.kind, objs, wide=args.output == "wide",
+                             all_namespaces=bool(args.all_namespaces and info.namespaced), now=now)
+        if args.show_labels:
+            table = _append_labels(table, objs)
+        blocks.append((table, ""))
+    if args.output in ("yaml", "json"):
+        single = len(kinds) == 1 and len(args.names) == 1 and len(collected) == 1
+        print(render_objects(collected, args.output, single=single), end="")
+        return rc
+    first = True
+    for table, empty in blocks:
+        if empty:
+            print(empty, file=sys.stderr)
+            continue
+        if not first:
+            print()
+        print(table.rstrip("\n"))
+        first = False
+    return rc
+
+
+def _append_labels(table: str, objs: list[dict[str, Any]]) -> str:
+    lines = table.rstrip("\n").split("\n")
+    width = max(len(line) for line in lines) + 3
+    out = [lines[0].ljust(width) + "LABELS"]
+    for line, obj in zip(lines[1:], objs, strict=False):
+        labels = obj.get("metadata", {}).get("labels") or {}
+        out.append(line.ljust(width) + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"))
+    return "\n".join(out)
+
+
+# ---- label -------------------------------------------------------------------------------------------
+def cmd_label(args: argparse.Namespace) -> int:
+    from membrane.model.labels import apply_label_changes, parse_label_assignments
+
+    info = _kind(args.kind)
+    ns = (args.namespace or "default") if info.namespaced else ""
+    try:
+        changes = parse_label_assignments(args.labels)
+    except ValidationError as exc:
+        raise CLIError(str(exc)) from None
+    store = _store(args.lab)
+    for _attempt in range(5):
+        obj = store.get(info.group, info.kind, ns, args.name)
+        if obj is None:
+            raise CLIError(f'{info.plural} "{args.name}" not found')
+        try:
+            new_labels = apply_label_changes(obj["metadata"].get("labels") or {}, changes, overwrite=args.overwrite)
+        except ValidationError as exc:
+            raise CLIError(str(exc)) from None
+        if new_labels == (obj["metadata"].get("labels") or {}):
+            print(f"{_resource_ref(info)}/{args.name} not labeled")
+            return 0
+        obj["metadata"]["labels"] = new_labels
+        try:
+            store.put_object(obj, expected_revision=int(obj["metadata"]["resourceVersion"]))
+        except Exception:
+            continue
+        print(f"{_resource_ref(info)}/{args.name} labeled")
+        return 0
+    raise CLIError("the object kept changing; try again")
+
+
+# ---- exec --------------------------------------------------------------------------------------------
+def cmd_exec(args: argparse.Namespace) -> int:
+    from membrane.lab.runtime import Runtime
+
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        raise CLIError("usage: membrane exec [-n NS] POD -- COMMAND [ARGS...]")
+    ns = args.namespace or "default"
+    store = _store(args.lab)
+    pod = store.get("core", "Pod", ns, args.pod)
+    if pod is None:
+        raise CLIError(f'pods "{args.pod}" not found in namespace {ns}')
+    sb = next((s for s in Runtime(args.lab).load_all() if s.uid == pod["metadata"]["uid"]), None)
+    if sb is None or sb.pause is None:
+        phase = pod.get("status", {}).get("phase", "Pending")
+        raise CLIError(f"pod {ns}/{args.pod} has no running sandbox (phase {phase})")
+    argv = ["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *cmd]
+    env = dict(os.environ, HOSTNAME=sb.name)
+    sys.stdout.flush()
+    try:
+        os.execvpe("nsenter", argv, env)
+    except OSError as exc:
+        raise CLIError(f"exec failed: {exc}") from None
+    return 0  # not reached
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))

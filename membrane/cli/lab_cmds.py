@@ -1,0 +1,153 @@
+"""``membrane lab create|delete|status|list|exec``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from membrane.cli.commands import CLIError
+from membrane.model.errors import ValidationError
+from membrane.model.naming import NETNS_DIR, LabPaths, validate_lab_name
+
+
+class _Progress:
+    """One line per step with the elapsed time, so a slow step is visible while it runs."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.start:5.1f}s] {message}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        validate_lab_name(args.lab)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    handlers = {"create": _create, "delete": _delete, "status": _status, "list": _list, "exec": _exec,
+                "stop": _daemon, "start": _daemon, "restart": _daemon}
+    return handlers[args.lab_cmd](args)
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    from membrane.lab import builder
+
+    try:
+        if args.lab_cmd in ("stop", "restart"):
+            builder.stop_daemon(args.lab, args.daemon)
+            print(f"{args.daemon} stopped")
+        if args.lab_cmd in ("start", "restart"):
+            rec = builder.start_daemon(args.lab, args.daemon)
+            print(f"{args.daemon} started (pid {rec.pid})")
+    except builder.LabError as exc:
+        raise CLIError(str(exc)) from None
+    return 0
+
+
+def _create(args: argparse.Namespace) -> int:
+    from membrane.lab import builder
+    from membrane.lab.topology import build_topology
+
+    text = None
+    if args.config:
+        try:
+            with open(args.config) as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise CLIError(f"{args.config}: {exc.strerror}") from None
+    try:
+        topo = build_topology(args.nodes, text, args.config or "lab.yaml", args.settings)
+    except ValidationError as exc:
+        raise CLIError(str(exc)) from None
+    progress = _Progress()
+    progress(f"creating lab {args.lab!r}: {len(topo.nodes)} nodes, ipam {topo.config.ipam_mode}, "
+             f"routing {topo.config.routing_mode}")
+    try:
+        builder.create(args.lab, topo, progress)
+    except builder.LabError as exc:
+        raise CLIError(f"{exc} (nothing was left behind)") from None
+    progress("lab ready")
+    _print_nodes(args.lab)
+    print(f"\nTry: membrane --lab {args.lab} get nodes -o wide   |   membrane --lab {args.lab} lab delete")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from membrane.lab import builder
+
+    if os.geteuid() != 0:
+        raise CLIError("lab delete needs root")
+    removed = builder.delete(args.lab, _Progress())
+    if not removed:
+        print(f"lab {args.lab!r}: nothing to remove")
+    else:
+        print(f"lab {args.lab!r} deleted ({len(removed)} items removed)")
+    return 0
+
+
+def _print_nodes(lab: str) -> None:
+    from membrane.lab.record import load_record
+
+    record = load_record(lab)
+    if record is None:
+        return
+    print(f"{'NODE':<12} {'NETNS':<24} {'IP':<18}")
+    for node in record.topology.nodes:
+        print(f"{node.name:<12} {LabPaths(lab).node_netns(node.name):<24} {node.ip:<18}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from membrane.lab import processes
+    from membrane.lab.builder import lab_netns
+    from membrane.lab.record import load_record
+
+    record = load_record(args.lab)
+    if record is None:
+        leftovers = lab_netns(args.lab)
+        if leftovers:
+            print(f"lab {args.lab!r}: no record, but {len(leftovers)} namespaces remain; run: membrane lab delete --lab {args.lab}")
+            return 1
+        raise CLIError(f"lab {args.lab!r} not found")
+    print(f"Lab:        {record.name} ({record.state})")
+    print(f"Run dir:    {LabPaths(args.lab).run_dir}")
+    print(f"Settings:   ipam.mode={record.topology.config.ipam_mode} routingMode={record.topology.config.routing_mode}")
+    print()
+    _print_nodes(args.lab)
+    print()
+    print(f"{'DAEMON':<20} {'PID':>8}   STATE")
+    bad = 0
+    for name, rec in sorted(record.processes.items()):
+        alive = processes.is_alive(rec)
+        bad += not alive
+        print(f"{name:<20} {rec.pid:>8}   {'running' if alive else 'NOT RUNNING'}")
+    pods = [n for n in lab_netns(args.lab) if ".pod-" in n]
+    print(f"\nPod sandboxes: {len(pods)}")
+    return 1 if bad else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from membrane.lab.record import list_labs, load_record
+
+    labs = list_labs()
+    if not labs:
+        print("No labs.", file=sys.stderr)
+        return 0
+    print(f"{'NAME':<20} {'STATE':<10} {'NODES':>5}")
+    for name in labs:
+        rec = load_record(name)
+        print(f"{name:<20} {(rec.state if rec else 'broken'):<10} {(len(rec.topology.nodes) if rec else 0):>5}")
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        raise CLIError("usage: membrane lab exec NODE -- COMMAND [ARGS...]")
+    netns = f"{LabPaths(args.lab).netns_prefix}{args.target}"
+    if not os.path.exists(f"{NETNS_DIR}/{netns}"):
+        raise CLIError(f"no namespace {args.target!r} in lab {args.lab!r}")
+    os.execvp("ip", ["ip", "netns", "exec", netns, *cmd])
+    return 0

@@ -1,0 +1,123 @@
+"""``membrane``: the command line, kubectl conventions for resources, cilium-dbg for node internals.
+
+Every command takes ``--lab NAME`` (before or after the command) to address one lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from membrane.model.naming import DEFAULT_LAB
+
+OUTPUTS = ("wide", "yaml", "json")
+
+
+def _lab_arg(p: argparse.ArgumentParser, top: bool = False) -> None:
+    kwargs = {"default": DEFAULT_LAB} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--lab", help="lab to address (default: membrane)", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="membrane", description="eBPF networking for containers, Cilium-style")
+    _lab_arg(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("apply", help="create or update resources from files (kubectl apply)")
+    _lab_arg(p)
+    p.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - for stdin")
+    p.add_argument("-n", "--namespace", default=None)
+
+    p = sub.add_parser("delete", help="delete resources by file or by kind and name")
+    _lab_arg(p)
+    p.add_argument("-f", "--filename", action="append")
+    p.add_argument("-n", "--namespace", default=None)
+    p.add_argument("--ignore-not-found", action="store_true")
+    p.add_argument("kind", nargs="?")
+    p.add_argument("names", nargs="*")
+
+    p = sub.add_parser("get", help="list resources (kubectl get)")
+    _lab_arg(p)
+    p.add_argument("kind", help="kind, or several separated by commas (pods,svc)")
+    p.add_argument("names", nargs="*")
+    p.add_argument("-n", "--namespace", default=None)
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-o", "--output", choices=OUTPUTS)
+    p.add_argument("-l", "--selector", default=None, help="label selector (k=v,k!=v,k)")
+    p.add_argument("--show-labels", action="store_true")
+
+    p = sub.add_parser("label", help="add, change or remove labels (kubectl label)")
+    _lab_arg(p)
+    p.add_argument("kind")
+    p.add_argument("name")
+    p.add_argument("labels", nargs="+", help="k=v to set, k- to remove")
+    p.add_argument("-n", "--namespace", default=None)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("exec", help="run a command in a pod's network namespace")
+    _lab_arg(p)
+    p.add_argument("-n", "--namespace", default=None)
+    p.add_argument("-c", "--container", default=None)
+    p.add_argument("-i", "--stdin", action="store_true", help="accepted for kubectl compatibility")
+    p.add_argument("-t", "--tty", action="store_true", help="accepted for kubectl compatibility")
+    p.add_argument("pod")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("status", help="agent status (cilium-dbg status)")
+    _lab_arg(p)
+    p.add_argument("--node", default=None)
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("-o", "--output", choices=("json",))
+
+    p = sub.add_parser("endpoint", help="endpoints of a node (cilium-dbg endpoint list)")
+    _lab_arg(p)
+    esub = p.add_subparsers(dest="endpoint_cmd", required=True)
+    q = esub.add_parser("list")
+    _lab_arg(q)
+    q.add_argument("--node", default=None)
+    q.add_argument("-o", "--output", choices=("json",))
+
+    p = sub.add_parser("lab", help="a multi-node cluster on this machine")
+    _lab_arg(p)
+    lsub = p.add_subparsers(dest="lab_cmd", required=True)
+    q = lsub.add_parser("create", help="build the lab")
+    _lab_arg(q)
+    q.add_argument("--nodes", type=int, default=3)
+    q.add_argument("--config", default=None, help="lab.yaml with nodes, router and settings")
+    q.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
+                   help="Cilium/Helm-style setting, e.g. ipam.mode=kubernetes")
+    q = lsub.add_parser("delete", help="remove the lab and everything it made")
+    _lab_arg(q)
+    q = lsub.add_parser("status", help="show the lab's nodes and daemons")
+    _lab_arg(q)
+    q = lsub.add_parser("list", help="list labs on this machine")
+    _lab_arg(q)
+    for verb in ("stop", "start", "restart"):
+        q = lsub.add_parser(verb, help=f"{verb} one lab daemon (etcd, operator, kubelet, agent-<node>)")
+        _lab_arg(q)
+        q.add_argument("daemon")
+    q = lsub.add_parser("exec", help="run a command in a lab namespace (a node, router, or underlay)")
+    _lab_arg(q)
+    q.add_argument("target")
+    q.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("version", help="print the version")
+    _lab_arg(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from membrane.cli import commands
+
+    try:
+        return commands.dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except commands.CLIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""``membrane status`` and ``membrane endpoint list``: ask the node agents over their sockets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from membrane.api.unixhttp import APIError, request_json
+from membrane.cli.commands import CLIError
+from membrane.model.naming import LabPaths
+
+
+def _nodes(lab: str, only: str | None) -> list[str]:
+    from membrane.lab.record import load_record
+
+    record = load_record(lab)
+    if record is None:
+        raise CLIError(f"lab {lab!r} not found")
+    names = [n.name for n in record.topology.nodes]
+    if only:
+        if only not in names:
+            raise CLIError(f"node {only!r} not in lab {lab!r} (nodes: {', '.join(names)})")
+        return [only]
+    return names
+
+
+def _ask(lab: str, node: str, path: str) -> Any:
+    try:
+        return request_json(LabPaths(lab).agent_socket(node), "GET", path, timeout=5)
+    except (OSError, APIError) as exc:
+        raise CLIError(f"agent on {node} is not reachable: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from membrane.cli.printers import render_endpoint_list, render_status
+
+    if args.command == "status":
+        nodes = _nodes(args.lab, args.node)
+        if args.node is None and len(nodes) > 1:
+            nodes = nodes[:1]  # like cilium-dbg: the local agent; --node picks another
+        status = _ask(args.lab, nodes[0], "/v1/status")
+        if args.output == "json":
+            print(json.dumps(status, indent=2))
+        else:
+            print(render_status(status, verbose=args.verbose).rstrip("\n"))
+        return 0 if status.get("ready") else 1
+    rows: list[dict[str, Any]] = []
+    for node in _nodes(args.lab, args.node):
+        try:
+            eps = _ask(args.lab, node, "/v1/endpoints")
+        except CLIError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+            continue
+        for ep in eps:
+            ep["node"] = node
+        rows.extend(eps)
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        print(render_endpoint_list(rows).rstrip("\n"))
+    return 0

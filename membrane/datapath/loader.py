@@ -1,0 +1,212 @@
+"""Load the node's datapath (bpf/lxc.c), pin it, and attach it to endpoint devices.
+
+One ``NodeDatapath`` per node agent. Maps are pinned by name under the node's pin directory
+(``/sys/fs/bpf/membrane/<lab>/<node>/``) and reused by every later load, so an agent restart
+keeps the maps and their contents; programs are pinned under ``<pin_dir>/progs/``. tc calls act
+on the calling thread's network namespace (the agent runs inside its node's netns).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from membrane.datapath.bpf.bpf_object import BpfObject
+from membrane.datapath.bpf.errors import BpfError
+from membrane.datapath.bpf.syscalls import prog_info
+from membrane.datapath.bpf.tc import Direction, tc_attach, tc_detach, tc_hook_create, tc_query
+from membrane.datapath.maps.abi import abi_drift
+from membrane.datapath.maps.endpoints import EndpointsMap
+from membrane.datapath.maps.metrics import MetricCounters, MetricKey, MetricsMap
+
+BPF_DIR_ENV = "MEMBRANE_BPF_DIR"
+LXC_OBJECT = "lxc.o"
+FROM_CONTAINER = "from_container"  # tc ingress of the host-side veth: packets the pod sends
+TO_CONTAINER = "to_container"  # tc egress of the host-side veth: packets to the pod
+LXC_PROGRAMS = ((FROM_CONTAINER, Direction.INGRESS), (TO_CONTAINER, Direction.EGRESS))
+TC_HANDLE = 1
+TC_PRIORITY = 1
+PROGS_SUBDIR = "progs"
+
+
+# Keep in step with the Makefile's build/bpf/%.o rule.
+CLANG_FLAGS = ("-O2", "-g", "-Wall", "-Werror", "-target", "bpf", "-D__TARGET_ARCH_x86")
+
+
+def find_object(name: str) -> str:
+    """Path of a compiled object (``lxc`` or ``lxc.o``): in $MEMBRANE_BPF_DIR when set, else in
+    the repository's build/bpf/."""
+    filename = name if name.endswith(".o") else f"{name}.o"
+    if os.sep in filename:
+        raise ValueError(f"BPF object name {name!r}: a bare name like 'lxc' is expected")
+    directory = os.environ.get(BPF_DIR_ENV) or str(repo_root() / "build" / "bpf")
+    path = os.path.join(directory, filename)
+    if not os.path.isfile(path):
+        hint = f"${BPF_DIR_ENV}" if os.environ.get(BPF_DIR_ENV) else "build/bpf (run `make bpf`)"
+        raise FileNotFoundError(f"BPF object {filename} not found in {directory} ({hint})")
+    return path
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def compile_object(name: str, out_dir: str, source_dir: str | None = None) -> str:
+    """Compile ``bpf/<name>.c`` into ``<out_dir>/<name>.o`` with the Makefile's flags (for tests
+    and tools that run without ``make bpf``); raises BpfError with clang's output on failure."""
+    base = name.removesuffix(".o").removesuffix(".c")
+    src_dir = Path(source_dir) if source_dir else repo_root() / "bpf"
+    out = os.path.join(out_dir, f"{base}.o")
+    os.makedirs(out_dir, exist_ok=True)
+    cmd = ["clang", *CLANG_FLAGS, "-I", str(src_dir / "lib"), "-I", "/usr/include/x86_64-linux-gnu",
+           "-c", str(src_dir / f"{base}.c"), "-o", out]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise BpfError(errno.ENOENT, "compile BPF", "clang is not installed (apt: clang)") from None
+    if proc.returncode != 0:
+        raise BpfError(errno.EINVAL, f"compile {src_dir / base}.c", proc.stderr.strip()[-4000:])
+    return out
+
+
+def _bpffs_mounts() -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        return [fields[1] for fields in (line.split() for line in mounts) if len(fields) > 2 and fields[2] == "bpf"]
+
+
+def _check_on_bpffs(pin_dir: str) -> str:
+    path = os.path.normpath(os.path.abspath(pin_dir))
+    if not any(path.startswith(mount.rstrip("/") + "/") for mount in _bpffs_mounts()):
+        raise BpfError(
+            errno.EINVAL, f"pin directory {pin_dir}", "not below a mounted bpf filesystem (mount -t bpf bpf /sys/fs/bpf)"
+        )
+    return path
+
+
+def remove_pins(pin_dir: str) -> bool:
+    """Unlink every pin below ``pin_dir`` and the directories; False if it did not exist.
+    Refuses paths that are not inside a bpf filesystem. Attached programs keep running until
+    their devices go away; maps live on while something still uses them."""
+    path = _check_on_bpffs(pin_dir)
+    if not os.path.isdir(path):
+        return False
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            os.unlink(os.path.join(root, name))
+        for name in dirs:
+            os.rmdir(os.path.join(root, name))
+    os.rmdir(path)
+    return True
+
+
+class NodeDatapath:
+    """The node's programs and maps: ``load()``, ``attach_endpoint(ifindex)``, ``endpoints``, …"""
+
+    def __init__(self, pin_dir: str, object_path: str | None = None) -> None:
+        self.pin_dir = _check_on_bpffs(pin_dir)
+        self._object_path = object_path
+        self._obj: BpfObject | None = None
+        self._endpoints: EndpointsMap | None = None
+        self._metrics: MetricsMap | None = None
+        self._prog_ids: dict[str, int] = {}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load lxc.o, creating the pinned maps or reusing existing ones (contents kept), and
+        pin the programs. Refuses an object whose map structs differ from the Python mirrors."""
+        if self._obj is not None:
+            raise BpfError(errno.EALREADY, f"datapath {self.pin_dir}", "already loaded")
+        path = self._object_path or find_object(LXC_OBJECT)
+        drift = abi_drift(path)
+        if drift:
+            raise BpfError(errno.EPROTO, f"{path}: map layouts differ from membrane/datapath/maps", "\n".join(drift))
+        obj = BpfObject.open(path, pin_root=self.pin_dir)
+        try:
+            obj.load()
+            for name, _direction in LXC_PROGRAMS:
+                obj.pin_program(name, os.path.join(self.pin_dir, PROGS_SUBDIR, name))
+                self._prog_ids[name] = prog_info(obj.program_fd(name)).id
+        except BaseException:
+            obj.close()
+            self._prog_ids.clear()
+            raise
+        self._obj = obj
+
+    @property
+    def loaded(self) -> bool:
+        return self._obj is not None
+
+    def _loaded(self) -> BpfObject:
+        if self._obj is None:
+            raise BpfError(errno.ENOENT, f"datapath {self.pin_dir}", "not loaded (call load() first)")
+        return self._obj
+
+    @property
+    def program_ids(self) -> dict[str, int]:
+        """Kernel ids of this load's programs, by name (compare with :meth:`attached`)."""
+        self._loaded()
+        return dict(self._prog_ids)
+
+    # -- attaching -------------------------------------------------------------------------
+
+    def attach_endpoint(self, ifindex: int) -> None:
+        """Ensure clsact on the device and attach both programs, replacing older ones in place
+        (each swap is one netlink request, so traffic always meets a program)."""
+        obj = self._loaded()
+        tc_hook_create(ifindex)
+        for name, direction in LXC_PROGRAMS:
+            tc_attach(ifindex, direction, obj.program_fd(name), handle=TC_HANDLE, priority=TC_PRIORITY, replace=True)
+
+    def detach_endpoint(self, ifindex: int) -> bool:
+        """Remove both programs from the device; False if neither was attached (or it is gone)."""
+        removed = [tc_detach(ifindex, direction, TC_HANDLE, TC_PRIORITY) for _name, direction in LXC_PROGRAMS]
+        return any(removed)
+
+    def reattach_all(self, ifindexes: Iterable[int]) -> dict[int, BpfError]:
+        """Attach this load's programs to every device; returns the failures by ifindex (e.g.
+        a device that vanished meanwhile) after trying them all."""
+        failures: dict[int, BpfError] = {}
+        for ifindex in ifindexes:
+            try:
+                self.attach_endpoint(ifindex)
+            except BpfError as exc:
+                failures[ifindex] = exc
+        return failures
+
+    def attached(self, ifindex: int) -> dict[str, int | None]:
+        """Program id attached at each of our hooks of the device (None where nothing is)."""
+        return {name: tc_query(ifindex, direction, TC_HANDLE, TC_PRIORITY) for name, direction in LXC_PROGRAMS}
+
+    # -- maps ------------------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> EndpointsMap:
+        self._loaded()
+        if self._endpoints is None:
+            self._endpoints = EndpointsMap.open(self.pin_dir)
+        return self._endpoints
+
+    def metrics(self) -> dict[MetricKey, MetricCounters]:
+        """Counters by (reason, direction), summed over CPUs."""
+        self._loaded()
+        if self._metrics is None:
+            self._metrics = MetricsMap.open(self.pin_dir)
+        return self._metrics.read()
+
+    def close(self) -> None:
+        """Release our fds; pins, maps and attached programs stay in the kernel."""
+        for handle in (self._endpoints, self._metrics, self._obj):
+            if handle is not None:
+                handle.close()
+        self._endpoints = self._metrics = self._obj = None
+        self._prog_ids.clear()
+
+    def __enter__(self) -> NodeDatapath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,29 @@
+"""The C structs (bpf/lib/maps.h) each ctypes mirror stands for, and the check that they agree."""
+
+from __future__ import annotations
+
+import ctypes
+
+from membrane.datapath.bpf.btf import ctypes_layout, layout_drift, read_struct_layouts
+from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey
+from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
+
+# (C struct name, Python mirror) for every struct shared with user space
+MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
+    ("endpoint_key", EndpointKey),
+    ("endpoint_info", EndpointInfo),
+    ("metrics_key", MetricsKey),
+    ("metrics_value", MetricsValue),
+)
+
+
+def abi_drift(object_path: str) -> list[str]:
+    """Every difference between the object's BTF and the mirrors; empty when they agree."""
+    layouts = read_struct_layouts(object_path)
+    problems = []
+    for c_name, mirror in MIRRORS:
+        if c_name not in layouts:
+            problems.append(f"struct {c_name}: not in {object_path}")
+            continue
+        problems.extend(layout_drift(layouts[c_name], ctypes_layout(c_name, mirror)))
+    return problems

@@ -1,0 +1,148 @@
+"""mb_endpoints: local endpoints by IPv4 address (bpf/lib/maps.h struct endpoint_key/_info)."""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import re
+import struct
+from ctypes import c_uint8, c_uint16, c_uint32
+from dataclasses import dataclass
+
+from membrane.datapath.bpf.syscalls import map_delete, map_keys, map_lookup, map_update
+from membrane.datapath.maps.pinned import BPF_MAP_TYPE_HASH, PinnedMap
+from membrane.model.errors import ValidationError
+
+MAP_NAME = "mb_endpoints"
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class EndpointKey(ctypes.Structure):
+    """struct endpoint_key: the IPv4 address in network byte order."""
+
+    _fields_ = [("ip4", c_uint32)]
+
+
+class EndpointInfo(ctypes.Structure):
+    """struct endpoint_info."""
+
+    _fields_ = [
+        ("ifindex", c_uint32),
+        ("ep_id", c_uint16),
+        ("flags", c_uint16),
+        ("pod_mac", c_uint8 * 6),
+        ("lxc_mac", c_uint8 * 6),
+        ("sec_identity", c_uint32),
+        ("pad", c_uint32),
+    ]
+
+
+def _mac(value: str, field: str) -> str:
+    mac = value.strip().lower() if isinstance(value, str) else value
+    if not isinstance(mac, str) or not _MAC.match(mac):
+        raise ValidationError(f"{field} {value!r}: not a MAC address (expected six hex pairs like 0a:58:0a:00:00:01)",
+                              "endpoint record")
+    return mac
+
+
+def _uint(value: int, bits: int, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << bits):
+        raise ValidationError(f"{field} {value!r}: must be an integer in 0..{(1 << bits) - 1}", "endpoint record")
+    return value
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """What the datapath knows about a local endpoint. MACs are normalised to lower case."""
+
+    ifindex: int
+    ep_id: int
+    pod_mac: str
+    lxc_mac: str
+    flags: int = 0
+    sec_identity: int = 0
+
+    def __post_init__(self) -> None:
+        _uint(self.ifindex, 32, "ifindex")
+        if self.ifindex == 0:
+            raise ValidationError("ifindex 0: must name a device", "endpoint record")
+        _uint(self.ep_id, 16, "ep_id")
+        _uint(self.flags, 16, "flags")
+        _uint(self.sec_identity, 32, "sec_identity")
+        object.__setattr__(self, "pod_mac", _mac(self.pod_mac, "pod_mac"))
+        object.__setattr__(self, "lxc_mac", _mac(self.lxc_mac, "lxc_mac"))
+
+    def to_c(self) -> EndpointInfo:
+        return EndpointInfo(
+            ifindex=self.ifindex,
+            ep_id=self.ep_id,
+            flags=self.flags,
+            pod_mac=(c_uint8 * 6)(*bytes.fromhex(self.pod_mac.replace(":", ""))),
+            lxc_mac=(c_uint8 * 6)(*bytes.fromhex(self.lxc_mac.replace(":", ""))),
+            sec_identity=self.sec_identity,
+            pad=0,
+        )
+
+    @classmethod
+    def from_c(cls, info: EndpointInfo) -> EndpointRecord:
+        return cls(
+            ifindex=info.ifindex,
+            ep_id=info.ep_id,
+            pod_mac=":".join(f"{b:02x}" for b in info.pod_mac),
+            lxc_mac=":".join(f"{b:02x}" for b in info.lxc_mac),
+            flags=info.flags,
+            sec_identity=info.sec_identity,
+        )
+
+
+def endpoint_key(ip: str | ipaddress.IPv4Address) -> EndpointKey:
+    try:
+        address = ipaddress.IPv4Address(ip)
+    except (ValueError, TypeError):
+        raise ValidationError(f"{ip!r} is not an IPv4 address", "endpoints map key") from None
+    # The C key holds the address in network order: keep the bytes, read them as a native u32.
+    return EndpointKey(ip4=struct.unpack("=I", address.packed)[0])
+
+
+def key_address(key: EndpointKey) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(struct.pack("=I", key.ip4))
+
+
+class EndpointsMap(PinnedMap):
+    """``EndpointsMap.open(pin_dir)``: the node's local endpoints, keyed by pod IPv4 address."""
+
+    NAME = MAP_NAME
+    MAP_TYPE = BPF_MAP_TYPE_HASH
+    KEY = EndpointKey
+    VALUE = EndpointInfo
+
+    def update(self, ip: str | ipaddress.IPv4Address, record: EndpointRecord) -> None:
+        """Insert or replace the entry of ``ip`` (one atomic map update)."""
+        if not isinstance(record, EndpointRecord):
+            raise ValidationError(f"expected an EndpointRecord, got {type(record).__name__}", "endpoints map value")
+        map_update(self.fd, endpoint_key(ip), record.to_c(), what=f"{self.NAME} {ip}")
+
+    def delete(self, ip: str | ipaddress.IPv4Address) -> bool:
+        """Remove the entry of ``ip``; False if there was none."""
+        return map_delete(self.fd, endpoint_key(ip), what=f"{self.NAME} {ip}")
+
+    def get(self, ip: str | ipaddress.IPv4Address) -> EndpointRecord | None:
+        info = EndpointInfo()
+        if not map_lookup(self.fd, endpoint_key(ip), info, what=f"{self.NAME} {ip}"):
+            return None
+        return EndpointRecord.from_c(info)
+
+    def items(self) -> list[tuple[str, EndpointRecord]]:
+        """Every entry as (IPv4 address text, record), sorted by address; entries deleted while
+        we walk are left out."""
+        found: dict[ipaddress.IPv4Address, EndpointRecord] = {}
+        for key in map_keys(self.fd, EndpointKey, what=self.NAME):
+            info = EndpointInfo()
+            if map_lookup(self.fd, key, info, what=self.NAME):
+                found[key_address(key)] = EndpointRecord.from_c(info)
+        return [(str(address), record) for address, record in sorted(found.items())]
+
+    def keys(self) -> list[str]:
+        """Every endpoint address (IPv4 text), sorted."""
+        addresses = {key_address(key) for key in map_keys(self.fd, EndpointKey, what=self.NAME)}
+        return [str(address) for address in sorted(addresses)]

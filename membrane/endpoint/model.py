@@ -1,0 +1,95 @@
+"""An endpoint: one pod interface the agent manages, and the table of them.
+
+Endpoint IDs are small integers local to a node (1..4095, like Cilium's), stable for the life of the
+endpoint and persisted with it so an agent restart finds the same IDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_ENDPOINT_ID = 4095
+
+STATE_WAITING_FOR_IDENTITY = "waiting-for-identity"
+STATE_READY = "ready"
+STATE_DISCONNECTING = "disconnecting"
+
+
+@dataclass
+class Endpoint:
+    id: int
+    container_id: str
+    ifname: str
+    netns: str
+    namespace: str
+    pod_name: str
+    ipv4: str
+    host_ifname: str
+    host_ifindex: int
+    host_mac: str
+    pod_mac: str
+    labels: dict[str, str] = field(default_factory=dict)
+    state: str = STATE_READY
+    identity: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.container_id, self.ifname)
+
+    @property
+    def pod_key(self) -> str:
+        return f"{self.namespace}/{self.pod_name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Endpoint:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class EndpointTable:
+    """The node's endpoints, by (container ID, ifname), with ID allocation. Not thread-safe: the agent locks."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], Endpoint] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def get(self, container_id: str, ifname: str) -> Endpoint | None:
+        return self._by_key.get((container_id, ifname))
+
+    def by_ip(self, ip: str) -> Endpoint | None:
+        return next((ep for ep in self._by_key.values() if ep.ipv4 == ip), None)
+
+    def by_id(self, ep_id: int) -> Endpoint | None:
+        return next((ep for ep in self._by_key.values() if ep.id == ep_id), None)
+
+    def list(self) -> list[Endpoint]:
+        return sorted(self._by_key.values(), key=lambda ep: ep.id)
+
+    def next_id(self) -> int:
+        used = {ep.id for ep in self._by_key.values()}
+        for candidate in range(1, MAX_ENDPOINT_ID + 1):
+            if candidate not in used:
+                return candidate
+        raise RuntimeError("no endpoint IDs left on this node")
+
+    def put(self, ep: Endpoint) -> None:
+        self._by_key[ep.key] = ep
+
+    def remove(self, container_id: str, ifname: str) -> Endpoint | None:
+        return self._by_key.pop((container_id, ifname), None)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [ep.to_dict() for ep in self.list()]
+
+    @classmethod
+    def restore(cls, items: list[dict[str, Any]]) -> EndpointTable:
+        table = cls()
+        for item in items:
+            table.put(Endpoint.from_dict(item))
+        return table

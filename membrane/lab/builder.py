@@ -1,0 +1,338 @@
+"""``membrane lab create`` and ``lab delete``: build a cluster from namespaces and remove all of it.
+
+The underlay is a bridge per node subnet inside ``<lab>.underlay``; each node namespace gets ``eth1``
+on its subnet; an optional router namespace joins the subnets. etcd listens on a unix socket in the
+lab's run directory; operator and agents run inside node namespaces; the lab kubelet in the host
+namespace (it only talks through sockets). Lab addresses exist only inside lab namespaces.
+
+Delete works from the record *and* by sweeping: every namespace named ``<lab>.*``, every process in
+those namespaces or naming the run directory, the bpffs tree and the run directory — so a crashed
+or half-built lab goes away too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from membrane.ipam.overlap import check_no_overlap
+from membrane.lab import processes
+from membrane.lab.record import LabRecord, load_record
+from membrane.lab.topology import LabTopology
+from membrane.model.errors import ValidationError
+from membrane.model.naming import NETNS_DIR, LabPaths
+from membrane.store.etcd import EtcdClient
+from membrane.store.resources import ResourceStore
+
+Progress = Callable[[str], None]
+ETCD_BIN = "/usr/bin/etcd"
+MAX_TXN_OPS = 1024  # one `membrane apply` is one transaction: allow big manifests
+
+
+class LabError(Exception):
+    pass
+
+
+def _ip(*args: str, netns: str | None = None) -> None:
+    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
+
+
+def _sysctl(netns: str, key: str, value: str) -> None:
+    proc = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError(f"sysctl {key} in {netns}: {proc.stderr.strip()}")
+
+
+def lab_netns(lab: str) -> list[str]:
+    prefix = LabPaths(lab).netns_prefix
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def ensure_bpffs() -> None:
+    if subprocess.run(["mountpoint", "-q", "/sys/fs/bpf"]).returncode != 0:
+        subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True)
+
+
+def _bin(name: str) -> str:
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def check_pod_cidrs(topo: LabTopology) -> None:
+    nets = [str(s) for s in topo.subnets]
+    if topo.config.ipam_mode == "kubernetes":
+        check_no_overlap([n.pod_cidr for n in topo.nodes], nets)
+    else:
+        check_no_overlap(topo.config.cluster_pool_ipv4_pod_cidr_list, nets)
+
+
+def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
+    if os.geteuid() != 0:
+        raise LabError("lab create needs root (network namespaces, BPF)")
+    paths = LabPaths(lab)
+    if load_record(lab) is not None or lab_netns(lab):
+        raise LabError(f"lab {lab!r} already exists; remove it with: membrane lab delete --lab {lab}")
+    try:
+        check_pod_cidrs(topo)
+    except ValidationError as exc:
+        raise LabError(str(exc)) from None
+    if not os.path.exists(ETCD_BIN):
+        raise LabError(f"{ETCD_BIN} not found: run 'make setup' (installs etcd-server)")
+    os.makedirs(paths.log_dir, exist_ok=True)
+    record = LabRecord(lab, topo)
+    record.save()
+    try:
+        ensure_bpffs()
+        progress(f"underlay and {len(topo.nodes)} node namespaces")
+        _build_network(paths, topo)
+        specs = daemon_specs(lab, topo)
+        progress("etcd (cluster store)")
+        os.makedirs(paths.etcd_dir, exist_ok=True)
+        record.processes["etcd"] = _spawn(specs["etcd"])
+        record.save()
+        client = EtcdClient(paths.etcd_endpoint)
+        _wait(lambda: _etcd_ok(client), 20, "etcd did not become ready")
+        _seed_store(client, topo)
+        progress("operator")
+        record.processes["operator"] = _spawn(specs["operator"])
+        progress("agents: " + ", ".join(n.name for n in topo.nodes))
+        for node in topo.nodes:
+            record.processes[f"agent-{node.name}"] = _spawn(specs[f"agent-{node.name}"])
+        record.processes["kubelet"] = _spawn(specs["kubelet"])
+        record.save()
+        progress("waiting for nodes to become Ready")
+        store = ResourceStore(client, topo.config.cluster_name)
+        _wait(lambda: _nodes_ready(store, topo, record), 60, "nodes did not become Ready")
+        record.state = "ready"
+        record.save()
+        return record
+    except BaseException as exc:
+        kept = _keep_logs(lab)
+        delete(lab, lambda _m: None)
+        if isinstance(exc, LabError) and kept:
+            raise LabError(f"{exc}; logs saved in {kept}") from None
+        raise
+
+
+def _keep_logs(lab: str) -> str:
+    """Copy a failed lab's logs out of the run directory before it is removed."""
+    src = LabPaths(lab).log_dir
+    if not os.path.isdir(src):
+        return ""
+    dst = f"/tmp/membrane-{lab}-failed-logs"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _build_network(paths: LabPaths, topo: LabTopology) -> None:
+    ul = paths.underlay_netns
+    _ip("netns", "add", ul)
+    _ip("link", "set", "lo", "up", netns=ul)
+    bridges = {}
+    for i, subnet in enumerate(topo.subnets):
+        br = f"br{i}"
+        _ip("link", "add", br, "type", "bridge", netns=ul)
+        _ip("link", "set", br, "up", netns=ul)
+        bridges[subnet] = br
+    for i, node in enumerate(topo.nodes):
+        ns = paths.node_netns(node.name)
+        _ip("netns", "add", ns)
+        port = f"n{i}"
+        _ip("link", "add", port, "type", "veth", "peer", "name", "eth1", "netns", ns, netns=ul)
+        _ip("link", "set", port, "master", bridges[node.network], "up", netns=ul)
+        _ip("link", "set", "lo", "up", netns=ns)
+        _ip("addr", "add", node.ip, "dev", "eth1", netns=ns)
+        _ip("link", "set", "eth1", "up", netns=ns)
+        _sysctl(ns, "net.ipv4.ip_forward", "1")
+    if topo.router is not None:
+        rns = paths.router_netns(topo.router.name)
+        _ip("netns", "add", rns)
+        _ip("link", "set", "lo", "up", netns=rns)
+        for j, ip in enumerate(topo.router.ips):
+            subnet = next(s for s in topo.subnets if s.overlaps(ipaddress.IPv4Interface(ip).network))
+            port = f"r{j}"
+            _ip("link", "add", port, "type", "veth", "peer", "name", f"eth{j + 1}", "netns", rns, netns=ul)
+            _ip("link", "set", port, "master", bridges[subnet], "up", netns=ul)
+            _ip("addr", "add", ip, "dev", f"eth{j + 1}", netns=rns)
+            _ip("link", "set", f"eth{j + 1}", "up", netns=rns)
+        _sysctl(rns, "net.ipv4.ip_forward", "1")
+        for node in topo.nodes:
+            gw = next(ip.split("/")[0] for ip in topo.router.ips
+                      if ipaddress.IPv4Interface(ip).network == node.network)
+            _ip("route", "add", "default", "via", gw, netns=paths.node_netns(node.name))
+
+
+@dataclass
+class DaemonSpec:
+    argv: list[str]
+    log: str
+    cwd: str | None = None
+
+
+def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
+    """How each daemon of a lab is started (also used to restart one)."""
+    paths = LabPaths(lab)
+    cluster = topo.config.cluster_name
+    peer = "unix://etcd-peer.sock:2380"
+    specs = {
+        "etcd": DaemonSpec(
+            [ETCD_BIN, "--name", "etcd", "--data-dir", f"{paths.etcd_dir}/data",
+             "--listen-client-urls", "unix://etcd.sock:2379", "--advertise-client-urls", "unix://etcd.sock:2379",
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"etcd={peer}",
+             "--max-txn-ops", str(MAX_TXN_OPS), "--log-level", "warn", "--logger", "zap"],
+            f"{paths.log_dir}/etcd.log", cwd=paths.run_dir),
+        "operator": DaemonSpec(
+            ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(topo.nodes[0].name)}", _bin("membrane-operator"),
+             "--lab", lab, "--cluster", cluster], f"{paths.log_dir}/operator.log"),
+        "kubelet": DaemonSpec(
+            [sys.executable, "-m", "membrane.lab.kubelet", "--lab", lab, "--cluster", cluster],
+            f"{paths.log_dir}/kubelet.log"),
+    }
+    for node in topo.nodes:
+        specs[f"agent-{node.name}"] = DaemonSpec(
+            ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(node.name)}", _bin("membrane-agent"),
+             "--lab", lab, "--node", node.name, "--cluster", cluster], f"{paths.log_dir}/agent-{node.name}.log")
+    return specs
+
+
+def _spawn(spec: DaemonSpec) -> processes.ProcRecord:
+    return processes.spawn(spec.argv, spec.log, cwd=spec.cwd)
+
+
+def stop_daemon(lab: str, name: str) -> None:
+    record = load_record(lab)
+    if record is None:
+        raise LabError(f"lab {lab!r} not found")
+    rec = record.processes.get(name)
+    if rec is None:
+        raise LabError(f"no daemon {name!r} in lab {lab!r} (daemons: {', '.join(sorted(record.processes))})")
+    processes.stop(rec)
+
+
+def start_daemon(lab: str, name: str) -> processes.ProcRecord:
+    record = load_record(lab)
+    if record is None:
+        raise LabError(f"lab {lab!r} not found")
+    specs = daemon_specs(lab, record.topology)
+    if name not in specs:
+        raise LabError(f"no daemon {name!r} in lab {lab!r} (daemons: {', '.join(sorted(specs))})")
+    old = record.processes.get(name)
+    if old is not None and processes.is_alive(old):
+        raise LabError(f"{name} is already running (pid {old.pid})")
+    if name == "etcd":
+        # A killed etcd leaves its unix sockets behind and refuses to start on top of them.
+        for sock in (LabPaths(lab).etcd_socket, f"{LabPaths(lab).run_dir}/etcd-peer.sock:2380"):
+            if os.path.exists(sock):
+                os.unlink(sock)
+    record.processes[name] = _spawn(specs[name])
+    record.save()
+    return record.processes[name]
+
+
+def _etcd_ok(client: EtcdClient) -> bool:
+    try:
+        client.status()
+        return True
+    except Exception:
+        return False
+
+
+def _seed_store(client: EtcdClient, topo: LabTopology) -> None:
+    cluster = topo.config.cluster_name
+    client.put(f"/membrane/{cluster}/config", json.dumps(topo.config.to_dict()))
+    store = ResourceStore(client, cluster)
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}}
+            for ns in ("default", "kube-system")]
+    for i, node in enumerate(topo.nodes):
+        labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+        if i == 0:
+            labels["node-role.kubernetes.io/control-plane"] = ""
+        spec = {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]} if topo.config.ipam_mode == "kubernetes" else {}
+        objs.append({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node.name, "labels": labels,
+                         "annotations": {"membrane.io/underlay-cidr": str(node.network)}},
+            "spec": spec,
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": node.address}, {"type": "Hostname", "address": node.name}],
+                "conditions": [{"type": "Ready", "status": "False", "reason": "AgentNotReady"}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0-membrane-lab", "osImage": "Debian GNU/Linux 12 (bookworm)",
+                             "kernelVersion": platform.release(), "containerRuntimeVersion": "membrane-lab://0.1.0",
+                             "architecture": "amd64", "operatingSystem": "linux"},
+            },
+        })
+    store.apply_many(objs)
+
+
+def _nodes_ready(store: ResourceStore, topo: LabTopology, record: LabRecord) -> bool:
+    for name, rec in record.processes.items():
+        if not processes.is_alive(rec):
+            raise LabError(f"{name} exited during start-up; see {LabPaths(record.name).log_dir}/{name}.log")
+    nodes, _rev = store.list("core", "Node")
+    ready = {n["metadata"]["name"] for n in nodes
+             if any(c.get("type") == "Ready" and c.get("status") == "True" for c in n.get("status", {}).get("conditions", []))}
+    return all(n.name in ready for n in topo.nodes)
+
+
+def _wait(cond: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise LabError(message)
+
+
+def delete(lab: str, progress: Progress) -> list[str]:
+    """Remove everything of a lab; returns what was removed (for the user)."""
+    paths = LabPaths(lab)
+    removed: list[str] = []
+    record = load_record(lab)
+    if record is not None:
+        for name in ("kubelet", *[k for k in record.processes if k.startswith("agent-")], "operator", "etcd"):
+            rec = record.processes.get(name)
+            if rec is not None and processes.is_alive(rec):
+                progress(f"stopping {name}")
+                processes.stop(rec)
+                removed.append(f"process {name} ({rec.pid})")
+    names = lab_netns(lab)
+    stray = processes.pids_in_netns([f"{NETNS_DIR}/{n}" for n in names])
+    stray += [p for p in processes.pids_with_arg(paths.run_dir + "/") if p not in stray]
+    stray += [p for p in processes.pids_with_arg(f"membrane.lab.kubelet --lab {lab} ") if p not in stray]
+    if stray:
+        progress(f"stopping {len(stray)} lab processes")
+        processes.stop_pids(stray)
+        removed.append(f"{len(stray)} processes")
+    if names:
+        progress(f"deleting {len(names)} network namespaces")
+    for n in names:
+        subprocess.run(["ip", "netns", "del", n], capture_output=True)
+        shutil.rmtree(f"/etc/netns/{n}", ignore_errors=True)
+    removed += [f"netns {n}" for n in names]
+    try:
+        for d in os.listdir("/etc/netns"):
+            if d.startswith(paths.netns_prefix):
+                shutil.rmtree(f"/etc/netns/{d}", ignore_errors=True)
+    except FileNotFoundError:
+        pass
+    if os.path.isdir(paths.bpffs_lab_dir):
+        shutil.rmtree(paths.bpffs_lab_dir, ignore_errors=True)
+        removed.append(f"bpffs {paths.bpffs_lab_dir}")
+    if os.path.isdir(paths.run_dir):
+        shutil.rmtree(paths.run_dir, ignore_errors=True)
+        removed.append(f"run dir {paths.run_dir}")
+    return removed

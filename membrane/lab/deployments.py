@@ -1,0 +1,68 @@
+"""The lab's Deployment controller: keeps ``replicas`` pods of each Deployment's template.
+
+Pod names and replacement on template change come from membrane.model (named like Kubernetes:
+``<deployment>-<pod-template-hash>-<suffix>``); status counts follow kubectl's columns.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from membrane.model.deployment import pods_for_deployment
+from membrane.store.resources import ResourceStore
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentController:
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+        self.rng = random.Random()
+
+    def sync(self, deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        live = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in deployments}
+        for deploy in deployments:
+            owned = [p for p in pods if _owner(p) == (deploy["metadata"]["namespace"], deploy["metadata"]["name"])]
+            to_create, to_delete = pods_for_deployment(deploy, owned, self.rng)
+            for pod in to_create:
+                self.store.apply_many([pod])
+            for name in to_delete:
+                self.store.delete_many([("core", "Pod", deploy["metadata"]["namespace"], name)])
+            self._status(deploy, owned)
+        for pod in pods:  # garbage-collect pods whose Deployment is gone
+            owner = _owner(pod)
+            if owner is not None and owner not in live:
+                self.store.delete_many([("core", "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])])
+
+    def _status(self, deploy: dict[str, Any], owned: list[dict[str, Any]]) -> None:
+        want = int(deploy.get("spec", {}).get("replicas", 1))
+        ready = sum(1 for p in owned if _ready(p))
+        status = {
+            "replicas": len(owned),
+            "updatedReplicas": len(owned),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": deploy.get("metadata", {}).get("generation", 1),
+        }
+        if ready < want:
+            status["unavailableReplicas"] = want - ready
+        if deploy.get("status") != status:
+            deploy["status"] = status
+            try:
+                self.store.put_object(deploy, expected_revision=int(deploy["metadata"]["resourceVersion"]))
+            except Exception as exc:
+                log.debug("deployment status not written: %s", exc)
+
+
+def _owner(pod: dict[str, Any]) -> tuple[str, str] | None:
+    for ref in pod.get("metadata", {}).get("ownerReferences", []) or []:
+        if ref.get("kind") == "Deployment":
+            return (pod["metadata"]["namespace"], ref["name"])
+    return None
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions", []) or [])

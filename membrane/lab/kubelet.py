@@ -1,0 +1,259 @@
+"""The lab kubelet: one process that plays kubelet for every lab node (plus the scheduler).
+
+Loop: bind unscheduled pods to nodes → start sandboxes (netns, pause, CNI ADD) and containers for
+pods bound here → watch containers (restart with backoff, readiness from listening ports) → write pod
+status (Pending/ContainerCreating with the CNI error → Running) → tear down pods that were deleted.
+Pod starts run on a small thread pool so hundreds of pods come up in parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from membrane.lab.deployments import DeploymentController
+from membrane.lab.pod_status import container_statuses, pod_status
+from membrane.lab.processes import is_alive
+from membrane.lab.runtime import CNIError, Runtime, Sandbox
+from membrane.lab.scheduler import schedule
+from membrane.lab.workloads.images import ImageError, resolve
+from membrane.model.config import ClusterConfig
+from membrane.model.naming import LabPaths
+from membrane.store.etcd import EtcdClient
+from membrane.store.mirror import Mirror
+from membrane.store.resources import ResourceStore
+
+log = logging.getLogger("membrane.lab.kubelet")
+
+RESOLV_CONF = "nameserver 10.96.0.10\nsearch {ns}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+RETRY_BACKOFF = (1, 2, 4, 8, 15, 30)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kubelet:
+    def __init__(self, lab: str, cluster: str = "default", workers: int = 8) -> None:
+        self.lab = lab
+        self.paths = LabPaths(lab)
+        self.client = EtcdClient(self.paths.etcd_endpoint)
+        self.store = ResourceStore(self.client, cluster)
+        self.prefix = f"/membrane/{cluster}"
+        self.pods = Mirror(self.client, f"{self.prefix}/resources/core/Pod/")
+        self.nodes = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
+        self.deployments = Mirror(self.client, f"{self.prefix}/resources/apps/Deployment/")
+        self.runtime = Runtime(lab)
+        self.deploy_ctrl = DeploymentController(self.store)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podstart")
+        self.lock = threading.Lock()
+        self.sandboxes: dict[str, Sandbox] = {}  # by pod uid
+        self.inflight: set[str] = set()
+        self.failures: dict[str, tuple[int, float, str, str]] = {}  # uid -> (attempts, next_try, reason, msg)
+        self.last_status: dict[str, str] = {}
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.max_pods = 110
+        self._image_errors: dict[tuple[str, str], tuple[str, str]] = {}
+
+    # ---- main loop ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        kv = self.client.get(f"{self.prefix}/config")
+        if kv is not None:
+            self.max_pods = ClusterConfig.from_dict(json.loads(kv.value)).max_pods_per_node
+        for sb in self.runtime.load_all():
+            self.sandboxes[sb.uid] = sb
+        for m in (self.pods, self.nodes, self.deployments):
+            m.subscribe(lambda *_: self.wake.set())
+            m.start()
+            m.wait_synced(30)
+        while not self.stop_event.is_set():
+            self.wake.clear()
+            try:
+                self.sync()
+            except Exception:
+                log.exception("sync failed")
+            self.wake.wait(1.0)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _objects(self, mirror: Mirror) -> list[dict[str, Any]]:
+        return [self.store.decode(kv) for kv in mirror.items()]
+
+    def sync(self) -> None:
+        pods = self._objects(self.pods)
+        nodes = self._objects(self.nodes)
+        self.deploy_ctrl.sync(self._objects(self.deployments), pods)
+        by_uid = {p["metadata"]["uid"]: p for p in pods}
+        self._schedule(pods, nodes)
+        for pod in pods:
+            node = pod.get("spec", {}).get("nodeName")
+            uid = pod["metadata"]["uid"]
+            if node and uid not in self.sandboxes and uid not in self.inflight:
+                attempts, next_try, _r, _m = self.failures.get(uid, (0, 0.0, "", ""))
+                if time.monotonic() >= next_try:
+                    with self.lock:
+                        self.inflight.add(uid)
+                    self.pool.submit(self._start_pod, pod, node)
+        for uid, sb in list(self.sandboxes.items()):
+            if uid not in by_uid and uid not in self.inflight:
+                self._teardown(sb)
+        node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
+                                                  if a.get("type") == "InternalIP"), "") for n in nodes}
+        for pod in pods:
+            self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
+
+    def _schedule(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
+        counts: dict[str, int] = {}
+        for p in pods:
+            n = p.get("spec", {}).get("nodeName")
+            if n:
+                counts[n] = counts.get(n, 0) + 1
+        for pod in pods:
+            if pod.get("spec", {}).get("nodeName"):
+                continue
+            placement = schedule(pod, nodes, counts, self.max_pods)
+            if placement.node is None:
+                self._write_status(pod, pod_status(pod, None, {}, "Unschedulable", placement.message, scheduled=False))
+                continue
+            pod["spec"]["nodeName"] = placement.node
+            counts[placement.node] = counts.get(placement.node, 0) + 1
+            try:
+                self.store.put_object(pod, expected_revision=int(pod["metadata"]["resourceVersion"]))
+            except Exception as exc:  # a conflict: the next round sees the new version
+                log.debug("binding %s failed: %s", pod["metadata"]["name"], exc)
+
+    # ---- pod start / stop ----------------------------------------------------------------------------
+    def _start_pod(self, pod: dict[str, Any], node: str) -> None:
+        uid = pod["metadata"]["uid"]
+        sb = self.runtime.new_sandbox(pod, node)
+        try:
+            self.runtime.create_sandbox(sb, RESOLV_CONF.format(ns=sb.namespace))
+            deadline = time.monotonic() + 10
+            while not self.runtime.pause_ready(sb):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("pod sandbox did not start")
+                time.sleep(0.01)
+            t0 = time.monotonic()
+            result = self.runtime.cni("ADD", sb, self.paths.agent_socket(node))
+            self._record_timing("ADD", sb, time.monotonic() - t0)
+            ips = result.get("ips") or []
+            sb.ip = ips[0]["address"].split("/")[0] if ips else ""
+            self.runtime.save(sb)
+            for c in pod["spec"]["containers"]:
+                self._start_container(sb, c)
+            with self.lock:
+                self.sandboxes[uid] = sb
+                self.failures.pop(uid, None)
+            log.info("pod %s/%s running on %s with IP %s", sb.namespace, sb.name, node, sb.ip)
+        except CNIError as exc:
+            self._fail_start(sb, "ContainerCreating",
+                             f"Failed to create pod sandbox: plugin type=\"membrane-cni\" failed (add): {exc}")
+        except Exception as exc:
+            log.exception("starting pod %s failed", sb.key)
+            self._fail_start(sb, "ContainerCreating", f"Failed to create pod sandbox: {exc}")
+        finally:
+            with self.lock:
+                self.inflight.discard(uid)
+            self.wake.set()
+
+    def _record_timing(self, command: str, sb: Sandbox, seconds: float) -> None:
+        """CNI timings as the runtime sees them (exec of the plugin included), for bench/."""
+        line = json.dumps({"command": command, "pod": sb.key, "node": sb.node, "seconds": round(seconds, 6),
+                           "time": time.time()})
+        with self.lock, open(f"{self.paths.run_dir}/cni-timings.jsonl", "a") as fh:
+            fh.write(line + "\n")
+
+    def _fail_start(self, sb: Sandbox, reason: str, message: str) -> None:
+        """Undo the sandbox (nothing leaks) and retry later with backoff, like kubelet."""
+        self.runtime.destroy(sb, self.paths.agent_socket(sb.node))
+        attempts = self.failures.get(sb.uid, (0, 0.0, "", ""))[0] + 1
+        delay = RETRY_BACKOFF[min(attempts - 1, len(RETRY_BACKOFF) - 1)]
+        with self.lock:
+            self.failures[sb.uid] = (attempts, time.monotonic() + delay, reason, message)
+        log.warning("pod %s: %s (retry in %ss)", sb.key, message, delay)
+
+    def _start_container(self, sb: Sandbox, c: dict[str, Any]) -> None:
+        env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) or [] if "name" in e}
+        try:
+            argv = resolve(c["image"], c.get("command"), c.get("args"), env)
+        except ImageError as exc:
+            sb.restarts.setdefault(c["name"], 0)
+            self._image_errors[(sb.uid, c["name"])] = (exc.reason, str(exc))
+            return
+        self.runtime.start_container(sb, c["name"], argv, env)
+
+    def _teardown(self, sb: Sandbox) -> None:
+        error = self.runtime.destroy(sb, self.paths.agent_socket(sb.node))
+        if error:
+            log.warning("pod %s: CNI DEL failed (will retry): %s", sb.key, error)
+            return
+        with self.lock:
+            self.sandboxes.pop(sb.uid, None)
+        self.last_status.pop(sb.uid, None)
+        for key in [k for k in self._image_errors if k[0] == sb.uid]:
+            del self._image_errors[key]
+        log.info("pod %s removed", sb.key)
+
+    # ---- supervision and status ----------------------------------------------------------------------
+    def _supervise_and_report(self, pod: dict[str, Any], host_ip: str) -> None:
+        uid = pod["metadata"]["uid"]
+        sb = self.sandboxes.get(uid)
+        if sb is None:
+            fail = self.failures.get(uid)
+            if fail and pod.get("spec", {}).get("nodeName"):
+                self._write_status(pod, pod_status(pod, None, {}, fail[2], fail[3]))
+            elif pod.get("spec", {}).get("nodeName"):
+                self._write_status(pod, pod_status(pod, None, {}, "ContainerCreating", ""))
+            return
+        for c in pod["spec"]["containers"]:
+            rec = sb.containers.get(c["name"])
+            if rec is None or not is_alive(rec):
+                if (sb.uid, c["name"]) in self._image_errors:
+                    continue
+                if rec is not None:
+                    sb.restarts[c["name"]] = sb.restarts.get(c["name"], 0) + 1
+                    self.runtime.stop_container(sb, c["name"])  # reaps the exited process
+                    if pod.get("spec", {}).get("restartPolicy", "Always") == "Never":
+                        continue
+                self._start_container(sb, c)
+        statuses = container_statuses(pod, sb, self.runtime.listening_tcp_ports(sb), self._image_errors)
+        self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
+
+    def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        fingerprint = json.dumps(status, sort_keys=True)
+        if self.last_status.get(uid) == fingerprint and pod.get("status"):
+            return
+        old = pod.get("status", {})
+        status.setdefault("startTime", old.get("startTime") or now_iso())
+        pod["status"] = status
+        try:
+            self.store.put_object(pod, expected_revision=int(pod["metadata"]["resourceVersion"]))
+            self.last_status[uid] = fingerprint
+        except Exception as exc:
+            log.debug("status of %s not written: %s", pod["metadata"]["name"], exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="membrane-lab-kubelet")
+    parser.add_argument("--lab", required=True)
+    parser.add_argument("--cluster", default="default")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s kubelet %(message)s")
+    kubelet = Kubelet(args.lab, args.cluster)
+    signal.signal(signal.SIGTERM, lambda *_: (kubelet.stop_event.set(), kubelet.wake.set()))
+    signal.signal(signal.SIGINT, lambda *_: (kubelet.stop_event.set(), kubelet.wake.set()))
+    kubelet.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The operator: gives every node a pod CIDR from the cluster pool (ipam.mode=cluster-pool).
+
+Allocations are recorded in etcd (``/membrane/<cluster>/ipam/cluster-pool``) and on the Node object
+(``spec.podCIDR``/``podCIDRs``); an existing allocation never changes, and appending a CIDR to
+``clusterPoolIPv4PodCIDRList`` extends the pool. Errors (exhausted pool, overlap with the node
+network) are written to the node's status, like CiliumNode's ``status.ipam.operator-status``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from membrane.ipam.cluster_pool import PoolExhausted, allocate_node_cidrs
+from membrane.ipam.overlap import check_no_overlap
+from membrane.model.config import ClusterConfig
+from membrane.model.errors import ValidationError
+from membrane.model.naming import LabPaths
+from membrane.store.etcd import EtcdClient
+from membrane.store.mirror import Mirror
+from membrane.store.resources import ResourceStore
+
+log = logging.getLogger(__name__)
+
+
+class Operator:
+    def __init__(self, lab: str, cluster: str = "default") -> None:
+        self.paths = LabPaths(lab)
+        self.client = EtcdClient(self.paths.etcd_endpoint)
+        self.resources = ResourceStore(self.client, cluster)
+        self.prefix = f"/membrane/{cluster}"
+        self.alloc_key = f"{self.prefix}/ipam/cluster-pool"
+        self.nodes = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
+        self.stop_event = threading.Event()
+        self._changed = threading.Event()
+
+    def config(self) -> ClusterConfig:
+        kv = self.client.get(f"{self.prefix}/config")
+        return ClusterConfig.from_dict(json.loads(kv.value)) if kv else ClusterConfig()
+
+    def run(self) -> None:
+        self.nodes.subscribe(lambda *_: self._changed.set())
+        self.nodes.start()
+        self.nodes.wait_synced(30)
+        self._changed.set()
+        while not self.stop_event.is_set():
+            if self._changed.wait(5):
+                self._changed.clear()
+            try:
+                self.reconcile()
+            except Exception as exc:
+                log.warning("reconcile failed: %s", exc)
+                self.stop_event.wait(1)
+        self.nodes.stop()
+
+    def reconcile(self) -> None:
+        cfg = self.config()
+        if cfg.ipam_mode != "cluster-pool":
+            return
+        node_objs = [self.resources.decode(kv) for kv in self.nodes.items()]
+        names = sorted(o["metadata"]["name"] for o in node_objs)
+        kv = self.client.get(self.alloc_key)
+        existing: dict[str, str] = json.loads(kv.value) if kv else {}
+        error = ""
+        try:
+            networks = _node_networks(node_objs)
+            check_no_overlap(cfg.cluster_pool_ipv4_pod_cidr_list, networks)
+            allocated = allocate_node_cidrs(
+                cfg.cluster_pool_ipv4_pod_cidr_list, cfg.cluster_pool_ipv4_mask_size, existing, names
+            )
+        except (PoolExhausted, ValidationError) as exc:
+            error = str(exc)
+            allocated = existing
+            log.error("cluster-pool: %s", error)
+        if allocated != existing:
+            from membrane.store.etcd import Compare, Op  # local: only the operator writes this key
+
+            cmp = [Compare.mod_revision(self.alloc_key, "=", kv.mod_revision if kv else 0)]
+            res = self.client.txn(cmp, [Op.put(self.alloc_key, json.dumps(allocated, sort_keys=True))])
+            if not res.succeeded:
+                self._changed.set()
+                return
+        for obj in node_objs:
+            name = obj["metadata"]["name"]
+            cidr = allocated.get(name)
+            self._update_node(obj, cidr, error if cidr is None else "")
+
+    def _update_node(self, obj: dict[str, Any], cidr: str | None, error: str) -> None:
+        spec = obj.setdefault("spec", {})
+        status = obj.setdefault("status", {})
+        want_status = {"operator-status": {"error": error}} if error else {}
+        changed = False
+        if cidr and spec.get("podCIDR") != cidr:
+            spec["podCIDR"] = cidr
+            spec["podCIDRs"] = [cidr]
+            changed = True
+        if status.get("ipam", {}) != want_status:
+            status["ipam"] = want_status
+            changed = True
+        if changed:
+            self.resources.put_object(obj, expected_revision=int(obj["metadata"]["resourceVersion"]))
+            log.info("node %s: pod CIDR %s%s", obj["metadata"]["name"], cidr, f" ({error})" if error else "")
+
+
+def _node_networks(node_objs: list[dict[str, Any]]) -> list[str]:
+    nets = []
+    for obj in node_objs:
+        cidr = obj.get("metadata", {}).get("annotations", {}).get("membrane.io/underlay-cidr")
+        if cidr and cidr not in nets:
+            nets.append(cidr)
+    return nets
