@@ -274,12 +274,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not cmd:
         raise CLIError("usage: membrane exec [-n NS] POD -- COMMAND [ARGS...]")
     ns = args.namespace or "default"
-    store = _store(args.lab)
-    pod = store.get("core", "Pod", ns, args.pod)
-    if pod is None:
-        raise CLIError(f'pods "{args.pod}" not found in namespace {ns}')
-    sb = next((s for s in Runtime(args.lab).load_all() if s.uid == pod["metadata"]["uid"]), None)
+    if load_record_or_none(args.lab) is None:
+        raise CLIError(f"lab {args.lab!r} not found")
+    # The sandbox records are local to the lab: exec works even while the cluster store is down.
+    sb = next((s for s in Runtime(args.lab).load_all() if s.namespace == ns and s.name == args.pod), None)
     if sb is None or sb.pause is None:
+        pod = _store(args.lab).get("core", "Pod", ns, args.pod)
+        if pod is None:
+            raise CLIError(f'pods "{args.pod}" not found in namespace {ns}')
         phase = pod.get("status", {}).get("phase", "Pending")
         raise CLIError(f"pod {ns}/{args.pod} has no running sandbox (phase {phase})")
     argv = ["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *cmd]
@@ -290,6 +292,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"exec failed: {exc}") from None
     return 0  # not reached
+
+
+def load_record_or_none(lab: str) -> Any:
+    from membrane.lab.record import load_record
+
+    return load_record(lab)
 
 
 def print_json(data: Any) -> None:

@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from membrane.cli import commands
+    from membrane.store.errors import StoreError
 
     try:
         return commands.dispatch(args)
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except commands.CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
+        print(f"error: cluster store: {exc}", file=sys.stderr)
         return 1
 
 
