@@ -22,6 +22,8 @@ from typing import Any
 from membrane.lab.deployments import DeploymentController
 from membrane.lab.pod_status import container_statuses, pod_status
 from membrane.lab.processes import is_alive
+from membrane.lab.record import load_record
+from membrane.lab.router import RouterRoutes
 from membrane.lab.runtime import CNIError, Runtime, Sandbox
 from membrane.lab.scheduler import schedule
 from membrane.lab.workloads.images import ImageError, resolve
@@ -62,6 +64,7 @@ class Kubelet:
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.max_pods = 110
+        self.router: RouterRoutes | None = None
         self._image_errors: dict[tuple[str, str], tuple[str, str]] = {}
 
     # ---- main loop ---------------------------------------------------------------------------------
@@ -69,6 +72,8 @@ class Kubelet:
         kv = self.client.get(f"{self.prefix}/config")
         if kv is not None:
             self.max_pods = ClusterConfig.from_dict(json.loads(kv.value)).max_pods_per_node
+        record = load_record(self.lab)
+        self.router = RouterRoutes(self.lab, record.topology) if record is not None else None
         for sb in self.runtime.load_all():
             self.sandboxes[sb.uid] = sb
         for m in (self.pods, self.nodes, self.deployments):
@@ -90,6 +95,11 @@ class Kubelet:
     def sync(self) -> None:
         pods = self._objects(self.pods)
         nodes = self._objects(self.nodes)
+        if self.router is not None:
+            try:
+                self.router.sync(nodes)
+            except Exception as exc:
+                log.warning("router routes: %s", exc)
         self.deploy_ctrl.sync(self._objects(self.deployments), pods)
         by_uid = {p["metadata"]["uid"]: p for p in pods}
         self._schedule(pods, nodes)
