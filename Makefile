@@ -23,7 +23,7 @@ deps: .deps-stamp
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@
 
 bpf: $(BPF_OBJ)

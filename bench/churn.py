@@ -18,6 +18,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.harness import Measurement
+from membrane.model.naming import LabPaths
+from membrane.store.etcd import EtcdClient
+from membrane.store.resources import ResourceStore
 
 PODS = int(os.environ.get("MEMBRANE_BENCH_PODS", "300"))
 WORKERS = 8  # the lab kubelet's pod-start parallelism
@@ -54,8 +57,10 @@ def _ours(run: int) -> tuple[float, list[float]]:
         _m(lab, "lab", "create", "--nodes", "3", timeout=300)
         start = time.monotonic()
         _m(lab, "apply", "-f", "-", input=DEPLOYMENT.format(n=PODS))
+        # Poll the store in-process: a CLI process per poll would steal the CPU being measured.
+        store = ResourceStore(EtcdClient(LabPaths(lab).etcd_endpoint), "default")
         while True:
-            items = json.loads(_m(lab, "get", "pods", "-o", "json")).get("items", [])
+            items = store.list("core", "Pod", "default")[0]
             ready = sum(1 for p in items if any(c.get("type") == "Ready" and c.get("status") == "True"
                                                  for c in p.get("status", {}).get("conditions", [])))
             if ready >= PODS:
@@ -75,17 +80,12 @@ def _baseline_one(node_ns: str, i: int) -> float:
     ns = f"{node_ns}-p{i}"
     host = f"bh{i}"
     ip = f"10.{(i >> 8) & 255}.{i & 255}.2"
-    script = "\n".join([
-        f"netns add {ns}",
-        f"-n {node_ns} link add {host} type veth peer name eth0 netns {ns}",
-        f"-n {ns} link set lo up",
-        f"-n {ns} addr add {ip}/32 dev eth0",
-        f"-n {ns} link set eth0 up",
-        f"-n {node_ns} link set {host} up",
-        f"-n {node_ns} route add {ip}/32 dev {host}",
-    ]) + "\n"
+    node_side = f"link add {host} type veth peer name eth0 netns {ns}\nlink set {host} up\nroute add {ip}/32 dev {host}\n"
+    pod_side = f"link set lo up\naddr add {ip}/32 dev eth0\nlink set eth0 up\n"
     t0 = time.monotonic()
-    subprocess.run(["ip", "-batch", "-"], input=script, text=True, check=True, capture_output=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    subprocess.run(["ip", "-n", node_ns, "-batch", "-"], input=node_side, text=True, check=True, capture_output=True)
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=pod_side, text=True, check=True, capture_output=True)
     return time.monotonic() - t0
 
 

@@ -87,6 +87,9 @@ class Kubelet:
             except Exception:
                 log.exception("sync failed")
             self.wake.wait(1.0)
+            # Changes come in bursts (every status write echoes back through the watch): gather them
+            # for a moment so one sync handles many, instead of one full pass per event.
+            self.stop_event.wait(0.1)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _objects(self, mirror: Mirror) -> list[dict[str, Any]]:

@@ -93,8 +93,8 @@ def test_image_defaults() -> None:
 
 @pytest.mark.parametrize("image", ["busybox", "busybox:1.36", "alpine:3.20", "nicolaka/netshoot", "curlimages/curl"])
 def test_shell_images_idle_without_command(image: str) -> None:
-    assert resolve(image, None, None, {}) == mod("idle")
-    assert resolve(image, [], [], {}) == mod("idle")  # empty lists are "not set", as in Kubernetes
+    assert resolve(image, None, None, {}) == ["sleep", "infinity"]
+    assert resolve(image, [], [], {}) == ["sleep", "infinity"]  # empty lists are "not set", as in Kubernetes
 
 
 def test_command_replaces_entrypoint_and_runs_host_program() -> None:

@@ -157,6 +157,9 @@ def spec_for(image: str) -> ImageSpec:
     return spec
 
 
+IDLE_ARGV = ("sleep", "infinity")
+
+
 def resolve(image: str, command: list[str] | None, args: list[str] | None,
             env: Mapping[str, str] | None = None) -> list[str]:
     """The host argv that runs a container of ``image`` with the pod's ``command`` and ``args``."""
@@ -165,7 +168,8 @@ def resolve(image: str, command: list[str] | None, args: list[str] | None,
     command = [expand(str(a), variables) for a in command] if command else None
     args = [expand(str(a), variables) for a in args] if args else None
     if command is None and args is None and spec.idle_by_default:
-        return _module("idle")
+        # A shell image with nothing to run idles; coreutils' sleep costs no interpreter start.
+        return list(IDLE_ARGV)
     if command is not None:
         argv = command + (args or [])
     else:
