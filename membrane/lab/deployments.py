@@ -10,10 +10,12 @@ import logging
 import random
 from typing import Any
 
-from membrane.model.deployment import pods_for_deployment
+from membrane.model.deployment import deployment_status, pods_for_deployment
 from membrane.store.resources import ResourceStore
 
 log = logging.getLogger(__name__)
+
+BATCH = 100  # objects per etcd transaction (etcd's default limit is 128 operations)
 
 
 class DeploymentController:
@@ -26,10 +28,11 @@ class DeploymentController:
         for deploy in deployments:
             owned = [p for p in pods if _owner(p) == (deploy["metadata"]["namespace"], deploy["metadata"]["name"])]
             to_create, to_delete = pods_for_deployment(deploy, owned, self.rng)
-            for pod in to_create:
-                self.store.apply_many([pod])
-            for name in to_delete:
-                self.store.delete_many([("core", "Pod", deploy["metadata"]["namespace"], name)])
+            for i in range(0, len(to_create), BATCH):
+                self.store.apply_many(to_create[i:i + BATCH])
+            ns = deploy["metadata"]["namespace"]
+            for i in range(0, len(to_delete), BATCH):
+                self.store.delete_many([("core", "Pod", ns, name) for name in to_delete[i:i + BATCH]])
             self._status(deploy, owned)
         for pod in pods:  # garbage-collect pods whose Deployment is gone
             owner = _owner(pod)
@@ -37,17 +40,10 @@ class DeploymentController:
                 self.store.delete_many([("core", "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])])
 
     def _status(self, deploy: dict[str, Any], owned: list[dict[str, Any]]) -> None:
+        status = deployment_status(deploy, owned)
         want = int(deploy.get("spec", {}).get("replicas", 1))
-        ready = sum(1 for p in owned if _ready(p))
-        status = {
-            "replicas": len(owned),
-            "updatedReplicas": len(owned),
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "observedGeneration": deploy.get("metadata", {}).get("generation", 1),
-        }
-        if ready < want:
-            status["unavailableReplicas"] = want - ready
+        if status["readyReplicas"] < want:
+            status["unavailableReplicas"] = want - status["readyReplicas"]
         if deploy.get("status") != status:
             deploy["status"] = status
             try:
@@ -61,8 +57,3 @@ def _owner(pod: dict[str, Any]) -> tuple[str, str] | None:
         if ref.get("kind") == "Deployment":
             return (pod["metadata"]["namespace"], ref["name"])
     return None
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []) or [])
