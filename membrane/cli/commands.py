@@ -59,7 +59,8 @@ def _load(filenames: list[str], namespace: str | None) -> list[dict[str, Any]]:
 
     objs = []
     for where, raw in load_paths(filenames):
-        objs.append(validate_object(raw, where, default_namespace=namespace or "default"))
+        objs.append(validate_object(raw, where, default_namespace=namespace or "default",
+                                    enforce_namespace=namespace is not None))
     return objs
 
 

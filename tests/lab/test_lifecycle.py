@@ -166,3 +166,27 @@ def test_ip_exhaustion_leaves_pod_pending_and_leaks_nothing(small_lab: Lab) -> N
     # freeing one address lets the pending pod start
     small_lab.run("delete", "pod", ready[0])
     small_lab.wait_pods_ready([pending[0]["metadata"]["name"]], timeout=60)
+
+
+def test_kubectl_style_resource_commands(lab: Lab) -> None:
+    manifest = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\n"
+                "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: team-a}\n"
+                "spec:\n  selector: {app: web}\n  ports: [{port: 80}]\n---\n"
+                "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: allow-web, namespace: team-a}\n"
+                "spec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress: [{fromEndpoints: [{}]}]\n")
+    out = lab.apply(manifest).stdout
+    assert "namespace/team-a created" in out and "service/web created" in out
+    assert "ciliumnetworkpolicy.cilium.io/allow-web created" in out
+    assert "unchanged" in lab.apply(manifest).stdout
+    assert "allow-web" in lab.run("get", "cnp", "-n", "team-a").stdout
+    listing = lab.run("get", "svc", "-A").stdout
+    assert listing.splitlines()[0].startswith("NAMESPACE") and "team-a" in listing
+    # a namespace that does not exist refuses the whole apply
+    proc = lab.run("apply", "-f", "-", input="apiVersion: v1\nkind: Pod\nmetadata: {name: x, namespace: nope}\n"
+                   "spec:\n  containers: [{name: c, image: busybox}]\n", check=False)
+    assert proc.returncode != 0 and 'namespaces "nope" not found' in proc.stderr
+    # Nodes are read-only
+    assert lab.run("delete", "node", "k8s-w1", check=False).returncode != 0
+    out = lab.run("delete", "-f", "-", input=manifest).stdout
+    assert 'service "web" deleted' in out
+    assert lab.run("get", "svc", "web", "-n", "team-a", check=False).returncode != 0
