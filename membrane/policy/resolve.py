@@ -1,0 +1,127 @@
+"""Per-endpoint policy resolution: the rules selecting an endpoint turned into map entries.
+
+Semantics (reference §3.1-3.5): in ``default`` enforcement mode a direction allows everything
+until a rule selecting the endpoint in that direction asks for default-deny (allow or deny rules
+alike, unless ``enableDefaultDeny`` opts out); ``always`` enforces both directions, ``never``
+none. Deny entries win over allows; a rule without ``toPorts``/``icmps`` covers every port and
+protocol, one with ports only those; a rule without peers but with ports covers every peer.
+Named ports resolve against the destination: the endpoint itself for ingress, the peer for egress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from membrane.policy.mapstate import (
+    ANY_PORT_PROTOCOLS,
+    PROTO_ANY,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTOCOL_NUMBERS,
+    PolicyEntry,
+    ResolvedPolicy,
+    normalize,
+    port_range_prefixes,
+    verdict,
+)
+from membrane.policy.rules import EGRESS, INGRESS, PortSpec, Rule
+from membrane.policy.selectorcache import SelectorCache
+
+__all__ = ["POLICY_MODES", "PolicyEntry", "ResolvedPolicy", "resolve_endpoint", "selecting_rules", "verdict"]
+
+POLICY_MODES = ("default", "always", "never")
+NamedPorts = Mapping[str, tuple[int, str]]
+_EMPTY: Mapping = MappingProxyType({})
+
+
+def selecting_rules(identity: int, rules: Iterable[Rule], cache: SelectorCache) -> list[Rule]:
+    """The rules whose subject selects ``identity``."""
+    return [r for r in rules if cache.selects(r.subject, identity)]
+
+
+def resolve_endpoint(
+    identity: int,
+    rules: Iterable[Rule],
+    cache: SelectorCache,
+    *,
+    entities: Mapping[str, Iterable[int]] = _EMPTY,
+    mode: str = "default",
+    named_ports: NamedPorts = _EMPTY,
+    peer_named_ports: Mapping[int, NamedPorts] = _EMPTY,
+) -> ResolvedPolicy:
+    """The policy of the endpoint with security identity ``identity`` (known to ``cache``).
+
+    ``entities``: entity name -> identities (``all`` and ``none`` need no entry); ``named_ports``:
+    this endpoint's container ports (name -> (port, protocol)); ``peer_named_ports``: the same per
+    peer identity, for egress rules naming ports.
+    """
+    if mode not in POLICY_MODES:
+        raise ValueError(f"unknown policy enforcement mode {mode!r} (known: {', '.join(POLICY_MODES)})")
+    if mode == "never":
+        return ResolvedPolicy(False, False)
+    selecting = selecting_rules(identity, rules, cache)
+    enforced = {
+        d: mode == "always" or any(r.default_deny for r in selecting if r.direction == d) for d in (INGRESS, EGRESS)
+    }
+    entries: set[PolicyEntry] = set()
+    for rule in selecting:
+        if not rule.deny and not enforced[rule.direction]:
+            continue  # allows change nothing while the direction allows everything
+        for peer in _peer_identities(rule, cache, entities):
+            ports = named_ports if rule.direction == INGRESS else _peer_ports(peer, peer_named_ports)
+            for protocol, port, plen in _l4(rule, ports):
+                entries.add(PolicyEntry(peer, rule.direction, protocol, port, plen, rule.deny))
+    return ResolvedPolicy(enforced[INGRESS], enforced[EGRESS], normalize(entries))
+
+
+def _peer_identities(rule: Rule, cache: SelectorCache, entities: Mapping[str, Iterable[int]]) -> set[int]:
+    if rule.l3_wildcard or "all" in rule.entities:
+        return {0}
+    ids: set[int] = set()
+    for sel in rule.peer_selectors:
+        ids |= cache.selections(sel)
+    for name in rule.entities:
+        ids.update(entities.get(name, ()))
+    return {0} if 0 in ids else ids
+
+
+def _peer_ports(peer: int, peer_named_ports: Mapping[int, NamedPorts]) -> list[NamedPorts]:
+    if peer == 0:
+        return list(peer_named_ports.values())
+    found = peer_named_ports.get(peer)
+    return [found] if found else []
+
+
+def _l4(rule: Rule, named: NamedPorts | list[NamedPorts]) -> set[tuple[int, int, int]]:
+    """(protocol, port, prefix length) triples the rule covers."""
+    if rule.l4_all:
+        return {(PROTO_ANY, 0, 0)}
+    out: set[tuple[int, int, int]] = set()
+    tables = named if isinstance(named, list) else [named]
+    for spec in rule.ports or ():
+        for protocol, start, end in _expand(spec, tables):
+            if protocol == PROTO_ANY:
+                out.add((PROTO_ANY, 0, 0))
+                continue
+            for port, plen in port_range_prefixes(start, end):
+                out.add((protocol, port, plen))
+    for icmp in rule.icmps:
+        out.add((PROTO_ICMPV6 if icmp.family == "IPv6" else PROTO_ICMP, icmp.type, 16))
+    return out
+
+
+def _expand(spec: PortSpec, tables: list[NamedPorts]) -> list[tuple[int, int, int]]:
+    """(protocol number, first port, last port) for one PortSpec; named ports looked up in ``tables``."""
+    if spec.name:
+        found = []
+        for table in tables:
+            hit = table.get(spec.name)
+            if hit is not None and spec.protocol in ("ANY", hit[1].upper()):
+                found.append((PROTOCOL_NUMBERS[hit[1].upper()], hit[0], hit[0]))
+        return found
+    if spec.protocol == "ANY":
+        if spec.port == 0:
+            return [(PROTO_ANY, 0, 0)]
+        return [(p, spec.port, spec.end_port or spec.port) for p in ANY_PORT_PROTOCOLS]
+    return [(PROTOCOL_NUMBERS[spec.protocol], spec.port, spec.end_port or spec.port)]
