@@ -17,6 +17,7 @@ from typing import Any
 from membrane.agent.api import APIServer
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
+from membrane.agent.identities import EndpointIdentities
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
 from membrane.endpoint.routing import NodeInfo, node_routes
@@ -54,6 +55,7 @@ class Agent:
         self.config = ClusterConfig()
         self.nodes_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
         self.pods_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Pod/")
+        self.ns_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Namespace/")
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
         self.api = APIServer(self.paths.agent_socket(node))
@@ -61,6 +63,7 @@ class Agent:
         self.ready_reason = "starting"
         self._stop = threading.Event()
         self._lease = 0
+        self.identities: EndpointIdentities | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,19 +71,31 @@ class Agent:
         raw = self.client.get(f"{self.prefix}/config")
         if raw is not None:
             self.config = ClusterConfig.from_dict(json.loads(raw.value))
-        self.nodes_mirror.start()
-        self.pods_mirror.start()
-        self.nodes_mirror.wait_synced(30)
-        self.pods_mirror.wait_synced(30)
+        for mirror in (self.nodes_mirror, self.pods_mirror, self.ns_mirror):
+            mirror.start()
+        for mirror in (self.nodes_mirror, self.pods_mirror, self.ns_mirror):
+            mirror.wait_synced(30)
         self.ready_reason = "waiting for a pod CIDR for this node"
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
         self.net.start(pod_cidr)
+        self._lease = self.client.lease_grant(NODE_LEASE_TTL)
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
         self.controllers.add(Controller("node-status", self._publish_node, interval=5))
         self.controllers.add(Controller("sync-endpoint-labels", self._sync_labels, interval=30))
+        ids = EndpointIdentities(self.client, self.resources.layout, self.node, self.cluster, self.net,
+                                 self._pod, self._namespace_labels, lambda: self._lease)
+        self.identities = ids
+        ident_ctrl = self.controllers.add(Controller("endpoint-identities", ids.sync, interval=30))
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
-        self.pods_mirror.subscribe(lambda *_: self.controllers.get("sync-endpoint-labels").trigger())
+
+        def pods_changed(*_: object) -> None:
+            self.controllers.get("sync-endpoint-labels").trigger()
+            ident_ctrl.trigger()
+
+        self.pods_mirror.subscribe(pods_changed)
+        self.ns_mirror.subscribe(lambda *_: ident_ctrl.trigger())
+        self.net.on_change = ident_ctrl.trigger
         self.controllers.start()
         self.ready_reason = ""
         log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
@@ -92,8 +107,8 @@ class Agent:
         self._stop.set()
         self.controllers.stop()
         self.api.stop()
-        self.nodes_mirror.stop()
-        self.pods_mirror.stop()
+        for mirror in (self.nodes_mirror, self.pods_mirror, self.ns_mirror):
+            mirror.stop()
         self.net.close()
 
     def _wait_pod_cidr(self) -> str:
@@ -153,11 +168,18 @@ class Agent:
         for ep in self.net.endpoints.list():
             self.net.update_labels(ep.pod_key, self._labels_for(ep.namespace, ep.pod_name))
 
-    def _labels_for(self, namespace: str, pod: str) -> dict[str, str]:
+    def _pod(self, namespace: str, pod: str) -> dict[str, Any] | None:
         kv = self.pods_mirror.get(f"{self.prefix}/resources/core/Pod/{namespace}/{pod}")
-        if kv is None:
-            return {}
-        return dict(json.loads(kv.value).get("metadata", {}).get("labels", {}) or {})
+        return json.loads(kv.value) if kv is not None else None
+
+    def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        kv = self.ns_mirror.get(f"{self.prefix}/resources/core/Namespace/_/{namespace}")
+        labels = json.loads(kv.value).get("metadata", {}).get("labels") if kv is not None else None
+        return dict(labels or {})
+
+    def _labels_for(self, namespace: str, pod: str) -> dict[str, str]:
+        obj = self._pod(namespace, pod)
+        return dict((obj or {}).get("metadata", {}).get("labels", {}) or {})
 
     # ---- API ---------------------------------------------------------------------------------------
     def _serve_api(self) -> None:
@@ -176,8 +198,10 @@ class Agent:
         """Endpoints in the shape of Cilium's models.Endpoint, plus our own flat fields."""
         out = []
         for ep in self.net.endpoints.list():
-            labels = sorted([f"k8s:{k}={v}" for k, v in ep.labels.items()]
-                            + [f"k8s:io.kubernetes.pod.namespace={ep.namespace}"])
+            labels = self.identities.security_labels(ep.key) if self.identities is not None else None
+            if labels is None:
+                labels = sorted([f"k8s:{k}={v}" for k, v in ep.labels.items()]
+                                + [f"k8s:io.kubernetes.pod.namespace={ep.namespace}"])
             out.append({
                 "id": ep.id,
                 "status": {

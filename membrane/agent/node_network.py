@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from membrane.agent.local_state import LocalState, load_state, save_state
 from membrane.datapath.linux import links, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.endpoints import EndpointRecord
-from membrane.endpoint.model import STATE_READY, Endpoint, EndpointTable
+from membrane.endpoint.model import STATE_READY, STATE_WAITING_FOR_IDENTITY, Endpoint, EndpointTable
 from membrane.endpoint.routing import endpoint_route
 from membrane.ipam.host_scope import HostScopeAllocator
 from membrane.model.naming import host_veth_name
@@ -35,6 +36,7 @@ class NodeNetwork:
         self.datapath: NodeDatapath | None = None
         self.pod_cidr = ""
         self.router_ip = ""
+        self.on_change: Callable[[], None] = lambda: None  # endpoints added or removed
 
     # ---- start-up -------------------------------------------------------------------------------
     def start(self, pod_cidr: str) -> None:
@@ -111,7 +113,7 @@ class NodeNetwork:
                     id=self.endpoints.next_id(), container_id=container_id, ifname=ifname, netns=netns,
                     namespace=namespace, pod_name=pod, ipv4=ip, host_ifname=host_if,
                     host_ifindex=veth.host_ifindex, host_mac=veth.host_mac, pod_mac=veth.pod_mac,
-                    labels=dict(labels), state=STATE_READY,
+                    labels=dict(labels), state=STATE_WAITING_FOR_IDENTITY,
                 )
                 self.datapath.endpoints.update(ip, self._record(ep))
                 made_map = True
@@ -119,6 +121,7 @@ class NodeNetwork:
                 made_route = True
                 self.endpoints.put(ep)
                 self._persist()
+                self.on_change()
                 return ep
             except BaseException:
                 self.endpoints.remove(container_id, ifname)
@@ -146,6 +149,7 @@ class NodeNetwork:
             links.delete_link(ep.host_ifname)
             self.allocator.release(ep.ipv4)
             self._persist()
+            self.on_change()
             return ep
 
     def check_endpoint(self, container_id: str, ifname: str) -> list[str]:
@@ -187,8 +191,21 @@ class NodeNetwork:
             out[f"{key.reason}/{direction}"] = {"packets": counters.packets, "bytes": counters.bytes}
         return out
 
+    def set_identity(self, container_id: str, ifname: str, identity: int) -> None:
+        """The endpoint's security identity, in the table, on disk and in its BPF map entry."""
+        with self.lock:
+            ep = self.endpoints.get(container_id, ifname)
+            if ep is None or (ep.identity == identity and ep.state == STATE_READY):
+                return
+            assert self.datapath is not None
+            ep.identity = identity
+            ep.state = STATE_READY
+            self.datapath.endpoints.update(ep.ipv4, self._record(ep))
+            self._persist()
+
     def _record(self, ep: Endpoint) -> EndpointRecord:
-        return EndpointRecord(ifindex=ep.host_ifindex, ep_id=ep.id, pod_mac=ep.pod_mac, lxc_mac=ep.host_mac)
+        return EndpointRecord(ifindex=ep.host_ifindex, ep_id=ep.id, pod_mac=ep.pod_mac, lxc_mac=ep.host_mac,
+                              sec_identity=ep.identity)
 
     def _persist(self) -> None:
         assert self.allocator is not None

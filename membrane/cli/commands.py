@@ -27,6 +27,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import lab_cmds
 
         return lab_cmds.run(args)
+    if cmd == "identity":
+        from membrane.cli import identity_cmds
+
+        return identity_cmds.run(args)
     if cmd in ("status", "endpoint"):
         from membrane.cli import node_cmds
 

@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
+    p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
+    _lab_arg(p)
+    isub = p.add_subparsers(dest="identity_cmd", required=True)
+    q = isub.add_parser("list")
+    _lab_arg(q)
+    q.add_argument("-o", "--output", choices=("json",))
+    q = isub.add_parser("get")
+    _lab_arg(q)
+    q.add_argument("id")
+    q.add_argument("-o", "--output", choices=("json",))
+
     p = sub.add_parser("lab", help="a multi-node cluster on this machine")
     _lab_arg(p)
     lsub = p.add_subparsers(dest="lab_cmd", required=True)
@@ -115,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         return commands.dispatch(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `membrane ... | head`
+        sys.stderr.close()
+        return 0
     except commands.CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
+from membrane.identity.allocator import IdentityAllocator
 from membrane.ipam.cluster_pool import PoolExhausted, allocate_node_cidrs
 from membrane.ipam.overlap import check_no_overlap
 from membrane.model.config import ClusterConfig
@@ -21,8 +23,11 @@ from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
+from membrane.store.txn import StoreTxnOps
 
 log = logging.getLogger(__name__)
+
+GC_INTERVAL = 15.0  # seconds between identity garbage collections
 
 
 class Operator:
@@ -35,6 +40,8 @@ class Operator:
         self.nodes = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
         self.stop_event = threading.Event()
         self._changed = threading.Event()
+        self.identities = IdentityAllocator(self.client, StoreTxnOps(), self.resources.layout.identities_prefix)
+        self._next_gc = 0.0
 
     def config(self) -> ClusterConfig:
         kv = self.client.get(f"{self.prefix}/config")
@@ -50,10 +57,20 @@ class Operator:
                 self._changed.clear()
             try:
                 self.reconcile()
+                self.collect_identities()
             except Exception as exc:
                 log.warning("reconcile failed: %s", exc)
                 self.stop_event.wait(1)
         self.nodes.stop()
+
+    def collect_identities(self) -> None:
+        """Identity GC: an identity no node references any more is deleted (every GC_INTERVAL)."""
+        if time.monotonic() < self._next_gc:
+            return
+        self._next_gc = time.monotonic() + GC_INTERVAL
+        removed = self.identities.collect_garbage()
+        if removed:
+            log.info("identity GC removed %s", ", ".join(map(str, removed)))
 
     def reconcile(self) -> None:
         cfg = self.config()

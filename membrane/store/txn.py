@@ -211,3 +211,20 @@ def txn_result(data: dict[str, Any]) -> TxnResult:
         revision=as_int((data.get("header") or {}).get("revision")),
         responses=responses,
     )
+
+
+class StoreTxnOps:
+    """The transaction builders features ask for through a protocol (e.g. the identity allocator's
+    ``TxnOps``), so they can use etcd without importing the store."""
+
+    version_eq = staticmethod(version_eq)
+    mod_revision_eq = staticmethod(mod_revision_eq)
+    value_eq = staticmethod(value_eq)
+
+    @staticmethod
+    def put(key: str, value: bytes | str, lease: int = 0) -> Op:
+        return Op.put(key, value, lease=lease)
+
+    @staticmethod
+    def delete(key: str) -> Op:
+        return Op.delete(key)

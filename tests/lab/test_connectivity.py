@@ -120,3 +120,26 @@ def test_label_pod_updates_endpoint_labels(lab: Lab, pods: dict) -> None:
     lab.wait_for(labelled, 40, "endpoint labels to follow the pod")
     assert lab.run("label", "pod", "client-w1", "tier=backend", check=False).returncode != 0  # needs --overwrite
     lab.run("label", "pod", "client-w1", "tier-")
+
+
+def _endpoint(lab: Lab, node: str, pod: str) -> dict:
+    eps = json.loads(lab.run("endpoint", "list", "--node", node, "-o", "json").stdout)
+    return next(e for e in eps if e["pod_name"] == pod)
+
+
+def test_identities_are_shared_cluster_wide_and_follow_relabelling(lab: Lab, pods: dict) -> None:
+    def ident(node: str, pod: str) -> int:
+        return _endpoint(lab, node, pod)["status"].get("identity", {}).get("id", 0)
+
+    lab.wait_for(lambda: ident("k8s-ctr", "client-ctr") and ident("k8s-w1", "client-w1"), 20, "identities")
+    shared = ident("k8s-ctr", "client-ctr")
+    assert shared >= 256 and ident("k8s-w1", "client-w1") == shared  # same labels, two nodes, one identity
+    assert ident("k8s-w1", "web-w1") not in (0, shared)
+    listing = lab.run("identity", "list").stdout
+    assert "reserved:host" in listing and "k8s:app=client" in listing
+    labels = _endpoint(lab, "k8s-w1", "client-w1")["status"]["labels"]["security-relevant"]
+    assert "k8s:io.kubernetes.pod.namespace=default" in labels
+    lab.run("label", "pod", "client-w1", "role=probe")
+    lab.wait_for(lambda: ident("k8s-w1", "client-w1") not in (0, shared), 20, "a new identity after relabelling")
+    lab.run("label", "pod", "client-w1", "role-")
+    lab.wait_for(lambda: ident("k8s-w1", "client-w1") == shared, 20, "the shared identity back")
