@@ -6,6 +6,9 @@
  *
  * Local pod-to-pod traffic never enters the node's IP stack: from_container rewrites L2 and
  * redirects the packet to the destination's lxc device, where to_container sees it.
+ *
+ * Policy: the source endpoint's egress policy at from_container, the destination endpoint's
+ * ingress policy at to_container, both on a connection's first packet only (conntrack.h).
  */
 #include "common.h"
 #include "drop.h"
@@ -15,6 +18,43 @@
 #include "eth.h"
 #include "ipv4.h"
 #include "arp.h"
+#include "ipcache.h"
+#include "l4.h"
+#include "conntrack.h"
+#include "policy.h"
+
+/* Conntrack, then policy for a new connection, of the endpoint on our side of an IPv4 packet:
+ * its source at from_container (METRIC_EGRESS), its destination at to_container
+ * (METRIC_INGRESS). Returns REASON_FORWARDED or the DROP_* reason. */
+static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, __u8 direction)
+{
+	int egress = direction == METRIC_EGRESS;
+	struct endpoint_info *ep;
+	struct l4_info l4;
+	struct ct_key key;
+	__u32 peer_identity, src_identity;
+	int ret;
+
+	ret = l4_extract(skb, ip4, &l4);
+	if (ret != REASON_FORWARDED)
+		return ret;
+	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
+	if (l4.trackable && ct_lookup(&key, l4.tcp_flags, skb->len) != CT_NEW)
+		return REASON_FORWARDED;
+
+	ep = lookup_ip4_endpoint(egress ? ip4->saddr : ip4->daddr);
+	peer_identity = ipcache_identity(egress ? ip4->daddr : ip4->saddr);
+	if (ep && (ep->flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED))) {
+		ret = policy_verdict(ep->ep_id, direction, peer_identity, ip4->protocol, l4.policy_port, skb->len);
+		if (ret != REASON_FORWARDED)
+			return ret;
+	}
+	if (l4.trackable) {
+		src_identity = egress ? (ep ? ep->sec_identity : IDENTITY_UNKNOWN) : peer_identity;
+		ct_create(&key, l4.tcp_flags, skb->len, src_identity);
+	}
+	return REASON_FORWARDED;
+}
 
 /* IPv4 from the pod: deliver to a local endpoint directly, leave the rest to the kernel. */
 static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb)
@@ -23,10 +63,14 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb)
 	struct ethhdr *eth;
 	struct iphdr *ip4;
 	__u32 ifindex;
+	int verdict;
 
 	ip4 = ipv4_header(skb);
 	if (!ip4)
 		return drop_packet(skb, METRIC_EGRESS, DROP_INVALID);
+	verdict = ipv4_policy_verdict(skb, ip4, METRIC_EGRESS);
+	if (verdict != REASON_FORWARDED)
+		return drop_packet(skb, METRIC_EGRESS, (__u8)verdict);
 
 	dst = lookup_ip4_endpoint(ip4->daddr);
 	/* Not a local endpoint: the kernel routes it (host, other nodes). A TTL about to expire
@@ -35,8 +79,6 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb)
 		update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
 		return CTX_ACT_OK;
 	}
-
-	/* Egress policy of the source endpoint goes here (a later issue). */
 
 	ifindex = dst->ifindex;
 	eth = ctx_data(skb);
@@ -80,20 +122,22 @@ int from_container(struct __sk_buff *skb)
 	return CTX_ACT_OK;
 }
 
-/* Ingress policy of the destination endpoint: nothing denies yet (a later issue). Returns 0 to
- * allow, or a DROP_* reason. */
-static __always_inline int ingress_policy_verdict(struct __sk_buff *skb __attribute__((unused)))
-{
-	return REASON_FORWARDED;
-}
-
 SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
-	int verdict = ingress_policy_verdict(skb);
+	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
+	struct ethhdr *eth = data;
+	struct iphdr *ip4;
+	int verdict;
 
-	if (verdict != REASON_FORWARDED)
-		return drop_packet(skb, METRIC_INGRESS, (__u8)verdict);
+	if (PKT_HAS(eth, sizeof(*eth), data_end) && eth->h_proto == bpf_htons(ETH_P_IP)) {
+		ip4 = ipv4_header(skb);
+		if (!ip4)
+			return drop_packet(skb, METRIC_INGRESS, DROP_INVALID);
+		verdict = ipv4_policy_verdict(skb, ip4, METRIC_INGRESS);
+		if (verdict != REASON_FORWARDED)
+			return drop_packet(skb, METRIC_INGRESS, (__u8)verdict);
+	}
 	update_metrics(skb->len, METRIC_INGRESS, REASON_FORWARDED);
 	return CTX_ACT_OK;
 }

@@ -8,6 +8,7 @@
 #define DROP_INVALID_SIP          132 /* "Invalid source ip" */
 #define DROP_POLICY               133 /* "Policy denied" */
 #define DROP_INVALID              134 /* "Invalid packet" */
+#define DROP_CT_INVALID_HDR       135 /* "CT: Truncated or invalid header" */
 #define DROP_UNSUPPORTED_L2       166 /* "Unsupported L2 protocol" */
 #define DROP_POLICY_DENY          181 /* "Policy denied by denylist" */
 

@@ -23,12 +23,16 @@ struct endpoint_key {
 struct endpoint_info {
 	__u32 ifindex;      /* host-side veth (lxc...) in the node netns */
 	__u16 ep_id;        /* endpoint id, as shown by `membrane endpoint list` */
-	__u16 flags;        /* ENDPOINT_F_*; reserved, 0 today */
+	__u16 flags;        /* POLICY_*_ENFORCED bits below */
 	__u8  pod_mac[6];   /* MAC of eth0 inside the pod */
 	__u8  lxc_mac[6];   /* MAC of the host-side veth; the pod's next hop */
-	__u32 sec_identity; /* security identity of the endpoint (policy, later) */
+	__u32 sec_identity; /* security identity of the endpoint */
 	__u32 pad;          /* must be 0 */
 };
+
+/* endpoint_info.flags: policy is enforced in this direction (otherwise everything is allowed). */
+#define POLICY_INGRESS_ENFORCED (1 << 0)
+#define POLICY_EGRESS_ENFORCED  (1 << 1)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -65,5 +69,119 @@ struct {
 	__type(value, struct metrics_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_metrics SEC(".maps");
+
+/* ---- mb_ipcache: security identity (and tunnel endpoint) of every known prefix ------------ */
+
+#define IPCACHE_MAP_SIZE 524288
+
+struct ipcache_key {
+	__u32 prefixlen; /* LPM trie: significant bits of ip4 (0..32) */
+	__u32 ip4;       /* network byte order */
+};
+
+struct ipcache_value {
+	__u32 sec_identity;    /* identity of the addresses in the prefix */
+	__u32 tunnel_endpoint; /* node IPv4 (network order) hosting them; 0 when local or unknown */
+	__u8  flags;           /* reserved, 0 */
+	__u8  pad1;            /* must be 0 */
+	__u16 pad2;            /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, IPCACHE_MAP_SIZE);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_ipcache SEC(".maps");
+
+/* ---- mb_policy: L3/L4 policy of every local endpoint -------------------------------------- */
+
+/* One HASH for all endpoints (Cilium has one map per endpoint). A key matches a new
+ * connection of endpoint ep_id in `direction` with a peer of identity sec_identity (0 = any
+ * identity), IP protocol `protocol` (0 = any protocol, then dport and port_prefix are 0) and a
+ * destination port whose first `port_prefix` bits equal dport's (16 = exactly dport, 0 = any
+ * port). A port range is written as the few aligned prefix blocks that cover it exactly. For
+ * ICMP the "port" is the ICMP type (8 = echo request). */
+
+#define POLICY_MAP_SIZE 262144
+
+struct policy_key {
+	__u16 ep_id;        /* endpoint_info.ep_id */
+	__u8  direction;    /* METRIC_INGRESS (1) or METRIC_EGRESS (2) */
+	__u8  protocol;     /* IPPROTO_*, 0 = any */
+	__u32 sec_identity; /* peer identity, 0 = any */
+	__u16 dport;        /* network byte order, low bits beyond port_prefix are 0 */
+	__u8  port_prefix;  /* significant leading bits of dport, 0..16 */
+	__u8  pad;          /* must be 0 */
+};
+
+#define POLICY_F_DENY (1 << 0)
+
+struct policy_entry {
+	__u8  flags;      /* POLICY_F_* */
+	__u8  pad1;       /* must be 0 */
+	__u16 proxy_port; /* network byte order; 0 = no L7 proxy (the only value used today) */
+	__u32 pad2;       /* must be 0 */
+	__u64 packets;    /* new connections this entry decided */
+	__u64 bytes;      /* bytes of their first packets */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POLICY_MAP_SIZE);
+	__type(key, struct policy_key);
+	__type(value, struct policy_entry);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_policy SEC(".maps");
+
+/* ---- mb_ct: connection tracking ----------------------------------------------------------- */
+
+/* An entry is keyed by the tuple of the connection's first packet and where it was seen:
+ * CT_EGRESS at the source endpoint's from_container, CT_INGRESS at the destination endpoint's
+ * to_container (a flow between two local pods has one of each). ICMP echo uses the identifier
+ * as both ports, so request and reply share a tuple. */
+
+#define CT_MAP_SIZE 65536
+
+#define CT_INGRESS 1 /* created by to_container */
+#define CT_EGRESS  2 /* created by from_container */
+
+struct ct_key {
+	__u32 saddr; /* network byte order, of the first packet */
+	__u32 daddr;
+	__u16 sport; /* network byte order */
+	__u16 dport;
+	__u8  protocol;
+	__u8  direction; /* CT_INGRESS or CT_EGRESS */
+	__u16 pad;       /* must be 0 */
+};
+
+#define CT_F_TX_CLOSING (1 << 0) /* FIN seen in the original direction */
+#define CT_F_RX_CLOSING (1 << 1) /* FIN seen in the reply direction */
+#define CT_F_SEEN_REPLY (1 << 2) /* a reply passed */
+
+struct ct_entry {
+	__u64 tx_packets; /* original direction */
+	__u64 tx_bytes;
+	__u64 rx_packets; /* reply direction */
+	__u64 rx_bytes;
+	__u32 lifetime;   /* expiry, seconds of the monotonic clock (bpf_ktime_get_ns) */
+	__u32 src_identity; /* identity of the connection's source when the entry was made */
+	__u16 flags;      /* CT_F_* */
+	__u8  tx_flags_seen; /* TCP flags, original direction */
+	__u8  rx_flags_seen; /* TCP flags, reply direction */
+	__u32 pad;        /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CT_MAP_SIZE);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_ct SEC(".maps");
 
 #endif /* MEMBRANE_MAPS_H */

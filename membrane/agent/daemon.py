@@ -18,6 +18,7 @@ from membrane.agent.api import APIServer
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.identities import EndpointIdentities
+from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
 from membrane.endpoint.routing import NodeInfo, node_routes
@@ -56,6 +57,7 @@ class Agent:
         self.nodes_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
         self.pods_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Pod/")
         self.ns_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Namespace/")
+        self.ipcache_mirror = Mirror(self.client, self.resources.layout.ipcache_prefix)
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
         self.api = APIServer(self.paths.agent_socket(node))
@@ -71,9 +73,9 @@ class Agent:
         raw = self.client.get(f"{self.prefix}/config")
         if raw is not None:
             self.config = ClusterConfig.from_dict(json.loads(raw.value))
-        for mirror in (self.nodes_mirror, self.pods_mirror, self.ns_mirror):
+        for mirror in self._mirrors():
             mirror.start()
-        for mirror in (self.nodes_mirror, self.pods_mirror, self.ns_mirror):
+        for mirror in self._mirrors():
             mirror.wait_synced(30)
         self.ready_reason = "waiting for a pod CIDR for this node"
         pod_cidr = self._wait_pod_cidr()
@@ -96,6 +98,10 @@ class Agent:
         self.pods_mirror.subscribe(pods_changed)
         self.ns_mirror.subscribe(lambda *_: ident_ctrl.trigger())
         self.net.on_change = ident_ctrl.trigger
+        ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes, lambda: self.net.datapath)
+        ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
+        self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
+        self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.controllers.start()
         self.ready_reason = ""
         log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
@@ -107,9 +113,12 @@ class Agent:
         self._stop.set()
         self.controllers.stop()
         self.api.stop()
-        for mirror in (self.nodes_mirror, self.pods_mirror, self.ns_mirror):
+        for mirror in self._mirrors():
             mirror.stop()
         self.net.close()
+
+    def _mirrors(self) -> tuple[Mirror, ...]:
+        return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror)
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():
@@ -191,6 +200,7 @@ class Agent:
         self.api.route("POST", "/v1/cni/gc", cni.gc)
         self.api.route("GET", "/v1/status", lambda _b: self.status())
         self.api.route("GET", "/v1/endpoints", lambda _b: self.endpoint_list())
+        self.api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
 
@@ -220,6 +230,10 @@ class Agent:
                 "host_ifname": ep.host_ifname,
             })
         return out
+
+    def bpf_ipcache(self) -> list[list[str]]:
+        dp = self.net.datapath
+        return [list(row) for row in dp.ipcache.rows()] if dp is not None else []
 
     def status(self) -> dict[str, Any]:
         """Agent status in the vocabulary of Cilium's models.StatusResponse (see membrane.cli.dbg_status)."""

@@ -31,7 +31,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import identity_cmds
 
         return identity_cmds.run(args)
-    if cmd in ("status", "endpoint"):
+    if cmd in ("status", "endpoint", "bpf"):
         from membrane.cli import node_cmds
 
         return node_cmds.run(args)

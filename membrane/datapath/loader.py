@@ -19,8 +19,12 @@ from membrane.datapath.bpf.errors import BpfError
 from membrane.datapath.bpf.syscalls import prog_info
 from membrane.datapath.bpf.tc import Direction, tc_attach, tc_detach, tc_hook_create, tc_query
 from membrane.datapath.maps.abi import abi_drift
+from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
+from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.metrics import MetricCounters, MetricKey, MetricsMap
+from membrane.datapath.maps.pinned import PinnedMap
+from membrane.datapath.maps.policy import PolicyMap
 
 BPF_DIR_ENV = "MEMBRANE_BPF_DIR"
 LXC_OBJECT = "lxc.o"
@@ -111,6 +115,7 @@ class NodeDatapath:
         self._obj: BpfObject | None = None
         self._endpoints: EndpointsMap | None = None
         self._metrics: MetricsMap | None = None
+        self._maps: dict[str, PinnedMap] = {}  # ipcache, policy, conntrack: opened on first use
         self._prog_ids: dict[str, int] = {}
 
     # -- loading ---------------------------------------------------------------------------
@@ -190,6 +195,27 @@ class NodeDatapath:
             self._endpoints = EndpointsMap.open(self.pin_dir)
         return self._endpoints
 
+    def _map(self, kind: type[PinnedMap]):  # -> the kind's instance
+        self._loaded()
+        if kind.NAME not in self._maps:
+            self._maps[kind.NAME] = kind.open(self.pin_dir)
+        return self._maps[kind.NAME]
+
+    @property
+    def ipcache(self) -> IpcacheMap:
+        """Identities by prefix (mb_ipcache)."""
+        return self._map(IpcacheMap)
+
+    @property
+    def policy(self) -> PolicyMap:
+        """Policy slots of every local endpoint (mb_policy)."""
+        return self._map(PolicyMap)
+
+    @property
+    def conntrack(self) -> ConntrackMap:
+        """Tracked connections (mb_ct)."""
+        return self._map(ConntrackMap)
+
     def metrics(self) -> dict[MetricKey, MetricCounters]:
         """Counters by (reason, direction), summed over CPUs."""
         self._loaded()
@@ -199,9 +225,10 @@ class NodeDatapath:
 
     def close(self) -> None:
         """Release our fds; pins, maps and attached programs stay in the kernel."""
-        for handle in (self._endpoints, self._metrics, self._obj):
+        for handle in (self._endpoints, self._metrics, *self._maps.values(), self._obj):
             if handle is not None:
                 handle.close()
+        self._maps.clear()
         self._endpoints = self._metrics = self._obj = None
         self._prog_ids.clear()
 

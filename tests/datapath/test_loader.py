@@ -47,7 +47,7 @@ def test_bpf_error_reads_well() -> None:
 
 def _map_ids(pin_dir: str) -> dict[str, int]:
     ids = {}
-    for name in ("mb_endpoints", "mb_metrics"):
+    for name in ("mb_endpoints", "mb_metrics", "mb_ipcache", "mb_policy", "mb_ct"):
         fd = obj_get(f"{pin_dir}/{name}")
         try:
             ids[name] = map_info(fd).id
@@ -60,7 +60,8 @@ def _map_ids(pin_dir: str) -> dict[str, int]:
 def test_load_pins_maps_and_programs(pin_dir: str, lxc_object: str) -> None:
     with NodeDatapath(pin_dir, object_path=lxc_object) as dp:
         dp.load()
-        assert sorted(os.listdir(pin_dir)) == ["mb_endpoints", "mb_metrics", PROGS_SUBDIR]
+        assert sorted(os.listdir(pin_dir)) == ["mb_ct", "mb_endpoints", "mb_ipcache", "mb_metrics", "mb_policy",
+                                               PROGS_SUBDIR]
         assert sorted(os.listdir(f"{pin_dir}/{PROGS_SUBDIR}")) == [FROM_CONTAINER, TO_CONTAINER]
         assert set(dp.program_ids) == {FROM_CONTAINER, TO_CONTAINER}
         with pytest.raises(BpfError, match="already loaded"):

@@ -77,7 +77,9 @@ class Lab:
         return self.run("lab", "exec", node, "--", *cmd, check=check)
 
     def agent_status(self, node: str) -> dict[str, Any]:
-        return json.loads(self.run("status", "--node", node, "-o", "json", check=False).stdout)
+        """The agent's status, or {} while it cannot be reached (e.g. restarting)."""
+        out = self.run("status", "--node", node, "-o", "json", check=False).stdout
+        return json.loads(out) if out.strip() else {}
 
     def leftovers(self) -> list[str]:
         """Anything of this lab still on the machine."""

@@ -143,3 +143,18 @@ def test_identities_are_shared_cluster_wide_and_follow_relabelling(lab: Lab, pod
     lab.wait_for(lambda: ident("k8s-w1", "client-w1") not in (0, shared), 20, "a new identity after relabelling")
     lab.run("label", "pod", "client-w1", "role-")
     lab.wait_for(lambda: ident("k8s-w1", "client-w1") == shared, 20, "the shared identity back")
+
+
+def test_bpf_ipcache_holds_every_pod_and_node_of_the_cluster(lab: Lab, pods: dict) -> None:
+    def table() -> dict[str, str]:
+        rows = json.loads(lab.run("bpf", "ipcache", "list", "--node", "k8s-w2", "-o", "json").stdout)
+        return {r["prefix"]: r["value"] for r in rows}
+
+    client = pods["client-ctr"]["status"]["podIP"]
+    ident = _endpoint(lab, "k8s-ctr", "client-ctr")["status"]["identity"]["id"]
+    got = lab.wait_for(lambda: (t := table()) and f"{client}/32" in t and t, 20, "the client pod in k8s-w2's ipcache")
+    assert f"identity={ident} " in got[f"{client}/32"]  # a pod on another node, learned through etcd
+    assert "identity=1 " in got["192.168.10.102/32"]  # own node: host
+    assert "identity=6 " in got["192.168.10.100/32"]  # other nodes: remote-node
+    assert "identity=2 " in got["0.0.0.0/0"]  # world
+    assert "IP PREFIX/ADDRESS" in lab.run("bpf", "ipcache", "list", "--node", "k8s-w2").stdout

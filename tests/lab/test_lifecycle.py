@@ -132,7 +132,7 @@ def test_agent_keeps_forwarding_while_etcd_is_down(lab: Lab) -> None:
         assert status["endpoint-count"] >= 1
     finally:
         lab.run("lab", "start", "etcd")
-    lab.wait_for(lambda: lab.agent_status("k8s-ctr")["kvstore"]["state"] == "Ok", 30, "the agent to reconnect")
+    lab.wait_for(lambda: lab.agent_status("k8s-ctr").get("kvstore", {}).get("state") == "Ok", 30, "the agent to reconnect")
     lab.run("delete", "pod", "ping-a", "ping-b")
 
 
@@ -151,9 +151,10 @@ def test_ip_exhaustion_leaves_pod_pending_and_leaks_nothing(small_lab: Lab) -> N
     # The pods start in parallel: any five get the five free addresses, the sixth must wait.
     def split() -> tuple[list[str], list[dict]] | None:
         pods = small_lab.get_json("pods")
-        ready = [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"
+        # (a pod the kubelet has not reported on yet has no status at all)
+        ready = [p["metadata"]["name"] for p in pods if p.get("status", {}).get("phase") == "Running"
                  and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
-        pending = [p for p in pods if "no IP addresses available in range set" in p["status"].get("message", "")]
+        pending = [p for p in pods if "no IP addresses available in range set" in p.get("status", {}).get("message", "")]
         return (ready, pending) if len(ready) == 5 and len(pending) == 1 else None
     ready, pending = small_lab.wait_for(split, 60, "five Running pods and one reporting IP exhaustion")
     assert pending[0]["status"]["phase"] == "Pending"

@@ -64,7 +64,7 @@ def test_unknown_image_is_a_pod_status_not_a_crash(routed_lab: Lab) -> None:
     routed_lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: no-such-image}\n"
                      "spec:\n  containers: [{name: c, image: example.org/no/such:1.0}]\n")
     def errimage() -> bool:
-        st = routed_lab.pod("no-such-image")["status"]
+        st = routed_lab.pod("no-such-image").get("status", {})
         return any(c.get("state", {}).get("waiting", {}).get("reason") == "ErrImagePull"
                    for c in st.get("containerStatuses", []))
     routed_lab.wait_for(errimage, 30, "ErrImagePull")

@@ -18,8 +18,11 @@ import pytest
 from membrane.datapath.bpf.btf import Member, StructLayout, ctypes_layout, layout_drift, read_struct_layouts
 from membrane.datapath.loader import compile_object, find_object, repo_root
 from membrane.datapath.maps.abi import MIRRORS, abi_drift
+from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
+from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.metrics import MetricsMap
+from membrane.datapath.maps.policy import PolicyMap
 
 BPFTOOL = shutil.which("bpftool")
 CLANG = shutil.which("clang")
@@ -95,7 +98,8 @@ def test_python_btf_reader_agrees_with_bpftool(lxc_object: str) -> None:
 
 
 @pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
-@pytest.mark.parametrize("wrapper", [EndpointsMap, MetricsMap], ids=lambda w: w.NAME)
+@pytest.mark.parametrize("wrapper", [EndpointsMap, MetricsMap, IpcacheMap, PolicyMap, ConntrackMap],
+                         ids=lambda w: w.NAME)
 def test_map_definitions_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> None:
     """Each map's BTF key/value types are the structs its Python wrapper mirrors."""
     types = _bpftool_types(lxc_object)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import ctypes
 
 from membrane.datapath.bpf.btf import ctypes_layout, layout_drift, read_struct_layouts
+from membrane.datapath.maps.conntrack import CtEntry, CtKey
 from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey
+from membrane.datapath.maps.ipcache import IpcacheKey, IpcacheValue
 from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
+from membrane.datapath.maps.policy import PolicyKey, PolicyValue
 
 # (C struct name, Python mirror) for every struct shared with user space
 MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
@@ -14,6 +17,12 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     ("endpoint_info", EndpointInfo),
     ("metrics_key", MetricsKey),
     ("metrics_value", MetricsValue),
+    ("ipcache_key", IpcacheKey),
+    ("ipcache_value", IpcacheValue),
+    ("policy_key", PolicyKey),
+    ("policy_entry", PolicyValue),
+    ("ct_key", CtKey),
+    ("ct_entry", CtEntry),
 )
 
 

@@ -14,6 +14,11 @@ from membrane.datapath.maps.pinned import BPF_MAP_TYPE_HASH, PinnedMap
 from membrane.model.errors import ValidationError
 
 MAP_NAME = "mb_endpoints"
+
+# EndpointRecord.flags (bpf/lib/maps.h): policy is enforced in that direction; without the bit
+# every connection in that direction is allowed.
+POLICY_INGRESS_ENFORCED = 1 << 0
+POLICY_EGRESS_ENFORCED = 1 << 1
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 

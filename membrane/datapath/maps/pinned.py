@@ -12,6 +12,8 @@ from membrane.datapath.bpf.syscalls import close_fd, map_info, obj_get
 # enum bpf_map_type values we use
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_LPM_TRIE = 11
 
 
 class PinnedMap:

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Connection tracking in mb_ct: policy is checked on a connection's first packet only; later
+ * packets of either direction, and replies, pass on the entry.
+ *
+ * Lifetimes (seconds): 60 until a TCP connection has seen a reply, then 21600; 60 for other
+ * protocols; 10 once a TCP connection has seen FIN both ways or a RST. A TCP SYN (without ACK)
+ * that meets a closing entry starts a new connection, which is checked by policy again.
+ */
+#ifndef MEMBRANE_CONNTRACK_H
+#define MEMBRANE_CONNTRACK_H
+
+#include <linux/in.h>
+#include <linux/ip.h>
+
+#include "l4.h"
+#include "maps.h"
+
+#define CT_SYN_TIMEOUT   60
+#define CT_TCP_LIFETIME  21600
+#define CT_ANY_LIFETIME  60
+#define CT_CLOSE_TIMEOUT 10
+#define NSEC_PER_SEC     1000000000ULL
+
+#define CT_F_CLOSING (CT_F_TX_CLOSING | CT_F_RX_CLOSING)
+
+enum ct_status {
+	CT_NEW,         /* no live entry: check policy, then ct_create() */
+	CT_ESTABLISHED, /* same direction as the connection's first packet */
+	CT_REPLY,       /* the other direction */
+};
+
+static __always_inline __u32 ct_now(void)
+{
+	return (__u32)(bpf_ktime_get_ns() / NSEC_PER_SEC);
+}
+
+static __always_inline void ct_key_init(struct ct_key *key, const struct iphdr *ip4, const struct l4_info *l4,
+					__u8 direction)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->saddr = ip4->saddr;
+	key->daddr = ip4->daddr;
+	key->sport = l4->sport;
+	key->dport = l4->dport;
+	key->protocol = ip4->protocol;
+	key->direction = direction;
+}
+
+static __always_inline int ct_is_syn(__u8 protocol, __u8 tcp_flags)
+{
+	return protocol == IPPROTO_TCP && (tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
+/* Is the entry usable for this packet? */
+static __always_inline int ct_live(const struct ct_entry *entry, __u32 now, __u8 protocol, __u8 tcp_flags)
+{
+	if (entry->lifetime <= now)
+		return 0;
+	if ((entry->flags & (CT_F_CLOSING)) && ct_is_syn(protocol, tcp_flags))
+		return 0;
+	return 1;
+}
+
+/* Account a packet on a live entry and move its lifetime. */
+static __always_inline void ct_account(struct ct_entry *entry, __u32 now, __u8 protocol, __u8 tcp_flags, __u32 bytes,
+				       int reply)
+{
+	__u16 flags = entry->flags;
+	__u32 lifetime;
+
+	if (reply) {
+		__sync_fetch_and_add(&entry->rx_packets, 1);
+		__sync_fetch_and_add(&entry->rx_bytes, bytes);
+		entry->rx_flags_seen |= tcp_flags;
+		flags |= CT_F_SEEN_REPLY;
+	} else {
+		__sync_fetch_and_add(&entry->tx_packets, 1);
+		__sync_fetch_and_add(&entry->tx_bytes, bytes);
+		entry->tx_flags_seen |= tcp_flags;
+	}
+	if (protocol != IPPROTO_TCP) {
+		lifetime = now + CT_ANY_LIFETIME;
+	} else {
+		if (tcp_flags & TCP_FLAG_RST)
+			flags |= CT_F_CLOSING;
+		else if (tcp_flags & TCP_FLAG_FIN)
+			flags |= reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+		if ((flags & CT_F_CLOSING) == CT_F_CLOSING)
+			lifetime = now + CT_CLOSE_TIMEOUT;
+		else if (flags & CT_F_SEEN_REPLY)
+			lifetime = now + CT_TCP_LIFETIME;
+		else
+			lifetime = now + CT_SYN_TIMEOUT;
+		/* A closed connection never gets its long lifetime back. */
+		if ((flags & CT_F_CLOSING) == CT_F_CLOSING && entry->lifetime < lifetime &&
+		    (entry->flags & CT_F_CLOSING) == CT_F_CLOSING)
+			lifetime = entry->lifetime;
+	}
+	entry->flags = flags;
+	entry->lifetime = lifetime;
+}
+
+/* Look the packet up as part of a connection first seen at this hook (`key`, built with
+ * ct_key_init for this hook's direction) or as a reply to one first seen at the other hook. */
+static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 tcp_flags, __u32 bytes)
+{
+	struct ct_key reverse = {};
+	struct ct_entry *entry;
+	__u32 now = ct_now();
+
+	entry = bpf_map_lookup_elem(&mb_ct, key);
+	if (entry && ct_live(entry, now, key->protocol, tcp_flags)) {
+		ct_account(entry, now, key->protocol, tcp_flags, bytes, 0);
+		return CT_ESTABLISHED;
+	}
+	reverse.saddr = key->daddr;
+	reverse.daddr = key->saddr;
+	reverse.sport = key->dport;
+	reverse.dport = key->sport;
+	reverse.protocol = key->protocol;
+	reverse.direction = key->direction == CT_EGRESS ? CT_INGRESS : CT_EGRESS;
+	entry = bpf_map_lookup_elem(&mb_ct, &reverse);
+	if (entry && ct_live(entry, now, key->protocol, tcp_flags)) {
+		ct_account(entry, now, key->protocol, tcp_flags, bytes, 1);
+		return CT_REPLY;
+	}
+	return CT_NEW;
+}
+
+/* Record a new connection whose first packet policy allowed (replacing a stale entry). An
+ * insert that fails (it cannot for an LRU map short of memory) leaves the packet allowed. */
+static __always_inline void ct_create(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, __u32 src_identity)
+{
+	struct ct_entry entry = {};
+	__u32 now = ct_now();
+
+	entry.src_identity = src_identity;
+	entry.lifetime = 0;
+	ct_account(&entry, now, key->protocol, tcp_flags, bytes, 0);
+	bpf_map_update_elem(&mb_ct, key, &entry, BPF_ANY);
+}
+
+#endif /* MEMBRANE_CONNTRACK_H */

@@ -1,0 +1,56 @@
+"""This node's BPF ipcache: every pod IP in the cluster (from etcd), every node IP, and world.
+
+Endpoints publish ``ipcache/<ip>/32`` (see membrane.agent.identities); every agent follows that prefix
+through a mirror, merges it with node addresses (own node = host 1, others = remote-node 6) and the
+world default, and writes only the differences to ``mb_ipcache``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from membrane.datapath.loader import NodeDatapath
+from membrane.datapath.maps.ipcache import IpcacheEntry
+from membrane.endpoint.routing import NodeInfo
+from membrane.ipcache.cache import IPCacheEntry, merge, node_entries
+from membrane.store.layout import StoreLayout
+from membrane.store.mirror import Mirror
+
+log = logging.getLogger(__name__)
+
+
+class IPCacheSync:
+    def __init__(self, mirror: Mirror, layout: StoreLayout, node: str, nodes: Callable[[], list[NodeInfo]],
+                 datapath: Callable[[], NodeDatapath | None]) -> None:
+        self.mirror = mirror
+        self.layout = layout
+        self.node = node
+        self._nodes = nodes
+        self._datapath = datapath
+
+    def desired(self) -> dict[str, int]:
+        published = []
+        for kv in self.mirror.items():
+            try:
+                prefix = self.layout.parse_ipcache_key(kv.key)
+                published.append(IPCacheEntry.from_dict(prefix, json.loads(kv.value)))
+            except (ValueError, KeyError) as exc:
+                log.warning("ignoring ipcache key %s: %s", kv.key, exc)
+        nodes = [node_entries(n.name, [n.internal_ip], own_node=self.node) for n in self._nodes() if n.internal_ip]
+        cache = merge([published, *nodes])
+        return {str(e.prefix): e.identity for e in cache}
+
+    def sync(self) -> None:
+        dp = self._datapath()
+        if dp is None:
+            return
+        want = self.desired()
+        have = {prefix: entry.identity for prefix, entry in dp.ipcache.items()}
+        for prefix, identity in want.items():
+            if have.get(prefix) != identity:
+                dp.ipcache.update(prefix, IpcacheEntry(identity=identity))
+        for prefix in have:
+            if prefix not in want:
+                dp.ipcache.delete(prefix)
