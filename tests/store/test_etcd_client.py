@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import uuid
 
 import pytest
 
 from membrane.store.errors import RevisionCompacted, StoreError, StoreUnavailable
 from membrane.store.etcd import Compare, EtcdClient, Op, mod_revision_eq, value_eq, version_eq
 from tests.etcd_fixture import EtcdServer, etcd_missing_reason, etcd_server, running_etcd  # noqa: F401
-
-
-@pytest.fixture
-def client(etcd_server: EtcdServer):  # noqa: F811
-    c = EtcdClient(etcd_server.endpoint)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def ns() -> str:
-    """A key prefix of our own, so tests of one module do not see each other's keys."""
-    return f"/t/{uuid.uuid4().hex[:8]}/"
 
 
 def test_put_get_roundtrip(client: EtcdClient, ns: str) -> None:

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
 from membrane.store.etcd import EtcdClient
 from membrane.store.lease import LeaseKeeper
 from tests.etcd_fixture import EtcdServer, etcd_server  # noqa: F401  (fixture)
-
-
-@pytest.fixture
-def client(etcd_server: EtcdServer):  # noqa: F811
-    c = EtcdClient(etcd_server.endpoint)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def ns() -> str:
-    return f"/l/{uuid.uuid4().hex[:8]}/"
 
 
 def wait_until(pred, timeout: float, step: float = 0.05) -> bool:

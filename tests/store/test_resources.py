@@ -17,13 +17,6 @@ from tests.etcd_fixture import EtcdServer, etcd_server  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def client(etcd_server: EtcdServer):  # noqa: F811
-    c = EtcdClient(etcd_server.endpoint)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def store(client: EtcdClient) -> ResourceStore:
     # A cluster of our own per test: tests do not see each other's objects.
     return ResourceStore(client, f"c{uuid.uuid4().hex[:8]}", clock=lambda: 1_700_000_000.0)

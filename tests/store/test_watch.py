@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import pytest
 
 from membrane.store.errors import RevisionCompacted
 from membrane.store.etcd import EtcdClient, Op, WatchEvent
 from tests.etcd_fixture import EtcdServer, etcd_server  # noqa: F401  (fixture)
-
-
-@pytest.fixture
-def client(etcd_server: EtcdServer):  # noqa: F811
-    c = EtcdClient(etcd_server.endpoint)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def ns() -> str:
-    return f"/w/{uuid.uuid4().hex[:8]}/"
 
 
 def collect(watch, count: int, timeout: float = 5.0) -> list[WatchEvent]:
