@@ -21,6 +21,7 @@ from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
+from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
 from membrane.model.naming import LabPaths
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 UNDERLAY_DEV = "eth1"
 NODE_LEASE_TTL = 15
+ROUTER_IP_ANNOTATION = "membrane.io/router-ip"
 
 
 def node_info(obj: dict[str, Any]) -> NodeInfo:
@@ -40,8 +42,9 @@ def node_info(obj: dict[str, Any]) -> NodeInfo:
     ip = next((a["address"] for a in addrs if a.get("type") == "InternalIP"), "")
     spec = obj.get("spec", {})
     cidrs = tuple(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
-    underlay = obj.get("metadata", {}).get("annotations", {}).get("membrane.io/underlay-cidr", "")
-    return NodeInfo(obj["metadata"]["name"], ip, cidrs, underlay)
+    annotations = obj.get("metadata", {}).get("annotations", {}) or {}
+    return NodeInfo(obj["metadata"]["name"], ip, cidrs, annotations.get("membrane.io/underlay-cidr", ""),
+                    annotations.get(ROUTER_IP_ANNOTATION, ""))
 
 
 class Agent:
@@ -58,6 +61,9 @@ class Agent:
         self.pods_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Pod/")
         self.ns_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Namespace/")
         self.ipcache_mirror = Mirror(self.client, self.resources.layout.ipcache_prefix)
+        self.policy_mirrors = [Mirror(self.client, f"{self.prefix}/resources/{kind}/") for kind in POLICY_KINDS]
+        self.identity_mirror = Mirror(self.client, f"{self.resources.layout.identities_prefix}id/")
+        self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
         self.api = APIServer(self.paths.agent_socket(node))
@@ -88,7 +94,19 @@ class Agent:
         ids = EndpointIdentities(self.client, self.resources.layout, self.node, self.cluster, self.net,
                                  self._pod, self._namespace_labels, lambda: self._lease)
         self.identities = ids
-        ident_ctrl = self.controllers.add(Controller("endpoint-identities", ids.sync, interval=30))
+        policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
+                            self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
+                            self.cluster, self._pod)
+        self.policy = policy
+        policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
+
+        def identities_run() -> None:
+            ids.sync()
+            policy_ctrl.trigger()  # identities of endpoints may have changed
+
+        ident_ctrl = self.controllers.add(Controller("endpoint-identities", identities_run, interval=30))
+        for mirror in (*self.policy_mirrors, self.identity_mirror):
+            mirror.subscribe(lambda *_: policy_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 
         def pods_changed(*_: object) -> None:
@@ -98,7 +116,8 @@ class Agent:
         self.pods_mirror.subscribe(pods_changed)
         self.ns_mirror.subscribe(lambda *_: ident_ctrl.trigger())
         self.net.on_change = ident_ctrl.trigger
-        ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes, lambda: self.net.datapath)
+        ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes, lambda: self.net.datapath,
+                          policy.cidr_prefixes)
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
         self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
@@ -118,7 +137,8 @@ class Agent:
         self.net.close()
 
     def _mirrors(self) -> tuple[Mirror, ...]:
-        return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror)
+        return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
+                *self.policy_mirrors)
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():
@@ -158,8 +178,11 @@ class Agent:
         """Mark this Node Ready (written only when it changes: the Node object is watched cluster-wide)."""
         kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/_/{self.node}")
         if kv is not None:
-            conds = json.loads(kv.value).get("status", {}).get("conditions", [])
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            current = json.loads(kv.value)
+            conds = current.get("status", {}).get("conditions", [])
+            router = current.get("metadata", {}).get("annotations", {}).get(ROUTER_IP_ANNOTATION)
+            if router == self.net.router_ip and any(c.get("type") == "Ready" and c.get("status") == "True"
+                                                    for c in conds):
                 return
 
         def mark(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -169,6 +192,7 @@ class Agent:
             conds.append({"type": "Ready", "status": "True", "reason": "MembraneAgentReady",
                           "message": "Membrane agent is running", "lastTransitionTime": _ts(time.time())})
             obj["status"]["conditions"] = conds
+            obj["metadata"].setdefault("annotations", {})[ROUTER_IP_ANNOTATION] = self.net.router_ip
             return obj
 
         self.resources.update(("core", "Node", "_", self.node), mark)
@@ -201,6 +225,9 @@ class Agent:
         self.api.route("GET", "/v1/status", lambda _b: self.status())
         self.api.route("GET", "/v1/endpoints", lambda _b: self.endpoint_list())
         self.api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
+        self.api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())
+        self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
+        self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
 
@@ -219,7 +246,7 @@ class Agent:
                     "labels": {"security-relevant": labels},
                     "networking": {"addressing": [{"ipv4": ep.ipv4}], "interface-name": ep.host_ifname,
                                    "interface-index": ep.host_ifindex, "mac": ep.pod_mac, "host-mac": ep.host_mac},
-                    "policy": {"realized": {"policy-enabled": "none"}},
+                    "policy": {"realized": {"policy-enabled": ep.policy_enabled}},
                     "state": ep.state,
                     "external-identifiers": {"container-id": ep.container_id, "pod-name": ep.pod_key},
                 },
@@ -230,6 +257,22 @@ class Agent:
                 "host_ifname": ep.host_ifname,
             })
         return out
+
+    def bpf_policy(self) -> list[dict[str, Any]]:
+        dp = self.net.datapath
+        if dp is None:
+            return []
+        out = []
+        for slot, state in sorted(dp.policy.items().items()):
+            out.append({"endpoint": slot.ep_id, "direction": "ingress" if slot.direction == 1 else "egress",
+                        "identity": slot.identity, "protocol": slot.protocol, "port": slot.port,
+                        "port_prefix": slot.port_prefix, "verdict": "deny" if state.verdict.deny else "allow",
+                        "packets": state.packets, "bytes": state.bytes})
+        return out
+
+    def bpf_ct(self) -> list[dict[str, str]]:
+        dp = self.net.datapath
+        return [{"text": row.describe()} for row in dp.conntrack.rows()] if dp is not None else []
 
     def bpf_ipcache(self) -> list[list[str]]:
         dp = self.net.datapath

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.endpoint.routing import NodeInfo
-from membrane.ipcache.cache import IPCacheEntry, merge, node_entries
+from membrane.ipcache.cache import IPCacheEntry, cidr_entries, merge, node_entries
 from membrane.store.layout import StoreLayout
 from membrane.store.mirror import Mirror
 
@@ -23,12 +23,14 @@ log = logging.getLogger(__name__)
 
 class IPCacheSync:
     def __init__(self, mirror: Mirror, layout: StoreLayout, node: str, nodes: Callable[[], list[NodeInfo]],
-                 datapath: Callable[[], NodeDatapath | None]) -> None:
+                 datapath: Callable[[], NodeDatapath | None],
+                 cidrs: Callable[[], dict[str, int]] = dict) -> None:
         self.mirror = mirror
         self.layout = layout
         self.node = node
         self._nodes = nodes
         self._datapath = datapath
+        self._cidrs = cidrs
 
     def desired(self) -> dict[str, int]:
         published = []
@@ -38,9 +40,11 @@ class IPCacheSync:
                 published.append(IPCacheEntry.from_dict(prefix, json.loads(kv.value)))
             except (ValueError, KeyError) as exc:
                 log.warning("ignoring ipcache key %s: %s", kv.key, exc)
-        nodes = [node_entries(n.name, [n.internal_ip], own_node=self.node) for n in self._nodes() if n.internal_ip]
-        cache = merge([published, *nodes])
-        return {str(e.prefix): e.identity for e in cache}
+        nodes = [node_entries(n.name, [ip for ip in (n.internal_ip, n.router_ip) if ip], own_node=self.node)
+                 for n in self._nodes() if n.internal_ip]
+        cache = merge([published, *nodes, cidr_entries(self._cidrs())])
+        # The datapath is IPv4-only for now.
+        return {str(e.prefix): e.identity for e in cache if e.prefix.version == 4}
 
     def sync(self) -> None:
         dp = self._datapath()

@@ -15,7 +15,7 @@ from typing import Any
 from membrane.agent.local_state import LocalState, load_state, save_state
 from membrane.datapath.linux import links, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
-from membrane.datapath.maps.endpoints import EndpointRecord
+from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED, POLICY_INGRESS_ENFORCED, EndpointRecord
 from membrane.endpoint.model import STATE_READY, STATE_WAITING_FOR_IDENTITY, Endpoint, EndpointTable
 from membrane.endpoint.routing import endpoint_route
 from membrane.ipam.host_scope import HostScopeAllocator
@@ -203,9 +203,21 @@ class NodeNetwork:
             self.datapath.endpoints.update(ep.ipv4, self._record(ep))
             self._persist()
 
+    def set_policy_enforcement(self, container_id: str, ifname: str, ingress: bool, egress: bool) -> None:
+        """Switch policy enforcement of an endpoint per direction (the flags of its BPF map entry)."""
+        with self.lock:
+            ep = self.endpoints.get(container_id, ifname)
+            if ep is None or (ep.policy_ingress, ep.policy_egress) == (ingress, egress):
+                return
+            assert self.datapath is not None
+            ep.policy_ingress, ep.policy_egress = ingress, egress
+            self.datapath.endpoints.update(ep.ipv4, self._record(ep))
+            self._persist()
+
     def _record(self, ep: Endpoint) -> EndpointRecord:
+        flags = (POLICY_INGRESS_ENFORCED if ep.policy_ingress else 0) | (POLICY_EGRESS_ENFORCED if ep.policy_egress else 0)
         return EndpointRecord(ifindex=ep.host_ifindex, ep_id=ep.id, pod_mac=ep.pod_mac, lxc_mac=ep.host_mac,
-                              sec_identity=ep.identity)
+                              sec_identity=ep.identity, flags=flags)
 
     def _persist(self) -> None:
         assert self.allocator is not None

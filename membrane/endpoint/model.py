@@ -32,6 +32,14 @@ class Endpoint:
     labels: dict[str, str] = field(default_factory=dict)
     state: str = STATE_READY
     identity: int = 0
+    policy_ingress: bool = False  # ingress policy enforced
+    policy_egress: bool = False
+
+    @property
+    def policy_enabled(self) -> str:
+        """Cilium's ``policy-enabled`` word: none, ingress, egress or both."""
+        return {(False, False): "none", (True, False): "ingress", (False, True): "egress",
+                (True, True): "both"}[(self.policy_ingress, self.policy_egress)]
 
     @property
     def key(self) -> tuple[str, str]:

@@ -23,6 +23,7 @@ class NodeInfo:
     internal_ip: str
     pod_cidrs: tuple[str, ...]
     underlay_cidr: str = ""  # the node's L2 segment, e.g. 192.168.10.0/24
+    router_ip: str = ""  # the node's own address inside its pod CIDR (membrane_host)
 
 
 def node_routes(self_name: str, nodes: list[NodeInfo], underlay_dev: str, auto_direct: bool = True) -> dict[str, RouteSpec]:
