@@ -31,7 +31,15 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import identity_cmds
 
         return identity_cmds.run(args)
-    if cmd in ("status", "endpoint", "bpf"):
+    if cmd == "bpf":
+        from membrane.cli import bpf_cmds
+
+        return bpf_cmds.run(args)
+    if cmd == "policy":
+        from membrane.cli import policy_cmds
+
+        return policy_cmds.run(args)
+    if cmd in ("status", "endpoint"):
         from membrane.cli import node_cmds
 
         return node_cmds.run(args)
@@ -175,9 +183,12 @@ def _kind(name: str) -> KindInfo:
 
 # ---- get ---------------------------------------------------------------------------------------------
 def cmd_get(args: argparse.Namespace) -> int:
+    from membrane.cli import cilium_kinds
     from membrane.cli.printers import render_objects, render_table
     from membrane.model.labels import LabelSelector
 
+    if cilium_kinds.handles(args.kind):  # CiliumEndpoints / CiliumIdentities: synthesised, not stored
+        return cilium_kinds.run_get(args)
     store = _store(args.lab)
     kinds = [_kind(k) for k in args.kind.split(",") if k]
     selector = LabelSelector.parse(args.selector) if args.selector else None
@@ -215,7 +226,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         blocks.append((table, ""))
     if args.output in ("yaml", "json"):
         single = len(kinds) == 1 and len(args.names) == 1 and len(collected) == 1
-        print(render_objects(collected, args.output, single=single), end="")
+        print(render_objects(collected, args.output, single=single))
         return rc
     first = True
     for table, empty in blocks:

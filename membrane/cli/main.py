@@ -77,14 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
-    p = sub.add_parser("bpf", help="the node's BPF maps (cilium-dbg bpf ...)")
-    _lab_arg(p)
-    bsub = p.add_subparsers(dest="bpf_map", required=True)
-    q = bsub.add_parser("ipcache", help="IP/prefix -> identity")
-    _lab_arg(q)
-    q.add_argument("bpf_cmd", choices=("list",))
-    q.add_argument("--node", default=None)
-    q.add_argument("-o", "--output", choices=("json",))
+    from membrane.cli import bpf_cmds, policy_cmds
+
+    bpf_cmds.add_parser(sub, _lab_arg)
+    policy_cmds.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
     _lab_arg(p)

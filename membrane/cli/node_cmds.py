@@ -46,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(render_status(status, verbose=args.verbose).rstrip("\n"))
         return 0 if status.get("ready") else 1
-    if args.command == "bpf":
-        return _bpf(args)
     rows: list[dict[str, Any]] = []
     for node in _nodes(args.lab, args.node):
         try:
@@ -62,18 +60,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(render_endpoint_list(rows).rstrip("\n"))
-    return 0
-
-
-def _bpf(args: argparse.Namespace) -> int:
-    """``membrane bpf ipcache list``: the node's map as cilium-dbg prints it (first node unless --node)."""
-    from membrane.cli.tabwriter import tabwrite
-
-    node = _nodes(args.lab, args.node)[0]
-    rows = _ask(args.lab, node, "/v1/bpf/ipcache")
-    if args.output == "json":
-        print(json.dumps([{"prefix": p, "value": v} for p, v in rows], indent=2))
-        return 0
-    text = "\n".join("\t".join(r) for r in [("IP PREFIX/ADDRESS", "IDENTITY"), *rows])
-    print(tabwrite(text, 5, 3).rstrip("\n"))
     return 0
