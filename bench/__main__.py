@@ -10,9 +10,9 @@ from bench.harness import Measurement, render_table, write_results
 
 
 def registry() -> dict[str, object]:
-    from bench import churn
+    from bench import churn, datapath, policy
 
-    return {"churn": churn.run}
+    return {"churn": churn.run, "datapath": datapath.run, "policy": policy.run}
 
 
 def main(argv: list[str] | None = None) -> int:
