@@ -9,6 +9,11 @@
  *
  * Policy: the source endpoint's egress policy at from_container, the destination endpoint's
  * ingress policy at to_container, both on a connection's first packet only (conntrack.h).
+ *
+ * Events (events.h): from_container traces FROM_LXC, then TO_STACK for what it leaves to the
+ * kernel; a local delivery is traced once, as TO_LXC by the destination's to_container, which
+ * traces everything it hands to its pod. Traces are aggregated (conntrack.h); every drop and
+ * every policy decision on a new connection is reported.
  */
 #include "common.h"
 #include "drop.h"
@@ -22,42 +27,86 @@
 #include "l4.h"
 #include "conntrack.h"
 #include "policy.h"
+#include "events.h"
+
+/* Identities of an IPv4 packet's ends and the endpoint on our side of the hook (its source at
+ * from_container, its destination at to_container), into ctx; returns that endpoint or NULL. */
+static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *ctx, const struct iphdr *ip4)
+{
+	int egress = ctx->direction == METRIC_EGRESS;
+	struct endpoint_info *ep;
+	__u32 own, peer;
+
+	ep = lookup_ip4_endpoint(egress ? ip4->saddr : ip4->daddr);
+	own = ep ? ep->sec_identity : IDENTITY_UNKNOWN;
+	peer = ipcache_identity(egress ? ip4->daddr : ip4->saddr);
+	ctx->ep_id = ep ? ep->ep_id : 0;
+	ctx->src_identity = egress ? own : peer;
+	ctx->dst_identity = egress ? peer : own;
+	return ep;
+}
 
 /* Conntrack, then policy for a new connection, of the endpoint on our side of an IPv4 packet:
  * its source at from_container (METRIC_EGRESS), its destination at to_container
- * (METRIC_INGRESS). Returns REASON_FORWARDED or the DROP_* reason. */
-static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, __u8 direction)
+ * (METRIC_INGRESS). Fills ctx for the packet's events and, at from_container, traces
+ * FROM_LXC. Returns REASON_FORWARDED or the DROP_* reason. */
+static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx)
 {
+	__u8 direction = ctx->direction, match_type = POLICY_MATCH_NONE;
 	int egress = direction == METRIC_EGRESS;
 	struct endpoint_info *ep;
 	struct l4_info l4;
 	struct ct_key key;
-	__u32 peer_identity, src_identity;
-	int ret;
+	int ret, report = 0;
 
+	ctx->protocol = ip4->protocol;
 	ret = l4_extract(skb, ip4, &l4);
-	if (ret != REASON_FORWARDED)
+	if (ret != REASON_FORWARDED) {
+		ipv4_identities(ctx, ip4);
 		return ret;
+	}
+	ctx->dport = l4.policy_port;
 	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
-	if (l4.trackable && ct_lookup(&key, l4.tcp_flags, skb->len) != CT_NEW)
-		return REASON_FORWARDED;
-
-	ep = lookup_ip4_endpoint(egress ? ip4->saddr : ip4->daddr);
-	peer_identity = ipcache_identity(egress ? ip4->daddr : ip4->saddr);
+	if (l4.trackable) {
+		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report)) {
+		case CT_ESTABLISHED:
+			ctx->trace_reason = TRACE_REASON_ESTABLISHED;
+			goto tracked;
+		case CT_REPLY:
+			ctx->trace_reason = TRACE_REASON_REPLY;
+			goto tracked;
+		default:
+			ctx->trace_reason = TRACE_REASON_NEW;
+			break;
+		}
+	}
+	ctx->report = 1;
+	ep = ipv4_identities(ctx, ip4);
+	if (egress)
+		emit_trace(skb, ctx, TRACE_FROM_LXC);
 	if (ep && (ep->flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED))) {
-		ret = policy_verdict(ep->ep_id, direction, peer_identity, ip4->protocol, l4.policy_port, skb->len);
+		ret = policy_verdict(ep->ep_id, direction, egress ? ctx->dst_identity : ctx->src_identity, ip4->protocol,
+				     l4.policy_port, skb->len, &match_type);
+		emit_policy_verdict(skb, ctx, match_type, ret);
 		if (ret != REASON_FORWARDED)
 			return ret;
 	}
-	if (l4.trackable) {
-		src_identity = egress ? (ep ? ep->sec_identity : IDENTITY_UNKNOWN) : peer_identity;
-		ct_create(&key, l4.tcp_flags, skb->len, src_identity);
+	if (l4.trackable)
+		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity);
+	return REASON_FORWARDED;
+
+tracked:
+	ctx->report = report;
+	if (report) {
+		ipv4_identities(ctx, ip4);
+		if (egress)
+			emit_trace(skb, ctx, TRACE_FROM_LXC);
 	}
 	return REASON_FORWARDED;
 }
 
 /* IPv4 from the pod: deliver to a local endpoint directly, leave the rest to the kernel. */
-static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb)
+static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, struct event_ctx *ctx)
 {
 	struct endpoint_info *dst;
 	struct ethhdr *eth;
@@ -67,27 +116,29 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb)
 
 	ip4 = ipv4_header(skb);
 	if (!ip4)
-		return drop_packet(skb, METRIC_EGRESS, DROP_INVALID);
-	verdict = ipv4_policy_verdict(skb, ip4, METRIC_EGRESS);
+		return drop_notify(skb, ctx, DROP_INVALID);
+	verdict = ipv4_policy_verdict(skb, ip4, ctx);
 	if (verdict != REASON_FORWARDED)
-		return drop_packet(skb, METRIC_EGRESS, (__u8)verdict);
+		return drop_notify(skb, ctx, (__u8)verdict);
 
 	dst = lookup_ip4_endpoint(ip4->daddr);
 	/* Not a local endpoint: the kernel routes it (host, other nodes). A TTL about to expire
 	 * also goes to the kernel, which answers with ICMP time exceeded. */
 	if (!dst || ip4->ttl <= 1) {
 		update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
+		emit_trace(skb, ctx, TRACE_TO_STACK);
 		return CTX_ACT_OK;
 	}
 
 	ifindex = dst->ifindex;
 	eth = ctx_data(skb);
 	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
-		return drop_packet(skb, METRIC_EGRESS, DROP_INVALID);
+		return drop_notify(skb, ctx, DROP_INVALID);
 	eth_set_macs(eth, dst->lxc_mac, dst->pod_mac);
 	ipv4_dec_ttl(ip4);
 	update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
-	/* Egress of the destination's lxc device, so its to_container program runs. */
+	/* Egress of the destination's lxc device, so its to_container program runs (and traces
+	 * TO_LXC). */
 	return bpf_redirect(ifindex, 0);
 }
 
@@ -96,13 +147,15 @@ int from_container(struct __sk_buff *skb)
 {
 	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
+	struct event_ctx ctx;
 
+	event_ctx_init(&ctx, METRIC_EGRESS);
 	if (!PKT_HAS(eth, sizeof(*eth), data_end))
-		return drop_packet(skb, METRIC_EGRESS, DROP_INVALID);
+		return drop_notify(skb, &ctx, DROP_INVALID);
 
 	switch (bpf_ntohs(eth->h_proto)) {
 	case ETH_P_IP:
-		return handle_ipv4_from_container(skb);
+		return handle_ipv4_from_container(skb, &ctx);
 	case ETH_P_ARP:
 		switch (arp_respond(skb)) {
 		case ARP_REPLIED:
@@ -110,7 +163,7 @@ int from_container(struct __sk_buff *skb)
 			/* Back out of the device it came in on: into the pod. */
 			return bpf_redirect(skb->ifindex, 0);
 		case ARP_INVALID:
-			return drop_packet(skb, METRIC_EGRESS, DROP_INVALID);
+			return drop_notify(skb, &ctx, DROP_INVALID);
 		default:
 			break;
 		}
@@ -127,16 +180,19 @@ int to_container(struct __sk_buff *skb)
 {
 	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
+	struct event_ctx ctx;
 	struct iphdr *ip4;
 	int verdict;
 
+	event_ctx_init(&ctx, METRIC_INGRESS);
 	if (PKT_HAS(eth, sizeof(*eth), data_end) && eth->h_proto == bpf_htons(ETH_P_IP)) {
 		ip4 = ipv4_header(skb);
 		if (!ip4)
-			return drop_packet(skb, METRIC_INGRESS, DROP_INVALID);
-		verdict = ipv4_policy_verdict(skb, ip4, METRIC_INGRESS);
+			return drop_notify(skb, &ctx, DROP_INVALID);
+		verdict = ipv4_policy_verdict(skb, ip4, &ctx);
 		if (verdict != REASON_FORWARDED)
-			return drop_packet(skb, METRIC_INGRESS, (__u8)verdict);
+			return drop_notify(skb, &ctx, (__u8)verdict);
+		emit_trace(skb, &ctx, TRACE_TO_LXC);
 	}
 	update_metrics(skb->len, METRIC_INGRESS, REASON_FORWARDED);
 	return CTX_ACT_OK;

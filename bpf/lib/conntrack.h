@@ -5,6 +5,11 @@
  * Lifetimes (seconds): 60 until a TCP connection has seen a reply, then 21600; 60 for other
  * protocols; 10 once a TCP connection has seen FIN both ways or a RST. A TCP SYN (without ACK)
  * that meets a closing entry starts a new connection, which is checked by policy again.
+ *
+ * Monitor aggregation (Cilium's `medium`): a lookup also says whether the packet is worth an
+ * event: the first packet of each direction, a TCP flag of CT_REPORT_FLAGS not yet seen in its
+ * direction (so SYN, SYN-ACK, the handshake ACK, FIN and RST), and otherwise at most one packet
+ * per direction every CT_REPORT_INTERVAL seconds.
  */
 #ifndef MEMBRANE_CONNTRACK_H
 #define MEMBRANE_CONNTRACK_H
@@ -20,6 +25,8 @@
 #define CT_ANY_LIFETIME  60
 #define CT_CLOSE_TIMEOUT 10
 #define NSEC_PER_SEC     1000000000ULL
+#define CT_REPORT_INTERVAL 5
+#define CT_REPORT_FLAGS  (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_FIN | TCP_FLAG_RST)
 
 #define CT_F_CLOSING (CT_F_TX_CLOSING | CT_F_RX_CLOSING)
 
@@ -61,13 +68,21 @@ static __always_inline int ct_live(const struct ct_entry *entry, __u32 now, __u8
 	return 1;
 }
 
-/* Account a packet on a live entry and move its lifetime. */
-static __always_inline void ct_account(struct ct_entry *entry, __u32 now, __u8 protocol, __u8 tcp_flags, __u32 bytes,
-				       int reply)
+/* Account a packet on a live entry and move its lifetime; returns 1 if the packet should be
+ * reported (monitor aggregation above), else 0. */
+static __always_inline int ct_account(struct ct_entry *entry, __u32 now, __u8 protocol, __u8 tcp_flags, __u32 bytes,
+				      int reply)
 {
+	__u32 *last_report = reply ? &entry->rx_last_report : &entry->tx_last_report;
+	__u8 seen = reply ? entry->rx_flags_seen : entry->tx_flags_seen;
 	__u16 flags = entry->flags;
 	__u32 lifetime;
+	int report = 0;
 
+	if ((tcp_flags & CT_REPORT_FLAGS & ~seen) || *last_report == 0 || *last_report + CT_REPORT_INTERVAL <= now) {
+		*last_report = now;
+		report = 1;
+	}
 	if (reply) {
 		__sync_fetch_and_add(&entry->rx_packets, 1);
 		__sync_fetch_and_add(&entry->rx_bytes, bytes);
@@ -98,11 +113,13 @@ static __always_inline void ct_account(struct ct_entry *entry, __u32 now, __u8 p
 	}
 	entry->flags = flags;
 	entry->lifetime = lifetime;
+	return report;
 }
 
 /* Look the packet up as part of a connection first seen at this hook (`key`, built with
- * ct_key_init for this hook's direction) or as a reply to one first seen at the other hook. */
-static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 tcp_flags, __u32 bytes)
+ * ct_key_init for this hook's direction) or as a reply to one first seen at the other hook.
+ * Sets *report for a live entry (see monitor aggregation above). */
+static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, int *report)
 {
 	struct ct_key reverse = {};
 	struct ct_entry *entry;
@@ -110,7 +127,7 @@ static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 t
 
 	entry = bpf_map_lookup_elem(&mb_ct, key);
 	if (entry && ct_live(entry, now, key->protocol, tcp_flags)) {
-		ct_account(entry, now, key->protocol, tcp_flags, bytes, 0);
+		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 0);
 		return CT_ESTABLISHED;
 	}
 	reverse.saddr = key->daddr;
@@ -121,7 +138,7 @@ static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 t
 	reverse.direction = key->direction == CT_EGRESS ? CT_INGRESS : CT_EGRESS;
 	entry = bpf_map_lookup_elem(&mb_ct, &reverse);
 	if (entry && ct_live(entry, now, key->protocol, tcp_flags)) {
-		ct_account(entry, now, key->protocol, tcp_flags, bytes, 1);
+		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 1);
 		return CT_REPLY;
 	}
 	return CT_NEW;

@@ -173,6 +173,8 @@ struct ct_entry {
 	__u16 flags;      /* CT_F_* */
 	__u8  tx_flags_seen; /* TCP flags, original direction */
 	__u8  rx_flags_seen; /* TCP flags, reply direction */
+	__u32 tx_last_report; /* ct_now() of the last event reported for the original direction */
+	__u32 rx_last_report; /* ... and for the reply direction (monitor aggregation, events.h) */
 	__u32 pad;        /* must be 0 */
 };
 
@@ -183,5 +185,115 @@ struct {
 	__type(value, struct ct_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_ct SEC(".maps");
+
+/* ---- mb_events: trace, drop and policy-verdict records for Hubble (events.h) ------------- */
+
+#define EVENTS_RINGBUF_SIZE (1 << 20)
+#define EVENT_CAPTURE_LEN   128 /* leading packet bytes copied into each record */
+
+/* event_record.type: Cilium's monitor message types (pkg/monitor/api/types.go). */
+#define EVENT_DROP           1
+#define EVENT_DEBUG          2
+#define EVENT_CAPTURE        3
+#define EVENT_TRACE          4
+#define EVENT_POLICY_VERDICT 5
+
+/* event_record.subtype of EVENT_TRACE: the observation point (Cilium's enum trace_point). */
+#define TRACE_TO_LXC       0
+#define TRACE_TO_PROXY     1
+#define TRACE_TO_HOST      2
+#define TRACE_TO_STACK     3
+#define TRACE_TO_OVERLAY   4
+#define TRACE_FROM_LXC     5
+#define TRACE_FROM_PROXY   6
+#define TRACE_FROM_HOST    7
+#define TRACE_FROM_STACK   8
+#define TRACE_FROM_OVERLAY 9
+#define TRACE_FROM_NETWORK 10
+#define TRACE_TO_NETWORK   11
+
+/* event_record.trace_reason: the packet's conntrack state (Cilium's enum trace_reason). */
+#define TRACE_REASON_NEW         0
+#define TRACE_REASON_ESTABLISHED 1
+#define TRACE_REASON_REPLY       2
+#define TRACE_REASON_RELATED     3
+#define TRACE_REASON_REOPENED    4
+#define TRACE_REASON_UNKNOWN     5 /* not tracked (e.g. ICMP errors) or not looked up (drops) */
+
+/* event_record.match_type of EVENT_POLICY_VERDICT (Cilium's POLICY_MATCH_*). */
+#define POLICY_MATCH_NONE       0
+#define POLICY_MATCH_L3_ONLY    1
+#define POLICY_MATCH_L3_L4      2
+#define POLICY_MATCH_L4_ONLY    3
+#define POLICY_MATCH_ALL        4
+#define POLICY_MATCH_L3_PROTO   5
+#define POLICY_MATCH_PROTO_ONLY 6
+
+/* event_record.action of EVENT_POLICY_VERDICT. */
+#define POLICY_ACTION_ALLOW 1
+#define POLICY_ACTION_DENY  2
+
+/* One record: a fixed header, then the packet's first cap_len bytes (from its Ethernet header). */
+struct event_record {
+	__u8  type;         /* EVENT_* */
+	__u8  subtype;      /* trace: TRACE_* point; drop: the drop reason; policy verdict: 0 */
+	__u16 ep_id;        /* endpoint whose hook emitted the event; 0 if unknown */
+	__u16 flags;        /* reserved, 0 (Cilium: IPv6, L3 device) */
+	__u8  drop_reason;  /* drop or denied verdict: DROP_* reason (drop.h); otherwise 0 */
+	__u8  trace_reason; /* TRACE_REASON_* */
+	__u64 ktime;        /* bpf_ktime_get_ns(): CLOCK_MONOTONIC nanoseconds */
+	__u32 ifindex;      /* device of the hook (the endpoint's lxc device) */
+	__u32 orig_len;     /* length of the packet */
+	__u32 cap_len;      /* bytes of data[] that hold the packet, <= EVENT_CAPTURE_LEN */
+	__u32 src_identity; /* security identity of the packet's source, 0 if not resolved */
+	__u32 dst_identity; /* ... of its destination */
+	__u8  direction;    /* METRIC_INGRESS (to the endpoint) or METRIC_EGRESS (from it) */
+	__u8  match_type;   /* policy verdict: POLICY_MATCH_* */
+	__u8  action;       /* policy verdict: POLICY_ACTION_* */
+	__u8  protocol;     /* IP protocol, 0 if not IPv4 */
+	__u16 dport;        /* policy verdict: destination port (host order) or ICMP type */
+	__u16 pad1;         /* 0 */
+	__u32 pad2;         /* 0 */
+	__u8  data[EVENT_CAPTURE_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENTS_RINGBUF_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_events SEC(".maps");
+
+/* ---- mb_event_stats: records written and lost (ring buffer full), per CPU ----------------- */
+
+struct event_stats {
+	__u64 emitted;
+	__u64 lost;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_event_stats SEC(".maps");
+
+/* ---- mb_config: runtime switches of the datapath (one entry, key 0) ----------------------- */
+
+/* An all-zero entry (what a new array holds) is the default configuration. */
+#define CONFIG_F_EVENTS_DISABLED (1 << 0) /* write no records to mb_events */
+
+struct datapath_config {
+	__u32 flags; /* CONFIG_F_* */
+	__u32 pad;   /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct datapath_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_config SEC(".maps");
 
 #endif /* MEMBRANE_MAPS_H */

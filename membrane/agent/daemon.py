@@ -21,6 +21,7 @@ from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
+from membrane.agent.observability import Observability
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
@@ -72,6 +73,7 @@ class Agent:
         self._stop = threading.Event()
         self._lease = 0
         self.identities: EndpointIdentities | None = None
+        self.observability: Observability | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,6 +123,13 @@ class Agent:
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
         self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
+        self.observability = Observability(
+            self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
+            self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision))
+        try:
+            self.observability.start()
+        except Exception as exc:  # observability must never keep the datapath from running
+            log.error("observability (Hubble, metrics) not started: %s", exc)
         self.controllers.start()
         self.ready_reason = ""
         log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
@@ -130,6 +139,8 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.observability is not None:
+            self.observability.stop()
         self.controllers.stop()
         self.api.stop()
         for mirror in self._mirrors():
@@ -200,6 +211,16 @@ class Agent:
     def _sync_labels(self) -> None:
         for ep in self.net.endpoints.list():
             self.net.update_labels(ep.pod_key, self._labels_for(ep.namespace, ep.pod_name))
+
+    def _ipcache_identity(self, ip: str) -> int:
+        dp = self.net.datapath
+        return dp.ipcache.identity_of(ip) if dp is not None else 0
+
+    def _endpoint_states(self) -> dict[str, int]:
+        states: dict[str, int] = {}
+        for ep in self.net.endpoints.list():
+            states[ep.state] = states.get(ep.state, 0) + 1
+        return states
 
     def _pod(self, namespace: str, pod: str) -> dict[str, Any] | None:
         kv = self.pods_mirror.get(f"{self.prefix}/resources/core/Pod/{namespace}/{pod}")
@@ -318,6 +339,7 @@ class Agent:
             "endpoint-count": len(self.net.endpoints),
             "router-ip": self.net.router_ip,
             "datapath-metrics": self.net.metrics(),
+            "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
         }
 
 

@@ -39,6 +39,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import policy_cmds
 
         return policy_cmds.run(args)
+    if cmd in ("observe", "metrics"):
+        from membrane.cli import metrics_cmds, observe
+
+        return (observe if cmd == "observe" else metrics_cmds).run(args)
     if cmd in ("status", "endpoint"):
         from membrane.cli import node_cmds
 

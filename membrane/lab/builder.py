@@ -112,6 +112,7 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         for node in topo.nodes:
             record.processes[f"agent-{node.name}"] = _spawn(specs[f"agent-{node.name}"])
         record.processes["kubelet"] = _spawn(specs["kubelet"])
+        record.processes["relay"] = _spawn(specs["relay"])
         record.save()
         progress("waiting for nodes to become Ready")
         store = ResourceStore(client, topo.config.cluster_name)
@@ -201,6 +202,8 @@ def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
         "kubelet": DaemonSpec(
             [sys.executable, "-m", "membrane.lab.kubelet", "--lab", lab, "--cluster", cluster],
             f"{paths.log_dir}/kubelet.log"),
+        "relay": DaemonSpec([sys.executable, "-m", "membrane.lab.relay_main", "--lab", lab],
+                            f"{paths.log_dir}/relay.log"),
     }
     for node in topo.nodes:
         specs[f"agent-{node.name}"] = DaemonSpec(
@@ -303,7 +306,7 @@ def delete(lab: str, progress: Progress) -> list[str]:
     removed: list[str] = []
     record = load_record(lab)
     if record is not None:
-        for name in ("kubelet", *[k for k in record.processes if k.startswith("agent-")], "operator", "etcd"):
+        for name in ("relay", "kubelet", *[k for k in record.processes if k.startswith("agent-")], "operator", "etcd"):
             rec = record.processes.get(name)
             if rec is not None and processes.is_alive(rec):
                 progress(f"stopping {name}")
@@ -312,7 +315,8 @@ def delete(lab: str, progress: Progress) -> list[str]:
     names = lab_netns(lab)
     stray = processes.pids_in_netns([f"{NETNS_DIR}/{n}" for n in names])
     stray += [p for p in processes.pids_with_arg(paths.run_dir + "/") if p not in stray]
-    stray += [p for p in processes.pids_with_arg(f"membrane.lab.kubelet --lab {lab} ") if p not in stray]
+    for module in ("membrane.lab.kubelet", "membrane.lab.relay_main"):
+        stray += [p for p in processes.pids_with_arg(f"{module} --lab {lab} ") if p not in stray]
     if stray:
         progress(f"stopping {len(stray)} lab processes")
         processes.stop_pids(stray)

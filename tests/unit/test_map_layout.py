@@ -20,6 +20,7 @@ from membrane.datapath.loader import compile_object, find_object, repo_root
 from membrane.datapath.maps.abi import MIRRORS, abi_drift
 from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
+from membrane.datapath.maps.events import EVENT_CAPTURE_LEN, EVENT_MIRRORS, ConfigMap, EventStatsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.metrics import MetricsMap
 from membrane.datapath.maps.policy import PolicyMap
@@ -141,3 +142,33 @@ def test_drift_in_the_c_header_is_reported(tmp_path: Path) -> None:
     obj = compile_object("lxc", str(tmp_path / "out"), source_dir=str(source))
     problems = abi_drift(obj)
     assert any("endpoint_info" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("c_name,mirror", EVENT_MIRRORS, ids=[name for name, _ in EVENT_MIRRORS])
+def test_event_mirror_matches_c_struct(lxc_object: str, reader: str, c_name: str, mirror: type) -> None:
+    """The ring buffer record and the structs of mb_config / mb_event_stats."""
+    if reader == "bpftool" and BPFTOOL is None:
+        pytest.skip("bpftool is not installed; the layout is still checked by the pure-Python BTF reader")
+    layouts = READERS[reader](lxc_object)
+    assert c_name in layouts, f"struct {c_name} not found in {lxc_object}"
+    layout = layouts[c_name]
+    assert layout_drift(layout, ctypes_layout(c_name, mirror)) == []
+    assert sum(m.size for m in layout.members) == layout.size, f"struct {c_name}: implicit padding"
+
+
+def test_the_event_record_ends_with_the_capture_buffer(lxc_object: str) -> None:
+    layout = read_struct_layouts(lxc_object)["event_record"]
+    data = layout.members[-1]
+    assert (data.name, data.size, data.offset + data.size) == ("data", EVENT_CAPTURE_LEN, layout.size)
+
+
+@pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
+@pytest.mark.parametrize("wrapper", [ConfigMap, EventStatsMap], ids=lambda w: w.NAME)
+def test_event_maps_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> None:
+    types = _bpftool_types(lxc_object)
+    var = next(t for t in types.values() if t["kind"] == "VAR" and t["name"] == wrapper.NAME)
+    definition = types[var["type_id"]]
+    type_ids = {m["name"]: types[m["type_id"]]["type_id"] for m in definition["members"]}
+    assert types[type_ids["value"]]["name"] == dict((mirror, name) for name, mirror in EVENT_MIRRORS)[wrapper.VALUE]
+    assert _bpftool_size(types, type_ids["key"]) == ctypes.sizeof(wrapper.KEY)

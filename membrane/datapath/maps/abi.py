@@ -7,6 +7,7 @@ import ctypes
 from membrane.datapath.bpf.btf import ctypes_layout, layout_drift, read_struct_layouts
 from membrane.datapath.maps.conntrack import CtEntry, CtKey
 from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey
+from membrane.datapath.maps.events import EVENT_MIRRORS
 from membrane.datapath.maps.ipcache import IpcacheKey, IpcacheValue
 from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
 from membrane.datapath.maps.policy import PolicyKey, PolicyValue
@@ -23,6 +24,7 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     ("policy_entry", PolicyValue),
     ("ct_key", CtKey),
     ("ct_entry", CtEntry),
+    *EVENT_MIRRORS,
 )
 
 

@@ -50,6 +50,8 @@ class CtEntry(ctypes.Structure):
         ("flags", c_uint16),
         ("tx_flags_seen", c_uint8),
         ("rx_flags_seen", c_uint8),
+        ("tx_last_report", c_uint32),
+        ("rx_last_report", c_uint32),
         ("pad", c_uint32),
     ]
 

@@ -1,0 +1,122 @@
+"""The agent's flow pipeline: BPF ring-buffer events → Hubble flows → the node's flow ring and metrics.
+
+Events come from the datapath monitor (epoll on the ring buffer, no busy polling). Each one is turned
+into a ``flow.Flow`` with both ends resolved: pods through the pod mirror (namespace, name, labels,
+workload), everything else through the ipcache identity (host, world, remote-node …).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from membrane.datapath.maps import events as dpev
+from membrane.datapath.monitor import EventMonitor
+from membrane.hubble.events import DatapathEvent as FlowEvent
+from membrane.hubble.events import EndpointInfo, flow_from_event
+from membrane.hubble.ring import FlowRing
+from membrane.store.mirror import Mirror
+
+log = logging.getLogger(__name__)
+
+_KINDS = {dpev.EVENT_TRACE: "trace", dpev.EVENT_DROP: "drop", dpev.EVENT_POLICY_VERDICT: "policy-verdict"}
+_ACTIONS = {dpev.POLICY_ACTION_ALLOW: "allow", dpev.POLICY_ACTION_DENY: "deny"}
+
+
+def to_flow_event(ev: dpev.DatapathEvent, node: str) -> FlowEvent | None:
+    kind = _KINDS.get(ev.type)
+    if kind is None:
+        return None
+    return FlowEvent(
+        kind=kind, packet=ev.packet, timestamp_ns=ev.timestamp_ns, node_name=node,
+        observation_point=ev.subtype if kind == "trace" else 0, trace_reason=ev.trace_reason,
+        drop_reason=ev.drop_reason, src_identity=ev.src_identity, dst_identity=ev.dst_identity,
+        endpoint_id=ev.ep_id, ifindex=ev.ifindex,
+        ingress=(ev.direction == dpev.DIRECTION_INGRESS) if ev.direction else None,
+        action=_ACTIONS.get(ev.action, "allow"), policy_match_type=ev.match_type,
+    )
+
+
+def workloads_of(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """The workload a pod belongs to, as Hubble names it (a Deployment's pod → the Deployment)."""
+    meta = pod.get("metadata", {})
+    for ref in meta.get("ownerReferences", []) or []:
+        if ref.get("kind") == "Deployment":
+            return [(ref["name"], "Deployment")]
+        if ref.get("kind") == "ReplicaSet":
+            name = ref["name"].rsplit("-", 1)[0]
+            return [(name, "Deployment")]
+    return []
+
+
+class PodIndex:
+    """IP → endpoint information, rebuilt from the pod mirror when it changes."""
+
+    def __init__(self, pods: Mirror, identity_of: Callable[[str], int], cluster: str) -> None:
+        self._pods = pods
+        self._identity_of = identity_of
+        self._cluster = cluster
+        self._by_ip: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stale = True
+        pods.subscribe(lambda *_: self._mark())
+
+    def _mark(self) -> None:
+        self._stale = True
+
+    def _rebuild(self) -> None:
+        by_ip = {}
+        for kv in self._pods.items():
+            pod = json.loads(kv.value)
+            ip = pod.get("status", {}).get("podIP")
+            if ip:
+                by_ip[ip] = pod
+        self._by_ip = by_ip
+        self._stale = False
+
+    def lookup(self, ip: str) -> EndpointInfo | None:
+        with self._lock:
+            if self._stale:
+                self._rebuild()
+            pod = self._by_ip.get(ip)
+        identity = self._identity_of(ip)
+        if pod is None:
+            return EndpointInfo(identity=identity) if identity else None
+        meta = pod["metadata"]
+        labels = [f"k8s:{k}={v}" for k, v in sorted((meta.get("labels") or {}).items())]
+        labels.append(f"k8s:io.kubernetes.pod.namespace={meta['namespace']}")
+        return EndpointInfo(identity=identity, namespace=meta["namespace"], pod_name=meta["name"],
+                            labels=sorted(labels), workloads=workloads_of(pod), cluster_name=self._cluster)
+
+
+class FlowPipeline:
+    def __init__(self, node: str, pin_dir: str, ring: FlowRing, lookup: Callable[[str], EndpointInfo | None],
+                 on_flow: Callable[[Any], None] = lambda _f: None) -> None:
+        self.node = node
+        self.ring = ring
+        self._lookup = lookup
+        self._on_flow = on_flow
+        self.monitor = EventMonitor(pin_dir, self._on_event)
+        self.decode_errors = 0
+
+    def start(self) -> None:
+        self.monitor.start()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+
+    def _on_event(self, ev: dpev.DatapathEvent) -> None:
+        fev = to_flow_event(ev, self.node)
+        if fev is None:
+            return
+        try:
+            flow = flow_from_event(fev, self._lookup)
+        except Exception as exc:  # one bad record must not stop the monitor
+            self.decode_errors += 1
+            log.debug("event not decoded: %s", exc)
+            return
+        self.ring.append(flow)
+        self._on_flow(flow)

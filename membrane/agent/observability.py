@@ -1,0 +1,95 @@
+"""The agent's observability: flow ring + Observer gRPC server (Hubble API) and the /metrics endpoint.
+
+Sockets: ``/run/membrane/<lab>/hubble-<node>.sock`` (and TCP :4244 in the node's namespace) for the
+Observer API; ``/run/membrane/<lab>/metrics-<node>.sock`` (and TCP :9962) for Prometheus metrics,
+holding both the cilium_* agent metrics and the hubble_* flow metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from membrane.agent.flows import FlowPipeline, PodIndex
+from membrane.agent.node_network import NodeNetwork
+from membrane.hubble.agent_metrics import AgentMetrics, AgentSources
+from membrane.hubble.metrics import HubbleMetrics, Registry
+from membrane.hubble.ring import FlowRing
+from membrane.hubbleserver.observer import ObserverServer
+from membrane.metricsserver.server import MetricsServer
+from membrane.model.naming import LabPaths
+from membrane.store.mirror import Mirror
+
+log = logging.getLogger(__name__)
+
+FLOW_CAPACITY = 4095
+OBSERVER_PORT = 4244
+METRICS_PORT = 9962
+DEFAULT_HUBBLE_METRICS = ("flow", "drop", "tcp", "port-distribution", "icmp")
+
+
+class Observability:
+    def __init__(self, lab: str, node: str, cluster: str, net: NodeNetwork, pods: Mirror,
+                 identity_of: Callable[[str], int], endpoint_states: Callable[[], Mapping[str, int]],
+                 policy_info: Callable[[], tuple[int, int]], capacity: int = FLOW_CAPACITY) -> None:
+        self.paths = LabPaths(lab)
+        self.node = node
+        self.net = net
+        self.started = time.time()
+        self.ring = FlowRing(capacity)
+        self.registry = Registry()
+        self.hubble_metrics = HubbleMetrics(self.registry, DEFAULT_HUBBLE_METRICS)
+        self.agent_metrics = AgentMetrics(self.registry, AgentSources(
+            endpoint_states=endpoint_states, policy=policy_info, datapath=self._datapath_counters))
+        self.index = PodIndex(pods, identity_of, cluster)
+        self.pipeline: FlowPipeline | None = None
+        self.servers: list[Any] = []
+
+    def start(self) -> None:
+        assert self.net.datapath is not None
+        self.pipeline = FlowPipeline(self.node, self.net.pin_dir, self.ring, self.index.lookup,
+                                     self.hubble_metrics.process)
+        self.pipeline.start()
+        observer = ObserverServer(self.ring, self.node, f"{self.paths.run_dir}/hubble-{self.node}.sock",
+                                  f"0.0.0.0:{OBSERVER_PORT}")
+        observer.start()
+        self.servers.append(observer)
+        for address in (f"{self.paths.run_dir}/metrics-{self.node}.sock", ("0.0.0.0", METRICS_PORT)):
+            server = MetricsServer(address, self.registry.exposition)
+            server.start()
+            self.servers.append(server)
+
+    def stop(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        for server in self.servers:
+            try:
+                server.stop() if isinstance(server, ObserverServer) else server.close()
+            except Exception as exc:
+                log.debug("stopping %s: %s", type(server).__name__, exc)
+
+    def _datapath_counters(self) -> tuple[dict[tuple[int, str], tuple[int, int]], dict[str, tuple[int, int]]]:
+        drops: dict[tuple[int, str], tuple[int, int]] = {}
+        forwards: dict[str, tuple[int, int]] = {}
+        for key, value in self.net.metrics().items():
+            reason, direction = key.split("/")
+            pair = (value["packets"], value["bytes"])
+            if reason == "0":
+                forwards[direction.upper()] = pair
+            else:
+                drops[(int(reason), direction.upper())] = pair
+        return drops, forwards
+
+    def status(self) -> dict[str, Any]:
+        """The ``hubble`` section of /v1/status (see membrane.cli.dbg_status)."""
+        counters = self.pipeline.monitor.counters() if self.pipeline is not None else None
+        return {
+            "state": "Ok" if self.pipeline is not None else "Disabled", "msg": "",
+            "observer": {"current-flows": len(self.ring), "max-flows": self.ring.capacity,
+                         "seen-flows": self.ring.seen, "uptime": time.time() - self.started},
+            "metrics": {"state": "Ok"},
+            "events": dataclasses.asdict(counters) if counters is not None else {},
+        }

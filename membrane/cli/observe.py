@@ -1,0 +1,166 @@
+"""``membrane observe``: the ``hubble observe`` experience against the lab's relay (or one agent).
+
+Connects over gRPC to ``observer.Observer/GetFlows`` on ``unix:///run/membrane/<lab>/relay.sock`` by default,
+``--node N`` for one agent's ``hubble-<N>.sock``, or ``--server unix://PATH|HOST:PORT``. Filter flags
+become FlowFilters exactly as hubble builds them (see :mod:`membrane.cli.observe_filters`); output is
+``-o compact`` (default), ``json``/``jsonpb``, ``dict`` or ``table``. Ctrl-C ends ``--follow`` cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from membrane.cli.observe_filters import FILTER_FLAGS, FilterError, build_filters
+from membrane.cli.observe_time import parse_time, to_rfc3339
+from membrane.model.naming import LabPaths
+
+OUTPUTS = ("compact", "json", "jsonpb", "dict", "table")
+DEFAULT_LAST = 20
+_SHORT = {"label": "-l", "namespace": "-n", "type": "-t"}
+_HELP = {
+    "pod": "flows from or to a pod ([namespace/]pod, prefix)",
+    "namespace": "flows from or to pods of a namespace",
+    "label": "flows from or to endpoints with labels (selector)",
+    "ip": "flows from or to an IP or CIDR",
+    "port": "flows from or to a L4 port",
+    "identity": "flows from or to a security identity (number or reserved name)",
+    "protocol": "L4/L7 protocol: tcp, udp, icmp, icmpv4, icmpv6, sctp, http, dns, kafka",
+    "verdict": "FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED, TRANSLATED",
+    "type": "event type: trace[:point], drop, policy-verdict, capture, l7, trace-sock, debug, agent",
+    "traffic-direction": "ingress or egress",
+    "node-name": "flows observed on a node (name or pattern)",
+}
+
+
+class _FilterFlag(argparse.Action):
+    """Records ``(flag, value)`` in command-line order: ``--not`` applies to the next filter."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        flags = list(getattr(namespace, self.dest, None) or [])
+        flags.append((self.metavar_name, values if isinstance(values, str) else None))
+        setattr(namespace, self.dest, flags)
+
+    def __init__(self, *args: Any, flag: str = "", **kwargs: Any) -> None:
+        self.metavar_name = flag
+        super().__init__(*args, **kwargs)
+
+
+def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    p = subparsers.add_parser("observe", help="observe flows (hubble observe)")
+    if lab_arg is not None:
+        lab_arg(p)
+    conn = p.add_argument_group("server")
+    conn.add_argument("--server", default=None, help="unix:///path/to/sock or host:port (default: the lab's relay)")
+    conn.add_argument("--node", default=None, help="talk to this node's agent instead of the relay")
+    conn.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the server")
+    sel = p.add_argument_group("selection")
+    sel.add_argument("-f", "--follow", action="store_true", help="keep printing flows as they come")
+    sel.add_argument("--last", type=int, default=0, help=f"the last N flows (default {DEFAULT_LAST})")
+    sel.add_argument("--first", type=int, default=0, help="the first N flows of the ring")
+    sel.add_argument("--since", default=None, help="flows since (RFC3339 or duration like 5m)")
+    sel.add_argument("--until", default=None, help="flows until (RFC3339 or duration like 5m)")
+    flt = p.add_argument_group("filters (repeated values ORed, different flags ANDed)")
+    flt.add_argument("--not", dest="filters", nargs=0, action=_FilterFlag, flag="not",
+                     help="negate the next filter")
+    for name in FILTER_FLAGS:
+        opts = [_SHORT[name], f"--{name}"] if name in _SHORT else [f"--{name}"]
+        base = name.removeprefix("from-").removeprefix("to-")
+        side = "from" if name.startswith("from-") else "to" if name.startswith("to-") else ""
+        text = _HELP.get(name) or f"{_HELP.get(base, base)} ({side} side only)"
+        flt.add_argument(*opts, dest="filters", action=_FilterFlag, flag=name, metavar="VALUE", help=text)
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", choices=OUTPUTS, default="compact")
+    out.add_argument("--print-node-name", action="store_true", help="print the node that observed the flow")
+    p.set_defaults(filters=[])
+
+
+def server_target(args: argparse.Namespace) -> str:
+    """The gRPC target: ``--server`` as given, else the node's or the relay's unix socket in the lab."""
+    if args.server:
+        return str(args.server)
+    run_dir = LabPaths(args.lab).run_dir
+    if args.node:
+        return f"unix://{run_dir}/hubble-{args.node}.sock"
+    return f"unix://{run_dir}/relay.sock"
+
+
+def build_request(args: argparse.Namespace, now: Any = None) -> dict[str, Any]:
+    """A GetFlowsRequest as a proto-JSON dict (proto field names) from parsed arguments."""
+    if args.first and args.last:
+        raise FilterError("cannot set both --first and --last")
+    if args.first and args.follow:
+        raise FilterError("cannot set both --first and --follow")
+    if args.follow and args.output == "table":
+        raise FilterError("-o table cannot be used with --follow")
+    req: dict[str, Any] = {}
+    if args.first:
+        req.update(number=args.first, first=True)
+    elif args.last:
+        req["number"] = args.last
+    elif not (args.follow or args.since or args.until):
+        req["number"] = DEFAULT_LAST
+    if args.follow:
+        req["follow"] = True
+    for key in ("since", "until"):
+        if getattr(args, key):
+            try:
+                req[key] = to_rfc3339(parse_time(getattr(args, key), now))
+            except ValueError as exc:
+                raise FilterError(f"--{key}: {exc}") from None
+    whitelist, blacklist = build_filters(list(args.filters or []))
+    if whitelist:
+        req["whitelist"] = whitelist
+    if blacklist:
+        req["blacklist"] = blacklist
+    return req
+
+
+def _stream(target: str, request: dict[str, Any], timeout: float) -> tuple[Any, Iterable[Any]]:
+    import grpc
+    from google.protobuf import json_format
+
+    from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
+
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        channel.close()
+        raise ConnectionError(f"cannot connect to the Hubble server at {target}") from None
+    stub = observer_pb2_grpc.ObserverStub(channel)
+    call = stub.GetFlows(json_format.ParseDict(request, observer_pb2.GetFlowsRequest()))
+    return channel, call
+
+
+def run(args: argparse.Namespace) -> int:
+    from membrane.cli.commands import CLIError
+    from membrane.cli.observe_output import FlowPrinter
+
+    try:
+        request = build_request(args)
+    except FilterError as exc:
+        raise CLIError(str(exc)) from None
+    target = server_target(args)
+    printer = FlowPrinter(args.output, print_node_name=args.print_node_name)
+    import grpc
+
+    try:
+        channel, call = _stream(target, request, args.timeout)
+    except ConnectionError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        for response in call:
+            printer.write(response, sys.stdout)
+    except KeyboardInterrupt:
+        call.cancel()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            raise CLIError(f"GetFlows from {target}: {exc.code().name}: {exc.details()}") from None
+    finally:
+        printer.close(sys.stdout)
+        channel.close()
+    return 0

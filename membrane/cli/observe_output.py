@@ -1,0 +1,62 @@
+"""How ``membrane observe`` prints the GetFlows stream: one FlowPrinter per run, per ``-o`` format.
+
+Flows go through :mod:`membrane.hubble.render` (compact lines, protojson, dict blocks, a table printed at
+the end). ``-o json``/``jsonpb`` print every response as hubble does (flows, node status, lost events);
+the text formats print flows and report lost events on stderr. Times are local, like hubble's.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from membrane.hubble import render
+
+
+class FlowPrinter:
+    def __init__(self, output: str = "compact", *, print_node_name: bool = False, tz: Any = None,
+                 errors: TextIO | None = None) -> None:
+        self.output = "json" if output == "jsonpb" else output
+        self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz}
+        self.errors = errors
+        self.count = 0
+        self._table: list[Any] = []
+
+    def _err(self) -> TextIO:
+        return self.errors or sys.stderr
+
+    def write(self, response: Any, out: TextIO) -> None:
+        """Print one ``GetFlowsResponse``."""
+        kind = response.WhichOneof("response_types")
+        if self.output == "json":
+            out.write(render.jsonpb(response) + "\n")
+            out.flush()
+            return
+        if kind == "lost_events":
+            lost = response.lost_events
+            source = lost.DESCRIPTOR.fields_by_name["source"].enum_type.values_by_number.get(lost.source)
+            self._err().write(f"EVENTS LOST: {source.name if source else lost.source} {lost.num_events_lost}\n")
+            return
+        if kind != "flow":
+            return
+        flow = response.flow
+        if not flow.node_name and response.node_name:
+            flow.node_name = response.node_name
+        self.count += 1
+        if self.output == "table":
+            self._table.append(flow)
+            return
+        if self.output == "dict":
+            if self.count > 1:
+                out.write("------------\n")
+            out.write(render.dict_block(flow, **self.kwargs) + "\n")
+        else:
+            out.write(render.compact(flow, **self.kwargs) + "\n")
+        out.flush()
+
+    def close(self, out: TextIO) -> None:
+        """Finish the output (``-o table`` prints here)."""
+        if self.output == "table" and self._table:
+            out.write(render.table(self._table, **self.kwargs) + "\n")
+            out.flush()
+        self._table = []

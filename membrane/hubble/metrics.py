@@ -1,0 +1,383 @@
+"""Prometheus metrics with Cilium's and Hubble's names: a small registry and its text exposition.
+
+Pure: no I/O. :class:`Registry` holds metric families (counter, gauge, histogram) and renders the
+Prometheus text format (``# HELP`` / ``# TYPE`` lines, escaped label values). Collectors registered with
+:meth:`Registry.add_collector` run before every exposition, so the agent can refresh gauges from its
+tables at scrape time. :class:`HubbleMetrics` counts flows like Hubble's metric handlers (``flow``,
+``drop``, ``tcp``, ``port-distribution``, ``icmp``, configured like ``hubble.metrics.enabled`` with
+``labelsContext``); :class:`AgentMetrics` holds the cilium-agent series of reference §10.
+Flows are ``flow.Flow`` protobuf messages (Hubble's field names); enum names come from the descriptors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from membrane.hubble.packet import icmp_type_name
+
+LabelValues = tuple[str, ...]
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def format_value(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+
+
+@dataclass
+class MetricFamily:
+    """One metric name with its label names; values keyed by the tuple of label values."""
+
+    name: str
+    help: str
+    type: str
+    label_names: LabelValues = ()
+    buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    values: dict[LabelValues, float] = field(default_factory=dict)
+    hist: dict[LabelValues, list[float]] = field(default_factory=dict)  # bucket counts..., sum, count
+
+    def key(self, labels: Mapping[str, str] | Iterable[str]) -> LabelValues:
+        if isinstance(labels, Mapping):
+            return tuple(str(labels.get(n, "")) for n in self.label_names)
+        values = tuple(str(v) for v in labels)
+        if len(values) != len(self.label_names):
+            raise ValueError(f"{self.name}: expected labels {self.label_names}, got {values}")
+        return values
+
+    def inc(self, labels: Mapping[str, str] | Iterable[str] = (), amount: float = 1.0) -> None:
+        if self.type == "counter" and amount < 0:
+            raise ValueError(f"{self.name}: counters only go up")
+        k = self.key(labels)
+        self.values[k] = self.values.get(k, 0.0) + amount
+
+    def set(self, labels: Mapping[str, str] | Iterable[str], value: float) -> None:
+        """Gauges; counters too when the source is an absolute counter (a BPF metrics map)."""
+        self.values[self.key(labels)] = float(value)
+
+    def observe(self, labels: Mapping[str, str] | Iterable[str], value: float) -> None:
+        row = self.hist.setdefault(self.key(labels), [0.0] * (len(self.buckets) + 2))
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                row[i] += 1
+        row[-2] += value
+        row[-1] += 1
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.hist.clear()
+
+    def get(self, labels: Mapping[str, str] | Iterable[str] = ()) -> float:
+        return self.values.get(self.key(labels), 0.0)
+
+    def samples(self) -> list[Sample]:
+        out = []
+        for k in sorted(self.values):
+            out.append(Sample(self.name, tuple(zip(self.label_names, k, strict=True)), self.values[k]))
+        for k in sorted(self.hist):
+            row, base = self.hist[k], tuple(zip(self.label_names, k, strict=True))
+            for bound, count in zip((*self.buckets, math.inf), (*row[:-2], row[-1]), strict=True):
+                out.append(Sample(f"{self.name}_bucket", (*base, ("le", format_value(bound))), count))
+            out.append(Sample(f"{self.name}_sum", base, row[-2]))
+            out.append(Sample(f"{self.name}_count", base, row[-1]))
+        return out
+
+    def exposition(self) -> str:
+        lines = [
+            f"# HELP {self.name} {self.help.replace(chr(92), chr(92) * 2).replace(chr(10), ' ')}",
+            f"# TYPE {self.name} {self.type}",
+        ]
+        for s in self.samples():
+            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in s.labels)
+            lines.append(
+                f"{s.name}{{{labels}}} {format_value(s.value)}"
+                if labels
+                else f"{s.name} {format_value(s.value)}"
+            )
+        return "\n".join(lines) + "\n"
+
+
+class Registry:
+    """Metric families by name, rendered in registration order."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, MetricFamily] = {}
+        self.collectors: list[Callable[[], None]] = []
+
+    def _add(self, family: MetricFamily) -> MetricFamily:
+        existing = self.families.get(family.name)
+        if existing is not None:
+            if (existing.type, existing.label_names) != (family.type, family.label_names):
+                raise ValueError(f"metric {family.name} already registered with other labels or type")
+            return existing
+        self.families[family.name] = family
+        return family
+
+    def counter(self, name: str, help: str, labels: Iterable[str] = ()) -> MetricFamily:
+        return self._add(MetricFamily(name, help, "counter", tuple(labels)))
+
+    def gauge(self, name: str, help: str, labels: Iterable[str] = ()) -> MetricFamily:
+        return self._add(MetricFamily(name, help, "gauge", tuple(labels)))
+
+    def histogram(
+        self, name: str, help: str, labels: Iterable[str] = (), buckets: Iterable[float] = DEFAULT_BUCKETS
+    ) -> MetricFamily:
+        return self._add(MetricFamily(name, help, "histogram", tuple(labels), tuple(sorted(buckets))))
+
+    def add_collector(self, collect: Callable[[], None]) -> None:
+        """``collect()`` runs before each exposition to refresh values from live state."""
+        self.collectors.append(collect)
+
+    def collect(self) -> None:
+        for collect in self.collectors:
+            collect()
+
+    def samples(self) -> list[Sample]:
+        self.collect()
+        return [s for fam in self.families.values() for s in fam.samples()]
+
+    def exposition(self) -> str:
+        """The Prometheus text format (version 0.0.4)."""
+        self.collect()
+        return "".join(fam.exposition() for fam in self.families.values())
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# ---- Hubble flow metrics ----------------------------------------------------------------------------------
+HANDLERS = ("flow", "drop", "tcp", "port-distribution", "icmp")
+NOT_YET = ("dns", "http", "httpV2", "kafka", "flows-to-world")  # accepted, counted once L7 exists
+LABELS_CONTEXT = (
+    "source_ip",
+    "source_namespace",
+    "source_pod",
+    "source_workload",
+    "source_workload_kind",
+    "source_app",
+    "destination_ip",
+    "destination_namespace",
+    "destination_pod",
+    "destination_workload",
+    "destination_workload_kind",
+    "destination_app",
+    "traffic_direction",
+)
+_TYPE_NAMES = {1: "Drop", 3: "Capture", 4: "Trace", 5: "PolicyVerdict", 129: "L7"}
+TRACE_POINT_NAMES = (
+    "to-endpoint",
+    "to-proxy",
+    "to-host",
+    "to-stack",
+    "to-overlay",
+    "from-endpoint",
+    "from-proxy",
+    "from-host",
+    "from-stack",
+    "from-overlay",
+    "from-network",
+    "to-network",
+    "from-crypto",
+    "to-crypto",
+)
+_L4_NAMES = {"TCP": "TCP", "UDP": "UDP", "ICMPv4": "ICMPv4", "ICMPv6": "ICMPv6", "SCTP": "SCTP"}
+_L7_NAMES = {"dns": "DNS", "http": "HTTP", "kafka": "Kafka"}
+_APP_LABELS = ("k8s:app.kubernetes.io/name", "k8s:k8s-app", "k8s:app")
+def enum_name(message: Any, field_name: str) -> str:
+    """The enum value name of ``message.<field_name>`` from the message descriptor."""
+    enum = message.DESCRIPTOR.fields_by_name[field_name].enum_type
+    value = getattr(message, field_name)
+    found = enum.values_by_number.get(value)
+    return found.name if found is not None else str(value)
+
+
+def flow_protocol(flow: Any) -> str:
+    """Hubble's ``FlowProtocol``: DNS/HTTP/Kafka for L7, TCP/UDP/ICMPv4/ICMPv6/SCTP for L3/L4 events."""
+    kind = flow.event_type.type
+    if kind == 129:
+        record = flow.l7.WhichOneof("record") if flow.HasField("l7") else None
+        return _L7_NAMES.get(record or "", "Unknown L7")
+    if kind in (1, 3, 4, 5):
+        l4 = flow.l4.WhichOneof("protocol") if flow.HasField("l4") else None
+        return _L4_NAMES.get(l4 or "", "Unknown L4")
+    return "Unknown flow"
+
+
+def _endpoint_value(ep: Any, what: str) -> str:
+    if what == "namespace":
+        return ep.namespace
+    if what == "pod":
+        return ep.pod_name
+    if what in ("workload", "workload_kind"):
+        return (ep.workloads[0].name if what == "workload" else ep.workloads[0].kind) if ep.workloads else ""
+    labels = {lab.partition("=")[0]: lab.partition("=")[2] for lab in ep.labels}
+    return next((labels[k] for k in _APP_LABELS if k in labels), "")
+
+
+def context_value(flow: Any, name: str) -> str:
+    if name == "traffic_direction":
+        direction = enum_name(flow, "traffic_direction")
+        return direction.lower() if direction in ("INGRESS", "EGRESS") else "unknown"
+    side, _, what = name.partition("_")
+    if what == "ip":
+        return flow.IP.source if side == "source" else flow.IP.destination
+    return _endpoint_value(flow.source if side == "source" else flow.destination, what)
+
+
+@dataclass(frozen=True)
+class MetricOption:
+    """One ``hubble.metrics.enabled`` entry, e.g. ``flow:labelsContext=source_namespace``."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def labels_context(self) -> tuple[str, ...]:
+        raw = dict(self.options).get("labelsContext", "")
+        return tuple(x for x in raw.split(",") if x)
+
+
+def parse_metric_options(enabled: str | Iterable[str]) -> list[MetricOption]:
+    """A Helm list or a space-separated ``--hubble-metrics`` string → parsed and validated options."""
+    items = enabled.split() if isinstance(enabled, str) else [x for e in enabled for x in e.split()]
+    out = []
+    for item in items:
+        name, _, rest = item.partition(":")
+        if name not in HANDLERS and name not in NOT_YET:
+            raise ValueError(f"unknown Hubble metric {name!r} (known: {', '.join(HANDLERS + NOT_YET)})")
+        opts = []
+        for part in filter(None, rest.split(";")):
+            key, _, value = part.partition("=")
+            opts.append((key, value))
+        option = MetricOption(name, tuple(opts))
+        for label in option.labels_context:
+            if label not in LABELS_CONTEXT:
+                raise ValueError(f"{name}: unknown labelsContext label {label!r}")
+        out.append(option)
+    return out
+
+
+class HubbleMetrics:
+    """Hubble's flow metric handlers over one registry; ``process(flow)`` for every flow."""
+
+    def __init__(self, registry: Registry, enabled: str | Iterable[str]) -> None:
+        self.options = parse_metric_options(enabled)
+        self.unsupported = [o.name for o in self.options if o.name in NOT_YET]
+        self.lost_events = registry.counter("hubble_lost_events_total", "Number of lost events", ["source"])
+        self._handlers: list[
+            tuple[Callable[[Any, MetricFamily, tuple[str, ...]], None], MetricFamily, tuple[str, ...]]
+        ] = []
+        specs = {
+            "flow": (
+                "hubble_flows_processed_total",
+                "Total number of flows processed",
+                ["protocol", "type", "subtype", "verdict"],
+                self._flow,
+            ),
+            "drop": ("hubble_drop_total", "Number of drops", ["reason", "protocol"], self._drop),
+            "tcp": ("hubble_tcp_flags_total", "TCP flag occurrences", ["flag", "family"], self._tcp),
+            "port-distribution": (
+                "hubble_port_distribution_total",
+                "Numbers of packets distributed by destination port",
+                ["protocol", "port"],
+                self._port,
+            ),
+            "icmp": ("hubble_icmp_total", "Number of ICMP messages", ["family", "type"], self._icmp),
+        }
+        for option in self.options:
+            if option.name not in specs:
+                continue
+            name, help, labels, handler = specs[option.name]
+            ctx = option.labels_context
+            family = registry.counter(
+                name, help, [*ctx, *labels] if option.name == "drop" else [*labels, *ctx]
+            )
+            self._handlers.append((handler, family, ctx))
+
+    def process(self, flow: Any) -> None:
+        for handler, family, ctx in self._handlers:
+            handler(flow, family, ctx)
+
+    def lost(self, source: str, count: int = 1) -> None:
+        """``source``: perf_event_ring_buffer, observer_events_queue or hubble_ring_buffer."""
+        self.lost_events.inc([source], count)
+
+    @staticmethod
+    def _inc(family: MetricFamily, flow: Any, ctx: tuple[str, ...], labels: dict[str, str]) -> None:
+        labels.update({name: context_value(flow, name) for name in ctx})
+        family.inc(labels)
+
+    def _flow(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
+        kind, subtype = flow.event_type.type, ""
+        type_name = _TYPE_NAMES.get(kind, "Unknown")
+        if kind == 129:
+            subtype = _L7_NAMES.get(flow.l7.WhichOneof("record") or "", "") if flow.HasField("l7") else ""
+        elif kind == 4 and 0 <= flow.event_type.sub_type < len(TRACE_POINT_NAMES):
+            subtype = TRACE_POINT_NAMES[flow.event_type.sub_type]
+        self._inc(
+            family,
+            flow,
+            ctx,
+            {
+                "protocol": flow_protocol(flow),
+                "type": type_name,
+                "subtype": subtype,
+                "verdict": enum_name(flow, "verdict"),
+            },
+        )
+
+    def _drop(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
+        if enum_name(flow, "verdict") != "DROPPED":
+            return
+        self._inc(
+            family,
+            flow,
+            ctx,
+            {"reason": enum_name(flow, "drop_reason_desc"), "protocol": flow_protocol(flow)},
+        )
+
+    @staticmethod
+    def _forwarded(flow: Any) -> bool:
+        return enum_name(flow, "verdict") in ("FORWARDED", "REDIRECTED")
+
+    def _tcp(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
+        if not self._forwarded(flow) or not flow.HasField("l4") or flow.l4.WhichOneof("protocol") != "TCP":
+            return
+        flags, fam = flow.l4.TCP.flags, enum_name(flow.IP, "ipVersion")
+        names = (["FIN"] if flags.FIN else []) + (["RST"] if flags.RST else [])
+        if flags.SYN:
+            names.append("SYN-ACK" if flags.ACK else "SYN")
+        for name in names:
+            self._inc(family, flow, ctx, {"flag": name, "family": fam})
+
+    def _port(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
+        if not self._forwarded(flow) or not flow.HasField("is_reply") or flow.is_reply.value:
+            return
+        proto = flow.l4.WhichOneof("protocol") if flow.HasField("l4") else None
+        if proto not in ("TCP", "UDP", "SCTP"):
+            return
+        port = getattr(flow.l4, proto).destination_port
+        self._inc(family, flow, ctx, {"protocol": proto, "port": str(port)})
+
+    def _icmp(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
+        proto = flow.l4.WhichOneof("protocol") if flow.HasField("l4") else None
+        if proto not in ("ICMPv4", "ICMPv6"):
+            return
+        icmp, fam = getattr(flow.l4, proto), "IPv4" if proto == "ICMPv4" else "IPv6"
+        name = icmp_type_name(4 if proto == "ICMPv4" else 6, icmp.type, icmp.code)
+        self._inc(family, flow, ctx, {"family": fam, "type": name})

@@ -1,0 +1,1 @@
+"""Generated code for proto package flow (proto/generate.sh; do not edit)."""

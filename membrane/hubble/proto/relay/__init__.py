@@ -1,0 +1,1 @@
+"""Generated code for proto package relay (proto/generate.sh; do not edit)."""

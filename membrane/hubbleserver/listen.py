@@ -1,0 +1,41 @@
+"""Starting a gRPC server on a unix socket and/or a TCP address, with the standard health
+service registered."""
+
+from __future__ import annotations
+
+import os
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+OBSERVER_SERVICE = "observer.Observer"
+
+
+def unix_target(path_or_target: str) -> str:
+    """A socket path becomes `unix:<path>`; gRPC targets pass through."""
+    return f"unix:{path_or_target}" if path_or_target.startswith("/") else path_or_target
+
+
+def build_server(
+    unix_socket_path: str | os.PathLike[str] | None, tcp_addr: str | None, max_workers: int
+) -> tuple[grpc.Server, health.HealthServicer, int | None]:
+    """A server bound to the given addresses (not started) and its health servicer; returns the
+    bound TCP port (useful with `host:0`)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="hubble"))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if unix_socket_path is not None:
+        path = Path(unix_socket_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()
+        server.add_insecure_port(f"unix:{path}")
+    port = server.add_insecure_port(tcp_addr) if tcp_addr else None
+    return server, health_servicer, port
+
+
+def mark_serving(health_servicer: health.HealthServicer) -> None:
+    for name in ("", OBSERVER_SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,156 @@
+"""The per-node Observer server: GetFlows (filters, number/first/last, since/until, follow with
+a bounded wait), ServerStatus, GetNodes, GetNamespaces, and gRPC health."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from membrane.hubble.filters import compile_filters
+from membrane.hubble.proto.flow import flow_pb2
+from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
+from membrane.hubble.proto.relay import relay_pb2
+from membrane.hubble.render import response_for
+from membrane.hubble.ring import FlowRing
+from membrane.hubbleserver.listen import build_server, mark_serving
+
+RingProvider = Callable[[], FlowRing] | FlowRing
+VERSION = "membrane/0.1.0"
+
+
+def _ts_ns(ts: object, present: bool) -> int | None:
+    return ts.ToNanoseconds() if present else None  # type: ignore[attr-defined]
+
+
+class ObserverServicer(observer_pb2_grpc.ObserverServicer):
+    """Serves one node's flow ring."""
+
+    def __init__(
+        self,
+        ring_provider: RingProvider,
+        node_name: str,
+        *,
+        address: str = "",
+        follow_wait: float = 0.2,
+        version: str = VERSION,
+    ) -> None:
+        self._ring_provider = ring_provider
+        self.node_name = node_name
+        self.address = address
+        self.version = version
+        self._follow_wait = follow_wait
+        self._started_ns = time.monotonic_ns()
+        self.stopping = threading.Event()
+
+    def ring(self) -> FlowRing:
+        provider = self._ring_provider
+        return provider if isinstance(provider, FlowRing) else provider()
+
+    def GetFlows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator:
+        ring = self.ring()
+        try:
+            match = compile_filters(request.whitelist, request.blacklist)
+        except ValueError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        since = _ts_ns(request.since, request.HasField("since"))
+        until = _ts_ns(request.until, request.HasField("until"))
+        number = request.number
+        if request.follow and not number and since is None:
+            flows, cursor = [], ring.snapshot()[1]  # follow only: just new flows
+        else:
+            flows, cursor = ring.query(
+                number, first=request.first, since_ns=since, until_ns=until, predicate=match
+            )
+        for f in flows:
+            yield response_for(f)
+        if not request.follow:
+            return
+        while context.is_active() and not self.stopping.is_set():
+            if not ring.wait(cursor, self._follow_wait):
+                continue
+            result = ring.read_after(cursor)
+            cursor = result.cursor
+            if result.lost:
+                lost = observer_pb2.GetFlowsResponse(node_name=self.node_name)
+                lost.lost_events.source = flow_pb2.HUBBLE_RING_BUFFER
+                lost.lost_events.num_events_lost = result.lost
+                lost.time.GetCurrentTime()
+                yield lost
+            for f in result.flows:
+                ns = f.time.ToNanoseconds()
+                if (since is None or ns >= since) and (until is None or ns <= until) and match(f):
+                    yield response_for(f)
+
+    def status(self) -> observer_pb2.ServerStatusResponse:
+        ring = self.ring()
+        flows, _ = ring.snapshot()
+        now_ns = time.time_ns()
+        recent = sum(1 for f in flows if now_ns - f.time.ToNanoseconds() <= 60_000_000_000)
+        resp = observer_pb2.ServerStatusResponse(
+            num_flows=len(flows),
+            max_flows=ring.capacity,
+            seen_flows=ring.seen,
+            uptime_ns=time.monotonic_ns() - self._started_ns,
+            version=self.version,
+            flows_rate=recent / 60.0,
+        )
+        resp.num_connected_nodes.value = 1
+        resp.num_unavailable_nodes.value = 0
+        return resp
+
+    def ServerStatus(self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext):
+        return self.status()
+
+    def GetNodes(self, request: observer_pb2.GetNodesRequest, context: grpc.ServicerContext):
+        st = self.status()
+        node = observer_pb2.Node(
+            name=self.node_name,
+            version=self.version,
+            address=self.address,
+            state=relay_pb2.NODE_CONNECTED,
+            uptime_ns=st.uptime_ns,
+            num_flows=st.num_flows,
+            max_flows=st.max_flows,
+            seen_flows=st.seen_flows,
+        )
+        return observer_pb2.GetNodesResponse(nodes=[node])
+
+    def GetNamespaces(self, request: observer_pb2.GetNamespacesRequest, context: grpc.ServicerContext):
+        flows, _ = self.ring().snapshot()
+        names = {ep.namespace for f in flows for ep in (f.source, f.destination) if ep.namespace}
+        return observer_pb2.GetNamespacesResponse(
+            namespaces=[observer_pb2.Namespace(namespace=n) for n in sorted(names)]
+        )
+
+
+class ObserverServer:
+    """Hubble's Observer API for one node on a unix socket and, optionally, a TCP address."""
+
+    def __init__(
+        self,
+        ring_provider: RingProvider,
+        node_name: str,
+        unix_socket_path: str | os.PathLike[str] | None,
+        tcp_addr: str | None = None,
+        *,
+        follow_wait: float = 0.2,
+        max_workers: int = 16,
+    ) -> None:
+        self.servicer = ObserverServicer(
+            ring_provider, node_name, address=tcp_addr or str(unix_socket_path or ""), follow_wait=follow_wait
+        )
+        self._server, self._health, self.tcp_port = build_server(unix_socket_path, tcp_addr, max_workers)
+        observer_pb2_grpc.add_ObserverServicer_to_server(self.servicer, self._server)
+
+    def start(self) -> None:
+        self._server.start()
+        mark_serving(self._health)
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self.servicer.stopping.set()
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()

@@ -1,0 +1,163 @@
+"""Hubble relay: one Observer API over every node's server. GetFlows merges the nodes' flows by
+time, ServerStatus sums them, GetNodes lists each node."""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+
+import grpc
+
+from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
+from membrane.hubble.proto.relay import relay_pb2
+from membrane.hubbleserver.listen import build_server, mark_serving, unix_target
+
+VERSION = "membrane-relay/0.1.0"
+
+
+def _time_ns(resp: observer_pb2.GetFlowsResponse) -> int:
+    return resp.time.ToNanoseconds()
+
+
+class RelayServicer(observer_pb2_grpc.ObserverServicer):
+    """Fans each call out to the peers (unix socket paths or gRPC targets)."""
+
+    def __init__(self, peers: Sequence[str], *, timeout: float = 5.0, follow_wait: float = 0.2) -> None:
+        self.peers = list(peers)
+        self._timeout = timeout
+        self._follow_wait = follow_wait
+        self._channels = {p: grpc.insecure_channel(unix_target(p)) for p in self.peers}
+        self._stubs = {p: observer_pb2_grpc.ObserverStub(c) for p, c in self._channels.items()}
+        self.stopping = threading.Event()
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+    def _unavailable(self, peers: Sequence[str]) -> observer_pb2.GetFlowsResponse:
+        resp = observer_pb2.GetFlowsResponse()
+        resp.node_status.state_change = relay_pb2.NODE_UNAVAILABLE
+        resp.node_status.node_names.extend(peers)
+        resp.time.GetCurrentTime()
+        return resp
+
+    def GetFlows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator:
+        if request.follow:
+            yield from self._follow(request, context)
+            return
+        per_node: list[list[observer_pb2.GetFlowsResponse]] = []
+        failed: list[str] = []
+        for peer, stub in self._stubs.items():
+            try:
+                per_node.append(list(stub.GetFlows(request, timeout=self._timeout)))
+            except grpc.RpcError:
+                failed.append(peer)
+        if failed:
+            yield self._unavailable(failed)
+        merged = list(heapq.merge(*per_node, key=_time_ns))
+        if request.number:
+            merged = merged[: request.number] if request.first else merged[-request.number :]
+        yield from merged
+
+    def _follow(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator:
+        out: queue.Queue[observer_pb2.GetFlowsResponse | str] = queue.Queue()
+        calls = []
+
+        def pump(peer: str, call: grpc.Call) -> None:
+            try:
+                for resp in call:
+                    out.put(resp)
+            except grpc.RpcError:
+                if not self.stopping.is_set() and context.is_active():
+                    out.put(peer)
+
+        for peer, stub in self._stubs.items():
+            call = stub.GetFlows(request)
+            calls.append(call)
+            threading.Thread(target=pump, args=(peer, call), daemon=True, name=f"relay-{peer}").start()
+        try:
+            while context.is_active() and not self.stopping.is_set():
+                try:
+                    item = out.get(timeout=self._follow_wait)
+                except queue.Empty:
+                    continue
+                yield self._unavailable([item]) if isinstance(item, str) else item
+        finally:
+            for call in calls:
+                call.cancel()
+
+    def _statuses(self) -> tuple[list[tuple[str, observer_pb2.ServerStatusResponse]], list[str]]:
+        ok, failed = [], []
+        for peer, stub in self._stubs.items():
+            try:
+                ok.append(
+                    (peer, stub.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=self._timeout))
+                )
+            except grpc.RpcError:
+                failed.append(peer)
+        return ok, failed
+
+    def ServerStatus(self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext):
+        ok, failed = self._statuses()
+        resp = observer_pb2.ServerStatusResponse(version=VERSION, unavailable_nodes=failed)
+        for _, st in ok:
+            resp.num_flows += st.num_flows
+            resp.max_flows += st.max_flows
+            resp.seen_flows += st.seen_flows
+            resp.uptime_ns = max(resp.uptime_ns, st.uptime_ns)
+            resp.flows_rate += st.flows_rate
+        resp.num_connected_nodes.value = len(ok)
+        resp.num_unavailable_nodes.value = len(failed)
+        return resp
+
+    def GetNodes(self, request: observer_pb2.GetNodesRequest, context: grpc.ServicerContext):
+        resp = observer_pb2.GetNodesResponse()
+        for peer, stub in self._stubs.items():
+            try:
+                resp.nodes.extend(stub.GetNodes(request, timeout=self._timeout).nodes)
+            except grpc.RpcError:
+                resp.nodes.append(
+                    observer_pb2.Node(name=peer, address=peer, state=relay_pb2.NODE_UNAVAILABLE)
+                )
+        return resp
+
+    def GetNamespaces(self, request: observer_pb2.GetNamespacesRequest, context: grpc.ServicerContext):
+        seen: dict[tuple[str, str], observer_pb2.Namespace] = {}
+        for stub in self._stubs.values():
+            try:
+                for ns in stub.GetNamespaces(request, timeout=self._timeout).namespaces:
+                    seen[(ns.cluster, ns.namespace)] = ns
+            except grpc.RpcError:
+                continue
+        return observer_pb2.GetNamespacesResponse(namespaces=[seen[k] for k in sorted(seen)])
+
+
+class Relay:
+    """Hubble relay over `peers` (node server socket paths), served on its own socket/port."""
+
+    def __init__(
+        self,
+        peers: Sequence[str],
+        unix_socket_path: str | os.PathLike[str] | None = None,
+        tcp_addr: str | None = None,
+        *,
+        timeout: float = 5.0,
+        follow_wait: float = 0.2,
+        max_workers: int = 16,
+    ) -> None:
+        self.servicer = RelayServicer(peers, timeout=timeout, follow_wait=follow_wait)
+        self._server, self._health, self.tcp_port = build_server(unix_socket_path, tcp_addr, max_workers)
+        observer_pb2_grpc.add_ObserverServicer_to_server(self.servicer, self._server)
+
+    def start(self) -> None:
+        self._server.start()
+        mark_serving(self._health)
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self.servicer.stopping.set()
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        self.servicer.close()
