@@ -125,7 +125,8 @@ class Agent:
         self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
-            self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision))
+            self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
+            capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled)
         try:
             self.observability.start()
         except Exception as exc:  # observability must never keep the datapath from running

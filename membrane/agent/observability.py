@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from membrane.agent.flows import FlowPipeline, PodIndex
@@ -34,14 +34,15 @@ DEFAULT_HUBBLE_METRICS = ("flow", "drop", "tcp", "port-distribution", "icmp")
 class Observability:
     def __init__(self, lab: str, node: str, cluster: str, net: NodeNetwork, pods: Mirror,
                  identity_of: Callable[[str], int], endpoint_states: Callable[[], Mapping[str, int]],
-                 policy_info: Callable[[], tuple[int, int]], capacity: int = FLOW_CAPACITY) -> None:
+                 policy_info: Callable[[], tuple[int, int]], capacity: int = FLOW_CAPACITY,
+                 metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS) -> None:
         self.paths = LabPaths(lab)
         self.node = node
         self.net = net
         self.started = time.time()
         self.ring = FlowRing(capacity)
         self.registry = Registry()
-        self.hubble_metrics = HubbleMetrics(self.registry, DEFAULT_HUBBLE_METRICS)
+        self.hubble_metrics = HubbleMetrics(self.registry, list(metrics_enabled))
         self.agent_metrics = AgentMetrics(self.registry, AgentSources(
             endpoint_states=endpoint_states, policy=policy_info, datapath=self._datapath_counters))
         self.index = PodIndex(pods, identity_of, cluster)

@@ -27,6 +27,9 @@ class ClusterConfig:
     auto_direct_node_routes: bool = True
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
+    hubble_event_buffer_capacity: int = 4095
+    hubble_metrics_enabled: list[str] = field(
+        default_factory=lambda: ["flow", "drop", "tcp", "port-distribution", "icmp"])
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -41,6 +44,8 @@ class ClusterConfig:
         "autoDirectNodeRoutes": "auto_direct_node_routes",
         "maxPods": "max_pods_per_node",
         "policyEnforcementMode": "policy_enforcement_mode",
+        "hubble.eventBufferCapacity": "hubble_event_buffer_capacity",
+        "hubble.metrics.enabled": "hubble_metrics_enabled",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -93,6 +98,9 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: ipv4NativeRoutingCIDR {self.ipv4_native_routing_cidr!r}: {exc}") from None
         if not 1 <= self.max_pods_per_node <= 65535:
             raise ValidationError(f"{prefix}: maxPods must be between 1 and 65535")
+        cap = self.hubble_event_buffer_capacity
+        if cap < 1 or cap > 65535 or (cap + 1) & cap:
+            raise ValidationError(f"{prefix}: hubble.eventBufferCapacity must be 2^n-1 between 1 and 65535 (got {cap})")
         if self.policy_enforcement_mode not in ("default", "always", "never"):
             raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
 

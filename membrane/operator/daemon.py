@@ -14,9 +14,11 @@ import threading
 import time
 from typing import Any
 
+from membrane.hubble.metrics import Registry
 from membrane.identity.allocator import IdentityAllocator
 from membrane.ipam.cluster_pool import PoolExhausted, allocate_node_cidrs
 from membrane.ipam.overlap import check_no_overlap
+from membrane.metricsserver.server import MetricsServer
 from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
 from membrane.model.naming import LabPaths
@@ -42,12 +44,20 @@ class Operator:
         self._changed = threading.Event()
         self.identities = IdentityAllocator(self.client, StoreTxnOps(), self.resources.layout.identities_prefix)
         self._next_gc = 0.0
+        self.registry = Registry()
+        self.m_nodes = self.registry.gauge("cilium_operator_ipam_allocated_nodes",
+                                           "Nodes with a pod CIDR allocated from the cluster pool")
+        self.m_gc = self.registry.counter("cilium_operator_identity_gc_entries",
+                                          "Identities handled by the identity garbage collector", ["status"])
+        self.m_errors = self.registry.gauge("cilium_operator_ipam_errors", "Nodes whose pod CIDR allocation failed")
+        self.metrics = MetricsServer(f"{self.paths.run_dir}/metrics-operator.sock", self.registry.exposition)
 
     def config(self) -> ClusterConfig:
         kv = self.client.get(f"{self.prefix}/config")
         return ClusterConfig.from_dict(json.loads(kv.value)) if kv else ClusterConfig()
 
     def run(self) -> None:
+        self.metrics.start()
         self.nodes.subscribe(lambda *_: self._changed.set())
         self.nodes.start()
         self.nodes.wait_synced(30)
@@ -62,6 +72,7 @@ class Operator:
                 log.warning("reconcile failed: %s", exc)
                 self.stop_event.wait(1)
         self.nodes.stop()
+        self.metrics.close()
 
     def collect_identities(self) -> None:
         """Identity GC: an identity no node references any more is deleted (every GC_INTERVAL)."""
@@ -69,6 +80,7 @@ class Operator:
             return
         self._next_gc = time.monotonic() + GC_INTERVAL
         removed = self.identities.collect_garbage()
+        self.m_gc.inc(["deleted"], len(removed))
         if removed:
             log.info("identity GC removed %s", ", ".join(map(str, removed)))
 
@@ -103,6 +115,8 @@ class Operator:
             name = obj["metadata"]["name"]
             cidr = allocated.get(name)
             self._update_node(obj, cidr, error if cidr is None else "")
+        self.m_nodes.set((), sum(1 for o in node_objs if o["metadata"]["name"] in allocated))
+        self.m_errors.set((), sum(1 for o in node_objs if o["metadata"]["name"] not in allocated))
 
     def _update_node(self, obj: dict[str, Any], cidr: str | None, error: str) -> None:
         spec = obj.setdefault("spec", {})
