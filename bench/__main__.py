@@ -10,9 +10,9 @@ from bench.harness import Measurement, render_table, write_results
 
 
 def registry() -> dict[str, object]:
-    from bench import churn, datapath, events, policy
+    from bench import churn, datapath, events, policy, scale
 
-    return {"churn": churn.run, "datapath": datapath.run, "policy": policy.run, "events": events.run}
+    return {"churn": churn.run, "datapath": datapath.run, "policy": policy.run, "events": events.run, "scale": scale.run}
 
 
 def main(argv: list[str] | None = None) -> int:

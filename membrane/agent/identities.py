@@ -16,6 +16,7 @@ from typing import Any
 
 from membrane.agent.node_network import NodeNetwork
 from membrane.identity.allocator import IdentityAllocator
+from membrane.identity.labelfilter import LabelFilter
 from membrane.identity.labels import LabelSet, pod_identity_labels
 from membrane.identity.node_refs import NodeIdentities
 from membrane.ipcache.cache import IPCacheEntry, Source
@@ -43,6 +44,7 @@ class EndpointIdentities:
         self._lease_used = 0
         self._applied: dict[tuple[str, str], tuple[LabelSet, int]] = {}
         self._published: dict[str, str] = {}  # ipcache key -> value we wrote
+        self._filter = LabelFilter.default()
 
     def security_labels(self, key: tuple[str, str]) -> list[str] | None:
         """The identity-relevant labels last applied to an endpoint (``source:key=value``)."""
@@ -56,7 +58,8 @@ class EndpointIdentities:
         spec = pod.get("spec", {})
         return pod_identity_labels(
             pod.get("metadata", {}).get("labels") or {}, namespace, self._ns_labels(namespace),
-            spec.get("serviceAccountName") or spec.get("serviceAccount") or "default", self.cluster)
+            spec.get("serviceAccountName") or spec.get("serviceAccount") or "default", self.cluster,
+            label_filter=self._filter)
 
     def sync(self) -> None:
         lease = self._lease()
