@@ -230,6 +230,30 @@ def service_row(svc: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def _first_few(items: list[str], count: int, empty: str, limit: int = 3) -> str:
+    """kubectl's lists in a cell: at most ``limit`` items, then `` + N more...``."""
+    if not items:
+        return empty
+    text = ",".join(items[:limit])
+    return text + (f" + {count - limit} more..." if count > limit else "")
+
+
+def endpoints_row(ep: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    found: list[str] = []
+    for subset in ep.get("subsets") or []:
+        ips = [str(a.get("ip") or "") for a in subset.get("addresses") or []]
+        ports = subset.get("ports") or []
+        found += ips if not ports else [f"{ip}:{_int(p.get('port'))}" for p in ports for ip in ips]
+    return [_name(ep), _first_few(found, len(found), NONE), _age(ep, now)]
+
+
+def endpoint_slice_row(eps: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    ports = [str(p["port"]) if _int(p.get("port")) else "<unset>" for p in eps.get("ports") or []]
+    addresses = [str(a) for e in eps.get("endpoints") or [] for a in e.get("addresses") or []]
+    return [_name(eps), str(eps.get("addressType") or ""), _first_few(ports, len(ports), "<unset>"),
+            _first_few(addresses, len(addresses), "<unset>"), _age(eps, now)]
+
+
 def network_policy_row(pol: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return [_name(pol), format_label_selector(_get(pol, "spec", "podSelector") or {}), _age(pol, now)]
 
@@ -255,6 +279,9 @@ KINDS: dict[str, KindColumns] = {
     "namespaces": KindColumns(False, ("NAME", "STATUS", "AGE"), (), namespace_row),
     "services": KindColumns(True, ("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"),
                             ("SELECTOR",), service_row),
+    "endpoints": KindColumns(True, ("NAME", "ENDPOINTS", "AGE"), (), endpoints_row),
+    "endpointslices": KindColumns(True, ("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (),
+                                  endpoint_slice_row),
     "networkpolicies": KindColumns(True, ("NAME", "POD-SELECTOR", "AGE"), (), network_policy_row),
     "ciliumnetworkpolicies": KindColumns(True, ("NAME", "AGE", "VALID"), (), cilium_policy_row),
     "ciliumclusterwidenetworkpolicies": KindColumns(False, ("NAME", "AGE", "VALID"), (), cilium_policy_row),
@@ -266,6 +293,7 @@ ALIASES = {
     "node": "nodes", "no": "nodes",
     "namespace": "namespaces", "ns": "namespaces",
     "service": "services", "svc": "services",
+    "ep": "endpoints", "endpointslice": "endpointslices",
     "networkpolicy": "networkpolicies", "netpol": "networkpolicies",
     "ciliumnetworkpolicy": "ciliumnetworkpolicies", "cnp": "ciliumnetworkpolicies",
     "ciliumclusterwidenetworkpolicy": "ciliumclusterwidenetworkpolicies",

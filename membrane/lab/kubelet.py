@@ -26,6 +26,7 @@ from membrane.lab.record import load_record
 from membrane.lab.router import RouterRoutes
 from membrane.lab.runtime import CNIError, Runtime, Sandbox
 from membrane.lab.scheduler import schedule
+from membrane.lab.services import ServiceController
 from membrane.lab.workloads.images import ImageError, resolve
 from membrane.model.config import ClusterConfig
 from membrane.model.naming import LabPaths
@@ -53,6 +54,8 @@ class Kubelet:
         self.pods = Mirror(self.client, f"{self.prefix}/resources/core/Pod/")
         self.nodes = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
         self.deployments = Mirror(self.client, f"{self.prefix}/resources/apps/Deployment/")
+        self.services = Mirror(self.client, f"{self.prefix}/resources/core/Service/")
+        self.svc_ctrl = ServiceController(self.store)
         self.runtime = Runtime(lab)
         self.deploy_ctrl = DeploymentController(self.store)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podstart")
@@ -76,7 +79,7 @@ class Kubelet:
         self.router = RouterRoutes(self.lab, record.topology) if record is not None else None
         for sb in self.runtime.load_all():
             self.sandboxes[sb.uid] = sb
-        for m in (self.pods, self.nodes, self.deployments):
+        for m in (self.pods, self.nodes, self.deployments, self.services):
             m.subscribe(lambda *_: self.wake.set())
             m.start()
             m.wait_synced(30)
@@ -104,6 +107,10 @@ class Kubelet:
             except Exception as exc:
                 log.warning("router routes: %s", exc)
         self.deploy_ctrl.sync(self._objects(self.deployments), pods)
+        try:
+            self.svc_ctrl.sync(self._objects(self.services), pods)
+        except Exception as exc:
+            log.warning("services: %s", exc)
         by_uid = {p["metadata"]["uid"]: p for p in pods}
         self._schedule(pods, nodes)
         for pod in pods:

@@ -33,7 +33,7 @@ class KindInfo:
     @property
     def names(self) -> tuple[str, ...]:
         """Every lower-case name ``lookup_kind`` accepts for this kind (group-qualified forms aside)."""
-        return (self.singular, self.plural, *self.short_names)
+        return tuple(dict.fromkeys((self.singular, self.plural, *self.short_names)))  # "endpoints" is both
 
 
 KINDS: tuple[KindInfo, ...] = (
@@ -42,6 +42,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Deployment", ("apps/v1",), "apps", "deployments", ("deploy",)),
     KindInfo("Node", ("v1",), "core", "nodes", ("no",), namespaced=False, read_only=True),
     KindInfo("Service", ("v1",), "core", "services", ("svc",)),
+    KindInfo("Endpoints", ("v1",), "core", "endpoints", ("ep",), read_only=True),
+    KindInfo("EndpointSlice", ("discovery.k8s.io/v1",), "discovery.k8s.io", "endpointslices", read_only=True),
     KindInfo("CiliumNetworkPolicy", ("cilium.io/v2",), "cilium.io", "ciliumnetworkpolicies", ("cnp", "ciliumnp")),
     KindInfo(
         "CiliumClusterwideNetworkPolicy", ("cilium.io/v2",), "cilium.io", "ciliumclusterwidenetworkpolicies",

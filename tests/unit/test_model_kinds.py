@@ -17,6 +17,8 @@ from membrane.model.kinds import KINDS, kind_by_name, kind_for_manifest, lookup_
         ("ns", "Namespace"), ("namespaces", "Namespace"),
         ("no", "Node"), ("nodes", "Node"), ("node", "Node"),
         ("svc", "Service"), ("services", "Service"),
+        ("ep", "Endpoints"), ("endpoints", "Endpoints"),
+        ("endpointslices", "EndpointSlice"), ("endpointslices.discovery.k8s.io", "EndpointSlice"),
         ("cnp", "CiliumNetworkPolicy"), ("ciliumnetworkpolicies", "CiliumNetworkPolicy"),
         ("ciliumnp", "CiliumNetworkPolicy"), ("CiliumNetworkPolicy", "CiliumNetworkPolicy"),
         ("ciliumnetworkpolicies.cilium.io", "CiliumNetworkPolicy"),
@@ -30,7 +32,7 @@ def test_lookup_kind_accepts_kubectl_names(name, kind):
     assert lookup_kind(name).kind == kind
 
 
-@pytest.mark.parametrize("name", ["foo", "ep", "endpoints", "deployments.core", "pods.apps", "", "p"])
+@pytest.mark.parametrize("name", ["foo", "endpoint", "endpointslices.core", "deployments.core", "pods.apps", "", "p"])
 def test_lookup_kind_rejects_unknown_names_like_kubectl(name):
     with pytest.raises(ValidationError) as exc:
         lookup_kind(name)
@@ -47,7 +49,7 @@ def test_kind_attributes():
     assert (ccnp.api_version, ccnp.group, ccnp.namespaced) == ("cilium.io/v2", "cilium.io", False)
     assert lookup_kind("cnp").namespaced
     assert lookup_kind("netpol").group == "networking.k8s.io"
-    assert [k.kind for k in KINDS if k.read_only] == ["Node"]
+    assert [k.kind for k in KINDS if k.read_only] == ["Node", "Endpoints", "EndpointSlice"]
     assert {k.group for k in KINDS if k.api_version == "v1"} == {"core"}
 
 
