@@ -10,6 +10,10 @@
  * Policy: the source endpoint's egress policy at from_container, the destination endpoint's
  * ingress policy at to_container, both on a connection's first packet only (conntrack.h).
  *
+ * Services (lb.h): from_container translates a packet to a service frontend into one to a
+ * backend before conntrack and policy, so both see the backend; to_container undoes the
+ * translation on replies.
+ *
  * Events (events.h): from_container traces FROM_LXC, then TO_STACK for what it leaves to the
  * kernel; a local delivery is traced once, as TO_LXC by the destination's to_container, which
  * traces everything it hands to its pod. Traces are aggregated (conntrack.h); every drop and
@@ -28,6 +32,7 @@
 #include "conntrack.h"
 #include "policy.h"
 #include "events.h"
+#include "lb.h"
 
 /* Identities of an IPv4 packet's ends and the endpoint on our side of the hook (its source at
  * from_container, its destination at to_container), into ctx; returns that endpoint or NULL. */
@@ -49,8 +54,10 @@ static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *c
 /* Conntrack, then policy for a new connection, of the endpoint on our side of an IPv4 packet:
  * its source at from_container (METRIC_EGRESS), its destination at to_container
  * (METRIC_INGRESS). Fills ctx for the packet's events and, at from_container, traces
- * FROM_LXC. Returns REASON_FORWARDED or the DROP_* reason. */
-static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx)
+ * FROM_LXC. A new connection's entry records rev_nat_index (service translation, lb.h).
+ * Returns REASON_FORWARDED or the DROP_* reason. */
+static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx,
+					       __u16 rev_nat_index)
 {
 	__u8 direction = ctx->direction, match_type = POLICY_MATCH_NONE;
 	int egress = direction == METRIC_EGRESS;
@@ -91,8 +98,11 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 		if (ret != REASON_FORWARDED)
 			return ret;
 	}
-	if (l4.trackable)
+	if (l4.trackable) {
 		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity);
+		if (rev_nat_index)
+			lb4_ct_set_rev_nat(&key, rev_nat_index);
+	}
 	return REASON_FORWARDED;
 
 tracked:
@@ -111,13 +121,29 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	struct endpoint_info *dst;
 	struct ethhdr *eth;
 	struct iphdr *ip4;
+	__u16 rev_nat_index;
 	__u32 ifindex;
 	int verdict;
 
+	if (!ipv4_header(skb))
+		return drop_notify(skb, ctx, DROP_INVALID);
+	/* Service translation first: conntrack and policy see the backend. */
+	verdict = lb4_from_container(skb, &rev_nat_index);
 	ip4 = ipv4_header(skb);
 	if (!ip4)
 		return drop_notify(skb, ctx, DROP_INVALID);
-	verdict = ipv4_policy_verdict(skb, ip4, ctx);
+	if (verdict != REASON_FORWARDED) {
+		ctx->protocol = ip4->protocol;
+		ipv4_identities(ctx, ip4);
+		if (verdict != DROP_NO_SERVICE)
+			return drop_notify(skb, ctx, (__u8)verdict);
+		/* Reported and counted as a drop, then answered: back into the pod. */
+		drop_notify(skb, ctx, DROP_NO_SERVICE);
+		if (lb4_reject(skb) != REASON_FORWARDED)
+			return CTX_ACT_DROP;
+		return bpf_redirect(skb->ifindex, 0);
+	}
+	verdict = ipv4_policy_verdict(skb, ip4, ctx, rev_nat_index);
 	if (verdict != REASON_FORWARDED)
 		return drop_notify(skb, ctx, (__u8)verdict);
 
@@ -189,9 +215,15 @@ int to_container(struct __sk_buff *skb)
 		ip4 = ipv4_header(skb);
 		if (!ip4)
 			return drop_notify(skb, &ctx, DROP_INVALID);
-		verdict = ipv4_policy_verdict(skb, ip4, &ctx);
+		verdict = ipv4_policy_verdict(skb, ip4, &ctx, 0);
 		if (verdict != REASON_FORWARDED)
 			return drop_notify(skb, &ctx, (__u8)verdict);
+		/* A reply of a translated connection: the client sees the frontend answer. */
+		if (ctx.trace_reason == TRACE_REASON_REPLY) {
+			verdict = lb4_rev_nat(skb);
+			if (verdict != REASON_FORWARDED)
+				return drop_notify(skb, &ctx, (__u8)verdict);
+		}
 		emit_trace(skb, &ctx, TRACE_TO_LXC);
 	}
 	update_metrics(skb->len, METRIC_INGRESS, REASON_FORWARDED);

@@ -148,6 +148,7 @@ struct {
 
 #define CT_INGRESS 1 /* created by to_container */
 #define CT_EGRESS  2 /* created by from_container */
+#define CT_SERVICE 3 /* service connection, keyed by the frontend tuple (lb.h) */
 
 struct ct_key {
 	__u32 saddr; /* network byte order, of the first packet */
@@ -175,7 +176,10 @@ struct ct_entry {
 	__u8  rx_flags_seen; /* TCP flags, reply direction */
 	__u32 tx_last_report; /* ct_now() of the last event reported for the original direction */
 	__u32 rx_last_report; /* ... and for the reply direction (monitor aggregation, events.h) */
-	__u32 pad;        /* must be 0 */
+	__u16 rev_nat_index; /* service translation to undo on replies (mb_lb_revnat), 0 = none */
+	__u16 pad;        /* must be 0 */
+	__u32 backend_id; /* CT_SERVICE entries: the backend chosen for the connection (mb_lb_be) */
+	__u32 pad2;       /* must be 0 */
 };
 
 struct {
@@ -185,6 +189,137 @@ struct {
 	__type(value, struct ct_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_ct SEC(".maps");
+
+/* ---- mb_lb_*: services (per-packet load balancing at from_container, lb.h) ----------------- */
+
+/* A service frontend (address, port, protocol, scope) has one mb_lb_svc entry per backend slot:
+ * slot 0 is the service itself (count = number of backends, flags, rev_nat_index; for a maglev
+ * service its backend_id holds the maglev table size M), slots 1..count name the backends.
+ * Backends live in mb_lb_be by id; mb_lb_revnat gives the frontend of a rev_nat_index, to undo
+ * the translation on replies. Writers add backends and slots before raising the slot-0 count,
+ * and lower the count before removing slots, so a running lookup never meets a hole. */
+
+#define LB_MAP_SIZE        65536
+#define LB_MAGLEV_MAP_SIZE 262144
+#define LB_AFFINITY_SIZE   65536
+
+#define LB_SCOPE_EXT 0 /* the frontend for every client */
+#define LB_SCOPE_INT 1 /* in-cluster clients of a two-scope service (internalTrafficPolicy=Local) */
+
+/* lb_svc_value.flags */
+#define LB_F_AFFINITY   (1 << 0) /* sessionAffinity: ClientIP */
+#define LB_F_MAGLEV     (1 << 1) /* maglev selection (mb_lb_maglev) instead of random */
+#define LB_F_ETP_LOCAL  (1 << 2) /* externalTrafficPolicy=Local */
+#define LB_F_ITP_LOCAL  (1 << 3) /* internalTrafficPolicy=Local */
+#define LB_F_TWO_SCOPES (1 << 4) /* in-cluster clients use the LB_SCOPE_INT entries */
+
+struct lb_svc_key {
+	__u32 address;      /* frontend IPv4, network byte order */
+	__u16 dport;        /* network byte order */
+	__u8  proto;        /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8  scope;        /* LB_SCOPE_* */
+	__u16 backend_slot; /* 0 = the service, 1..count = its backends */
+	__u16 pad;          /* must be 0 */
+};
+
+struct lb_svc_value {
+	__u32 backend_id;       /* slot >= 1: mb_lb_be key; slot 0 of a maglev service: table size M */
+	__u16 count;            /* slot 0: number of backend slots */
+	__u16 rev_nat_index;    /* mb_lb_revnat key of the frontend */
+	__u16 flags;            /* LB_F_* */
+	__u16 pad;              /* must be 0 */
+	__u32 affinity_timeout; /* seconds, with LB_F_AFFINITY */
+};
+
+/* lb_backend.flags */
+#define LB_BE_F_TERMINATING (1 << 0) /* kept for existing connections, never selected */
+
+struct lb_backend_key {
+	__u32 backend_id;
+};
+
+struct lb_backend {
+	__u32 address; /* network byte order */
+	__u16 port;    /* network byte order */
+	__u8  proto;
+	__u8  flags;   /* LB_BE_F_* */
+};
+
+struct lb_revnat_key {
+	__u16 rev_nat_index;
+	__u16 pad; /* must be 0 */
+};
+
+struct lb_revnat {
+	__u32 address; /* frontend IPv4, network byte order */
+	__u16 port;    /* network byte order */
+	__u16 pad;     /* must be 0 */
+};
+
+struct lb_maglev_key {
+	__u16 rev_nat_index;
+	__u16 pad;  /* must be 0 */
+	__u32 slot; /* 0..M-1 */
+};
+
+struct lb_maglev_value {
+	__u32 backend_id;
+};
+
+struct lb_affinity_key {
+	__u32 client_ip; /* network byte order */
+	__u16 rev_nat_index;
+	__u16 pad; /* must be 0 */
+};
+
+struct lb_affinity {
+	__u32 backend_id;
+	__u32 last_used; /* ct_now() seconds */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAP_SIZE);
+	__type(key, struct lb_svc_key);
+	__type(value, struct lb_svc_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_lb_svc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAP_SIZE);
+	__type(key, struct lb_backend_key);
+	__type(value, struct lb_backend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_lb_be SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAP_SIZE);
+	__type(key, struct lb_revnat_key);
+	__type(value, struct lb_revnat);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_lb_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAGLEV_MAP_SIZE);
+	__type(key, struct lb_maglev_key);
+	__type(value, struct lb_maglev_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_AFFINITY_SIZE);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_lb_affinity SEC(".maps");
 
 /* ---- mb_events: trace, drop and policy-verdict records for Hubble (events.h) ------------- */
 

@@ -19,6 +19,7 @@ from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
+from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
 from membrane.agent.observability import Observability
@@ -64,6 +65,8 @@ class Agent:
         self.ipcache_mirror = Mirror(self.client, self.resources.layout.ipcache_prefix)
         self.policy_mirrors = [Mirror(self.client, f"{self.prefix}/resources/{kind}/") for kind in POLICY_KINDS]
         self.identity_mirror = Mirror(self.client, f"{self.resources.layout.identities_prefix}id/")
+        self.services_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Service/")
+        self.slices_mirror = Mirror(self.client, f"{self.prefix}/resources/discovery.k8s.io/EndpointSlice/")
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
@@ -74,6 +77,7 @@ class Agent:
         self._lease = 0
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
+        self.lb: LBSync | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,6 +127,12 @@ class Agent:
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
         self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
+        lb = LBSync(self.node, self.services_mirror, self.slices_mirror, self.nodes_mirror, lambda: self.net.datapath,
+                    lambda: self.config.lb_algorithm, lambda: self.config.maglev_table_size)
+        self.lb = lb
+        lb_ctrl = self.controllers.add(Controller("sync-lb-maps", lb.sync, interval=30))
+        for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror):
+            mirror.subscribe(lambda *_: lb_ctrl.trigger())
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
@@ -150,7 +160,7 @@ class Agent:
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
-                *self.policy_mirrors)
+                self.services_mirror, self.slices_mirror, *self.policy_mirrors)
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():
@@ -249,6 +259,8 @@ class Agent:
         self.api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
         self.api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())
         self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
+        self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
+        self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
@@ -291,6 +303,20 @@ class Agent:
                         "port_prefix": slot.port_prefix, "verdict": "deny" if state.verdict.deny else "allow",
                         "packets": state.packets, "bytes": state.bytes})
         return out
+
+    def bpf_lb(self) -> dict[str, Any]:
+        dp = self.net.datapath
+        if dp is None:
+            return {"services": [], "revnat": []}
+        return {"services": [[r.service, f"{r.backend} ({r.rev_nat_index}) ({r.slot})"] for r in dp.lb.services()],
+                "revnat": [[str(i), addr] for i, addr in dp.lb.revnat()]}
+
+    def service_list(self) -> list[dict[str, Any]]:
+        if self.lb is None:
+            return []
+        return [{"id": fe.id, "frontend": fe.address, "type": fe.type, "service": fe.service,
+                 "backends": [b.address + (" (terminating)" if b.terminating else "") for b in fe.backends]}
+                for fe in self.lb.frontends()]
 
     def bpf_ct(self) -> list[dict[str, str]]:
         dp = self.net.datapath

@@ -52,6 +52,12 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     q.add_argument("bpf_cmd", choices=("list",))
     q.add_argument("scope", nargs="?", choices=("global",), help="accepted for cilium-dbg compatibility")
     q.add_argument("--node", default=None)
+    q = bsub.add_parser("lb", help="service load-balancing maps (cilium-dbg bpf lb list)")
+    lab_arg(q)
+    q.add_argument("bpf_cmd", choices=("list",))
+    q.add_argument("--revnat", action="store_true", help="the reverse-NAT table")
+    q.add_argument("--node", default=None)
+    q.add_argument("-o", "--output", choices=("json",))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +65,21 @@ def run(args: argparse.Namespace) -> int:
         return _ipcache(args)
     if args.bpf_map == "ct":
         return _ct(args)
+    if args.bpf_map == "lb":
+        return _lb(args)
     return _policy(args)
+
+
+def _lb(args: argparse.Namespace) -> int:
+    node = _nodes(args.lab, args.node)[0]
+    data = _ask(args.lab, node, "/v1/bpf/lb")
+    rows = data["revnat"] if args.revnat else data["services"]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("ID", "BACKEND ADDRESS") if args.revnat else ("SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)")
+    print(tabwrite("\n".join("\t".join(r) for r in [header, *rows]), 5, 3).rstrip("\n"))
+    return 0
 
 
 # ---- ipcache -----------------------------------------------------------------------------------------

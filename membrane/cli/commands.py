@@ -43,7 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import metrics_cmds, observe
 
         return (observe if cmd == "observe" else metrics_cmds).run(args)
-    if cmd in ("status", "endpoint"):
+    if cmd in ("status", "endpoint", "service"):
         from membrane.cli import node_cmds
 
         return node_cmds.run(args)

@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pod")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
 
+    p = sub.add_parser("service", help="services as a node's datapath serves them (cilium-dbg service list)")
+    _lab_arg(p)
+    ssub = p.add_subparsers(dest="service_cmd", required=True)
+    q = ssub.add_parser("list")
+    _lab_arg(q)
+    q.add_argument("--node", default=None)
+    q.add_argument("-o", "--output", choices=("json",))
+
     p = sub.add_parser("status", help="agent status (cilium-dbg status)")
     _lab_arg(p)
     p.add_argument("--node", default=None)

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(render_status(status, verbose=args.verbose).rstrip("\n"))
         return 0 if status.get("ready") else 1
+    if args.command == "service":
+        return _services(args)
     rows: list[dict[str, Any]] = []
     for node in _nodes(args.lab, args.node):
         try:
@@ -60,4 +62,24 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(render_endpoint_list(rows).rstrip("\n"))
+    return 0
+
+
+def _services(args: argparse.Namespace) -> int:
+    """``membrane service list``: ID, frontend, type and backends as the node serves them."""
+    from membrane.cli.tabwriter import tabwrite
+
+    node = _nodes(args.lab, args.node)[0]
+    services = _ask(args.lab, node, "/v1/services")
+    if args.output == "json":
+        print(json.dumps(services, indent=2))
+        return 0
+    lines = ["ID\tFrontend\tService Type\tBackend"]
+    for svc in services:
+        backends = svc["backends"] or [""]
+        for i, backend in enumerate(backends):
+            first = i == 0
+            lines.append("\t".join([str(svc["id"]) if first else "", svc["frontend"] if first else "",
+                                    svc["type"] if first else "", f"{i + 1} => {backend}" if backend else ""]))
+    print(tabwrite("\n".join(lines), 5, 3).rstrip("\n"))
     return 0

@@ -22,6 +22,7 @@ from membrane.datapath.maps.abi import abi_drift
 from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
+from membrane.datapath.maps.lb import LBMaps
 from membrane.datapath.maps.metrics import MetricCounters, MetricKey, MetricsMap
 from membrane.datapath.maps.pinned import PinnedMap
 from membrane.datapath.maps.policy import PolicyMap
@@ -115,6 +116,7 @@ class NodeDatapath:
         self._obj: BpfObject | None = None
         self._endpoints: EndpointsMap | None = None
         self._metrics: MetricsMap | None = None
+        self._lb: LBMaps | None = None
         self._maps: dict[str, PinnedMap] = {}  # ipcache, policy, conntrack: opened on first use
         self._prog_ids: dict[str, int] = {}
 
@@ -216,6 +218,14 @@ class NodeDatapath:
         """Tracked connections (mb_ct)."""
         return self._map(ConntrackMap)
 
+    @property
+    def lb(self) -> LBMaps:
+        """Service frontends, backends, reverse NAT, maglev and affinity (mb_lb_*)."""
+        self._loaded()
+        if self._lb is None:
+            self._lb = LBMaps.open(self.pin_dir)
+        return self._lb
+
     def metrics(self) -> dict[MetricKey, MetricCounters]:
         """Counters by (reason, direction), summed over CPUs."""
         self._loaded()
@@ -225,11 +235,11 @@ class NodeDatapath:
 
     def close(self) -> None:
         """Release our fds; pins, maps and attached programs stay in the kernel."""
-        for handle in (self._endpoints, self._metrics, *self._maps.values(), self._obj):
+        for handle in (self._endpoints, self._metrics, self._lb, *self._maps.values(), self._obj):
             if handle is not None:
                 handle.close()
         self._maps.clear()
-        self._endpoints = self._metrics = self._obj = None
+        self._endpoints = self._metrics = self._lb = self._obj = None
         self._prog_ids.clear()
 
     def __enter__(self) -> NodeDatapath:

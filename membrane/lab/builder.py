@@ -27,6 +27,7 @@ from membrane.ipam.overlap import check_no_overlap
 from membrane.lab import processes
 from membrane.lab.record import LabRecord, load_record
 from membrane.lab.topology import LabTopology
+from membrane.lab.world import create_world
 from membrane.model.errors import ValidationError
 from membrane.model.naming import NETNS_DIR, LabPaths
 from membrane.store.etcd import EtcdClient
@@ -117,6 +118,9 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         progress("waiting for nodes to become Ready")
         store = ResourceStore(client, topo.config.cluster_name)
         _wait(lambda: _nodes_ready(store, topo, record), 60, "nodes did not become Ready")
+        progress("outside world (DNS, internet servers) and cluster DNS")
+        create_world(lab, topo)
+        store.apply_many(cluster_dns_objects())
         record.state = "ready"
         record.save()
         return record
@@ -279,6 +283,30 @@ def _seed_store(client: EtcdClient, topo: LabTopology) -> None:
             },
         })
     store.apply_many(objs)
+
+
+KUBE_DNS_IP = "10.96.0.10"
+
+
+def cluster_dns_objects() -> list[dict[str, object]]:
+    """kube-dns in kube-system, served by the built-in CoreDNS image, like a kubeadm cluster has."""
+    labels = {"k8s-app": "kube-dns"}
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"selector": labels, "clusterIP": KUBE_DNS_IP,
+                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels},
+                               "spec": {"containers": [{
+                                   "name": "coredns", "image": "registry.k8s.io/coredns/coredns:v1.11.1",
+                                   "args": ["-conf", "/etc/coredns/Corefile"],
+                                   "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}]}]}}}},
+    ]
 
 
 def _nodes_ready(store: ResourceStore, topo: LabTopology, record: LabRecord) -> bool:

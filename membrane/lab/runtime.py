@@ -170,7 +170,7 @@ class Runtime:
     def start_container(self, sb: Sandbox, name: str, argv: list[str], env: dict[str, str]) -> ProcRecord:
         assert sb.pause is not None
         full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": sb.name,
-                    "PYTHONDONTWRITEBYTECODE": "1", **env}
+                    "PYTHONDONTWRITEBYTECODE": "1", "MEMBRANE_LAB": self.paths.lab, **env}
         rec = spawn(["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *argv],
                     f"{self.paths.log_dir}/pods/{sb.namespace}_{sb.name}_{name}.log", env=full_env)
         sb.containers[name] = rec

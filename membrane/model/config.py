@@ -14,6 +14,7 @@ from membrane.model.errors import ValidationError
 
 IPAM_MODES = ("cluster-pool", "kubernetes")
 ROUTING_MODES = ("native", "tunnel")
+MAGLEV_SIZES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 
 
 @dataclass
@@ -27,6 +28,8 @@ class ClusterConfig:
     auto_direct_node_routes: bool = True
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
+    lb_algorithm: str = "random"
+    maglev_table_size: int = 16381
     hubble_event_buffer_capacity: int = 4095
     hubble_metrics_enabled: list[str] = field(
         default_factory=lambda: ["flow", "drop", "tcp", "port-distribution", "icmp"])
@@ -45,6 +48,8 @@ class ClusterConfig:
         "maxPods": "max_pods_per_node",
         "policyEnforcementMode": "policy_enforcement_mode",
         "hubble.eventBufferCapacity": "hubble_event_buffer_capacity",
+        "loadBalancer.algorithm": "lb_algorithm",
+        "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
     }
 
@@ -98,6 +103,10 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: ipv4NativeRoutingCIDR {self.ipv4_native_routing_cidr!r}: {exc}") from None
         if not 1 <= self.max_pods_per_node <= 65535:
             raise ValidationError(f"{prefix}: maxPods must be between 1 and 65535")
+        if self.lb_algorithm not in ("random", "maglev"):
+            raise ValidationError(f"{prefix}: loadBalancer.algorithm must be random or maglev")
+        if self.maglev_table_size not in MAGLEV_SIZES:
+            raise ValidationError(f"{prefix}: maglev.tableSize must be one of {', '.join(map(str, MAGLEV_SIZES))}")
         cap = self.hubble_event_buffer_capacity
         if cap < 1 or cap > 65535 or (cap + 1) & cap:
             raise ValidationError(f"{prefix}: hubble.eventBufferCapacity must be 2^n-1 between 1 and 65535 (got {cap})")

@@ -138,32 +138,38 @@ def test_agent_keeps_forwarding_while_etcd_is_down(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def small_lab(lab_requirements: None) -> Iterator[Lab]:
-    # A second lab side by side with the first: one node, a /29 pod CIDR = 6 usable, 1 router, 5 pods.
+    # A second lab side by side with the first: one node, a /29 pod CIDR = 6 usable addresses:
+    # the router, the cluster DNS pod, and room for 4 more pods.
     yield from make_lab("--nodes", "1", "--set", "clusterPoolIPv4PodCIDRList=10.200.0.0/16",
                         "--set", "clusterPoolIPv4MaskSize=29")
 
 
 def test_ip_exhaustion_leaves_pod_pending_and_leaks_nothing(small_lab: Lab) -> None:
+    def dns_ready() -> bool:
+        pods = small_lab.get_json("pods", "-n", "kube-system")
+        return bool(pods) and all(any(c["type"] == "Ready" and c["status"] == "True"
+                                      for c in p.get("status", {}).get("conditions", [])) for p in pods)
+    small_lab.wait_for(dns_ready, 30, "the cluster DNS pod")
     docs = "\n---\n".join(
         f"apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  containers: [{{name: c, image: alpine}}]"
-        for i in range(6))
+        for i in range(5))
     small_lab.apply(docs)
-    # The pods start in parallel: any five get the five free addresses, the sixth must wait.
+    # The pods start in parallel: any four get the four free addresses, the fifth must wait.
     def split() -> tuple[list[str], list[dict]] | None:
         pods = small_lab.get_json("pods")
         # (a pod the kubelet has not reported on yet has no status at all)
         ready = [p["metadata"]["name"] for p in pods if p.get("status", {}).get("phase") == "Running"
                  and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
         pending = [p for p in pods if "no IP addresses available in range set" in p.get("status", {}).get("message", "")]
-        return (ready, pending) if len(ready) == 5 and len(pending) == 1 else None
-    ready, pending = small_lab.wait_for(split, 60, "five Running pods and one reporting IP exhaustion")
+        return (ready, pending) if len(ready) == 4 and len(pending) == 1 else None
+    ready, pending = small_lab.wait_for(split, 60, "four Running pods and one reporting IP exhaustion")
     assert pending[0]["status"]["phase"] == "Pending"
     assert "ContainerCreating" in small_lab.run("get", "pods").stdout
-    # nothing leaked: exactly router + 5 pods allocated, and no sandbox left for the pending pod
+    # nothing leaked: exactly router + DNS + 4 pods allocated, and no sandbox left for the pending pod
     assert len(small_lab.agent_status("k8s-ctr")["ipam"]["allocations"]) == 6
     # (a retry briefly re-creates the sandbox before failing again; between retries nothing remains)
     small_lab.wait_for(lambda: len([n for n in os.listdir("/run/netns") if n.startswith(f"{small_lab.name}.pod-")]) == 5,
-                       20, "only the five running pods to have sandboxes")
+                       20, "only the five running pods (DNS + 4) to have sandboxes")
     # freeing one address lets the pending pod start
     small_lab.run("delete", "pod", ready[0])
     small_lab.wait_pods_ready([pending[0]["metadata"]["name"]], timeout=60)

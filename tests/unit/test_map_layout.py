@@ -22,6 +22,7 @@ from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
 from membrane.datapath.maps.events import EVENT_CAPTURE_LEN, EVENT_MIRRORS, ConfigMap, EventStatsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
+from membrane.datapath.maps.lb import AffinityMap, BackendMap, MaglevMap, RevnatMap, ServiceMap
 from membrane.datapath.maps.metrics import MetricsMap
 from membrane.datapath.maps.policy import PolicyMap
 
@@ -99,8 +100,8 @@ def test_python_btf_reader_agrees_with_bpftool(lxc_object: str) -> None:
 
 
 @pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
-@pytest.mark.parametrize("wrapper", [EndpointsMap, MetricsMap, IpcacheMap, PolicyMap, ConntrackMap],
-                         ids=lambda w: w.NAME)
+@pytest.mark.parametrize("wrapper", [EndpointsMap, MetricsMap, IpcacheMap, PolicyMap, ConntrackMap, ServiceMap,
+                                     BackendMap, RevnatMap, MaglevMap, AffinityMap], ids=lambda w: w.NAME)
 def test_map_definitions_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> None:
     """Each map's BTF key/value types are the structs its Python wrapper mirrors."""
     types = _bpftool_types(lxc_object)

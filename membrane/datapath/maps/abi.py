@@ -9,6 +9,7 @@ from membrane.datapath.maps.conntrack import CtEntry, CtKey
 from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey
 from membrane.datapath.maps.events import EVENT_MIRRORS
 from membrane.datapath.maps.ipcache import IpcacheKey, IpcacheValue
+from membrane.datapath.maps.lb import LB_MIRRORS
 from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
 from membrane.datapath.maps.policy import PolicyKey, PolicyValue
 
@@ -25,6 +26,7 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     ("ct_key", CtKey),
     ("ct_entry", CtEntry),
     *EVENT_MIRRORS,
+    *LB_MIRRORS,
 )
 
 

@@ -17,6 +17,7 @@ from membrane.datapath.maps.pinned import BPF_MAP_TYPE_LRU_HASH, PinnedMap
 MAP_NAME = "mb_ct"
 CT_INGRESS = 1  # first seen by to_container (the destination endpoint)
 CT_EGRESS = 2  # first seen by from_container (the source endpoint)
+CT_SERVICE = 3  # a connection to a service frontend: its backend (bpf/lib/lb.h)
 CT_F_TX_CLOSING = 1 << 0
 CT_F_RX_CLOSING = 1 << 1
 CT_F_SEEN_REPLY = 1 << 2
@@ -52,7 +53,10 @@ class CtEntry(ctypes.Structure):
         ("rx_flags_seen", c_uint8),
         ("tx_last_report", c_uint32),
         ("rx_last_report", c_uint32),
-        ("pad", c_uint32),
+        ("rev_nat_index", c_uint16),
+        ("pad", c_uint16),
+        ("backend_id", c_uint32),
+        ("pad2", c_uint32),
     ]
 
 
@@ -91,7 +95,7 @@ class CtRow:
     def describe(self) -> str:
         """A ``cilium-dbg bpf ct list global`` style line."""
         proto = PROTOCOLS.get(self.protocol, str(self.protocol))
-        way = "IN" if self.direction == CT_INGRESS else "OUT"
+        way = {CT_INGRESS: "IN", CT_SERVICE: "SVC"}.get(self.direction, "OUT")
         names = [name for bit, name in ((CT_F_TX_CLOSING, "TxClosing"), (CT_F_RX_CLOSING, "RxClosing"),
                                         (CT_F_SEEN_REPLY, "SeenReply")) if self.flags & bit]
         return (f"{proto} {way} {self.saddr}:{self.sport} -> {self.daddr}:{self.dport} expires={self.expires_in} "

@@ -89,6 +89,9 @@ _SPECS: Mapping[str, ImageSpec] = MappingProxyType({
     "ubuntu": ImageSpec(cmd=("/bin/bash",), idle_by_default=True),
     "debian": ImageSpec(cmd=("bash",), idle_by_default=True),
     "registry.k8s.io/pause": ImageSpec(entrypoint=("/pause",), programs={"pause": ("idle", ())}),
+    # Cluster DNS: the lab's DNS workload stands in for CoreDNS (the pod's ``-conf`` is ignored, the lab
+    # comes from $MEMBRANE_LAB).
+    "registry.k8s.io/coredns/coredns": ImageSpec(entrypoint=("/coredns",), programs={"coredns": ("dns", ())}),
 })
 # Other names of the same images (old registries, mirrors, the image's previous home).
 _ALIASES: Mapping[str, str] = MappingProxyType({
@@ -104,6 +107,9 @@ _ALIASES: Mapping[str, str] = MappingProxyType({
     "k8s.gcr.io/e2e-test-images/busybox": "busybox",
     "quay.io/curl/curl": "curlimages/curl",
     "k8s.gcr.io/pause": "registry.k8s.io/pause",
+    "coredns/coredns": "registry.k8s.io/coredns/coredns",
+    "k8s.gcr.io/coredns/coredns": "registry.k8s.io/coredns/coredns",
+    "k8s.gcr.io/coredns": "registry.k8s.io/coredns/coredns",
 })
 
 
