@@ -431,4 +431,73 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_config SEC(".maps");
 
+/* ---- mb_nat: SNAT tuples of BPF masquerade and NodePort (nat.h) -------------------------- */
+
+/* Every translated connection has two entries. NAT_DIR_OUT is keyed by the tuple of an outgoing
+ * packet before translation (pod -> outside for masquerade, client -> remote backend for a
+ * NodePort in SNAT mode) and gives the source to write (node IP, allocated port). NAT_DIR_IN is
+ * keyed by the reply as it arrives at the node (peer -> node IP:allocated port) and gives the
+ * destination to restore; for NodePort it also gives the source to restore (the frontend).
+ * NAT_DIR_REV_DNAT is keyed by the reply of a NodePort connection served by a local backend as
+ * it leaves the node (backend -> client) and gives the frontend to write as its source.
+ * ICMP echo uses the identifier as both ports. Entries age out of the LRU map. */
+
+#define NAT_MAP_SIZE 131072
+
+#define NAT_DIR_OUT      1
+#define NAT_DIR_IN       2
+#define NAT_DIR_REV_DNAT 3
+
+struct nat_key {
+	__u32 saddr; /* network byte order */
+	__u32 daddr;
+	__u16 sport; /* network byte order */
+	__u16 dport;
+	__u8  protocol;
+	__u8  direction; /* NAT_DIR_* */
+	__u16 pad;       /* must be 0 */
+};
+
+#define NAT_F_NODEPORT (1 << 0) /* the entry belongs to a NodePort connection */
+
+struct nat_entry {
+	__u32 addr;     /* OUT: new source; IN: original destination; REV_DNAT: new source */
+	__u32 rev_addr; /* IN of a NodePort connection: the source to restore (frontend) */
+	__u16 port;     /* network byte order, as addr */
+	__u16 rev_port; /* network byte order, as rev_addr */
+	__u16 flags;    /* NAT_F_* */
+	__u16 pad;      /* must be 0 */
+	__u32 created;  /* ct_now() seconds */
+	__u32 pad2;     /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NAT_MAP_SIZE);
+	__type(key, struct nat_key);
+	__type(value, struct nat_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_nat SEC(".maps");
+
+/* ---- mb_host_config: the node device's addresses (one entry, key 0; host.c) -------------- */
+
+#define HOST_F_MASQUERADE (1 << 0) /* BPF masquerade of pod traffic leaving the node */
+
+struct host_config {
+	__u32 node_ip;       /* IPv4 of the node device, network byte order; 0 = not configured */
+	__u32 native_cidr;   /* ipv4NativeRoutingCIDR network, network byte order */
+	__u8  native_prefix; /* its prefix length, 0..32 */
+	__u8  pad1;          /* must be 0 */
+	__u16 flags;         /* HOST_F_* */
+	__u32 pad2;          /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct host_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_host_config SEC(".maps");
+
 #endif /* MEMBRANE_MAPS_H */

@@ -24,6 +24,7 @@ from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
 from membrane.agent.observability import Observability
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
+from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
 from membrane.model.naming import LabPaths
@@ -93,6 +94,7 @@ class Agent:
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
         self.net.start(pod_cidr)
+        self._attach_host_device()
         self._lease = self.client.lease_grant(NODE_LEASE_TTL)
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
         self.controllers.add(Controller("node-status", self._publish_node, interval=5))
@@ -157,6 +159,18 @@ class Agent:
         for mirror in self._mirrors():
             mirror.stop()
         self.net.close()
+
+    def _attach_host_device(self) -> None:
+        """from-netdev / to-netdev on the underlay device: NodePort, ExternalIPs, LB IPs, BPF masquerade."""
+        me = next((n for n in self._nodes() if n.name == self.node), None)
+        if me is None or not me.internal_ip:
+            raise RuntimeError(f"node {self.node} has no InternalIP")
+        assert self.net.datapath is not None
+        ifindex = links.link_index(UNDERLAY_DEV)
+        if ifindex is None:
+            raise RuntimeError(f"underlay device {UNDERLAY_DEV} not found")
+        self.net.datapath.attach_host_device(ifindex, me.internal_ip, self.config.ipv4_native_routing_cidr,
+                                             masquerade=self.config.enable_ipv4_masquerade)
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
@@ -359,7 +373,9 @@ class Agent:
                         "intra-host-routing-mode": "Legacy"},
             "attach-mode": "tc",
             "datapath-mode": "veth",
-            "masquerading": {"enabled": False},
+            "masquerading": {"enabled": self.config.enable_ipv4_masquerade, "mode": "BPF",
+                             "enabledProtocols": {"ipv4": self.config.enable_ipv4_masquerade, "ipv6": False},
+                             "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr},
             "controllers": controllers,
             "identity-range": {"min-identity": 256, "max-identity": 65535},
             "modules-health": health,

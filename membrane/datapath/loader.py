@@ -1,4 +1,4 @@
-"""Load the node's datapath (bpf/lxc.c), pin it, and attach it to endpoint devices.
+"""Load the node's datapath (bpf/lxc.c for endpoints, bpf/host.c for the node device), pin it, and attach it.
 
 One ``NodeDatapath`` per node agent. Maps are pinned by name under the node's pin directory
 (``/sys/fs/bpf/membrane/<lab>/<node>/``) and reused by every later load, so an agent restart
@@ -24,6 +24,7 @@ from membrane.datapath.maps.endpoints import EndpointsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.lb import LBMaps
 from membrane.datapath.maps.metrics import MetricCounters, MetricKey, MetricsMap
+from membrane.datapath.maps.nat import HostConfigMap, HostSettings, NatMap
 from membrane.datapath.maps.pinned import PinnedMap
 from membrane.datapath.maps.policy import PolicyMap
 
@@ -32,6 +33,10 @@ LXC_OBJECT = "lxc.o"
 FROM_CONTAINER = "from_container"  # tc ingress of the host-side veth: packets the pod sends
 TO_CONTAINER = "to_container"  # tc egress of the host-side veth: packets to the pod
 LXC_PROGRAMS = ((FROM_CONTAINER, Direction.INGRESS), (TO_CONTAINER, Direction.EGRESS))
+HOST_OBJECT = "host.o"
+FROM_NETDEV = "from_netdev"  # tc ingress of the node device: packets arriving at the node
+TO_NETDEV = "to_netdev"  # tc egress of the node device: packets leaving it
+HOST_PROGRAMS = ((FROM_NETDEV, Direction.INGRESS), (TO_NETDEV, Direction.EGRESS))
 TC_HANDLE = 1
 TC_PRIORITY = 1
 PROGS_SUBDIR = "progs"
@@ -110,15 +115,18 @@ def remove_pins(pin_dir: str) -> bool:
 class NodeDatapath:
     """The node's programs and maps: ``load()``, ``attach_endpoint(ifindex)``, ``endpoints``, …"""
 
-    def __init__(self, pin_dir: str, object_path: str | None = None) -> None:
+    def __init__(self, pin_dir: str, object_path: str | None = None, host_object_path: str | None = None) -> None:
         self.pin_dir = _check_on_bpffs(pin_dir)
         self._object_path = object_path
+        self._host_object_path = host_object_path
         self._obj: BpfObject | None = None
+        self._host_obj: BpfObject | None = None
         self._endpoints: EndpointsMap | None = None
         self._metrics: MetricsMap | None = None
         self._lb: LBMaps | None = None
         self._maps: dict[str, PinnedMap] = {}  # ipcache, policy, conntrack: opened on first use
         self._prog_ids: dict[str, int] = {}
+        self._host_prog_ids: dict[str, int] = {}  # from_netdev, to_netdev once a device is attached
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -188,6 +196,57 @@ class NodeDatapath:
         """Program id attached at each of our hooks of the device (None where nothing is)."""
         return {name: tc_query(ifindex, direction, TC_HANDLE, TC_PRIORITY) for name, direction in LXC_PROGRAMS}
 
+    # -- the node device (bpf/host.c) ------------------------------------------------------
+
+    def _load_host(self) -> BpfObject:
+        """Load host.o once, sharing this node's pinned maps by name; pin its programs."""
+        if self._host_obj is not None:
+            return self._host_obj
+        self._loaded()
+        path = self._host_object_path or find_object(HOST_OBJECT)
+        drift = abi_drift(path, present_only=True)
+        if drift:
+            raise BpfError(errno.EPROTO, f"{path}: map layouts differ from membrane/datapath/maps", "\n".join(drift))
+        obj = BpfObject.open(path, pin_root=self.pin_dir)
+        try:
+            obj.load()
+            for name, _direction in HOST_PROGRAMS:
+                obj.pin_program(name, os.path.join(self.pin_dir, PROGS_SUBDIR, name))
+                self._host_prog_ids[name] = prog_info(obj.program_fd(name)).id
+        except BaseException:
+            obj.close()
+            self._host_prog_ids.clear()
+            raise
+        self._host_obj = obj
+        return obj
+
+    def attach_host_device(self, ifindex: int, node_ip: str, native_routing_cidr: str | None = None,
+                           masquerade: bool = True) -> None:
+        """Write the node device's settings (mb_host_config), then attach from_netdev (tc
+        ingress) and to_netdev (tc egress) to the device: NodePort/ExternalIP/LoadBalancer
+        frontends for clients outside the cluster, and BPF masquerade of pod traffic to
+        destinations outside ``native_routing_cidr`` (when ``masquerade``)."""
+        settings = HostSettings(node_ip, native_routing_cidr, masquerade)
+        obj = self._load_host()
+        self.host_config.write(settings)
+        tc_hook_create(ifindex)
+        for name, direction in HOST_PROGRAMS:
+            tc_attach(ifindex, direction, obj.program_fd(name), handle=TC_HANDLE, priority=TC_PRIORITY, replace=True)
+
+    def detach_host_device(self, ifindex: int) -> bool:
+        """Remove both host programs from the device; False if neither was attached."""
+        removed = [tc_detach(ifindex, direction, TC_HANDLE, TC_PRIORITY) for _name, direction in HOST_PROGRAMS]
+        return any(removed)
+
+    @property
+    def host_program_ids(self) -> dict[str, int]:
+        """Kernel ids of the host programs (empty until a device was attached)."""
+        return dict(self._host_prog_ids)
+
+    def host_attached(self, ifindex: int) -> dict[str, int | None]:
+        """Program id attached at each host hook of the device (None where nothing is)."""
+        return {name: tc_query(ifindex, direction, TC_HANDLE, TC_PRIORITY) for name, direction in HOST_PROGRAMS}
+
     # -- maps ------------------------------------------------------------------------------
 
     @property
@@ -226,6 +285,16 @@ class NodeDatapath:
             self._lb = LBMaps.open(self.pin_dir)
         return self._lb
 
+    @property
+    def nat(self) -> NatMap:
+        """SNAT tuples of masquerade and NodePort (mb_nat)."""
+        return self._map(NatMap)
+
+    @property
+    def host_config(self) -> HostConfigMap:
+        """The node device's settings (mb_host_config)."""
+        return self._map(HostConfigMap)
+
     def metrics(self) -> dict[MetricKey, MetricCounters]:
         """Counters by (reason, direction), summed over CPUs."""
         self._loaded()
@@ -235,12 +304,13 @@ class NodeDatapath:
 
     def close(self) -> None:
         """Release our fds; pins, maps and attached programs stay in the kernel."""
-        for handle in (self._endpoints, self._metrics, self._lb, *self._maps.values(), self._obj):
+        for handle in (self._endpoints, self._metrics, self._lb, *self._maps.values(), self._obj, self._host_obj):
             if handle is not None:
                 handle.close()
         self._maps.clear()
-        self._endpoints = self._metrics = self._lb = self._obj = None
+        self._endpoints = self._metrics = self._lb = self._obj = self._host_obj = None
         self._prog_ids.clear()
+        self._host_prog_ids.clear()
 
     def __enter__(self) -> NodeDatapath:
         return self

@@ -28,6 +28,7 @@ class ClusterConfig:
     auto_direct_node_routes: bool = True
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
+    enable_ipv4_masquerade: bool = True
     lb_algorithm: str = "random"
     maglev_table_size: int = 16381
     hubble_event_buffer_capacity: int = 4095
@@ -49,6 +50,8 @@ class ClusterConfig:
         "policyEnforcementMode": "policy_enforcement_mode",
         "hubble.eventBufferCapacity": "hubble_event_buffer_capacity",
         "loadBalancer.algorithm": "lb_algorithm",
+        "enableIPv4Masquerade": "enable_ipv4_masquerade",
+        "bpf.masquerade": "enable_ipv4_masquerade",
         "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
     }

@@ -87,13 +87,14 @@ def test_pod_resolves_world_names_directly(world: tuple[Lab, LabTopology], pod: 
 
 
 @pytest.mark.parametrize("pod", CLIENTS)
-def test_pod_reaches_world_with_its_own_ip(world: tuple[Lab, LabTopology], pod: str) -> None:
-    lab, _topo = world
-    pod_ip = lab.pod(pod)["status"]["podIP"]
+def test_pod_reaches_world_masqueraded_to_its_node_ip(world: tuple[Lab, LabTopology], pod: str) -> None:
+    lab, topo = world
+    node = lab.pod(pod)["spec"]["nodeName"]
+    node_ip = next(n.address for n in topo.nodes if n.name == node)
     ipinfo = WORLD_NAMES["ipinfo.io"]
     out = lab.exec(pod, "curl", "-s", "--max-time", "5", f"http://{ipinfo}/").stdout
-    assert json.loads(out)["ip"] == pod_ip
-    assert lab.exec(pod, "curl", "-s", "--max-time", "5", f"http://{ipinfo}/ip").stdout.strip() == pod_ip
+    assert json.loads(out)["ip"] == node_ip  # BPF masquerade: leaving the native-routing CIDR
+    assert lab.exec(pod, "curl", "-s", "--max-time", "5", f"http://{ipinfo}/ip").stdout.strip() == node_ip
 
 
 def test_cluster_dns_pod_forwards_and_answers_cluster_names(world: tuple[Lab, LabTopology]) -> None:

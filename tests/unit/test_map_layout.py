@@ -24,6 +24,7 @@ from membrane.datapath.maps.events import EVENT_CAPTURE_LEN, EVENT_MIRRORS, Conf
 from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.lb import AffinityMap, BackendMap, MaglevMap, RevnatMap, ServiceMap
 from membrane.datapath.maps.metrics import MetricsMap
+from membrane.datapath.maps.nat import NAT_MIRRORS, HostConfigMap, NatMap
 from membrane.datapath.maps.policy import PolicyMap
 
 BPFTOOL = shutil.which("bpftool")
@@ -101,7 +102,7 @@ def test_python_btf_reader_agrees_with_bpftool(lxc_object: str) -> None:
 
 @pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
 @pytest.mark.parametrize("wrapper", [EndpointsMap, MetricsMap, IpcacheMap, PolicyMap, ConntrackMap, ServiceMap,
-                                     BackendMap, RevnatMap, MaglevMap, AffinityMap], ids=lambda w: w.NAME)
+                                     BackendMap, RevnatMap, MaglevMap, AffinityMap, NatMap], ids=lambda w: w.NAME)
 def test_map_definitions_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> None:
     """Each map's BTF key/value types are the structs its Python wrapper mirrors."""
     types = _bpftool_types(lxc_object)
@@ -173,3 +174,24 @@ def test_event_maps_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> 
     type_ids = {m["name"]: types[m["type_id"]]["type_id"] for m in definition["members"]}
     assert types[type_ids["value"]]["name"] == dict((mirror, name) for name, mirror in EVENT_MIRRORS)[wrapper.VALUE]
     assert _bpftool_size(types, type_ids["key"]) == ctypes.sizeof(wrapper.KEY)
+
+
+@pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
+def test_the_host_config_map_uses_the_mirrored_struct(lxc_object: str) -> None:
+    types = _bpftool_types(lxc_object)
+    var = next(t for t in types.values() if t["kind"] == "VAR" and t["name"] == HostConfigMap.NAME)
+    definition = types[var["type_id"]]
+    type_ids = {m["name"]: types[m["type_id"]]["type_id"] for m in definition["members"]}
+    assert types[type_ids["value"]]["name"] == dict((mirror, name) for name, mirror in NAT_MIRRORS)[HostConfigMap.VALUE]
+    assert _bpftool_size(types, type_ids["key"]) == ctypes.sizeof(HostConfigMap.KEY)
+
+
+@pytest.mark.skipif(CLANG is None, reason="clang is not installed")
+def test_abi_drift_is_empty_for_the_host_object(tmp_path: Path) -> None:
+    """bpf/host.c shares maps.h: its object must agree with the same mirrors."""
+    try:
+        obj = find_object("host")
+    except FileNotFoundError:
+        obj = compile_object("host", str(tmp_path))
+    assert abi_drift(obj, present_only=True) == []
+    assert {"nat_key", "nat_entry", "host_config", "lb_svc_key", "ct_entry"} <= set(read_struct_layouts(obj))

@@ -11,6 +11,7 @@ from membrane.datapath.maps.events import EVENT_MIRRORS
 from membrane.datapath.maps.ipcache import IpcacheKey, IpcacheValue
 from membrane.datapath.maps.lb import LB_MIRRORS
 from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
+from membrane.datapath.maps.nat import NAT_MIRRORS
 from membrane.datapath.maps.policy import PolicyKey, PolicyValue
 
 # (C struct name, Python mirror) for every struct shared with user space
@@ -27,15 +28,20 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     ("ct_entry", CtEntry),
     *EVENT_MIRRORS,
     *LB_MIRRORS,
+    *NAT_MIRRORS,
 )
 
 
-def abi_drift(object_path: str) -> list[str]:
-    """Every difference between the object's BTF and the mirrors; empty when they agree."""
+def abi_drift(object_path: str, present_only: bool = False) -> list[str]:
+    """Every difference between the object's BTF and the mirrors; empty when they agree. With
+    ``present_only``, structs the object does not use (e.g. host.o has no event records) are
+    skipped rather than reported missing."""
     layouts = read_struct_layouts(object_path)
     problems = []
     for c_name, mirror in MIRRORS:
         if c_name not in layouts:
+            if present_only:
+                continue
             problems.append(f"struct {c_name}: not in {object_path}")
             continue
         problems.extend(layout_drift(layouts[c_name], ctypes_layout(c_name, mirror)))

@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Programs for the node's underlay device (eth1): services reached from outside the cluster and
+ * BPF masquerade.
+ *
+ *   from_netdev  tc ingress: packets arriving at the node
+ *   to_netdev    tc egress:  packets leaving the node
+ *
+ * from_netdev, in this order:
+ *   1. a reply to a connection this node source-NATed (NAT_DIR_IN in mb_nat, addressed to the
+ *      node IP): the destination is restored (the pod for masquerade, the client for NodePort,
+ *      whose reply also gets the frontend back as its source), then the packet goes to a local
+ *      pod's lxc or back out of the device;
+ *   2. a TCP/UDP packet to a service frontend (scope ext: node IP + nodePort, ExternalIP, LB
+ *      IP): a backend is chosen as lb.h does for pods (CT_SERVICE entry keyed by the frontend
+ *      tuple, affinity, maglev or random) and the packet is translated:
+ *        - local backend: DNAT, redirect to its lxc; its replies leave through the stack and
+ *          to_netdev gives them the frontend as source (NAT_DIR_REV_DNAT);
+ *        - remote backend (SNAT mode): DNAT and SNAT to node IP:allocated port (nat.h), back out
+ *          of the device; the reply comes back to this node (case 1);
+ *        - externalTrafficPolicy=Local: only local backends are used (the agent gives no
+ *          others), the client's address is kept;
+ *        - no backend: dropped, DROP_NO_SERVICE (158).
+ * to_netdev:
+ *   1. a reply of a locally served frontend connection: source back to the frontend;
+ *   2. masquerade (HOST_F_MASQUERADE): a packet from a local endpoint to a destination outside
+ *      ipv4NativeRoutingCIDR that is not a node (ipcache identity host / remote-node) leaves
+ *      with the node IP and an allocated port (ICMP echo: identifier) as its source.
+ * Everything else passes untouched. Configuration: mb_host_config (node IP, native routing
+ * CIDR, flags), written by the loader before the programs are attached.
+ */
+#include "common.h"
+#include "drop.h"
+#include "maps.h"
+#include "endpoints.h"
+#include "metrics.h"
+#include "eth.h"
+#include "ipv4.h"
+#include "ipcache.h"
+#include "l4.h"
+#include "conntrack.h"
+#include "lb.h"
+#include "nat.h"
+
+#define IDENTITY_REMOTE_NODE 6
+
+static __always_inline struct host_config *host_config(void)
+{
+	__u32 zero = 0;
+	struct host_config *cfg = bpf_map_lookup_elem(&mb_host_config, &zero);
+
+	return cfg && cfg->node_ip ? cfg : NULL;
+}
+
+static __always_inline int host_drop(struct __sk_buff *skb, __u8 dir, int reason)
+{
+	update_metrics(skb->len, dir, (__u8)reason);
+	return CTX_ACT_DROP;
+}
+
+/* Send a translated packet on: into a local pod (egress of its lxc, where to_container does
+ * conntrack and policy), or out of the device towards the FIB's next hop. */
+static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
+{
+	struct endpoint_info *ep;
+	struct ethhdr *eth;
+	struct iphdr *ip4;
+
+	ip4 = ipv4_header(skb);
+	if (!ip4)
+		return host_drop(skb, dir, DROP_INVALID);
+	if (ip4->ttl <= 1)
+		return CTX_ACT_OK; /* the kernel answers with time exceeded */
+	ep = lookup_ip4_endpoint(ip4->daddr);
+	ipv4_dec_ttl(ip4);
+	update_metrics(skb->len, dir, REASON_FORWARDED);
+	if (!ep)
+		return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+	eth = ctx_data(skb);
+	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
+		return host_drop(skb, dir, DROP_INVALID);
+	eth_set_macs(eth, ep->lxc_mac, ep->pod_mac);
+	return bpf_redirect(ep->ifindex, 0);
+}
+
+/* Account a reply on the frontend connection's CT_SERVICE entry (keeps its lifetime right). */
+static __always_inline void host_service_reply(__u32 client, __u32 frontend, __u16 cport, __u16 fport, __u8 proto,
+					       __u8 tcp_flags, __u32 bytes)
+{
+	struct ct_entry *entry;
+	struct ct_key key;
+
+	lb4_ct_key(&key, client, frontend, cport, fport, proto, CT_SERVICE);
+	entry = bpf_map_lookup_elem(&mb_ct, &key);
+	if (entry)
+		ct_account(entry, ct_now(), proto, tcp_flags, bytes, 1);
+}
+
+/* A reply to a connection we source-NATed: restore its destination (and for NodePort its
+ * source), then deliver it. */
+static __always_inline int host_reverse_snat(struct __sk_buff *skb, struct lb4_tuple *t, const struct nat_entry *e)
+{
+	__u32 addr = e->addr, rev_addr = e->rev_addr;
+	__u16 port = e->port, rev_port = e->rev_port, flags = e->flags;
+	int ret;
+
+	ret = nat4_rewrite(skb, t, 1, addr, port);
+	if (ret == REASON_FORWARDED && (flags & NAT_F_NODEPORT)) {
+		host_service_reply(addr, rev_addr, port, rev_port, t->proto, t->tcp_flags, skb->len);
+		ret = nat4_rewrite(skb, t, 0, rev_addr, rev_port);
+	}
+	if (ret != REASON_FORWARDED)
+		return host_drop(skb, METRIC_INGRESS, ret);
+	return host_deliver(skb, METRIC_INGRESS);
+}
+
+/* A packet from outside to a service frontend (see the top of the file). */
+static __always_inline int host_nodeport(struct __sk_buff *skb, struct lb4_tuple *t, const struct host_config *cfg)
+{
+	struct ct_entry *entry, fresh = {};
+	struct nat_entry in = {}, rev = {}, *old;
+	struct lb_backend *be = NULL;
+	struct lb_svc_value *svc;
+	struct lb_svc_key key = {};
+	struct nat_key nkey;
+	struct ct_key ckey;
+	__u32 now, backend_id, be_addr, frontend = t->daddr, node_ip = cfg->node_ip;
+	__u16 be_port, fport = t->dport, svc_flags;
+	int ret;
+
+	key.address = t->daddr;
+	key.dport = t->dport;
+	key.proto = t->proto;
+	key.scope = LB_SCOPE_EXT;
+	svc = bpf_map_lookup_elem(&mb_lb_svc, &key);
+	if (!svc)
+		return CTX_ACT_OK;
+	svc_flags = svc->flags;
+	now = ct_now();
+	lb4_ct_key(&ckey, t->saddr, t->daddr, t->sport, t->dport, t->proto, CT_SERVICE);
+	entry = bpf_map_lookup_elem(&mb_ct, &ckey);
+	if (entry && ct_live(entry, now, t->proto, t->tcp_flags)) {
+		backend_id = entry->backend_id;
+		be = bpf_map_lookup_elem(&mb_lb_be, &backend_id);
+		if (be)
+			ct_account(entry, now, t->proto, t->tcp_flags, skb->len, 0);
+	}
+	if (!be) {
+		backend_id = lb4_select_backend(&key, svc, t, now);
+		if (backend_id)
+			be = bpf_map_lookup_elem(&mb_lb_be, &backend_id);
+		if (!be)
+			return host_drop(skb, METRIC_INGRESS, DROP_NO_SERVICE);
+		fresh.backend_id = backend_id;
+		fresh.rev_nat_index = svc->rev_nat_index;
+		ct_account(&fresh, now, t->proto, t->tcp_flags, skb->len, 0);
+		bpf_map_update_elem(&mb_ct, &ckey, &fresh, BPF_ANY);
+	}
+	be_addr = be->address;
+	be_port = be->port;
+
+	if (lookup_ip4_endpoint(be_addr)) {
+		/* Local backend: its replies leave through to_netdev, which restores the frontend. */
+		nat4_key(&nkey, be_addr, t->saddr, be_port, t->sport, t->proto, NAT_DIR_REV_DNAT);
+		old = bpf_map_lookup_elem(&mb_nat, &nkey);
+		if (!old || old->addr != frontend || old->port != fport) {
+			rev.addr = frontend;
+			rev.port = fport;
+			rev.flags = NAT_F_NODEPORT;
+			rev.created = now;
+			bpf_map_update_elem(&mb_nat, &nkey, &rev, BPF_ANY);
+		}
+		ret = nat4_rewrite(skb, t, 1, be_addr, be_port);
+		if (ret != REASON_FORWARDED)
+			return host_drop(skb, METRIC_INGRESS, ret);
+		return host_deliver(skb, METRIC_INGRESS);
+	}
+	if (svc_flags & LB_F_ETP_LOCAL)
+		return host_drop(skb, METRIC_INGRESS, DROP_NO_SERVICE);
+
+	/* Remote backend, SNAT mode: the reply must come back through this node. */
+	ret = nat4_rewrite(skb, t, 1, be_addr, be_port);
+	if (ret != REASON_FORWARDED)
+		return host_drop(skb, METRIC_INGRESS, ret);
+	in.rev_addr = frontend;
+	in.rev_port = fport;
+	in.flags = NAT_F_NODEPORT;
+	ret = nat4_snat(skb, t, node_ip, &in);
+	if (ret != REASON_FORWARDED)
+		return host_drop(skb, METRIC_INGRESS, ret);
+	return host_deliver(skb, METRIC_INGRESS);
+}
+
+SEC("tc")
+int from_netdev(struct __sk_buff *skb)
+{
+	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
+	struct ethhdr *eth = data;
+	struct host_config *cfg;
+	struct nat_entry *e;
+	struct lb4_tuple t;
+	struct nat_key key;
+
+	if (!PKT_HAS(eth, sizeof(*eth), data_end) || eth->h_proto != bpf_htons(ETH_P_IP))
+		return CTX_ACT_OK;
+	cfg = host_config();
+	if (!cfg || !nat4_tuple(skb, &t))
+		return CTX_ACT_OK;
+	if (t.daddr == cfg->node_ip) {
+		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_IN);
+		e = bpf_map_lookup_elem(&mb_nat, &key);
+		if (e)
+			return host_reverse_snat(skb, &t, e);
+	}
+	if (t.proto == IPPROTO_ICMP)
+		return CTX_ACT_OK;
+	return host_nodeport(skb, &t, cfg);
+}
+
+static __always_inline int in_prefix(__u32 addr, __u32 net, __u8 prefix)
+{
+	__u32 mask;
+
+	if (prefix == 0)
+		return 1;
+	if (prefix > 32)
+		return 0;
+	mask = bpf_htonl(~0U << (32 - prefix));
+	return (addr & mask) == (net & mask);
+}
+
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
+	struct ethhdr *eth = data;
+	struct nat_entry *e, in = {};
+	struct host_config *cfg;
+	struct lb4_tuple t;
+	struct nat_key key;
+	__u32 addr, node_ip, identity;
+	__u16 port;
+	int ret;
+
+	if (!PKT_HAS(eth, sizeof(*eth), data_end) || eth->h_proto != bpf_htons(ETH_P_IP))
+		return CTX_ACT_OK;
+	cfg = host_config();
+	if (!cfg || !nat4_tuple(skb, &t))
+		return CTX_ACT_OK;
+	node_ip = cfg->node_ip;
+	if (t.saddr == node_ip)
+		return CTX_ACT_OK;
+	if (t.proto != IPPROTO_ICMP) {
+		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_REV_DNAT);
+		e = bpf_map_lookup_elem(&mb_nat, &key);
+		if (e) {
+			addr = e->addr;
+			port = e->port;
+			host_service_reply(t.daddr, addr, t.dport, port, t.proto, t.tcp_flags, skb->len);
+			ret = nat4_rewrite(skb, &t, 0, addr, port);
+			if (ret != REASON_FORWARDED)
+				return host_drop(skb, METRIC_EGRESS, ret);
+			return CTX_ACT_OK;
+		}
+	}
+	if (!(cfg->flags & HOST_F_MASQUERADE))
+		return CTX_ACT_OK;
+	if (!lookup_ip4_endpoint(t.saddr))
+		return CTX_ACT_OK;
+	if (in_prefix(t.daddr, cfg->native_cidr, cfg->native_prefix))
+		return CTX_ACT_OK;
+	identity = ipcache_identity(t.daddr);
+	if (identity == IDENTITY_HOST || identity == IDENTITY_REMOTE_NODE)
+		return CTX_ACT_OK;
+	ret = nat4_snat(skb, &t, node_ip, &in);
+	if (ret != REASON_FORWARDED)
+		return host_drop(skb, METRIC_EGRESS, ret);
+	return CTX_ACT_OK;
+}
+
+char _license[] SEC("license") = "GPL";

@@ -1,0 +1,175 @@
+"""The node device with real sockets: an outside client, a node whose eth1 runs bpf/host.c with a
+local pod backend, and a second node holding a remote backend, all on one bridged underlay.
+
+    client (192.168.10.200) ─┐
+    node   (192.168.10.100) ─┼─ br0 (underlay netns)      node: pods 10.200.0.0/24, eth1 + host.c
+    node2  (192.168.10.101) ─┘                             node2: "pod" 10.201.0.7 (remote backend)
+
+The client has no route to any pod address: whatever reaches it came back through the node's
+translations.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from membrane.datapath.linux import sysctl
+from membrane.datapath.linux.netns import run_in_netns
+from membrane.datapath.maps.lb import LB_F_ETP_LOCAL, Backend, Frontend
+from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
+
+pytestmark = pytest.mark.root
+
+NODE_IP, NODE2_IP, CLIENT_IP = "192.168.10.100", "192.168.10.101", "192.168.10.200"
+REMOTE_IP, REMOTE_PORT = "10.201.0.7", 9090
+POD_PORT, NODEPORT = 8080, 30080
+CLIENT_PORT = 7070  # a server on the outside client, for masquerade
+TIMEOUT = 2.0
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+class WhoServer:
+    """TCP on (address, port) in a netns: answers every connection with '<name> <peer ip>'."""
+
+    def __init__(self, netns: str, address: str, port: int, name: str) -> None:
+        self.name = name
+
+        def listen() -> socket.socket:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(16)
+            return sock
+
+        self.sock = run_in_netns(netns, listen)
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                try:
+                    conn.sendall(f"{self.name} {peer[0]}\n".encode())
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def ask(netns: str, address: str, port: int) -> tuple[str, str, tuple[str, int]]:
+    """Connect from netns; (server name, the peer address it saw, our peer address)."""
+
+    def connect() -> tuple[bytes, tuple[str, int]]:
+        with socket.create_connection((address, port), TIMEOUT) as sock:
+            sock.settimeout(TIMEOUT)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            return data, sock.getpeername()
+
+    data, peer = run_in_netns(netns, connect)
+    name, seen = data.decode().split()
+    return name, seen, peer
+
+
+@dataclass
+class Cluster:
+    node: NodeLab
+    pod: Pod
+    client: str
+    node2: str
+
+
+@pytest.fixture
+def cluster(node: NodeLab, make_netns: Callable[[str], str]) -> Iterator[Cluster]:
+    underlay, client, node2 = make_netns("ul"), make_netns("client"), make_netns("node2")
+    ip("-n", underlay, "link", "add", "br0", "type", "bridge")
+    ip("-n", underlay, "link", "set", "br0", "up")
+    for index, (netns, address) in enumerate(((node.netns, NODE_IP), (client, CLIENT_IP), (node2, NODE2_IP))):
+        port = f"p{index}"
+        ip("-n", underlay, "link", "add", port, "type", "veth", "peer", "name", "eth1", "netns", netns)
+        ip("-n", underlay, "link", "set", port, "master", "br0", "up")
+        ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth1")
+        ip("-n", netns, "link", "set", "eth1", "up")
+        ip("-n", netns, "link", "set", "lo", "up")
+    ip("-n", node2, "addr", "add", f"{REMOTE_IP}/32", "dev", "lo")
+    ip("-n", node.netns, "route", "add", "10.201.0.0/24", "via", NODE2_IP)
+    sysctl.set_sysctl("net.ipv4.ip_forward", 1, netns=node.netns)  # pod traffic to the outside
+
+    pod = node.add_pod("b", "10.200.0.11")
+    ifindex = run_in_netns(node.netns, socket.if_nametoindex, "eth1")
+    node.in_node(node.datapath.attach_host_device, ifindex, NODE_IP, "10.0.0.0/8")
+    assert all(node.in_node(node.datapath.host_attached, ifindex).values())
+    servers = [WhoServer(pod.netns, pod.ip, POD_PORT, "local"), WhoServer(node2, REMOTE_IP, REMOTE_PORT, "remote"),
+               WhoServer(client, CLIENT_IP, CLIENT_PORT, "outside")]
+    yield Cluster(node, pod, client, node2)
+    for server in servers:
+        server.close()
+    assert node.in_node(node.datapath.detach_host_device, ifindex)
+
+
+def service(cluster: Cluster, backend: Backend, flags: int = 0) -> None:
+    cluster.node.datapath.lb.upsert_service(Frontend(NODE_IP, NODEPORT), [backend], rev_nat_index=1, flags=flags)
+
+
+def test_nodeport_to_a_local_backend(cluster: Cluster) -> None:
+    service(cluster, Backend(1, cluster.pod.ip, POD_PORT))
+    for _ in range(3):
+        name, seen, peer = ask(cluster.client, NODE_IP, NODEPORT)
+        assert (name, peer) == ("local", (NODE_IP, NODEPORT))  # replies come from node IP:nodePort
+        assert seen == CLIENT_IP
+
+
+def test_nodeport_to_a_remote_backend_is_snated(cluster: Cluster) -> None:
+    service(cluster, Backend(2, REMOTE_IP, REMOTE_PORT))
+    for _ in range(3):
+        name, seen, peer = ask(cluster.client, NODE_IP, NODEPORT)
+        assert (name, peer) == ("remote", (NODE_IP, NODEPORT))
+        assert seen == NODE_IP  # SNAT: the backend answers the node, which answers the client
+
+
+def test_etp_local_keeps_the_client_address(cluster: Cluster) -> None:
+    service(cluster, Backend(1, cluster.pod.ip, POD_PORT), flags=LB_F_ETP_LOCAL)
+    name, seen, peer = ask(cluster.client, NODE_IP, NODEPORT)
+    assert (name, seen, peer) == ("local", CLIENT_IP, (NODE_IP, NODEPORT))
+
+
+def test_etp_local_without_a_local_backend_does_not_answer(cluster: Cluster) -> None:
+    service(cluster, Backend(2, REMOTE_IP, REMOTE_PORT), flags=LB_F_ETP_LOCAL)
+    with pytest.raises(TimeoutError):
+        ask(cluster.client, NODE_IP, NODEPORT)
+
+
+def test_masquerade_pod_to_outside(cluster: Cluster) -> None:
+    name, seen, peer = ask(cluster.pod.netns, CLIENT_IP, CLIENT_PORT)
+    assert (name, peer) == ("outside", (CLIENT_IP, CLIENT_PORT))
+    assert seen == NODE_IP  # the outside sees the node, and its replies found the pod
+    sent, received = ping_counts(ping(cluster.pod, CLIENT_IP, count=3).stdout)
+    assert sent == received == 3
+
+
+def test_traffic_to_other_nodes_is_not_masqueraded(cluster: Cluster) -> None:
+    ip("-n", cluster.node2, "route", "add", "10.200.0.0/24", "via", NODE_IP)
+    name, seen, _peer = ask(cluster.pod.netns, REMOTE_IP, REMOTE_PORT)  # inside ipv4NativeRoutingCIDR
+    assert (name, seen) == ("remote", cluster.pod.ip)
