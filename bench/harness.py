@@ -63,13 +63,18 @@ def _fmt(v: float | None) -> str:
     return f"{v:.4f}"
 
 
+def _r(v: float) -> str:
+    """Ratios: two decimals, or scientific when tiny (eBPF map update against a full iptables rewrite)."""
+    return f"{v:.2f}" if v >= 0.01 or v == 0 else f"{v:.1e}"
+
+
 def render_table(results: list[Measurement]) -> str:
     head = "| benchmark | metric | ours (median) | baseline | baseline (median) | ratio median [min–max] | runs |"
     rows = [head, "|" + "---|" * 7]
     for m in results:
         d = m.to_dict()
         ratio = "-" if d["ratio_median"] is None else \
-            f"{d['ratio_median']:.2f}× [{d['ratio_min']:.2f}–{d['ratio_max']:.2f}]"
+            f"{_r(d['ratio_median'])}× [{_r(d['ratio_min'])}–{_r(d['ratio_max'])}]"
         rows.append(f"| {m.benchmark} | {m.metric} ({m.unit}) | {_fmt(m.median)} | {m.baseline_name or '-'} | "
                     f"{_fmt(m.baseline_median)} | {ratio} | {len(m.subject)} |")
     return "\n".join(rows)

@@ -129,11 +129,12 @@ class Agent:
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
         self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
-        lb = LBSync(self.node, self.services_mirror, self.slices_mirror, self.nodes_mirror, lambda: self.net.datapath,
+        lb = LBSync(self.node, self.services_mirror, self.slices_mirror, self.nodes_mirror, self.pods_mirror,
+                    lambda: self.net.datapath,
                     lambda: self.config.lb_algorithm, lambda: self.config.maglev_table_size)
         self.lb = lb
         lb_ctrl = self.controllers.add(Controller("sync-lb-maps", lb.sync, interval=30))
-        for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror):
+        for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror, self.pods_mirror):
             mirror.subscribe(lambda *_: lb_ctrl.trigger())
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
@@ -318,6 +319,23 @@ class Agent:
                         "packets": state.packets, "bytes": state.bytes})
         return out
 
+    def _kpr_status(self) -> dict[str, Any]:
+        me = next((n for n in self._nodes() if n.name == self.node), None)
+        maglev = self.config.lb_algorithm == "maglev"
+        return {
+            "mode": "True", "device-list": [{"name": UNDERLAY_DEV, "ip": [me.internal_ip] if me else []}],
+            "direct-routing-device": UNDERLAY_DEV,
+            "features": {
+                "nodePort": {"enabled": True, "mode": "SNAT", "algorithm": "Maglev" if maglev else "Random",
+                             "lutSize": self.config.maglev_table_size, "portMin": 30000, "portMax": 32767,
+                             "acceleration": "Disabled"},
+                "externalIPs": {"enabled": True}, "hostPort": {"enabled": True},
+                "sessionAffinity": {"enabled": True}, "gracefulTermination": {"enabled": True},
+                "socketLB": {"enabled": False}, "socketLBTracing": {"enabled": False},
+                "bpfSocketLBHostnsOnly": False, "nat46X64": {"enabled": False}, "annotations": [],
+            },
+        }
+
     def bpf_lb(self) -> dict[str, Any]:
         dp = self.net.datapath
         if dp is None:
@@ -373,6 +391,7 @@ class Agent:
                         "intra-host-routing-mode": "Legacy"},
             "attach-mode": "tc",
             "datapath-mode": "veth",
+            "kube-proxy-replacement": self._kpr_status(),
             "masquerading": {"enabled": self.config.enable_ipv4_masquerade, "mode": "BPF",
                              "enabledProtocols": {"ipv4": self.config.enable_ipv4_masquerade, "ipv6": False},
                              "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr},

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.lb import Backend as MapBackend
 from membrane.datapath.maps.lb import Frontend as MapFrontend
-from membrane.loadbalancer.frontends import Frontend, ServiceIDs, node_frontends
+from membrane.loadbalancer.frontends import Frontend, ServiceIDs
+from membrane.loadbalancer.hostport import node_frontends_with_hostports
 from membrane.loadbalancer.maglev import lookup_table
 from membrane.store.mirror import Mirror
 
@@ -22,11 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class LBSync:
-    def __init__(self, node: str, services: Mirror, slices: Mirror, nodes: Mirror,
+    def __init__(self, node: str, services: Mirror, slices: Mirror, nodes: Mirror, pods: Mirror,
                  datapath: Callable[[], NodeDatapath | None], algorithm: Callable[[], str],
                  maglev_size: Callable[[], int]) -> None:
         self.node = node
-        self.services, self.slices, self.nodes = services, slices, nodes
+        self.services, self.slices, self.nodes, self.pods = services, slices, nodes, pods
         self._datapath = datapath
         self._algorithm = algorithm
         self._maglev_size = maglev_size
@@ -37,7 +38,8 @@ class LBSync:
         def objs(m: Mirror) -> list[dict]:
             return [json.loads(kv.value) for kv in m.items()]
 
-        return node_frontends(objs(self.services), objs(self.slices), objs(self.nodes), self.ids, node=self.node)
+        return node_frontends_with_hostports(objs(self.services), objs(self.slices), objs(self.pods), objs(self.nodes),
+                                             self.ids, node=self.node)
 
     def sync(self) -> None:
         dp = self._datapath()

@@ -9,8 +9,17 @@ absent sections print nothing, except ``nodeMonitor`` (prints ``Disabled``) and 
       "kvstore": {"state": "Ok", "msg": "etcd: 1/1 connected, leases=1, lock leases=0, has-quorum=true: "
                                         "unix:///run/membrane/lab/etcd.sock - 3.5.15 (Leader)"},
       "kubernetes": {"state": "Disabled", "msg": "", "k8s-api-versions": []},
-      "kube-proxy-replacement": {"mode": "True", "device-list": [{"name": "eth0", "ip": ["192.168.1.10"]}],
-                                 "direct-routing-device": "eth0"},
+      "kube-proxy-replacement": {"mode": "True", "device-list": [{"name": "eth1", "ip": ["192.168.10.101"]}],
+                                 "direct-routing-device": "eth1",
+                                 "features": {                                  # models.KubeProxyReplacementFeatures
+                                   "nodePort": {"enabled": true, "mode": "SNAT",  # or "DSR" / "Hybrid" (+ "dsrMode")
+                                                "algorithm": "Random",           # or "Maglev" (+ "lutSize": 16381)
+                                                "portMin": 30000, "portMax": 32767, "acceleration": "Disabled"},
+                                   "externalIPs": {"enabled": true}, "hostPort": {"enabled": true},
+                                   "sessionAffinity": {"enabled": true}, "gracefulTermination": {"enabled": true},
+                                   "socketLB": {"enabled": false}, "socketLBTracing": {"enabled": false},
+                                   "bpfSocketLBHostnsOnly": false, "nat46X64": {"enabled": false},
+                                   "annotations": []}},
       "host-firewall": {"mode": "Disabled", "devices": []},
       "cni-chaining": {"mode": "none"},
       "cni-file": {"msg": "..."},
@@ -38,6 +47,8 @@ absent sections print nothing, except ``nodeMonitor`` (prints ``Disabled``) and 
       "modules-health": [{"module-id": "agent.datapath.reconciler", "level": "OK", "message": "..."}]
     }
 
+``KubeProxyReplacement Details:`` (after Hubble) needs ``verbose``, as in cilium-dbg; without ``features.nodePort``
+enabled, NodePort and LoadBalancer print ``Disabled`` and Mode / Backend Selection are left out.
 ``hubble.observer.uptime`` is in seconds; ``modules-health`` levels are ``OK``, ``Degraded``, ``Stopped``.
 With ``verbose`` (cilium-dbg ``--verbose``): all allocated addresses, all controllers, all redirects and
 every module's health; otherwise the controller table lists failing controllers only. Cluster health is
@@ -61,6 +72,19 @@ def _num(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _kpr_devices(kpr: dict[str, Any]) -> str:
+    """``eth1 192.168.10.101 (Direct Routing), …`` (empty when the mode is ``False``)."""
+    if kpr.get("mode") == "False":
+        return ""
+    parts = []
+    for dev in kpr.get("device-list") or []:
+        part = f"{dev.get('name', '')} {' '.join(dev.get('ip') or [])}"
+        if dev.get("name") == kpr.get("direct-routing-device"):
+            part += " (Direct Routing)"
+        parts.append(part)
+    return ", ".join(parts)
+
+
 def _head(status: dict[str, Any]) -> list[str]:
     lines = []
     if isinstance(kv := status.get("kvstore"), dict):
@@ -71,16 +95,8 @@ def _head(status: dict[str, Any]) -> list[str]:
             apis = sorted(str(a) for a in k8s.get("k8s-api-versions") or [])
             lines.append("Kubernetes APIs:\t[\"" + "\", \"".join(apis) + "\"]")
     if isinstance(kpr := status.get("kube-proxy-replacement"), dict):
-        devices = ""
-        if kpr.get("mode") != "False" and kpr.get("device-list"):
-            parts = []
-            for dev in kpr["device-list"]:
-                part = f"{dev.get('name', '')} {' '.join(dev.get('ip') or [])}"
-                if dev.get("name") == kpr.get("direct-routing-device"):
-                    part += " (Direct Routing)"
-                parts.append(part)
-            devices = "[" + ", ".join(parts) + "]"
-        lines.append(f"KubeProxyReplacement:\t{kpr.get('mode', '')}\t{devices}")
+        devices = _kpr_devices(kpr)
+        lines.append(f"KubeProxyReplacement:\t{kpr.get('mode', '')}\t{f'[{devices}]' if devices else ''}")
     if isinstance(fw := status.get("host-firewall"), dict):
         line = f"Host firewall:\t{fw.get('mode', '')}"
         if fw.get("mode") != "Disabled":
@@ -205,6 +221,59 @@ def _proxy(status: dict[str, Any], verbose: bool) -> list[str]:
     return lines
 
 
+def _feature(features: dict[str, Any], name: str) -> bool:
+    flag = features.get(name)
+    return isinstance(flag, dict) and flag.get("enabled") is True
+
+
+def _kpr_details(status: dict[str, Any]) -> list[str]:
+    """``KubeProxyReplacement Details:`` (cilium-dbg prints it with ``--verbose``)."""
+    kpr = status.get("kube-proxy-replacement")
+    if not isinstance(kpr, dict):
+        return []
+    features = kpr.get("features") if isinstance(kpr.get("features"), dict) else {}
+    node_port = features.get("nodePort") if isinstance(features.get("nodePort"), dict) else {}
+    mode = selection = xdp = dsr = ""
+    np_text = lb_text = "Disabled"
+    if node_port.get("enabled") is True:
+        mode = str(node_port.get("mode") or "")
+        if mode in ("DSR", "Hybrid"):
+            dsr = str(node_port.get("dsrMode") or "")
+        np_text = f"Enabled (Range: {_num(node_port.get('portMin'))}-{_num(node_port.get('portMax'))})"
+        lb_text = "Enabled"
+        xdp = str(node_port.get("acceleration") or "")
+        selection = str(node_port.get("algorithm") or "")
+        if selection == "Maglev":
+            selection += f" (Table Size: {_num(node_port.get('lutSize'))})"
+    lines = ["KubeProxyReplacement Details:",
+             f"  Status:\t{kpr.get('mode', '')}",
+             f"  Socket LB:\t{_enabled(_feature(features, 'socketLB'))}",
+             f"  Socket LB Tracing:\t{_enabled(_feature(features, 'socketLBTracing'))}",
+             f"  Socket LB Coverage:\t{'Hostns-only' if features.get('bpfSocketLBHostnsOnly') is True else 'Full'}"]
+    if devices := _kpr_devices(kpr):
+        lines.append(f"  Devices:\t{devices}")
+    if mode:
+        lines.append(f"  Mode:\t{mode}")
+    if dsr:
+        lines.append(f"    DSR Dispatch Mode:\t{dsr}")
+    if selection:
+        lines.append(f"  Backend Selection:\t{selection}")
+    lines += [f"  Session Affinity:\t{_enabled(_feature(features, 'sessionAffinity'))}",
+              f"  Graceful Termination:\t{_enabled(_feature(features, 'gracefulTermination'))}",
+              f"  NAT46/64 Support:\t{_enabled(_feature(features, 'nat46X64'))}"]
+    if xdp:
+        lines.append(f"  XDP Acceleration:\t{xdp}")
+    lines += ["  Services:",
+              "  - ClusterIP:\tEnabled",  # per-packet ClusterIP LB is always on, as in Cilium
+              f"  - NodePort:\t{np_text} ",
+              f"  - LoadBalancer:\t{lb_text} ",
+              f"  - externalIPs:\t{_enabled(_feature(features, 'externalIPs'))} ",
+              f"  - HostPort:\t{_enabled(_feature(features, 'hostPort'))}",
+              "  Annotations:"]
+    lines += [f"  - {a}" for a in features.get("annotations") or []]
+    return lines
+
+
 def _tail(status: dict[str, Any], verbose: bool) -> list[str]:
     lines = []
     if isinstance(ids := status.get("identity-range"), dict):
@@ -228,6 +297,8 @@ def _tail(status: dict[str, Any], verbose: bool) -> list[str]:
         if isinstance(metrics := hubble.get("metrics"), dict):
             fields.append(f"Metrics: {metrics.get('state', '')}")
         lines.append("Hubble:\t" + "\t".join(fields))
+    if verbose:
+        lines += _kpr_details(status)
     if isinstance(enc := status.get("encryption"), dict):
         lines.append(f"Encryption:\t{enc.get('mode', '')}\t{enc.get('msg', '')}")
     if isinstance(modules := status.get("modules-health"), list):

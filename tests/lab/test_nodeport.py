@@ -101,3 +101,12 @@ def test_external_traffic_policy_local_keeps_the_client_ip(lab: Lab, app: dict) 
     assert "Hostname: np-local" in out and f"RemoteAddr: {WORLD}:" in out
     # k8s-w2 has no local backend: the connection goes nowhere.
     assert "Hostname" not in _world_curl(lab, "http://192.168.10.102:30081/", check=False)
+
+
+def test_host_port_reaches_the_pod_from_the_world(lab: Lab, app: dict) -> None:
+    lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: hostport}\nspec:\n  nodeName: k8s-w2\n"
+              "  containers: [{name: web, image: traefik/whoami, ports: [{containerPort: 80, hostPort: 8088}]}]\n")
+    lab.wait_pods_ready(["hostport"])
+    lab.wait_for(lambda: "Hostname: hostport" in _world_curl(lab, "http://192.168.10.102:8088/", check=False),
+                 20, "hostPort 8088 on k8s-w2")
+    assert "HostPort" in lab.run("service", "list", "--node", "k8s-w2").stdout
