@@ -10,10 +10,10 @@ from bench.harness import Measurement, render_table, write_results
 
 
 def registry() -> dict[str, object]:
-    from bench import churn, datapath, events, policy, scale, services
+    from bench import churn, clusterip, datapath, events, policy, scale, services
 
     return {"churn": churn.run, "datapath": datapath.run, "policy": policy.run, "events": events.run, "scale": scale.run,
-            "services": services.run}
+            "services": services.run, "clusterip": clusterip.run}
 
 
 def main(argv: list[str] | None = None) -> int:

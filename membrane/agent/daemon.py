@@ -275,6 +275,7 @@ class Agent:
         self.api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())
         self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
+        self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
@@ -335,6 +336,10 @@ class Agent:
                 "bpfSocketLBHostnsOnly": False, "nat46X64": {"enabled": False}, "annotations": [],
             },
         }
+
+    def bpf_nat(self) -> list[dict[str, str]]:
+        dp = self.net.datapath
+        return [{"text": rec.describe()} for rec in dp.nat.entries()] if dp is not None else []
 
     def bpf_lb(self) -> dict[str, Any]:
         dp = self.net.datapath

@@ -52,6 +52,10 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     q.add_argument("bpf_cmd", choices=("list",))
     q.add_argument("scope", nargs="?", choices=("global",), help="accepted for cilium-dbg compatibility")
     q.add_argument("--node", default=None)
+    q = bsub.add_parser("nat", help="masquerade and NodePort SNAT entries (cilium-dbg bpf nat list)")
+    lab_arg(q)
+    q.add_argument("bpf_cmd", choices=("list",))
+    q.add_argument("--node", default=None)
     q = bsub.add_parser("lb", help="service load-balancing maps (cilium-dbg bpf lb list)")
     lab_arg(q)
     q.add_argument("bpf_cmd", choices=("list",))
@@ -67,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         return _ct(args)
     if args.bpf_map == "lb":
         return _lb(args)
+    if args.bpf_map == "nat":
+        rows = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/nat")
+        print("\n".join(r["text"] for r in rows))
+        return 0
     return _policy(args)
 
 

@@ -110,3 +110,9 @@ def test_host_port_reaches_the_pod_from_the_world(lab: Lab, app: dict) -> None:
     lab.wait_for(lambda: "Hostname: hostport" in _world_curl(lab, "http://192.168.10.102:8088/", check=False),
                  20, "hostPort 8088 on k8s-w2")
     assert "HostPort" in lab.run("service", "list", "--node", "k8s-w2").stdout
+
+
+def test_bpf_nat_list_shows_the_nodeport_snat(lab: Lab, app: dict) -> None:
+    _hostnames(lab, "http://192.168.10.100:30080/", 4)  # through k8s-ctr to remote backends: SNAT
+    out = lab.run("bpf", "nat", "list", "--node", "k8s-ctr").stdout
+    assert "192.168.10.100" in out and out.strip()
