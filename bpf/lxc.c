@@ -45,6 +45,9 @@ static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *c
 	ep = lookup_ip4_endpoint(egress ? ip4->saddr : ip4->daddr);
 	own = ep ? ep->sec_identity : IDENTITY_UNKNOWN;
 	peer = ipcache_identity(egress ? ip4->daddr : ip4->saddr);
+	/* Hairpin traffic (lb.h) comes from the pod itself. */
+	if (!egress && ep && ip4->saddr == IPV4_LOOPBACK)
+		peer = own;
 	ctx->ep_id = ep ? ep->ep_id : 0;
 	ctx->src_identity = egress ? own : peer;
 	ctx->dst_identity = egress ? peer : own;
@@ -146,8 +149,20 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	verdict = ipv4_policy_verdict(skb, ip4, ctx, rev_nat_index);
 	if (verdict != REASON_FORWARDED)
 		return drop_notify(skb, ctx, (__u8)verdict);
+	/* A service connection of the pod to itself: source 169.254.42.1 (lb.h). */
+	if (rev_nat_index && ip4->saddr == ip4->daddr) {
+		verdict = lb4_hairpin_snat(skb);
+		if (verdict != REASON_FORWARDED)
+			return drop_notify(skb, ctx, (__u8)verdict);
+		ip4 = ipv4_header(skb);
+		if (!ip4)
+			return drop_notify(skb, ctx, DROP_INVALID);
+	}
 
 	dst = lookup_ip4_endpoint(ip4->daddr);
+	/* A hairpin reply (to 169.254.42.1) goes back into the pod that sent it. */
+	if (!dst && ip4->daddr == IPV4_LOOPBACK)
+		dst = lookup_ip4_endpoint(ip4->saddr);
 	/* Not a local endpoint: the kernel routes it (host, other nodes). A TTL about to expire
 	 * also goes to the kernel, which answers with ICMP time exceeded. */
 	if (!dst || ip4->ttl <= 1) {
@@ -215,6 +230,15 @@ int to_container(struct __sk_buff *skb)
 		ip4 = ipv4_header(skb);
 		if (!ip4)
 			return drop_notify(skb, &ctx, DROP_INVALID);
+		/* A hairpin reply: back to the pod's own address first (lb.h). */
+		if (ip4->daddr == IPV4_LOOPBACK) {
+			verdict = lb4_hairpin_reply(skb);
+			if (verdict != REASON_FORWARDED)
+				return drop_notify(skb, &ctx, (__u8)verdict);
+			ip4 = ipv4_header(skb);
+			if (!ip4)
+				return drop_notify(skb, &ctx, DROP_INVALID);
+		}
 		verdict = ipv4_policy_verdict(skb, ip4, &ctx, 0);
 		if (verdict != REASON_FORWARDED)
 			return drop_notify(skb, &ctx, (__u8)verdict);

@@ -18,9 +18,18 @@
  * `reject`): the packet is counted and reported as dropped with DROP_NO_SERVICE (158), then
  * turned into an ICMP port unreachable sent back into the pod (lb4_reject), so the client's
  * connect() fails at once with ECONNREFUSED.
+ * Hairpin (a pod reaching itself through a service, as Cilium does): once the backend chosen is
+ * the client itself, from_container (after conntrack and policy, which see client -> client)
+ * gives the packet IPV4_LOOPBACK (169.254.42.1) as its source, marks the connection's CT_EGRESS
+ * entry CT_F_HAIRPIN, and delivers it to the pod's own lxc device (lb4_hairpin_snat). The server
+ * socket sees 169.254.42.1 as its client; to_container takes that source as the pod's own
+ * identity for ingress policy. The server's replies (to 169.254.42.1) go back to the pod's own
+ * lxc device too, where to_container gives them the pod's address as destination again
+ * (lb4_hairpin_reply) before conntrack, which then sees a reply of the client's connection and
+ * restores the frontend as its source (lb4_rev_nat): the client socket sees VIP:port.
+ *
  * Not handled: SCTP frontends (CRC32c checksum), non-first IP fragments, ICMP errors about a
- * translated connection, and hairpin traffic (a pod reaching itself through a service; Cilium
- * SNATs it to 169.254.42.1).
+ * translated connection.
  */
 #ifndef MEMBRANE_LB_H
 #define MEMBRANE_LB_H
@@ -45,6 +54,9 @@
 #define LB_IP_DADDR_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, daddr))
 #define LB_TCP_CSUM     16 /* offset of the checksum in the TCP header */
 #define LB_UDP_CSUM     6  /* ... in the UDP header */
+
+#define IPV4_LOOPBACK bpf_htonl(0xa9fe2a01) /* 169.254.42.1: source of hairpin traffic (Cilium's) */
+#define CT_F_HAIRPIN  (1 << 3) /* CT_EGRESS entry of a connection of a pod to itself via a service */
 
 /* The packet's IPv4 5-tuple, when load balancing applies to it (TCP or UDP, first fragment). */
 struct lb4_tuple {
@@ -292,6 +304,43 @@ static __always_inline int lb4_rev_nat(struct __sk_buff *skb)
 	if (entry)
 		ct_account(entry, ct_now(), t.proto, t.tcp_flags, skb->len, 1);
 	return lb4_rewrite(skb, &t, 0, addr, port);
+}
+
+/* from_container, after conntrack and policy: a translated packet whose backend is its own
+ * source (hairpin) gets IPV4_LOOPBACK as its source, and its connection's CT_EGRESS entry
+ * (client -> client) CT_F_HAIRPIN. Returns REASON_FORWARDED or a DROP_*. */
+static __always_inline int lb4_hairpin_snat(struct __sk_buff *skb)
+{
+	struct ct_entry *entry;
+	struct lb4_tuple t;
+	struct ct_key key;
+
+	if (!lb4_tuple(skb, &t) || t.saddr != t.daddr)
+		return REASON_FORWARDED;
+	lb4_ct_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, CT_EGRESS);
+	entry = bpf_map_lookup_elem(&mb_ct, &key);
+	if (entry && !(entry->flags & CT_F_HAIRPIN))
+		entry->flags |= CT_F_HAIRPIN;
+	return lb4_rewrite(skb, &t, 0, IPV4_LOOPBACK, t.sport);
+}
+
+/* to_container, before conntrack: a reply of a hairpin connection (server -> IPV4_LOOPBACK)
+ * gets the pod's own address (its source) as destination again, so that conntrack sees a reply
+ * of the client's connection. Packets to IPV4_LOOPBACK without such a connection are left alone.
+ * Returns REASON_FORWARDED or a DROP_*. */
+static __always_inline int lb4_hairpin_reply(struct __sk_buff *skb)
+{
+	struct ct_entry *entry;
+	struct lb4_tuple t;
+	struct ct_key key;
+
+	if (!lb4_tuple(skb, &t) || t.daddr != IPV4_LOOPBACK)
+		return REASON_FORWARDED;
+	lb4_ct_key(&key, t.saddr, t.saddr, t.dport, t.sport, t.proto, CT_EGRESS);
+	entry = bpf_map_lookup_elem(&mb_ct, &key);
+	if (!entry || !(entry->flags & CT_F_HAIRPIN))
+		return REASON_FORWARDED;
+	return lb4_rewrite(skb, &t, 1, t.saddr, t.dport);
 }
 
 /* ICMP destination unreachable: its header and the offending IPv4 header with 8 bytes of what

@@ -117,3 +117,16 @@ def test_scaling_down_moves_traffic_to_the_remaining_backends(lab: Lab, app: dic
     ip = lab.get_json("svc", "web")[0]["spec"]["clusterIP"]
     lab.wait_for(lambda: set(_hostnames(lab, f"http://{ip}:8080/", 6)) <= remaining, 20,
                  "traffic only to the remaining backend")
+
+
+def test_pod_reaches_its_own_service(lab: Lab, app: dict) -> None:
+    lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: selfie, labels: {app: selfie}}\nspec:\n"
+              "  containers: [{name: web, image: traefik/whoami, ports: [{containerPort: 80}]}]\n---\n"
+              "apiVersion: v1\nkind: Service\nmetadata: {name: selfie}\nspec:\n  selector: {app: selfie}\n"
+              "  ports: [{port: 80}]\n")
+    lab.wait_pods_ready(["selfie"])
+    _wait_backends(lab, "selfie", 1)
+    ip = lab.get_json("svc", "selfie")[0]["spec"]["clusterIP"]
+    out = lab.exec("selfie", "curl", "-s", "--max-time", "3", f"http://{ip}/").stdout
+    assert "Hostname: selfie" in out
+    assert "RemoteAddr: 169.254.42.1:" in out  # hairpin: the pod sees the service's loopback as its client

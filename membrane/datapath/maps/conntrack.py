@@ -21,6 +21,7 @@ CT_SERVICE = 3  # a connection to a service frontend: its backend (bpf/lib/lb.h)
 CT_F_TX_CLOSING = 1 << 0
 CT_F_RX_CLOSING = 1 << 1
 CT_F_SEEN_REPLY = 1 << 2
+CT_F_HAIRPIN = 1 << 3  # a pod reaching itself through a service, SNATed to 169.254.42.1 (bpf/lib/lb.h)
 PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP", 132: "SCTP"}
 
 
@@ -97,7 +98,8 @@ class CtRow:
         proto = PROTOCOLS.get(self.protocol, str(self.protocol))
         way = {CT_INGRESS: "IN", CT_SERVICE: "SVC"}.get(self.direction, "OUT")
         names = [name for bit, name in ((CT_F_TX_CLOSING, "TxClosing"), (CT_F_RX_CLOSING, "RxClosing"),
-                                        (CT_F_SEEN_REPLY, "SeenReply")) if self.flags & bit]
+                                        (CT_F_SEEN_REPLY, "SeenReply"), (CT_F_HAIRPIN, "Hairpin"))
+                 if self.flags & bit]
         return (f"{proto} {way} {self.saddr}:{self.sport} -> {self.daddr}:{self.dport} expires={self.expires_in} "
                 f"RxPackets={self.rx_packets} RxBytes={self.rx_bytes} RxFlagsSeen={self.rx_flags_seen:#04x} "
                 f"TxPackets={self.tx_packets} TxBytes={self.tx_bytes} TxFlagsSeen={self.tx_flags_seen:#04x} "
