@@ -134,8 +134,10 @@ class Agent:
                     lambda: self.config.lb_algorithm, lambda: self.config.maglev_table_size)
         self.lb = lb
         lb_ctrl = self.controllers.add(Controller("sync-lb-maps", lb.sync, interval=30))
-        for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror, self.pods_mirror):
+        for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror):
             mirror.subscribe(lambda *_: lb_ctrl.trigger())
+        # Pods change constantly during churn; only hostPort pods feed the LB maps.
+        self.pods_mirror.subscribe(lambda events: lb_ctrl.trigger() if LBSync.pods_changed_matter(events) else None)
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),

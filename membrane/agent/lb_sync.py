@@ -18,8 +18,13 @@ from membrane.loadbalancer.frontends import Frontend, ServiceIDs
 from membrane.loadbalancer.hostport import node_frontends_with_hostports
 from membrane.loadbalancer.maglev import lookup_table
 from membrane.store.mirror import Mirror
+from membrane.store.watch import WatchEvent
 
 log = logging.getLogger(__name__)
+
+
+def declares_host_port(raw: bytes) -> bool:
+    return b'"hostPort"' in raw
 
 
 class LBSync:
@@ -38,8 +43,16 @@ class LBSync:
         def objs(m: Mirror) -> list[dict]:
             return [json.loads(kv.value) for kv in m.items()]
 
-        return node_frontends_with_hostports(objs(self.services), objs(self.slices), objs(self.pods), objs(self.nodes),
+        # Only pods that declare a hostPort make frontends: skip decoding the rest.
+        pods = [json.loads(kv.value) for kv in self.pods.items() if declares_host_port(kv.value)]
+        return node_frontends_with_hostports(objs(self.services), objs(self.slices), pods, objs(self.nodes),
                                              self.ids, node=self.node)
+
+    @staticmethod
+    def pods_changed_matter(events: list[WatchEvent]) -> bool:
+        """A pod change matters to the LB maps only if the pod (before or after) declares a hostPort."""
+        return any(declares_host_port(e.kv.value) or (e.prev_kv is not None and declares_host_port(e.prev_kv.value))
+                   for e in events)
 
     def sync(self) -> None:
         dp = self._datapath()
