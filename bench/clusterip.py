@@ -13,9 +13,10 @@ import os
 import shutil
 import tempfile
 
-from bench.datapath import (
+from bench.datapath import PODS
+from bench.harness import Measurement
+from bench.netbench import (
     IPERF_PORT,
-    PODS,
     RR_PORT,
     Servers,
     bench_lab,
@@ -26,7 +27,6 @@ from bench.datapath import (
     wait_pods,
     wait_until,
 )
-from bench.harness import Measurement
 from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
 from membrane.model.naming import LabPaths
 

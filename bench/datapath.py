@@ -1,61 +1,79 @@
-"""Pod-to-pod datapath: TCP throughput, TCP_RR and TCP_CRR through Membrane's eBPF datapath.
+"""Pod-to-pod datapath: TCP throughput, TCP_RR and TCP_CRR, Membrane's eBPF datapath against the bare kernel.
 
-Ours: a 2-node lab with a server pod on k8s-w1, one client pod on the same node and one on
-k8s-ctr; a CiliumNetworkPolicy allows the clients into the server, so the server's ingress policy
-is enforced. Each path is measured with the server endpoint's policy map holding only the real
-allow entries and again with 10 000 extra entries (distinct identities) bulk-inserted through the
-datapath API. Baseline, in the same run and interleaved: two scratch namespaces joined by a bare
-veth pair — no BPF, no routing — the limit of any veth-based CNI. Every client and server runs
-pinned to one vCPU (``taskset -c 1``), see /work/shared/reference/benchmarking.md.
+Every sample is paired with one of the **kernel baseline** taken in the same run, right before or after it:
+scratch namespaces with the lab's exact shape (two nodes on an underlay bridge, pods on veths with a /32 and
+a default route via the node) and plain kernel routing, no BPF anywhere (bench/kernelnet.py). Against it:
+
+* **iptables, 10k FORWARD rules**: the same scratch shape with 10 000 filter rules every forwarded packet walks
+  (the contrast: how iptables-based CNIs and kube-proxy grow);
+* **Membrane, no policy**: a 2-node lab, server pod ``bench-open`` that no policy selects;
+* **Membrane, policy + 10k**: server pod ``bench-srv`` whose ingress is enforced by a CiliumNetworkPolicy,
+  with 10 000 extra entries of distinct identities in its policy map and 10 000 extra identities (/32s) in both
+  nodes' ipcache, bulk-inserted through the datapath API;
+* **Membrane via ClusterIP, 10k services**: the same clients to ``bench-srv`` through its Service's ClusterIP
+  while both nodes' LB maps also hold 10 000 other services × 5 backends (policy fillers still in place).
+
+Paths: ``same node`` (client and server on k8s-w1) and ``across nodes`` (client on k8s-ctr). Every client and
+server runs pinned to one vCPU (``taskset -c 1``), see /work/shared/reference/benchmarking.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 from bench.harness import Measurement
+from bench.kernelnet import RoutedPair, forward_rule_count, iptables_forward_rules, routed_pair
+from bench.netbench import (
+    CPU,
+    IPERF_PORT,
+    RR_PORT,
+    Sample,
+    Servers,
+    bench_lab,
+    build_rr,
+    measure,
+    membrane,
+    wait_listening,
+    wait_pods,
+    wait_until,
+)
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED, EndpointRecord, EndpointsMap
-from membrane.datapath.maps.ipcache import IpcacheMap
+from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
+from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicyMap, PolicyRule
 from membrane.model.naming import LabPaths
-from membrane.store.etcd import EtcdClient
-from membrane.store.resources import ResourceStore
 
-MEMBRANE = os.path.join(os.path.dirname(sys.executable), "membrane")
-RR_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rr.c")
-CPU = os.environ.get("MEMBRANE_BENCH_CPU", "1")
-IPERF_PORT, RR_PORT = 5201, 7001
-IPERF_SECONDS, RR_SECONDS = 3, 1.5
 FILLERS = int(os.environ.get("MEMBRANE_BENCH_POLICY_ENTRIES", "10000"))
+IPTABLES_RULES = int(os.environ.get("MEMBRANE_BENCH_IPTABLES_RULES", "10000"))
+EXTRA_SERVICES = int(os.environ.get("MEMBRANE_BENCH_EXTRA_SERVICES", "10000"))
+BACKENDS_EACH = 5  # 10 000 × (5 + 1) svc slots fit Cilium's default 65 536-entry LB map
+EXTRA_ID_BASE = 40_000  # rev-NAT and backend ids far above what the agent hands out
 FILLER_IDENTITY_BASE = 2_000_000  # above the cluster identity range, below the local (CIDR) scope
+IPERF_SECONDS, RR_SECONDS = 2.0, 1.0
 SERVER_NODE, REMOTE_NODE = "k8s-w1", "k8s-ctr"
-BARE_A, BARE_B = "192.0.2.1", "192.0.2.2"  # TEST-NET-1, only inside the scratch namespaces
+PATHS = ("same node", "across nodes")
+METRICS = (("TCP 1 stream", "Gbit/s", "gbits"), ("TCP_RR", "req/s", "rr"), ("TCP_CRR", "conn/s", "crr"))
+VARIANTS = {
+    "iptables": f"iptables, {IPTABLES_RULES // 1000}k FORWARD rules",
+    "open": "Membrane, no policy",
+    "policy": f"Membrane, policy + {FILLERS // 1000}k entries/identities",
+    "service": f"Membrane via ClusterIP, {EXTRA_SERVICES // 1000}k services",
+}
+BASELINE = "kernel routing, no BPF"
 
-PODS = f"""apiVersion: v1
-kind: Pod
-metadata: {{name: bench-srv, labels: {{app: bench-srv}}}}
-spec: {{nodeName: {SERVER_NODE}, containers: [{{name: c, image: busybox}}]}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: bench-cli-local, labels: {{app: bench-cli}}}}
-spec: {{nodeName: {SERVER_NODE}, containers: [{{name: c, image: busybox}}]}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: bench-cli-remote, labels: {{app: bench-cli}}}}
-spec: {{nodeName: {REMOTE_NODE}, containers: [{{name: c, image: busybox}}]}}
-"""
+
+def _pod(name: str, app: str, node: str) -> str:
+    return (f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {app}}}}}\n"
+            f"spec: {{nodeName: {node}, containers: [{{name: c, image: busybox}}]}}\n")
+
+
+PODS = "---\n".join([_pod("bench-srv", "bench-srv", SERVER_NODE), _pod("bench-open", "bench-open", SERVER_NODE),
+                     _pod("bench-cli-local", "bench-cli", SERVER_NODE),
+                     _pod("bench-cli-remote", "bench-cli", REMOTE_NODE)])
 
 ALLOW_CLIENTS = f"""apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -65,142 +83,14 @@ spec:
   ingress:
     - fromEndpoints: [{{matchLabels: {{app: bench-cli}}}}]
       toPorts: [{{ports: [{{port: "{IPERF_PORT}", protocol: TCP}}, {{port: "{RR_PORT}", protocol: TCP}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: bench-srv}}
+spec:
+  selector: {{app: bench-srv}}
+  ports: [{{name: iperf, port: {IPERF_PORT}}}, {{name: rr, port: {RR_PORT}}}]
 """
-
-
-# ---- labs -------------------------------------------------------------------------------------
-
-
-def membrane(lab: str, *args: str, input: str | None = None, timeout: float = 300) -> str:
-    proc = subprocess.run([MEMBRANE, "--lab", lab, *args], input=input, text=True, capture_output=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"membrane --lab {lab} {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc.stdout
-
-
-@contextmanager
-def bench_lab(nodes: int) -> Iterator[str]:
-    """A fresh lab with a unique name, always deleted afterwards."""
-    lab = f"bench{secrets.token_hex(3)}"
-    try:
-        membrane(lab, "lab", "create", "--nodes", str(nodes), timeout=300)
-        yield lab
-    finally:
-        subprocess.run([MEMBRANE, "--lab", lab, "lab", "delete"], capture_output=True, timeout=300)
-
-
-def _ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []) or [])
-
-
-def wait_pods(lab: str, names: list[str] | None = None, count: int = 0, timeout: float = 180) -> dict[str, dict]:
-    """Poll the store in-process (a CLI per poll would steal CPU) until the pods are Ready."""
-    store = ResourceStore(EtcdClient(LabPaths(lab).etcd_endpoint), "default")
-    deadline = time.monotonic() + timeout
-    while True:
-        pods = {p["metadata"]["name"]: p for p in store.list("core", "Pod", "default")[0]}
-        ready = {n: p for n, p in pods.items() if _ready(p) and p.get("status", {}).get("podIP")}
-        if (names and all(n in ready for n in names)) or (count and len(ready) >= count):
-            return ready
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"pods not Ready after {timeout:.0f} s ({len(ready)}/{len(names or []) or count})")
-        time.sleep(0.3)
-
-
-def wait_until(fn: Callable[[], object], timeout: float, interval: float = 0.2) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-# ---- processes --------------------------------------------------------------------------------
-
-
-def build_rr(workdir: str) -> str:
-    binary = os.path.join(workdir, "rr")
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", binary, RR_SOURCE], check=True, capture_output=True)
-    return binary
-
-
-def in_ns(netns: str, *cmd: str) -> list[str]:
-    return ["ip", "netns", "exec", netns, "taskset", "-c", CPU, *cmd]
-
-
-class Servers:
-    """iperf3 and rr servers in one namespace; stopped (by their own pids) on close."""
-
-    def __init__(self, netns: str, rr: str) -> None:
-        self.procs = [subprocess.Popen(in_ns(netns, "iperf3", "-s", "-p", str(IPERF_PORT)),
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                      subprocess.Popen(in_ns(netns, rr, "server", str(RR_PORT)),
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_listening(netns: str, ports: tuple[int, ...] = (IPERF_PORT, RR_PORT), timeout: float = 10) -> None:
-    def up() -> bool:
-        out = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hltn"], capture_output=True, text=True).stdout
-        return all(f":{p} " in out for p in ports)
-
-    if not wait_until(up, timeout):
-        raise RuntimeError(f"servers in {netns} not listening on {ports}")
-
-
-@dataclass
-class Sample:
-    gbits: float
-    rr: float
-    crr: float
-
-
-def measure(client_ns: str, server_ip: str, rr: str) -> Sample:
-    out = subprocess.run(in_ns(client_ns, "iperf3", "-c", server_ip, "-p", str(IPERF_PORT), "-t", str(IPERF_SECONDS),
-                               "-J"), capture_output=True, text=True, timeout=IPERF_SECONDS + 30)
-    if out.returncode != 0:
-        raise RuntimeError(f"iperf3 {client_ns} -> {server_ip}: {out.stdout[-400:]} {out.stderr[-400:]}")
-    gbits = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
-    rates = []
-    for mode in ("rr", "crr"):
-        res = subprocess.run(in_ns(client_ns, rr, mode, server_ip, str(RR_PORT), str(RR_SECONDS)),
-                             capture_output=True, text=True, timeout=RR_SECONDS + 30)
-        if res.returncode != 0:
-            raise RuntimeError(f"{mode} {client_ns} -> {server_ip}: {res.stderr.strip()}")
-        count, seconds = res.stdout.split()
-        rates.append(int(count) / float(seconds))
-    return Sample(gbits, rates[0], rates[1])
-
-
-@contextmanager
-def bare_veth(prefix: str) -> Iterator[tuple[str, str]]:
-    """Two scratch namespaces (named under the lab prefix, so ``lab delete`` would also find them)."""
-    a, b = f"{prefix}bare-a", f"{prefix}bare-b"
-    try:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, capture_output=True)
-        subprocess.run(["ip", "-n", a, "link", "add", "veth0", "type", "veth", "peer", "name", "veth0", "netns", b],
-                       check=True, capture_output=True)
-        for ns, ip in ((a, BARE_A), (b, BARE_B)):
-            subprocess.run(["ip", "-n", ns, "addr", "add", f"{ip}/30", "dev", "veth0"], check=True, capture_output=True)
-            subprocess.run(["ip", "-n", ns, "link", "set", "veth0", "up"], check=True, capture_output=True)
-        yield a, b
-    finally:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 # ---- policy state -----------------------------------------------------------------------------
@@ -280,80 +170,163 @@ class ServerPolicy:
             return sum(1 for slot in pm.items() if slot.ep_id == self.ep_id and slot.direction == DIR_INGRESS)
 
 
+def _filler_prefix(i: int) -> str:
+    return f"10.250.{i >> 8 & 255}.{i & 255}/32"
+
+
+def add_identity_fillers(pin_dirs: list[str]) -> None:
+    """10 000 extra identities, one /32 each, in every node's ipcache (the LPM trie every packet consults)."""
+    for pin_dir in pin_dirs:
+        with IpcacheMap.open(pin_dir) as ipc:
+            for i in range(FILLERS):
+                ipc.update(_filler_prefix(i), IpcacheEntry(FILLER_IDENTITY_BASE + i))
+
+
+def identity_fillers_left(pin_dirs: list[str]) -> int:
+    with IpcacheMap.open(pin_dirs[0]) as ipc:
+        return sum(1 for _, entry in ipc.items() if entry.identity >= FILLER_IDENTITY_BASE)
+
+
+def load_services(pin_dir: str) -> None:
+    """EXTRA_SERVICES ClusterIP services × BACKENDS_EACH backends, ids far above the agent's."""
+    backend = EXTRA_ID_BASE * 10
+    with LBMaps.open(pin_dir) as lb:
+        for i in range(EXTRA_SERVICES):
+            backends = []
+            for _ in range(BACKENDS_EACH):
+                backend += 1
+                backends.append(Backend(backend, f"10.201.{backend >> 8 & 255}.{backend & 255}", 8080))
+            lb.upsert_service(Frontend(f"10.97.{i >> 8 & 255}.{i & 255}", 80), backends,
+                              rev_nat_index=EXTRA_ID_BASE + i)
+
+
+def services_left(pin_dir: str) -> int:
+    with LBMaps.open(pin_dir) as lb:
+        return sum(1 for r in lb.services() if r.rev_nat_index >= EXTRA_ID_BASE)
+
 
 # ---- the benchmark ----------------------------------------------------------------------------
 
-PATHS = ("same node", "across nodes")
+
+class Rows:
+    """One Measurement per (variant, metric, path), each sample paired with a kernel sample of its run."""
+
+    def __init__(self) -> None:
+        name = "datapath pod→pod (2 nodes, cpu-pinned)"
+        self.rows = {(v, metric, path): Measurement(name, f"{metric} {path}, {label}", unit, [],
+                                                    baseline_name=BASELINE)
+                     for v, label in VARIANTS.items() for metric, unit, _ in METRICS for path in PATHS}
+
+    def add(self, variant: str, path: str, ours: Sample, kernel: Sample) -> None:
+        for metric, _, attr in METRICS:
+            row = self.rows[(variant, metric, path)]
+            row.subject.append(getattr(ours, attr))
+            row.baseline.append(getattr(kernel, attr))
+
+
+def _sample(client_ns: str, server_ip: str, rr: str) -> Sample:
+    return measure(client_ns, server_ip, rr, IPERF_SECONDS, RR_SECONDS)
+
+
+def _show(run: int, path: str, what: str, s: Sample) -> None:
+    print(f"  run {run} {path:12} {what:42}: {s.gbits:6.2f} Gbit/s {s.rr:8,.0f} RR/s {s.crr:7,.0f} CRR/s",
+          flush=True)
 
 
 def run(runs: int) -> list[Measurement]:
-    name = "datapath pod→pod (2 nodes, cpu-pinned)"
-    base = "bare veth pair, 2 netns"
-    rows: dict[tuple[str, str, int], Measurement] = {}
-    for metric, unit in (("TCP 1 stream", "Gbit/s"), ("TCP_RR", "req/s"), ("TCP_CRR", "conn/s")):
-        for path in PATHS:
-            for extra in (0, FILLERS):
-                rows[(metric, path, extra)] = Measurement(name, f"{metric} {path}, +{extra} policy entries", unit, [],
-                                                          baseline_name=base)
+    rows = Rows()
     workdir = tempfile.mkdtemp(prefix="membrane-bench-")
     try:
         rr = build_rr(workdir)
         with bench_lab(2) as lab:
-            membrane(lab, "apply", "-f", "-", input=PODS)
-            pods = wait_pods(lab, ["bench-srv", "bench-cli-local", "bench-cli-remote"])
-            ip = {n: p["status"]["podIP"] for n, p in pods.items()}
             paths = LabPaths(lab)
-            netns = {n: paths.pod_netns("default", n) for n in ip}
-            membrane(lab, "apply", "-f", "-", input=ALLOW_CLIENTS)
-            policy = ServerPolicy(lab, ip["bench-srv"], [ip["bench-cli-local"], ip["bench-cli-remote"]])
-            policy.ensure_enforced(wait=15)
-            clients = {"same node": netns["bench-cli-local"], "across nodes": netns["bench-cli-remote"]}
-            with bare_veth(paths.netns_prefix) as (bare_a, bare_b):
-                servers = [Servers(netns["bench-srv"], rr), Servers(bare_b, rr)]
-                try:
-                    wait_listening(netns["bench-srv"])
-                    wait_listening(bare_b)
-                    notes = _runs(runs, rows, policy, clients, ip["bench-srv"], bare_a, rr)
-                finally:
-                    for s in servers:
-                        s.close()
+            with routed_pair(paths.netns_prefix, "k", 77) as kernel, routed_pair(paths.netns_prefix, "i", 78) as ipt:
+                notes = _in_lab(lab, runs, rows, rr, kernel, ipt)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    for m in rows.values():
+    for m in rows.rows.values():
         m.notes = notes
-    return list(rows.values())
+    return list(rows.rows.values())
 
 
-def _runs(runs: int, rows: dict[tuple[str, str, int], Measurement], policy: ServerPolicy,
-          clients: dict[str, str], server_ip: str, bare_ns: str, rr: str) -> str:
-    hits_before = policy.allow_hits()
-    lost_fillers = 0
-    for i in range(runs):
-        # Alternate which policy state comes first, so drift over a run does not favour one; every
-        # sample is paired with a bare-veth sample taken right before it (A B A B ...).
-        for extra in ((0, FILLERS) if i % 2 == 0 else (FILLERS, 0)):
-            if extra:
-                policy.add_fillers()
+def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: RoutedPair) -> str:
+    paths = LabPaths(lab)
+    membrane(lab, "apply", "-f", "-", input=PODS)
+    pods = wait_pods(lab, ["bench-srv", "bench-open", "bench-cli-local", "bench-cli-remote"])
+    ip = {n: p["status"]["podIP"] for n, p in pods.items()}
+    netns = {n: paths.pod_netns("default", n) for n in ip}
+    membrane(lab, "apply", "-f", "-", input=ALLOW_CLIENTS)
+    policy = ServerPolicy(lab, ip["bench-srv"], [ip["bench-cli-local"], ip["bench-cli-remote"]])
+    policy.ensure_enforced(wait=15)
+
+    def cluster_ip() -> str:
+        svc = json.loads(membrane(lab, "get", "svc", "bench-srv", "-o", "json"))
+        return str(svc.get("spec", {}).get("clusterIP") or "")
+
+    vip = str(wait_until(cluster_ip, 30))
+    load_s = sum(iptables_forward_rules(ns, IPTABLES_RULES, (IPERF_PORT, RR_PORT)) for ns in ipt.nodes)
+    clients = {"same node": netns["bench-cli-local"], "across nodes": netns["bench-cli-remote"]}
+    node_pins = [paths.bpffs_dir(SERVER_NODE), paths.bpffs_dir(REMOTE_NODE)]
+    t0 = time.perf_counter()
+    policy.add_fillers()
+    add_identity_fillers(node_pins)
+    fill_s = time.perf_counter() - t0
+    servers = [Servers(ns, rr) for ns in (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns)]
+    try:
+        for ns in (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns):
+            wait_listening(ns)
+        targets = {
+            "iptables": (ipt.clients(), ipt.server_ip),
+            "open": (clients, ip["bench-open"]),
+            "policy": (clients, ip["bench-srv"]),
+        }
+        hits_before = policy.allow_hits()
+        lost = 0
+        for i in range(runs):
+            # The order of the variants rotates between runs, so drift over a run favours none of them.
+            order = list(targets)[i % 3:] + list(targets)[:i % 3]
             for path in PATHS:
-                bare = measure(bare_ns, BARE_B, rr)
-                ours = measure(clients[path], server_ip, rr)
-                for metric, value, b in (("TCP 1 stream", ours.gbits, bare.gbits), ("TCP_RR", ours.rr, bare.rr),
-                                         ("TCP_CRR", ours.crr, bare.crr)):
-                    rows[(metric, path, extra)].subject.append(value)
-                    rows[(metric, path, extra)].baseline.append(b)
-                print(f"  run {i + 1} {path:12} +{extra:<5} entries: {ours.gbits:.2f} Gbit/s, {ours.rr:,.0f} RR/s, "
-                      f"{ours.crr:,.0f} CRR/s (bare: {bare.gbits:.2f}, {bare.rr:,.0f}, {bare.crr:,.0f})", flush=True)
-            if extra:
-                if policy.entries() < FILLERS:
-                    lost_fillers += 1
-                policy.remove_fillers()
-    hits = policy.allow_hits() - hits_before
-    notes = (f"all processes pinned to cpu {CPU}; iperf3 {IPERF_SECONDS} s, RR/CRR {RR_SECONDS} s each (bench/rr.c); "
-             f"server ingress policy enforced ({hits} new connections decided by its allow entries)")
+                base = _sample(kernel.clients()[path], kernel.server_ip, rr)
+                _show(i + 1, path, BASELINE, base)
+                for variant in order:
+                    client_map, server_ip = targets[variant]
+                    ours = _sample(client_map[path], server_ip, rr)
+                    _show(i + 1, path, VARIANTS[variant], ours)
+                    rows.add(variant, path, ours, base)
+            if policy.entries() < FILLERS:
+                lost += 1
+        t0 = time.perf_counter()
+        for pin in node_pins:
+            load_services(pin)
+        svc_s = time.perf_counter() - t0
+        for i in range(runs):
+            for path in PATHS:
+                first_kernel = i % 2 == 0
+                if first_kernel:
+                    base = _sample(kernel.clients()[path], kernel.server_ip, rr)
+                ours = _sample(clients[path], vip, rr)
+                if not first_kernel:
+                    base = _sample(kernel.clients()[path], kernel.server_ip, rr)
+                _show(i + 1, path, BASELINE, base)
+                _show(i + 1, path, VARIANTS["service"], ours)
+                rows.add("service", path, ours, base)
+        hits = policy.allow_hits() - hits_before
+        svc_left = services_left(node_pins[1])
+        ids_left = identity_fillers_left(node_pins)
+        ipt_rules = forward_rule_count(ipt.nodes[0])
+    finally:
+        for s in servers:
+            s.close()
+    notes = (f"processes pinned to cpu {CPU}; iperf3 {IPERF_SECONDS:g} s, RR/CRR {RR_SECONDS:g} s (bench/rr.c); "
+             f"bench-srv ingress enforced ({hits} new connections decided by its allow entries); "
+             f"{FILLERS} policy entries + {FILLERS} ipcache identities added in {fill_s:.1f} s "
+             f"({ids_left} identities still present at the end); {EXTRA_SERVICES} services × {BACKENDS_EACH} "
+             f"backends loaded per node in {svc_s / 2:.1f} s ({svc_left} still present at the end); iptables "
+             f"contrast: {ipt_rules} FORWARD rules per node (loaded in {load_s / 2:.1f} s each, iptables-nft)")
     if policy.by_bench:
         notes += f"; set by the benchmark, not the agent: {', '.join(policy.by_bench)}"
-    if lost_fillers:
-        notes += f"; WARNING: the filler entries were partly removed (by an agent resync?) in {lost_fillers} run(s)"
+    if lost:
+        notes += f"; WARNING: the filler policy entries were partly removed (by an agent resync?) in {lost} run(s)"
     if hits == 0:
         print("  WARNING: the allow entries decided no connection: policy was not enforced", flush=True)
     return notes

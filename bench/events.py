@@ -17,8 +17,9 @@ import subprocess
 import tempfile
 import time
 
-from bench.datapath import (
-    PODS,
+from bench.datapath import PODS
+from bench.harness import Measurement
+from bench.netbench import (
     RR_PORT,
     Servers,
     bench_lab,
@@ -29,7 +30,6 @@ from bench.datapath import (
     wait_listening,
     wait_pods,
 )
-from bench.harness import Measurement
 from membrane.datapath.monitor import set_events_enabled
 from membrane.lab.record import load_record
 from membrane.model.naming import LabPaths

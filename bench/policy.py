@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 
-from bench.datapath import bench_lab, build_rr, membrane, wait_pods
 from bench.harness import Measurement
+from bench.netbench import bench_lab, build_rr, membrane, wait_pods
 from membrane.datapath.maps.policy import PolicyMap
 from membrane.model.naming import LabPaths
 

@@ -1,0 +1,125 @@
+"""The datapath benchmark's kernel baselines: the lab's shape with plain routing and no BPF at all.
+
+``routed_pair(prefix, tag)`` builds, in scratch namespaces named under ``prefix`` (a lab's netns prefix, so
+``membrane lab delete`` sweeps them after a crash): an underlay namespace with a bridge, two node namespaces
+attached to it (``eth1``, IP forwarding on), a server pod and a same-node client pod on node 1 and a client
+pod on node 2. Pods are wired as Membrane wires them — an IPv4 /32 on ``eth0``, a default route via the
+node's router IP on-link, a host-side veth with a /32 route to the pod — but the node forwards with its
+ordinary routing table (the router IP is a local address on ``lo``, so the node's ARP answers for it) and
+reaches the other node's pods through a route via that node's underlay address, as Cilium's native routing
+with ``autoDirectNodeRoutes`` does.
+
+``iptables_forward_rules(ns, count)`` loads ``count`` non-matching filter FORWARD rules (one per remote
+source address and port, the way per-peer allow rules of an iptables CNI or policy engine grow), followed by
+the ACCEPT that lets the traffic through: every forwarded packet is compared against all of them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+UNDERLAY_CIDR = "192.0.2.{}/24"  # TEST-NET-1: exists only inside these scratch namespaces
+
+
+@dataclass(frozen=True)
+class RoutedPair:
+    """Namespaces and addresses of one scratch two-node topology."""
+
+    nodes: tuple[str, str]
+    server_ns: str
+    server_ip: str
+    local_client_ns: str
+    remote_client_ns: str
+
+    def clients(self) -> dict[str, str]:
+        return {"same node": self.local_client_ns, "across nodes": self.remote_client_ns}
+
+
+def _ip(*args: str, netns: str | None = None, input: str | None = None) -> None:
+    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+    proc = subprocess.run(cmd, input=input, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
+
+
+def _sysctl(netns: str, key: str, value: str) -> None:
+    proc = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sysctl {key} in {netns}: {proc.stderr.strip()}")
+
+
+def _add_pod(node_ns: str, pod_ns: str, host_if: str, pod_ip: str, router_ip: str) -> None:
+    _ip("netns", "add", pod_ns)
+    _ip("-batch", "-", netns=node_ns, input=(
+        f"link add {host_if} type veth peer name eth0 netns {pod_ns}\n"
+        f"link set {host_if} up\n"
+        f"route add {pod_ip}/32 dev {host_if}\n"))
+    _ip("-batch", "-", netns=pod_ns, input=(
+        "link set lo up\n"
+        f"addr add {pod_ip}/32 dev eth0\n"
+        "link set eth0 up\n"
+        f"route add {router_ip}/32 dev eth0 scope link\n"
+        f"route add default via {router_ip} dev eth0 onlink\n"))
+
+
+@contextmanager
+def routed_pair(prefix: str, tag: str, subnet: int) -> Iterator[RoutedPair]:
+    """Two nodes with plain kernel routing; ``subnet`` picks the pod CIDRs 10.<subnet>.{1,2}.0/24."""
+    underlay = f"{prefix}{tag}-ul"
+    nodes = (f"{prefix}{tag}-n1", f"{prefix}{tag}-n2")
+    server, local, remote = f"{prefix}{tag}-srv", f"{prefix}{tag}-cl", f"{prefix}{tag}-cr"
+    created: list[str] = []
+    try:
+        for ns in (underlay, *nodes):
+            _ip("netns", "add", ns)
+            created.append(ns)
+            _ip("link", "set", "lo", "up", netns=ns)
+        _ip("link", "add", "br0", "type", "bridge", netns=underlay)
+        _ip("link", "set", "br0", "up", netns=underlay)
+        for i, ns in enumerate(nodes, start=1):
+            _ip("link", "add", f"n{i}", "type", "veth", "peer", "name", "eth1", "netns", ns, netns=underlay)
+            _ip("link", "set", f"n{i}", "master", "br0", "up", netns=underlay)
+            _ip("-batch", "-", netns=ns, input=(
+                f"addr add {UNDERLAY_CIDR.format(i)} dev eth1\n"
+                "link set eth1 up\n"
+                f"addr add 10.{subnet}.{i}.1/32 dev lo\n"
+                f"route add 10.{subnet}.{3 - i}.0/24 via 192.0.2.{3 - i} dev eth1\n"))
+            _sysctl(ns, "net.ipv4.ip_forward", "1")
+        server_ip = f"10.{subnet}.1.10"
+        for pod_ns, node_ns, host_if, ip in ((server, nodes[0], "lxcsrv", server_ip),
+                                            (local, nodes[0], "lxccl", f"10.{subnet}.1.11"),
+                                            (remote, nodes[1], "lxccr", f"10.{subnet}.2.11")):
+            created.append(pod_ns)
+            _add_pod(node_ns, pod_ns, host_if, ip, f"10.{subnet}.{1 if node_ns == nodes[0] else 2}.1")
+        yield RoutedPair(nodes, server, server_ip, local, remote)
+    finally:
+        for ns in reversed(created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def forward_ruleset(count: int, ports: tuple[int, ...]) -> str:
+    """``count`` FORWARD rules that match nothing the benchmark sends (sources in 10.250.0.0/16), then ACCEPT."""
+    rules = [f"-A FORWARD -s 10.250.{i >> 8 & 255}.{i & 255}/32 -p tcp -m tcp --dport {ports[i % len(ports)]} "
+             "-j ACCEPT" for i in range(count)]
+    return "\n".join(["*filter", ":FORWARD DROP [0:0]", *rules, "-A FORWARD -j ACCEPT", "COMMIT", ""])
+
+
+def iptables_forward_rules(netns: str, count: int, ports: tuple[int, ...]) -> float:
+    """Load the ruleset into ``netns`` with ``iptables-restore`` (Debian's default, nft backend); seconds taken."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["ip", "netns", "exec", netns, "iptables-restore"], input=forward_ruleset(count, ports),
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"iptables-restore in {netns}: {proc.stderr.strip()[:400]}")
+    return time.perf_counter() - t0
+
+
+def forward_rule_count(netns: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", netns, "iptables", "-S", "FORWARD"], capture_output=True,
+                         text=True).stdout
+    return sum(1 for line in out.splitlines() if line.startswith("-A FORWARD"))
