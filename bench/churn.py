@@ -1,9 +1,12 @@
 """Pod churn (the kube-burner scenario): 300 pods on a 3-node lab.
 
-Ours: a Deployment of 300 replicas applied at once; pods/s until every pod is Ready, and CNI ADD
-latency as the runtime sees it (plugin exec included). Baseline, measured in the same run with the
-same parallelism: the bare kernel work of a pod sandbox (netns, veth pair, address, up, route) done
-with ``ip`` and no Membrane at all — the floor any CNI sits on.
+Ours: a Deployment of 300 replicas applied at once; pods/s until every pod is Ready, CNI ADD latency
+as the runtime sees it (plugin exec included), and time to first packet: each pod's container pings a
+probe pod on another node as soon as it starts (retrying until a reply) and records when the first reply
+came; p50/p99 over the pods of that time since the Deployment was applied. Baseline, measured in the
+same run with the same parallelism: the bare kernel work of a pod sandbox (netns, veth pair, address,
+up, route) done with ``ip`` and no Membrane at all, then a ping from the new namespace to its node until
+it answers — the floor any CNI sits on.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +31,16 @@ PODS = int(os.environ.get("MEMBRANE_BENCH_PODS", "300"))
 WORKERS = 8  # the lab kubelet's pod-start parallelism
 MEMBRANE = os.path.join(os.path.dirname(sys.executable), "membrane")
 
+PROBE_NODE = "k8s-w2"
+PROBE_POD = f"""apiVersion: v1
+kind: Pod
+metadata: {{name: ttfp-probe}}
+spec: {{nodeName: {PROBE_NODE}, containers: [{{name: c, image: busybox}}]}}
+"""
+# The container's first act: ping the probe until it answers, write the wall-clock time of that reply
+# into <dir>/<pod name> (the pod's hostname), then idle. Pods on the probe's own node ping it too.
+FIRST_PACKET = ("until ping -c1 -W1 -q {probe} >/dev/null 2>&1; do sleep 0.05; done; "
+                "date +%s.%N > {dir}/$(hostname); exec sleep 3600")
 DEPLOYMENT = """apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: burner}}
@@ -35,7 +50,7 @@ spec:
   template:
     metadata: {{labels: {{app: burner}}}}
     spec:
-      containers: [{{name: c, image: busybox}}]
+      containers: [{{name: c, image: busybox, command: [sh, -c, "{script}"]}}]
 """
 
 
@@ -51,16 +66,22 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def _ours(run: int) -> tuple[float, list[float]]:
+def _ours(run: int) -> tuple[float, list[float], list[float]]:
+    """(pods/s, CNI ADD seconds per pod, seconds from apply to first packet per pod)."""
     lab = f"bench{secrets.token_hex(2)}"
+    marks = tempfile.mkdtemp(prefix="membrane-bench-ttfp-")
     try:
         _m(lab, "lab", "create", "--nodes", "3", timeout=300)
-        start = time.monotonic()
-        _m(lab, "apply", "-f", "-", input=DEPLOYMENT.format(n=PODS))
-        # Poll the store in-process: a CLI process per poll would steal the CPU being measured.
+        _m(lab, "apply", "-f", "-", input=PROBE_POD)
         store = ResourceStore(EtcdClient(LabPaths(lab).etcd_endpoint), "default")
+        probe_ip = _wait_ip(store, "ttfp-probe")
+        deployment = DEPLOYMENT.format(n=PODS, script=FIRST_PACKET.format(probe=probe_ip, dir=marks))
+        wall0 = time.time()
+        start = time.monotonic()
+        _m(lab, "apply", "-f", "-", input=deployment)
+        # Poll the store in-process: a CLI process per poll would steal the CPU being measured.
         while True:
-            items = store.list("core", "Pod", "default")[0]
+            items = [p for p in store.list("core", "Pod", "default")[0] if p["metadata"]["name"] != "ttfp-probe"]
             ready = sum(1 for p in items if any(c.get("type") == "Ready" and c.get("status") == "True"
                                                  for c in p.get("status", {}).get("conditions", [])))
             if ready >= PODS:
@@ -70,33 +91,75 @@ def _ours(run: int) -> tuple[float, list[float]]:
             time.sleep(0.5)
         elapsed = time.monotonic() - start
         with open(f"/run/membrane/{lab}/cni-timings.jsonl") as fh:
-            adds = [json.loads(line)["seconds"] for line in fh if '"ADD"' in line]
-        return PODS / elapsed, adds
+            adds = [json.loads(line)["seconds"] for line in fh if '"ADD"' in line][1:]  # [0]: the probe pod
+        first = _first_packets(marks, wall0, deadline=time.monotonic() + 30)
+        return PODS / elapsed, adds, first
     finally:
         subprocess.run([MEMBRANE, "--lab", lab, "lab", "delete"], capture_output=True, timeout=300)
+        shutil.rmtree(marks, ignore_errors=True)
 
 
-def _baseline_one(node_ns: str, i: int) -> float:
+def _wait_ip(store: ResourceStore, name: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = store.get("core", "Pod", "default", name)
+        ip = (pod or {}).get("status", {}).get("podIP") if isinstance(pod, dict) else None
+        if ip:
+            return str(ip)
+        time.sleep(0.2)
+    raise RuntimeError(f"pod {name} got no IP within {timeout:.0f} s")
+
+
+def _first_packets(marks: str, wall0: float, deadline: float) -> list[float]:
+    """Seconds from the apply to each pod's first ping reply; waits (to ``deadline``) for every pod's mark."""
+    while len(os.listdir(marks)) < PODS and time.monotonic() < deadline:
+        time.sleep(0.2)
+    out = []
+    for name in os.listdir(marks):
+        with open(os.path.join(marks, name)) as fh:
+            text = fh.read().strip()
+        if text:
+            out.append(float(text) - wall0)
+    if len(out) < PODS:
+        raise RuntimeError(f"only {len(out)}/{PODS} pods recorded a first packet (probe unreachable?)")
+    return out
+
+
+NODE_ADDR = "10.255.255.1"  # the scratch node's address (on its lo) that every baseline pod pings
+
+
+def _baseline_one(node_ns: str, i: int, start: float) -> tuple[float, float, float]:
+    """(seconds of plumbing, seconds from ``start`` to the end of the plumbing, and to the first ping reply)."""
     ns = f"{node_ns}-p{i}"
     host = f"bh{i}"
     ip = f"10.{(i >> 8) & 255}.{i & 255}.2"
     node_side = f"link add {host} type veth peer name eth0 netns {ns}\nlink set {host} up\nroute add {ip}/32 dev {host}\n"
-    pod_side = f"link set lo up\naddr add {ip}/32 dev eth0\nlink set eth0 up\n"
+    pod_side = (f"link set lo up\naddr add {ip}/32 dev eth0\nlink set eth0 up\n"
+                f"route add {NODE_ADDR}/32 dev eth0 scope link\n")
     t0 = time.monotonic()
     subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
     subprocess.run(["ip", "-n", node_ns, "-batch", "-"], input=node_side, text=True, check=True, capture_output=True)
     subprocess.run(["ip", "-n", ns, "-batch", "-"], input=pod_side, text=True, check=True, capture_output=True)
-    return time.monotonic() - t0
+    done = time.monotonic()
+    for _ in range(200):
+        if subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", "-W1", "-q", NODE_ADDR],
+                          capture_output=True).returncode == 0:
+            return done - t0, done - start, time.monotonic() - start
+        time.sleep(0.05)
+    raise RuntimeError(f"baseline pod {i}: {NODE_ADDR} never answered")
 
 
-def _baseline() -> tuple[float, list[float]]:
+def _baseline() -> tuple[float, list[float], list[float]]:
     node_ns = f"benchbase{secrets.token_hex(2)}"
     subprocess.run(["ip", "netns", "add", node_ns], check=True)
     try:
+        subprocess.run(["ip", "-n", node_ns, "-batch", "-"], input=f"link set lo up\naddr add {NODE_ADDR}/32 dev lo\n",
+                       text=True, check=True, capture_output=True)
         start = time.monotonic()
         with ThreadPoolExecutor(WORKERS) as pool:
-            lat = list(pool.map(lambda i: _baseline_one(node_ns, i), range(PODS)))
-        return PODS / (time.monotonic() - start), lat
+            res = list(pool.map(lambda i: _baseline_one(node_ns, i, start), range(PODS)))
+        # pods/s counts until the last sandbox is plumbed; the pings give the time-to-first-packet figure.
+        return PODS / max(r[1] for r in res), [r[0] for r in res], [r[2] for r in res]
     finally:
         for i in range(PODS):
             subprocess.run(["ip", "netns", "del", f"{node_ns}-p{i}"], capture_output=True)
@@ -104,21 +167,26 @@ def _baseline() -> tuple[float, list[float]]:
 
 
 def run(runs: int) -> list[Measurement]:
-    rate = Measurement("pod churn (300 pods, 3 nodes)", "pods/s to Ready", "pods/s", [],
-                       baseline_name="bare netns+veth via ip", notes=f"{PODS} pods, {WORKERS} parallel starts")
-    p50 = Measurement("pod churn (300 pods, 3 nodes)", "CNI ADD p50", "ms", [], baseline_name="bare netns+veth via ip",
-                      higher_is_better=False)
-    p99 = Measurement("pod churn (300 pods, 3 nodes)", "CNI ADD p99", "ms", [], baseline_name="bare netns+veth via ip",
-                      higher_is_better=False)
+    name = f"pod churn ({PODS} pods, 3 nodes)"
+    base = "bare netns+veth via ip"
+    rate = Measurement(name, "pods/s to Ready", "pods/s", [], baseline_name=base,
+                       notes=f"{PODS} pods, {WORKERS} parallel starts")
+    rows = {key: Measurement(name, label, "ms", [], baseline_name=base, higher_is_better=False)
+            for key, label in (("add50", "CNI ADD p50"), ("add99", "CNI ADD p99"),
+                               ("first50", "time to first packet p50"), ("first99", "time to first packet p99"))}
+    ttfp_note = ("time to first packet: from the apply (baseline: the burst's start) until the pod's first ping "
+                 "reply — ours from a probe pod on k8s-w2, the baseline from its scratch node")
+    rows["first50"].notes = rows["first99"].notes = ttfp_note
     for i in range(runs):
-        b_rate, b_lat = _baseline()
-        o_rate, o_lat = _ours(i)
-        print(f"  run {i + 1}: ours {o_rate:.1f} pods/s (ADD p50 {statistics.median(o_lat) * 1e3:.1f} ms), "
-              f"baseline {b_rate:.1f} pods/s", flush=True)
+        b_rate, b_lat, b_first = _baseline()
+        o_rate, o_lat, o_first = _ours(i)
+        print(f"  run {i + 1}: ours {o_rate:.1f} pods/s (ADD p50 {statistics.median(o_lat) * 1e3:.1f} ms, first "
+              f"packet p50 {statistics.median(o_first):.1f} s), baseline {b_rate:.1f} pods/s (first packet p50 "
+              f"{statistics.median(b_first):.2f} s)", flush=True)
         rate.subject.append(o_rate)
         rate.baseline.append(b_rate)
-        p50.subject.append(_percentile(o_lat, 50) * 1e3)
-        p50.baseline.append(_percentile(b_lat, 50) * 1e3)
-        p99.subject.append(_percentile(o_lat, 99) * 1e3)
-        p99.baseline.append(_percentile(b_lat, 99) * 1e3)
-    return [rate, p50, p99]
+        for key, ours, bare, p in (("add50", o_lat, b_lat, 50), ("add99", o_lat, b_lat, 99),
+                                   ("first50", o_first, b_first, 50), ("first99", o_first, b_first, 99)):
+            rows[key].subject.append(_percentile(ours, p) * 1e3)
+            rows[key].baseline.append(_percentile(bare, p) * 1e3)
+    return [rate, *rows.values()]

@@ -40,11 +40,12 @@ def membrane(lab: str, *args: str, input: str | None = None, timeout: float = 30
 
 
 @contextmanager
-def bench_lab(nodes: int) -> Iterator[str]:
-    """A fresh lab with a unique name, always deleted afterwards."""
+def bench_lab(nodes: int, *settings: str) -> Iterator[str]:
+    """A fresh lab with a unique name, always deleted afterwards; ``settings`` are ``--set`` Helm values."""
     lab = f"bench{secrets.token_hex(3)}"
     try:
-        membrane(lab, "lab", "create", "--nodes", str(nodes), timeout=300)
+        sets = [arg for kv in settings for arg in ("--set", kv)]
+        membrane(lab, "lab", "create", "--nodes", str(nodes), *sets, timeout=300)
         yield lab
     finally:
         subprocess.run([MEMBRANE, "--lab", lab, "lab", "delete"], capture_output=True, timeout=300)
