@@ -50,8 +50,13 @@ demo: setup
 demo-down: venv
 	$(VENV)/bin/membrane --lab $(LAB) lab delete
 
-bench: setup
+bench: setup $(VENV)/.bench-stamp
 	$(VENV)/bin/python -m bench
+
+# the bench extra (matplotlib for the plots), on top of the dev venv
+$(VENV)/.bench-stamp: $(VENV)/.stamp pyproject.toml
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]' --config-settings editable_mode=compat
+	@touch $@
 
 clean:
 	rm -rf build .deps-stamp
