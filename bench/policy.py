@@ -1,8 +1,8 @@
 """Policy update latency: ``membrane apply`` of one CiliumNetworkPolicy until the kernel enforces it.
 
-Ours: a 3-node lab with N pods (6 Deployments of N/6 replicas, labels ``group=g0..g5``) and M
-background CiliumNetworkPolicies (each lets one group into another on its own TCP port; applied in
-batches of 100 before measuring), plus a probe server pod whose ingress is already enforced and a
+Ours: a 3-node lab with N = 1 000 pods (100 Deployments of 10 replicas, labels ``group=g0..g99``) and
+M = 10 000 background CiliumNetworkPolicies (each lets one group into the next on its own TCP port, so
+every endpoint is selected by 100 of them; applied in batches of 100 before measuring), plus a probe server pod whose ingress is already enforced and a
 probe client pod on another node that it denies. Each repetition starts a probe in the client that
 opens a fresh connection to a new port every 10 ms (each one a new first packet, so a new policy
 verdict), runs ``membrane apply`` of one policy allowing that port, and times from just before the
@@ -10,9 +10,9 @@ CLI starts until the first connection is accepted — CLI, etcd, watches, the ag
 computation and the BPF map writes all included. The CPU time the agents spent (sum over all
 agents, ``/proc/<pid>/stat`` utime+stime, until they are idle again) is the second metric.
 
-Baseline, in the same run right before: ``iptables-restore`` of a filter table holding as many
-rules as all the nodes' BPF policy maps hold plus one, into a scratch netns — what an
-iptables-based CNI does to add a rule (wall time, and the CPU time of that process).
+Baseline, in the same run right before: ``iptables-restore`` of a filter table holding M + 1 rules
+into a scratch netns — what an iptables-based CNI does to add one rule to M (wall time, and the CPU
+time of that process).
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from bench.netbench import bench_lab, build_rr, membrane, wait_pods
 from membrane.datapath.maps.policy import PolicyMap
 from membrane.model.naming import LabPaths
 
-PODS = int(os.environ.get("MEMBRANE_BENCH_POLICY_PODS", "60"))
-POLICIES = int(os.environ.get("MEMBRANE_BENCH_POLICIES", "1000"))
-GROUPS = 6
+PODS = int(os.environ.get("MEMBRANE_BENCH_POLICY_PODS", "1000"))
+POLICIES = int(os.environ.get("MEMBRANE_BENCH_POLICIES", "10000"))
+GROUPS = int(os.environ.get("MEMBRANE_BENCH_POLICY_GROUPS", "100"))
+# 1 000 pods on 3 nodes: ~334 per node, above the default maxPods (110) and a /24 pod CIDR.
+LAB_SETTINGS = ("maxPods=400", "clusterPoolIPv4MaskSize=22")
 BATCH = 100  # policies per `membrane apply` (one etcd transaction each)
 NODES = ("k8s-ctr", "k8s-w1", "k8s-w2")
 SERVER_NODE, CLIENT_NODE = "k8s-w1", "k8s-ctr"
@@ -202,28 +204,31 @@ def run(runs: int) -> list[Measurement]:
     workdir = tempfile.mkdtemp(prefix="membrane-bench-")
     try:
         rr = build_rr(workdir)
-        with bench_lab(len(NODES)) as lab:
+        with bench_lab(len(NODES), *LAB_SETTINGS) as lab:
             t_setup = time.monotonic()
             membrane(lab, "apply", "-f", "-", input=_population())
-            pods = wait_pods(lab, count=PODS + 2)
+            pods = wait_pods(lab, count=PODS + 2, timeout=600)
+            print(f"  setup: {len(pods)} pods Ready after {time.monotonic() - t_setup:.0f} s", flush=True)
             for first in range(0, POLICIES, BATCH):
                 membrane(lab, "apply", "-f", "-", input=_background(first, min(BATCH, POLICIES - first)))
+            print(f"  setup: {POLICIES} policies applied after {time.monotonic() - t_setup:.0f} s", flush=True)
             agents = _agent_pids(lab)
-            _settle(agents, timeout=180)
+            _settle(agents, timeout=300)
             entries = _policy_entries(lab)
+            setup = time.monotonic() - t_setup
             print(f"  setup: {len(pods)} pods, {POLICIES} policies, {entries} BPF policy entries in "
-                  f"{time.monotonic() - t_setup:.0f} s", flush=True)
+                  f"{setup:.0f} s", flush=True)
             paths = LabPaths(lab)
             netns = {n: paths.pod_netns("default", n) for n in ("probe-srv", "probe-cli")}
             scratch = f"{paths.netns_prefix}ipt-scratch"  # under the lab prefix: lab delete removes it too
             subprocess.run(["ip", "netns", "add", scratch], check=True, capture_output=True)
             try:
                 for rep in range(runs):
-                    rules = _iptables_rules(entries + 1)
+                    rules = _iptables_rules(POLICIES + 1)
                     b_wall, b_cpu = _baseline(scratch, rules)
                     o_lat, o_cpu = _ours(lab, rep, pods["probe-srv"]["status"]["podIP"], netns, rr, agents)
                     print(f"  run {rep + 1}: apply→enforced {o_lat * 1e3:.0f} ms, agents CPU {o_cpu * 1e3:.0f} ms; "
-                          f"iptables-restore of {entries + 1} rules {b_wall * 1e3:.0f} ms "
+                          f"iptables-restore of {POLICIES + 1} rules {b_wall * 1e3:.0f} ms "
                           f"(CPU {b_cpu * 1e3:.0f} ms)", flush=True)
                     latency.subject.append(o_lat * 1e3)
                     latency.baseline.append(b_wall * 1e3)
@@ -235,6 +240,6 @@ def run(runs: int) -> list[Measurement]:
         shutil.rmtree(workdir, ignore_errors=True)
     note = (f"{PODS} pods in {GROUPS} groups + probe pods, {POLICIES} background CNPs applied in batches of {BATCH}, "
             f"{entries} BPF policy entries over {len(NODES)} nodes; latency includes the membrane CLI; probe = a new "
-            f"TCP connection every 10 ms; iptables baseline restores {entries + 1} rules")
+            f"TCP connection every 10 ms; iptables baseline restores {POLICIES + 1} rules; setup took {setup:.0f} s")
     latency.notes = cpu.notes = note
     return [latency, cpu]

@@ -25,7 +25,7 @@ DP = "datapath pod→pod (2 nodes, cpu-pinned)"
 
 def dp(metric: str, subject: list[float], baseline: list[float] | None = None) -> Measurement:
     return Measurement(DP, metric, "req/s", subject, [100.0] * len(subject) if baseline is None else baseline,
-                       "plain kernel routing")
+                       "kernel routing, no BPF")
 
 
 def ticking(step: float = 2.0):
@@ -61,16 +61,16 @@ def test_render_table_rows_tiny_ratios_and_failed_benchmarks():
 
 
 def test_goals_met_missed_not_measured_failed_and_no_match():
-    results = [dp("TCP_RR across nodes, +0 policy entries", [96.0, 97.0, 94.0]),
-               dp("TCP 1 stream across nodes, +0 policy entries", [80.0, 85.0, 70.0]),
+    results = [dp("TCP_RR across nodes, Membrane, policy + 10k entries/identities", [96.0, 97.0, 94.0]),
+               dp("TCP 1 stream across nodes, Membrane, policy + 10k entries/identities", [80.0, 85.0, 70.0]),
                Measurement("services", "update, 1000 svc × 10 be", "ms", [1.0], [500.0],
                            "iptables-restore full (nft)")]
     runs = [BenchRun("datapath", 60.0, 2), BenchRun("services", 30.0, 1),
             BenchRun("churn", 5.0, error="OSError: x")]
     checked = evaluate(results, runs)
     status = [r.status for r in checked]
-    assert [g.suite for g in GOALS] == ["datapath"] * 4 + ["services"] * 2 + ["policy", "churn", "scale"]
-    assert status == ["MET", "MISSED", "NO MATCH", "NO MATCH", "MET", "NO MATCH", "not measured", "FAILED",
+    assert [g.suite for g in GOALS] == ["datapath"] * 5 + ["services"] * 2 + ["policy", "churn", "scale"]
+    assert status == ["MET", "MISSED", "NO MATCH", "NO MATCH", "NO MATCH", "MET", "NO MATCH", "not measured", "FAILED",
                       "not measured"]
     by_what = {r.goal.what: r for r in checked}
     rr = next(r for r in by_what.values() if r.goal.what.startswith("TCP_RR"))
@@ -79,13 +79,13 @@ def test_goals_met_missed_not_measured_failed_and_no_match():
     assert "| ≥ 0.95× | 0.96× [0.94–0.97] (3 runs) | MET |" in text
     assert "| FAILED |" in text and "| not measured |" in text and "| NO MATCH |" in text
     assert "churn failed: OSError: x" in text and "(stretch)" in text
-    assert text.splitlines()[-1] == "2 of 9 goals met, 1 MISSED, 1 FAILED, 3 NO MATCH, 2 not measured"
+    assert text.splitlines()[-1] == "2 of 10 goals met, 1 MISSED, 1 FAILED, 4 NO MATCH, 2 not measured"
     assert json.dumps([r.to_dict() for r in by_what.values()])
 
 
 def test_goal_versus_pairs_runs_and_absolute_uses_the_subject():
-    results = [dp("TCP_CRR across nodes, +0 policy entries", [100.0, 200.0, 100.0]),
-               dp("TCP_CRR across nodes, +10000 policy entries", [95.0, 150.0, 90.0]),
+    results = [dp("TCP_CRR across nodes, Membrane, no policy", [100.0, 200.0, 100.0]),
+               dp("TCP_CRR across nodes, Membrane, policy + 10k entries/identities", [95.0, 150.0, 90.0]),
                Measurement("control plane at scale (150,000 endpoints)", "resolve every identity's policy",
                            "s", [50.0, 70.0, 55.0], higher_is_better=False)]
     versus = Goal("datapath", "w", "datapath", ("TCP_CRR", "+10000"), ">=", 0.9, "a", kind="versus",
@@ -145,7 +145,7 @@ def test_main_writes_results_goals_timing_and_fails_when_a_benchmark_failed(tmp_
         raise ValueError("boom")
 
     monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
-    benches = {"datapath": lambda runs: [dp("TCP_RR across nodes, +0 policy entries", [99.0] * runs)],
+    benches = {"datapath": lambda runs: [dp("TCP_RR across nodes, Membrane, policy + 10k entries/identities", [99.0] * runs)],
                "churn": broken}
     assert cli.main(["--runs", "2", "--out", str(tmp_path), "--no-plots"], benches=benches) == 1
     [day] = list(tmp_path.iterdir())
@@ -173,7 +173,7 @@ def test_help_needs_no_root(monkeypatch, capsys):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # matplotlib 3.9's mathtext on a newer pyparsing
 def test_plots_one_png_per_benchmark_with_ratios(tmp_path):
     pytest.importorskip("matplotlib")
-    results = [dp("TCP_RR across nodes, +0 policy entries", [96.0, 97.0, 94.0]),
+    results = [dp("TCP_RR across nodes, Membrane, policy + 10k entries/identities", [96.0, 97.0, 94.0]),
                dp("TCP_CRR across nodes, +0 policy entries", [80.0, 70.0, 90.0]),
                Measurement("services", "update, 1000 svc", "ms", [0.8, 0.9], [6000.0, 5000.0], "full",
                            higher_is_better=False),
@@ -207,7 +207,7 @@ def test_report_keeps_numbers_when_plotting_breaks(tmp_path, monkeypatch, capsys
         raise RuntimeError("no display")
 
     monkeypatch.setattr(bench.plots, "plot_results", explode)
-    run = RunReport(started=0.0, results=[dp("TCP_RR across nodes, +0 policy entries", [96.0])],
+    run = RunReport(started=0.0, results=[dp("TCP_RR across nodes, Membrane, policy + 10k entries/identities", [96.0])],
                     runs=[BenchRun("datapath", 1.0, 1)], total_s=1.0)
     out = cli.report(run, str(tmp_path))
     assert json.loads((tmp_path / run.day / "results.json").read_text())["plots"] == []
