@@ -13,7 +13,8 @@ Baselines, each in its own scratch netns already holding kube-proxy's rules for 
 different Service each run. Each timed command is exec'd in the netns the way kube-proxy execs it (fork,
 setns, exec: process start included, as in every kube-proxy sync):
 
-* ``iptables-legacy-restore --noflush`` of the iptables-mode nat table: *partial* (kube-proxy ≥ 1.28's
+* ``iptables-legacy-restore -w 5 -W 100000 --noflush --counters`` (kube-proxy's arguments) of the
+  iptables-mode nat table: *partial* (kube-proxy ≥ 1.28's
   MinimizeIPTablesRestore sync: the top-level chains in full — KUBE-SERVICES has N rules — plus the
   changed KUBE-SVC chain and its new KUBE-SEP chain) and *full* (every chain declared, so flushed and
   refilled: kube-proxy's full sync, and every sync before 1.28). Partial runs first (it creates the new
@@ -29,12 +30,14 @@ setns, exec: process start included, as in every kube-proxy sync):
   endpoint: every chain of that Service (the new endpoint chain among them) added, flushed and rewritten;
   the map elements are unchanged and every other Service is skipped.
 
-Approximated in the nftables mode: one IPv4 family only; no NodePorts, ExternalIPs, LB IPs, affinity
-or local-traffic policies (so no external/local/firewall chains); no ``Drop traffic to unallocated
-ClusterIPs`` rule (needs the ServiceCIDR API); no comments on rules; chain names are kube-proxy's
-(sha256 → base32, 8 chars, then ``ns/name/proto/port``). Not timed: the stale-chain scan kube-proxy runs
-before each sync transaction (``nft --json list chains ip``) — measured once per run and given in the
-notes. The first load of the nft table is one transaction, as kube-proxy sends it, up to
+Approximated in the nftables mode: IPv4 only; ClusterIPs only — no NodePorts, ExternalIPs, LB IPs,
+session affinity or Local traffic policies (so no external-/local-/firewall- chains or affinity sets, and
+empty nodeport/firewall/no-endpoint maps); no ``Drop traffic to unallocated ClusterIPs`` rule (it needs
+the ServiceCIDR API); the local-traffic detector is the cluster CIDR (``ip saddr != 10.0.0.0/8``). Chain
+names are kube-proxy's (sha256 → base32, 8 chars, then ``ns/name/proto/port[__ip/port]``). Not timed:
+the stale-chain scan kube-proxy runs before each sync transaction (``nft --json list chains ip``, what
+knftables' List ran; newer knftables lists the whole table) — measured once per size, after the runs,
+and given in the notes. The first load of the nft table is one transaction, as kube-proxy sends it, up to
 ``NFT_LOAD_CHUNK`` Services; above that it is loaded in transactions of that many Services (same end
 state) because one transaction of 10 000 Services takes ~3 minutes of kernel time here (it grows much
 faster than linearly).
@@ -80,6 +83,7 @@ IPTABLES_NFT_MAX = int(os.environ.get("MEMBRANE_BENCH_IPTABLES_NFT_MAX", "2000")
 NFT_LOAD_CHUNK = 1000
 LB_MAP_SIZE = 262144  # ≥ 10 000 × (10 + 1) svc slots and 100 000 backends, with room for the changes
 PIN_ROOT = "/sys/fs/bpf/membrane"
+IPTABLES_RESTORE_ARGS = ("-w", "5", "-W", "100000", "--noflush", "--counters")  # as kube-proxy runs it
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -181,11 +185,11 @@ class Baseline:
 def _iptables(tool: str, label: str, netns: str, cluster: Cluster) -> tuple[list[Baseline], str]:
     """Load the nat table with ``tool`` (first load timed) and return its (partial, full) baselines."""
     initial = full_ruleset(cluster)
-    load = _exec(netns, [tool, "--noflush"], initial)[0]
-    _exec(netns, [tool, "--noflush"], HOOKS)
+    cmd = [tool, *IPTABLES_RESTORE_ARGS]
+    load = _exec(netns, cmd, initial)[0]
+    _exec(netns, cmd, HOOKS)
     chains = sum(1 for line in initial.splitlines() if line.startswith(":"))
     note = f"{label}: {rule_count(initial)} rules in {chains} chains, first load {load:.1f} s"
-    cmd = [tool, "--noflush"]
     return [Baseline(f"{label}, partial sync (kube-proxy ≥ 1.28)", netns, cmd, partial_ruleset),
             Baseline(f"{label}, full sync", netns, cmd, lambda c, _i: full_ruleset(c))], note
 
@@ -231,7 +235,6 @@ def _stale_scan(netns: str) -> float:
 def _measure(n: int, runs: int) -> list[Measurement]:
     cluster = Cluster(n)
     ours: list[float] = []
-    scans: list[float] = []
     notes: list[str] = []
     with ExitStack() as stack:
         lb = stack.enter_context(scratch_maps())
@@ -269,12 +272,12 @@ def _measure(n: int, runs: int) -> list[Measurement]:
                                    f"expected {len(cluster.backends[changed])}")
             for base in baselines:
                 base.apply(cluster, changed)
-            scans.append(_stale_scan(nft.netns) * 1e3)
             print(f"  N={n} run {rep + 1}/{runs}: ours {ours[-1]:.3f} ms; "
                   + "; ".join(f"{b.name} {b.samples[-1]:.1f} ms" for b in baselines), flush=True)
         _check_baselines(baselines, cluster, changed)
+        scan = _stale_scan(nft.netns)
     notes.append(f"not timed: kube-proxy nftables mode's stale-chain scan before each sync (nft --json list "
-                 f"chains ip) took {statistics.median(scans):.0f} ms (median)")
+                 f"chains ip) took {scan * 1e3:.0f} ms (once, after the runs)")
     metric = f"update, {n} svc × {BACKENDS} be"
     out = []
     for base in baselines:
