@@ -114,6 +114,18 @@ class EndpointSelector:
     def matches(self, identity: IdentityLabels) -> bool:
         return all(r.matches(identity.view) for r in self.requirements)
 
+    def __hash__(self) -> int:
+        # Selectors key every cache and index dict: hash the requirements once, not per lookup.
+        found: int | None = self.__dict__.get("_hash")
+        if found is None:
+            found = hash(self.requirements)
+            object.__setattr__(self, "_hash", found)
+        return found
+
+    def __getstate__(self) -> dict[str, object]:
+        # string hashes differ between interpreters: never carry the cached one along
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def __str__(self) -> str:
         return ",".join(str(r) for r in self.requirements) or "<all>"
 
@@ -147,3 +159,8 @@ class CIDRSelector:
 
 
 Selector = EndpointSelector | CIDRSelector
+
+
+def cidr_candidate(identity: IdentityLabels) -> bool:
+    """Whether some CIDR selector could match ``identity`` (it has a ``cidr:`` or a world label)."""
+    return identity.cidr is not None or any(k in identity.labels for keys in _WORLD.values() for k in keys)
