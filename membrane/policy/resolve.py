@@ -10,7 +10,7 @@ Named ports resolve against the destination: the endpoint itself for ingress, th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from membrane.policy.mapstate import (
@@ -28,7 +28,10 @@ from membrane.policy.mapstate import (
 from membrane.policy.rules import EGRESS, INGRESS, PortSpec, Rule
 from membrane.policy.selectorcache import SelectorCache
 
-__all__ = ["POLICY_MODES", "PolicyEntry", "ResolvedPolicy", "resolve_endpoint", "selecting_rules", "verdict"]
+__all__ = [
+    "POLICY_MODES", "PolicyEntry", "ResolvedPolicy", "resolve_endpoint", "resolve_selected", "selecting_rules",
+    "verdict",
+]
 
 POLICY_MODES = ("default", "always", "never")
 NamedPorts = Mapping[str, tuple[int, str]]
@@ -52,15 +55,33 @@ def resolve_endpoint(
 ) -> ResolvedPolicy:
     """The policy of the endpoint with security identity ``identity`` (known to ``cache``).
 
-    ``entities``: entity name -> identities (``all`` and ``none`` need no entry); ``named_ports``:
-    this endpoint's container ports (name -> (port, protocol)); ``peer_named_ports``: the same per
-    peer identity, for egress rules naming ports.
+    ``rules``: every rule in force (scanned for the ones selecting ``identity``; a
+    :class:`~membrane.policy.repository.PolicyRepository` finds them without a scan, see its
+    ``resolve``). ``entities``: entity name -> identities (``all`` and ``none`` need no entry);
+    ``named_ports``: this endpoint's container ports (name -> (port, protocol)); ``peer_named_ports``:
+    the same per peer identity, for egress rules naming ports.
     """
-    if mode not in POLICY_MODES:
-        raise ValueError(f"unknown policy enforcement mode {mode!r} (known: {', '.join(POLICY_MODES)})")
+    _check_mode(mode)
     if mode == "never":
         return ResolvedPolicy(False, False)
-    selecting = selecting_rules(identity, rules, cache)
+    return resolve_selected(identity, selecting_rules(identity, rules, cache), cache, entities=entities, mode=mode,
+                            named_ports=named_ports, peer_named_ports=peer_named_ports)
+
+
+def resolve_selected(
+    identity: int,
+    selecting: Sequence[Rule],
+    cache: SelectorCache,
+    *,
+    entities: Mapping[str, Iterable[int]] = _EMPTY,
+    mode: str = "default",
+    named_ports: NamedPorts = _EMPTY,
+    peer_named_ports: Mapping[int, NamedPorts] = _EMPTY,
+) -> ResolvedPolicy:
+    """:func:`resolve_endpoint` given exactly the rules whose subject selects ``identity`` (any order)."""
+    _check_mode(mode)
+    if mode == "never":
+        return ResolvedPolicy(False, False)
     enforced = {
         d: mode == "always" or any(r.default_deny for r in selecting if r.direction == d) for d in (INGRESS, EGRESS)
     }
@@ -73,6 +94,11 @@ def resolve_endpoint(
             for protocol, port, plen in _l4(rule, ports):
                 entries.add(PolicyEntry(peer, rule.direction, protocol, port, plen, rule.deny))
     return ResolvedPolicy(enforced[INGRESS], enforced[EGRESS], normalize(entries))
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in POLICY_MODES:
+        raise ValueError(f"unknown policy enforcement mode {mode!r} (known: {', '.join(POLICY_MODES)})")
 
 
 def _peer_identities(rule: Rule, cache: SelectorCache, entities: Mapping[str, Iterable[int]]) -> set[int]:

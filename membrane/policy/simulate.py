@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from membrane.policy.mapstate import ALLOW, PROTOCOL_NUMBERS, ResolvedPolicy, verdict
-from membrane.policy.resolve import resolve_endpoint
-from membrane.policy.rules import EGRESS, INGRESS, Rule
-from membrane.policy.selectorcache import SelectorCache
+from membrane.policy.repository import PolicyRepository
+from membrane.policy.rules import EGRESS, INGRESS, Origin, Rule
 
 _EMPTY: Mapping = MappingProxyType({})
 
@@ -84,20 +83,21 @@ def resolve_pods(
 ) -> dict[str, ResolvedPolicy]:
     """Every pod's resolved policy under ``rules`` (``identities``: extra ones such as reserved)."""
     pods = list(pods)
-    rules = list(rules)
-    cache = SelectorCache()
+    repo = PolicyRepository()
     for ident, labels in identities.items():
-        cache.upsert_identity(ident, labels)
+        repo.upsert_identity(ident, labels)
     peer_ports: dict[int, dict[str, tuple[int, str]]] = {}
     for pod in pods:
-        cache.upsert_identity(pod.identity, pod.labels)
+        repo.upsert_identity(pod.identity, pod.labels)
         peer_ports.setdefault(pod.identity, {}).update(pod.named_ports)
+    by_origin: dict[Origin, list[Rule]] = {}
     for rule in rules:
-        cache.add_selectors(rule.selectors)
+        by_origin.setdefault(rule.origin, []).append(rule)
+    for origin, found in by_origin.items():
+        repo.set_policy(origin, found)
     return {
-        pod.key: resolve_endpoint(
-            pod.identity, rules, cache, entities=entities, mode=mode,
-            named_ports=pod.named_ports, peer_named_ports=peer_ports,
+        pod.key: repo.resolve(
+            pod.identity, entities=entities, mode=mode, named_ports=pod.named_ports, peer_named_ports=peer_ports,
         )
         for pod in pods
     }
