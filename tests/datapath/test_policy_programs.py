@@ -59,6 +59,7 @@ def icmp_reply(ident: int, seq: int = 1, data: bytes = b"membrane") -> bytes:
 class Node:
     def __init__(self, obj: BpfObject, pin_dir: str) -> None:
         self.obj = obj
+        self.pin_dir = pin_dir
         self.endpoints = EndpointsMap.open(pin_dir)
         self.metrics = MetricsMap.open(pin_dir)
         self.ipcache = IpcacheMap.open(pin_dir)
@@ -262,3 +263,21 @@ def test_egress_policy_of_the_source_endpoint(node: Node) -> None:
     # A wider ipcache prefix gives the address an identity of its own.
     node.ipcache.update("192.0.2.0/24", IpcacheEntry(ID_B))
     assert node.send(A, WORLD_IP, tcp(40003, 443, SYN), TCP) == TC_ACT_OK
+
+
+def test_sync_diffs_against_what_it_wrote_and_rereads_on_request(node: Node) -> None:
+    """sync() remembers what it left in the map: another writer's slot survives a normal sync (no full
+    read each time) and goes on a re-read; the synced slots themselves are exact either way."""
+    ours, other = allow_a_to_b(80), allow_a_to_b(81)
+    assert node.policy.sync([ours]) == (1, 0, 0)
+    with PolicyMap.open(node.pin_dir) as second:  # another writer, e.g. a benchmark filler
+        second.update(other)
+    assert node.policy.sync([ours]) == (0, 0, 0)
+    assert set(node.policy.items()) == set(ours.slots()) | set(other.slots())
+    assert node.policy.sync([ours], reread=True) == (0, 0, 1)
+    assert set(node.policy.items()) == set(ours.slots())
+    node.policy.RESYNC_SECONDS = 0.0  # an old shadow is read again too
+    with PolicyMap.open(node.pin_dir) as second:
+        second.update(other)
+    assert node.policy.sync([]) == (0, 0, 2)
+    assert node.policy.items() == {}

@@ -12,6 +12,7 @@ use the ICMP type as the port (8 = echo request).
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Iterable
 from ctypes import c_uint8, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass
@@ -198,9 +199,24 @@ class PolicyMap(PinnedMap):
     KEY = PolicyKey
     VALUE = PolicyValue
 
+    # What ``sync`` last left in the map (slot -> verdict), so the next sync diffs against it instead of
+    # reading every slot back (two syscalls per slot: ~1 s for 30 000 slots). It is dropped, and the map
+    # read again, when older than RESYNC_SECONDS or when ``sync(reread=True)`` asks: that repairs what
+    # other writers changed meanwhile.
+    RESYNC_SECONDS = 300.0
+    _shadow: dict[PolicySlot, Verdict] | None = None
+    _shadow_at = 0.0
+
     def _write(self, slot: PolicySlot, verdict: Verdict) -> None:
         value = PolicyValue(flags=POLICY_F_DENY if verdict.deny else 0, proxy_port=_htons(verdict.proxy_port))
         map_update(self.fd, slot.to_c(), value, what=f"{self.NAME} {slot}")
+        if self._shadow is not None:
+            self._shadow[slot] = verdict
+
+    def _delete(self, slot: PolicySlot) -> bool:
+        if self._shadow is not None:
+            self._shadow.pop(slot, None)
+        return map_delete(self.fd, slot.to_c(), what=f"{self.NAME} {slot}")
 
     def update(self, rule: PolicyRule) -> None:
         """Write the rule's slots (replacing their verdicts, resetting their counters)."""
@@ -209,7 +225,7 @@ class PolicyMap(PinnedMap):
 
     def delete(self, rule: PolicyRule) -> int:
         """Remove the rule's slots; returns how many were there."""
-        return sum(map_delete(self.fd, slot.to_c(), what=f"{self.NAME} {slot}") for slot in rule.slots())
+        return sum(self._delete(slot) for slot in rule.slots())
 
     def items(self) -> dict[PolicySlot, SlotState]:
         """Every slot with its verdict and counters (slots deleted meanwhile are left out)."""
@@ -221,14 +237,25 @@ class PolicyMap(PinnedMap):
                 found[PolicySlot.from_c(key)] = SlotState(verdict, value.packets, value.bytes)
         return dict(sorted(found.items()))
 
-    def sync(self, rules: Iterable[PolicyRule], ep_ids: Iterable[int] | None = None) -> SyncResult:
+    def sync(self, rules: Iterable[PolicyRule], ep_ids: Iterable[int] | None = None, *,
+             reread: bool = False) -> SyncResult:
         """Make the map hold exactly the rules' slots (only for ``ep_ids`` when given), writing
         only differences: additions and changes first, then removals, so a connection that
-        stays allowed is never refused in between. Unchanged slots keep their counters."""
-        current = {slot: state.verdict for slot, state in self.items().items()}
-        added, changed, removed = plan_sync(current, desired_slots(rules), ep_ids)
-        for slot, verdict in (added | changed).items():
-            self._write(slot, verdict)
-        for slot in removed:
-            map_delete(self.fd, slot.to_c(), what=f"{self.NAME} {slot}")
+        stays allowed is never refused in between. Unchanged slots keep their counters. The
+        differences are taken against what this object last synced (see RESYNC_SECONDS);
+        ``reread=True`` reads the map first."""
+        now = time.monotonic()
+        if self._shadow is None or reread or now - self._shadow_at > self.RESYNC_SECONDS:
+            self._shadow = None  # a failure while reading leaves no half-read shadow behind
+            current = {slot: state.verdict for slot, state in self.items().items()}
+            self._shadow, self._shadow_at = current, now
+        added, changed, removed = plan_sync(self._shadow, desired_slots(rules), ep_ids)
+        try:
+            for slot, verdict in (added | changed).items():
+                self._write(slot, verdict)
+            for slot in removed:
+                self._delete(slot)
+        except BaseException:
+            self._shadow = None  # the map is between states: read it back next time
+            raise
         return SyncResult(len(added), len(changed), len(removed))
