@@ -26,8 +26,7 @@ from membrane.identity.reserved import ENTITIES, entity_identities, reserved_ide
 from membrane.model.errors import ValidationError
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.repository import PolicyRepository
-from membrane.policy.resolve import resolve_endpoint
-from membrane.policy.rules import Origin, prefixes_used
+from membrane.policy.rules import Origin
 from membrane.policy.translate import origin_of, rules_from_object
 from membrane.store.mirror import Mirror
 
@@ -139,7 +138,7 @@ class PolicySync:
 
     def _fold_cidrs(self, dirty: set[int]) -> None:
         """Every prefix a rule names gets a node-local CIDR identity (labels cidr:<p>, reserved:world)."""
-        want = {str(p) for p in prefixes_used(self.repo.rules())}
+        want = {str(p) for p in self.repo.prefixes()}
         have = self.cidrs.prefixes()
         for prefix in want - set(have):
             n = self.cidrs.cidr_identity(prefix)
@@ -177,15 +176,14 @@ class PolicySync:
             cached = self._resolved.get(ep.id)
             if cached is not None and cached[0] == ep.identity and ep.identity not in dirty and not full:
                 continue
-            resolved = resolve_endpoint(ep.identity, self.repo.rules(), self.repo.cache, entities=entities,
-                                        mode=mode, named_ports=self._named_ports(ep))
+            resolved = self.repo.resolve(ep.identity, entities=entities, mode=mode, named_ports=self._named_ports(ep))
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
         if recomputed == 0 and not full and self._applied_endpoints() == set(endpoints):
             return
         self._apply(endpoints)
         self.last_sync_seconds = time.monotonic() - start
-        log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, len(self.repo.rules()),
+        log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
 
     def _applied_endpoints(self) -> set[int]:
