@@ -4,12 +4,16 @@ Runs the pure control-plane functions the agent runs, in a child process (so its
 identity labels for E endpoints (Deployments of ~30 pods spread over A apps in 50 namespaces), the
 ipcache merge of E pod entries + N node entries, a policy repository with P CiliumNetworkPolicies
 (each selecting one app and allowing another on 80/TCP) over the A identities, and the resolution of
-every identity's policy. Defaults: E=150 000, N=5 000, P=10 000, A=5 000 (the Cilium scale-report
-shape); ``MEMBRANE_BENCH_SCALE=0.1`` scales everything down for a quick run.
+every identity's policy through the repository's index (``PolicyRepository.resolve``, what the agent
+calls per endpoint). Defaults: E=150 000, N=5 000, P=10 000, A=5 000 (the Cilium scale-report shape);
+``MEMBRANE_BENCH_SCALE=0.1`` scales everything down for a quick run.
 
 Baselines measured in the same run: for time, building a plain dict of the same E endpoint records
-(the floor of holding the data at all); for memory, the RSS of the same child process before it
-builds anything. Cilium's published anchor (+10.5 KiB of agent memory per pod) is in the notes.
+(the floor of holding the data at all); for policy loading, validating and translating the same
+policies without a repository; for resolution, the scan of every rule (``resolve_endpoint`` over
+``repo.rules()``, the path before the index) on a sample of identities, whose results must equal the
+indexed ones; for memory, the RSS of the same child process before it builds anything. Cilium's
+published anchor (+10.5 KiB of agent memory per pod) is in the notes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 from bench.harness import Measurement
 
@@ -29,8 +34,9 @@ NODES = int(5_000 * SCALE)
 POLICIES = int(10_000 * SCALE)
 APPS = int(5_000 * SCALE)
 NAMESPACES = 50
-# One full-size run takes about 3.5 minutes on a 2-core machine: repeat only if asked, so `make bench`
-# stays within its 20-minute budget.
+SCAN_SAMPLE = 50  # identities resolved by scanning every rule (31 ms each at full size)
+# One full-size run takes about 15 s on a 2-core machine (3.5 min before the policy index): repeat only if
+# asked (`make bench` has a 20-minute budget).
 MAX_RUNS = int(os.environ.get("MEMBRANE_BENCH_SCALE_RUNS", "1"))
 
 
@@ -43,10 +49,8 @@ def _child() -> dict[str, float]:
     from membrane.identity.labelfilter import LabelFilter
     from membrane.identity.labels import pod_identity_labels
     from membrane.ipcache.cache import IPCacheEntry, Source, merge, node_entries
-    from membrane.model.validate import validate_object
     from membrane.policy.repository import PolicyRepository
     from membrane.policy.resolve import resolve_endpoint
-    from membrane.policy.translate import origin_of, rules_from_object
 
     out: dict[str, float] = {"rss_start_kib": _rss_kib()}
     t = time.perf_counter()
@@ -76,6 +80,39 @@ def _child() -> dict[str, float]:
     t = time.perf_counter()
     for labels, n in by_labels.items():
         repo.upsert_identity(n, {f"{lb.source}:{lb.key}": lb.value for lb in labels})  # type: ignore[attr-defined]
+    out["repo_identities_s"] = time.perf_counter() - t
+    out.update(_load_policies(repo))
+    out["policy_load_s"] = time.perf_counter() - t
+
+    # what the agent runs for each endpoint: the repository's indexed resolution
+    t = time.perf_counter()
+    entries = 0
+    for n in by_labels.values():
+        entries += len(repo.resolve(n).entries)
+    out["resolve_all_s"] = time.perf_counter() - t
+    out["policy_entries"] = entries
+
+    # baseline, on a sample: the scan of every rule (resolve_endpoint over repo.rules()), as before the index
+    sample = list(by_labels.values())[::max(1, len(by_labels) // SCAN_SAMPLE)][:SCAN_SAMPLE]
+    t = time.perf_counter()
+    rules = repo.rules()
+    scanned = {n: resolve_endpoint(n, rules, repo.cache) for n in sample}
+    out["scan_one_ms"] = (time.perf_counter() - t) / len(sample) * 1e3
+    t = time.perf_counter()
+    indexed = {n: repo.resolve(n) for n in sample}
+    out["indexed_one_ms"] = (time.perf_counter() - t) / len(sample) * 1e3
+    if indexed != scanned:
+        raise AssertionError("indexed resolution differs from the scan of every rule")
+    out["rss_peak_kib"] = _rss_kib()
+    return out
+
+
+def _load_policies(repo: Any) -> dict[str, float]:
+    """P policies into ``repo``; the seconds spent validating, translating and in the repository."""
+    from membrane.model.validate import validate_object
+    from membrane.policy.translate import origin_of, rules_from_object
+
+    spent = {"validate_s": 0.0, "translate_s": 0.0, "repository_s": 0.0}
     for p in range(POLICIES):
         subject, peer = p % APPS, (p * 7 + 1) % APPS
         obj = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
@@ -84,31 +121,32 @@ def _child() -> dict[str, float]:
                         "ingress": [{"fromEndpoints": [{"matchLabels": {
                             "app": f"app{peer}", "k8s:io.kubernetes.pod.namespace": f"ns{peer % NAMESPACES}"}}],
                             "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]}}
+        t0 = time.perf_counter()
         valid = validate_object(obj, f"policy {p}")
-        repo.set_policy(origin_of(valid), rules_from_object(valid))
-    out["policy_load_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    rules = repo.rules()
-    entries = 0
-    for n in by_labels.values():
-        entries += len(resolve_endpoint(n, rules, repo.cache).entries)
-    out["resolve_all_s"] = time.perf_counter() - t
-    out["policy_entries"] = entries
-    out["rss_peak_kib"] = _rss_kib()
-    return out
+        t1 = time.perf_counter()
+        origin, rules = origin_of(valid), rules_from_object(valid)
+        t2 = time.perf_counter()
+        repo.set_policy(origin, rules)
+        spent["validate_s"] += t1 - t0
+        spent["translate_s"] += t2 - t1
+        spent["repository_s"] += time.perf_counter() - t2
+    return spent
 
 
 def run(runs: int) -> list[Measurement]:
     name = f"control plane at scale ({ENDPOINTS:,} endpoints, {NODES:,} nodes, {POLICIES:,} policies)"
+    scan = f"scan of every rule ({SCAN_SAMPLE}-identity sample)"
     rows = {
         "identities_s": Measurement(name, "identity labels for every endpoint", "s", [],
                                     baseline_name="plain dict of the endpoints", higher_is_better=False),
         "ipcache_s": Measurement(name, "ipcache merge (pods + nodes)", "s", [],
                                  baseline_name="plain dict of the endpoints", higher_is_better=False),
-        "policy_load_s": Measurement(name, "load all policies (validate, translate, selector cache)", "s", [],
-                                     higher_is_better=False),
-        "resolve_all_s": Measurement(name, "resolve every identity's policy", "s", [], higher_is_better=False),
+        "policy_load_s": Measurement(name, "load identities and all policies (validate, translate, repository)",
+                                     "s", [], baseline_name="validate + translate alone", higher_is_better=False),
+        "resolve_one_ms": Measurement(name, "resolve one identity's policy (indexed)", "ms", [],
+                                      baseline_name=scan, higher_is_better=False),
+        "resolve_all_s": Measurement(name, "resolve every identity's policy (indexed)", "s", [],
+                                     baseline_name=scan + " x identities", higher_is_better=False),
         "rss": Measurement(name, "peak memory", "MiB", [], baseline_name="interpreter before the work",
                            higher_is_better=False),
     }
@@ -123,14 +161,21 @@ def run(runs: int) -> list[Measurement]:
             rows[key].subject.append(out[key])
             rows[key].baseline.append(out["baseline_dict_s"])
         rows["policy_load_s"].subject.append(out["policy_load_s"])
+        rows["policy_load_s"].baseline.append(out["validate_s"] + out["translate_s"])
+        rows["resolve_one_ms"].subject.append(out["resolve_all_s"] / out["identities"] * 1e3)
+        rows["resolve_one_ms"].baseline.append(out["scan_one_ms"])
         rows["resolve_all_s"].subject.append(out["resolve_all_s"])
+        rows["resolve_all_s"].baseline.append(out["scan_one_ms"] * out["identities"] / 1e3)
         rows["rss"].subject.append(out["rss_peak_kib"] / 1024)
         rows["rss"].baseline.append(out["rss_start_kib"] / 1024)
         per_pod = (out["rss_peak_kib"] - out["rss_start_kib"]) / ENDPOINTS
         notes = (f"{int(out['identities'])} identities, {int(out['ipcache_entries'])} ipcache entries, "
-                 f"{int(out['policy_entries'])} resolved policy entries; {per_pod:.2f} KiB per endpoint "
-                 "(Cilium's 1000-node report: +10.5 KiB agent memory per pod)")
-        print(f"  run {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in out.items() if k.endswith("_s")), flush=True)
+                 f"{int(out['policy_entries'])} resolved policy entries; policy load: identities "
+                 f"{out['repo_identities_s']:.2f} s, validate {out['validate_s']:.2f} s, translate "
+                 f"{out['translate_s']:.2f} s, repository {out['repository_s']:.2f} s; {per_pod:.2f} KiB per "
+                 "endpoint (Cilium's 1000-node report: +10.5 KiB agent memory per pod)")
+        print(f"  run {i + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items() if k.endswith(("_s", "_ms"))),
+              flush=True)
     for m in rows.values():
         m.notes = notes
     return list(rows.values())
