@@ -81,6 +81,7 @@ class PolicySync:
         self._ids_seen: dict[str, int] = {}  # identity key -> mod revision
         self._resolved: dict[int, tuple[int, ResolvedPolicy]] = {}  # ep id -> (identity, policy)
         self._last_mode = ""
+        self._map_synced = False  # the first sync writes the whole map
         self.last_sync_seconds = 0.0
         for n, labels in reserved_identities().items():
             self._set_identity(n, labels, set())
@@ -169,8 +170,10 @@ class PolicySync:
             return
         entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
+        changed: set[int] = set()
         for ep_id in [i for i in self._resolved if i not in endpoints]:
             del self._resolved[ep_id]
+            changed.add(ep_id)
         recomputed = 0
         for ep in endpoints.values():
             cached = self._resolved.get(ep.id)
@@ -179,32 +182,37 @@ class PolicySync:
             resolved = self.repo.resolve(ep.identity, entities=entities, mode=mode, named_ports=self._named_ports(ep))
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
-        if recomputed == 0 and not full and self._applied_endpoints() == set(endpoints):
+            changed.add(ep.id)
+        if not changed and not full and self._map_synced:
             return
-        self._apply(endpoints)
+        # A full pass (first sync, enforcement mode change) rewrites every endpoint's slots; otherwise only
+        # the changed endpoints' slots are computed and diffed: one policy change on a node with 30 000
+        # slots costs its own entries, not a rebuild of all of them.
+        self._apply(endpoints, None if full or not self._map_synced else changed)
+        self._map_synced = True
         self.last_sync_seconds = time.monotonic() - start
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
 
-    def _applied_endpoints(self) -> set[int]:
-        return set(self._resolved)
-
-    def _apply(self, endpoints: dict[int, Endpoint]) -> None:
+    def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
+        """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
         dp = self.net.datapath
         assert dp is not None
         want_flags = {ep_id: (r.ingress_enforced, r.egress_enforced) for ep_id, (_i, r) in self._resolved.items()}
+        touched = endpoints if scope is None else {i: ep for i, ep in endpoints.items() if i in scope}
         # 1. endpoints losing enforcement stop enforcing before their entries go
-        for ep_id, ep in endpoints.items():
+        for ep_id, ep in touched.items():
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ep.policy_ingress and ing,
                                             ep.policy_egress and egr)
-        # 2. the map holds exactly the resolved entries of the endpoints we have
-        rules = [rule for ep_id, (_i, r) in self._resolved.items() for rule in map_rules(ep_id, r)]
-        result = dp.policy.sync(rules)
+        # 2. the map holds exactly the resolved entries of the endpoints we have (of those in scope)
+        rules = [rule for ep_id, (_i, r) in self._resolved.items() if scope is None or ep_id in scope
+                 for rule in map_rules(ep_id, r)]
+        result = dp.policy.sync(rules, scope)
         if result.added or result.changed or result.removed:
             log.info("policy map: +%d ~%d -%d entries", result.added, result.changed, result.removed)
         # 3. endpoints gaining enforcement start enforcing once their allows are in place
-        for ep_id, ep in endpoints.items():
+        for ep_id, ep in touched.items():
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ing, egr)
 
