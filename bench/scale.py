@@ -37,7 +37,7 @@ NAMESPACES = 50
 SCAN_SAMPLE = 50  # identities resolved by scanning every rule (31 ms each at full size)
 # One full-size run takes about 15 s on a 2-core machine (3.5 min before the policy index): repeat only if
 # asked (`make bench` has a 20-minute budget).
-MAX_RUNS = int(os.environ.get("MEMBRANE_BENCH_SCALE_RUNS", "1"))
+MAX_RUNS = int(os.environ.get("MEMBRANE_BENCH_SCALE_RUNS", "3"))  # ~12 s a run since the index
 
 
 def _rss_kib() -> int:
