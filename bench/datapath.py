@@ -26,7 +26,15 @@ import tempfile
 import time
 
 from bench.harness import Measurement
-from bench.kernelnet import RoutedPair, forward_rule_count, iptables_forward_rules, routed_pair
+from bench.kernelnet import (
+    RoutedPair,
+    forward_rule_count,
+    iptables_forward_rules,
+    kube_proxy_ruleset,
+    load_kube_proxy,
+    nat_rule_count,
+    routed_pair,
+)
 from bench.netbench import (
     CPU,
     IPERF_PORT,
@@ -62,7 +70,9 @@ VARIANTS = {
     "open": "Membrane, no policy",
     "policy": f"Membrane, policy + {FILLERS // 1000}k entries/identities",
     "service": f"Membrane via ClusterIP, {EXTRA_SERVICES // 1000}k services",
+    "kubeproxy": f"kube-proxy iptables via ClusterIP, {EXTRA_SERVICES // 1000}k services",
 }
+KUBE_PROXY_VIP = "10.96.200.1"  # outside the range bench.kubeproxy_rules gives its 10 000 Services
 BASELINE = "kernel routing, no BPF"
 
 
@@ -240,8 +250,10 @@ def run(runs: int) -> list[Measurement]:
         rr = build_rr(workdir)
         with bench_lab(2) as lab:
             paths = LabPaths(lab)
-            with routed_pair(paths.netns_prefix, "k", 77) as kernel, routed_pair(paths.netns_prefix, "i", 78) as ipt:
-                notes = _in_lab(lab, runs, rows, rr, kernel, ipt)
+            prefix = paths.netns_prefix
+            with routed_pair(prefix, "k", 77) as kernel, routed_pair(prefix, "i", 78) as ipt, \
+                    routed_pair(prefix, "p", 79) as kp:
+                notes = _in_lab(lab, runs, rows, rr, kernel, ipt, kp)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for m in rows.rows.values():
@@ -249,7 +261,7 @@ def run(runs: int) -> list[Measurement]:
     return list(rows.rows.values())
 
 
-def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: RoutedPair) -> str:
+def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: RoutedPair, kp: RoutedPair) -> str:
     paths = LabPaths(lab)
     membrane(lab, "apply", "-f", "-", input=PODS)
     pods = wait_pods(lab, ["bench-srv", "bench-open", "bench-cli-local", "bench-cli-remote"])
@@ -271,9 +283,10 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
     policy.add_fillers()
     add_identity_fillers(node_pins)
     fill_s = time.perf_counter() - t0
-    servers = [Servers(ns, rr) for ns in (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns)]
+    server_ns = (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns, kp.server_ns)
+    servers = [Servers(ns, rr) for ns in server_ns]
     try:
-        for ns in (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns):
+        for ns in server_ns:
             wait_listening(ns)
         targets = {
             "iptables": (ipt.clients(), ipt.server_ip),
@@ -299,21 +312,27 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
         for pin in node_pins:
             load_services(pin)
         svc_s = time.perf_counter() - t0
+        kp_rules = kube_proxy_ruleset(EXTRA_SERVICES, KUBE_PROXY_VIP, kp.server_ip, (IPERF_PORT, RR_PORT))
+        kp_s = sum(load_kube_proxy(ns, kp_rules) for ns in kp.nodes)
+        with_services = {"service": (clients, vip), "kubeproxy": (kp.clients(), KUBE_PROXY_VIP)}
         for i in range(runs):
+            order = ["kernel", *with_services]
+            order = order[i % 3:] + order[:i % 3]
             for path in PATHS:
-                first_kernel = i % 2 == 0
-                if first_kernel:
-                    base = _sample(kernel.clients()[path], kernel.server_ip, rr)
-                ours = _sample(clients[path], vip, rr)
-                if not first_kernel:
-                    base = _sample(kernel.clients()[path], kernel.server_ip, rr)
-                _show(i + 1, path, BASELINE, base)
-                _show(i + 1, path, VARIANTS["service"], ours)
-                rows.add("service", path, ours, base)
+                got: dict[str, Sample] = {}
+                for what in order:
+                    client_map, server_ip = (kernel.clients(), kernel.server_ip) if what == "kernel" \
+                        else with_services[what]
+                    got[what] = _sample(client_map[path], server_ip, rr)
+                _show(i + 1, path, BASELINE, got["kernel"])
+                for variant in with_services:
+                    _show(i + 1, path, VARIANTS[variant], got[variant])
+                    rows.add(variant, path, got[variant], got["kernel"])
         hits = policy.allow_hits() - hits_before
         svc_left = services_left(node_pins[1])
         ids_left = identity_fillers_left(node_pins)
         ipt_rules = forward_rule_count(ipt.nodes[0])
+        kp_entries = nat_rule_count(kp.nodes[0])
     finally:
         for s in servers:
             s.close()
@@ -322,7 +341,10 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
              f"{FILLERS} policy entries + {FILLERS} ipcache identities added in {fill_s:.1f} s "
              f"({ids_left} identities still present at the end); {EXTRA_SERVICES} services × {BACKENDS_EACH} "
              f"backends loaded per node in {svc_s / 2:.1f} s ({svc_left} still present at the end); iptables "
-             f"contrast: {ipt_rules} FORWARD rules per node (loaded in {load_s / 2:.1f} s each, iptables-nft)")
+             f"contrast: {ipt_rules} FORWARD rules per node (loaded in {load_s / 2:.1f} s each, iptables-nft); kube-proxy "
+             f"contrast: its iptables-mode nat table for {EXTRA_SERVICES} Services × 10 endpoints + the benchmark's "
+             f"({kp_entries} KUBE-SERVICES rules, the benchmark's halfway down) on both scratch nodes, loaded with "
+             f"iptables-legacy-restore in {kp_s / 2:.1f} s each")
     if policy.by_bench:
         notes += f"; set by the benchmark, not the agent: {', '.join(policy.by_bench)}"
     if lost:

@@ -123,3 +123,45 @@ def forward_rule_count(netns: str) -> int:
     out = subprocess.run(["ip", "netns", "exec", netns, "iptables", "-S", "FORWARD"], capture_output=True,
                          text=True).stdout
     return sum(1 for line in out.splitlines() if line.startswith("-A FORWARD"))
+
+
+def kube_proxy_ruleset(services: int, vip: str, server_ip: str, ports: tuple[int, ...]) -> str:
+    """kube-proxy's iptables-mode nat table for ``services`` Services × 10 endpoints plus one Service at ``vip``
+    whose single endpoint is the benchmark's server; its KUBE-SERVICES rules sit halfway down the chain (the
+    average position of a Service among ``services``), which every new connection walks until it matches."""
+    from bench.kubeproxy_rules import HOOKS, Cluster, full_ruleset
+
+    lines = full_ruleset(Cluster(services)).splitlines()
+    chains = [f":KUBE-SVC-BENCH{p} - [0:0]" for p in ports] + [f":KUBE-SEP-BENCH{p} - [0:0]" for p in ports]
+    entries = [f"-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment \"default/bench:{p} cluster IP\" "
+               f"-m tcp --dport {p} -j KUBE-SVC-BENCH{p}" for p in ports]
+    rules = [rule for p in ports for rule in (
+        f"-A KUBE-SVC-BENCH{p} -j KUBE-SEP-BENCH{p}",
+        f"-A KUBE-SEP-BENCH{p} -s {server_ip}/32 -j KUBE-MARK-MASQ",
+        f"-A KUBE-SEP-BENCH{p} -p tcp -m tcp -j DNAT --to-destination {server_ip}:{p}")]
+    service_rules = [i for i, line in enumerate(lines) if line.startswith("-A KUBE-SERVICES -d ")]
+    middle = service_rules[len(service_rules) // 2]
+    first_rule = next(i for i, line in enumerate(lines) if line.startswith("-A "))
+    commit = lines.index("COMMIT")
+    out = lines[:first_rule] + chains + lines[first_rule:middle] + entries + lines[middle:commit] + rules + lines[commit:]
+    return "\n".join(out) + "\n" + HOOKS
+
+
+def load_kube_proxy(netns: str, ruleset: str) -> float:
+    """``iptables-legacy-restore`` of the ruleset into ``netns`` (iptables-nft needs minutes for 10 000
+    Services here, see the services benchmark); seconds taken."""
+    t0 = time.perf_counter()
+    for part in ruleset.split("COMMIT\n"):
+        if not part.strip():
+            continue
+        proc = subprocess.run(["ip", "netns", "exec", netns, "iptables-legacy-restore", "--noflush"],
+                              input=part + "COMMIT\n", capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"iptables-legacy-restore in {netns}: {proc.stderr.strip()[:400]}")
+    return time.perf_counter() - t0
+
+
+def nat_rule_count(netns: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", netns, "iptables-legacy-save", "-t", "nat"], capture_output=True,
+                         text=True).stdout
+    return sum(1 for line in out.splitlines() if line.startswith("-A KUBE-SERVICES"))
