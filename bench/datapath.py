@@ -8,8 +8,9 @@ a default route via the node) and plain kernel routing, no BPF anywhere (bench/k
   (the contrast: how iptables-based CNIs and kube-proxy grow);
 * **Membrane, no policy**: a 2-node lab, server pod ``bench-open`` that no policy selects;
 * **Membrane, policy + 10k**: server pod ``bench-srv`` whose ingress is enforced by a CiliumNetworkPolicy,
-  with 10 000 extra entries of distinct identities in its policy map and 10 000 extra identities (/32s) in both
-  nodes' ipcache, bulk-inserted through the datapath API;
+  with 10 000 extra entries of distinct identities in its policy map (bulk-inserted through the datapath API)
+  and 10 000 extra identities (/32s) published in the cluster store's ipcache, which both agents keep in
+  their ipcache maps;
 * **Membrane via ClusterIP, 10k services**: the same clients to ``bench-srv`` through its Service's ClusterIP
   while both nodes' LB maps also hold 10 000 other services × 5 backends (policy fillers still in place).
 
@@ -50,10 +51,14 @@ from bench.netbench import (
     wait_until,
 )
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED, EndpointRecord, EndpointsMap
-from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
+from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicyMap, PolicyRule
+from membrane.ipcache.cache import IPCacheEntry, Source
 from membrane.model.naming import LabPaths
+from membrane.store.etcd import EtcdClient
+from membrane.store.layout import StoreLayout
+from membrane.store.txn import Op
 
 FILLERS = int(os.environ.get("MEMBRANE_BENCH_POLICY_ENTRIES", "10000"))
 IPTABLES_RULES = int(os.environ.get("MEMBRANE_BENCH_IPTABLES_RULES", "10000"))
@@ -184,15 +189,25 @@ def _filler_prefix(i: int) -> str:
     return f"10.250.{i >> 8 & 255}.{i & 255}/32"
 
 
-def add_identity_fillers(pin_dirs: list[str]) -> None:
-    """10 000 extra identities, one /32 each, in every node's ipcache (the LPM trie every packet consults)."""
-    for pin_dir in pin_dirs:
-        with IpcacheMap.open(pin_dir) as ipc:
-            for i in range(FILLERS):
-                ipc.update(_filler_prefix(i), IpcacheEntry(FILLER_IDENTITY_BASE + i))
+def publish_identity_fillers(lab: str, pin_dirs: list[str], timeout: float = 60) -> None:
+    """10 000 extra identities, one /32 each (10.250.0.0/16), published in the cluster store's ipcache as
+    remote endpoints are, so every agent keeps them in its node's ipcache map (the LPM trie every packet
+    consults); waits until all nodes have them."""
+    client = EtcdClient(LabPaths(lab).etcd_endpoint)
+    layout = StoreLayout("default")
+    ops = [Op.put(layout.ipcache_key(_filler_prefix(i)),
+                  json.dumps(IPCacheEntry.of(_filler_prefix(i), FILLER_IDENTITY_BASE + i, Source.KVSTORE,
+                                             node="bench-fillers").to_dict(), sort_keys=True))
+           for i in range(FILLERS)]
+    for first in range(0, len(ops), 100):  # etcd's default limit is 128 operations per transaction
+        client.txn([], ops[first:first + 100])
+    if not wait_until(lambda: all(identity_fillers_left([pin]) >= FILLERS for pin in pin_dirs), timeout, 0.5):
+        raise RuntimeError(f"the agents did not write the {FILLERS} published identities into their ipcache "
+                           f"within {timeout:.0f} s")
 
 
 def identity_fillers_left(pin_dirs: list[str]) -> int:
+    """Filler identities in the first node's ipcache map."""
     with IpcacheMap.open(pin_dirs[0]) as ipc:
         return sum(1 for _, entry in ipc.items() if entry.identity >= FILLER_IDENTITY_BASE)
 
@@ -281,7 +296,7 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
     node_pins = [paths.bpffs_dir(SERVER_NODE), paths.bpffs_dir(REMOTE_NODE)]
     t0 = time.perf_counter()
     policy.add_fillers()
-    add_identity_fillers(node_pins)
+    publish_identity_fillers(lab, node_pins)
     fill_s = time.perf_counter() - t0
     server_ns = (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns, kp.server_ns)
     servers = [Servers(ns, rr) for ns in server_ns]
@@ -338,7 +353,8 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
             s.close()
     notes = (f"processes pinned to cpu {CPU}; iperf3 {IPERF_SECONDS:g} s, RR/CRR {RR_SECONDS:g} s (bench/rr.c); "
              f"bench-srv ingress enforced ({hits} new connections decided by its allow entries); "
-             f"{FILLERS} policy entries + {FILLERS} ipcache identities added in {fill_s:.1f} s "
+             f"{FILLERS} policy entries + {FILLERS} identities published in the store's ipcache, in both nodes' "
+             f"maps after {fill_s:.1f} s "
              f"({ids_left} identities still present at the end); {EXTRA_SERVICES} services × {BACKENDS_EACH} "
              f"backends loaded per node in {svc_s / 2:.1f} s ({svc_left} still present at the end); iptables "
              f"contrast: {ipt_rules} FORWARD rules per node (loaded in {load_s / 2:.1f} s each, iptables-nft); kube-proxy "
