@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -40,8 +39,15 @@ SCAN_SAMPLE = 50  # identities resolved by scanning every rule (31 ms each at fu
 MAX_RUNS = int(os.environ.get("MEMBRANE_BENCH_SCALE_RUNS", "3"))  # ~12 s a run since the index
 
 
-def _rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def _rss_kib(field: str = "VmHWM") -> int:
+    """This process's peak (VmHWM) or current (VmRSS) resident set, KiB. Not getrusage's ru_maxrss: Linux
+    carries that over from the parent at fork, so a child of a large benchmark process would report the
+    parent's size."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def _child() -> dict[str, float]:
@@ -52,7 +58,7 @@ def _child() -> dict[str, float]:
     from membrane.policy.repository import PolicyRepository
     from membrane.policy.resolve import resolve_endpoint
 
-    out: dict[str, float] = {"rss_start_kib": _rss_kib()}
+    out: dict[str, float] = {"rss_start_kib": _rss_kib("VmRSS")}
     t = time.perf_counter()
     plain = {f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}": (i % APPS, f"ns{i % NAMESPACES}") for i in range(ENDPOINTS)}
     out["baseline_dict_s"] = time.perf_counter() - t
