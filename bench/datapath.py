@@ -313,6 +313,7 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
         for i in range(runs):
             # The order of the variants rotates between runs, so drift over a run favours none of them.
             order = list(targets)[i % 3:] + list(targets)[:i % 3]
+            policy.add_fillers()  # again: the agent's periodic policy-map resync removes entries it did not write
             for path in PATHS:
                 base = _sample(kernel.clients()[path], kernel.server_ip, rr)
                 _show(i + 1, path, BASELINE, base)

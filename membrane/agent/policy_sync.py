@@ -33,6 +33,7 @@ from membrane.store.mirror import Mirror
 log = logging.getLogger(__name__)
 
 HOST_IDENTITY = 1
+RESYNC_MARGIN = 90.0  # seconds before PolicyMap's own resync: three ticks of the 30 s controller
 POLICY_KINDS = {  # store key segment -> kind
     "cilium.io/CiliumNetworkPolicy": "CiliumNetworkPolicy",
     "cilium.io/CiliumClusterwideNetworkPolicy": "CiliumClusterwideNetworkPolicy",
@@ -183,18 +184,24 @@ class PolicySync:
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
             changed.add(ep.id)
-        if not changed and not full and self._map_synced:
+        if changed or full or not self._map_synced:
+            # A full pass (first sync, enforcement mode change) rewrites every endpoint's slots; otherwise
+            # only the changed endpoints' slots are computed and diffed: one policy change on a node with
+            # 30 000 slots costs its own entries, not a rebuild of all of them.
+            self._apply(endpoints, None if full or not self._map_synced else changed, reread=False)
+            self._map_synced = True
+        # Every few minutes the whole map is read back and made exact (repairing what other writers
+        # changed) — after any change of this run is in place, so that read (a syscall pair per slot,
+        # ~1 s for 30 000 slots) never delays enforcement.
+        if dp.policy.shadow_age() > dp.policy.RESYNC_SECONDS - RESYNC_MARGIN:
+            self._apply(endpoints, None, reread=True)
+        elif not changed and not full:
             return
-        # A full pass (first sync, enforcement mode change) rewrites every endpoint's slots; otherwise only
-        # the changed endpoints' slots are computed and diffed: one policy change on a node with 30 000
-        # slots costs its own entries, not a rebuild of all of them.
-        self._apply(endpoints, None if full or not self._map_synced else changed)
-        self._map_synced = True
         self.last_sync_seconds = time.monotonic() - start
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
 
-    def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
+    def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None, reread: bool | None = None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
         dp = self.net.datapath
         assert dp is not None
@@ -208,7 +215,7 @@ class PolicySync:
         # 2. the map holds exactly the resolved entries of the endpoints we have (of those in scope)
         rules = [rule for ep_id, (_i, r) in self._resolved.items() if scope is None or ep_id in scope
                  for rule in map_rules(ep_id, r)]
-        result = dp.policy.sync(rules, scope)
+        result = dp.policy.sync(rules, scope, reread=reread)
         if result.added or result.changed or result.removed:
             log.info("policy map: +%d ~%d -%d entries", result.added, result.changed, result.removed)
         # 3. endpoints gaining enforcement start enforcing once their allows are in place

@@ -269,7 +269,9 @@ def test_sync_diffs_against_what_it_wrote_and_rereads_on_request(node: Node) -> 
     """sync() remembers what it left in the map: another writer's slot survives a normal sync (no full
     read each time) and goes on a re-read; the synced slots themselves are exact either way."""
     ours, other = allow_a_to_b(80), allow_a_to_b(81)
+    assert node.policy.shadow_age() == float("inf")
     assert node.policy.sync([ours]) == (1, 0, 0)
+    assert 0 <= node.policy.shadow_age() < 60
     with PolicyMap.open(node.pin_dir) as second:  # another writer, e.g. a benchmark filler
         second.update(other)
     assert node.policy.sync([ours]) == (0, 0, 0)

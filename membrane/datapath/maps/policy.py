@@ -207,6 +207,10 @@ class PolicyMap(PinnedMap):
     _shadow: dict[PolicySlot, Verdict] | None = None
     _shadow_at = 0.0
 
+    def shadow_age(self) -> float:
+        """Seconds since the map was last read back (infinite before the first sync)."""
+        return float("inf") if self._shadow is None else time.monotonic() - self._shadow_at
+
     def _write(self, slot: PolicySlot, verdict: Verdict) -> None:
         value = PolicyValue(flags=POLICY_F_DENY if verdict.deny else 0, proxy_port=_htons(verdict.proxy_port))
         map_update(self.fd, slot.to_c(), value, what=f"{self.NAME} {slot}")
@@ -238,14 +242,16 @@ class PolicyMap(PinnedMap):
         return dict(sorted(found.items()))
 
     def sync(self, rules: Iterable[PolicyRule], ep_ids: Iterable[int] | None = None, *,
-             reread: bool = False) -> SyncResult:
+             reread: bool | None = None) -> SyncResult:
         """Make the map hold exactly the rules' slots (only for ``ep_ids`` when given), writing
         only differences: additions and changes first, then removals, so a connection that
         stays allowed is never refused in between. Unchanged slots keep their counters. The
-        differences are taken against what this object last synced (see RESYNC_SECONDS);
-        ``reread=True`` reads the map first."""
+        differences are taken against what this object last synced; ``reread=True`` reads the
+        map first, ``None`` does when that is older than RESYNC_SECONDS, ``False`` only if there
+        is nothing to diff against."""
         now = time.monotonic()
-        if self._shadow is None or reread or now - self._shadow_at > self.RESYNC_SECONDS:
+        stale = now - self._shadow_at > self.RESYNC_SECONDS if reread is None else reread
+        if self._shadow is None or stale:
             self._shadow = None  # a failure while reading leaves no half-read shadow behind
             current = {slot: state.verdict for slot, state in self.items().items()}
             self._shadow, self._shadow_at = current, now
