@@ -9,11 +9,10 @@ TCP_CRR pinned to one CPU, while the client node's LB maps hold 10 000 extra ser
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 
-from bench.datapath import PODS
+from bench.datapath import BACKENDS_EACH, EXTRA_SERVICES, PODS, load_services, services_left
 from bench.harness import Measurement
 from bench.netbench import (
     IPERF_PORT,
@@ -27,12 +26,7 @@ from bench.netbench import (
     wait_pods,
     wait_until,
 )
-from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
 from membrane.model.naming import LabPaths
-
-EXTRA_SERVICES = int(os.environ.get("MEMBRANE_BENCH_EXTRA_SERVICES", "10000"))
-BACKENDS_EACH = 5
-EXTRA_ID_BASE = 40_000  # rev-NAT and backend ids far above what the agent hands out
 
 SERVICE = f"""apiVersion: v1
 kind: Service
@@ -41,17 +35,6 @@ spec:
   selector: {{app: bench-srv}}
   ports: [{{name: iperf, port: {IPERF_PORT}}}, {{name: rr, port: {RR_PORT}}}]
 """
-
-
-def _load_extra(lb: LBMaps) -> None:
-    backend = EXTRA_ID_BASE * 10
-    for i in range(EXTRA_SERVICES):
-        vip = f"10.97.{i >> 8 & 255}.{i & 255}"
-        backends = []
-        for _ in range(BACKENDS_EACH):
-            backend += 1
-            backends.append(Backend(backend, f"10.201.{backend >> 8 & 255}.{backend & 255}", 8080))
-        lb.upsert_service(Frontend(vip, 80), backends, rev_nat_index=EXTRA_ID_BASE + i)
 
 
 def run(runs: int) -> list[Measurement]:
@@ -80,8 +63,7 @@ def run(runs: int) -> list[Measurement]:
             vip = str(wait_until(cluster_ip, 30))
             clients = {"same node": netns["bench-cli-local"], "across nodes": netns["bench-cli-remote"]}
             for node in ("k8s-w1", "k8s-ctr"):
-                with LBMaps.open(paths.bpffs_dir(node)) as lb:
-                    _load_extra(lb)
+                load_services(paths.bpffs_dir(node))
             servers = Servers(netns["bench-srv"], rr)
             try:
                 wait_listening(netns["bench-srv"])
@@ -96,8 +78,7 @@ def run(runs: int) -> list[Measurement]:
                             rows[(metric, path)].baseline.append(getattr(samples[False], attr))
                         print(f"  run {i + 1} {path:12}: RR via service {samples[True].rr:,.0f}/s, "
                               f"direct {samples[False].rr:,.0f}/s", flush=True)
-                with LBMaps.open(paths.bpffs_dir("k8s-ctr")) as lb:
-                    still = sum(1 for r in lb.services() if r.rev_nat_index >= EXTRA_ID_BASE)
+                still = services_left(paths.bpffs_dir("k8s-ctr"))
             finally:
                 servers.close()
     finally:

@@ -175,11 +175,6 @@ class ServerPolicy:
             for rule in self._fillers():
                 pm.update(rule)
 
-    def remove_fillers(self) -> None:
-        with PolicyMap.open(self.pin_dir) as pm:
-            for rule in self._fillers():
-                pm.delete(rule)
-
     def entries(self) -> int:
         with PolicyMap.open(self.pin_dir) as pm:
             return sum(1 for slot in pm.items() if slot.ep_id == self.ep_id and slot.direction == DIR_INGRESS)
