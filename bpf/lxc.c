@@ -14,6 +14,12 @@
  * backend before conntrack and policy, so both see the backend; to_container undoes the
  * translation on replies.
  *
+ * Source validation: from_container takes the sending endpoint from the veth the packet came
+ * in on (mb_lxc), never from the packet. An IPv4 packet whose source address, or a frame whose
+ * source MAC, is not that endpoint's is dropped (DROP_INVALID_SIP, DROP_INVALID_SMAC) and
+ * reported as sent by the real endpoint, so no pod can borrow another's identity. ARP is
+ * checked the same way (arp.h).
+ *
  * Events (events.h): from_container traces FROM_LXC, then TO_STACK for what it leaves to the
  * kernel; a local delivery is traced once, as TO_LXC by the destination's to_container, which
  * traces everything it hands to its pod. Traces are aggregated (conntrack.h); every drop and
@@ -118,8 +124,22 @@ tracked:
 	return REASON_FORWARDED;
 }
 
-/* IPv4 from the pod: deliver to a local endpoint directly, leave the rest to the kernel. */
-static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, struct event_ctx *ctx)
+/* Drop a frame the pod of `ep` (NULL: the device is no known endpoint) sent with an address or
+ * MAC not its own, reported as sent by that endpoint whatever the packet claims. */
+static __always_inline int drop_spoofed(struct __sk_buff *skb, struct event_ctx *ctx, const struct endpoint_info *ep,
+					__u8 reason)
+{
+	if (ep) {
+		ctx->ep_id = ep->ep_id;
+		ctx->src_identity = ep->sec_identity;
+	}
+	return drop_notify(skb, ctx, reason);
+}
+
+/* IPv4 from the pod of `src` (address own_ip): deliver to a local endpoint directly, leave the
+ * rest to the kernel. */
+static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, struct event_ctx *ctx,
+						      const struct endpoint_info *src, __u32 own_ip)
 {
 	struct endpoint_info *dst;
 	struct ethhdr *eth;
@@ -128,8 +148,14 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	__u32 ifindex;
 	int verdict;
 
-	if (!ipv4_header(skb))
+	ip4 = ipv4_header(skb);
+	if (!ip4)
 		return drop_notify(skb, ctx, DROP_INVALID);
+	if (!src || ip4->saddr != own_ip) {
+		ctx->protocol = ip4->protocol;
+		ctx->dst_identity = ipcache_identity(ip4->daddr);
+		return drop_spoofed(skb, ctx, src, DROP_INVALID_SIP);
+	}
 	/* Service translation first: conntrack and policy see the backend. */
 	verdict = lb4_from_container(skb, &rev_nat_index);
 	ip4 = ipv4_header(skb);
@@ -188,30 +214,42 @@ int from_container(struct __sk_buff *skb)
 {
 	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
+	struct endpoint_info *src;
 	struct event_ctx ctx;
+	__u32 own_ip = 0;
+	__u16 proto;
 
 	event_ctx_init(&ctx, METRIC_EGRESS);
 	if (!PKT_HAS(eth, sizeof(*eth), data_end))
 		return drop_notify(skb, &ctx, DROP_INVALID);
+	proto = bpf_ntohs(eth->h_proto);
+	if (proto != ETH_P_IP && proto != ETH_P_ARP)
+		goto pass;
 
-	switch (bpf_ntohs(eth->h_proto)) {
-	case ETH_P_IP:
-		return handle_ipv4_from_container(skb, &ctx);
-	case ETH_P_ARP:
-		switch (arp_respond(skb)) {
-		case ARP_REPLIED:
-			update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
-			/* Back out of the device it came in on: into the pod. */
-			return bpf_redirect(skb->ifindex, 0);
-		case ARP_INVALID:
-			return drop_notify(skb, &ctx, DROP_INVALID);
-		default:
-			break;
-		}
-		break;
+	/* The sender is the endpoint bound to this veth; the packet's own claims are checked. */
+	src = lookup_lxc_endpoint(skb->ifindex, &own_ip);
+	if (!src)
+		return drop_spoofed(skb, &ctx, src, DROP_INVALID_SIP);
+	if (!eth_addr_equal(eth->h_source, src->pod_mac))
+		return drop_spoofed(skb, &ctx, src, DROP_INVALID_SMAC);
+	if (proto == ETH_P_IP)
+		return handle_ipv4_from_container(skb, &ctx, src, own_ip);
+
+	switch (arp_from_endpoint(skb, src, own_ip)) {
+	case ARP_REPLIED:
+		update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
+		/* Back out of the device it came in on: into the pod. */
+		return bpf_redirect(skb->ifindex, 0);
+	case ARP_INVALID:
+		return drop_notify(skb, &ctx, DROP_INVALID);
+	case ARP_SPOOFED_IP:
+		return drop_spoofed(skb, &ctx, src, DROP_INVALID_SIP);
+	case ARP_SPOOFED_MAC:
+		return drop_spoofed(skb, &ctx, src, DROP_INVALID_SMAC);
 	default:
 		break;
 	}
+pass:
 	update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
 	return CTX_ACT_OK;
 }

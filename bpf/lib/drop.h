@@ -5,6 +5,7 @@
 #define MEMBRANE_DROP_H
 
 #define REASON_FORWARDED          0
+#define DROP_INVALID_SMAC         130 /* "Invalid source mac" */
 #define DROP_INVALID_SIP          132 /* "Invalid source ip" */
 #define DROP_POLICY               133 /* "Policy denied" */
 #define DROP_INVALID              134 /* "Invalid packet" */

@@ -43,6 +43,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_endpoints SEC(".maps");
 
+/* ---- mb_lxc: the endpoint bound to each pod veth (host side), by ifindex ------------------ */
+
+/* from_container takes the sending endpoint from the device the packet arrived on, never from
+ * the packet: a source address that is not this endpoint's is spoofed (DROP_INVALID_SIP). */
+struct lxc_key {
+	__u32 ifindex; /* host-side veth (lxc...) in the node netns */
+};
+
+struct lxc_info {
+	__u32 ip4; /* the endpoint's IPv4 address (network byte order): its mb_endpoints key */
+	__u32 pad; /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ENDPOINTS_MAP_SIZE);
+	__type(key, struct lxc_key);
+	__type(value, struct lxc_info);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_lxc SEC(".maps");
+
 /* ---- mb_metrics: packets and bytes per (reason, direction), per CPU ----------------------- */
 
 #define METRICS_MAP_SIZE 1024

@@ -94,10 +94,12 @@ class PodIndex:
 
 class FlowPipeline:
     def __init__(self, node: str, pin_dir: str, ring: FlowRing, lookup: Callable[[str], EndpointInfo | None],
-                 on_flow: Callable[[Any], None] = lambda _f: None) -> None:
+                 on_flow: Callable[[Any], None] = lambda _f: None,
+                 lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None) -> None:
         self.node = node
         self.ring = ring
         self._lookup = lookup
+        self._lookup_endpoint = lookup_endpoint
         self._on_flow = on_flow
         self.monitor = EventMonitor(pin_dir, self._on_event)
         self.decode_errors = 0
@@ -113,7 +115,7 @@ class FlowPipeline:
         if fev is None:
             return
         try:
-            flow = flow_from_event(fev, self._lookup)
+            flow = flow_from_event(fev, self._lookup, lookup_endpoint=self._lookup_endpoint)
         except Exception as exc:  # one bad record must not stop the monitor
             self.decode_errors += 1
             log.debug("event not decoded: %s", exc)

@@ -77,16 +77,18 @@ class NodeNetwork:
                 continue
             ep.host_ifindex = ifindex
             keep.append(ep)
-        self.datapath.reattach_all([ep.host_ifindex for ep in keep])
         valid_ips = set()
+        # Entries before programs: from_container drops what comes from a device it cannot bind.
         for ep in keep:
             self.endpoints.put(ep)
             self.datapath.endpoints.update(ep.ipv4, self._record(ep))
             routes.replace_route(endpoint_route(ep.ipv4, ep.host_ifname))
             valid_ips.add(ep.ipv4)
+        self.datapath.reattach_all([ep.host_ifindex for ep in keep])
         for ip in list(self.datapath.endpoints.keys()):
             if ip not in valid_ips:
                 self.datapath.endpoints.delete(ip)
+        self.datapath.endpoints.prune_devices()
         # Allocations without an endpoint (a crash between allocate and persist) are released.
         for ip, owner in list(self.allocator.used().items()):
             if owner != "router" and ip not in valid_ips:
@@ -108,15 +110,16 @@ class NodeNetwork:
                 made_link = True
                 links.configure_pod_side(netns, ifname, ip, self.router_ip)
                 sysctl.set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")
-                self.datapath.attach_endpoint(veth.host_ifindex)
                 ep = Endpoint(
                     id=self.endpoints.next_id(), container_id=container_id, ifname=ifname, netns=netns,
                     namespace=namespace, pod_name=pod, ipv4=ip, host_ifname=host_if,
                     host_ifindex=veth.host_ifindex, host_mac=veth.host_mac, pod_mac=veth.pod_mac,
                     labels=dict(labels), state=STATE_WAITING_FOR_IDENTITY,
                 )
+                # The entry (and its device binding) before the programs that check against it.
                 self.datapath.endpoints.update(ip, self._record(ep))
                 made_map = True
+                self.datapath.attach_endpoint(veth.host_ifindex)
                 routes.replace_route(endpoint_route(ip, host_if))
                 made_route = True
                 self.endpoints.put(ep)

@@ -16,6 +16,7 @@ from typing import Any
 from membrane.agent.flows import FlowPipeline, PodIndex
 from membrane.agent.node_network import NodeNetwork
 from membrane.hubble.agent_metrics import AgentMetrics, AgentSources
+from membrane.hubble.events import EndpointInfo
 from membrane.hubble.metrics import HubbleMetrics, Registry
 from membrane.hubble.ring import FlowRing
 from membrane.hubbleserver.observer import ObserverServer
@@ -52,7 +53,7 @@ class Observability:
     def start(self) -> None:
         assert self.net.datapath is not None
         self.pipeline = FlowPipeline(self.node, self.net.pin_dir, self.ring, self.index.lookup,
-                                     self.hubble_metrics.process)
+                                     self.hubble_metrics.process, lookup_endpoint=self._endpoint_info)
         self.pipeline.start()
         observer = ObserverServer(self.ring, self.node, f"{self.paths.run_dir}/hubble-{self.node}.sock",
                                   f"0.0.0.0:{OBSERVER_PORT}")
@@ -62,6 +63,11 @@ class Observability:
             server = MetricsServer(address, self.registry.exposition)
             server.start()
             self.servers.append(server)
+
+    def _endpoint_info(self, ep_id: int) -> EndpointInfo | None:
+        """The pod of a local endpoint id (the sender of a packet dropped for a spoofed source)."""
+        ep = self.net.endpoints.by_id(ep_id)
+        return self.index.lookup(ep.ipv4) if ep is not None else None
 
     def stop(self) -> None:
         if self.pipeline is not None:

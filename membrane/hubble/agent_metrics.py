@@ -11,21 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from membrane.hubble.metrics import Registry
+from membrane.hubble.monitor import DROP_REASON_TEXTS
 
-# datapath texts of drop reasons, as cilium_drop_count_total labels them
-DROP_REASON_TEXT = {
-    132: "Invalid source ip",
-    133: "Policy denied",
-    134: "Invalid packet",
-    135: "CT: Truncated or invalid header",
-    136: "Fragmentation needed",
-    137: "CT: Unknown L4 protocol",
-    158: "Service backend not found",
-    181: "Policy denied by denylist",
-    189: "Authentication required",
-    203: "Endpoint policy program not available",
-    204: "No Egress IP configured",
-}
+# datapath texts of drop reasons, as cilium_drop_count_total labels them: the monitor's, one list
+DROP_REASON_TEXT = DROP_REASON_TEXTS
 REGENERATION_BUCKETS = (
     0.001,
     0.0025,

@@ -113,8 +113,11 @@ def flow_from_event(
     *,
     uuid_factory: Callable[[], str] = lambda: str(uuidlib.uuid4()),
     emitter_version: str = "",
+    lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None,
 ) -> flow_pb2.Flow:
-    """Decode `event` into a Flow; `lookup(ip)` describes each end of the packet."""
+    """Decode `event` into a Flow; `lookup(ip)` describes each end of the packet. A packet dropped
+    for a spoofed source (monitor.SPOOFED_SOURCE_REASONS) names its real sender, the endpoint
+    whose hook dropped it (`lookup_endpoint(endpoint id)`), not the address it claimed."""
     ev = event if isinstance(event, DatapathEvent) else DatapathEvent.from_mapping(event)
     mtype = ev.message_type
     pkt = decode_frame(ev.packet)
@@ -128,6 +131,9 @@ def flow_from_event(
     if pkt.ip is not None:
         f.IP.CopyFrom(pkt.ip)
         src_info, dst_info = lookup(pkt.ip.source), lookup(pkt.ip.destination)
+    if (mtype == monitor.MSG_DROP and ev.drop_reason in monitor.SPOOFED_SOURCE_REASONS and ev.endpoint_id
+            and lookup_endpoint is not None):
+        src_info = lookup_endpoint(ev.endpoint_id)
     if pkt.l4 is not None:
         f.l4.CopyFrom(pkt.l4)
     f.source.CopyFrom(_endpoint(src_info, ev.src_identity))

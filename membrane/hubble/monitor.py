@@ -77,6 +77,10 @@ def trace_reason(reason: int) -> int:
     return reason + 1 if reason <= CT_REASON_REOPENED else reason
 
 
+# Drops of a packet whose source (address or MAC) was not its sender's own: the flow names the
+# endpoint that sent it rather than the address it claimed.
+SPOOFED_SOURCE_REASONS = frozenset({130, 132})
+
 DROP_REASON_TEXTS: dict[int, str] = {
     130: "Invalid source mac",
     131: "Invalid destination mac",

@@ -50,3 +50,13 @@ def ipv4(src: str, dst: str, payload: bytes, ttl: int = 64, proto: int = 1, iden
 def icmp_echo(ident: int = 1, seq: int = 1, data: bytes = b"membrane") -> bytes:
     body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + data
     return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+
+
+# BPF_PROG_TEST_RUN runs a tc program on the test's loopback device (ifindex 1 in every netns),
+# so from_container takes its sender from lo's binding in mb_lxc.
+TEST_RUN_IFINDEX = 1
+
+
+def send_as(endpoints, ip: str) -> None:  # endpoints: membrane.datapath.maps.endpoints.EndpointsMap
+    """Let the next from_container test run be a packet from the pod with address ``ip``."""
+    endpoints.devices.update(TEST_RUN_IFINDEX, ip)

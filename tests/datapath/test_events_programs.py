@@ -41,7 +41,7 @@ from membrane.datapath.maps.events import (
 from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicyMap, PolicyRule
 from membrane.datapath.monitor import EventMonitor, events_enabled, set_events_enabled
-from tests.datapath.packets import ETH_P_IP, ethernet, icmp_echo, ipv4
+from tests.datapath.packets import ETH_P_IP, ethernet, icmp_echo, ipv4, send_as
 
 pytestmark = pytest.mark.root
 
@@ -90,6 +90,7 @@ class Node:
 
     def send(self, src: tuple[str, EndpointRecord], dst_ip: str, l4: bytes, proto: int) -> int:
         """A packet leaving pod ``src``: from_container's verdict."""
+        send_as(self.endpoints, src[0])
         return prog_test_run(self.obj.program_fd("from_container"), self.frame_from(src, dst_ip, l4, proto))[0]
 
     def deliver(self, src_ip: str, dst: tuple[str, EndpointRecord], l4: bytes, proto: int) -> int:
@@ -236,6 +237,7 @@ def test_drops_are_never_aggregated(node: Node) -> None:
 def test_a_malformed_packet_is_dropped_as_invalid_with_an_event(node: Node) -> None:
     frame = bytearray(node.frame_from(A, B[0], tcp(40000, 80, SYN), TCP))
     frame[14] = 0x65  # IP version 6 in an IPv4 ethertype
+    send_as(node.endpoints, A[0])
     assert prog_test_run(node.obj.program_fd("from_container"), bytes(frame))[0] == TC_ACT_SHOT
     (drop,) = node.events()
     assert drop.is_drop and drop.drop_reason == 134 and drop.packet == bytes(frame)

@@ -22,7 +22,7 @@ from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicyRule
 from tests.datapath.netlab import NodeLab, Pod
-from tests.datapath.packets import ETH_P_IP, checksum, ethernet, ip_bytes, ipv4
+from tests.datapath.packets import ETH_P_IP, checksum, ethernet, ip_bytes, ipv4, send_as
 
 pytestmark = pytest.mark.root
 
@@ -172,6 +172,7 @@ def progs(pin_dir: str, lxc_object: str) -> Iterator[Programs]:
         obj.load()
         with EndpointsMap.open(pin_dir) as endpoints, LBMaps.open(pin_dir) as lb, ConntrackMap.open(pin_dir) as ct:
             endpoints.update(*A)
+            send_as(endpoints, A[0])
             yield Programs(obj, lb, ct)
 
 

@@ -17,7 +17,7 @@ from membrane.datapath.maps.conntrack import CT_SERVICE, ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointRecord, EndpointsMap
 from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
 from membrane.datapath.maps.metrics import METRIC_EGRESS, MetricCounters, MetricsMap
-from tests.datapath.packets import ETH_P_IP, checksum, ethernet, ip_bytes, ipv4
+from tests.datapath.packets import ETH_P_IP, checksum, ethernet, ip_bytes, ipv4, send_as
 
 pytestmark = pytest.mark.root
 
@@ -55,6 +55,7 @@ def progs(pin_dir: str, lxc_object: str) -> Iterator[Programs]:
                 ConntrackMap.open(pin_dir) as ct, MetricsMap.open(pin_dir) as metrics:
             for ip, record in (A, B, C):
                 endpoints.update(ip, record)
+            send_as(endpoints, A[0])
             yield Programs(obj, lb, ct, metrics)
 
 

@@ -28,7 +28,7 @@ from membrane.datapath.maps.metrics import (
     MetricsMap,
 )
 from membrane.datapath.maps.policy import DIR_EGRESS, DIR_INGRESS, PolicyMap, PolicyRule
-from tests.datapath.packets import ETH_P_IP, checksum, ethernet, icmp_echo, ipv4
+from tests.datapath.packets import ETH_P_IP, checksum, ethernet, icmp_echo, ipv4, send_as
 
 pytestmark = pytest.mark.root
 
@@ -79,6 +79,7 @@ class Node:
     def send(self, src: tuple[str, EndpointRecord], dst_ip: str, l4: bytes, proto: int) -> int:
         """A packet leaving pod ``src``: from_container's verdict."""
         frame = ethernet(src[1].lxc_mac, src[1].pod_mac, ETH_P_IP, ipv4(src[0], dst_ip, l4, proto=proto))
+        send_as(self.endpoints, src[0])
         return prog_test_run(self.obj.program_fd("from_container"), frame)[0]
 
     def deliver(self, src_ip: str, dst: tuple[str, EndpointRecord], l4: bytes, proto: int) -> int:

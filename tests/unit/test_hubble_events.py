@@ -141,3 +141,34 @@ def test_dataclass_event_and_encrypted_reason() -> None:
     f = flow_from_event(ev, lookup)
     assert f.IP.encrypted and f.trace_reason == flow_pb2.ESTABLISHED
     assert f.trace_observation_point == flow_pb2.TO_NETWORK and f.uuid
+
+
+ATTACKER = EndpointInfo(identity=54500, namespace="default", pod_name="attacker", endpoint_id=77,
+                        labels=("k8s:app=attacker",))
+
+
+def by_endpoint(ep_id: int) -> EndpointInfo | None:
+    return ATTACKER if ep_id == 77 else None
+
+
+def test_spoofed_source_drop_names_the_sender_not_the_claimed_address() -> None:
+    """10.0.1.10 is netpod1's address; the attacker's veth sent it, so the flow names the attacker."""
+    base = {"node_name": "k8s-w1", "timestamp_ns": T0, "kind": "drop", "drop_reason": 132, "endpoint_id": 77,
+            "src_identity": 54500, "dst_identity": 54400, "ingress": False,
+            "packet": frame(17, udp(50242, 7777), src="10.0.1.10")}
+    f = flow_from_event(base, lookup, uuid_factory=lambda: "u-1", lookup_endpoint=by_endpoint)
+    assert f.verdict == flow_pb2.DROPPED and f.drop_reason_desc == flow_pb2.INVALID_SOURCE_IP
+    assert (f.source.pod_name, f.source.identity) == ("attacker", 54500)
+    assert f.IP.source == "10.0.1.10" and f.destination.pod_name == "netpod2"
+    # Other drops keep naming the packet's source.
+    policy = flow_from_event({**base, "drop_reason": 133}, lookup, uuid_factory=lambda: "u-1",
+                             lookup_endpoint=by_endpoint)
+    assert policy.source.pod_name == "netpod1"
+
+
+def test_spoofed_arp_drop_names_the_sender() -> None:
+    arp_frame = b"\xff" * 6 + SRC_MAC + b"\x08\x06" + bytes(28)
+    f = flow_from_event({"node_name": "k8s-w1", "timestamp_ns": T0, "kind": "drop", "drop_reason": 130,
+                         "endpoint_id": 77, "src_identity": 54500, "packet": arp_frame},
+                        lookup, uuid_factory=lambda: "u-1", lookup_endpoint=by_endpoint)
+    assert f.source.pod_name == "attacker" and f.drop_reason_desc == flow_pb2.INVALID_SOURCE_MAC

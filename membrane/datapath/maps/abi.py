@@ -6,7 +6,7 @@ import ctypes
 
 from membrane.datapath.bpf.btf import ctypes_layout, layout_drift, read_struct_layouts
 from membrane.datapath.maps.conntrack import CtEntry, CtKey
-from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey
+from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey, LxcInfo, LxcKey
 from membrane.datapath.maps.events import EVENT_MIRRORS
 from membrane.datapath.maps.ipcache import IpcacheKey, IpcacheValue
 from membrane.datapath.maps.lb import LB_MIRRORS
@@ -18,6 +18,8 @@ from membrane.datapath.maps.policy import PolicyKey, PolicyValue
 MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     ("endpoint_key", EndpointKey),
     ("endpoint_info", EndpointInfo),
+    ("lxc_key", LxcKey),
+    ("lxc_info", LxcInfo),
     ("metrics_key", MetricsKey),
     ("metrics_value", MetricsValue),
     ("ipcache_key", IpcacheKey),

@@ -1,4 +1,9 @@
-"""mb_endpoints: local endpoints by IPv4 address (bpf/lib/maps.h struct endpoint_key/_info)."""
+"""The node's local endpoints in BPF: mb_endpoints (by IPv4 address, struct endpoint_key/_info) and
+mb_lxc (the endpoint bound to each pod veth, by ifindex, struct lxc_key/_info), kept together.
+
+from_container takes the sender from mb_lxc and drops what claims another address, so the two
+maps are written as one: every endpoint entry has its device entry, and no device entry outlives
+its endpoint."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from membrane.datapath.maps.pinned import BPF_MAP_TYPE_HASH, PinnedMap
 from membrane.model.errors import ValidationError
 
 MAP_NAME = "mb_endpoints"
+LXC_MAP_NAME = "mb_lxc"
 
 # EndpointRecord.flags (bpf/lib/maps.h): policy is enforced in that direction; without the bit
 # every connection in that direction is allowed.
@@ -40,6 +46,18 @@ class EndpointInfo(ctypes.Structure):
         ("sec_identity", c_uint32),
         ("pad", c_uint32),
     ]
+
+
+class LxcKey(ctypes.Structure):
+    """struct lxc_key: the ifindex of a pod veth's host side."""
+
+    _fields_ = [("ifindex", c_uint32)]
+
+
+class LxcInfo(ctypes.Structure):
+    """struct lxc_info: the address (network byte order) of the endpoint bound to the device."""
+
+    _fields_ = [("ip4", c_uint32), ("pad", c_uint32)]
 
 
 def _mac(value: str, field: str) -> str:
@@ -113,23 +131,104 @@ def key_address(key: EndpointKey) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(struct.pack("=I", key.ip4))
 
 
+class LxcMap(PinnedMap):
+    """``LxcMap.open(pin_dir)``: pod veth ifindex → the address of the endpoint bound to it.
+    Written through :class:`EndpointsMap`, which keeps it in step with mb_endpoints."""
+
+    NAME = LXC_MAP_NAME
+    MAP_TYPE = BPF_MAP_TYPE_HASH
+    KEY = LxcKey
+    VALUE = LxcInfo
+
+    def update(self, ifindex: int, ip: str | ipaddress.IPv4Address) -> None:
+        key = LxcKey(ifindex=_uint(ifindex, 32, "ifindex"))
+        map_update(self.fd, key, LxcInfo(ip4=endpoint_key(ip).ip4, pad=0), what=f"{self.NAME} {ifindex}")
+
+    def delete(self, ifindex: int) -> bool:
+        return map_delete(self.fd, LxcKey(ifindex=ifindex), what=f"{self.NAME} {ifindex}")
+
+    def get(self, ifindex: int) -> str | None:
+        info = LxcInfo()
+        if not map_lookup(self.fd, LxcKey(ifindex=ifindex), info, what=f"{self.NAME} {ifindex}"):
+            return None
+        return str(key_address(EndpointKey(ip4=info.ip4)))
+
+    def items(self) -> list[tuple[int, str]]:
+        """Every (ifindex, endpoint address), sorted by ifindex."""
+        found = {}
+        for key in map_keys(self.fd, LxcKey, what=self.NAME):
+            address = self.get(key.ifindex)
+            if address is not None:
+                found[key.ifindex] = address
+        return sorted(found.items())
+
+
 class EndpointsMap(PinnedMap):
-    """``EndpointsMap.open(pin_dir)``: the node's local endpoints, keyed by pod IPv4 address."""
+    """``EndpointsMap.open(pin_dir)``: the node's local endpoints, keyed by pod IPv4 address, with
+    their devices (mb_lxc, :attr:`devices`) kept in step."""
 
     NAME = MAP_NAME
     MAP_TYPE = BPF_MAP_TYPE_HASH
     KEY = EndpointKey
     VALUE = EndpointInfo
 
+    def __init__(self, fd: int, path: str, devices: LxcMap | None = None) -> None:
+        super().__init__(fd, path)
+        self._devices = devices
+
+    @classmethod
+    def open(cls, pin_dir: str) -> EndpointsMap:
+        endpoints = super().open(pin_dir)
+        try:
+            endpoints._devices = LxcMap.open(pin_dir)
+        except BaseException:
+            endpoints.close()
+            raise
+        return endpoints
+
+    @property
+    def devices(self) -> LxcMap:
+        """mb_lxc: which endpoint each pod veth belongs to."""
+        if self._devices is None:
+            raise ValidationError("endpoints map opened without its device map (mb_lxc)", "endpoints map")
+        return self._devices
+
     def update(self, ip: str | ipaddress.IPv4Address, record: EndpointRecord) -> None:
-        """Insert or replace the entry of ``ip`` (one atomic map update)."""
+        """Insert or replace the entry of ``ip``, then bind its device to it. A device the entry
+        used before is unbound, so its old veth can send no more."""
         if not isinstance(record, EndpointRecord):
             raise ValidationError(f"expected an EndpointRecord, got {type(record).__name__}", "endpoints map value")
+        previous = self.get(ip)
         map_update(self.fd, endpoint_key(ip), record.to_c(), what=f"{self.NAME} {ip}")
+        self.devices.update(record.ifindex, ip)
+        if previous is not None and previous.ifindex != record.ifindex:
+            self._unbind(previous.ifindex, ip)
 
     def delete(self, ip: str | ipaddress.IPv4Address) -> bool:
-        """Remove the entry of ``ip``; False if there was none."""
+        """Remove the entry of ``ip`` and its device binding; False if there was none."""
+        previous = self.get(ip)
+        if previous is not None:
+            self._unbind(previous.ifindex, ip)
         return map_delete(self.fd, endpoint_key(ip), what=f"{self.NAME} {ip}")
+
+    def prune_devices(self) -> list[int]:
+        """Unbind every device whose endpoint entry is gone or names another device (left by a
+        crash between the two writes); returns their ifindexes."""
+        endpoints = dict(self.items())
+        stale = [ifindex for ifindex, ip in self.devices.items()
+                 if ip not in endpoints or endpoints[ip].ifindex != ifindex]
+        for ifindex in stale:
+            self.devices.delete(ifindex)
+        return stale
+
+    def _unbind(self, ifindex: int, ip: str | ipaddress.IPv4Address) -> None:
+        if self.devices.get(ifindex) == str(ipaddress.IPv4Address(ip)):
+            self.devices.delete(ifindex)
+
+    def close(self) -> None:
+        if getattr(self, "_devices", None) is not None:
+            self._devices.close()
+        super().close()
 
     def get(self, ip: str | ipaddress.IPv4Address) -> EndpointRecord | None:
         info = EndpointInfo()

@@ -18,6 +18,7 @@ METRIC_EGRESS = 2  # from the container
 
 # Reasons the datapath counts today (bpf/lib/drop.h; Cilium's numbers, 0 = forwarded).
 REASON_FORWARDED = 0
+DROP_INVALID_SMAC = 130
 DROP_INVALID_SIP = 132
 DROP_POLICY = 133
 DROP_INVALID = 134
