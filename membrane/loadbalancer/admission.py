@@ -7,7 +7,9 @@ Services lack, in place, and returns the plan the store writes in the apply's ow
 * an updated Service keeps its clusterIP (immutable: ``field is immutable``) and, by port name, its
   nodePorts, when the manifest leaves them out (what kube-apiserver's update does);
 * requested values first (every Service of the apply), then automatic ones, so an automatic value never
-  takes what a later document of the same apply asks for; the ports of one number share a nodePort;
+  takes what a later document of the same apply asks for; the ports of one number share a nodePort; a
+  LoadBalancer with ``externalTrafficPolicy: Local`` also gets a ``healthCheckNodePort`` (reserved only:
+  nothing serves health checks yet);
 * a conflict refuses the whole apply with the API server's message, e.g.
   ``The Service "b" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated``.
 
@@ -72,6 +74,10 @@ def wants_node_ports(spec: Mapping[str, Any]) -> bool:
     return svc_type == "NodePort" or (svc_type == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False)
 
 
+def wants_health_check_port(spec: Mapping[str, Any]) -> bool:
+    return (spec.get("type") or "ClusterIP") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
 def allocations_of(svc: Mapping[str, Any]) -> list[Allocation]:
     """The values a stored Service holds (what deleting it frees)."""
     spec, owner = svc.get("spec") or {}, owner_of(svc)
@@ -80,6 +86,8 @@ def allocations_of(svc: Mapping[str, Any]) -> list[Allocation]:
         out.add(Allocation(CLUSTER_IP, _requested_ip(spec), owner))
     if wants_node_ports(spec):
         out |= {Allocation(NODE_PORT, str(int(p["nodePort"])), owner) for p in spec.get("ports") or [] if p.get("nodePort")}
+    if wants_health_check_port(spec) and spec.get("healthCheckNodePort"):
+        out.add(Allocation(NODE_PORT, str(int(spec["healthCheckNodePort"])), owner))
     return sorted(out)
 
 
@@ -95,6 +103,12 @@ def _go_strings(values: Sequence[Any]) -> str:
 def _invalid(svc: Mapping[str, Any], path: str, shown: str, why: str) -> ServiceInvalid:
     name = (svc.get("metadata") or {}).get("name")
     return ServiceInvalid(f'The Service "{name}" is invalid: {path}: Invalid value: {shown}: {why}')
+
+
+def _internal(svc: Mapping[str, Any], why: str) -> ServiceInvalid:
+    """What the API server reports as an internal error (a full range, a taken health-check port)."""
+    name = (svc.get("metadata") or {}).get("name")
+    return ServiceInvalid(f'Internal error occurred: {why} (Service "{name}")')
 
 
 def _carry_over(svc: dict[str, Any], old: Mapping[str, Any]) -> None:
@@ -118,6 +132,9 @@ def _carry_over(svc: dict[str, Any], old: Mapping[str, Any]) -> None:
             value = by_name.get(str(port.get("name") or ""))
             if not port.get("nodePort") and value and value not in used:
                 port["nodePort"] = value
+    keep_health = wants_health_check_port(spec) and wants_health_check_port(old_spec)
+    if keep_health and not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
+        spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
 
 
 def _claim_requested(svc: dict[str, Any], ips: ServiceIPRange, ports: NodePortRange) -> None:
@@ -129,6 +146,8 @@ def _claim_requested(svc: dict[str, Any], ips: ServiceIPRange, ports: NodePortRa
         except AllocationError as exc:
             raise _invalid(svc, "spec.clusterIPs", _go_strings(spec.get("clusterIPs") or [requested]),
                            f"failed to allocate IP {requested}: {exc}") from None
+        spec["clusterIP"] = requested  # asked for with clusterIPs only: both fields name it, as stored by the API
+        spec.setdefault("clusterIPs", [requested])
     if wants_node_ports(spec):
         for i, port in enumerate(spec.get("ports") or []):
             if port.get("nodePort"):
@@ -136,19 +155,23 @@ def _claim_requested(svc: dict[str, Any], ips: ServiceIPRange, ports: NodePortRa
                     ports.claim(int(port["nodePort"]), owner)
                 except AllocationError as exc:
                     raise _invalid(svc, f"spec.ports[{i}].nodePort", str(int(port["nodePort"])), str(exc)) from None
+    health = spec.get("healthCheckNodePort")
+    if wants_health_check_port(spec) and health:
+        try:
+            ports.claim(int(health), owner)
+        except AllocationError as exc:
+            raise _internal(svc, f"failed to allocate requested HealthCheck NodePort {int(health)}: {exc}") from None
 
 
 def _allocate_missing(svc: dict[str, Any], ips: ServiceIPRange, ports: NodePortRange) -> None:
     spec, owner = svc["spec"], owner_of(svc)
-    name = (svc.get("metadata") or {}).get("name")
     if wants_cluster_ip(spec):
         if not _requested_ip(spec):
             try:
                 ip = (ips.claim(ips.kubernetes_ip, owner) if owner == KUBERNETES_SERVICE
                       else ips.allocate_next(owner))
             except RangeFull as exc:
-                raise ServiceInvalid(f"Internal error occurred: failed to allocate a serviceIP: {exc} "
-                                     f"(Service {name!r})") from None
+                raise _internal(svc, f"failed to allocate a serviceIP: {exc}") from None
             spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
         spec.setdefault("ipFamilies", ["IPv4"])
         spec.setdefault("ipFamilyPolicy", "SingleStack")
@@ -163,9 +186,13 @@ def _allocate_missing(svc: dict[str, Any], ips: ServiceIPRange, ports: NodePortR
                 try:
                     by_number[number] = ports.allocate_next(owner)
                 except RangeFull as exc:
-                    raise ServiceInvalid(f"Internal error occurred: failed to allocate a nodePort: {exc} "
-                                         f"(Service {name!r})") from None
+                    raise _internal(svc, f"failed to allocate a nodePort: {exc}") from None
             port["nodePort"] = by_number[number]
+    if wants_health_check_port(spec) and not spec.get("healthCheckNodePort"):
+        try:
+            spec["healthCheckNodePort"] = ports.allocate_next(owner)
+        except RangeFull as exc:
+            raise _internal(svc, f"failed to allocate a HealthCheck NodePort: {exc}") from None
 
 
 def admit(services: Sequence[tuple[dict[str, Any], Mapping[str, Any] | None]],

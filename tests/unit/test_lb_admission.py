@@ -140,3 +140,28 @@ def test_refusal_names_the_failing_service_only_and_the_range_full_case() -> Non
     full = {f"10.96.{i // 256}.{i % 256}": "x/y" for i in range(1, 65535)}
     with pytest.raises(ServiceInvalid, match="failed to allocate a serviceIP: range is full"):
         admit([(svc("late"), None)], full, {})
+
+
+def test_cluster_ips_alone_names_the_cluster_ip_too() -> None:
+    only_ips = svc("a", clusterIPs=["10.96.0.40"])
+    admit([(only_ips, None)], {}, {})
+    assert only_ips["spec"]["clusterIP"] == "10.96.0.40" and only_ips["spec"]["clusterIPs"] == ["10.96.0.40"]
+
+
+def test_health_check_node_port_allocated_kept_and_conflicts() -> None:
+    lb = svc("lb", type="LoadBalancer", externalTrafficPolicy="Local")
+    plan = admit([(lb, None)], {}, {})
+    assert lb["spec"]["ports"][0]["nodePort"] == 30086 and lb["spec"]["healthCheckNodePort"] == 30087
+    assert [a.value for a in plan.claims if a.kind == NODE_PORT] == ["30086", "30087"]
+    again = svc("lb", type="LoadBalancer", externalTrafficPolicy="Local")
+    plan = admit([(again, lb)], {"10.96.1.1": "default/lb"}, {30086: "default/lb", 30087: "default/lb"})
+    assert again["spec"]["healthCheckNodePort"] == 30087 and plan.claims == [] and plan.releases == []
+    cluster = svc("lb", type="LoadBalancer")
+    plan = admit([(cluster, lb)], {"10.96.1.1": "default/lb"}, {30086: "default/lb", 30087: "default/lb"})
+    assert "healthCheckNodePort" not in cluster["spec"]
+    assert plan.releases == [Allocation(NODE_PORT, "30087", "default/lb")]
+    with pytest.raises(ServiceInvalid) as err:
+        admit([(svc("lb2", type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=30080), None)],
+              {}, {30080: "default/web-np"})
+    assert str(err.value) == ('Internal error occurred: failed to allocate requested HealthCheck NodePort 30080: '
+                              'provided port is already allocated (Service "lb2")')
