@@ -144,7 +144,8 @@ class ResourceStore:
 
         Returns (stored object with resourceVersion, "created" | "configured" | "unchanged") in
         input order. Bad input raises ValidationError (naming objects[i]) before anything is written;
-        a concurrent change is retried ``retries`` times, then ConflictError.
+        a concurrent change is retried ``retries`` times, then ConflictError. Services are admitted in
+        the same transaction (``service_alloc``): a refused one raises ServiceInvalid, nothing written.
         """
         keys = [key_of(obj, f"objects[{i}]") for i, obj in enumerate(objs)]
         seen: dict[ResourceKey, int] = {}
@@ -220,7 +221,7 @@ class ResourceStore:
         if max(len(compares), len(ops)) > self.max_txn_ops:
             raise StoreError(f"{what} needs {max(len(compares), len(ops))} operations in one transaction, "
                              f"over the store's limit of {self.max_txn_ops} (etcd --max-txn-ops); "
-                             "apply them in smaller groups")
+                             "split it into smaller groups")
         return self.client.txn(compares, ops)
 
     def put_object(self, obj: dict[str, Any], expected_revision: int | None = None) -> dict[str, Any]:
@@ -287,6 +288,6 @@ class ResourceStore:
             if result.succeeded:
                 new["metadata"]["resourceVersion"] = str(result.revision)
                 return new
-            if expected_revision is not None:
-                raise ConflictError(f"etcd {self.client.endpoint}: {key}: changed concurrently")
+            # Retried: a changed object fails the expected_revision check above; a Service whose
+            # address was taken meanwhile is refused by admission.
         raise ConflictError(f"etcd {self.client.endpoint}: {key}: kept changing concurrently ({self.retries} attempts)")

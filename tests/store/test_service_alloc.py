@@ -169,3 +169,13 @@ def test_two_applies_at_once(store: ResourceStore, other: ResourceStore) -> None
     assert len(set(ips)) == 40 and len(set(ports)) == 40
     ip_owners, port_owners = read_owners(store.client, store.layout)
     assert sorted(ip_owners) == sorted(ips) and sorted(port_owners) == sorted(ports)
+
+
+def test_compare_and_swap_write_that_loses_an_address_race_is_refused(store: ResourceStore,
+                                                                      other: ResourceStore) -> None:
+    [(mine, _)] = store.apply_many([svc("mine", node_port=30100)])
+    _interleave(store, other, [svc("theirs", node_port=30101)])
+    moved = {**mine, "spec": {**mine["spec"], "ports": [{**mine["spec"]["ports"][0], "nodePort": 30101}]}}
+    with pytest.raises(ServiceInvalid, match="provided port is already allocated"):
+        store.put_object(moved, expected_revision=int(mine["metadata"]["resourceVersion"]))
+    assert read_owners(store.client, store.layout)[1] == {30100: "default/mine", 30101: "default/theirs"}
