@@ -164,7 +164,7 @@ def service_frontends(service: dict[str, Any], slices: Iterable[dict[str, Any]],
     spec = service.get("spec") or {}
     svc_type = spec.get("type") or "ClusterIP"
     cluster_ip = spec.get("clusterIP") or ""
-    if svc_type == "ExternalName" or cluster_ip == "None":
+    if svc_type == "ExternalName" or cluster_ip == "None" or not admitted(service):
         return []
     meta = service["metadata"]
     owner = f"{meta.get('namespace', 'default')}/{meta['name']}"
@@ -197,11 +197,54 @@ def service_frontends(service: dict[str, Any], slices: Iterable[dict[str, Any]],
     return out
 
 
+def admitted(service: dict[str, Any]) -> bool:
+    """Whether the Service holds every address its type needs (a ClusterIP, and NodePorts for NodePort
+    and LoadBalancer). Admission allocates them when it is stored; one without them is not served."""
+    spec = service.get("spec") or {}
+    svc_type = spec.get("type") or "ClusterIP"
+    if svc_type == "ExternalName" or spec.get("clusterIP") == "None":
+        return True
+    if not spec.get("clusterIP"):
+        return False
+    wants_node_ports = svc_type == "NodePort" or (
+        svc_type == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False)
+    return not wants_node_ports or all(p.get("nodePort") for p in spec.get("ports") or [])
+
+
+def _held(service: dict[str, Any]) -> set[tuple[str, str]]:
+    """The allocated values a Service's frontends use: its ClusterIP and NodePorts."""
+    spec = service.get("spec") or {}
+    out = {("ip", str(spec["clusterIP"]))} if spec.get("clusterIP") not in (None, "", "None") else set()
+    if (spec.get("type") or "ClusterIP") in ("NodePort", "LoadBalancer"):
+        out |= {("port", str(p["nodePort"])) for p in spec.get("ports") or [] if p.get("nodePort")}
+    return out
+
+
+def exclusive(services: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Services to serve, in their order: one that shares a ClusterIP or NodePort with an older one is
+    left out whole (admission never stores two claimants; this keeps a hand-written one from taking
+    another Service's traffic)."""
+    listed = list(services)
+    taken: set[tuple[str, str]] = set()
+    losers: set[int] = set()
+    for i in sorted(range(len(listed)), key=lambda i: _age(listed[i])):
+        held = _held(listed[i])
+        if held & taken:
+            losers.add(i)
+        taken |= held
+    return [svc for i, svc in enumerate(listed) if i not in losers]
+
+
+def _age(service: dict[str, Any]) -> tuple[str, str, str]:
+    meta = service.get("metadata") or {}
+    return (str(meta.get("creationTimestamp") or ""), str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
 def node_frontends(services: Iterable[dict[str, Any]], slices: Iterable[dict[str, Any]],
                    nodes: Iterable[dict[str, Any]], ids: ServiceIDs, node: str | None = None) -> list[Frontend]:
-    """Every Service's frontends for ``node`` (cluster-wide view without it), sorted by ID; frees the IDs
-    of frontends and backends that are gone."""
+    """Every admitted Service's frontends for ``node`` (cluster-wide view without it), sorted by ID; frees
+    the IDs of frontends and backends that are gone. See ``admitted`` and ``exclusive``."""
     slice_list, node_list = list(slices), list(nodes)
-    out = [fe for svc in services for fe in service_frontends(svc, slice_list, node_list, ids, node)]
+    out = [fe for svc in exclusive(services) for fe in service_frontends(svc, slice_list, node_list, ids, node)]
     ids.retain(out)
     return sorted(out, key=lambda f: f.id)

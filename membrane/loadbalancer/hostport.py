@@ -27,7 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from membrane.loadbalancer.frontends import Backend, Frontend, ServiceIDs, node_ips, service_frontends
+from membrane.loadbalancer.frontends import (
+    Backend,
+    Frontend,
+    ServiceIDs,
+    exclusive,
+    node_ips,
+    service_frontends,
+)
 
 HOST_PORT = "HostPort"
 HOSTPORT_PROTOCOLS = ("TCP", "UDP")
@@ -87,10 +94,10 @@ def hostport_frontends(pods: Iterable[dict[str, Any]], nodes: Iterable[dict[str,
 def node_frontends_with_hostports(services: Iterable[dict[str, Any]], slices: Iterable[dict[str, Any]],
                                   pods: Iterable[dict[str, Any]], nodes: Iterable[dict[str, Any]], ids: ServiceIDs,
                                   node: str | None = None) -> list[Frontend]:
-    """Every Service frontend for ``node`` and the HostPort frontends of its pods, sorted by ID; a HostPort
-    on a Service frontend's address is left out. Frees the IDs of frontends and backends that are gone."""
+    """Every admitted Service's frontend for ``node`` (see ``frontends.node_frontends``) and the HostPort
+    frontends of its pods, sorted by ID; a HostPort on a Service frontend's address is left out. Frees the IDs of frontends and backends that are gone."""
     slice_list, node_list = list(slices), list(nodes)
-    out = [fe for svc in services for fe in service_frontends(svc, slice_list, node_list, ids, node)]
+    out = [fe for svc in exclusive(services) for fe in service_frontends(svc, slice_list, node_list, ids, node)]
     taken = {(f.ip, f.port, f.protocol) for f in out}
     # a dropped HostPort shares its frontend ID key with the Service's; retain() frees its backend's if unused
     out += [fe for fe in hostport_frontends(pods, node_list, ids, node) if (fe.ip, fe.port, fe.protocol) not in taken]

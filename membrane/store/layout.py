@@ -5,7 +5,7 @@
     /membrane/<cluster>/nodes/<name>
     /membrane/<cluster>/identities/id/<n>, identities/labels/<hash>, identities/refs/<n>/<node>
     /membrane/<cluster>/ipcache/<ip or prefix>
-    /membrane/<cluster>/ipam/<part>/...
+    /membrane/<cluster>/ipam/<part>/...        (ipam/services/{clusterip,nodeport}/<value>: service_alloc.py)
     /membrane/<cluster>/leases/<name>
 
 Segments that may contain "/" (CIDRs) are percent-quoted; names that must not contain it are refused.

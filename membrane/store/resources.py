@@ -24,7 +24,8 @@ from membrane.store.errors import ConflictError, NotFound, StoreError
 from membrane.store.etcd import EtcdClient
 from membrane.store.kv import KV
 from membrane.store.layout import CLUSTER_SCOPE, ResourceKey, StoreLayout, group_of
-from membrane.store.txn import Op, mod_revision_eq
+from membrane.store.service_alloc import admit_services, is_service, release_services
+from membrane.store.txn import Compare, Op, TxnResult, mod_revision_eq
 
 CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
 DEFAULT_MAX_TXN_OPS = 128  # etcd's --max-txn-ops default
@@ -143,7 +144,8 @@ class ResourceStore:
 
         Returns (stored object with resourceVersion, "created" | "configured" | "unchanged") in
         input order. Bad input raises ValidationError (naming objects[i]) before anything is written;
-        a concurrent change is retried ``retries`` times, then ConflictError.
+        a concurrent change is retried ``retries`` times, then ConflictError. Services are admitted in
+        the same transaction (``service_alloc``): a refused one raises ServiceInvalid, nothing written.
         """
         keys = [key_of(obj, f"objects[{i}]") for i, obj in enumerate(objs)]
         seen: dict[ResourceKey, int] = {}
@@ -160,11 +162,14 @@ class ResourceStore:
         paths = [self.layout.resource_key(k) for k in keys]
         for _ in range(self.retries):
             current = self._read_many(paths)
+            olds = [self._without_rv(self.decode(kv)) if (kv := current[p]) else None for p in paths]
+            # Services get their ClusterIP/NodePorts here, in this transaction (ServiceInvalid if refused).
+            drafts = [copy.deepcopy(obj) if is_service(obj) else obj for obj in objs]
+            alloc_compares, alloc_ops = admit_services(self.client, self.layout, drafts, olds)
             verdicts: list[tuple[dict[str, Any], str]] = []
             puts: list[Op] = []
-            for obj, path in zip(objs, paths, strict=True):
+            for obj, path, old in zip(drafts, paths, olds, strict=True):
                 kv = current[path]
-                old = self._without_rv(self.decode(kv)) if kv else None
                 new = self._merge(obj, old)
                 if old is not None and new == old:
                     new["metadata"]["resourceVersion"] = str(kv.mod_revision)  # type: ignore[union-attr]
@@ -172,10 +177,10 @@ class ResourceStore:
                     continue
                 verdicts.append((new, CONFIGURED if old is not None else CREATED))
                 puts.append(Op.put(path, _encode(new)))
-            if not puts:
+            if not puts and not alloc_ops:
                 return verdicts
             compares = [mod_revision_eq(p, kv.mod_revision if kv else 0) for p, kv in current.items()]
-            result = self.client.txn(compares, puts)
+            result = self._txn(compares + alloc_compares, puts + alloc_ops, f"apply of {len(objs)} objects")
             if result.succeeded:
                 for new, verdict in verdicts:
                     if verdict != UNCHANGED:
@@ -196,8 +201,28 @@ class ResourceStore:
         paths = [self.layout.resource_key(k) for k in rkeys]
         if len(set(paths)) != len(paths):
             raise ValidationError("delete: the same object is named more than once")
-        result = self.client.txn([], [Op.delete(p) for p in paths])
-        return [resp.deleted > 0 for resp in result.responses]
+        services = [p for k, p in zip(rkeys, paths, strict=True) if (k.group, k.kind) == ("core", "Service")]
+        if not services:
+            result = self.client.txn([], [Op.delete(p) for p in paths])
+            return [resp.deleted > 0 for resp in result.responses]
+        for _ in range(self.retries):  # a Service's ClusterIP/NodePorts are freed in the same transaction
+            current = self._read_many(services)
+            stored = [self.decode(kv) for kv in current.values() if kv is not None]
+            compares, frees = release_services(self.client, self.layout, stored)
+            compares += [mod_revision_eq(p, kv.mod_revision if kv else 0) for p, kv in current.items()]
+            result = self._txn(compares, [Op.delete(p) for p in paths] + frees, f"delete of {len(paths)} objects")
+            if result.succeeded:
+                return [resp.deleted > 0 for resp in result.responses[:len(paths)]]
+        raise ConflictError(f"etcd {self.client.endpoint}: delete of {len(paths)} objects: the Services kept "
+                            f"changing concurrently ({self.retries} attempts); nothing was deleted")
+
+    def _txn(self, compares: list[Compare], ops: list[Op], what: str) -> TxnResult:
+        """One transaction, refused before it is sent if it exceeds etcd's --max-txn-ops."""
+        if max(len(compares), len(ops)) > self.max_txn_ops:
+            raise StoreError(f"{what} needs {max(len(compares), len(ops))} operations in one transaction, "
+                             f"over the store's limit of {self.max_txn_ops} (etcd --max-txn-ops); "
+                             "split it into smaller groups")
+        return self.client.txn(compares, ops)
 
     def put_object(self, obj: dict[str, Any], expected_revision: int | None = None) -> dict[str, Any]:
         """Write one object (keeping uid/creationTimestamp/status as apply does).
@@ -251,14 +276,18 @@ class ResourceStore:
             wanted = build(old)
             if key_of(wanted) != key:
                 raise ValidationError(f"{key}: an update must not change apiVersion group, kind, namespace or name")
+            if is_service(wanted):  # admitted as apply admits it: no Service is stored unallocated
+                wanted = copy.deepcopy(wanted)
+            alloc_compares, alloc_ops = admit_services(self.client, self.layout, [wanted], [old])
             new = self._merge(wanted, old)
-            if old is not None and new == old:
+            if old is not None and new == old and not alloc_ops:
                 new["metadata"]["resourceVersion"] = str(actual)
                 return new
-            result = self.client.txn([mod_revision_eq(path, actual)], [Op.put(path, _encode(new))])
+            result = self.client.txn([mod_revision_eq(path, actual), *alloc_compares],
+                                     [Op.put(path, _encode(new)), *alloc_ops])
             if result.succeeded:
                 new["metadata"]["resourceVersion"] = str(result.revision)
                 return new
-            if expected_revision is not None:
-                raise ConflictError(f"etcd {self.client.endpoint}: {key}: changed concurrently")
+            # Retried: a changed object fails the expected_revision check above; a Service whose
+            # address was taken meanwhile is refused by admission.
         raise ConflictError(f"etcd {self.client.endpoint}: {key}: kept changing concurrently ({self.retries} attempts)")

@@ -1,115 +1,70 @@
-"""ClusterIP and NodePort allocators: ranges, reservations, conflicts, snapshot/restore."""
+"""ClusterIP and NodePort ranges: static/dynamic bands, reservations, conflicts and the API server's reasons."""
 
 from __future__ import annotations
 
 import pytest
 
-from membrane.loadbalancer.allocators import AllocationError, ClusterIPAllocator, NodePortAllocator
+from membrane.loadbalancer.allocators import AllocationError, NodePortRange, RangeFull, ServiceIPRange
 
 
-def test_cluster_ips_skip_network_address_and_dns_ip():
-    alloc = ClusterIPAllocator()
-    got = [alloc.allocate(f"default/s{i}") for i in range(12)]
-    assert got[0] == "10.96.0.1"
-    assert "10.96.0.0" not in got and "10.96.0.10" not in got
-    assert got[9] == "10.96.0.11"
-    assert len(set(got)) == 12
+def test_first_ip_belongs_to_default_kubernetes() -> None:
+    ips = ServiceIPRange()
+    assert ips.kubernetes_ip == "10.96.0.1"
+    assert ips.owner_of("10.96.0.1") == "default/kubernetes"
+    with pytest.raises(AllocationError, match="^provided IP is already allocated$"):
+        ips.claim("10.96.0.1", "default/web")
+    assert ips.claim("10.96.0.1", "default/kubernetes") == "10.96.0.1"
 
 
-def test_dns_ip_is_honoured_when_requested():
-    alloc = ClusterIPAllocator()
-    assert alloc.allocate("kube-system/kube-dns", "10.96.0.10") == "10.96.0.10"
-    assert alloc.owner_of("10.96.0.10") == "kube-system/kube-dns"
+def test_dynamic_ips_come_from_above_the_static_band_first() -> None:
+    ips = ServiceIPRange()
+    assert ips.allocate_next("default/a") == "10.96.1.1"  # 10.96.0.1-10.96.1.0 (256) is the static band
+    assert ips.allocate_next("default/b") == "10.96.1.2"
+    assert ips.claim("10.96.0.20", "default/c") == "10.96.0.20"
+    assert ips.allocated() == {"10.96.0.1": "default/kubernetes", "10.96.0.20": "default/c",
+                               "10.96.1.1": "default/a", "10.96.1.2": "default/b"}
 
 
-def test_allocation_is_idempotent_per_owner():
-    alloc = ClusterIPAllocator()
-    ip = alloc.allocate("default/web")
-    assert alloc.allocate("default/web") == ip
-    assert alloc.allocate("default/web", ip) == ip
-    assert len(alloc.allocated()) == 1
+def test_small_range_falls_back_to_the_static_band_and_skips_dns_then_is_full() -> None:
+    ips = ServiceIPRange("10.96.0.0/28")  # 14 hosts, all in the 16-address static band
+    got = [ips.allocate_next(f"default/s{i}") for i in range(12)]
+    assert "10.96.0.1" not in got and "10.96.0.10" not in got
+    assert got[0] == "10.96.0.2" and len(set(got)) == 12
+    with pytest.raises(RangeFull, match="range is full"):
+        ips.allocate_next("default/late")
+    assert ips.claim("10.96.0.10", "kube-system/kube-dns") == "10.96.0.10"  # on request only
 
 
-def test_taken_ip_is_refused_naming_both_services():
-    alloc = ClusterIPAllocator()
-    alloc.allocate("default/a", "10.96.5.5")
-    with pytest.raises(AllocationError) as exc:
-        alloc.allocate("prod/b", "10.96.5.5")
-    assert str(exc.value) == ("failed to allocate IP 10.96.5.5 for service prod/b: provided IP is already "
-                              "allocated to service default/a")
+@pytest.mark.parametrize("ip", ["10.97.0.5", "10.96.0.0", "10.96.255.255"])
+def test_ip_outside_the_range(ip: str) -> None:
+    with pytest.raises(AllocationError) as err:
+        ServiceIPRange().claim(ip, "default/a")
+    assert str(err.value) == (f"the provided IP ({ip}) is not in the valid range. "
+                              "The range of valid IPs is 10.96.0.0/16")
 
 
-@pytest.mark.parametrize("ip", ["10.97.0.1", "10.96.0.0", "10.96.255.255", "192.168.1.1"])
-def test_out_of_range_ip_is_refused(ip):
-    with pytest.raises(AllocationError, match="not in the valid range. The range of valid IPs is 10.96.0.0/16"):
-        ClusterIPAllocator().allocate("default/a", ip)
+def test_ip_claimed_twice_by_one_owner_is_fine_by_another_refused_and_release_frees() -> None:
+    ips = ServiceIPRange(owners={"10.96.0.20": "default/a"})
+    assert ips.claim("10.96.0.20", "default/a") == "10.96.0.20"
+    with pytest.raises(AllocationError, match="already allocated"):
+        ips.claim("10.96.0.20", "default/b")
+    ips.release("10.96.0.20", "default/b")  # not b's: nothing happens
+    assert ips.owner_of("10.96.0.20") == "default/a"
+    ips.release("10.96.0.20", "default/a")
+    assert ips.claim("10.96.0.20", "default/b") == "10.96.0.20"
+    assert ips.owned_by("default/b") == ["10.96.0.20"]
 
 
-def test_invalid_ip_is_refused():
-    with pytest.raises(AllocationError, match="not a valid IPv4 address"):
-        ClusterIPAllocator().allocate("default/a", "10.96.0.300")
-
-
-def test_range_full_and_release():
-    alloc = ClusterIPAllocator("10.96.0.0/29", reserved=())
-    got = [alloc.allocate(f"default/s{i}") for i in range(6)]
-    assert got == [f"10.96.0.{i}" for i in range(1, 7)]
-    with pytest.raises(AllocationError, match="range is full"):
-        alloc.allocate("default/late")
-    assert alloc.release("default/s2") == ["10.96.0.3"]
-    assert alloc.allocate("default/late") == "10.96.0.3"
-
-
-def test_released_ip_is_not_reused_at_once():
-    alloc = ClusterIPAllocator()
-    first = alloc.allocate("default/a")
-    alloc.release("default/a")
-    assert alloc.allocate("default/b") != first
-
-
-def test_release_keeps_requested_ones():
-    alloc = ClusterIPAllocator()
-    alloc.allocate("default/a", "10.96.1.1")
-    alloc.allocate("default/a", "10.96.1.2")
-    assert alloc.release("default/a", keep=("10.96.1.2",)) == ["10.96.1.1"]
-    assert alloc.allocated() == {"10.96.1.2": "default/a"}
-
-
-def test_cluster_ip_snapshot_round_trip():
-    alloc = ClusterIPAllocator()
-    alloc.allocate("default/a")
-    alloc.allocate("default/b", "10.96.9.9")
-    data = alloc.snapshot()
-    assert data == {"cidr": "10.96.0.0/16", "next": "10.96.0.2",
-                    "allocated": {"10.96.0.1": "default/a", "10.96.9.9": "default/b"}}
-    again = ClusterIPAllocator.restore(data)
-    assert again.allocated() == alloc.allocated()
-    assert again.allocate("default/c") == alloc.allocate("default/c") == "10.96.0.2"
-
-
-def test_node_ports_range_and_requests():
-    alloc = NodePortAllocator()
-    assert alloc.allocate("default/a") == 30000
-    assert alloc.allocate("default/b", 31000) == 31000
-    assert alloc.allocate("default/b", 31000) == 31000  # its own: fine
-    with pytest.raises(AllocationError) as exc:
-        alloc.allocate("default/c", 31000)
-    assert str(exc.value) == ("failed to allocate nodePort 31000 for service default/c: provided port is already "
-                              "allocated to service default/b")
-    with pytest.raises(AllocationError, match="The range of valid ports is 30000-32767"):
-        alloc.allocate("default/c", 29999)
-    with pytest.raises(AllocationError, match="not in the valid range"):
-        alloc.allocate("default/c", 32768)
-
-
-def test_node_ports_full_release_and_snapshot():
-    alloc = NodePortAllocator((30000, 30002))
-    assert [alloc.allocate("default/a") for _ in range(3)] == [30000, 30001, 30002]
-    with pytest.raises(AllocationError, match="range is full"):
-        alloc.allocate("default/b")
-    assert alloc.release("default/a", keep=(30001,)) == [30000, 30002]
-    data = alloc.snapshot()
-    assert data == {"range": "30000-30002", "next": 30000, "allocated": {"30001": "default/a"}}
-    again = NodePortAllocator.restore(data)
-    assert again.allocated() == {30001: "default/a"}
-    assert again.allocate("default/b") == 30000
+def test_node_ports_bands_conflicts_and_range() -> None:
+    ports = NodePortRange(owners={30080: "default/web-np"})
+    assert ports.allocate_next("default/a") == 30086  # 30000-30085 is the static band of 2768 ports
+    with pytest.raises(AllocationError, match="^provided port is already allocated$"):
+        ports.claim(30080, "default/other")
+    assert ports.claim(30080, "default/web-np") == 30080
+    with pytest.raises(AllocationError) as err:
+        ports.claim(29999, "default/a")
+    assert str(err.value) == "provided port is not in the valid range. The range of valid ports is 30000-32767"
+    small = NodePortRange((30000, 30001))
+    assert [small.allocate_next("a"), small.allocate_next("b")] == [30000, 30001]
+    with pytest.raises(RangeFull):
+        small.allocate_next("c")

@@ -134,3 +134,27 @@ def test_ids_are_small_stable_and_reused():
     new = svc("new", clusterIP="10.96.0.40")
     later = node_frontends([db, new], slices + endpoint_slices(new, pods), NODES, ids)
     assert [(f.id, f.ip) for f in later] == [(1, "10.96.0.40"), (2, "10.96.0.30")]
+
+
+def test_unallocated_service_is_not_served():
+    """Admission allocates when a Service is stored; one without its addresses gets no frontend at all."""
+    no_ip = svc("no-ip", clusterIP="")
+    no_np = svc("no-np", type="NodePort", clusterIP="10.96.0.21")
+    headless = svc("headless", clusterIP="None")
+    assert frontends(no_ip) == [] and frontends(no_np) == [] and frontends(headless) == []
+    got = node_frontends([no_ip, no_np, svc()], [], NODES, ServiceIDs())
+    assert [f.service for f in got] == ["default/web"]
+
+
+def test_two_claimants_of_one_address_only_the_older_is_served():
+    older = svc("web-np", type="NodePort", clusterIP="10.96.0.30",
+                ports=[{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}])
+    older["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    newer = svc("taker", type="NodePort", clusterIP="10.96.0.31",
+                ports=[{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}])
+    newer["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    same_ip = svc("same-ip", clusterIP="10.96.0.30")
+    same_ip["metadata"]["creationTimestamp"] = "2026-01-03T00:00:00Z"
+    for order in ([older, newer, same_ip], [same_ip, newer, older]):
+        got = node_frontends(order, [], NODES, ServiceIDs(), node="k8s-w1")
+        assert {f.service for f in got} == {"default/web-np"}

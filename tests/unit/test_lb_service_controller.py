@@ -1,8 +1,8 @@
-"""The lab ServiceController against a throwaway etcd: allocation written back, conflicts, slices."""
+"""The lab ServiceController against a throwaway etcd: EndpointSlices and Endpoints (allocation is the
+store's, at admission: tests/store/test_service_alloc.py)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -47,60 +47,6 @@ def services(store: ResourceStore) -> dict[str, dict[str, Any]]:
 def sync(ctrl: ServiceController, store: ResourceStore) -> dict[str, dict[str, Any]]:
     ctrl.sync(list(services(store).values()), store.list("core", "Pod")[0])
     return services(store)
-
-
-def test_allocates_cluster_ip_and_node_ports_and_persists_state(store):
-    apply(store, service("web"), service("np", type="NodePort",
-                                         ports=[{"name": "a", "port": 80}, {"name": "b", "port": 80, "protocol": "UDP"},
-                                                {"name": "c", "port": 443}]))
-    ctrl = ServiceController(store)
-    got = sync(ctrl, store)
-    np_spec, web_spec = got["np"]["spec"], got["web"]["spec"]
-    assert np_spec["clusterIP"] == "10.96.0.1" and np_spec["clusterIPs"] == ["10.96.0.1"]
-    assert web_spec["clusterIP"] == "10.96.0.2"
-    assert web_spec["ipFamilies"] == ["IPv4"] and web_spec["ipFamilyPolicy"] == "SingleStack"
-    assert [p["nodePort"] for p in np_spec["ports"]] == [30000, 30000, 30001]  # TCP+UDP of one port share
-    assert "nodePort" not in web_spec["ports"][0]
-    kv = store.client.get(store.layout.ipam_key("services"))
-    assert kv is not None and kv.key == f"/membrane/{store.layout.cluster}/ipam/services"
-    state = json.loads(kv.value)
-    assert state["clusterIPs"]["allocated"] == {"10.96.0.1": "default/np", "10.96.0.2": "default/web"}
-    assert state["nodePorts"]["allocated"] == {"30000": "default/np", "30001": "default/np"}
-    assert sync(ServiceController(store), store) == got  # a fresh controller (restart) changes nothing
-
-
-def test_requested_values_honoured_and_conflicts_refused(store):
-    apply(store, service("dns", clusterIP="10.96.0.10"),
-          service("first", type="NodePort", clusterIP="10.96.7.7",
-                  ports=[{"name": "http", "port": 80, "nodePort": 31000}]))
-    ctrl = ServiceController(store)
-    got = sync(ctrl, store)
-    assert got["dns"]["spec"]["clusterIP"] == "10.96.0.10"
-    assert got["first"]["spec"]["ports"][0]["nodePort"] == 31000
-    apply(store, service("second", clusterIP="10.96.7.7"),
-          service("third", type="NodePort", ports=[{"name": "http", "port": 80, "nodePort": 31000}]),
-          service("outside", clusterIP="10.100.0.1"))
-    got = sync(ctrl, store)
-    assert ctrl.errors == {
-        "default/second": "failed to allocate IP 10.96.7.7 for service default/second: provided IP is already "
-                          "allocated to service default/first",
-        "default/third": "failed to allocate nodePort 31000 for service default/third: provided port is already "
-                         "allocated to service default/first",
-        "default/outside": "failed to allocate IP 10.100.0.1 for service default/outside: provided IP is not in "
-                           "the valid range. The range of valid IPs is 10.96.0.0/16",
-    }
-    assert got["first"]["spec"]["clusterIP"] == "10.96.7.7"
-
-
-def test_deleted_service_frees_its_values(store):
-    apply(store, service("a", clusterIP="10.96.3.3"))
-    ctrl = ServiceController(store)
-    sync(ctrl, store)
-    store.delete_many([("core", "Service", "default", "a")])
-    sync(ctrl, store)
-    apply(store, service("b", clusterIP="10.96.3.3"))
-    assert sync(ctrl, store)["b"]["spec"]["clusterIP"] == "10.96.3.3"
-    assert ctrl.errors == {}
 
 
 def test_maintains_endpoint_slices_and_endpoints(store):
