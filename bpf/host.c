@@ -10,6 +10,7 @@
  *      node IP): the destination is restored (the pod for masquerade, the client for NodePort,
  *      whose reply also gets the frontend back as its source), then the packet goes to a local
  *      pod's lxc or back out of the device;
+ *   (host routing, HOST_F_HOST_ROUTING) then a packet for a local pod goes to its lxc (fib.h);
  *   2. a TCP/UDP packet to a service frontend (scope ext: node IP + nodePort, ExternalIP, LB
  *      IP): a backend is chosen as lb.h does for pods (CT_SERVICE entry keyed by the frontend
  *      tuple, affinity, maglev or random) and the packet is translated:
@@ -28,6 +29,8 @@
  * Everything else passes untouched. Configuration: mb_host_config (node IP, native routing
  * CIDR, flags), written by the loader before the programs are attached.
  */
+#include <linux/if_packet.h>
+
 #include "common.h"
 #include "drop.h"
 #include "maps.h"
@@ -211,6 +214,10 @@ int from_netdev(struct __sk_buff *skb)
 		if (e)
 			return host_reverse_snat(skb, &t, e);
 	}
+	/* eBPF host routing (fib.h): a packet for a local pod goes straight to its lxc device,
+	 * whose to_container does conntrack and ingress policy. Only frames addressed to us. */
+	if ((cfg->flags & HOST_F_HOST_ROUTING) && skb->pkt_type == PACKET_HOST && lookup_ip4_endpoint(t.daddr))
+		return host_deliver(skb, METRIC_INGRESS);
 	if (t.proto == IPPROTO_ICMP)
 		return CTX_ACT_OK;
 	return host_nodeport(skb, &t, cfg);

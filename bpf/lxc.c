@@ -39,6 +39,7 @@
 #include "policy.h"
 #include "events.h"
 #include "lb.h"
+#include "fib.h"
 
 /* Identities of an IPv4 packet's ends and the endpoint on our side of the hook (its source at
  * from_container, its destination at to_container), into ctx; returns that endpoint or NULL. */
@@ -189,12 +190,19 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	/* A hairpin reply (to 169.254.42.1) goes back into the pod that sent it. */
 	if (!dst && ip4->daddr == IPV4_LOOPBACK)
 		dst = lookup_ip4_endpoint(ip4->saddr);
-	/* Not a local endpoint: the kernel routes it (host, other nodes). A TTL about to expire
-	 * also goes to the kernel, which answers with ICMP time exceeded. */
+	/* Not a local endpoint: with host routing, straight out of the node device the FIB names
+	 * (fib.h); otherwise, and for what the FIB leaves to it (the host, fragmentation needed), the
+	 * kernel routes it. A TTL about to expire also goes to the kernel, which answers with ICMP
+	 * time exceeded. */
 	if (!dst || ip4->ttl <= 1) {
 		update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
-		emit_trace(skb, ctx, TRACE_TO_STACK);
-		return CTX_ACT_OK;
+		verdict = CTX_ACT_OK;
+		if (!dst && ip4->ttl > 1 && host_routing_enabled())
+			verdict = fib_redirect_v4(skb, ip4);
+		if (verdict == CTX_ACT_DROP)
+			return drop_notify(skb, ctx, DROP_INVALID);
+		emit_trace(skb, ctx, verdict == CTX_ACT_OK ? TRACE_TO_STACK : TRACE_TO_NETWORK);
+		return verdict;
 	}
 
 	ifindex = dst->ifindex;

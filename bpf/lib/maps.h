@@ -503,7 +503,8 @@ struct {
 
 /* ---- mb_host_config: the node device's addresses (one entry, key 0; host.c) -------------- */
 
-#define HOST_F_MASQUERADE (1 << 0) /* BPF masquerade of pod traffic leaving the node */
+#define HOST_F_MASQUERADE   (1 << 0) /* BPF masquerade of pod traffic leaving the node */
+#define HOST_F_HOST_ROUTING (1 << 1) /* eBPF host routing: pod traffic bypasses the node's IP stack */
 
 struct host_config {
 	__u32 node_ip;       /* IPv4 of the node device, network byte order; 0 = not configured */

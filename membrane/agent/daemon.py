@@ -173,7 +173,8 @@ class Agent:
         if ifindex is None:
             raise RuntimeError(f"underlay device {UNDERLAY_DEV} not found")
         self.net.datapath.attach_host_device(ifindex, me.internal_ip, self.config.ipv4_native_routing_cidr,
-                                             masquerade=self.config.enable_ipv4_masquerade)
+                                             masquerade=self.config.enable_ipv4_masquerade,
+                                             host_routing=not self.config.bpf_host_legacy_routing)
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
@@ -395,7 +396,7 @@ class Agent:
                          "msg": f"{VERSION} (node {self.node})" if not self.ready_reason else self.ready_reason},
             "ipam": ipam,
             "routing": {"inter-host-routing-mode": self.config.routing_mode.capitalize(),
-                        "intra-host-routing-mode": "Legacy"},
+                        "intra-host-routing-mode": "Legacy" if self.config.bpf_host_legacy_routing else "BPF"},
             "attach-mode": "tc",
             "datapath-mode": "veth",
             "kube-proxy-replacement": self._kpr_status(),

@@ -221,12 +221,13 @@ class NodeDatapath:
         return obj
 
     def attach_host_device(self, ifindex: int, node_ip: str, native_routing_cidr: str | None = None,
-                           masquerade: bool = True) -> None:
+                           masquerade: bool = True, host_routing: bool = False) -> None:
         """Write the node device's settings (mb_host_config), then attach from_netdev (tc
         ingress) and to_netdev (tc egress) to the device: NodePort/ExternalIP/LoadBalancer
         frontends for clients outside the cluster, and BPF masquerade of pod traffic to
-        destinations outside ``native_routing_cidr`` (when ``masquerade``)."""
-        settings = HostSettings(node_ip, native_routing_cidr, masquerade)
+        destinations outside ``native_routing_cidr`` (when ``masquerade``). With ``host_routing``
+        pod traffic bypasses the node's IP stack (eBPF host routing, bpf/lib/fib.h)."""
+        settings = HostSettings(node_ip, native_routing_cidr, masquerade, host_routing)
         obj = self._load_host()
         self.host_config.write(settings)
         tc_hook_create(ifindex)

@@ -29,6 +29,7 @@ class ClusterConfig:
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
     enable_ipv4_masquerade: bool = True
+    bpf_host_legacy_routing: bool = False  # False: eBPF host routing (Cilium's default on capable kernels)
     lb_algorithm: str = "random"
     maglev_table_size: int = 16381
     hubble_event_buffer_capacity: int = 4095
@@ -52,6 +53,7 @@ class ClusterConfig:
         "loadBalancer.algorithm": "lb_algorithm",
         "enableIPv4Masquerade": "enable_ipv4_masquerade",
         "bpf.masquerade": "enable_ipv4_masquerade",
+        "bpf.hostLegacyRouting": "bpf_host_legacy_routing",
         "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
     }

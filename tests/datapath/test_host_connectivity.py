@@ -6,7 +6,8 @@ local pod backend, and a second node holding a remote backend, all on one bridge
     node2  (192.168.10.101) ─┘                             node2: "pod" 10.201.0.7 (remote backend)
 
 The client has no route to any pod address: whatever reaches it came back through the node's
-translations.
+translations. Every test runs with the kernel routing pod traffic (legacy) and with eBPF host
+routing (bpf/lib/fib.h), where pod traffic never meets the node's IP forwarding.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from membrane.datapath.linux import sysctl
 from membrane.datapath.linux.netns import run_in_netns
+from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.lb import LB_F_ETP_LOCAL, Backend, Frontend
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
@@ -30,6 +32,7 @@ NODE_IP, NODE2_IP, CLIENT_IP = "192.168.10.100", "192.168.10.101", "192.168.10.2
 REMOTE_IP, REMOTE_PORT = "10.201.0.7", 9090
 POD_PORT, NODEPORT = 8080, 30080
 CLIENT_PORT = 7070  # a server on the outside client, for masquerade
+IDENTITY_REMOTE_NODE = 6
 TIMEOUT = 2.0
 
 
@@ -99,10 +102,11 @@ class Cluster:
     pod: Pod
     client: str
     node2: str
+    host_routing: bool
 
 
-@pytest.fixture
-def cluster(node: NodeLab, make_netns: Callable[[str], str]) -> Iterator[Cluster]:
+@pytest.fixture(params=[False, True], ids=["legacy-routing", "bpf-host-routing"])
+def cluster(request: pytest.FixtureRequest, node: NodeLab, make_netns: Callable[[str], str]) -> Iterator[Cluster]:
     underlay, client, node2 = make_netns("ul"), make_netns("client"), make_netns("node2")
     ip("-n", underlay, "link", "add", "br0", "type", "bridge")
     ip("-n", underlay, "link", "set", "br0", "up")
@@ -119,11 +123,11 @@ def cluster(node: NodeLab, make_netns: Callable[[str], str]) -> Iterator[Cluster
 
     pod = node.add_pod("b", "10.200.0.11")
     ifindex = run_in_netns(node.netns, socket.if_nametoindex, "eth1")
-    node.in_node(node.datapath.attach_host_device, ifindex, NODE_IP, "10.0.0.0/8")
+    node.in_node(node.datapath.attach_host_device, ifindex, NODE_IP, "10.0.0.0/8", True, request.param)
     assert all(node.in_node(node.datapath.host_attached, ifindex).values())
     servers = [WhoServer(pod.netns, pod.ip, POD_PORT, "local"), WhoServer(node2, REMOTE_IP, REMOTE_PORT, "remote"),
                WhoServer(client, CLIENT_IP, CLIENT_PORT, "outside")]
-    yield Cluster(node, pod, client, node2)
+    yield Cluster(node, pod, client, node2, request.param)
     for server in servers:
         server.close()
     assert node.in_node(node.datapath.detach_host_device, ifindex)
@@ -173,3 +177,49 @@ def test_traffic_to_other_nodes_is_not_masqueraded(cluster: Cluster) -> None:
     ip("-n", cluster.node2, "route", "add", "10.200.0.0/24", "via", NODE_IP)
     name, seen, _peer = ask(cluster.pod.netns, REMOTE_IP, REMOTE_PORT)  # inside ipv4NativeRoutingCIDR
     assert (name, seen) == ("remote", cluster.pod.ip)
+
+
+def _forwarded_by_kernel(netns: str) -> int:
+    """The node's IP forwarding counter (/proc/net/snmp Ip: ForwDatagrams)."""
+
+    def read() -> int:
+        with open("/proc/thread-self/net/snmp") as snmp:  # this thread is in the netns
+            header, values = [line.split() for line in snmp if line.startswith("Ip:")][:2]
+        return int(values[header.index("ForwDatagrams")])
+
+    return run_in_netns(netns, read)
+
+
+def test_host_routing_keeps_pod_traffic_off_the_kernels_forwarding(cluster: Cluster) -> None:
+    """Across nodes both ways (pod -> remote, remote -> pod) and to the outside (masqueraded):
+    with host routing the node's kernel forwards none of it; with legacy routing it forwards it
+    all (the control that shows the counter sees this traffic)."""
+    ip("-n", cluster.node2, "route", "add", "10.200.0.0/24", "via", NODE_IP)
+    # node2 is a remote node (its address is not masqueraded); what the agent's ipcache would say
+    cluster.node.datapath.ipcache.update(f"{NODE2_IP}/32", IpcacheEntry(IDENTITY_REMOTE_NODE))
+    before = _forwarded_by_kernel(cluster.node.netns)
+    for _ in range(5):
+        assert ask(cluster.pod.netns, REMOTE_IP, REMOTE_PORT)[:2] == ("remote", cluster.pod.ip)
+        assert ask(cluster.node2, cluster.pod.ip, POD_PORT)[:2] == ("local", NODE2_IP)
+        assert ask(cluster.pod.netns, CLIENT_IP, CLIENT_PORT)[:2] == ("outside", NODE_IP)
+    forwarded = _forwarded_by_kernel(cluster.node.netns) - before
+    if cluster.host_routing:
+        assert forwarded == 0
+    else:
+        assert forwarded >= 5 * 3 * 3  # every SYN, ACK and data segment of 15 connections, at least
+
+
+def test_a_packet_too_big_for_the_path_is_left_to_the_kernel(cluster: Cluster) -> None:
+    """The FIB says 'fragmentation needed' (DF set, larger than eth1's MTU): the kernel answers
+    with ICMP frag-needed, as without host routing."""
+    ip("-n", cluster.node2, "route", "add", "10.200.0.0/24", "via", NODE_IP)
+    ip("-n", cluster.node.netns, "link", "set", "eth1", "mtu", "1200")
+    try:
+        out = subprocess.run(["ip", "netns", "exec", cluster.pod.netns, "ping", "-n", "-c", "1", "-W", "2",
+                              "-M", "do", "-s", "1300", REMOTE_IP], capture_output=True, text=True, timeout=15)
+        assert "mtu = 1200" in (out.stdout + out.stderr).lower() or "frag needed" in (out.stdout + out.stderr).lower(), \
+            out.stdout + out.stderr
+        sent, received = ping_counts(ping(cluster.pod, REMOTE_IP, count=2).stdout)
+        assert sent == received == 2  # a packet that fits still goes through
+    finally:
+        ip("-n", cluster.node.netns, "link", "set", "eth1", "mtu", "1500")

@@ -29,6 +29,7 @@ NAT_DIR_REV_DNAT = 3  # reply of a locally served NodePort connection -> fronten
 DIRECTION_NAMES = {NAT_DIR_OUT: "out", NAT_DIR_IN: "in", NAT_DIR_REV_DNAT: "rev-dnat"}
 NAT_F_NODEPORT = 1 << 0
 HOST_F_MASQUERADE = 1 << 0
+HOST_F_HOST_ROUTING = 1 << 1  # eBPF host routing (bpf/lib/fib.h)
 NAT_PORT_MIN, NAT_PORT_MAX = 61000, 65535
 PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP"}
 
@@ -136,6 +137,7 @@ class HostSettings:
     node_ip: str
     native_routing_cidr: str | None = None  # None: nothing is exempt but nodes and local pods
     masquerade: bool = True
+    host_routing: bool = False  # pod traffic bypasses the node's IP stack (bpf/lib/fib.h)
 
     def __post_init__(self) -> None:
         try:
@@ -148,7 +150,8 @@ class HostSettings:
             raise ValidationError("host device settings: node IP 0.0.0.0")
 
     def to_c(self) -> HostConfig:
-        value = HostConfig(node_ip=_net_addr(self.node_ip), flags=HOST_F_MASQUERADE if self.masquerade else 0)
+        flags = (HOST_F_MASQUERADE if self.masquerade else 0) | (HOST_F_HOST_ROUTING if self.host_routing else 0)
+        value = HostConfig(node_ip=_net_addr(self.node_ip), flags=flags)
         if self.native_routing_cidr is not None:
             net = ipaddress.IPv4Network(self.native_routing_cidr, strict=False)
             value.native_cidr = _net_addr(str(net.network_address))
@@ -165,7 +168,8 @@ class HostSettings:
         cidr = None
         if value.native_cidr or value.native_prefix != 32:
             cidr = f"{_addr_text(value.native_cidr)}/{value.native_prefix}"
-        return cls(_addr_text(value.node_ip), cidr, bool(value.flags & HOST_F_MASQUERADE))
+        return cls(_addr_text(value.node_ip), cidr, bool(value.flags & HOST_F_MASQUERADE),
+                   bool(value.flags & HOST_F_HOST_ROUTING))
 
 
 class HostConfigMap(PinnedMap):
