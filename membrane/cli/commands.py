@@ -12,7 +12,7 @@ from typing import Any
 from membrane.cli.arguments import CLIError, check_name, check_namespace, parse_selector, split_resource_names
 from membrane.model.errors import ValidationError
 from membrane.model.kinds import KindInfo, lookup_kind
-from membrane.model.naming import LabPaths
+from membrane.model.naming import LabPaths, pod_hostname
 
 __all__ = ["CLIError", "dispatch"]
 
@@ -338,7 +338,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         phase = pod.get("status", {}).get("phase", "Pending")
         raise CLIError(f"pod {ns}/{args.pod} has no running sandbox (phase {phase})")
     argv = ["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *cmd]
-    env = dict(os.environ, HOSTNAME=sb.name)
+    env = dict(os.environ, HOSTNAME=pod_hostname(sb.name))
     sys.stdout.flush()
     try:
         os.execvpe("nsenter", argv, env)
