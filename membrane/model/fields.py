@@ -133,6 +133,18 @@ def as_bool(value: Any, path: str) -> bool:
     return value
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" and "٣", which ``int()`` refuses or misreads."""
+    return text.isascii() and text.isdigit()
+
+
+def decimal_value(text: str, cap: int) -> int:
+    """A decimal string's value, or ``cap + 1`` when it is larger than ``cap`` (without converting a
+    5000-digit string, which Python refuses)."""
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= len(str(cap)) else cap + 1
+
+
 def in_range(value: int, lo: int, hi: int, path: str) -> int:
     if not lo <= value <= hi:
         raise invalid(path, value, f"must be between {lo} and {hi}, inclusive")

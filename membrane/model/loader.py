@@ -139,6 +139,20 @@ class _ManifestLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, IndexError, KeyError, TypeError, AttributeError, OverflowError) as err:
+            # PyYAML's scalar constructors trust the tag: `!!int ""` is an IndexError, `!!bool x` a
+            # KeyError, `!!timestamp x` an AttributeError, a 5000-digit int a ValueError: a bad value, reported so.
+            value = node.value if isinstance(node, yaml.ScalarNode) else ""
+            shown = value if len(value) <= 40 else value[:40] + "…"
+            tag = node.tag.removeprefix("tag:yaml.org,2002:")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {json.dumps(shown)} as {tag} ({type(err).__name__}: {err})"[:300],
+                node.start_mark,
+            ) from None
+
     def compose_document(self) -> yaml.Node:  # type: ignore[override]
         node = super().compose_document()
         _check_aliases(node)

@@ -136,3 +136,18 @@ def test_other_kinds_and_kind_changes_have_no_frozen_fields():
     ns = validate_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}, "")
     check_update(ns, copy.deepcopy(ns))
     check_update(validate_object(pod(nodeName="a"), ""), validate_object(service(), ""))
+
+
+# ---- found by tests/unit/test_fuzz_inputs.py ----
+
+@pytest.mark.parametrize("port", ["²", "٣", "9" * 5000])
+def test_policy_port_strings_that_are_not_ascii_decimals(port):
+    cnp = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "p"},
+           "spec": {"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": port}]}]}]}}
+    assert error(cnp).startswith("x.yaml:doc 1: spec.ingress[0].toPorts[0].ports[0].port: Invalid value: ")
+
+
+def test_kinds_without_validation_rules_are_refused_even_for_the_cluster():
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "e"}}
+    with pytest.raises(ValidationError, match="kind: Forbidden: Endpoints objects are written by the cluster"):
+        validate_object(endpoints, "", allow_read_only=True)

@@ -229,5 +229,15 @@ def test_deep_nesting_is_refused_not_a_recursion_error():
 
 
 def test_huge_integers_are_a_validation_error():
-    assert error(load_located, "a: " + "9" * 5000, "i.yaml").startswith("i.yaml:doc 1: invalid YAML: ")
+    assert error(load_located, "a: " + "9" * 5000, "i.yaml").startswith("i.yaml:doc 1: invalid YAML at line 1, column 4: ")
     assert error(load_json, '{"a": ' + "9" * 5000 + "}", "i.json").startswith("i.json:doc 1: invalid JSON: ")
+
+
+@pytest.mark.parametrize("text, tag", [
+    ("a: !!int\n", "int"), ("a: !!bool maybe\n", "bool"), ("a: !!float x\n", "float"), ("a: !!timestamp x\n", "timestamp"),
+])
+def test_explicit_tags_with_bad_values_are_validation_errors(text, tag):
+    """Found by the fuzzer: PyYAML's constructors raised IndexError/KeyError/ValueError/AttributeError."""
+    message = error(load_located, text, "t.yaml")
+    assert message.startswith("t.yaml:doc 1: invalid YAML at line 1, column 4: cannot read ")
+    assert f" as {tag} (" in message
