@@ -9,13 +9,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from membrane.cli.arguments import CLIError, check_name, check_namespace, parse_selector, split_resource_names
 from membrane.model.errors import ValidationError
 from membrane.model.kinds import KindInfo, lookup_kind
-from membrane.model.naming import LabPaths
+from membrane.model.naming import LabPaths, pod_hostname
 
-
-class CLIError(Exception):
-    pass
+__all__ = ["CLIError", "dispatch"]
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -69,25 +68,47 @@ def _resource_ref(info: KindInfo) -> str:
     return info.plural.rstrip("s") if info.group == "core" else f"{info.kind.lower()}.{info.group}"
 
 
-def _load(filenames: list[str], namespace: str | None) -> list[dict[str, Any]]:
+def _load_located(filenames: list[str], namespace: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """(where, validated object) for every manifest of ``-f``."""
     from membrane.cli.manifests import load_paths
     from membrane.model.validate import validate_object
 
-    objs = []
-    for where, raw in load_paths(filenames):
-        objs.append(validate_object(raw, where, default_namespace=namespace or "default",
-                                    enforce_namespace=namespace is not None))
-    return objs
+    return [
+        (where, validate_object(raw, where, default_namespace=namespace or "default",
+                                enforce_namespace=namespace is not None))
+        for where, raw in load_paths(filenames)
+    ]
+
+
+def _load(filenames: list[str], namespace: str | None) -> list[dict[str, Any]]:
+    return [obj for _where, obj in _load_located(filenames, namespace)]
+
+
+def _update_checker(located: list[tuple[str, dict[str, Any]]]) -> Any:
+    """``check_update`` for apply_many, blaming the file and document of the refused object."""
+    from membrane.model.update import check_update
+
+    where_of = {id(obj): where for where, obj in located}
+
+    def check(old: dict[str, Any], new: dict[str, Any]) -> None:
+        try:
+            check_update(old, new)
+        except ValidationError as exc:
+            raise exc.within(where_of.get(id(new), "")) from None
+
+    return check
 
 
 # ---- apply / delete ------------------------------------------------------------------------------------
 def cmd_apply(args: argparse.Namespace) -> int:
+    check_namespace(args.namespace)
     try:
-        objs = _load(args.filename, args.namespace)
+        located = _load_located(args.filename, args.namespace)
     except ValidationError as exc:
         raise CLIError(str(exc)) from None
     except OSError as exc:
         raise CLIError(f"{exc.filename}: {exc.strerror}") from None
+    objs = [obj for _where, obj in located]
     if not objs:
         raise CLIError("no objects passed to apply")
     for obj in objs:
@@ -98,7 +119,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     _check_namespaces(store, objs)
     _keep_bindings(store, objs)
     try:
-        results = store.apply_many(objs)
+        results = store.apply_many(objs, check_update=_update_checker(located))
+    except ValidationError as exc:  # an immutable field changed: the API server's message, nothing stored
+        raise CLIError(str(exc)) from None
     except Exception as exc:
         raise CLIError(f"apply failed, nothing was stored: {exc}") from None
     for obj, outcome in results:
@@ -127,6 +150,9 @@ def _check_namespaces(store: Any, objs: list[dict[str, Any]]) -> None:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    check_namespace(args.namespace)
+    args.kind, args.names = split_resource_names(args.kind, args.names)
+    info = _kind(args.kind) if args.kind and not args.filename else None
     store = _store(args.lab)
     targets: list[tuple[KindInfo, str, str]] = []
     if args.filename:
@@ -140,9 +166,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             info = lookup_kind(obj["kind"])
             targets.append((info, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
     else:
-        if not args.kind or not args.names:
+        if info is None or not args.names:
             raise CLIError("usage: membrane delete KIND NAME... [-n NS] or membrane delete -f FILE")
-        info = _kind(args.kind)
         ns = (args.namespace or "default") if info.namespaced else ""
         targets = [(info, ns, name) for name in args.names]
     for info, _ns, name in targets:
@@ -189,13 +214,17 @@ def _kind(name: str) -> KindInfo:
 def cmd_get(args: argparse.Namespace) -> int:
     from membrane.cli import cilium_kinds
     from membrane.cli.printers import render_objects, render_table
-    from membrane.model.labels import LabelSelector
 
+    check_namespace(args.namespace)
+    kind, args.names = split_resource_names(args.kind, args.names)
+    args.kind = kind or ""
+    selector = parse_selector(args.selector) if args.selector else None
     if cilium_kinds.handles(args.kind):  # CiliumEndpoints / CiliumIdentities: synthesised, not stored
         return cilium_kinds.run_get(args)
-    store = _store(args.lab)
     kinds = [_kind(k) for k in args.kind.split(",") if k]
-    selector = LabelSelector.parse(args.selector) if args.selector else None
+    if not kinds:
+        raise CLIError("You must specify the type of resource to get.")
+    store = _store(args.lab)
     now = datetime.now(UTC)
     collected: list[dict[str, Any]] = []
     rc = 0
@@ -258,6 +287,8 @@ def _append_labels(table: str, objs: list[dict[str, Any]]) -> str:
 def cmd_label(args: argparse.Namespace) -> int:
     from membrane.model.labels import apply_label_changes, parse_label_assignments
 
+    check_namespace(args.namespace)
+    check_name(args.name)
     info = _kind(args.kind)
     ns = (args.namespace or "default") if info.namespaced else ""
     try:
@@ -291,6 +322,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from membrane.lab.runtime import Runtime
 
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    check_namespace(args.namespace)
+    check_name(args.pod)
     if not cmd:
         raise CLIError("usage: membrane exec [-n NS] POD -- COMMAND [ARGS...]")
     ns = args.namespace or "default"
@@ -305,7 +338,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         phase = pod.get("status", {}).get("phase", "Pending")
         raise CLIError(f"pod {ns}/{args.pod} has no running sandbox (phase {phase})")
     argv = ["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *cmd]
-    env = dict(os.environ, HOSTNAME=sb.name)
+    env = dict(os.environ, HOSTNAME=pod_hostname(sb.name))
     sys.stdout.flush()
     try:
         os.execvpe("nsenter", argv, env)

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from membrane.model.naming import DEFAULT_LAB
 
 OUTPUTS = ("wide", "yaml", "json")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with kubectl's reaction to a bad flag: one ``error:`` line, a pointer to --help, exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"error: {message}\nSee '{self.prog} --help' for usage.\n")
 
 
 def _lab_arg(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -19,7 +27,7 @@ def _lab_arg(p: argparse.ArgumentParser, top: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="membrane", description="eBPF networking for containers, Cilium-style")
+    parser = _Parser(prog="membrane", description="eBPF networking for containers, Cilium-style")
     _lab_arg(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -135,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from membrane.cli import commands
+    from membrane.model.errors import ValidationError
     from membrane.store.errors import StoreError
 
     try:
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `membrane ... | head`
         sys.stderr.close()
         return 0
-    except commands.CLIError as exc:
+    except (commands.CLIError, ValidationError) as exc:  # user errors: one line, as kubectl prints them
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except StoreError as exc:

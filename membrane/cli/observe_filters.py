@@ -87,7 +87,7 @@ def event_type_filter(value: str) -> dict[str, Any]:
     kind, _, sub = value.partition(":")
     if kind in MESSAGE_TYPES:
         type_num = MESSAGE_TYPES[kind]
-    elif kind.isdigit():
+    elif kind.isascii() and kind.isdigit():
         type_num = int(kind)
     else:
         raise FilterError(f"unknown --type {kind!r}, expected one of {', '.join(MESSAGE_TYPES)} or a number")
@@ -95,7 +95,7 @@ def event_type_filter(value: str) -> dict[str, Any]:
     if sub:
         if type_num == MESSAGE_TYPES["trace"] and sub in TRACE_POINTS:
             sub_num = TRACE_POINTS[sub]
-        elif sub.isdigit():
+        elif sub.isascii() and sub.isdigit():
             sub_num = int(sub)
         else:
             raise FilterError(f"unknown event sub-type {sub!r} of --type {kind}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from membrane.lab.processes import ProcRecord, is_alive, spawn, stop
-from membrane.model.naming import NETNS_DIR, LabPaths
+from membrane.model.naming import NETNS_DIR, LabPaths, pod_hostname
 
 CNI_VERSION = "1.0.0"
 
@@ -126,8 +126,8 @@ class Runtime:
         subprocess.run(["ip", "-n", sb.netns, "link", "set", "lo", "up"], check=True, capture_output=True)
         sb.pause = spawn(
             ["ip", "netns", "exec", sb.netns, "unshare", "--uts", "--", "sh", "-c",
-             'hostname "$1" && exec sleep infinity', "pause", sb.name[:63]],
-            f"{self.paths.log_dir}/pods/{sb.namespace}_{sb.name}.log",
+             'hostname "$1" && exec sleep infinity', "pause", pod_hostname(sb.name)],
+            self.paths.pod_log(sb.namespace, sb.name),
         )
         self.save(sb)
 
@@ -169,10 +169,10 @@ class Runtime:
 
     def start_container(self, sb: Sandbox, name: str, argv: list[str], env: dict[str, str]) -> ProcRecord:
         assert sb.pause is not None
-        full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": sb.name,
+        full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": pod_hostname(sb.name),
                     "PYTHONDONTWRITEBYTECODE": "1", "MEMBRANE_LAB": self.paths.lab, **env}
         rec = spawn(["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *argv],
-                    f"{self.paths.log_dir}/pods/{sb.namespace}_{sb.name}_{name}.log", env=full_env)
+                    self.paths.pod_log(sb.namespace, sb.name, name), env=full_env)
         sb.containers[name] = rec
         self.save(sb)
         return rec

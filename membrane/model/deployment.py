@@ -31,6 +31,10 @@ SUFFIX_LENGTH = 5
 # A generated name's base is cut so that base + suffix still fits a DNS label.
 MAX_GENERATED_BASE = 63 - SUFFIX_LENGTH
 
+# Pods created per Deployment per sync, as Kubernetes' ReplicaSet controller's burstReplicas: a
+# Deployment of 2 000 000 000 replicas (a valid int32) grows by batches instead of building them all.
+BURST_REPLICAS = 500
+
 _FNV32_OFFSET = 0x811C9DC5
 _FNV32_PRIME = 0x01000193
 
@@ -167,13 +171,14 @@ def _new_pod(deploy: dict[str, Any], template_hash: str, name: str, base: str) -
 
 
 def pods_for_deployment(
-    deploy: dict[str, Any], existing: list[dict[str, Any]], rng: random.Random
+    deploy: dict[str, Any], existing: list[dict[str, Any]], rng: random.Random, *, burst: int = BURST_REPLICAS
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """What to do to bring a (validated) Deployment's pods in line with its spec.
 
     ``existing`` may hold any pods; only those the Deployment owns are considered (pods already being
     deleted count as gone). Returns the pod objects to create and the names of pods to delete: pods
-    of an older template hash are all replaced, surplus pods are removed, missing ones created.
+    of an older template hash are all replaced, surplus pods are removed, missing ones created (at
+    most ``burst`` per call; the next sync creates more).
     """
     spec = deploy["spec"]
     replicas = int(spec.get("replicas", 1))
@@ -188,7 +193,7 @@ def pods_for_deployment(
     taken = {_meta(p).get("name") for p in existing if _meta(p).get("namespace", "default") == namespace}
     base = f"{_meta(deploy)['name']}-{template_hash}-"[:MAX_GENERATED_BASE]
     to_create = []
-    for _ in range(max(0, replicas - len(current))):
+    for _ in range(min(burst, max(0, replicas - len(current)))):
         for _attempt in range(1000):
             name = base + random_pod_suffix(rng)
             if name not in taken:

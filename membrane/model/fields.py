@@ -18,6 +18,12 @@ from typing import Any
 
 from membrane.model.errors import ValidationError
 
+# Kubernetes' integer fields are int32 (replicas, ports, priorities, most *Seconds) or int64
+# (generation, termination grace and active deadline seconds); the API server refuses values
+# that do not fit, and so does Fields.integer.
+INT32_RANGE = (-(2**31), 2**31 - 1)
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
 
 def join(path: str, key: str) -> str:
     """``spec`` + ``containers`` -> ``spec.containers``."""
@@ -127,6 +133,18 @@ def as_bool(value: Any, path: str) -> bool:
     return value
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" and "٣", which ``int()`` refuses or misreads."""
+    return text.isascii() and text.isdigit()
+
+
+def decimal_value(text: str, cap: int) -> int:
+    """A decimal string's value, or ``cap + 1`` when it is larger than ``cap`` (without converting a
+    5000-digit string, which Python refuses)."""
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= len(str(cap)) else cap + 1
+
+
 def in_range(value: int, lo: int, hi: int, path: str) -> int:
     if not lo <= value <= hi:
         raise invalid(path, value, f"must be between {lo} and {hi}, inclusive")
@@ -215,13 +233,19 @@ class Fields:
         return value
 
     def integer(self, key: str, *, required: bool = False, lo: int | None = None, hi: int | None = None,
-                default: int | None = None) -> int | None:
+                default: int | None = None, int64: bool = False) -> int | None:
+        """An integer that fits the field's Go type (int32 unless ``int64``), within ``lo``..``hi``."""
         if not self._present(key, required):
             if default is not None:
                 self.data[key] = default
             return default
         value = as_int(self.data[key], self.at(key))
         self.data[key] = value
+        type_lo, type_hi = INT64_RANGE if int64 else INT32_RANGE
+        if not type_lo <= value <= type_hi:
+            lo_shown = type_lo if lo is None else lo
+            hi_shown = type_hi if hi is None else hi
+            raise invalid(self.at(key), value, f"must be between {lo_shown} and {hi_shown}, inclusive")
         if lo is not None and hi is not None:
             in_range(value, lo, hi, self.at(key))
         elif lo is not None and value < lo:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 RUN_ROOT = "/run/membrane"
 BPFFS_ROOT = "/sys/fs/bpf/membrane"
 NETNS_DIR = "/run/netns"
+NAME_MAX = 255  # bytes in one file name (Linux)
 DEFAULT_LAB = "membrane"
 DEFAULT_CLUSTER = "default"
 
@@ -97,6 +98,26 @@ class LabPaths:
     @property
     def netns_prefix(self) -> str:
         return f"{self.lab}."
+
+    def pod_log(self, namespace: str, pod: str, container: str = "") -> str:
+        """``logs/pods/<ns>_<pod>[_<container>].log``; the file name stays within NAME_MAX.
+
+        A pod name may be 253 characters, a namespace and a container name 63 each: together more
+        than a file name may hold (255 bytes). A name that does not fit keeps its readable start
+        and gets a hash of the whole ``ns/pod`` so that two long names never share a log.
+        """
+        tail = f"_{container}.log" if container else ".log"
+        room = NAME_MAX - len(f"{namespace}_".encode()) - len(tail.encode())
+        if len(pod.encode()) > room:
+            digest = hashlib.sha1(f"{namespace}/{pod}".encode()).hexdigest()[:8]
+            pod = pod.encode()[:room - len(digest) - 1].decode(errors="ignore") + "-" + digest
+        return f"{self.log_dir}/pods/{namespace}_{pod}{tail}"
+
+
+def pod_hostname(pod: str) -> str:
+    """The pod's hostname: its name cut to a DNS label's 63 characters, as the kubelet does
+    (without a trailing '-' or '.' left by the cut)."""
+    return pod[:63].rstrip("-.") or "pod"
 
 
 def host_veth_name(container_id: str, ifname: str = "eth0") -> str:

@@ -99,8 +99,8 @@ def check_pod_spec(data: Any, path: str, *, template: bool = False) -> dict[str,
             container_names.add(c["name"])
     f.choice("restartPolicy", ("Always",) if template else RESTART_POLICIES, default="Always")
     f.choice("dnsPolicy", DNS_POLICIES, default="ClusterFirst")
-    f.integer("terminationGracePeriodSeconds", lo=0, default=DEFAULT_TERMINATION_GRACE_SECONDS)
-    f.integer("activeDeadlineSeconds", lo=1)
+    f.integer("terminationGracePeriodSeconds", lo=0, default=DEFAULT_TERMINATION_GRACE_SECONDS, int64=True)
+    f.integer("activeDeadlineSeconds", lo=1, int64=True)
     f.string("nodeName", check=names.dns1123_subdomain_error)
     if f.has("nodeSelector"):
         check_labels(f.raw("nodeSelector"), f.at("nodeSelector"))

@@ -10,7 +10,17 @@ from types import MappingProxyType
 from typing import Any
 
 from membrane.model import names
-from membrane.model.fields import Fields, as_int, as_str, in_range, invalid, missing, unsupported
+from membrane.model.fields import (
+    Fields,
+    as_int,
+    as_str,
+    decimal_value,
+    in_range,
+    invalid,
+    is_decimal,
+    missing,
+    unsupported,
+)
 from membrane.model.fqdn import check_fqdn_selector
 
 PORT_PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP", "ANY")
@@ -66,8 +76,8 @@ def _check_port_protocol(data: Any, path: str) -> tuple[str, str]:
     else:
         port = as_str(raw, f.at("port"))
     number: int | None = None
-    if port.isdigit():
-        number = int(port)
+    if is_decimal(port):
+        number = decimal_value(port, 65535)
         if number > 65535:
             raise invalid(f.at("port"), port, "must be between 0 and 65535, inclusive")
     elif port:
@@ -119,7 +129,7 @@ def _check_kafka(data: Any, path: str) -> None:
     if role and f.string("apiKey"):
         raise invalid(f.at("apiKey"), f.raw("apiKey"), "cannot be combined with role")
     version = f.string("apiVersion")
-    if version and not (version.isdigit() and int(version) <= 32767):
+    if version and not (is_decimal(version) and decimal_value(version, 32767) <= 32767):
         raise invalid(f.at("apiVersion"), version, "must be a decimal number (int16)")
     f.string("clientID")
     topic = f.string("topic")
@@ -185,11 +195,11 @@ def check_icmp_rule(data: Any, path: str) -> dict[str, Any]:
         value = i.raw("type")
         if value is None:
             raise missing(i.at("type"), "an ICMP type number (0-255) or name")
-        if isinstance(value, str) and not value.isdigit():
+        if isinstance(value, str) and not is_decimal(value):
             table = ICMP6_TYPES if family == "IPv6" else ICMP4_TYPES
             if value not in table:
                 raise unsupported(i.at("type"), value, table.keys())
         else:
-            number = int(value) if isinstance(value, str) else as_int(value, i.at("type"))
+            number = decimal_value(value, 255) if isinstance(value, str) else as_int(value, i.at("type"))
             in_range(number, 0, 255, i.at("type"))
     return f.data

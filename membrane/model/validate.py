@@ -59,7 +59,9 @@ def _validate(obj: Any, default_namespace: str, allow_read_only: bool, enforce_n
     info = kind_for_manifest(obj.get("apiVersion"), obj.get("kind"))
     if info.read_only and not allow_read_only:
         raise forbidden("kind", READ_ONLY_REASON)
-    rules = _RULES[info.kind]
+    rules = _RULES.get(info.kind)
+    if rules is None:  # Endpoints, EndpointSlice: written by controllers, never from a manifest
+        raise forbidden("kind", f"{info.kind} objects are written by the cluster's controllers, not from manifests")
     out = copy.deepcopy(obj)
     top = Fields(out, "", rules.fields)
     meta = top.raw("metadata")

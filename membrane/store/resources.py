@@ -139,13 +139,18 @@ class ResourceStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def apply_many(self, objs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    def apply_many(
+        self, objs: list[dict[str, Any]],
+        check_update: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    ) -> list[tuple[dict[str, Any], str]]:
         """Create or replace many objects in ONE transaction: all are stored or none.
 
         Returns (stored object with resourceVersion, "created" | "configured" | "unchanged") in
         input order. Bad input raises ValidationError (naming objects[i]) before anything is written;
         a concurrent change is retried ``retries`` times, then ConflictError. Services are admitted in
         the same transaction (``service_alloc``): a refused one raises ServiceInvalid, nothing written.
+        ``check_update(old, new)`` sees each stored object and its replacement as this transaction
+        would compare them, and may raise ValidationError (an immutable field) to refuse the whole apply.
         """
         keys = [key_of(obj, f"objects[{i}]") for i, obj in enumerate(objs)]
         seen: dict[ResourceKey, int] = {}
@@ -170,6 +175,8 @@ class ResourceStore:
             puts: list[Op] = []
             for obj, path, old in zip(drafts, paths, olds, strict=True):
                 kv = current[path]
+                if old is not None and check_update is not None:
+                    check_update(old, obj)
                 new = self._merge(obj, old)
                 if old is not None and new == old:
                     new["metadata"]["resourceVersion"] = str(kv.mod_revision)  # type: ignore[union-attr]

@@ -197,3 +197,19 @@ def test_corrupt_stored_value(store: ResourceStore, client: EtcdClient) -> None:
     client.put(path, b"{not json")
     with pytest.raises(StoreError, match=f"{path}: stored value is not JSON"):
         store.get("core", "Pod", "default", "bad")
+
+
+def test_apply_refused_by_check_update_stores_nothing(store: ResourceStore, client: EtcdClient) -> None:
+    from membrane.model.update import check_update
+
+    bound = pod("web")
+    bound["spec"]["nodeName"] = "k8s-w1"
+    [(first, _)] = store.apply_many([bound], check_update=check_update)
+    moved = pod("web")
+    moved["spec"]["nodeName"] = "k8s-w2"
+    with pytest.raises(ValidationError, match='spec.nodeName: Invalid value: "k8s-w2": field is immutable'):
+        store.apply_many([cnp("other"), moved], check_update=check_update)
+    after = store.get("core", "Pod", "default", "web")
+    assert after is not None and after["spec"]["nodeName"] == "k8s-w1"
+    assert after["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert store.get("cilium.io", "CiliumClusterwideNetworkPolicy", "", "other") is None

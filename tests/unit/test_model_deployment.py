@@ -293,3 +293,17 @@ def test_deployment_status():
     status = deployment_status(d, pods[:2])
     assert status == {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 1, "availableReplicas": 1,
                       "observedGeneration": 4}
+
+
+def test_huge_replica_counts_grow_by_bursts():
+    """replicas may be any int32: the controller must not build two billion pods in one sync (issue 18)."""
+    import time
+
+    from membrane.model.deployment import BURST_REPLICAS
+
+    d = valid(deployment(replicas=2**31 - 1))
+    start = time.monotonic()
+    create, delete = pods_for_deployment(d, [], random.Random(1))
+    assert len(create) == BURST_REPLICAS and delete == [] and time.monotonic() - start < 5
+    more, _ = pods_for_deployment(d, create, random.Random(2), burst=10)
+    assert len(more) == 10 and not {p["metadata"]["name"] for p in more} & {p["metadata"]["name"] for p in create}

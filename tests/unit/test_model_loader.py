@@ -183,3 +183,61 @@ def test_syntax_error_in_file_uses_the_path_as_source(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text(POD % "ok" + "---\nkind: [\n")
     assert error(load_paths, [str(path)]).startswith(f"{path}:doc 2: invalid YAML at line ")
+
+
+# ---- hostile YAML (issue 18): refused quickly, with the file, the document and the reason ----
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A "billion laughs" manifest: each level is a list of nine aliases to the level before."""
+    lines = ["apiVersion: v1", "kind: Pod", "metadata: {name: bomb}", "spec:", "  l0: &l0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    for i in range(1, levels + 1):
+        lines.append(f"  l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_quickly():
+    import time
+
+    text = _alias_bomb()
+    assert len(text) < 600  # the issue's bomb was 561 bytes
+    start = time.monotonic()
+    message = error(load_located, text, "bomb.yaml")
+    assert time.monotonic() - start < 2.0
+    assert message.startswith("bomb.yaml:doc 1: invalid YAML at line ")
+    assert "excessive aliasing" in message
+
+
+def test_recursive_alias_is_refused():
+    message = error(load_located, "kind: Pod\nspec: &a {x: [*a]}\n", "r.yaml")
+    assert message.startswith("r.yaml:doc 1: invalid YAML at line 2")
+    assert "recursive alias" in message
+
+
+def test_moderate_anchors_and_merge_keys_still_work():
+    text = (
+        "kind: Pod\nmetadata: {name: a, labels: &l {app: web, tier: front}}\n"
+        "spec: {nodeSelector: *l, x: &d {a: 1, b: 2}, y: {<<: *d, c: 3}}\n"
+    )
+    [doc] = load_documents(text, "m.yaml")
+    assert doc["spec"]["nodeSelector"] == {"app": "web", "tier": "front"}
+    assert doc["spec"]["y"] == {"a": 1, "b": 2, "c": 3}
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error():
+    assert "nested more than 100 levels deep" in error(load_located, "a: " + "[" * 3000, "d.yaml")
+    assert "nested more than 100 levels deep" in error(load_json, "[" * 3000, "d.json")
+
+
+def test_huge_integers_are_a_validation_error():
+    assert error(load_located, "a: " + "9" * 5000, "i.yaml").startswith("i.yaml:doc 1: invalid YAML at line 1, column 4: ")
+    assert error(load_json, '{"a": ' + "9" * 5000 + "}", "i.json").startswith("i.json:doc 1: invalid JSON: ")
+
+
+@pytest.mark.parametrize("text, tag", [
+    ("a: !!int\n", "int"), ("a: !!bool maybe\n", "bool"), ("a: !!float x\n", "float"), ("a: !!timestamp x\n", "timestamp"),
+])
+def test_explicit_tags_with_bad_values_are_validation_errors(text, tag):
+    """Found by the fuzzer: PyYAML's constructors raised IndexError/KeyError/ValueError/AttributeError."""
+    message = error(load_located, text, "t.yaml")
+    assert message.startswith("t.yaml:doc 1: invalid YAML at line 1, column 4: cannot read ")
+    assert f" as {tag} (" in message
