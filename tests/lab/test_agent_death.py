@@ -1,9 +1,10 @@
 """Issue 18: an agent's death must not cut new, policy-allowed connections to its running pods.
 
-With a policy in force, the agent of k8s-w1 is killed (SIGKILL, by the PID in the lab's supervisor
-record) and kept dead for ~60 s by freezing its supervisor (SIGSTOP, as a long crash-loop backoff
-would), while a client on k8s-w2 opens a new connection to a pod on k8s-w1 every 0.1 s. Expected:
-zero failed connections, a denied pod stays denied, the node goes Ready=Unknown, and when the
+With policies in force (ingress on the server, egress on the client), the agent of k8s-w1 is killed
+(SIGKILL, by the PID in the lab's supervisor record) and kept dead for ~60 s by freezing its
+supervisor (SIGSTOP, as a long crash-loop backoff would), while a client on k8s-w2 opens a new
+connection to a pod on k8s-w1 every 0.1 s, and a pod on k8s-w1 does the same to a pod on k8s-w2
+whose ingress policy admits it. Expected: zero failed connections, a denied pod stays denied, the node goes Ready=Unknown, and when the
 supervisor resumes the agent is restarted and everything converges. A pod deleted while the agent was
 dead is withdrawn after the restart, and its identity is garbage-collected after the GC grace.
 Bounded: about 3 minutes with lab create.
@@ -60,6 +61,20 @@ spec:
   nodeName: k8s-w2
   containers: [{name: c, image: busybox}]
 ---
+apiVersion: v1
+kind: Pod
+metadata: {name: srv2, labels: {app: srv2}}
+spec:
+  nodeName: k8s-w2
+  containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cli1, labels: {app: cli1}}
+spec:
+  nodeName: k8s-w1
+  containers: [{name: c, image: busybox}]
+---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: srv-from-cli}
@@ -67,6 +82,26 @@ spec:
   endpointSelector: {matchLabels: {app: srv}}
   ingress:
     - fromEndpoints: [{matchLabels: {app: cli}}]
+      toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+---
+# Egress on the client: the live node must keep mapping the dead node's pod IP to its identity.
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: cli-to-srv}
+spec:
+  endpointSelector: {matchLabels: {app: cli}}
+  egress:
+    - toEndpoints: [{matchLabels: {app: srv}}]
+      toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+---
+# Ingress on a live node from a pod of the dead node: its source IP must keep its identity there.
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: srv2-from-cli1}
+spec:
+  endpointSelector: {matchLabels: {app: srv2}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: cli1}}]
       toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 """
 
@@ -121,9 +156,10 @@ def _connects(lab: Lab, pod: str, ip: str) -> bool:
 @pytest.fixture(scope="module")
 def pods(lab: Lab) -> dict[str, dict[str, Any]]:
     lab.apply(PODS)
-    pods = lab.wait_pods_ready(["srv", "doomed", "cli", "intruder"], timeout=90)
+    pods = lab.wait_pods_ready(["srv", "doomed", "cli", "intruder", "srv2", "cli1"], timeout=90)
     srv = pods["srv"]["status"]["podIP"]
     lab.wait_for(lambda: _connects(lab, "cli", srv), 20, "cli to reach srv under the policy")
+    lab.wait_for(lambda: _connects(lab, "cli1", pods["srv2"]["status"]["podIP"]), 20, "cli1 to reach srv2")
     lab.wait_for(lambda: not _connects(lab, "intruder", srv), 20, "intruder to be denied")
     return pods
 
@@ -141,9 +177,12 @@ def test_agent_death_cuts_no_new_allowed_connection(lab: Lab, pods: dict[str, di
     agent: ProcRecord = state.record
     restarts_before = state.restarts
 
-    client = subprocess.Popen([MEMBRANE, "--lab", lab.name, "exec", "cli", "--", "python3", "-c", CONNECT_LOOP,
-                               srv_ip, str(OUTAGE + 12)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # cli (k8s-w2) -> srv (k8s-w1, the dead agent's node) and cli1 (k8s-w1) -> srv2 (k8s-w2).
+    clients = {pod: subprocess.Popen([MEMBRANE, "--lab", lab.name, "exec", pod, "--", "python3", "-c", CONNECT_LOOP,
+                                      ip, str(OUTAGE + 12)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for pod, ip in (("cli", srv_ip), ("cli1", pods["srv2"]["status"]["podIP"]))}
     frozen = False
+    held: tuple[dict[str, Any] | None, bool] = (None, False)
     try:
         time.sleep(3)
         os.kill(supervisor.pid, signal.SIGSTOP)  # hold the restart back: the agent stays dead
@@ -158,16 +197,21 @@ def test_agent_death_cuts_no_new_allowed_connection(lab: Lab, pods: dict[str, di
         assert status.returncode == 1 and "agent-k8s-w1" in status.stdout
         assert not _connects(lab, "intruder", srv_ip), "a denied pod got through while the agent was dead"
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - killed_at)))
-        assert _published(lab, srv_ip) is not None and _identity_exists(lab, srv_identity)
+        held = (_published(lab, srv_ip), _identity_exists(lab, srv_identity))
     finally:
         if frozen:
             os.kill(supervisor.pid, signal.SIGCONT)
-        out, err = client.communicate(timeout=OUTAGE + 60)
-    result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-    assert client.returncode == 0 and result, f"client loop failed: {err}"
-    print(f"\nnew connections during the {OUTAGE:.0f} s outage: {result['ok']} ok, {len(result['failed'])} failed")
-    assert result["failed"] == [], f"new connections failed while the agent was dead: {result['failed'][:10]}"
-    assert result["ok"] > OUTAGE * 5
+        outputs = {pod: client.communicate(timeout=OUTAGE + 60) for pod, client in clients.items()}
+    results = {}
+    for pod, (out, err) in outputs.items():
+        results[pod] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        assert clients[pod].returncode == 0 and results[pod], f"{pod}: client loop failed: {err}"
+        print(f"\n{pod}: new connections during the {OUTAGE:.0f} s agent outage: {results[pod]['ok']} ok, "
+              f"{len(results[pod]['failed'])} failed")
+    for pod, result in results.items():
+        assert result["failed"] == [], f"{pod}: new connections failed while the agent was dead: {result['failed'][:5]}"
+        assert result["ok"] > OUTAGE * 5
+    assert held == ({"identity": srv_identity, "node": "k8s-w1"}, True), "withdrawn while the agent was dead"
 
     # The supervisor restarts the agent; the node comes back and state converges.
     lab.wait_for(lambda: lab.agent_status("k8s-w1").get("ready"), 60, "the restarted agent to be ready")
