@@ -227,3 +227,25 @@ def test_agent_death_cuts_no_new_allowed_connection(lab: Lab, pods: dict[str, di
     lab.wait_for(lambda: not _identity_exists(lab, doomed_identity), 2 * GC_INTERVAL + IDENTITY_GC_GRACE + 15,
                  "the deleted pod's identity to be garbage-collected")
     assert _identity_exists(lab, srv_identity)
+
+
+def test_a_hung_agent_is_reported_and_restarted_by_its_liveness_probe(lab: Lab, pods: dict[str, dict[str, Any]]) -> None:
+    state = daemon_state(lab.name, "agent-k8s-w2")
+    assert state is not None and state.record is not None and is_alive(state.record)
+    agent, restarts_before = state.record, state.restarts
+    os.kill(agent.pid, signal.SIGSTOP)
+    try:
+        status = lab.run("lab", "status", check=False)
+        line = next(x for x in status.stdout.splitlines() if x.startswith("agent-k8s-w2"))
+        assert status.returncode == 1 and "STOPPED (SIGSTOP)" in line, status.stdout
+        assert lab.run("status", "--node", "k8s-w2", check=False).returncode != 0
+        # Three failed probes 10 s apart: killed (SIGKILL ends a stopped process) and started again.
+        lab.wait_for(lambda: (s := daemon_state(lab.name, "agent-k8s-w2")) and s.restarts > restarts_before, 60,
+                     "the supervisor to restart the hung agent")
+    finally:
+        if is_alive(agent):
+            os.kill(agent.pid, signal.SIGCONT)
+    after = daemon_state(lab.name, "agent-k8s-w2")
+    assert after is not None and after.last_exit == "signal KILL"
+    lab.wait_for(lambda: lab.agent_status("k8s-w2").get("ready"), 60, "the restarted agent to be ready")
+    assert _connects(lab, "cli", pods["srv"]["status"]["podIP"])
