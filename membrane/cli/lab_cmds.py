@@ -142,7 +142,8 @@ def daemon_health(lab: str, name: str, supervisor: Any, state: Any) -> tuple[str
     from membrane.lab import processes
 
     if not processes.is_alive(supervisor):
-        return "NOT RUNNING (unsupervised)", False
+        stopped = state is not None and state.state == "stopped"
+        return ("STOPPED (lab stop)" if stopped else "NOT RUNNING (no supervisor)"), False
     if state is None or state.state == "starting":
         return "starting", False
     if state.state == "backoff":
