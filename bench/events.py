@@ -31,6 +31,7 @@ from bench.netbench import (
     wait_pods,
 )
 from membrane.datapath.monitor import set_events_enabled
+from membrane.lab.daemons import daemon_state
 from membrane.lab.record import load_record
 from membrane.model.naming import LabPaths
 
@@ -104,7 +105,8 @@ def run(runs: int) -> list[Measurement]:
 
 
 def _flood(lab: str, node: str, client_ns: str, server_ip: str, rr: str) -> tuple[float, float, float]:
-    agent = load_record(lab).processes[f"agent-{node}"]  # type: ignore[union-attr]
+    agent = daemon_state(lab, f"agent-{node}")  # the agent itself, not its supervisor (lab.json's PID)
+    assert agent is not None and agent.pid, f"agent-{node} is not running"
     subprocess.run(["taskset", "-a", "-pc", AGENT_CPU, str(agent.pid)], check=True, capture_output=True)
     before = _hubble(lab, node).get("events", {})
     start = time.monotonic()

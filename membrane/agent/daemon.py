@@ -22,6 +22,7 @@ from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
+from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timestamp
 from membrane.agent.observability import Observability
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.datapath.linux import links
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 UNDERLAY_DEV = "eth1"
-NODE_LEASE_TTL = 15
-ROUTER_IP_ANNOTATION = "membrane.io/router-ip"
 
 
 def node_info(obj: dict[str, Any]) -> NodeInfo:
@@ -75,7 +74,8 @@ class Agent:
         self.started = time.time()
         self.ready_reason = "starting"
         self._stop = threading.Event()
-        self._lease = 0
+        self.node_status = NodeStatus(self.client, self.resources, self.nodes_mirror, self.prefix, node,
+                                      self.paths.node_state_dir(node), self._me, lambda: self.net.router_ip)
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
@@ -95,12 +95,12 @@ class Agent:
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
         self.net.start(pod_cidr)
         self._attach_host_device()
-        self._lease = self.client.lease_grant(NODE_LEASE_TTL)
+        self.node_status.start()
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
-        self.controllers.add(Controller("node-status", self._publish_node, interval=5))
+        self.controllers.add(Controller("node-status", self.node_status.publish, interval=5))
         self.controllers.add(Controller("sync-endpoint-labels", self._sync_labels, interval=30))
         ids = EndpointIdentities(self.client, self.resources.layout, self.node, self.cluster, self.net,
-                                 self._pod, self._namespace_labels, lambda: self._lease)
+                                 self._pod, self._namespace_labels, lambda: self.node_status.endpoint_lease)
         self.identities = ids
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
@@ -165,7 +165,7 @@ class Agent:
 
     def _attach_host_device(self) -> None:
         """from-netdev / to-netdev on the underlay device: NodePort, ExternalIPs, LB IPs, BPF masquerade."""
-        me = next((n for n in self._nodes() if n.name == self.node), None)
+        me = self._me()
         if me is None or not me.internal_ip:
             raise RuntimeError(f"node {self.node} has no InternalIP")
         assert self.net.datapath is not None
@@ -195,47 +195,12 @@ class Agent:
     def _nodes(self) -> list[NodeInfo]:
         return [node_info(json.loads(kv.value)) for kv in self.nodes_mirror.items()]
 
+    def _me(self) -> NodeInfo | None:
+        return next((n for n in self._nodes() if n.name == self.node), None)
+
     def _sync_routes(self) -> None:
         desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, self.config.auto_direct_node_routes)
         sync_node_routes(desired)
-
-    def _publish_node(self) -> None:
-        """Keep this node's liveness key (held by a lease) and its Ready condition current."""
-        if not self._lease or self.client.lease_keepalive_once(self._lease) <= 0:
-            self._lease = self.client.lease_grant(NODE_LEASE_TTL)
-        me = next((n for n in self._nodes() if n.name == self.node), None)
-        record = {
-            "name": self.node,
-            "ipv4": me.internal_ip if me else "",
-            "podCIDRs": list(me.pod_cidrs) if me else [],
-            "routerIP": self.net.router_ip,
-            "heartbeat": time.time(),
-        }
-        self.client.put(f"{self.prefix}/nodes/{self.node}", json.dumps(record), lease=self._lease)
-        self._set_node_ready()
-
-    def _set_node_ready(self) -> None:
-        """Mark this Node Ready (written only when it changes: the Node object is watched cluster-wide)."""
-        kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/_/{self.node}")
-        if kv is not None:
-            current = json.loads(kv.value)
-            conds = current.get("status", {}).get("conditions", [])
-            router = current.get("metadata", {}).get("annotations", {}).get(ROUTER_IP_ANNOTATION)
-            if router == self.net.router_ip and any(c.get("type") == "Ready" and c.get("status") == "True"
-                                                    for c in conds):
-                return
-
-        def mark(obj: dict[str, Any] | None) -> dict[str, Any]:
-            if obj is None:
-                raise RuntimeError(f"Node {self.node} does not exist")
-            conds = [c for c in obj.setdefault("status", {}).get("conditions", []) if c.get("type") != "Ready"]
-            conds.append({"type": "Ready", "status": "True", "reason": "MembraneAgentReady",
-                          "message": "Membrane agent is running", "lastTransitionTime": _ts(time.time())})
-            obj["status"]["conditions"] = conds
-            obj["metadata"].setdefault("annotations", {})[ROUTER_IP_ANNOTATION] = self.net.router_ip
-            return obj
-
-        self.resources.update(("core", "Node", "_", self.node), mark)
 
     def _sync_labels(self) -> None:
         for ep in self.net.endpoints.list():
@@ -381,7 +346,7 @@ class Agent:
             controllers.append({"name": c["name"], "status": {
                 "success-count": c["success_count"], "failure-count": c["failure_count"],
                 "consecutive-failure-count": c["consecutive_failures"],
-                "last-success-timestamp": _ts(c["last_success"]), "last-failure-timestamp": _ts(c["last_failure"]),
+                "last-success-timestamp": timestamp(c["last_success"]), "last-failure-timestamp": timestamp(c["last_failure"]),
                 "last-failure-msg": c["last_error"]}})
             health.append({"module-id": f"agent.controller.{c['name']}", "level": "OK" if c["healthy"] else "Degraded",
                            "message": c["last_error"] if not c["healthy"] else "running"})
@@ -412,8 +377,3 @@ class Agent:
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
         }
 
-
-def _ts(t: float) -> str:
-    if not t:
-        return "0001-01-01T00:00:00Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -3,8 +3,14 @@
 One controller owns it (NodeIdentities is not thread-safe): for each endpoint it computes the
 identity-relevant labels (pod labels, namespace and its labels, service account, cluster), acquires
 the identity (allocating it in etcd when new), releases the old one on relabel or delete, writes the
-identity into the endpoint (BPF map entry included) and publishes ``ipcache/<ip>/32`` under the node
-lease so every node can map the pod's IP to its identity.
+identity into the endpoint (BPF map entry included) and publishes ``ipcache/<ip>/32`` so every node
+can map the pod's IP to its identity.
+
+Identity references and ipcache entries hang off the agent's *endpoint lease* (15 minutes, kept in the
+node's state directory across restarts), not the node's 15-second liveness lease: they say "these
+endpoints exist", which stays true while the agent is dead or restarting. After a start or a new
+lease, the first sync also withdraws what an earlier incarnation published for endpoints that are
+gone (membrane.ipcache.ownership).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from membrane.identity.labelfilter import LabelFilter
 from membrane.identity.labels import LabelSet, pod_identity_labels
 from membrane.identity.node_refs import NodeIdentities
 from membrane.ipcache.cache import IPCacheEntry, Source
+from membrane.ipcache.ownership import stale_owned
 from membrane.store.etcd import EtcdClient
 from membrane.store.layout import StoreLayout
 from membrane.store.txn import StoreTxnOps
@@ -42,6 +49,7 @@ class EndpointIdentities:
         self._ns_labels = namespace_labels
         self._lease = lease
         self._lease_used = 0
+        self._reconciled = False
         self._applied: dict[tuple[str, str], tuple[LabelSet, int]] = {}
         self._published: dict[str, str] = {}  # ipcache key -> value we wrote
         self._filter = LabelFilter.default()
@@ -69,6 +77,7 @@ class EndpointIdentities:
             self._applied.clear()
             self._published.clear()
             self._lease_used = lease
+            self._reconciled = False
         live = {ep.key: ep for ep in self.net.endpoints.list()}
         for key in [k for k in self._applied if k not in live]:
             _labels, old = self._applied.pop(key)
@@ -88,6 +97,21 @@ class EndpointIdentities:
             if ep.identity != new:
                 log.info("endpoint %d %s: identity %d", ep.id, ep.pod_key, new)
         self._publish_ipcache(lease)
+        if not self._reconciled:
+            self._withdraw_stale()
+            self._reconciled = True
+
+    def _withdraw_stale(self) -> None:
+        """Drop what an earlier incarnation of this agent published for endpoints that are gone."""
+        kvs, _ = self.client.get_prefix(self.layout.ipcache_prefix)
+        for key in stale_owned({kv.key: kv.value for kv in kvs}, self.node, self._published):
+            log.info("withdrawing %s: no such endpoint on this node any more", key)
+            self.client.delete(key)
+        held = self.refs.identities()
+        for n in self.allocator.node_references(self.node):
+            if n not in held:
+                log.info("dropping this node's reference to identity %d: no endpoint uses it", n)
+                self.allocator.release(self.node, n)
 
     def _publish_ipcache(self, lease: int) -> None:
         want: dict[str, str] = {}

@@ -59,7 +59,7 @@ def _store(lab: str) -> Any:
     if record is None:
         raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
     paths = LabPaths(lab)
-    from membrane.lab.builder import MAX_TXN_OPS
+    from membrane.lab.daemons import MAX_TXN_OPS
 
     return ResourceStore(EtcdClient(paths.etcd_endpoint), record.topology.config.cluster_name, max_txn_ops=MAX_TXN_OPS)
 

@@ -323,3 +323,20 @@ def render_status(status: dict[str, Any], verbose: bool, now: datetime | None = 
              + _proxy(status, verbose) + _tail(status, verbose))
     # cilium-dbg prints the whole page through tabwriter.NewWriter(os.Stdout, 2, 0, 3, ' ', 0).
     return tabwrite("\n".join(lines), minwidth=2, padding=3)
+
+
+# Sections whose ``state`` says whether a component works, with the names cilium-dbg prints.
+_COMPONENTS = {"kvstore": "KVStore", "kubernetes": "Kubernetes", "membrane": "Membrane", "hubble": "Hubble"}
+
+
+def failing_components(status: dict[str, Any]) -> list[str]:
+    """Components in ``Failure`` (and Membrane itself unless ``Ok``/``Disabled``, cilium-dbg's
+    ``isUnhealthy``), plus ``Membrane`` when the agent is not ready: ``membrane status`` exits 1 on any."""
+    failing = []
+    for section, name in _COMPONENTS.items():
+        state = (status.get(section) or {}).get("state") if isinstance(status.get(section), dict) else None
+        if state == "Failure" or (section == "membrane" and state not in (None, "Ok", "Disabled")):
+            failing.append(name)
+    if status.get("ready") is False and "Membrane" not in failing:
+        failing.append("Membrane")
+    return failing

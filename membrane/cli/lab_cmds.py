@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 from membrane.cli.commands import CLIError
 from membrane.model.errors import ValidationError
@@ -33,16 +34,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    from membrane.lab import builder
+    from membrane.lab import daemons
 
     try:
         if args.lab_cmd in ("stop", "restart"):
-            builder.stop_daemon(args.lab, args.daemon)
+            daemons.stop_daemon(args.lab, args.daemon)
             print(f"{args.daemon} stopped")
         if args.lab_cmd in ("start", "restart"):
-            rec = builder.start_daemon(args.lab, args.daemon)
+            rec = daemons.start_daemon(args.lab, args.daemon)
             print(f"{args.daemon} started (pid {rec.pid})")
-    except builder.LabError as exc:
+    except daemons.LabError as exc:
         raise CLIError(str(exc)) from None
     return 0
 
@@ -100,7 +101,8 @@ def _print_nodes(lab: str) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from membrane.lab import processes
+    from membrane.cli.age import format_age
+    from membrane.lab import daemons
     from membrane.lab.builder import lab_netns
     from membrane.lab.record import load_record
 
@@ -117,15 +119,50 @@ def _status(args: argparse.Namespace) -> int:
     print()
     _print_nodes(args.lab)
     print()
-    print(f"{'DAEMON':<20} {'PID':>8}   STATE")
+    print(f"{'DAEMON':<20} {'PID':>8}   {'STATE':<26} {'RESTARTS':>8}   LAST EXIT")
     bad = 0
     for name, rec in sorted(record.processes.items()):
-        alive = processes.is_alive(rec)
-        bad += not alive
-        print(f"{name:<20} {rec.pid:>8}   {'running' if alive else 'NOT RUNNING'}")
+        state = daemons.daemon_state(args.lab, name)
+        text, ok = daemon_health(args.lab, name, rec, state)
+        bad += not ok
+        last = ""
+        if state is not None and state.last_exit:
+            last = f"{state.last_exit} ({format_age(time.time() - state.last_exit_time)} ago)"
+        pid = state.pid if state is not None and state.pid else rec.pid
+        print(f"{name:<20} {pid:>8}   {text:<26} {state.restarts if state else 0:>8}   {last}".rstrip())
     pods = [n for n in lab_netns(args.lab) if ".pod-" in n]
     print(f"\nPod sandboxes: {len(pods)}")
     return 1 if bad else 0
+
+
+def daemon_health(lab: str, name: str, supervisor: Any, state: Any) -> tuple[str, bool]:
+    """What ``lab status`` says of one daemon, and whether that is healthy: the supervisor and the
+    daemon must be alive, the daemon not stopped (SIGSTOP), and an agent must answer its health check."""
+    from membrane.api.unixhttp import APIError, request_json
+    from membrane.lab import processes
+
+    if not processes.is_alive(supervisor):
+        stopped = state is not None and state.state == "stopped"
+        return ("STOPPED (lab stop)" if stopped else "NOT RUNNING (no supervisor)"), False
+    if state is None or state.state == "starting":
+        return "starting", False
+    if state.state == "backoff":
+        return "restarting (backoff)", False
+    child = state.record
+    letter = processes.proc_state(child) if child is not None else ""
+    if not letter or letter == "Z":
+        return "NOT RUNNING", False
+    if letter in ("T", "t"):
+        return "STOPPED (SIGSTOP)", False
+    if name.startswith("agent-"):
+        try:
+            health = request_json(LabPaths(lab).agent_socket(name.removeprefix("agent-")), "GET", "/healthz",
+                                  timeout=2)
+        except (OSError, APIError):
+            return "UNRESPONSIVE", False
+        if not health.get("ok"):
+            return f"not ready: {health.get('reason', '')}"[:26], False
+    return "running", True
 
 
 def _list(args: argparse.Namespace) -> int:

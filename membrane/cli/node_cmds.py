@@ -34,6 +34,7 @@ def _ask(lab: str, node: str, path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from membrane.cli.dbg_status import failing_components
     from membrane.cli.printers import render_endpoint_list, render_status
 
     if args.command == "status":
@@ -45,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(status, indent=2))
         else:
             print(render_status(status, verbose=args.verbose).rstrip("\n"))
-        return 0 if status.get("ready") else 1
+        failing = failing_components(status)
+        if failing:
+            print(f"error: failing: {', '.join(failing)}", file=sys.stderr)
+        return 1 if failing else 0
     if args.command == "service":
         return _services(args)
     rows: list[dict[str, Any]] = []

@@ -4,7 +4,7 @@ Keys under ``prefix`` (the store layout's ``identities_prefix``)::
 
     id/<n>               -> JSON list of the label strings
     labels/<sha256>      -> "<n>"          (sha256 of LabelSet.canonical())
-    refs/<n>/<node>      -> "<node>"       (one per node using n; the caller attaches the node's lease)
+    refs/<n>/<node>      -> "<node>"       (one per node using n; the caller attaches its endpoint lease)
 
 Allocation claims the lowest free number in 256..65535 with one create-if-absent transaction that
 writes all three keys, and retries on conflict, so racing allocators for the same labels end with one
@@ -20,7 +20,7 @@ operations are built through a ``TxnOps`` object (``membrane.store.txn``'s ``ver
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from membrane.identity.labels import LabelSet
@@ -204,8 +204,17 @@ class IdentityAllocator:
             return False
         return self._kv.delete(self.ref_key(identity, node)) > 0
 
-    def collect_garbage(self) -> list[int]:
-        """Operator: delete every identity no node references; returns the numbers deleted."""
+    def node_references(self, node: str) -> list[int]:
+        """The identities ``node`` holds a reference to (an agent's restart compares them with its own)."""
+        kvs, _ = self._kv.get_prefix(f"{self._prefix}refs/")
+        return sorted(int(kv.key[len(self._prefix):].split("/")[1]) for kv in kvs if kv.key.endswith(f"/{node}"))
+
+    def usage(self) -> tuple[set[int], set[int]]:
+        """(every allocated identity, the ones some node references) — the input of ``identity.gc``."""
+        ids, referenced = self._scan()
+        return set(ids), referenced
+
+    def _scan(self) -> tuple[dict[int, Any], set[int]]:
         kvs, _ = self._kv.get_prefix(self._prefix)
         ids: dict[int, Any] = {}
         referenced: set[int] = set()
@@ -216,9 +225,15 @@ class IdentityAllocator:
                 ids[int(tail)] = kv
             elif kind == "refs":
                 referenced.add(int(tail.split("/", 1)[0]))
+        return ids, referenced
+
+    def collect_garbage(self, only: Collection[int] | None = None) -> list[int]:
+        """Operator: delete every identity no node references (restricted to ``only`` when given, the
+        operator's grace-period decision); returns the numbers deleted."""
+        ids, referenced = self._scan()
         deleted = []
         for n, kv in sorted(ids.items()):
-            if n in referenced:
+            if n in referenced or (only is not None and n not in only):
                 continue
             try:
                 labels_key = self.labels_key(decode_labels(kv.value))

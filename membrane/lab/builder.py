@@ -18,13 +18,12 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from membrane.ipam.overlap import check_no_overlap
 from membrane.lab import processes
+from membrane.lab.daemons import ETCD_BIN, LabError, daemon_specs, daemon_state, spawn_supervised, state_path
 from membrane.lab.record import LabRecord, load_record
 from membrane.lab.topology import LabTopology
 from membrane.lab.world import create_world
@@ -34,12 +33,6 @@ from membrane.store.etcd import EtcdClient
 from membrane.store.resources import ResourceStore
 
 Progress = Callable[[str], None]
-ETCD_BIN = "/usr/bin/etcd"
-MAX_TXN_OPS = 1024  # one `membrane apply` is one transaction: allow big manifests
-
-
-class LabError(Exception):
-    pass
 
 
 def _ip(*args: str, netns: str | None = None) -> None:
@@ -66,10 +59,6 @@ def lab_netns(lab: str) -> list[str]:
 def ensure_bpffs() -> None:
     if subprocess.run(["mountpoint", "-q", "/sys/fs/bpf"]).returncode != 0:
         subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True)
-
-
-def _bin(name: str) -> str:
-    return os.path.join(os.path.dirname(sys.executable), name)
 
 
 def check_pod_cidrs(topo: LabTopology) -> None:
@@ -102,18 +91,18 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         specs = daemon_specs(lab, topo)
         progress("etcd (cluster store)")
         os.makedirs(paths.etcd_dir, exist_ok=True)
-        record.processes["etcd"] = _spawn(specs["etcd"])
+        record.processes["etcd"] = spawn_supervised(lab, "etcd", specs["etcd"])
         record.save()
         client = EtcdClient(paths.etcd_endpoint)
         _wait(lambda: _etcd_ok(client), 20, "etcd did not become ready")
         _seed_store(client, topo)
         progress("operator")
-        record.processes["operator"] = _spawn(specs["operator"])
+        record.processes["operator"] = spawn_supervised(lab, "operator", specs["operator"])
         progress("agents: " + ", ".join(n.name for n in topo.nodes))
         for node in topo.nodes:
-            record.processes[f"agent-{node.name}"] = _spawn(specs[f"agent-{node.name}"])
-        record.processes["kubelet"] = _spawn(specs["kubelet"])
-        record.processes["relay"] = _spawn(specs["relay"])
+            record.processes[f"agent-{node.name}"] = spawn_supervised(lab, f"agent-{node.name}", specs[f"agent-{node.name}"])
+        record.processes["kubelet"] = spawn_supervised(lab, "kubelet", specs["kubelet"])
+        record.processes["relay"] = spawn_supervised(lab, "relay", specs["relay"])
         record.save()
         progress("waiting for nodes to become Ready")
         store = ResourceStore(client, topo.config.cluster_name)
@@ -181,75 +170,6 @@ def _build_network(paths: LabPaths, topo: LabTopology) -> None:
             _ip("route", "add", "default", "via", gw, netns=paths.node_netns(node.name))
 
 
-@dataclass
-class DaemonSpec:
-    argv: list[str]
-    log: str
-    cwd: str | None = None
-
-
-def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
-    """How each daemon of a lab is started (also used to restart one)."""
-    paths = LabPaths(lab)
-    cluster = topo.config.cluster_name
-    peer = "unix://etcd-peer.sock:2380"
-    specs = {
-        "etcd": DaemonSpec(
-            [ETCD_BIN, "--name", "etcd", "--data-dir", f"{paths.etcd_dir}/data",
-             "--listen-client-urls", "unix://etcd.sock:2379", "--advertise-client-urls", "unix://etcd.sock:2379",
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"etcd={peer}",
-             "--max-txn-ops", str(MAX_TXN_OPS), "--log-level", "warn", "--logger", "zap"],
-            f"{paths.log_dir}/etcd.log", cwd=paths.run_dir),
-        "operator": DaemonSpec(
-            ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(topo.nodes[0].name)}", _bin("membrane-operator"),
-             "--lab", lab, "--cluster", cluster], f"{paths.log_dir}/operator.log"),
-        "kubelet": DaemonSpec(
-            [sys.executable, "-m", "membrane.lab.kubelet", "--lab", lab, "--cluster", cluster],
-            f"{paths.log_dir}/kubelet.log"),
-        "relay": DaemonSpec([sys.executable, "-m", "membrane.lab.relay_main", "--lab", lab],
-                            f"{paths.log_dir}/relay.log"),
-    }
-    for node in topo.nodes:
-        specs[f"agent-{node.name}"] = DaemonSpec(
-            ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(node.name)}", _bin("membrane-agent"),
-             "--lab", lab, "--node", node.name, "--cluster", cluster], f"{paths.log_dir}/agent-{node.name}.log")
-    return specs
-
-
-def _spawn(spec: DaemonSpec) -> processes.ProcRecord:
-    return processes.spawn(spec.argv, spec.log, cwd=spec.cwd)
-
-
-def stop_daemon(lab: str, name: str) -> None:
-    record = load_record(lab)
-    if record is None:
-        raise LabError(f"lab {lab!r} not found")
-    rec = record.processes.get(name)
-    if rec is None:
-        raise LabError(f"no daemon {name!r} in lab {lab!r} (daemons: {', '.join(sorted(record.processes))})")
-    processes.stop(rec)
-
-
-def start_daemon(lab: str, name: str) -> processes.ProcRecord:
-    record = load_record(lab)
-    if record is None:
-        raise LabError(f"lab {lab!r} not found")
-    specs = daemon_specs(lab, record.topology)
-    if name not in specs:
-        raise LabError(f"no daemon {name!r} in lab {lab!r} (daemons: {', '.join(sorted(specs))})")
-    old = record.processes.get(name)
-    if old is not None and processes.is_alive(old):
-        raise LabError(f"{name} is already running (pid {old.pid})")
-    if name == "etcd":
-        # A killed etcd leaves its unix sockets behind and refuses to start on top of them.
-        for sock in (LabPaths(lab).etcd_socket, f"{LabPaths(lab).run_dir}/etcd-peer.sock:2380"):
-            if os.path.exists(sock):
-                os.unlink(sock)
-    record.processes[name] = _spawn(specs[name])
-    record.save()
-    return record.processes[name]
-
-
 def _etcd_ok(client: EtcdClient) -> bool:
     try:
         client.status()
@@ -311,8 +231,10 @@ def cluster_dns_objects() -> list[dict[str, object]]:
 
 def _nodes_ready(store: ResourceStore, topo: LabTopology, record: LabRecord) -> bool:
     for name, rec in record.processes.items():
-        if not processes.is_alive(rec):
-            raise LabError(f"{name} exited during start-up; see {LabPaths(record.name).log_dir}/{name}.log")
+        state = daemon_state(record.name, name)
+        if not processes.is_alive(rec) or (state is not None and state.restarts):
+            why = f" ({state.last_exit})" if state is not None and state.last_exit else ""
+            raise LabError(f"{name} exited during start-up{why}; see {LabPaths(record.name).log_dir}/{name}.log")
     nodes, _rev = store.list("core", "Node")
     ready = {n["metadata"]["name"] for n in nodes
              if any(c.get("type") == "Ready" and c.get("status") == "True" for c in n.get("status", {}).get("conditions", []))}
@@ -340,6 +262,11 @@ def delete(lab: str, progress: Progress) -> list[str]:
                 progress(f"stopping {name}")
                 processes.stop(rec)
                 removed.append(f"process {name} ({rec.pid})")
+    # Supervisors first (found by their state files), or they would restart what the sweep stops.
+    supervisors = processes.pids_with_arg(os.path.dirname(state_path(lab, "x")) + "/")
+    if supervisors:
+        processes.stop_pids(supervisors, timeout=6)
+        removed.append(f"{len(supervisors)} supervisors")
     names = lab_netns(lab)
     stray = processes.pids_in_netns([f"{NETNS_DIR}/{n}" for n in names])
     stray += [p for p in processes.pids_with_arg(paths.run_dir + "/") if p not in stray]

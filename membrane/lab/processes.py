@@ -49,6 +49,17 @@ def is_alive(rec: ProcRecord) -> bool:
         return False
 
 
+def proc_state(rec: ProcRecord) -> str:
+    """``/proc`` state letter of the recorded process (``R``, ``S``, ``T`` stopped, ``Z``…), "" if it is gone."""
+    if start_time(rec.pid) != rec.start:
+        return ""
+    try:
+        with open(f"/proc/{rec.pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
 def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str | None = None) -> ProcRecord:
     """Start a daemon in its own session (so a terminal's ^C does not reach it), output to log_path."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)

@@ -1,6 +1,7 @@
 """The lab's record of itself: ``/run/membrane/<lab>/lab.json``.
 
-It holds the topology and every daemon the lab started (PID + start time). ``lab delete`` reads it
+It holds the topology and every daemon the lab started (its supervisor's PID + start time; the daemon's own
+PID, restarts and last exit are in the supervisor's state file, membrane.lab.daemons). ``lab delete`` reads it
 first, then sweeps by name prefix and run directory so a crashed or half-built lab is removed too.
 """
 

@@ -16,12 +16,16 @@ from typing import Any
 
 from membrane.hubble.metrics import Registry
 from membrane.identity.allocator import IdentityAllocator
+from membrane.identity.gc import identity_gc
 from membrane.ipam.cluster_pool import PoolExhausted, allocate_node_cidrs
 from membrane.ipam.overlap import check_no_overlap
+from membrane.ipcache.ownership import identities_in_use, orphaned_by_node
 from membrane.metricsserver.server import MetricsServer
 from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
 from membrane.model.naming import LabPaths
+from membrane.model.node_conditions import agent_conditions, is_up
+from membrane.store.errors import StoreError
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
@@ -40,10 +44,12 @@ class Operator:
         self.prefix = f"/membrane/{cluster}"
         self.alloc_key = f"{self.prefix}/ipam/cluster-pool"
         self.nodes = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
+        self.heartbeats = Mirror(self.client, f"{self.prefix}/nodes/")  # agents' liveness keys (15 s leases)
         self.stop_event = threading.Event()
         self._changed = threading.Event()
         self.identities = IdentityAllocator(self.client, StoreTxnOps(), self.resources.layout.identities_prefix)
         self._next_gc = 0.0
+        self._gc_marks: dict[int, float] = {}
         self.registry = Registry()
         self.m_nodes = self.registry.gauge("cilium_operator_ipam_allocated_nodes",
                                            "Nodes with a pod CIDR allocated from the cluster pool")
@@ -58,31 +64,73 @@ class Operator:
 
     def run(self) -> None:
         self.metrics.start()
-        self.nodes.subscribe(lambda *_: self._changed.set())
-        self.nodes.start()
-        self.nodes.wait_synced(30)
+        for mirror in (self.nodes, self.heartbeats):
+            mirror.subscribe(lambda *_: self._changed.set())
+            mirror.start()
+        for mirror in (self.nodes, self.heartbeats):
+            mirror.wait_synced(30)
         self._changed.set()
         while not self.stop_event.is_set():
             if self._changed.wait(5):
                 self._changed.clear()
             try:
                 self.reconcile()
+                self.mark_silent_nodes()
                 self.collect_identities()
             except Exception as exc:
                 log.warning("reconcile failed: %s", exc)
                 self.stop_event.wait(1)
         self.nodes.stop()
+        self.heartbeats.stop()
         self.metrics.close()
 
     def collect_identities(self) -> None:
-        """Identity GC: an identity no node references any more is deleted (every GC_INTERVAL)."""
+        """Identity GC (every GC_INTERVAL): an identity is deleted once no node references it and no
+        published endpoint carries it for IDENTITY_GC_GRACE (membrane.identity.gc). Ipcache entries of
+        nodes whose Node object is gone are withdrawn first (membrane.ipcache.ownership)."""
         if time.monotonic() < self._next_gc:
             return
         self._next_gc = time.monotonic() + GC_INTERVAL
-        removed = self.identities.collect_garbage()
+        kvs, _ = self.client.get_prefix(self.resources.layout.ipcache_prefix)
+        published = {kv.key: kv.value for kv in kvs}
+        names = [self.resources.decode(kv)["metadata"]["name"] for kv in self.nodes.items()]
+        if self.nodes.synced and names:  # an empty node list is more likely a broken read than a dead cluster
+            for key in orphaned_by_node(published, names):
+                log.info("withdrawing %s: its node is gone", key)
+                self.client.delete(key)
+                del published[key]
+        allocated, referenced = self.identities.usage()
+        decision = identity_gc(allocated, referenced, identities_in_use(published.values()), self._gc_marks,
+                               time.monotonic())
+        self._gc_marks = decision.marks
+        removed = self.identities.collect_garbage(only=decision.delete) if decision.delete else []
         self.m_gc.inc(["deleted"], len(removed))
+        self.m_gc.inc(["alive"], len(allocated) - len(decision.marks) - len(decision.delete))
+        self.m_gc.inc(["marked"], len(decision.marks))
         if removed:
             log.info("identity GC removed %s", ", ".join(map(str, removed)))
+
+    def mark_silent_nodes(self) -> None:
+        """A Ready node whose agent's liveness key is gone (dead, hung or cut off for 15 s): Ready=Unknown,
+        NetworkUnavailable=True. The agent marks it up again when it is back (membrane.agent.node_status)."""
+        if not (self.nodes.synced and self.heartbeats.synced):
+            return
+        alive = {kv.key.rsplit("/", 1)[1] for kv in self.heartbeats.items()}
+        for kv in self.nodes.items():
+            obj = self.resources.decode(kv)
+            name = obj["metadata"]["name"]
+            conds = obj.get("status", {}).get("conditions", [])
+            if name in alive or not is_up(conds):
+                continue
+            new = agent_conditions(conds, False, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            if new is None:
+                continue
+            obj["status"]["conditions"] = new
+            try:
+                self.resources.put_object(obj, expected_revision=int(obj["metadata"]["resourceVersion"]))
+                log.warning("node %s: agent stopped posting node status; marked NotReady", name)
+            except StoreError as exc:  # changed meanwhile (the agent came back?): next round decides again
+                log.info("node %s: not marked down: %s", name, exc)
 
     def reconcile(self) -> None:
         cfg = self.config()

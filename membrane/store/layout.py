@@ -2,9 +2,9 @@
 
     /membrane/<cluster>/config
     /membrane/<cluster>/resources/<group>/<kind>/<namespace>/<name>     (namespace "_" if cluster-scoped)
-    /membrane/<cluster>/nodes/<name>
+    /membrane/<cluster>/nodes/<name>                                    (agent liveness: 15 s lease)
     /membrane/<cluster>/identities/id/<n>, identities/labels/<hash>, identities/refs/<n>/<node>
-    /membrane/<cluster>/ipcache/<ip or prefix>
+    /membrane/<cluster>/ipcache/<ip or prefix>                          (refs and ipcache: 15 min endpoint lease)
     /membrane/<cluster>/ipam/<part>/...        (ipam/services/{clusterip,nodeport}/<value>: service_alloc.py)
     /membrane/<cluster>/leases/<name>
 

@@ -140,3 +140,15 @@ def test_status_optional_sections():
         "Global Identity Range:".ljust(25) + "Unknown",
         "Hubble:".ljust(25) + "Ok   Current/Max Flows: 1024/4096 (25.00%), Flows/s: 10.00   Metrics: Ok",
     ]
+
+
+def test_failing_components_make_status_exit_non_zero():
+    from membrane.cli.dbg_status import failing_components
+
+    ok = {"ready": True, "kvstore": {"state": "Ok"}, "kubernetes": {"state": "Disabled"},
+          "membrane": {"state": "Ok"}, "hubble": {"state": "Ok"}}
+    assert failing_components(ok) == []
+    assert failing_components({**ok, "kvstore": {"state": "Failure", "msg": "etcd: 0/1 connected"}}) == ["KVStore"]
+    assert failing_components({**ok, "ready": False, "membrane": {"state": "Warning"}}) == ["Membrane"]
+    assert failing_components({"ready": False}) == ["Membrane"]
+    assert failing_components({**ok, "hubble": {"state": "Disabled"}}) == []

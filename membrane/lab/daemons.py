@@ -1,0 +1,120 @@
+"""The lab's daemons (etcd, operator, agents, kubelet, relay): how each starts, under a supervisor.
+
+Every daemon runs under ``membrane.lab.supervisor``, which restarts it with backoff when it exits
+(agents also when they stop answering their health check). The lab record keeps the supervisor's
+PID; the daemon's own PID, its restarts and its last exit are in ``<run dir>/supervise/<name>.json``
+(``daemon_state``). ``lab stop``/``start``/``restart`` act on the supervisor, like ``systemctl``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from membrane.lab import processes
+from membrane.lab.record import load_record
+from membrane.lab.supervisor import SupervisedState, read_state
+from membrane.lab.topology import LabTopology
+from membrane.model.naming import NETNS_DIR, LabPaths
+
+ETCD_BIN = "/usr/bin/etcd"
+MAX_TXN_OPS = 1024  # one `membrane apply` is one transaction: allow big manifests
+
+
+class LabError(Exception):
+    pass
+
+
+def _bin(name: str) -> str:
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+@dataclass
+class DaemonSpec:
+    argv: list[str]
+    log: str
+    cwd: str | None = None
+
+
+def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
+    """How each daemon of a lab is started (also used to restart one)."""
+    paths = LabPaths(lab)
+    cluster = topo.config.cluster_name
+    peer = "unix://etcd-peer.sock:2380"
+    specs = {
+        "etcd": DaemonSpec(
+            [ETCD_BIN, "--name", "etcd", "--data-dir", f"{paths.etcd_dir}/data",
+             "--listen-client-urls", "unix://etcd.sock:2379", "--advertise-client-urls", "unix://etcd.sock:2379",
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"etcd={peer}",
+             "--max-txn-ops", str(MAX_TXN_OPS), "--log-level", "warn", "--logger", "zap"],
+            f"{paths.log_dir}/etcd.log", cwd=paths.run_dir),
+        "operator": DaemonSpec(
+            ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(topo.nodes[0].name)}", _bin("membrane-operator"),
+             "--lab", lab, "--cluster", cluster], f"{paths.log_dir}/operator.log"),
+        "kubelet": DaemonSpec(
+            [sys.executable, "-m", "membrane.lab.kubelet", "--lab", lab, "--cluster", cluster],
+            f"{paths.log_dir}/kubelet.log"),
+        "relay": DaemonSpec([sys.executable, "-m", "membrane.lab.relay_main", "--lab", lab],
+                            f"{paths.log_dir}/relay.log"),
+    }
+    for node in topo.nodes:
+        specs[f"agent-{node.name}"] = DaemonSpec(
+            ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(node.name)}", _bin("membrane-agent"),
+             "--lab", lab, "--node", node.name, "--cluster", cluster], f"{paths.log_dir}/agent-{node.name}.log")
+    return specs
+
+
+def state_path(lab: str, name: str) -> str:
+    return f"{LabPaths(lab).run_dir}/supervise/{name}.json"
+
+
+def daemon_state(lab: str, name: str) -> SupervisedState | None:
+    """The supervised daemon's PID, restarts and last exit (None before its supervisor first wrote it)."""
+    return read_state(state_path(lab, name))
+
+
+def spawn_supervised(lab: str, name: str, spec: DaemonSpec) -> processes.ProcRecord:
+    """Start ``name``'s supervisor (which starts the daemon); returns the supervisor's record."""
+    paths = LabPaths(lab)
+    os.makedirs(os.path.dirname(state_path(lab, name)), exist_ok=True)
+    argv = [sys.executable, "-m", "membrane.lab.supervisor", "--state", state_path(lab, name)]
+    if name == "etcd":
+        # A killed etcd leaves its unix sockets behind and refuses to start on top of them.
+        for sock in (paths.etcd_socket, f"{paths.run_dir}/etcd-peer.sock:2380"):
+            argv += ["--remove", sock]
+    if name.startswith("agent-"):
+        argv += ["--health-socket", paths.agent_socket(name.removeprefix("agent-"))]
+    return processes.spawn([*argv, "--", *spec.argv], spec.log, cwd=spec.cwd)
+
+
+def stop_daemon(lab: str, name: str) -> None:
+    record = load_record(lab)
+    if record is None:
+        raise LabError(f"lab {lab!r} not found")
+    rec = record.processes.get(name)
+    if rec is None:
+        raise LabError(f"no daemon {name!r} in lab {lab!r} (daemons: {', '.join(sorted(record.processes))})")
+    processes.stop(rec)
+
+
+def start_daemon(lab: str, name: str) -> processes.ProcRecord:
+    """Start ``name`` under a new supervisor; returns the daemon's record (the supervisor's if it is slow)."""
+    record = load_record(lab)
+    if record is None:
+        raise LabError(f"lab {lab!r} not found")
+    specs = daemon_specs(lab, record.topology)
+    if name not in specs:
+        raise LabError(f"no daemon {name!r} in lab {lab!r} (daemons: {', '.join(sorted(specs))})")
+    old = record.processes.get(name)
+    if old is not None and processes.is_alive(old):
+        raise LabError(f"{name} is already running (pid {old.pid})")
+    record.processes[name] = sup = spawn_supervised(lab, name, specs[name])
+    record.save()
+    for _ in range(100):
+        state = daemon_state(lab, name)
+        if state is not None and state.state == "running" and (child := state.record) and processes.is_alive(child):
+            return child
+        time.sleep(0.05)
+    return sup
