@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from membrane.ipam.overlap import check_no_overlap
 from membrane.lab import processes
+from membrane.lab.hubble_certs import issue_lab_certs
 from membrane.lab.record import LabRecord, load_record
 from membrane.lab.topology import LabTopology
 from membrane.lab.world import create_world
@@ -107,6 +108,9 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         client = EtcdClient(paths.etcd_endpoint)
         _wait(lambda: _etcd_ok(client), 20, "etcd did not become ready")
         _seed_store(client, topo)
+        if topo.config.hubble_tls_enabled:
+            progress("Hubble TLS: CA, agent server and relay client certificates")
+            issue_lab_certs(lab, topo)
         progress("operator")
         record.processes["operator"] = _spawn(specs["operator"])
         progress("agents: " + ", ".join(n.name for n in topo.nodes))
@@ -206,8 +210,10 @@ def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
         "kubelet": DaemonSpec(
             [sys.executable, "-m", "membrane.lab.kubelet", "--lab", lab, "--cluster", cluster],
             f"{paths.log_dir}/kubelet.log"),
-        "relay": DaemonSpec([sys.executable, "-m", "membrane.lab.relay_main", "--lab", lab],
-                            f"{paths.log_dir}/relay.log"),
+        # The relay dials every node's :4244 over the underlay, so it lives in a node namespace.
+        "relay": DaemonSpec(
+            ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(topo.nodes[0].name)}", sys.executable,
+             "-m", "membrane.lab.relay_main", "--lab", lab], f"{paths.log_dir}/relay.log"),
     }
     for node in topo.nodes:
         specs[f"agent-{node.name}"] = DaemonSpec(
