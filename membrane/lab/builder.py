@@ -2,7 +2,7 @@
 
 The underlay is a bridge per node subnet inside ``<lab>.underlay``; each node namespace gets ``eth1``
 on its subnet; an optional router namespace joins the subnets. etcd listens on a unix socket in the
-lab's run directory; operator and agents run inside node namespaces; the lab kubelet in the host
+lab's run directory; operator, agents and the Hubble relay run inside node namespaces; the lab kubelet in the host
 namespace (it only talks through sockets). Lab addresses exist only inside lab namespaces.
 
 Delete works from the record *and* by sweeping: every namespace named ``<lab>.*``, every process in
