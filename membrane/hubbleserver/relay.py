@@ -39,10 +39,14 @@ class Peer:
     server_name: str = ""
 
 
+# A restarted agent is found again within seconds, not after gRPC's default backoff of up to 120 s.
+_CHANNEL_OPTIONS = [("grpc.max_reconnect_backoff_ms", 5000)]
+
+
 def _channel(peer: Peer, tls: ClientTLS | None) -> grpc.Channel:
     if tls is None or peer.target.startswith(("/", "unix:")):
-        return grpc.insecure_channel(unix_target(peer.target))
-    return replace(tls, server_name=peer.server_name or tls.server_name).channel(peer.target)
+        return grpc.insecure_channel(unix_target(peer.target), options=_CHANNEL_OPTIONS)
+    return replace(tls, server_name=peer.server_name or tls.server_name).channel(peer.target, _CHANNEL_OPTIONS)
 
 
 class RelayServicer(observer_pb2_grpc.ObserverServicer):

@@ -63,5 +63,5 @@ class ClientTLS:
     def channel_options(self) -> list[tuple[str, str]]:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
-    def channel(self, target: str) -> grpc.Channel:
-        return grpc.secure_channel(target, self.credentials(), options=self.channel_options())
+    def channel(self, target: str, options: Sequence[tuple[str, int | str]] = ()) -> grpc.Channel:
+        return grpc.secure_channel(target, self.credentials(), options=[*self.channel_options(), *options])
