@@ -46,6 +46,7 @@ class Observability:
                  metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS, hubble_tls: bool = True) -> None:
         self.paths = LabPaths(lab)
         self.hubble_tls = hubble_tls
+        self.listen_problem = ""  # why TCP :4244 is not served, for `membrane status`
         self.node = node
         self.net = net
         self.started = time.time()
@@ -70,7 +71,8 @@ class Observability:
             try:
                 credentials = ServerTLS(cert, key, self.paths.hubble_ca_cert).credentials()
             except TLSConfigError as exc:
-                log.error("Hubble TLS: %s; not serving TCP :%d (the unix socket still serves)", exc, OBSERVER_PORT)
+                self.listen_problem = f"TCP :{OBSERVER_PORT} not served: TLS: {exc}"
+                log.error("Hubble %s (the unix socket still serves)", self.listen_problem)
                 tcp_addr = None
         observer = ObserverServer(self.ring, self.node, f"{self.paths.run_dir}/hubble-{self.node}.sock",
                                   tcp_addr, tcp_credentials=credentials)
@@ -111,7 +113,8 @@ class Observability:
         """The ``hubble`` section of /v1/status (see membrane.cli.dbg_status)."""
         counters = self.pipeline.monitor.counters() if self.pipeline is not None else None
         return {
-            "state": "Ok" if self.pipeline is not None else "Disabled", "msg": "",
+            "state": ("Disabled" if self.pipeline is None else "Warning" if self.listen_problem else "Ok"),
+            "msg": self.listen_problem,
             "observer": {"current-flows": len(self.ring), "max-flows": self.ring.capacity,
                          "seen-flows": self.ring.seen, "uptime": time.time() - self.started},
             "metrics": {"state": "Ok"},

@@ -155,6 +155,24 @@ def test_metrics_stay_plaintext_on_all_addresses_like_cilium(lab: Lab) -> None:
     assert got.returncode == 0 and "hubble_flows_processed_total" in got.stdout
 
 
+def test_agent_without_its_certificate_serves_no_tcp_not_plaintext(lab: Lab, pods: dict) -> None:
+    cert, key = lab.paths.hubble_server_pair("k8s-w2")
+    os.rename(key, f"{key}.away")
+    try:
+        lab.run("lab", "restart", "agent-k8s-w2", timeout=60)
+        hubble = lab.wait_for(lambda: lab.agent_status("k8s-w2").get("hubble", {}).get("msg"), 60,
+                              "the agent to report its Hubble listener problem")
+        assert "TCP :4244 not served" in hubble and key in hubble
+        refused = _in_world(lab, MEMBRANE, "--lab", lab.name, "observe", "--server", "192.168.10.102:4244")
+        assert refused.returncode == 1 and "Connection refused" in refused.stderr
+        lab.run("observe", "--node", "k8s-w2", "--last", "1")  # the local unix socket still serves
+    finally:
+        os.rename(f"{key}.away", key)
+    lab.run("lab", "restart", "agent-k8s-w2", timeout=60)
+    # The relay finds the restarted agent again within seconds (its reconnect backoff is capped).
+    lab.wait_for(lambda: _relay_nodes(lab).get("k8s-w2") == 1, 45, "the relay to reconnect to k8s-w2")
+
+
 @pytest.fixture(scope="module")
 def plain_lab(lab_requirements: None) -> Iterator[Lab]:
     yield from make_lab("--set", "hubble.tls.enabled=false")
