@@ -141,7 +141,8 @@ class Agent:
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
-            capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled)
+            capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled,
+            hubble_tls=self.config.hubble_tls_enabled)
         try:
             self.observability.start()
         except Exception as exc:  # observability must never keep the datapath from running
