@@ -157,15 +157,16 @@ def identity_labels(p: dict[str, Any]) -> LabelSet:
     return pod_identity_labels(p["metadata"]["labels"], p["metadata"]["namespace"], {})
 
 
-IDENTITIES: dict[int, LabelSet] = {}
+IDENTITIES: dict[LabelSet, int] = {}
 for _p in PODS:
-    IDENTITIES.setdefault(identity_labels(_p), 300 + len(IDENTITIES))  # type: ignore[call-overload]
-ALLOCATED = {n: ls for ls, n in IDENTITIES.items()}  # type: ignore[misc]
+    IDENTITIES.setdefault(identity_labels(_p), 300 + len(IDENTITIES))
+ALLOCATED = {n: ls for ls, n in IDENTITIES.items()}
 
 
 class FakeMirror:
     def __init__(self, kvs: dict[str, bytes] | None = None) -> None:
         self.kvs = {k: KV(k, v, mod_revision=1) for k, v in (kvs or {}).items()}
+        self.revision = 1
 
     def items(self) -> list[KV]:
         return list(self.kvs.values())
@@ -174,10 +175,11 @@ class FakeMirror:
         return self.kvs.get(key)
 
     def put(self, key: str, value: bytes) -> None:
-        old = self.kvs.get(key)
-        self.kvs[key] = KV(key, value, mod_revision=(old.mod_revision + 1) if old else 1)
+        self.revision += 1
+        self.kvs[key] = KV(key, value, mod_revision=self.revision)
 
     def delete(self, key: str) -> None:
+        self.revision += 1
         self.kvs.pop(key, None)
 
 
@@ -219,7 +221,15 @@ class FakeNet:
         pass
 
 
-def agent_for(policies: list[dict[str, Any]], log: list[tuple[str, Any]] | None = None) -> tuple[PolicySync, FakeMirror]:
+@dataclass
+class Agent:
+    sync: PolicySync
+    policies: FakeMirror
+    pods: FakeMirror
+    ipcache: FakeMirror
+
+
+def agent_for(policies: list[dict[str, Any]], log: list[tuple[str, Any]] | None = None) -> Agent:
     """A PolicySync over fake mirrors with the client pod as its one local endpoint."""
     log = [] if log is None else log
     client = PODS[0]
@@ -236,7 +246,7 @@ def agent_for(policies: list[dict[str, Any]], log: list[tuple[str, Any]] | None 
                       lambda: "default", "default",
                       lambda ns, name: next((p for p in PODS if p["metadata"]["name"] == name), None),
                       peer_ports=peers.table, publish_ipcache=lambda: log.append(("ipcache", dict(sync.cidr_prefixes()))))
-    return sync, policy_mirror
+    return Agent(sync, policy_mirror, pods, ipcache)
 
 
 def agent_entries(sync: PolicySync) -> frozenset[PolicyEntry]:
@@ -252,7 +262,7 @@ def test_agent_and_simulate_resolve_egress_named_ports_alike():
                                 {"toPorts": [{"ports": [{"port": "http-8080", "protocol": "UDP"}]}]}]}),
                 knp({"podSelector": {}, "policyTypes": ["Egress"],
                      "egress": [{"to": [{"namespaceSelector": {}}], "ports": [{"port": "http-8080"}]}]})]
-    sync, _ = agent_for(policies)
+    sync = agent_for(policies).sync
     agent = agent_entries(sync)
     infos = pod_infos(PODS, {}, ALLOCATED)
     simulated = resolve_pods(infos, [r for o in policies for r in rules_from_object(o)],
@@ -263,24 +273,21 @@ def test_agent_and_simulate_resolve_egress_named_ports_alike():
     assert sync.repo.peer_named_ports() == peer_named_ports((p.identity, p.named_ports) for p in infos)
 
 
-def test_agent_re_resolves_when_a_peer_appears():
-    policies = [cnp(TO_WEB_HTTP)]
-    sync, _ = agent_for(policies)
-    before = agent_entries(sync)
-    peers = sync.peer_ports
+def test_agent_re_resolves_when_a_peer_appears_or_changes_its_ports():
+    agent = agent_for([cnp(TO_WEB_HTTP)])
+    before = agent_entries(agent.sync)
     new = pod("x", "web-c", "web", "10.0.3.15", [{"name": "http-8080", "containerPort": 7070}])
-    PODS.append(new)
-    try:
-        sync.peer_ports = PeerPorts(FakeMirror({f"/pods/x/{p['metadata']['name']}": json.dumps(p).encode()
-                                                for p in PODS}),  # type: ignore[arg-type]
-                                    FakeMirror({LAYOUT.ipcache_key(f"{p['status']['podIP']}/32"):
-                                                json.dumps({"identity": IDENTITIES[identity_labels(p)]}).encode()
-                                                for p in PODS}), LAYOUT).table  # type: ignore[arg-type]
-        after = agent_entries(sync)
-    finally:
-        PODS.remove(new)
-        sync.peer_ports = peers
+    agent.pods.put("/pods/x/web-c", json.dumps(new).encode())
+    assert agent_entries(agent.sync) == before  # no ipcache entry yet: no identity to key it by
+    agent.ipcache.put(LAYOUT.ipcache_key("10.0.3.15/32"),
+                      json.dumps({"identity": IDENTITIES[identity_labels(new)]}).encode())
+    after = agent_entries(agent.sync)
     assert {e.port for e in after - before} == {7070}
+    new["spec"]["containers"][0]["ports"][0]["containerPort"] = 7071
+    agent.pods.put("/pods/x/web-c", json.dumps(new).encode())
+    assert {e.port for e in agent_entries(agent.sync) - before} == {7071}
+    agent.pods.delete("/pods/x/web-c")
+    assert agent_entries(agent.sync) == before
 
 
 # ---- item 2: CIDR identities reach the ipcache around the policy map write --------------------------------------
@@ -290,7 +297,8 @@ DENY_ONE_WORLD = cnp({"egress": [{"toCIDR": ["0.0.0.0/0"]}], "egressDeny": [{"to
 
 def test_new_cidr_identities_reach_the_ipcache_before_the_rules_and_leave_after():
     log: list[tuple[str, Any]] = []
-    sync, policies = agent_for([DENY_ONE_WORLD], log)
+    agent = agent_for([DENY_ONE_WORLD], log)
+    sync, policies = agent.sync, agent.policies
     sync.sync()
     kinds = [k for k, _ in log]
     assert kinds.index("ipcache") < kinds.index("policy")
@@ -307,7 +315,7 @@ def test_new_cidr_identities_reach_the_ipcache_before_the_rules_and_leave_after(
 
 def test_a_failed_ipcache_publish_is_retried_and_no_rule_goes_in_before_it():
     log: list[tuple[str, Any]] = []
-    sync, _ = agent_for([DENY_ONE_WORLD], log)
+    sync = agent_for([DENY_ONE_WORLD], log).sync
     calls = []
 
     def failing() -> None:
