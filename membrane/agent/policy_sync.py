@@ -8,9 +8,11 @@ allow traffic are in the map, and switched off *before* they go, so no allowed c
 refused in between.
 
 The CIDR identities the rules need reach the BPF ipcache in the same run, around the map write:
-new prefixes before the rules that use them (else the address is still ``world`` and matches a
-``0.0.0.0/0`` allow its deny should beat), released prefixes only after the rules are gone (else a
-stale prefix keeps a number that may come to mean another). Egress named ports resolve against the
+first the new identities' own entries (inert: no address carries those numbers yet), then the new
+prefixes in the ipcache (before, the address is still ``world`` and matches a ``0.0.0.0/0`` allow its
+deny should beat), then the rest of the rules, and released prefixes only after the rules are gone
+(else a stale prefix keeps a number that may come to mean another). So every packet meets either
+the old policy or the new one for its destination, never a new identity without its entries. Egress named ports resolve against the
 peers' ports (``peer_ports``: identity -> name -> numbers, the table ``policy simulate`` builds too).
 """
 
@@ -196,7 +198,8 @@ class PolicySync:
         dp = self.net.datapath
         if dp is None:
             return
-        self._publish_cidrs(release=False)  # identities before the rules that use them
+        fresh = set(self.cidrs.prefixes().values()) - set(self._published_cidrs.values())
+        before = dict(self._resolved) if fresh and self._map_synced and not full else None
         entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
         changed: set[int] = set()
@@ -212,6 +215,9 @@ class PolicySync:
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
             changed.add(ep.id)
+        if before is not None:
+            self._prime(fresh, before, changed)
+        self._publish_cidrs(release=False)  # identities before the rules that use them
         if changed or full or not self._map_synced:
             # A full pass (first sync, enforcement mode change) rewrites every endpoint's slots; otherwise
             # only the changed endpoints' slots are computed and diffed: one policy change on a node with
@@ -229,6 +235,22 @@ class PolicySync:
         self.last_sync_seconds = time.monotonic() - start
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
+
+    def _prime(self, fresh: set[int], before: dict[int, tuple[int, ResolvedPolicy]], changed: set[int]) -> None:
+        """Add the entries of the ``fresh`` CIDR identities to the map, the rest of it left as it was."""
+        dp = self.net.datapath
+        assert dp is not None
+        rules: list[PolicyRule] = []
+        scope = set()
+        for ep_id in changed:
+            now = self._resolved.get(ep_id)
+            added = [r for r in map_rules(ep_id, now[1]) if r.identity in fresh] if now is not None else []
+            if added:
+                old = before.get(ep_id)
+                rules += [*(map_rules(ep_id, old[1]) if old is not None else []), *added]
+                scope.add(ep_id)
+        if scope:
+            dp.policy.sync(rules, scope, reread=False)
 
     def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None, reread: bool | None = None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""

@@ -333,3 +333,23 @@ def test_a_failed_ipcache_publish_is_retried_and_no_rule_goes_in_before_it():
     sync.sync()
     kinds = [k for k, _ in log]
     assert kinds[0] == "ipcache" and "policy" in kinds and "203.0.113.12/32" in log[0][1]
+
+
+def test_a_new_prefix_carved_out_of_an_allowed_range_gets_its_entries_before_its_ipcache_entry():
+    """allow 0.0.0.0/0 in force; a second policy names 203.0.113.11/32: between the ipcache write and
+    the map write the address would carry a number with no entry (a drop of allowed traffic)."""
+    log: list[tuple[str, Any]] = []
+    allow_world = cnp({"egress": [{"toCIDR": ["0.0.0.0/0"]}]}, name="world")
+    agent = agent_for([allow_world], log)
+    agent.sync.sync()
+    old_rules = set(log[-1][1])
+    log.clear()
+    carve = cnp({"egress": [{"toCIDR": ["203.0.113.11/32"], "toPorts": [{"ports": [{"port": "80"}]}]}]},
+                name="one")
+    agent.policies.put("/policies/1", json.dumps(carve).encode())
+    agent.sync.sync()
+    assert [k for k, _ in log] == ["policy", "ipcache", "policy"]
+    ident = log[1][1]["203.0.113.11/32"]
+    primed = set(log[0][1])
+    assert old_rules < primed and all(r.identity == ident for r in primed - old_rules)
+    assert {r for r in log[2][1] if r.identity == ident} == primed - old_rules
