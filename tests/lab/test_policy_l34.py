@@ -129,8 +129,9 @@ def test_egress_named_port_allows_each_peers_own_number(lab: Lab, pods: dict[str
     cleanup.remove(late)
 
 
-def probe_during_apply(lab: Lab, seconds: float = 3.0) -> tuple[float, list[list[Any]]]:
-    """Apply CIDR_DENY while the client probes DENIED and ALLOWED every 50 ms; (apply returned, probes)."""
+def probe_during_apply(lab: Lab, seconds: float = 3.0) -> tuple[float, float, list[list[Any]]]:
+    """Apply CIDR_DENY while the client probes DENIED and ALLOWED every 50 ms; (apply started, apply
+    returned, probes)."""
     spec = {"targets": [[DENIED, 80], [ALLOWED, 80]], "seconds": seconds, "every": 0.05, "timeout": 0.3}
     proc = subprocess.Popen([MEMBRANE, "--lab", lab.name, "exec", "client", "--", sys.executable, PROBE_LOOP,
                              json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -138,6 +139,7 @@ def probe_during_apply(lab: Lab, seconds: float = 3.0) -> tuple[float, list[list
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
         time.sleep(0.3)  # a few probes from before the apply
+        started = time.time()
         lab.apply(manifest(CIDR_DENY))
         returned = time.time()
         out, err = proc.communicate(timeout=seconds + 30)
@@ -145,28 +147,31 @@ def probe_during_apply(lab: Lab, seconds: float = 3.0) -> tuple[float, list[list
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return returned, json.loads(out)["probes"]
+    return started, returned, json.loads(out)["probes"]
 
 
 def test_cidr_deny_is_enforced_once_apply_has_propagated(lab: Lab, pods: dict[str, Any], cleanup: list) -> None:
     cleanup.append(CIDR_DENY)
-    timings, wrong = [], []
+    timings, from_start, wrong = [], [], []
     for run in range(20):
-        returned, probes = probe_during_apply(lab)
+        started, returned, probes = probe_during_apply(lab)
         denied = [(t - returned, ok) for t, ip, _port, ok in probes if ip == DENIED]
         allowed = [(t - returned, ok) for t, ip, _port, ok in probes if ip == ALLOWED]
         wrong += [(run, "allowed", round(t, 3)) for t, ok in denied if ok and t > WINDOW]
         wrong += [(run, "dropped", round(t, 3)) for t, ok in allowed if not ok and t > WINDOW]
         last_allowed = max((t for t, ok in denied if ok), default=-1.0)
         assert any(ok for t, ok in denied if t < 0), f"run {run}: {DENIED} unreachable before the apply: {denied}"
-        timings.append(max(0.0, next((t for t, ok in denied if t > last_allowed), float("inf"))))
+        enforced = next((t for t, ok in denied if t > last_allowed), float("inf"))
+        timings.append(max(0.0, enforced))
+        from_start.append(enforced + returned - started)
         lab.run("delete", "cnp", CIDR_DENY["metadata"]["name"])
         lab.wait_for(lambda: lab.exec("client", "curl", "-s", "-o", "/dev/null", "--max-time", "1",
                                       f"http://{DENIED}/", check=False).returncode == 0,
                      10, "the denied address to be reachable again after delete")
     timings.sort()
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
-    print(f"\napply returned -> {DENIED} denied: p50 {statistics.median(timings) * 1e3:.0f} ms, "
-          f"p99 {p99 * 1e3:.0f} ms, max {timings[-1] * 1e3:.0f} ms over {len(timings)} applies")
+    from_start.sort()
+    print(f"\n{DENIED} denied after apply returned: p50 {statistics.median(timings) * 1e3:.0f} ms, max "
+          f"{timings[-1] * 1e3:.0f} ms; after the CLI started: p50 {statistics.median(from_start) * 1e3:.0f} ms, "
+          f"max {from_start[-1] * 1e3:.0f} ms ({len(timings)} applies, probes every 50 ms)")
     assert not wrong, f"{len(wrong)} wrong verdicts later than {WINDOW}s after apply returned: {wrong[:10]}"
     assert timings[-1] <= WINDOW
