@@ -12,10 +12,11 @@ first the new identities' own entries (inert: no address carries those numbers y
 prefixes in the ipcache (before, the address is still ``world`` and matches a ``0.0.0.0/0`` allow its
 deny should beat), then the rest of the rules, and released prefixes only after the rules are gone
 (else a stale prefix keeps a number that may come to mean another). So every packet meets either
-the old policy or the new one for its destination, never a new identity without its entries. Egress named ports resolve against the
-peers' ports (``peer_ports``: identity -> name -> numbers, the table ``policy simulate`` builds too).
-"""
+the old policy or the new one for its destination, never a new identity without its entries.
 
+Egress named ports resolve against the peers' ports (``peer_ports``: identity -> name -> numbers,
+the table ``policy simulate`` builds too).
+"""
 
 from __future__ import annotations
 
