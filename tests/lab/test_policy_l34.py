@@ -5,7 +5,8 @@
    later is reachable at its number without touching the policy.
 2. A CIDR policy (allow ``0.0.0.0/0``, ``egressDeny`` one world address) is right once the apply has
    propagated: probed continuously from before ``apply`` returns, 20 times, the denied address is never
-   reachable later than WINDOW after it; prints the measured apply → enforced times.
+   reachable (nor the allowed one dropped) later than WINDOW after it; prints the measured apply →
+   enforced times, and the same for a policy of the same shape with a pod peer as a yardstick.
 """
 
 from __future__ import annotations
@@ -129,10 +130,22 @@ def test_egress_named_port_allows_each_peers_own_number(lab: Lab, pods: dict[str
     cleanup.remove(late)
 
 
-def probe_during_apply(lab: Lab, seconds: float = 3.0) -> tuple[float, float, list[list[Any]]]:
-    """Apply CIDR_DENY while the client probes DENIED and ALLOWED every 50 ms; (apply started, apply
+IDENTITY_DENY = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "identity-deny"},
+                 "spec": {"endpointSelector": {"matchLabels": {"app": "client"}},
+                          "egress": [{"toEntities": ["all"]}],
+                          "egressDeny": [{"toEndpoints": [{"matchLabels": {"v": "web-a"}}]}]}}
+
+
+def connects(lab: Lab, ip: str, port: int) -> bool:
+    code = f"import socket; socket.create_connection(({ip!r}, {port}), timeout=1).close()"
+    return lab.exec("client", sys.executable, "-c", code, check=False).returncode == 0
+
+
+def probe_during_apply(lab: Lab, policy: dict[str, Any], targets: list[tuple[str, int]],
+                       seconds: float = 3.0) -> tuple[float, float, list[list[Any]]]:
+    """Apply ``policy`` while the client connects to each target every 50 ms; (apply started, apply
     returned, probes)."""
-    spec = {"targets": [[DENIED, 80], [ALLOWED, 80]], "seconds": seconds, "every": 0.05, "timeout": 0.3}
+    spec = {"targets": targets, "seconds": seconds, "every": 0.05, "timeout": 0.3}
     proc = subprocess.Popen([MEMBRANE, "--lab", lab.name, "exec", "client", "--", sys.executable, PROBE_LOOP,
                              json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -140,9 +153,9 @@ def probe_during_apply(lab: Lab, seconds: float = 3.0) -> tuple[float, float, li
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
         time.sleep(0.3)  # a few probes from before the apply
         started = time.time()
-        lab.apply(manifest(CIDR_DENY))
+        lab.apply(manifest(policy))
         returned = time.time()
-        out, err = proc.communicate(timeout=seconds + 30)
+        out, _err = proc.communicate(timeout=seconds + 30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -150,28 +163,34 @@ def probe_during_apply(lab: Lab, seconds: float = 3.0) -> tuple[float, float, li
     return started, returned, json.loads(out)["probes"]
 
 
-def test_cidr_deny_is_enforced_once_apply_has_propagated(lab: Lab, pods: dict[str, Any], cleanup: list) -> None:
-    cleanup.append(CIDR_DENY)
+@pytest.mark.parametrize("kind", ["cidr", "identity"])
+def test_deny_is_enforced_once_apply_has_propagated(lab: Lab, pods: dict[str, Any], cleanup: list,
+                                                    kind: str) -> None:
+    """``cidr`` is issue 11's case; ``identity`` (the same shape with a pod peer) is the yardstick."""
+    if kind == "cidr":
+        policy, deny, allow = CIDR_DENY, (DENIED, 80), (ALLOWED, 80)
+    else:
+        policy, deny, allow = IDENTITY_DENY, (pods["web-a"]["status"]["podIP"], 8080), \
+            (pods["web-b"]["status"]["podIP"], 9090)
+    cleanup.append(policy)
     timings, from_start, wrong = [], [], []
     for run in range(20):
-        started, returned, probes = probe_during_apply(lab)
-        denied = [(t - returned, ok) for t, ip, _port, ok in probes if ip == DENIED]
-        allowed = [(t - returned, ok) for t, ip, _port, ok in probes if ip == ALLOWED]
+        started, returned, probes = probe_during_apply(lab, policy, [deny, allow])
+        denied = [(t - returned, ok) for t, ip, _port, ok in probes if ip == deny[0]]
+        allowed = [(t - returned, ok) for t, ip, _port, ok in probes if ip == allow[0]]
         wrong += [(run, "allowed", round(t, 3)) for t, ok in denied if ok and t > WINDOW]
         wrong += [(run, "dropped", round(t, 3)) for t, ok in allowed if not ok and t > WINDOW]
         last_allowed = max((t for t, ok in denied if ok), default=-1.0)
-        assert any(ok for t, ok in denied if t < 0), f"run {run}: {DENIED} unreachable before the apply: {denied}"
+        assert any(ok for t, ok in denied if t < 0), f"run {run}: {deny} unreachable before the apply: {denied}"
         enforced = next((t for t, ok in denied if t > last_allowed), float("inf"))
         timings.append(max(0.0, enforced))
         from_start.append(enforced + returned - started)
-        lab.run("delete", "cnp", CIDR_DENY["metadata"]["name"])
-        lab.wait_for(lambda: lab.exec("client", "curl", "-s", "-o", "/dev/null", "--max-time", "1",
-                                      f"http://{DENIED}/", check=False).returncode == 0,
-                     10, "the denied address to be reachable again after delete")
+        lab.run("delete", "cnp", policy["metadata"]["name"])
+        lab.wait_for(lambda: connects(lab, *deny), 10, f"{deny} to be reachable again after delete")
     timings.sort()
     from_start.sort()
-    print(f"\n{DENIED} denied after apply returned: p50 {statistics.median(timings) * 1e3:.0f} ms, max "
-          f"{timings[-1] * 1e3:.0f} ms; after the CLI started: p50 {statistics.median(from_start) * 1e3:.0f} ms, "
+    print(f"\n{kind} policy: {deny[0]} denied after apply returned: p50 {statistics.median(timings) * 1e3:.0f} ms, "
+          f"max {timings[-1] * 1e3:.0f} ms; after the CLI started: p50 {statistics.median(from_start) * 1e3:.0f} ms, "
           f"max {from_start[-1] * 1e3:.0f} ms ({len(timings)} applies, probes every 50 ms)")
     assert not wrong, f"{len(wrong)} wrong verdicts later than {WINDOW}s after apply returned: {wrong[:10]}"
     assert timings[-1] <= WINDOW
