@@ -24,6 +24,7 @@ from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
 from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timestamp
 from membrane.agent.observability import Observability
+from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
@@ -102,9 +103,12 @@ class Agent:
         ids = EndpointIdentities(self.client, self.resources.layout, self.node, self.cluster, self.net,
                                  self._pod, self._namespace_labels, lambda: self.node_status.endpoint_lease)
         self.identities = ids
+        ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes, lambda: self.net.datapath,
+                          lambda: self.policy.cidr_prefixes() if self.policy is not None else {})
+        peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
-                            self.cluster, self._pod)
+                            self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.sync)
         self.policy = policy
         policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
 
@@ -124,10 +128,9 @@ class Agent:
         self.pods_mirror.subscribe(pods_changed)
         self.ns_mirror.subscribe(lambda *_: ident_ctrl.trigger())
         self.net.on_change = ident_ctrl.trigger
-        ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes, lambda: self.net.datapath,
-                          policy.cidr_prefixes)
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
         self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
+        self.ipcache_mirror.subscribe(lambda *_: policy_ctrl.trigger())  # a peer's identity: its named ports
         self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         lb = LBSync(self.node, self.services_mirror, self.slices_mirror, self.nodes_mirror, self.pods_mirror,
                     lambda: self.net.datapath,
@@ -141,7 +144,8 @@ class Agent:
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
-            capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled)
+            capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled,
+            hubble_tls=self.config.hubble_tls_enabled)
         try:
             self.observability.start()
         except Exception as exc:  # observability must never keep the datapath from running

@@ -2,13 +2,16 @@
 
 Endpoints publish ``ipcache/<ip>/32`` (see membrane.agent.identities); every agent follows that prefix
 through a mirror, merges it with node addresses (own node = host 1, others = remote-node 6) and the
-world default, and writes only the differences to ``mb_ipcache``.
+world default, and writes only the differences to ``mb_ipcache``. Its own controller runs it, and so
+does the policy controller when the CIDR prefixes of policies change (identities before rules): a
+lock keeps the two from interleaving a read of the map with the other's writes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 
 from membrane.datapath.loader import NodeDatapath
@@ -31,6 +34,7 @@ class IPCacheSync:
         self._nodes = nodes
         self._datapath = datapath
         self._cidrs = cidrs
+        self._lock = threading.Lock()
 
     def desired(self) -> dict[str, int]:
         published = []
@@ -47,6 +51,10 @@ class IPCacheSync:
         return {str(e.prefix): e.identity for e in cache if e.prefix.version == 4}
 
     def sync(self) -> None:
+        with self._lock:
+            self._sync()
+
+    def _sync(self) -> None:
         dp = self._datapath()
         if dp is None:
             return

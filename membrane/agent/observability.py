@@ -1,8 +1,14 @@
 """The agent's observability: flow ring + Observer gRPC server (Hubble API) and the /metrics endpoint.
 
-Sockets: ``/run/membrane/<lab>/hubble-<node>.sock`` (and TCP :4244 in the node's namespace) for the
-Observer API; ``/run/membrane/<lab>/metrics-<node>.sock`` (and TCP :9962) for Prometheus metrics,
-holding both the cilium_* agent metrics and the hubble_* flow metrics.
+Sockets: ``/run/membrane/<lab>/hubble-<node>.sock`` (local, mode 0660) and TCP :4244 in the node's
+namespace for the Observer API. TCP :4244 takes only mutual TLS (``hubble.tls.enabled``, the default):
+the node's server certificate from ``/run/membrane/<lab>/tls/``, clients must present a certificate
+of the lab's Hubble CA; without its certificate files the agent serves no TCP at all rather than
+plaintext. ``hubble.tls.enabled=false`` serves plaintext, as Cilium does then.
+
+``/run/membrane/<lab>/metrics-<node>.sock`` and TCP :9962 on all addresses, plaintext, serve Prometheus
+metrics (the cilium_* agent metrics and the hubble_* flow metrics), where Cilium's agent binds
+``prometheus.port`` (its metrics carry no flows, only counts).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from membrane.hubble.agent_metrics import AgentMetrics, AgentSources
 from membrane.hubble.events import EndpointInfo
 from membrane.hubble.metrics import HubbleMetrics, Registry
 from membrane.hubble.ring import FlowRing
-from membrane.hubbleserver.observer import ObserverServer
+from membrane.hubbleserver.observer import SERVER_PORT, ObserverServer
+from membrane.hubbleserver.tls import ServerTLS, TLSConfigError
 from membrane.metricsserver.server import MetricsServer
 from membrane.model.naming import LabPaths
 from membrane.store.mirror import Mirror
@@ -27,7 +34,7 @@ from membrane.store.mirror import Mirror
 log = logging.getLogger(__name__)
 
 FLOW_CAPACITY = 4095
-OBSERVER_PORT = 4244
+OBSERVER_PORT = SERVER_PORT
 METRICS_PORT = 9962
 DEFAULT_HUBBLE_METRICS = ("flow", "drop", "tcp", "port-distribution", "icmp")
 
@@ -36,8 +43,10 @@ class Observability:
     def __init__(self, lab: str, node: str, cluster: str, net: NodeNetwork, pods: Mirror,
                  identity_of: Callable[[str], int], endpoint_states: Callable[[], Mapping[str, int]],
                  policy_info: Callable[[], tuple[int, int]], capacity: int = FLOW_CAPACITY,
-                 metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS) -> None:
+                 metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS, hubble_tls: bool = True) -> None:
         self.paths = LabPaths(lab)
+        self.hubble_tls = hubble_tls
+        self.listen_problem = ""  # why TCP :4244 is not served, for `membrane status`
         self.node = node
         self.net = net
         self.started = time.time()
@@ -55,8 +64,18 @@ class Observability:
         self.pipeline = FlowPipeline(self.node, self.net.pin_dir, self.ring, self.index.lookup,
                                      self.hubble_metrics.process, lookup_endpoint=self._endpoint_info)
         self.pipeline.start()
+        tcp_addr: str | None = f"0.0.0.0:{OBSERVER_PORT}"
+        credentials = None
+        if self.hubble_tls:
+            cert, key = self.paths.hubble_server_pair(self.node)
+            try:
+                credentials = ServerTLS(cert, key, self.paths.hubble_ca_cert).credentials()
+            except TLSConfigError as exc:
+                self.listen_problem = f"TCP :{OBSERVER_PORT} not served: TLS: {exc}"
+                log.error("Hubble %s (the unix socket still serves)", self.listen_problem)
+                tcp_addr = None
         observer = ObserverServer(self.ring, self.node, f"{self.paths.run_dir}/hubble-{self.node}.sock",
-                                  f"0.0.0.0:{OBSERVER_PORT}")
+                                  tcp_addr, tcp_credentials=credentials)
         observer.start()
         self.servers.append(observer)
         for address in (f"{self.paths.run_dir}/metrics-{self.node}.sock", ("0.0.0.0", METRICS_PORT)):
@@ -94,7 +113,8 @@ class Observability:
         """The ``hubble`` section of /v1/status (see membrane.cli.dbg_status)."""
         counters = self.pipeline.monitor.counters() if self.pipeline is not None else None
         return {
-            "state": "Ok" if self.pipeline is not None else "Disabled", "msg": "",
+            "state": ("Disabled" if self.pipeline is None else "Warning" if self.listen_problem else "Ok"),
+            "msg": self.listen_problem,
             "observer": {"current-flows": len(self.ring), "max-flows": self.ring.capacity,
                          "seen-flows": self.ring.seen, "uptime": time.time() - self.started},
             "metrics": {"state": "Ok"},

@@ -6,6 +6,16 @@ policy may have changed — re-resolves only the local endpoints with those iden
 and writes the map in one differential sync. Enforcement is switched on *after* the entries that
 allow traffic are in the map, and switched off *before* they go, so no allowed connection is ever
 refused in between.
+
+The CIDR identities the rules need reach the BPF ipcache in the same run, around the map write:
+first the new identities' own entries (inert: no address carries those numbers yet), then the new
+prefixes in the ipcache (before, the address is still ``world`` and matches a ``0.0.0.0/0`` allow its
+deny should beat), then the rest of the rules, and released prefixes only after the rules are gone
+(else a stale prefix keeps a number that may come to mean another). So every packet meets either
+the old policy or the new one for its destination, never a new identity without its entries.
+
+Egress named ports resolve against the peers' ports (``peer_ports``: identity -> name -> numbers,
+the table ``policy simulate`` builds too).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
 from membrane.model.errors import ValidationError
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
+from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
 from membrane.policy.repository import PolicyRepository
 from membrane.policy.rules import Origin
 from membrane.policy.translate import origin_of, rules_from_object
@@ -67,7 +78,9 @@ def _port_range(e: PolicyEntry) -> tuple[int, int]:
 
 class PolicySync:
     def __init__(self, net: NodeNetwork, policy_mirrors: list[Mirror], identity_mirror: Mirror, identities_prefix: str,
-                 mode: Callable[[], str], cluster: str, pod_of: Callable[[str, str], dict[str, Any] | None]) -> None:
+                 mode: Callable[[], str], cluster: str, pod_of: Callable[[str, str], dict[str, Any] | None],
+                 peer_ports: Callable[[], PeerNamedPorts] = dict,
+                 publish_ipcache: Callable[[], None] = lambda: None) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
         self.identity_mirror = identity_mirror
@@ -75,6 +88,8 @@ class PolicySync:
         self.mode = mode
         self.cluster = cluster
         self.pod_of = pod_of
+        self.peer_ports = peer_ports
+        self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
         self.repo = PolicyRepository()
         self.cidrs = LocalIdentityAllocator()
         self.identities: dict[int, LabelSet] = {}
@@ -83,6 +98,8 @@ class PolicySync:
         self._resolved: dict[int, tuple[int, ResolvedPolicy]] = {}  # ep id -> (identity, policy)
         self._last_mode = ""
         self._map_synced = False  # the first sync writes the whole map
+        self._published_cidrs: dict[str, int] = {}  # the CIDR prefixes the ipcache is asked to hold
+        self._ipcache_behind = False  # a publish failed: retry it even if nothing changed
         self.last_sync_seconds = 0.0
         for n, labels in reserved_identities().items():
             self._set_identity(n, labels, set())
@@ -154,7 +171,19 @@ class PolicySync:
                 self._drop_identity(n, dirty)
 
     def cidr_prefixes(self) -> dict[str, int]:
-        return self.cidrs.prefixes()
+        """prefix -> CIDR identity the BPF ipcache must hold now (the ipcache controller reads it too)."""
+        return self._published_cidrs
+
+    def _publish_cidrs(self, *, release: bool) -> None:
+        """Bring the ipcache's CIDR entries to the allocator's: additions only, or (``release``) exactly."""
+        current = self.cidrs.prefixes()
+        want = current if release else {**self._published_cidrs, **current}
+        if want == self._published_cidrs and not self._ipcache_behind:
+            return
+        self._published_cidrs = want
+        self._ipcache_behind = True
+        self.publish_ipcache()
+        self._ipcache_behind = False
 
     # ---- the controller run -------------------------------------------------------------------------
     def sync(self) -> None:
@@ -163,12 +192,15 @@ class PolicySync:
         self._fold_identities(dirty)
         self._fold_policies(dirty)
         self._fold_cidrs(dirty)
+        dirty |= self.repo.set_peer_named_ports(self.peer_ports())
         mode = self.mode()
         full = mode != self._last_mode
         self._last_mode = mode
         dp = self.net.datapath
         if dp is None:
             return
+        fresh = set(self.cidrs.prefixes().values()) - set(self._published_cidrs.values())
+        before = dict(self._resolved) if fresh and self._map_synced and not full else None
         entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
         changed: set[int] = set()
@@ -184,12 +216,16 @@ class PolicySync:
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
             changed.add(ep.id)
+        if before is not None:
+            self._prime(fresh, before, changed)
+        self._publish_cidrs(release=False)  # identities before the rules that use them
         if changed or full or not self._map_synced:
             # A full pass (first sync, enforcement mode change) rewrites every endpoint's slots; otherwise
             # only the changed endpoints' slots are computed and diffed: one policy change on a node with
             # 30 000 slots costs its own entries, not a rebuild of all of them.
             self._apply(endpoints, None if full or not self._map_synced else changed, reread=False)
             self._map_synced = True
+        self._publish_cidrs(release=True)  # released prefixes leave once no rule uses their numbers
         # Every few minutes the whole map is read back and made exact (repairing what other writers
         # changed) — after any change of this run is in place, so that read (a syscall pair per slot,
         # ~1 s for 30 000 slots) never delays enforcement.
@@ -200,6 +236,22 @@ class PolicySync:
         self.last_sync_seconds = time.monotonic() - start
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
+
+    def _prime(self, fresh: set[int], before: dict[int, tuple[int, ResolvedPolicy]], changed: set[int]) -> None:
+        """Add the entries of the ``fresh`` CIDR identities to the map, the rest of it left as it was."""
+        dp = self.net.datapath
+        assert dp is not None
+        rules: list[PolicyRule] = []
+        scope = set()
+        for ep_id in changed:
+            now = self._resolved.get(ep_id)
+            added = [r for r in map_rules(ep_id, now[1]) if r.identity in fresh] if now is not None else []
+            if added:
+                old = before.get(ep_id)
+                rules += [*(map_rules(ep_id, old[1]) if old is not None else []), *added]
+                scope.add(ep_id)
+        if scope:
+            dp.policy.sync(rules, scope, reread=False)
 
     def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None, reread: bool | None = None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
@@ -223,14 +275,8 @@ class PolicySync:
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ing, egr)
 
-    def _named_ports(self, ep: Endpoint) -> dict[str, tuple[int, str]]:
-        pod = self.pod_of(ep.namespace, ep.pod_name) or {}
-        ports: dict[str, tuple[int, str]] = {}
-        for c in pod.get("spec", {}).get("containers", []) or []:
-            for p in c.get("ports", []) or []:
-                if p.get("name"):
-                    ports[p["name"]] = (int(p["containerPort"]), p.get("protocol", "TCP"))
-        return ports
+    def _named_ports(self, ep: Endpoint) -> NamedPorts:
+        return pod_named_ports(self.pod_of(ep.namespace, ep.pod_name) or {})
 
     def resolved(self) -> list[dict[str, Any]]:
         out = []

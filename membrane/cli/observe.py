@@ -1,7 +1,8 @@
 """``membrane observe``: the ``hubble observe`` experience against the lab's relay (or one agent).
 
 Connects over gRPC to ``observer.Observer/GetFlows`` on ``unix:///run/membrane/<lab>/relay.sock`` by default,
-``--node N`` for one agent's ``hubble-<N>.sock``, or ``--server unix://PATH|HOST:PORT``. Filter flags
+``--node N`` for one agent's ``hubble-<N>.sock``, or ``--server unix://PATH|HOST:PORT``; a node's
+``HOST:4244`` takes only mutual TLS (``--tls`` and its files, see :mod:`membrane.cli.observe_tls`). Filter flags
 become FlowFilters exactly as hubble builds them (see :mod:`membrane.cli.observe_filters`); output is
 ``-o compact`` (default), ``json``/``jsonpb``, ``dict`` or ``table``. Ctrl-C ends ``--follow`` cleanly.
 """
@@ -9,13 +10,18 @@ become FlowFilters exactly as hubble builds them (see :mod:`membrane.cli.observe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from membrane.cli import observe_tls
 from membrane.cli.observe_filters import FILTER_FLAGS, FilterError, build_filters
 from membrane.cli.observe_time import parse_time, to_rfc3339
 from membrane.model.naming import LabPaths
+
+if TYPE_CHECKING:  # grpc is imported only when a command talks to a server
+    from membrane.hubbleserver.tls import ClientTLS
 
 OUTPUTS = ("compact", "json", "jsonpb", "dict", "table")
 DEFAULT_LAST = 20
@@ -57,6 +63,7 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
     conn.add_argument("--server", default=None, help="unix:///path/to/sock or host:port (default: the lab's relay)")
     conn.add_argument("--node", default=None, help="talk to this node's agent instead of the relay")
     conn.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the server")
+    observe_tls.add_flags(conn)
     sel = p.add_argument_group("selection")
     sel.add_argument("-f", "--follow", action="store_true", help="keep printing flows as they come")
     sel.add_argument("--last", type=int, default=0, help=f"the last N flows (default {DEFAULT_LAST})")
@@ -119,18 +126,49 @@ def build_request(args: argparse.Namespace, now: Any = None) -> dict[str, Any]:
     return req
 
 
-def _stream(target: str, request: dict[str, Any], timeout: float) -> tuple[Any, Iterable[Any]]:
+def _wait_ready(channel: Any, timeout: float, fail_fast: bool) -> bool:
+    """READY within ``timeout``; with ``fail_fast`` the first TRANSIENT_FAILURE ends the wait (a TCP
+    server that refuses the connection or its handshake does not change its mind on a retry)."""
+    import threading
+
+    import grpc
+
+    if not fail_fast:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
+    settled = threading.Event()
+    state: list[Any] = []
+
+    def watch(connectivity: Any) -> None:
+        if connectivity in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            state.append(connectivity)
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        settled.wait(timeout)
+    finally:
+        channel.unsubscribe(watch)
+    return bool(state) and state[0] == grpc.ChannelConnectivity.READY
+
+
+def _stream(target: str, request: dict[str, Any], timeout: float, tls: ClientTLS | None = None,
+            lab: str = "") -> tuple[Any, Iterable[Any]]:
     import grpc
     from google.protobuf import json_format
 
     from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
 
-    channel = grpc.insecure_channel(target)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
+    channel = tls.channel(target) if tls is not None else grpc.insecure_channel(target)
+    tcp = not target.startswith("unix:")
+    if not _wait_ready(channel, timeout, fail_fast=tcp):
         channel.close()
-        raise ConnectionError(f"cannot connect to the Hubble server at {target}") from None
+        if tcp:
+            raise ConnectionError(observe_tls.explain_failure(target, tls, lab))
+        raise ConnectionError(f"cannot connect to the Hubble server at {target}")
     stub = observer_pb2_grpc.ObserverStub(channel)
     call = stub.GetFlows(json_format.ParseDict(request, observer_pb2.GetFlowsRequest()))
     return channel, call
@@ -145,11 +183,21 @@ def run(args: argparse.Namespace) -> int:
     except FilterError as exc:
         raise CLIError(str(exc)) from None
     target = server_target(args)
+    # gRPC core logs failed handshakes to stderr; the user gets one line from us instead.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    from membrane.hubbleserver.tls import TLSConfigError
+
+    try:
+        tls = observe_tls.client_tls(args, target)
+        if tls is not None:
+            tls.credentials()  # read the files now: a missing one is a one-line error
+    except (observe_tls.TLSFlagError, TLSConfigError) as exc:
+        raise CLIError(str(exc)) from None
     printer = FlowPrinter(args.output, print_node_name=args.print_node_name)
     import grpc
 
     try:
-        channel, call = _stream(target, request, args.timeout)
+        channel, call = _stream(target, request, args.timeout, tls, args.lab)
     except ConnectionError as exc:
         raise CLIError(str(exc)) from None
     try:

@@ -16,21 +16,12 @@ from membrane.cli.commands import CLIError
 from membrane.cli.tabwriter import kubectl_table
 from membrane.identity.labels import LabelSet, pod_identity_labels
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
+from membrane.policy.namedports import pod_named_ports
 from membrane.policy.simulate import Change, PodInfo, Probe
 
 # Pods whose labels have no identity yet get a stand-in number outside the cluster range (256..65535).
 UNALLOCATED_BASE = 1 << 20
 SKIPPED_PHASES = ("Succeeded", "Failed")
-
-
-def _named_ports(pod: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
-    out: dict[str, tuple[int, str]] = {}
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        for port in container.get("ports") or []:
-            if port.get("name") and port.get("containerPort"):
-                out.setdefault(str(port["name"]).lower(),
-                               (int(port["containerPort"]), str(port.get("protocol") or "TCP").upper()))
-    return out
 
 
 def pod_infos(pods: Iterable[Mapping[str, Any]], namespace_labels: Mapping[str, Mapping[str, str]],
@@ -55,7 +46,7 @@ def pod_infos(pods: Iterable[Mapping[str, Any]], namespace_labels: Mapping[str, 
         if identity is None:
             identity = stand_ins.setdefault(labels, UNALLOCATED_BASE + len(stand_ins))
         out.append(PodInfo(ns, str(meta.get("name", "")), identity, labels.to_dict(), str(status["podIP"]),
-                           _named_ports(pod)))
+                           pod_named_ports(pod)))
     return sorted(out, key=lambda p: p.key)
 
 

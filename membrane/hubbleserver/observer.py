@@ -20,6 +20,7 @@ from membrane.hubbleserver.listen import build_server, mark_serving
 
 RingProvider = Callable[[], FlowRing] | FlowRing
 VERSION = "membrane/0.1.0"
+SERVER_PORT = 4244  # hubble-listen-address ":4244", where Hubble's relay dials every node
 
 
 def _ts_ns(ts: object, present: bool) -> int | None:
@@ -128,7 +129,8 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
 
 
 class ObserverServer:
-    """Hubble's Observer API for one node on a unix socket and, optionally, a TCP address."""
+    """Hubble's Observer API for one node on a unix socket and, optionally, a TCP address (TLS-only
+    when ``tcp_credentials`` are given)."""
 
     def __init__(
         self,
@@ -139,11 +141,13 @@ class ObserverServer:
         *,
         follow_wait: float = 0.2,
         max_workers: int = 16,
+        tcp_credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.servicer = ObserverServicer(
             ring_provider, node_name, address=tcp_addr or str(unix_socket_path or ""), follow_wait=follow_wait
         )
-        self._server, self._health, self.tcp_port = build_server(unix_socket_path, tcp_addr, max_workers)
+        self._server, self._health, self.tcp_port = build_server(
+            unix_socket_path, tcp_addr, max_workers, tcp_credentials)
         observer_pb2_grpc.add_ObserverServicer_to_server(self.servicer, self._server)
 
     def start(self) -> None:

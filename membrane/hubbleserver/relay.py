@@ -1,5 +1,10 @@
 """Hubble relay: one Observer API over every node's server. GetFlows merges the nodes' flows by
-time, ServerStatus sums them, GetNodes lists each node."""
+time, ServerStatus sums them, GetNodes lists each node.
+
+Peers are unix socket paths (local, plaintext) or ``host:port`` targets; with a :class:`ClientTLS`
+the relay dials TCP peers with mutual TLS, verifying each as ``<node>.<cluster>.hubble-grpc.cilium.io``
+like Cilium's relay.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import grpc
 
 from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
 from membrane.hubble.proto.relay import relay_pb2
 from membrane.hubbleserver.listen import build_server, mark_serving, unix_target
+from membrane.hubbleserver.tls import ClientTLS
 
 VERSION = "membrane-relay/0.1.0"
 
@@ -22,15 +29,36 @@ def _time_ns(resp: observer_pb2.GetFlowsResponse) -> int:
     return resp.time.ToNanoseconds()
 
 
+@dataclass(frozen=True)
+class Peer:
+    """One node's Hubble server: ``name`` (reported when unavailable), ``target`` (a socket path or
+    ``host:port``) and the TLS name to verify it by (empty: the target's host)."""
+
+    name: str
+    target: str
+    server_name: str = ""
+
+
+# A restarted agent is found again within seconds, not after gRPC's default backoff of up to 120 s.
+_CHANNEL_OPTIONS = [("grpc.max_reconnect_backoff_ms", 5000)]
+
+
+def _channel(peer: Peer, tls: ClientTLS | None) -> grpc.Channel:
+    if tls is None or peer.target.startswith(("/", "unix:")):
+        return grpc.insecure_channel(unix_target(peer.target), options=_CHANNEL_OPTIONS)
+    return replace(tls, server_name=peer.server_name or tls.server_name).channel(peer.target, _CHANNEL_OPTIONS)
+
+
 class RelayServicer(observer_pb2_grpc.ObserverServicer):
     """Fans each call out to the peers (unix socket paths or gRPC targets)."""
 
-    def __init__(self, peers: Sequence[str], *, timeout: float = 5.0, follow_wait: float = 0.2) -> None:
-        self.peers = list(peers)
+    def __init__(self, peers: Sequence[str | Peer], *, timeout: float = 5.0, follow_wait: float = 0.2,
+                 tls: ClientTLS | None = None) -> None:
+        self.peers = [p if isinstance(p, Peer) else Peer(p, p) for p in peers]
         self._timeout = timeout
         self._follow_wait = follow_wait
-        self._channels = {p: grpc.insecure_channel(unix_target(p)) for p in self.peers}
-        self._stubs = {p: observer_pb2_grpc.ObserverStub(c) for p, c in self._channels.items()}
+        self._channels = {p.name: _channel(p, tls) for p in self.peers}
+        self._stubs = {name: observer_pb2_grpc.ObserverStub(c) for name, c in self._channels.items()}
         self.stopping = threading.Event()
 
     def close(self) -> None:
@@ -115,12 +143,12 @@ class RelayServicer(observer_pb2_grpc.ObserverServicer):
 
     def GetNodes(self, request: observer_pb2.GetNodesRequest, context: grpc.ServicerContext):
         resp = observer_pb2.GetNodesResponse()
-        for peer, stub in self._stubs.items():
+        for peer in self.peers:
             try:
-                resp.nodes.extend(stub.GetNodes(request, timeout=self._timeout).nodes)
+                resp.nodes.extend(self._stubs[peer.name].GetNodes(request, timeout=self._timeout).nodes)
             except grpc.RpcError:
                 resp.nodes.append(
-                    observer_pb2.Node(name=peer, address=peer, state=relay_pb2.NODE_UNAVAILABLE)
+                    observer_pb2.Node(name=peer.name, address=peer.target, state=relay_pb2.NODE_UNAVAILABLE)
                 )
         return resp
 
@@ -136,19 +164,21 @@ class RelayServicer(observer_pb2_grpc.ObserverServicer):
 
 
 class Relay:
-    """Hubble relay over `peers` (node server socket paths), served on its own socket/port."""
+    """Hubble relay over `peers` (node servers), served on its own socket/port; ``tls`` is the relay's
+    client side towards TCP peers."""
 
     def __init__(
         self,
-        peers: Sequence[str],
+        peers: Sequence[str | Peer],
         unix_socket_path: str | os.PathLike[str] | None = None,
         tcp_addr: str | None = None,
         *,
         timeout: float = 5.0,
         follow_wait: float = 0.2,
         max_workers: int = 16,
+        tls: ClientTLS | None = None,
     ) -> None:
-        self.servicer = RelayServicer(peers, timeout=timeout, follow_wait=follow_wait)
+        self.servicer = RelayServicer(peers, timeout=timeout, follow_wait=follow_wait, tls=tls)
         self._server, self._health, self.tcp_port = build_server(unix_socket_path, tcp_addr, max_workers)
         observer_pb2_grpc.add_ObserverServicer_to_server(self.servicer, self._server)
 

@@ -2,7 +2,7 @@
 
 The underlay is a bridge per node subnet inside ``<lab>.underlay``; each node namespace gets ``eth1``
 on its subnet; an optional router namespace joins the subnets. etcd listens on a unix socket in the
-lab's run directory; operator and agents run inside node namespaces; the lab kubelet in the host
+lab's run directory; operator, agents and the Hubble relay run inside node namespaces; the lab kubelet in the host
 namespace (it only talks through sockets). Lab addresses exist only inside lab namespaces.
 
 Delete works from the record *and* by sweeping: every namespace named ``<lab>.*``, every process in
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from membrane.ipam.overlap import check_no_overlap
 from membrane.lab import processes
 from membrane.lab.daemons import ETCD_BIN, LabError, daemon_specs, daemon_state, spawn_supervised, state_path
+from membrane.lab.hubble_certs import issue_lab_certs
 from membrane.lab.record import LabRecord, load_record
 from membrane.lab.topology import LabTopology
 from membrane.lab.world import create_world
@@ -96,6 +97,9 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         client = EtcdClient(paths.etcd_endpoint)
         _wait(lambda: _etcd_ok(client), 20, "etcd did not become ready")
         _seed_store(client, topo)
+        if topo.config.hubble_tls_enabled:
+            progress("Hubble TLS: CA, agent server and relay client certificates")
+            issue_lab_certs(lab, topo)
         progress("operator")
         record.processes["operator"] = spawn_supervised(lab, "operator", specs["operator"])
         progress("agents: " + ", ".join(n.name for n in topo.nodes))

@@ -56,8 +56,9 @@ def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
         "kubelet": DaemonSpec(
             [sys.executable, "-m", "membrane.lab.kubelet", "--lab", lab, "--cluster", cluster],
             f"{paths.log_dir}/kubelet.log"),
-        "relay": DaemonSpec([sys.executable, "-m", "membrane.lab.relay_main", "--lab", lab],
-                            f"{paths.log_dir}/relay.log"),
+        # The relay dials every node's :4244 over the underlay, so it lives in a node namespace.
+        "relay": DaemonSpec(["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(topo.nodes[0].name)}", sys.executable,
+                             "-m", "membrane.lab.relay_main", "--lab", lab], f"{paths.log_dir}/relay.log"),
     }
     for node in topo.nodes:
         specs[f"agent-{node.name}"] = DaemonSpec(

@@ -1,4 +1,10 @@
-"""The lab's Hubble relay: one Observer API over every node's (``/run/membrane/<lab>/relay.sock``)."""
+"""The lab's Hubble relay: one Observer API over every node's (``/run/membrane/<lab>/relay.sock``).
+
+It runs in the first node's network namespace (``lab create`` starts it with nsenter) and dials every
+node's Hubble server on ``<node IP>:4244`` as Cilium's relay does: with mutual TLS (its client
+certificate from ``/run/membrane/<lab>/tls/``, each node verified as
+``<node>.<cluster>.hubble-grpc.cilium.io``) unless the lab has ``hubble.tls.enabled=false``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ import signal
 import sys
 import threading
 
-from membrane.hubbleserver.relay import Relay
+from membrane.hubbleserver.certs import server_name
+from membrane.hubbleserver.observer import SERVER_PORT
+from membrane.hubbleserver.relay import Peer, Relay
+from membrane.hubbleserver.tls import ClientTLS, TLSConfigError
 from membrane.lab.record import load_record
 from membrane.model.naming import LabPaths
 
@@ -25,13 +34,25 @@ def main(argv: list[str] | None = None) -> int:
         logging.error("lab %s not found", args.lab)
         return 1
     paths = LabPaths(args.lab)
-    peers = [f"{paths.run_dir}/hubble-{n.name}.sock" for n in record.topology.nodes]
-    relay = Relay(peers, f"{paths.run_dir}/relay.sock")
+    config = record.topology.config
+    tls = None
+    if config.hubble_tls_enabled:
+        cert, key = paths.hubble_relay_client_pair
+        tls = ClientTLS((paths.hubble_ca_cert,), cert, key)
+        try:
+            tls.credentials()  # fail now, with the file's name, rather than on every call
+        except TLSConfigError as exc:
+            logging.error("Hubble TLS: %s", exc)
+            return 1
+    peers = [Peer(n.name, f"{n.address}:{SERVER_PORT}", server_name(n.name, config.cluster_name))
+             for n in record.topology.nodes]
+    relay = Relay(peers, f"{paths.run_dir}/relay.sock", tls=tls)
     relay.start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    logging.info("relay serving %d nodes on %s/relay.sock", len(peers), paths.run_dir)
+    logging.info("relay serving %d nodes (%s) on %s/relay.sock", len(peers),
+                 "mTLS" if tls is not None else "plaintext", paths.run_dir)
     done.wait()
     relay.stop()
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SOCKET_MODE = 0o660  # the local door: root and its group, like the agent's other sockets
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -64,6 +65,7 @@ class MetricsServer:
             if os.path.exists(self.unix_path):
                 os.unlink(self.unix_path)
             self.httpd: socketserver.BaseServer = _UnixHTTPServer(self.unix_path, handler)
+            os.chmod(self.unix_path, SOCKET_MODE)
         else:
             server = ThreadingHTTPServer(address, handler)
             server.daemon_threads = True

@@ -35,6 +35,8 @@ class ClusterConfig:
     hubble_event_buffer_capacity: int = 4095
     hubble_metrics_enabled: list[str] = field(
         default_factory=lambda: ["flow", "drop", "tcp", "port-distribution", "icmp"])
+    # Hubble's TCP :4244 takes only mutual TLS, as Cilium's chart defaults; false is the explicit opt-out.
+    hubble_tls_enabled: bool = True
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -56,6 +58,7 @@ class ClusterConfig:
         "bpf.hostLegacyRouting": "bpf_host_legacy_routing",
         "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
+        "hubble.tls.enabled": "hubble_tls_enabled",
     }
 
     def set(self, key: str, raw: str) -> None:

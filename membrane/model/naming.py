@@ -67,6 +67,28 @@ class LabPaths:
     def kubelet_socket(self) -> str:
         return f"{self.run_dir}/kubelet.sock"
 
+    @property
+    def tls_dir(self) -> str:
+        """Hubble's CA and certificates (directory 0700, keys 0600)."""
+        return f"{self.run_dir}/tls"
+
+    @property
+    def hubble_ca_cert(self) -> str:
+        return f"{self.tls_dir}/ca.crt"
+
+    @property
+    def hubble_ca_key(self) -> str:
+        return f"{self.tls_dir}/ca.key"
+
+    def hubble_server_pair(self, node: str) -> tuple[str, str]:
+        """The certificate and key a node's Hubble server presents on TCP :4244."""
+        return f"{self.tls_dir}/hubble-server-{node}.crt", f"{self.tls_dir}/hubble-server-{node}.key"
+
+    @property
+    def hubble_relay_client_pair(self) -> tuple[str, str]:
+        """The relay's client certificate and key (also what ``membrane observe --tls`` can use)."""
+        return f"{self.tls_dir}/hubble-relay-client.crt", f"{self.tls_dir}/hubble-relay-client.key"
+
     def agent_socket(self, node: str) -> str:
         return f"{self.run_dir}/agent-{node}.sock"
 

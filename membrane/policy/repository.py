@@ -11,6 +11,10 @@ subject selector, and the selector cache knows which registered selectors select
 rules selecting an identity are the rules filed under those selectors — the cost of
 :meth:`PolicyRepository.resolve` grows with the rules selecting the identity and their peers, not
 with every rule in force.
+
+The peers' named ports (what an egress ``port: http`` means at each peer identity) live here too, so
+every caller resolves them the same way: :meth:`PolicyRepository.set_peer_named_ports` answers with
+the identities whose rules name a port whose numbers changed.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 from membrane.policy.mapstate import ResolvedPolicy
-from membrane.policy.resolve import NamedPorts, resolve_selected
-from membrane.policy.rules import Origin, Rule
+from membrane.policy.namedports import NamedPorts, PeerNamedPorts, changed_names
+from membrane.policy.resolve import resolve_selected
+from membrane.policy.rules import EGRESS, Origin, Rule
 from membrane.policy.selector import CIDRSelector, Network, Selector
 from membrane.policy.selectorcache import SelectorCache
 
@@ -89,6 +94,8 @@ class PolicyRepository:
         self._by_subject = _RulesBySelector()
         self._by_peer = _RulesBySelector()
         self._entity_rules = _RuleBag()  # rules naming an entity other than all/none
+        self._named_egress = _RuleBag()  # egress rules naming a port (resolved against the peers)
+        self._peer_named_ports: PeerNamedPorts = _EMPTY
         self._count = 0
 
     def rules(self) -> list[Rule]:
@@ -117,11 +124,23 @@ class PolicyRepository:
         entities: Mapping[str, Iterable[int]] = _EMPTY,
         mode: str = "default",
         named_ports: NamedPorts = _EMPTY,
-        peer_named_ports: Mapping[int, NamedPorts] = _EMPTY,
     ) -> ResolvedPolicy:
-        """What ``resolve_endpoint(identity, self.rules(), self.cache, ...)`` gives, through the index."""
+        """What ``resolve_endpoint(identity, self.rules(), self.cache, ..., peer_named_ports=<the
+        repository's table>)`` gives, through the index. ``named_ports``: the endpoint's own ports."""
         return resolve_selected(identity, self.selecting(identity), self.cache, entities=entities, mode=mode,
-                                named_ports=named_ports, peer_named_ports=peer_named_ports)
+                                named_ports=named_ports, peer_named_ports=self._peer_named_ports)
+
+    def peer_named_ports(self) -> PeerNamedPorts:
+        return self._peer_named_ports
+
+    def set_peer_named_ports(self, table: PeerNamedPorts) -> set[int]:
+        """Replace the peers' named ports; returns the identities whose policy may change (the subjects
+        of egress rules naming a port whose numbers changed)."""
+        names = changed_names(self._peer_named_ports, table)
+        self._peer_named_ports = table
+        if not names:
+            return set()
+        return self._subjects(r for r in self._named_egress if any(p.name in names for p in r.ports or ()))
 
     # changes ----------------------------------------------------------------------------------
     def set_policy(self, origin: Origin, rules: Iterable[Rule]) -> set[int]:
@@ -168,6 +187,8 @@ class PolicyRepository:
             self._by_peer.add(sel, rule)
         if any(e not in _ENTITY_WILDCARDS for e in rule.entities):
             self._entity_rules.add(rule)
+        if _names_peer_port(rule):
+            self._named_egress.add(rule)
 
     def _forget(self, rules: Iterable[Rule]) -> None:
         for rule in rules:
@@ -176,3 +197,8 @@ class PolicyRepository:
             for sel in rule.peer_selectors:
                 self._by_peer.remove(sel, rule)
             self._entity_rules.remove(rule)
+            self._named_egress.remove(rule)
+
+
+def _names_peer_port(rule: Rule) -> bool:
+    return rule.direction == EGRESS and any(p.name for p in rule.ports or ())

@@ -5,12 +5,13 @@ until a rule selecting the endpoint in that direction asks for default-deny (all
 alike, unless ``enableDefaultDeny`` opts out); ``always`` enforces both directions, ``never``
 none. Deny entries win over allows; a rule without ``toPorts``/``icmps`` covers every port and
 protocol, one with ports only those; a rule without peers but with ports covers every peer.
-Named ports resolve against the destination: the endpoint itself for ingress, the peer for egress.
+Named ports resolve against the destination: the endpoint itself for ingress, the peer for egress
+(every number the name has at that peer identity, see :mod:`membrane.policy.namedports`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from membrane.policy.mapstate import (
@@ -25,16 +26,16 @@ from membrane.policy.mapstate import (
     port_range_prefixes,
     verdict,
 )
+from membrane.policy.namedports import NamedPorts, PeerNamedPorts, PortSet, peer_port_numbers
 from membrane.policy.rules import EGRESS, INGRESS, PortSpec, Rule
 from membrane.policy.selectorcache import SelectorCache
 
 __all__ = [
-    "POLICY_MODES", "PolicyEntry", "ResolvedPolicy", "resolve_endpoint", "resolve_selected", "selecting_rules",
-    "verdict",
+    "POLICY_MODES", "NamedPorts", "PeerNamedPorts", "PolicyEntry", "ResolvedPolicy", "resolve_endpoint",
+    "resolve_selected", "selecting_rules", "verdict",
 ]
 
 POLICY_MODES = ("default", "always", "never")
-NamedPorts = Mapping[str, tuple[int, str]]
 _EMPTY: Mapping = MappingProxyType({})
 
 
@@ -51,7 +52,7 @@ def resolve_endpoint(
     entities: Mapping[str, Iterable[int]] = _EMPTY,
     mode: str = "default",
     named_ports: NamedPorts = _EMPTY,
-    peer_named_ports: Mapping[int, NamedPorts] = _EMPTY,
+    peer_named_ports: PeerNamedPorts = _EMPTY,
 ) -> ResolvedPolicy:
     """The policy of the endpoint with security identity ``identity`` (known to ``cache``).
 
@@ -59,7 +60,8 @@ def resolve_endpoint(
     :class:`~membrane.policy.repository.PolicyRepository` finds them without a scan, see its
     ``resolve``). ``entities``: entity name -> identities (``all`` and ``none`` need no entry);
     ``named_ports``: this endpoint's container ports (name -> (port, protocol)); ``peer_named_ports``:
-    the same per peer identity, for egress rules naming ports.
+    peer identity -> name -> every (port, protocol) it stands for there, for egress rules naming ports
+    (built by :func:`membrane.policy.namedports.peer_named_ports`).
     """
     _check_mode(mode)
     if mode == "never":
@@ -76,7 +78,7 @@ def resolve_selected(
     entities: Mapping[str, Iterable[int]] = _EMPTY,
     mode: str = "default",
     named_ports: NamedPorts = _EMPTY,
-    peer_named_ports: Mapping[int, NamedPorts] = _EMPTY,
+    peer_named_ports: PeerNamedPorts = _EMPTY,
 ) -> ResolvedPolicy:
     """:func:`resolve_endpoint` given exactly the rules whose subject selects ``identity`` (any order)."""
     _check_mode(mode)
@@ -86,12 +88,22 @@ def resolve_selected(
         d: mode == "always" or any(r.default_deny for r in selecting if r.direction == d) for d in (INGRESS, EGRESS)
     }
     entries: set[PolicyEntry] = set()
+
+    def own(_peer: int, name: str) -> PortSet:
+        hit = named_ports.get(name)
+        return frozenset(((hit[0], hit[1].upper()),)) if hit is not None else frozenset()
+
+    def peers(peer: int, name: str) -> PortSet:
+        return peer_port_numbers(peer_named_ports, peer, name)
+
     for rule in selecting:
         if not rule.deny and not enforced[rule.direction]:
             continue  # allows change nothing while the direction allows everything
+        lookup = own if rule.direction == INGRESS else peers
+        by_peer = any(spec.name for spec in rule.ports or ()) and rule.direction == EGRESS
+        fixed = None if by_peer else _l4(rule, 0, lookup)  # the same L4 for every peer
         for peer in _peer_identities(rule, cache, entities):
-            ports = named_ports if rule.direction == INGRESS else _peer_ports(peer, peer_named_ports)
-            for protocol, port, plen in _l4(rule, ports):
+            for protocol, port, plen in fixed if fixed is not None else _l4(rule, peer, lookup):
                 entries.add(PolicyEntry(peer, rule.direction, protocol, port, plen, rule.deny))
     return ResolvedPolicy(enforced[INGRESS], enforced[EGRESS], normalize(entries))
 
@@ -112,21 +124,16 @@ def _peer_identities(rule: Rule, cache: SelectorCache, entities: Mapping[str, It
     return {0} if 0 in ids else ids
 
 
-def _peer_ports(peer: int, peer_named_ports: Mapping[int, NamedPorts]) -> list[NamedPorts]:
-    if peer == 0:
-        return list(peer_named_ports.values())
-    found = peer_named_ports.get(peer)
-    return [found] if found else []
+NameLookup = Callable[[int, str], PortSet]  # (peer identity, port name) -> (port, protocol) pairs
 
 
-def _l4(rule: Rule, named: NamedPorts | list[NamedPorts]) -> set[tuple[int, int, int]]:
-    """(protocol, port, prefix length) triples the rule covers."""
+def _l4(rule: Rule, peer: int, lookup: NameLookup) -> set[tuple[int, int, int]]:
+    """(protocol, port, prefix length) triples the rule covers towards ``peer``."""
     if rule.l4_all:
         return {(PROTO_ANY, 0, 0)}
     out: set[tuple[int, int, int]] = set()
-    tables = named if isinstance(named, list) else [named]
     for spec in rule.ports or ():
-        for protocol, start, end in _expand(spec, tables):
+        for protocol, start, end in _expand(spec, peer, lookup):
             if protocol == PROTO_ANY:
                 out.add((PROTO_ANY, 0, 0))
                 continue
@@ -137,15 +144,11 @@ def _l4(rule: Rule, named: NamedPorts | list[NamedPorts]) -> set[tuple[int, int,
     return out
 
 
-def _expand(spec: PortSpec, tables: list[NamedPorts]) -> list[tuple[int, int, int]]:
-    """(protocol number, first port, last port) for one PortSpec; named ports looked up in ``tables``."""
+def _expand(spec: PortSpec, peer: int, lookup: NameLookup) -> list[tuple[int, int, int]]:
+    """(protocol number, first port, last port) for one PortSpec; a named port through ``lookup``."""
     if spec.name:
-        found = []
-        for table in tables:
-            hit = table.get(spec.name)
-            if hit is not None and spec.protocol in ("ANY", hit[1].upper()):
-                found.append((PROTOCOL_NUMBERS[hit[1].upper()], hit[0], hit[0]))
-        return found
+        return [(PROTOCOL_NUMBERS[proto], port, port) for port, proto in sorted(lookup(peer, spec.name))
+                if spec.protocol in ("ANY", proto) and proto in PROTOCOL_NUMBERS]
     if spec.protocol == "ANY":
         if spec.port == 0:
             return [(PROTO_ANY, 0, 0)]

@@ -2,7 +2,8 @@
 
 Both policy sets are resolved for every pod from the control plane alone; a connection from
 ``src`` to ``dst`` on a probe (protocol, port) needs ``src``'s egress and ``dst``'s ingress to
-allow it, exactly as the datapath decides (see :func:`membrane.policy.mapstate.verdict`).
+allow it, exactly as the datapath decides (see :func:`membrane.policy.mapstate.verdict`). Egress
+named ports resolve against the pods' ports through the repository, as in the agent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from membrane.policy.mapstate import ALLOW, PROTOCOL_NUMBERS, ResolvedPolicy, verdict
+from membrane.policy.namedports import peer_named_ports
 from membrane.policy.repository import PolicyRepository
 from membrane.policy.rules import EGRESS, INGRESS, Origin, Rule
 
@@ -86,10 +88,9 @@ def resolve_pods(
     repo = PolicyRepository()
     for ident, labels in identities.items():
         repo.upsert_identity(ident, labels)
-    peer_ports: dict[int, dict[str, tuple[int, str]]] = {}
     for pod in pods:
         repo.upsert_identity(pod.identity, pod.labels)
-        peer_ports.setdefault(pod.identity, {}).update(pod.named_ports)
+    repo.set_peer_named_ports(peer_named_ports((pod.identity, pod.named_ports) for pod in pods))
     by_origin: dict[Origin, list[Rule]] = {}
     for rule in rules:
         by_origin.setdefault(rule.origin, []).append(rule)
@@ -97,7 +98,7 @@ def resolve_pods(
         repo.set_policy(origin, found)
     return {
         pod.key: repo.resolve(
-            pod.identity, entities=entities, mode=mode, named_ports=pod.named_ports, peer_named_ports=peer_ports,
+            pod.identity, entities=entities, mode=mode, named_ports=pod.named_ports,
         )
         for pod in pods
     }

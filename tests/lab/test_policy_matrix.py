@@ -188,6 +188,22 @@ def test_named_ports(lab: Lab, pods: dict[str, Pod], policies: Policies) -> None
           or (s.namespace == "y" and (port, proto) in ((81, "TCP"), (80, "UDP"))))
 
 
+def test_egress_one_named_port(lab: Lab, pods: dict[str, Pod], policies: Policies) -> None:
+    # e2e "should allow egress access on one named port": the name resolves against each peer's ports.
+    policies.apply(netpol("egress-named", "x", {
+        "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+        "egress": [{"ports": [{"port": "serve-80-tcp"}]}]}))
+    check(lab, pods, lambda s, d, port, proto: s.key != "x/a" or (port, proto) == (80, "TCP"))
+
+
+def test_egress_named_port_to_selected_peers(lab: Lab, pods: dict[str, Pod], policies: Policies) -> None:
+    policies.apply(cnp("egress-named-y", "x", {
+        "endpointSelector": {"matchLabels": {"pod": "b"}},
+        "egress": [{"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "y"}}],
+                    "toPorts": [{"ports": [{"port": "serve-81-udp", "protocol": "UDP"}]}]}]}))
+    check(lab, pods, lambda s, d, port, proto: s.key != "x/b" or (d.namespace == "y" and (port, proto) == (81, "UDP")))
+
+
 def test_ingress_deny_beats_allow(lab: Lab, pods: dict[str, Pod], policies: Policies) -> None:
     nodes = {p.node for p in in_ns(pods, "x")}
     before = drops(lab, nodes)

@@ -190,7 +190,8 @@ def test_named_ports_resolve_against_destination():
     assert verdict(res, CLIENT, PROTO_UDP, 53) == ("default-deny", 133)  # protocol mismatch: no entry
     assert verdict(resolve(rules), CLIENT, PROTO_TCP, 8080) == ("default-deny", 133)  # unknown name
     egress = cnp(egress=[{"toEndpoints": FROM_CLIENT, "toPorts": ports("http")}])
-    res = resolve(egress, peer_named_ports={CLIENT: {"http": (9000, "TCP")}, OTHER: {"http": (9001, "TCP")}})
+    res = resolve(egress, peer_named_ports={CLIENT: {"http": frozenset({(9000, "TCP")})},
+                                            OTHER: {"http": frozenset({(9001, "TCP")})}})
     assert verdict(res, CLIENT, PROTO_TCP, 9000, "egress") == ("allow", 0)
     assert verdict(res, CLIENT, PROTO_TCP, 9001, "egress") == ("default-deny", 133)
 
