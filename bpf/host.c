@@ -10,7 +10,8 @@
  *      node IP): the destination is restored (the pod for masquerade, the client for NodePort,
  *      whose reply also gets the frontend back as its source), then the packet goes to a local
  *      pod's lxc or back out of the device;
- *   (host routing, HOST_F_HOST_ROUTING) then a packet for a local pod goes to its lxc (fib.h);
+ *   (host routing, HOST_F_HOST_ROUTING) then a packet for a local pod gets its ingress policy
+ *      here and goes straight into the pod's namespace (fib.h, to_endpoint.h);
  *   2. a TCP/UDP packet to a service frontend (scope ext: node IP + nodePort, ExternalIP, LB
  *      IP): a backend is chosen as lb.h does for pods (CT_SERVICE entry keyed by the frontend
  *      tuple, affinity, maglev or random) and the packet is translated:
@@ -43,6 +44,9 @@
 #include "conntrack.h"
 #include "lb.h"
 #include "nat.h"
+#include "fib.h"
+#include "endpoint_policy.h"
+#include "to_endpoint.h"
 
 #define IDENTITY_REMOTE_NODE 6
 
@@ -83,6 +87,27 @@ static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 		return host_drop(skb, dir, DROP_INVALID);
 	eth_set_macs(eth, ep->lxc_mac, ep->pod_mac);
 	return bpf_redirect(ep->ifindex, 0);
+}
+
+/* Host routing (fib.h): a packet from the network for local endpoint `ep`, straight into its
+ * namespace after its ingress policy (to_endpoint.h); a TTL about to expire goes to the kernel. */
+static __always_inline int host_deliver_peer(struct __sk_buff *skb, const struct endpoint_info *ep)
+{
+	__u32 ifindex = ep->ifindex;
+	struct ethhdr *eth;
+	struct iphdr *ip4;
+
+	ip4 = ipv4_header(skb);
+	if (!ip4)
+		return host_drop(skb, METRIC_INGRESS, DROP_INVALID);
+	if (ip4->ttl <= 1)
+		return CTX_ACT_OK;
+	ipv4_dec_ttl(ip4);
+	eth = ctx_data(skb);
+	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
+		return host_drop(skb, METRIC_INGRESS, DROP_INVALID);
+	eth_set_macs(eth, ep->lxc_mac, ep->pod_mac);
+	return to_endpoint_redirect_peer(skb, ifindex);
 }
 
 /* Account a reply on the frontend connection's CT_SERVICE entry (keeps its lifetime right). */
@@ -198,6 +223,7 @@ int from_netdev(struct __sk_buff *skb)
 {
 	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
+	struct endpoint_info *ep;
 	struct host_config *cfg;
 	struct nat_entry *e;
 	struct lb4_tuple t;
@@ -216,8 +242,9 @@ int from_netdev(struct __sk_buff *skb)
 	}
 	/* eBPF host routing (fib.h): a packet for a local pod goes straight to its lxc device,
 	 * whose to_container does conntrack and ingress policy. Only frames addressed to us. */
-	if ((cfg->flags & HOST_F_HOST_ROUTING) && skb->pkt_type == PACKET_HOST && lookup_ip4_endpoint(t.daddr))
-		return host_deliver(skb, METRIC_INGRESS);
+	if ((cfg->flags & HOST_F_HOST_ROUTING) && skb->pkt_type == PACKET_HOST)
+		if ((ep = lookup_ip4_endpoint(t.daddr)))
+			return host_deliver_peer(skb, ep);
 	if (t.proto == IPPROTO_ICMP)
 		return CTX_ACT_OK;
 	return host_nodeport(skb, &t, cfg);

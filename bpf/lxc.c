@@ -5,7 +5,9 @@
  *   to_container    tc egress:  packets on their way into the pod
  *
  * Local pod-to-pod traffic never enters the node's IP stack: from_container rewrites L2 and
- * redirects the packet to the destination's lxc device, where to_container sees it.
+ * redirects the packet to the destination's lxc device, where to_container sees it; with host
+ * routing (fib.h) it runs the destination's ingress itself and redirects straight into the
+ * destination pod's namespace (to_endpoint.h), skipping the lxc device's queue.
  *
  * Policy: the source endpoint's egress policy at from_container, the destination endpoint's
  * ingress policy at to_container, both on a connection's first packet only (conntrack.h).
@@ -40,90 +42,8 @@
 #include "events.h"
 #include "lb.h"
 #include "fib.h"
-
-/* Identities of an IPv4 packet's ends and the endpoint on our side of the hook (its source at
- * from_container, its destination at to_container), into ctx; returns that endpoint or NULL. */
-static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *ctx, const struct iphdr *ip4)
-{
-	int egress = ctx->direction == METRIC_EGRESS;
-	struct endpoint_info *ep;
-	__u32 own, peer;
-
-	ep = lookup_ip4_endpoint(egress ? ip4->saddr : ip4->daddr);
-	own = ep ? ep->sec_identity : IDENTITY_UNKNOWN;
-	peer = ipcache_identity(egress ? ip4->daddr : ip4->saddr);
-	/* Hairpin traffic (lb.h) comes from the pod itself. */
-	if (!egress && ep && ip4->saddr == IPV4_LOOPBACK)
-		peer = own;
-	ctx->ep_id = ep ? ep->ep_id : 0;
-	ctx->src_identity = egress ? own : peer;
-	ctx->dst_identity = egress ? peer : own;
-	return ep;
-}
-
-/* Conntrack, then policy for a new connection, of the endpoint on our side of an IPv4 packet:
- * its source at from_container (METRIC_EGRESS), its destination at to_container
- * (METRIC_INGRESS). Fills ctx for the packet's events and, at from_container, traces
- * FROM_LXC. A new connection's entry records rev_nat_index (service translation, lb.h).
- * Returns REASON_FORWARDED or the DROP_* reason. */
-static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx,
-					       __u16 rev_nat_index)
-{
-	__u8 direction = ctx->direction, match_type = POLICY_MATCH_NONE;
-	int egress = direction == METRIC_EGRESS;
-	struct endpoint_info *ep;
-	struct l4_info l4;
-	struct ct_key key;
-	int ret, report = 0;
-
-	ctx->protocol = ip4->protocol;
-	ret = l4_extract(skb, ip4, &l4);
-	if (ret != REASON_FORWARDED) {
-		ipv4_identities(ctx, ip4);
-		return ret;
-	}
-	ctx->dport = l4.policy_port;
-	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
-	if (l4.trackable) {
-		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report)) {
-		case CT_ESTABLISHED:
-			ctx->trace_reason = TRACE_REASON_ESTABLISHED;
-			goto tracked;
-		case CT_REPLY:
-			ctx->trace_reason = TRACE_REASON_REPLY;
-			goto tracked;
-		default:
-			ctx->trace_reason = TRACE_REASON_NEW;
-			break;
-		}
-	}
-	ctx->report = 1;
-	ep = ipv4_identities(ctx, ip4);
-	if (egress)
-		emit_trace(skb, ctx, TRACE_FROM_LXC);
-	if (ep && (ep->flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED))) {
-		ret = policy_verdict(ep->ep_id, direction, egress ? ctx->dst_identity : ctx->src_identity, ip4->protocol,
-				     l4.policy_port, skb->len, &match_type);
-		emit_policy_verdict(skb, ctx, match_type, ret);
-		if (ret != REASON_FORWARDED)
-			return ret;
-	}
-	if (l4.trackable) {
-		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity);
-		if (rev_nat_index)
-			lb4_ct_set_rev_nat(&key, rev_nat_index);
-	}
-	return REASON_FORWARDED;
-
-tracked:
-	ctx->report = report;
-	if (report) {
-		ipv4_identities(ctx, ip4);
-		if (egress)
-			emit_trace(skb, ctx, TRACE_FROM_LXC);
-	}
-	return REASON_FORWARDED;
-}
+#include "endpoint_policy.h"
+#include "to_endpoint.h"
 
 /* Drop a frame the pod of `ep` (NULL: the device is no known endpoint) sent with an address or
  * MAC not its own, reported as sent by that endpoint whatever the packet claims. */
@@ -212,8 +132,10 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	eth_set_macs(eth, dst->lxc_mac, dst->pod_mac);
 	ipv4_dec_ttl(ip4);
 	update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
-	/* Egress of the destination's lxc device, so its to_container program runs (and traces
-	 * TO_LXC). */
+	/* Host routing: the destination's ingress here, then straight into its namespace
+	 * (to_endpoint.h). Otherwise egress of its lxc device, where to_container does the same. */
+	if (host_routing_enabled())
+		return to_endpoint_redirect_peer(skb, ifindex);
 	return bpf_redirect(ifindex, 0);
 }
 
@@ -268,33 +190,14 @@ int to_container(struct __sk_buff *skb)
 	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
 	struct event_ctx ctx;
-	struct iphdr *ip4;
 	int verdict;
 
 	event_ctx_init(&ctx, METRIC_INGRESS);
 	if (PKT_HAS(eth, sizeof(*eth), data_end) && eth->h_proto == bpf_htons(ETH_P_IP)) {
-		ip4 = ipv4_header(skb);
-		if (!ip4)
-			return drop_notify(skb, &ctx, DROP_INVALID);
-		/* A hairpin reply: back to the pod's own address first (lb.h). */
-		if (ip4->daddr == IPV4_LOOPBACK) {
-			verdict = lb4_hairpin_reply(skb);
-			if (verdict != REASON_FORWARDED)
-				return drop_notify(skb, &ctx, (__u8)verdict);
-			ip4 = ipv4_header(skb);
-			if (!ip4)
-				return drop_notify(skb, &ctx, DROP_INVALID);
-		}
-		verdict = ipv4_policy_verdict(skb, ip4, &ctx, 0);
+		verdict = to_endpoint_ipv4(skb, &ctx);
 		if (verdict != REASON_FORWARDED)
 			return drop_notify(skb, &ctx, (__u8)verdict);
-		/* A reply of a translated connection: the client sees the frontend answer. */
-		if (ctx.trace_reason == TRACE_REASON_REPLY) {
-			verdict = lb4_rev_nat(skb);
-			if (verdict != REASON_FORWARDED)
-				return drop_notify(skb, &ctx, (__u8)verdict);
-		}
-		emit_trace(skb, &ctx, TRACE_TO_LXC);
+		return CTX_ACT_OK;
 	}
 	update_metrics(skb->len, METRIC_INGRESS, REASON_FORWARDED);
 	return CTX_ACT_OK;

@@ -12,18 +12,21 @@ routing (bpf/lib/fib.h), where pod traffic never meets the node's IP forwarding.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from membrane.datapath.linux import sysctl
 from membrane.datapath.linux.netns import run_in_netns
+from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.lb import LB_F_ETP_LOCAL, Backend, Frontend
+from membrane.datapath.maps.metrics import DROP_POLICY, METRIC_INGRESS
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root
@@ -223,3 +226,47 @@ def test_a_packet_too_big_for_the_path_is_left_to_the_kernel(cluster: Cluster) -
         assert sent == received == 2  # a packet that fits still goes through
     finally:
         ip("-n", cluster.node.netns, "link", "set", "eth1", "mtu", "1500")
+
+
+def _tx_packets(netns: str, dev: str) -> int:
+    out = subprocess.run(["ip", "-n", netns, "-j", "-s", "link", "show", "dev", dev], check=True,
+                         capture_output=True, text=True).stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
+
+
+def test_same_node_delivery_skips_the_lxc_queue_with_host_routing(cluster: Cluster) -> None:
+    """Pod to pod on one node: with host routing from_container runs the destination's ingress
+    and redirects into its namespace (bpf_redirect_peer), so nothing is sent through either lxc
+    device; legacy routing sends every packet out of the destination's lxc."""
+    other = cluster.node.add_pod("c", "10.200.0.12")
+    server = WhoServer(other.netns, other.ip, POD_PORT, "other")
+    try:
+        assert ask(cluster.pod.netns, other.ip, POD_PORT)[:2] == ("other", cluster.pod.ip)  # neighbours warm
+        before = [_tx_packets(cluster.node.netns, p.lxc) for p in (cluster.pod, other)]
+        for _ in range(10):
+            assert ask(cluster.pod.netns, other.ip, POD_PORT)[:2] == ("other", cluster.pod.ip)
+        sent = sum(_tx_packets(cluster.node.netns, p.lxc) for p in (cluster.pod, other)) - sum(before)
+        if cluster.host_routing:
+            assert sent <= 2  # nothing of 10 connections; room for a stray neighbour probe
+        else:
+            assert sent >= 10 * 4
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("sender", ["same-node", "other-node"])
+def test_ingress_policy_holds_on_every_delivery_path(cluster: Cluster, sender: str) -> None:
+    """The destination's ingress policy decides whichever way the packet comes in: through its
+    lxc device (legacy) or straight into its namespace (host routing, same node or from eth1)."""
+    ip("-n", cluster.node2, "route", "add", "10.200.0.0/24", "via", NODE_IP)
+    cluster.node.datapath.ipcache.update(f"{NODE2_IP}/32", IpcacheEntry(IDENTITY_REMOTE_NODE))
+    client = cluster.node.add_pod("c", "10.200.0.12").netns if sender == "same-node" else cluster.node2
+    assert ask(client, cluster.pod.ip, POD_PORT)[0] == "local"
+    record = cluster.node.datapath.endpoints.get(cluster.pod.ip)
+    assert record is not None
+    before = cluster.node.datapath.metrics().get((DROP_POLICY, METRIC_INGRESS))
+    cluster.node.datapath.endpoints.update(cluster.pod.ip, replace(record, flags=POLICY_INGRESS_ENFORCED))
+    with pytest.raises(TimeoutError):
+        ask(client, cluster.pod.ip, POD_PORT)
+    after = cluster.node.datapath.metrics().get((DROP_POLICY, METRIC_INGRESS))
+    assert after is not None and after.packets > (before.packets if before else 0)

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Conntrack and L3/L4 policy of a local endpoint for one IPv4 packet, in either direction: its
+ * egress at from_container, its ingress wherever the packet is handed to it (to_container, or
+ * to_endpoint.h before a redirect straight into the pod). */
+#ifndef MEMBRANE_ENDPOINT_POLICY_H
+#define MEMBRANE_ENDPOINT_POLICY_H
+
+#include "common.h"
+#include "drop.h"
+#include "maps.h"
+#include "endpoints.h"
+#include "ipv4.h"
+#include "ipcache.h"
+#include "l4.h"
+#include "conntrack.h"
+#include "policy.h"
+#include "events.h"
+#include "lb.h"
+
+/* Identities of an IPv4 packet's ends and the endpoint on our side of the hook (its source at
+ * from_container, its destination at to_container), into ctx; returns that endpoint or NULL. */
+static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *ctx, const struct iphdr *ip4)
+{
+	int egress = ctx->direction == METRIC_EGRESS;
+	struct endpoint_info *ep;
+	__u32 own, peer;
+
+	ep = lookup_ip4_endpoint(egress ? ip4->saddr : ip4->daddr);
+	own = ep ? ep->sec_identity : IDENTITY_UNKNOWN;
+	peer = ipcache_identity(egress ? ip4->daddr : ip4->saddr);
+	/* Hairpin traffic (lb.h) comes from the pod itself. */
+	if (!egress && ep && ip4->saddr == IPV4_LOOPBACK)
+		peer = own;
+	ctx->ep_id = ep ? ep->ep_id : 0;
+	ctx->src_identity = egress ? own : peer;
+	ctx->dst_identity = egress ? peer : own;
+	return ep;
+}
+
+/* Conntrack, then policy for a new connection, of the endpoint on our side of an IPv4 packet:
+ * its source at from_container (METRIC_EGRESS), its destination at to_container
+ * (METRIC_INGRESS). Fills ctx for the packet's events and, at from_container, traces
+ * FROM_LXC. A new connection's entry records rev_nat_index (service translation, lb.h).
+ * Returns REASON_FORWARDED or the DROP_* reason. */
+static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx,
+					       __u16 rev_nat_index)
+{
+	__u8 direction = ctx->direction, match_type = POLICY_MATCH_NONE;
+	int egress = direction == METRIC_EGRESS;
+	struct endpoint_info *ep;
+	struct l4_info l4;
+	struct ct_key key;
+	int ret, report = 0;
+
+	ctx->protocol = ip4->protocol;
+	ret = l4_extract(skb, ip4, &l4);
+	if (ret != REASON_FORWARDED) {
+		ipv4_identities(ctx, ip4);
+		return ret;
+	}
+	ctx->dport = l4.policy_port;
+	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
+	if (l4.trackable) {
+		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report)) {
+		case CT_ESTABLISHED:
+			ctx->trace_reason = TRACE_REASON_ESTABLISHED;
+			goto tracked;
+		case CT_REPLY:
+			ctx->trace_reason = TRACE_REASON_REPLY;
+			goto tracked;
+		default:
+			ctx->trace_reason = TRACE_REASON_NEW;
+			break;
+		}
+	}
+	ctx->report = 1;
+	ep = ipv4_identities(ctx, ip4);
+	if (egress)
+		emit_trace(skb, ctx, TRACE_FROM_LXC);
+	if (ep && (ep->flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED))) {
+		ret = policy_verdict(ep->ep_id, direction, egress ? ctx->dst_identity : ctx->src_identity, ip4->protocol,
+				     l4.policy_port, skb->len, &match_type);
+		emit_policy_verdict(skb, ctx, match_type, ret);
+		if (ret != REASON_FORWARDED)
+			return ret;
+	}
+	if (l4.trackable) {
+		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity);
+		if (rev_nat_index)
+			lb4_ct_set_rev_nat(&key, rev_nat_index);
+	}
+	return REASON_FORWARDED;
+
+tracked:
+	ctx->report = report;
+	if (report) {
+		ipv4_identities(ctx, ip4);
+		if (egress)
+			emit_trace(skb, ctx, TRACE_FROM_LXC);
+	}
+	return REASON_FORWARDED;
+}
+
+#endif /* MEMBRANE_ENDPOINT_POLICY_H */
