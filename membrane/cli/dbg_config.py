@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"agent on {node} is not reachable: {exc}") from None
     config = answer.get("config") or {}
     if args.output == "json":
-        print(json.dumps(dict(effective_options(config) + read_write_options(config)), indent=2))
+        print(json.dumps({"read-only": dict(effective_options(config)),
+                          "read-write": dict(read_write_options(config))}, indent=2))
     else:
         print(render(config, args.all), end="")
     return 0

@@ -87,13 +87,17 @@ def current(lab: str) -> Release:
 
 def plan(running: Release, files: list[Values], sets: list[Values], reuse_values: bool) -> Release:
     """The release an upgrade would store; ValidationError if the values are refused or need a new lab."""
+    given = helm_values.combine(files, sets)
     values = helm_values.combine(files, sets, base=running.values if reuse_values else {})
     resolved = resolve_values(values)
     blockers = upgrade_blockers(running.config, resolved.config)
     if blockers:
         hint = "" if reuse_values else " (without --reuse-values every other value returns to its default)"
         raise ValidationError("; ".join(blockers) + hint)
-    return Release(running.revision + 1, values, resolved.config, warnings=resolved.warnings)
+    # Warn about the keys this upgrade gives, not again about the reused ones.
+    given_keys = set(helm_values.flatten(given))
+    warnings = [text for key, text in resolved.warned.items() if key in given_keys]
+    return Release(running.revision + 1, values, resolved.config, warnings=warnings)
 
 
 def upgrade(lab: str, files: list[Values], sets: list[Values], reuse_values: bool) -> tuple[Release, bool]:

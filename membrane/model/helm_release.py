@@ -33,7 +33,11 @@ IMMUTABLE = {
 @dataclass
 class Resolved:
     config: ClusterConfig
-    warnings: list[str] = field(default_factory=list)
+    warned: dict[str, str] = field(default_factory=dict)  # key -> warning
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.warned.values())
 
 
 def show(value: Any) -> str:
@@ -106,15 +110,15 @@ def resolve(values: Values, validators: dict[str, Validator] | None = None) -> R
                 if entry.refuse_other:
                     errors.append(f"{key}={show(value)}: {entry.why}")
                 else:
-                    out.warnings.append(f"{key}={show(value)} has no effect in Membrane: {entry.why}")
+                    out.warned[key] = f"{key}={show(value)} has no effect in Membrane: {entry.why}"
         elif isinstance(entry, NoEffect):
-            out.warnings.append(f"{key}={show(value)} has no effect in the lab: {entry.why}")
+            out.warned[key] = f"{key}={show(value)} has no effect in the lab: {entry.why}"
         elif isinstance(entry, NotYet):
             if entry.off is None or not _same(entry.off, value):
                 not_yet.setdefault(entry.feature, []).append(f"{key}={show(value)}")
         elif isinstance(entry, Misspelt):
-            out.warnings.append(f"{key} is not a key of Cilium's chart and is ignored, as Helm ignores it; "
-                                f"the key is {entry.real} ({entry.why})")
+            out.warned[key] = (f"{key} is not a key of Cilium's chart and is ignored, as Helm ignores it; "
+                               f"the key is {entry.real} ({entry.why})")
     errors += [f"{', '.join(asked)}: {feature} is not implemented yet" for feature, asked in not_yet.items()]
     if errors:
         raise ValidationError("; ".join(errors))

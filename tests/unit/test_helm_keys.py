@@ -154,3 +154,10 @@ def test_the_seed_helm_lines() -> None:
         2, "maglev", True, "kubernetes")
     with pytest.raises(ValidationError, match="ipam.mode: kubernetes -> cluster-pool needs a new lab"):
         plan(running, [], [parse_set("debug.enabled=false")], reuse_values=False)
+
+
+def test_upgrade_warns_only_about_the_keys_it_gives() -> None:
+    running = Release(1, {"k8sServiceHost": "192.168.10.10"}, ClusterConfig())
+    new = plan(running, [], [parse_set("k8sServicePort=6443")], reuse_values=True)
+    assert [w.split("=")[0] for w in new.warnings] == ["k8sServicePort"]
+    assert new.values == {"k8sServiceHost": "192.168.10.10", "k8sServicePort": 6443}
