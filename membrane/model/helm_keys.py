@@ -91,7 +91,8 @@ KEYS: dict[str, Entry] = {
     "endpointRoutes.enabled": Fixed(True, "every endpoint is routed by its own /32 route to its veth",
                                     "EnableEndpointRoutes"),
     "k8s.requireIPv4PodCIDR": Fixed(True, "the agent always waits for its node's pod CIDR", "K8sRequireIPv4PodCIDR"),
-    "k8s.requireIPv6PodCIDR": Fixed(False, "IPv6 is not implemented yet", "K8sRequireIPv6PodCIDR", refuse_other=True),
+    "k8s.requireIPv6PodCIDR": Fixed(False, "IPv6 is off (not implemented yet), so there is no IPv6 pod CIDR "
+                                    "to wait for, as in Cilium with ipv6.enabled=false", "K8sRequireIPv6PodCIDR"),
     "ipv4.enabled": Fixed(True, "Membrane is IPv4-only", "EnableIPv4"),
     "ipv6.enabled": Fixed(False, "IPv6 is not implemented yet", "EnableIPv6", refuse_other=True),
     "hubble.enabled": Fixed(True, "every agent runs Hubble's observer", "EnableHubble"),

@@ -161,3 +161,9 @@ def test_upgrade_warns_only_about_the_keys_it_gives() -> None:
     new = plan(running, [], [parse_set("k8sServicePort=6443")], reuse_values=True)
     assert [w.split("=")[0] for w in new.warnings] == ["k8sServicePort"]
     assert new.values == {"k8sServiceHost": "192.168.10.10", "k8sServicePort": 6443}
+
+
+def test_seed_000_ipam_flags() -> None:
+    cfg, warnings = _resolve("ipam.mode=kubernetes", "k8s.requireIPv4PodCIDR=true", "k8s.requireIPv6PodCIDR=true")
+    assert cfg.ipam_mode == "kubernetes"
+    assert len(warnings) == 1 and warnings[0].startswith("k8s.requireIPv6PodCIDR=true has no effect")
