@@ -25,7 +25,8 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     dsub = p.add_subparsers(dest="dbg_cmd", required=True)
     q = dsub.add_parser("config", help="the agent's effective configuration (cilium-dbg config)")
     lab_arg(q)
-    q.add_argument("--all", action="store_true", help="read-only options too")
+    q.add_argument("-a", "--all", action="store_true", help="read-only and read-write options")
+    q.add_argument("-r", "--read-only", action="store_true", help="read-only options only")
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
@@ -35,13 +36,15 @@ def read_write_options(config: dict[str, Any]) -> list[tuple[str, str]]:
     return [("Debug", "Enabled" if cfg.debug else "Disabled"), ("PolicyEnforcement", cfg.policy_enforcement_mode)]
 
 
-def render(config: dict[str, Any], show_all: bool) -> str:
+def render(config: dict[str, Any], show_all: bool, read_only: bool = False) -> str:
+    """cilium-dbg's layout: read-only options sorted, then the read-write ones, ``%-34s: %v``."""
     lines = []
-    if show_all:
+    if show_all or read_only:
         lines.append("#### Read-only configurations ####")
         lines += [f"{name:<34}: {value}" for name, value in effective_options(config)]
-    lines.append("##### Read-write configurations #####")
-    lines += [f"{name:<34}: {value}" for name, value in read_write_options(config)]
+    if not read_only:
+        lines.append("##### Read-write configurations #####")
+        lines += [f"{name:<34}: {value}" for name, value in read_write_options(config)]
     return "\n".join(lines) + "\n"
 
 
@@ -64,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"read-only": dict(effective_options(config)),
                           "read-write": dict(read_write_options(config))}, indent=2))
     else:
-        print(render(config, args.all), end="")
+        print(render(config, args.all, args.read_only), end="")
     return 0

@@ -39,9 +39,9 @@ def add_lab_parsers(lsub: Any, lab_arg: Callable[[argparse.ArgumentParser], None
     q = lsub.add_parser("values", help="the lab's user-supplied values (helm get values)")
     lab_arg(q)
     q.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
-    q = lsub.add_parser("rollout", help="agent rollout progress (kubectl rollout status ds/cilium)")
+    q = lsub.add_parser("rollout", help="agent rollout: status (kubectl rollout status ds/cilium) or restart")
     lab_arg(q)
-    q.add_argument("rollout_cmd", choices=("status",))
+    q.add_argument("rollout_cmd", choices=("status", "restart"))
     q.add_argument("--watch", choices=("true", "false"), default="true", help="wait until the rollout is done")
     q.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (with --watch=true)")
 
@@ -73,6 +73,11 @@ def print_warnings(warnings: list[str]) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
+def _progress() -> Callable[[str], None]:
+    start = time.monotonic()
+    return lambda message: print(f"[{time.monotonic() - start:5.1f}s] {message}", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     handlers = {"upgrade": _upgrade, "values": _values, "rollout": _rollout}
     return handlers[args.lab_cmd](args)
@@ -90,10 +95,8 @@ def _upgrade(args: argparse.Namespace) -> int:
         raise CLIError(f"UPGRADE FAILED: {exc}") from None
     print_warnings(new.warnings)
     print(f"Release {DAEMONSET} has been upgraded (lab {args.lab!r}, revision {new.revision}).")
-    start = time.monotonic()
     try:
-        count = rollout.restart_agents(args.lab, lambda m: print(f"[{time.monotonic() - start:5.1f}s] {m}",
-                                                                   flush=True))
+        count = rollout.restart_agents(args.lab, _progress())
     except rollout.RolloutError as exc:
         raise CLIError(f"rollout: {exc}") from None
     if count:
@@ -123,6 +126,13 @@ def _values(args: argparse.Namespace) -> int:
 def _rollout(args: argparse.Namespace) -> int:
     from membrane.lab import release, rollout
 
+    if args.rollout_cmd == "restart":
+        try:
+            count = rollout.restart_agents(args.lab, _progress(), every=True)
+        except (release.ReleaseError, rollout.RolloutError) as exc:
+            raise CLIError(f"rollout: {exc}") from None
+        print(f"daemon set {DAEMONSET} restarted ({count} agents, one at a time)")
+        return 0
     deadline = time.monotonic() + args.timeout
     last = ""
     while True:

@@ -65,12 +65,14 @@ def status(lab: str) -> list[AgentRollout]:
     return [agent_state(lab, node, desired) for node in _nodes(lab)]
 
 
-def restart_agents(lab: str, progress: Callable[[str], None], timeout: float = AGENT_READY_TIMEOUT) -> int:
-    """Restart, one at a time, every agent not running the stored configuration; returns how many."""
+def restart_agents(lab: str, progress: Callable[[str], None], timeout: float = AGENT_READY_TIMEOUT,
+                   every: bool = False) -> int:
+    """Restart, one at a time, every agent not running the stored configuration (``every``: all of
+    them, as ``kubectl rollout restart``); returns how many."""
     desired = _normal(release.current(lab).config.to_dict())
     restarted = 0
     for node in _nodes(lab):
-        if agent_state(lab, node, desired).updated:
+        if not every and agent_state(lab, node, desired).updated:
             continue
         name = f"agent-{node}"
         progress(f"restarting {name}")

@@ -180,3 +180,23 @@ def test_tcp_stream_survives_the_rollout_of_an_upgrade(
     lab.exec("roll-client", "python3", "-c",
              f"import socket; socket.create_connection(('{server_ip}', 5001), timeout=3)")
     lab.run("delete", "pod", "roll-server", "roll-client")
+
+
+def test_rollout_status_counts_agents_on_the_stored_configuration(
+        seed_lab: tuple[Lab, subprocess.CompletedProcess[str]]) -> None:
+    lab, _ = seed_lab
+    lab.run("lab", "stop", "agent-k8s-w2")
+    try:
+        proc = lab.run("lab", "rollout", "status", "--watch=false", check=False)
+        assert proc.returncode == 1
+        assert 'rollout to finish: 2 out of 3 new pods have been updated...' in proc.stdout, proc.stdout
+        assert "not yet updated and ready: k8s-w2" in proc.stdout
+    finally:
+        lab.run("lab", "start", "agent-k8s-w2")
+    done = lab.run("lab", "rollout", "status", "--timeout", "90")
+    assert done.stdout.strip().endswith('daemon set "cilium" successfully rolled out')
+    before = _agent_pids(lab)
+    restarted = lab.run("lab", "rollout", "restart", timeout=400)
+    assert "3 agents, one at a time" in restarted.stdout
+    after = _agent_pids(lab)
+    assert all(after[n] != before[n] for n in before)
