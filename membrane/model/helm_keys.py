@@ -145,13 +145,21 @@ KEYS: dict[str, Entry] = {
 }
 
 
+def _option_of(key: str, attr: str) -> str:
+    entry = KEYS.get(key)
+    own = entry.option if isinstance(entry, Setting | Fixed | NotYet) else ""
+    return _OPTIONS.get(attr) or own
+
+
 def lookup(key: str) -> Entry | None:
-    """The entry for a dotted key: its own, ClusterConfig's, or the nearest ``prefix.*``."""
-    if key in KEYS:
-        return KEYS[key]
+    """The entry for a dotted key: ClusterConfig's (an implemented setting wins, so a feature that
+    lands by adding its keys to ClusterConfig.HELM_KEYS needs no change here), the table's own, or
+    the nearest ``prefix.*``."""
     attr = ClusterConfig.HELM_KEYS.get(key)
     if attr is not None:
-        return Setting(attr, _OPTIONS.get(attr, ""))
+        return Setting(attr, _option_of(key, attr))
+    if key in KEYS:
+        return KEYS[key]
     parts = key.split(".")
     for n in range(len(parts) - 1, 0, -1):
         entry = KEYS.get(".".join(parts[:n]) + ".*")
@@ -178,8 +186,9 @@ def suggest(key: str) -> str | None:
 def options() -> list[tuple[str, Entry]]:
     """(cilium-dbg option name, entry) for every entry that has one, ClusterConfig's keys included."""
     out: dict[str, Entry] = {}
-    for attr, option in _OPTIONS.items():
-        out[option] = Setting(attr, option)
+    for key, attr in ClusterConfig.HELM_KEYS.items():
+        if option := _option_of(key, attr):
+            out[option] = Setting(attr, option)
     for entry in KEYS.values():
         if isinstance(entry, Setting | Fixed | NotYet) and entry.option:
             out.setdefault(entry.option, entry)

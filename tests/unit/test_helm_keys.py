@@ -167,3 +167,12 @@ def test_seed_000_ipam_flags() -> None:
     cfg, warnings = _resolve("ipam.mode=kubernetes", "k8s.requireIPv4PodCIDR=true", "k8s.requireIPv6PodCIDR=true")
     assert cfg.ipam_mode == "kubernetes"
     assert len(warnings) == 1 and warnings[0].startswith("k8s.requireIPv6PodCIDR=true has no effect")
+
+
+def test_a_feature_that_lands_in_cluster_config_overrides_its_not_yet_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (debug stands in for the new feature's attribute)
+    monkeypatch.setitem(ClusterConfig.HELM_KEYS, "l2announcements.enabled", "debug")
+    monkeypatch.delitem(helm_keys._OPTIONS, "debug")
+    cfg, warnings = _resolve("l2announcements.enabled=true")
+    assert cfg.debug is True and warnings == []
+    assert dict(effective_options(cfg.to_dict()))["EnableL2Announcements"] == "true"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from membrane.model.errors import ValidationError
@@ -70,3 +72,27 @@ def test_empty_values_file_is_no_values() -> None:
 
 def test_flatten_keeps_lists_as_leaves() -> None:
     assert flatten({"a": {"b": [1, 2], "c": {"d": True}}, "e": {}}) == {"a.b": [1, 2], "a.c.d": True, "e": {}}
+
+
+def test_cli_values_files_merge_in_order_and_set_wins(tmp_path: Path) -> None:
+    from membrane.cli.helm_cmds import read_values
+    from membrane.cli.main import build_parser
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("ipam: {mode: kubernetes}\nhubble: {relay: {enabled: true}}\n")
+    second.write_text("ipam: {mode: cluster-pool}\n")
+    args = build_parser().parse_args(["lab", "upgrade", "-f", str(first), "--values", str(second),
+                                      "--set", "ipam.mode=kubernetes", "--set-string", "cluster.name=007"])
+    files, sets = read_values(args)
+    assert combine(files, sets) == {"ipam": {"mode": "kubernetes"}, "hubble": {"relay": {"enabled": True}},
+                                    "cluster": {"name": "007"}}
+
+
+def test_cli_missing_values_file_is_named(tmp_path: Path) -> None:
+    from membrane.cli.arguments import CLIError
+    from membrane.cli.helm_cmds import read_values
+    from membrane.cli.main import build_parser
+
+    args = build_parser().parse_args(["lab", "upgrade", "-f", str(tmp_path / "nope.yaml")])
+    with pytest.raises(CLIError, match=r"nope.yaml: No such file or directory"):
+        read_values(args)
