@@ -23,6 +23,12 @@ DAEMONSET = '"cilium"'  # kubectl names the DaemonSet; so do we, for the seeds' 
 
 
 def add_values_args(p: argparse.ArgumentParser) -> None:
+    # Helm's own words, so a tutorial's `helm install cilium cilium/cilium --version … --namespace …`
+    # runs unchanged as `membrane lab create cilium cilium/cilium …`.
+    p.add_argument("release", nargs="?", default=None, help="Helm release name (accepted: the lab has one release)")
+    p.add_argument("chart", nargs="?", default=None, help="Helm chart (accepted: the lab runs this checkout)")
+    p.add_argument("--version", default=None, dest="chart_version", help="chart version (no effect in the lab)")
+    p.add_argument("--namespace", default=None, help="Helm namespace (the agents always run in kube-system)")
     p.add_argument("-f", "--values", action="append", default=[], metavar="FILE",
                    help="Helm values file (YAML); several are merged in order")
     p.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
@@ -68,6 +74,18 @@ def read_values(args: argparse.Namespace) -> tuple[list[Values], list[Values]]:
     return files, sets
 
 
+def helm_word_warnings(args: argparse.Namespace) -> list[str]:
+    """What the lab makes of Helm's release, chart, --version and --namespace."""
+    out = []
+    if args.chart is not None and args.chart.rsplit("/", 1)[-1] != "cilium":
+        out.append(f"chart {args.chart} has no effect: the lab installs this checkout's Membrane in Cilium's place")
+    if args.chart_version is not None:
+        out.append(f"--version {args.chart_version} has no effect: the lab runs this checkout's Membrane")
+    if args.namespace not in (None, "kube-system"):
+        out.append(f"--namespace {args.namespace} has no effect: the lab's agents run in kube-system")
+    return out
+
+
 def print_warnings(warnings: list[str]) -> None:
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
@@ -87,6 +105,7 @@ def _upgrade(args: argparse.Namespace) -> int:
     from membrane.lab import release, rollout
 
     files, sets = read_values(args)
+    print_warnings(helm_word_warnings(args))
     try:
         new, changed = release.upgrade(args.lab, files, sets, args.reuse_values)
     except ValidationError as exc:

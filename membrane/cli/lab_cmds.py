@@ -53,12 +53,13 @@ def _daemon(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from membrane.cli.helm_cmds import print_warnings, read_values
+    from membrane.cli.helm_cmds import helm_word_warnings, print_warnings, read_values
     from membrane.lab import builder
     from membrane.lab.topology import build_topology
     from membrane.model.helm_values import combine
 
     files, sets = read_values(args)
+    print_warnings(helm_word_warnings(args))
     text = None
     if args.config:
         try:

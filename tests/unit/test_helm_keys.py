@@ -146,7 +146,7 @@ def test_the_seed_helm_lines() -> None:
         assert reuse
         with pytest.raises(ValidationError) as err:
             plan(running, files, sets, reuse)
-        refused[argv[3]] = str(err.value)
+        refused[" ".join(argv[-2:])] = str(err.value)
     assert all("is not implemented yet" in msg for msg in refused.values()), refused
     # An implemented change goes through and keeps the reused values.
     new = plan(running, [], [parse_set("loadBalancer.algorithm=maglev")], reuse_values=True)
@@ -176,3 +176,15 @@ def test_a_feature_that_lands_in_cluster_config_overrides_its_not_yet_entry(monk
     cfg, warnings = _resolve("l2announcements.enabled=true")
     assert cfg.debug is True and warnings == []
     assert dict(effective_options(cfg.to_dict()))["EnableL2Announcements"] == "true"
+
+
+def test_helm_words_of_the_seed_lines_are_accepted() -> None:
+    from membrane.cli.helm_cmds import helm_word_warnings
+
+    install = build_parser().parse_args(helm_commands()[0])
+    assert (install.release, install.chart, install.namespace) == ("cilium", "cilium/cilium", "kube-system")
+    assert helm_word_warnings(install) == ["--version 1.16.3 has no effect: the lab runs this checkout's Membrane"]
+    upgrade = build_parser().parse_args(helm_commands()[1])
+    assert upgrade.reuse_values and helm_word_warnings(upgrade) == []
+    other = build_parser().parse_args(["lab", "upgrade", "x", "other/chart", "--namespace", "cilium"])
+    assert len(helm_word_warnings(other)) == 2
