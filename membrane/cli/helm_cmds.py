@@ -45,6 +45,7 @@ def add_lab_parsers(lsub: Any, lab_arg: Callable[[argparse.ArgumentParser], None
     q = lsub.add_parser("values", help="the lab's user-supplied values (helm get values)")
     lab_arg(q)
     q.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
+    q.add_argument("-a", "--all", action="store_true", help="every value in force, defaults included")
     q = lsub.add_parser("rollout", help="agent rollout: status (kubectl rollout status ds/cilium) or restart")
     lab_arg(q)
     q.add_argument("rollout_cmd", choices=("status", "restart"))
@@ -132,12 +133,17 @@ def _values(args: argparse.Namespace) -> int:
         current = release.current(args.lab)
     except release.ReleaseError as exc:
         raise CLIError(str(exc)) from None
+    values = current.values
+    if args.all:
+        from membrane.model.helm_release import computed_values
+
+        values = computed_values(current.config, current.values)
     if args.output == "json":
-        print(json.dumps(current.values, indent=2, sort_keys=True))
+        print(json.dumps(values, indent=2, sort_keys=True))
         return 0
-    text = helm_values.to_yaml(current.values) if current.values else "null\n"
+    text = helm_values.to_yaml(values) if values else "null\n"
     if args.output == "table":
-        print("USER-SUPPLIED VALUES:")
+        print("COMPUTED VALUES:" if args.all else "USER-SUPPLIED VALUES:")
     print(text, end="")
     return 0
 

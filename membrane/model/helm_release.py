@@ -16,7 +16,7 @@ from membrane.model import helm_keys
 from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
 from membrane.model.helm_keys import Fixed, Misspelt, NoEffect, NotYet, Setting
-from membrane.model.helm_values import Values, flatten
+from membrane.model.helm_values import Values, flatten, merge, set_path
 
 Validator = Callable[[Any], object]  # raises ValueError with the reason
 
@@ -167,3 +167,22 @@ def effective_options(config: dict[str, Any]) -> list[tuple[str, str]]:
         elif isinstance(entry, NotYet):
             rows.append((option, _go(entry.off)))
     return rows
+
+
+def computed_values(config: ClusterConfig, user: Values) -> Values:
+    """``helm get values --all``: every key of the table with the value in force, the user's on top."""
+    out: Values = {}
+    for key in helm_keys.known_keys():
+        if key.endswith(".*"):
+            continue
+        entry = helm_keys.lookup(key)
+        if isinstance(entry, Setting):
+            value = getattr(config, entry.attr)
+        elif isinstance(entry, Fixed):
+            value = entry.value
+        elif isinstance(entry, NotYet) and entry.off is not None:
+            value = entry.off
+        else:
+            continue
+        set_path(out, key.split("."), value)
+    return merge(out, user)

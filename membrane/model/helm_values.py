@@ -104,11 +104,12 @@ def parse_set(text: str, *, string: bool = False, where: str = "--set") -> Value
         else:
             raw, _ = scanner.read_until(",")
             value = raw if string else _typed(raw)
-        _assign(result, segments, value)
+        set_path(result, segments, value)
     return result
 
 
-def _assign(target: Values, segments: list[str], value: Any) -> None:
+def set_path(target: Values, segments: list[str], value: Any) -> None:
+    """``target[a][b]… = value``, making the maps on the way (a non-map on the way is replaced)."""
     node = target
     for segment in segments[:-1]:
         child = node.get(segment)

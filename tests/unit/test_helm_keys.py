@@ -188,3 +188,13 @@ def test_helm_words_of_the_seed_lines_are_accepted() -> None:
     assert upgrade.reuse_values and helm_word_warnings(upgrade) == []
     other = build_parser().parse_args(["lab", "upgrade", "x", "other/chart", "--namespace", "cilium"])
     assert len(helm_word_warnings(other)) == 2
+
+
+def test_computed_values_show_defaults_and_user_values() -> None:
+    from membrane.model.helm_release import computed_values
+
+    out = computed_values(ClusterConfig(ipam_mode="kubernetes"), {"k8sServiceHost": "192.168.10.10"})
+    assert out["ipam"]["mode"] == "kubernetes"
+    assert out["kubeProxyReplacement"] is True and out["l2announcements"] == {"enabled": False}
+    assert out["hubble"]["relay"]["enabled"] is True and out["k8sServiceHost"] == "192.168.10.10"
+    assert out["loadBalancer"] == {"algorithm": "random", "mode": "snat"}
