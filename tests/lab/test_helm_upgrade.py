@@ -107,6 +107,8 @@ def test_install_line_warns_only_for_keys_without_effect_and_configures_the_agen
     values = yaml.safe_load(lab.run("lab", "values", "-o", "yaml").stdout)
     assert values["hubble"]["relay"]["enabled"] is True and values["k8sServiceHost"] == "192.168.10.10"
     assert lab.run("lab", "values").stdout.startswith("USER-SUPPLIED VALUES:\n")
+    computed = yaml.safe_load(lab.run("lab", "values", "--all", "-o", "yaml").stdout)
+    assert computed["ipam"]["mode"] == "kubernetes" and computed["l2announcements"] == {"enabled": False}
 
 
 def test_upgrade_lines_of_features_not_built_are_refused_and_change_nothing(
