@@ -87,6 +87,8 @@ class Agent:
         raw = self.client.get(f"{self.prefix}/config")
         if raw is not None:
             self.config = ClusterConfig.from_dict(json.loads(raw.value))
+        if self.config.debug:  # debug.enabled
+            logging.getLogger().setLevel(logging.DEBUG)
         for mirror in self._mirrors():
             mirror.start()
         for mirror in self._mirrors():
@@ -242,6 +244,7 @@ class Agent:
         self.api.route("POST", "/v1/cni/status", cni.status)
         self.api.route("POST", "/v1/cni/gc", cni.gc)
         self.api.route("GET", "/v1/status", lambda _b: self.status())
+        self.api.route("GET", "/v1/config", lambda _b: {"config": self.config.to_dict()})
         self.api.route("GET", "/v1/endpoints", lambda _b: self.endpoint_list())
         self.api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
         self.api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())

@@ -26,6 +26,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import lab_cmds
 
         return lab_cmds.run(args)
+    if cmd == "dbg":
+        from membrane.cli import dbg_config
+
+        return dbg_config.run(args)
     if cmd == "identity":
         from membrane.cli import identity_cmds
 

@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
         validate_lab_name(args.lab)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    if args.lab_cmd in ("upgrade", "values", "rollout"):
+        from membrane.cli import helm_cmds
+
+        return helm_cmds.run(args)
     handlers = {"create": _create, "delete": _delete, "status": _status, "list": _list, "exec": _exec,
                 "stop": _daemon, "start": _daemon, "restart": _daemon}
     return handlers[args.lab_cmd](args)
@@ -49,9 +53,13 @@ def _daemon(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from membrane.cli.helm_cmds import helm_word_warnings, print_warnings, read_values
     from membrane.lab import builder
     from membrane.lab.topology import build_topology
+    from membrane.model.helm_values import combine
 
+    files, sets = read_values(args)
+    print_warnings(helm_word_warnings(args))
     text = None
     if args.config:
         try:
@@ -60,9 +68,10 @@ def _create(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CLIError(f"{args.config}: {exc.strerror}") from None
     try:
-        topo = build_topology(args.nodes, text, args.config or "lab.yaml", args.settings)
+        topo = build_topology(args.nodes, text, args.config or "lab.yaml", values=combine(files, sets))
     except ValidationError as exc:
         raise CLIError(str(exc)) from None
+    print_warnings(topo.warnings)
     progress = _Progress()
     progress(f"creating lab {args.lab!r}: {len(topo.nodes)} nodes, ipam {topo.config.ipam_mode}, "
              f"routing {topo.config.routing_mode}")

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
-    from membrane.cli import bpf_cmds, metrics_cmds, observe, policy_cmds
+    from membrane.cli import bpf_cmds, dbg_config, helm_cmds, metrics_cmds, observe, policy_cmds
 
     bpf_cmds.add_parser(sub, _lab_arg)
     policy_cmds.add_parser(sub, _lab_arg)
@@ -118,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(q)
     q.add_argument("--nodes", type=int, default=3)
     q.add_argument("--config", default=None, help="lab.yaml with nodes, router and settings")
-    q.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
-                   help="Cilium/Helm-style setting, e.g. ipam.mode=kubernetes")
+    helm_cmds.add_values_args(q)
     q = lsub.add_parser("delete", help="remove the lab and everything it made")
     _lab_arg(q)
     q = lsub.add_parser("status", help="show the lab's nodes and daemons")
@@ -134,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(q)
     q.add_argument("target")
     q.add_argument("cmd", nargs=argparse.REMAINDER)
+    helm_cmds.add_lab_parsers(lsub, _lab_arg)
+    dbg_config.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("version", help="print the version")
     _lab_arg(p)

@@ -13,7 +13,6 @@ or half-built lab goes away too.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import platform
 import shutil
@@ -22,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from membrane.ipam.overlap import check_no_overlap
-from membrane.lab import processes
+from membrane.lab import processes, release
 from membrane.lab.daemons import ETCD_BIN, LabError, daemon_specs, daemon_state, spawn_supervised, state_path
 from membrane.lab.hubble_certs import issue_lab_certs
 from membrane.lab.record import LabRecord, load_record
@@ -184,7 +183,7 @@ def _etcd_ok(client: EtcdClient) -> bool:
 
 def _seed_store(client: EtcdClient, topo: LabTopology) -> None:
     cluster = topo.config.cluster_name
-    client.put(f"/membrane/{cluster}/config", json.dumps(topo.config.to_dict()))
+    release.store(client, topo.config, topo.values, revision=1)
     store = ResourceStore(client, cluster)
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}}
             for ns in ("default", "kube-system")]

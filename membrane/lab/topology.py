@@ -25,8 +25,11 @@ from typing import Any
 
 import yaml
 
+from membrane.model import helm_values
 from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
+from membrane.model.helm_release import Resolved, resolve
+from membrane.model.helm_values import Values
 
 _NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 
@@ -57,6 +60,8 @@ class LabTopology:
     nodes: list[LabNode]
     router: LabRouter | None = None
     config: ClusterConfig = field(default_factory=ClusterConfig)
+    values: Values = field(default_factory=dict)  # user-supplied Helm values (`lab values`)
+    warnings: list[str] = field(default_factory=list)  # of resolving them; not recorded
 
     @property
     def subnets(self) -> list[ipaddress.IPv4Network]:
@@ -86,6 +91,7 @@ class LabTopology:
             "nodes": [{"name": n.name, "ip": n.ip, "podCIDR": n.pod_cidr} for n in self.nodes],
             "router": {"name": self.router.name, "ips": self.router.ips} if self.router else None,
             "config": self.config.to_dict(),
+            "values": self.values,
         }
 
     @classmethod
@@ -95,6 +101,7 @@ class LabTopology:
             nodes=[LabNode(n["name"], n["ip"], n.get("podCIDR", "")) for n in data["nodes"]],
             router=LabRouter(router["name"], list(router["ips"])) if router else None,
             config=ClusterConfig.from_dict(data.get("config", {})),
+            values=data.get("values") or {},
         )
 
 
@@ -106,10 +113,14 @@ def default_nodes(count: int) -> list[LabNode]:
 
 
 def build_topology(nodes: int = 3, config_text: str | None = None, config_source: str = "lab.yaml",
-                   settings: list[str] | None = None) -> LabTopology:
-    """Topology from defaults or a config file, then ``--set`` overrides; validated as a whole."""
-    cfg = ClusterConfig()
+                   settings: list[str] | None = None, values: Values | None = None) -> LabTopology:
+    """Topology from defaults or a config file, then Helm values; validated as a whole.
+
+    Values merge in Helm's order: the config file's ``settings:``, then ``values`` (the ``-f`` files
+    and ``--set`` flags, already merged by the caller), then ``settings`` (``--set`` strings).
+    """
     router = None
+    file_values: Values = {}
     if config_text is not None:
         try:
             doc = yaml.safe_load(config_text) or {}
@@ -123,22 +134,37 @@ def build_topology(nodes: int = 3, config_text: str | None = None, config_source
         lab_nodes = _parse_nodes(doc.get("nodes"), config_source) if doc.get("nodes") else default_nodes(nodes)
         if doc.get("router"):
             router = _parse_router(doc["router"], config_source)
-        for key, value in (doc.get("settings") or {}).items():
-            raw = ",".join(map(str, value)) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) else str(value)
-            try:
-                cfg.set(str(key), raw)
-            except ValidationError as exc:
-                raise ValidationError(f"{config_source}: settings.{key}: {exc.reason}") from None
+        file_values = _settings_values(doc.get("settings"), config_source)
     else:
         lab_nodes = default_nodes(nodes)
-    for item in settings or []:
-        if "=" not in item:
-            raise ValidationError(f"--set {item}: expected key=value")
-        key, _, raw = item.partition("=")
-        cfg.set(key.strip(), raw.strip())
-    topo = LabTopology(lab_nodes, router, cfg)
+    sets = [helm_values.parse_set(item, where=f"--set {item}") for item in settings or []]
+    merged = helm_values.combine([file_values, values or {}], sets)
+    resolved = resolve_values(merged)
+    topo = LabTopology(lab_nodes, router, resolved.config, values=merged, warnings=resolved.warnings)
     validate_topology(topo, config_source)
     return topo
+
+
+def resolve_values(values: Values) -> Resolved:
+    """The configuration the values ask for, with the checks only the lab layer can make (Hubble metrics)."""
+    from membrane.hubble.metrics import parse_metric_options
+
+    return resolve(values, {"hubble_metrics_enabled": parse_metric_options})
+
+
+def _settings_values(settings: Any, source: str) -> Values:
+    """``settings:`` of lab.yaml: dotted keys (``ipam.mode: kubernetes``) or nested maps, as values."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ValidationError(f"{source}: settings: expected a mapping of Helm keys")
+    out: Values = {}
+    for key, value in settings.items():
+        nested: Any = value
+        for segment in reversed(str(key).split(".")):
+            nested = {segment: nested}
+        out = helm_values.merge(out, nested)
+    return out
 
 
 def _parse_nodes(items: Any, source: str) -> list[LabNode]:

@@ -28,6 +28,7 @@ class ClusterConfig:
     auto_direct_node_routes: bool = True
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
+    debug: bool = False  # debug.enabled: the agent logs at debug level
     enable_ipv4_masquerade: bool = True
     bpf_host_legacy_routing: bool = False  # False: eBPF host routing (Cilium's default on capable kernels)
     lb_algorithm: str = "random"

@@ -21,9 +21,9 @@ def test_set_overrides_and_kubernetes_mode_derives_node_cidrs() -> None:
 
 @pytest.mark.parametrize("setting, message", [
     ("ipam.mode=eni", "ipam.mode 'eni' not supported"),
-    ("nope=1", "--set nope: unknown setting"),
+    ("nope=1", "nope: unknown key, not in Cilium's chart"),
     ("clusterPoolIPv4PodCIDRList=10.0.0.0/33", "clusterPoolIPv4PodCIDRList: '10.0.0.0/33'"),
-    ("clusterPoolIPv4MaskSize=abc", "--set clusterPoolIPv4MaskSize=abc"),
+    ("clusterPoolIPv4MaskSize=abc", "clusterPoolIPv4MaskSize=abc: expected an integer"),
     ("autoDirectNodeRoutes=maybe", "expected true or false"),
 ])
 def test_bad_settings_are_named(setting: str, message: str) -> None:
