@@ -786,14 +786,114 @@ class LostEvent(_message.Message):
     def __init__(self, source: _Optional[_Union[LostEventSource, str]] = ..., num_events_lost: _Optional[int] = ..., cpu: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ...) -> None: ...
 
 class AgentEvent(_message.Message):
-    __slots__ = ("type", "unknown", "agent_start")
+    __slots__ = ("type", "unknown", "agent_start", "policy_update", "endpoint_regenerate", "endpoint_update", "ipcache_update", "service_upsert", "service_delete")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     AGENT_START_FIELD_NUMBER: _ClassVar[int]
+    POLICY_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_REGENERATE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    IPCACHE_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_UPSERT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_DELETE_FIELD_NUMBER: _ClassVar[int]
     type: AgentEventType
     unknown: AgentEventUnknown
     agent_start: TimeNotification
-    def __init__(self, type: _Optional[_Union[AgentEventType, str]] = ..., unknown: _Optional[_Union[AgentEventUnknown, _Mapping]] = ..., agent_start: _Optional[_Union[TimeNotification, _Mapping]] = ...) -> None: ...
+    policy_update: PolicyUpdateNotification
+    endpoint_regenerate: EndpointRegenNotification
+    endpoint_update: EndpointUpdateNotification
+    ipcache_update: IPCacheNotification
+    service_upsert: ServiceUpsertNotification
+    service_delete: ServiceDeleteNotification
+    def __init__(self, type: _Optional[_Union[AgentEventType, str]] = ..., unknown: _Optional[_Union[AgentEventUnknown, _Mapping]] = ..., agent_start: _Optional[_Union[TimeNotification, _Mapping]] = ..., policy_update: _Optional[_Union[PolicyUpdateNotification, _Mapping]] = ..., endpoint_regenerate: _Optional[_Union[EndpointRegenNotification, _Mapping]] = ..., endpoint_update: _Optional[_Union[EndpointUpdateNotification, _Mapping]] = ..., ipcache_update: _Optional[_Union[IPCacheNotification, _Mapping]] = ..., service_upsert: _Optional[_Union[ServiceUpsertNotification, _Mapping]] = ..., service_delete: _Optional[_Union[ServiceDeleteNotification, _Mapping]] = ...) -> None: ...
+
+class PolicyUpdateNotification(_message.Message):
+    __slots__ = ("labels", "revision", "rule_count")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    RULE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    revision: int
+    rule_count: int
+    def __init__(self, labels: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ..., rule_count: _Optional[int] = ...) -> None: ...
+
+class EndpointRegenNotification(_message.Message):
+    __slots__ = ("id", "labels", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, id: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class EndpointUpdateNotification(_message.Message):
+    __slots__ = ("id", "labels", "error", "pod_name", "namespace")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    POD_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    pod_name: str
+    namespace: str
+    def __init__(self, id: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pod_name: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+
+class IPCacheNotification(_message.Message):
+    __slots__ = ("cidr", "identity", "old_identity", "host_ip", "old_host_ip", "encrypt_key", "namespace", "pod_name")
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    OLD_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    OLD_HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPT_KEY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_NAME_FIELD_NUMBER: _ClassVar[int]
+    cidr: str
+    identity: int
+    old_identity: _wrappers_pb2.UInt32Value
+    host_ip: str
+    old_host_ip: str
+    encrypt_key: int
+    namespace: str
+    pod_name: str
+    def __init__(self, cidr: _Optional[str] = ..., identity: _Optional[int] = ..., old_identity: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., host_ip: _Optional[str] = ..., old_host_ip: _Optional[str] = ..., encrypt_key: _Optional[int] = ..., namespace: _Optional[str] = ..., pod_name: _Optional[str] = ...) -> None: ...
+
+class ServiceUpsertNotificationAddr(_message.Message):
+    __slots__ = ("ip", "port")
+    IP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    ip: str
+    port: int
+    def __init__(self, ip: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class ServiceUpsertNotification(_message.Message):
+    __slots__ = ("id", "frontend_address", "backend_addresses", "type", "name", "namespace", "ext_traffic_policy", "int_traffic_policy")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FRONTEND_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    EXT_TRAFFIC_POLICY_FIELD_NUMBER: _ClassVar[int]
+    INT_TRAFFIC_POLICY_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    frontend_address: ServiceUpsertNotificationAddr
+    backend_addresses: _containers.RepeatedCompositeFieldContainer[ServiceUpsertNotificationAddr]
+    type: str
+    name: str
+    namespace: str
+    ext_traffic_policy: str
+    int_traffic_policy: str
+    def __init__(self, id: _Optional[int] = ..., frontend_address: _Optional[_Union[ServiceUpsertNotificationAddr, _Mapping]] = ..., backend_addresses: _Optional[_Iterable[_Union[ServiceUpsertNotificationAddr, _Mapping]]] = ..., type: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., ext_traffic_policy: _Optional[str] = ..., int_traffic_policy: _Optional[str] = ...) -> None: ...
+
+class ServiceDeleteNotification(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class AgentEventUnknown(_message.Message):
     __slots__ = ("type", "notification")
