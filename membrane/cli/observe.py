@@ -38,6 +38,10 @@ _HELP = {
     "type": "event type: trace[:point], drop, policy-verdict, capture, l7, trace-sock, debug, agent",
     "traffic-direction": "ingress or egress",
     "node-name": "flows observed on a node (name or pattern)",
+    "service": "flows from or to a Service (namespace/name, prefix; a ClusterIP/NodePort or its backends)",
+    "drop-reason-desc": "drops for a reason (DropReason name, e.g. POLICY_DENIED)",
+    "tcp-flags": "TCP flows with all these flags set (e.g. SYN or SYN,ACK; repeat to OR)",
+    "uuid": "the flow with this UUID",
 }
 
 

@@ -42,6 +42,7 @@ EITHER_END = {
     "label": ("source_label", "destination_label"),
     "port": ("source_port", "destination_port"),
     "identity": ("source_identity", "destination_identity"),
+    "service": ("source_service", "destination_service"),
 }
 # flags that set one field in both filters
 ONE_FIELD = {
@@ -50,8 +51,10 @@ ONE_FIELD = {
     "from-label": "source_label", "to-label": "destination_label",
     "from-port": "source_port", "to-port": "destination_port",
     "from-identity": "source_identity", "to-identity": "destination_identity",
-    "protocol": "protocol", "node-name": "node_name",
+    "from-service": "source_service", "to-service": "destination_service",
+    "protocol": "protocol", "node-name": "node_name", "uuid": "uuid",
 }
+TCP_FLAGS = ("SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 CONFLICTS = (
     ("from-ip", "ip", "namespace"), ("from-ip", "ip", "from-pod", "pod"),
     ("to-ip", "ip", "namespace"), ("to-ip", "ip", "to-pod", "pod"),
@@ -60,9 +63,10 @@ CONFLICTS = (
     ("label", "from-label"), ("label", "to-label"),
     ("port", "to-port"), ("port", "from-port"),
     ("identity", "to-identity"), ("identity", "from-identity"),
+    ("service", "to-service"), ("service", "from-service"),
 )
 FILTER_FLAGS = (*EITHER_END, *ONE_FIELD, "namespace", "from-namespace", "to-namespace", "verdict", "type",
-                "traffic-direction")
+                "traffic-direction", "drop-reason-desc", "tcp-flags")
 
 
 class FilterError(ValueError):
@@ -102,6 +106,13 @@ def event_type_filter(value: str) -> dict[str, Any]:
         result["match_sub_type"] = True
         result["sub_type"] = sub_num
     return result
+
+
+def drop_reason_names() -> set[str]:
+    """The DropReason enum names Hubble accepts for --drop-reason-desc."""
+    from membrane.hubble.proto.flow import flow_pb2  # protobuf only when this flag is used
+
+    return set(flow_pb2.DropReason.keys())
 
 
 def _namespaced(values: list[str], namespaces: list[str]) -> list[str]:
@@ -163,6 +174,17 @@ class FilterTracker:
             self.append("verdict", verdict)
         elif name == "type":
             self.append("event_type", event_type_filter(value))
+        elif name == "drop-reason-desc":
+            reason = value.upper()
+            if reason not in drop_reason_names():
+                raise FilterError(f"invalid --drop-reason-desc value: {value} (a drop reason such as POLICY_DENIED)")
+            self.append("drop_reason_desc", reason)
+        elif name == "tcp-flags":
+            flags = [f.strip().upper() for f in value.split(",") if f.strip()]
+            bad = [f for f in flags if f not in TCP_FLAGS]
+            if bad or not flags:
+                raise FilterError(f"invalid --tcp-flags value: {value} (comma-separated {', '.join(TCP_FLAGS)})")
+            self.append("tcp_flags", dict.fromkeys(flags, True))
         elif name == "traffic-direction":
             direction = value.lower()
             if direction not in ("ingress", "egress"):

@@ -174,3 +174,27 @@ def test_server_target() -> None:
     assert observe.server_target(parse()) == "unix:///run/membrane/membrane/relay.sock"
     assert observe.server_target(parse("--node", "k8s-w1")) == "unix:///run/membrane/membrane/hubble-k8s-w1.sock"
     assert observe.server_target(parse("--server", "localhost:4245")) == "localhost:4245"
+
+
+def test_service_flags() -> None:
+    assert filters("--service", "default/webpod") == (
+        [{"source_service": ["default/webpod"]}, {"destination_service": ["default/webpod"]}], [])
+    assert filters("--to-service", "default/webpod") == ([{"destination_service": ["default/webpod"]}], [])
+    assert filters("--from-service", "kube-system/kube-dns", "--not", "--to-service", "default/x") == (
+        [{"source_service": ["kube-system/kube-dns"]}], [{"destination_service": ["default/x"]}])
+    with pytest.raises(FilterError, match="--to-service and --service cannot be combined"):
+        filters("--service", "a/b", "--to-service", "a/c")
+
+
+def test_drop_reason_tcp_flags_and_uuid_flags() -> None:
+    assert filters("--drop-reason-desc", "policy_denied") == ([{"drop_reason_desc": ["POLICY_DENIED"]}], [])
+    assert filters("--tcp-flags", "SYN,ack", "--tcp-flags", "FIN") == (
+        [{"tcp_flags": [{"SYN": True, "ACK": True}, {"FIN": True}]}], [])
+    assert filters("--uuid", "u-1") == ([{"uuid": ["u-1"]}], [])
+    allow, _ = filters("--drop-reason-desc", "POLICY_DENY", "--tcp-flags", "SYN", "--to-service", "a/b")
+    flt = json_format.ParseDict(allow[0], flow_pb2.FlowFilter())
+    assert flt.drop_reason_desc == [flow_pb2.POLICY_DENY] and flt.tcp_flags[0].SYN
+    with pytest.raises(FilterError, match="invalid --drop-reason-desc value: NOPE"):
+        filters("--drop-reason-desc", "NOPE")
+    with pytest.raises(FilterError, match="invalid --tcp-flags value: SYN,XYZ"):
+        filters("--tcp-flags", "SYN,XYZ")
