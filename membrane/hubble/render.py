@@ -135,6 +135,11 @@ def _columns(flow: flow_pb2.Flow, node_name: bool, numeric: bool, tz: tzinfo | N
     return cols + [src, dst, event_type_text(flow), verdict_text(flow), summary_text(flow)]
 
 
+def table_columns(flow: flow_pb2.Flow) -> list[str]:
+    """TIMESTAMP SOURCE DESTINATION TYPE VERDICT SUMMARY of one flow (UTC)."""
+    return _columns(flow, False, False, UTC)
+
+
 def dict_block(
     flow: flow_pb2.Flow, *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC
 ) -> str:
