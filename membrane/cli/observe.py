@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from membrane.cli import observe_tls
-from membrane.cli.observe_filters import FILTER_FLAGS, FilterError, build_filters
+from membrane.cli.observe_filters import FILTER_FLAGS, SWITCHES, FilterError, build_filters
 from membrane.cli.observe_time import parse_time, to_rfc3339
 from membrane.model.naming import LabPaths
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # grpc is imported only when a command talks to a server
 
 OUTPUTS = ("compact", "json", "jsonpb", "dict", "table")
 DEFAULT_LAST = 20
-_SHORT = {"label": "-l", "namespace": "-n", "type": "-t"}
+_SHORT = {"label": "-l", "namespace": "-n", "type": "-t", "ipv4": "-4", "ipv6": "-6", "all-namespaces": "-A"}
 _HELP = {
     "pod": "flows from or to a pod ([namespace/]pod, prefix)",
     "namespace": "flows from or to pods of a namespace",
@@ -42,6 +42,10 @@ _HELP = {
     "drop-reason-desc": "drops for a reason (DropReason name, e.g. POLICY_DENIED)",
     "tcp-flags": "TCP flows with all these flags set (e.g. SYN or SYN,ACK; repeat to OR)",
     "uuid": "the flow with this UUID",
+    "workload": "flows from or to a workload (name or kind/name, e.g. Deployment/web)",
+    "reply": "true: only replies, false: only requests (flows whose direction is known)",
+    "ipv4": "IPv4 flows only", "ipv6": "IPv6 flows only",
+    "all-namespaces": "flows of every namespace (the default; conflicts with -n)",
 }
 
 
@@ -83,9 +87,13 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
         side = "from" if name.startswith("from-") else "to" if name.startswith("to-") else ""
         text = _HELP.get(name) or f"{_HELP.get(base, base)} ({side} side only)"
         flt.add_argument(*opts, dest="filters", action=_FilterFlag, flag=name, metavar="VALUE", help=text)
+    for name in SWITCHES:
+        flt.add_argument(_SHORT[name], f"--{name}", dest="filters", nargs=0, action=_FilterFlag, flag=name,
+                         help=_HELP[name])
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", choices=OUTPUTS, default="compact")
     out.add_argument("--print-node-name", action="store_true", help="print the node that observed the flow")
+    out.add_argument("--numeric", action="store_true", help="print IP addresses, not pod or Service names")
     p.set_defaults(filters=[])
 
 
@@ -197,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             tls.credentials()  # read the files now: a missing one is a one-line error
     except (observe_tls.TLSFlagError, TLSConfigError) as exc:
         raise CLIError(str(exc)) from None
-    printer = FlowPrinter(args.output, print_node_name=args.print_node_name)
+    printer = FlowPrinter(args.output, print_node_name=args.print_node_name, numeric=args.numeric)
     import grpc
 
     try:

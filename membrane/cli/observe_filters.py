@@ -43,6 +43,7 @@ EITHER_END = {
     "port": ("source_port", "destination_port"),
     "identity": ("source_identity", "destination_identity"),
     "service": ("source_service", "destination_service"),
+    "workload": ("source_workload", "destination_workload"),
 }
 # flags that set one field in both filters
 ONE_FIELD = {
@@ -52,6 +53,7 @@ ONE_FIELD = {
     "from-port": "source_port", "to-port": "destination_port",
     "from-identity": "source_identity", "to-identity": "destination_identity",
     "from-service": "source_service", "to-service": "destination_service",
+    "from-workload": "source_workload", "to-workload": "destination_workload",
     "protocol": "protocol", "node-name": "node_name", "uuid": "uuid",
 }
 TCP_FLAGS = ("SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
@@ -64,9 +66,13 @@ CONFLICTS = (
     ("port", "to-port"), ("port", "from-port"),
     ("identity", "to-identity"), ("identity", "from-identity"),
     ("service", "to-service"), ("service", "from-service"),
+    ("workload", "to-workload"), ("workload", "from-workload"),
+    ("all-namespaces", "namespace"), ("all-namespaces", "from-namespace"), ("all-namespaces", "to-namespace"),
 )
+# flags without a value
+SWITCHES = ("ipv4", "ipv6", "all-namespaces")
 FILTER_FLAGS = (*EITHER_END, *ONE_FIELD, "namespace", "from-namespace", "to-namespace", "verdict", "type",
-                "traffic-direction", "drop-reason-desc", "tcp-flags")
+                "traffic-direction", "drop-reason-desc", "tcp-flags", "reply")
 
 
 class FilterError(ValueError):
@@ -106,6 +112,14 @@ def event_type_filter(value: str) -> dict[str, Any]:
         result["match_sub_type"] = True
         result["sub_type"] = sub_num
     return result
+
+
+def _workload(value: str) -> dict[str, str]:
+    """``name`` or ``kind/name`` (e.g. ``Deployment/web``) → a Workload."""
+    kind, _, name = value.rpartition("/")
+    if not name:
+        raise FilterError(f"invalid workload {value!r}, expected name or kind/name")
+    return {"kind": kind, "name": name} if kind else {"name": name}
 
 
 def drop_reason_names() -> set[str]:
@@ -155,12 +169,13 @@ class FilterTracker:
                         raise FilterError(f"filters --{name} and --{other} cannot be combined")
         if name in EITHER_END:
             src, dst = EITHER_END[name]
-            val: Any = _identity(value) if name == "identity" else value
+            val: Any = _identity(value) if name == "identity" else _workload(value) if name == "workload" else value
             self.append(src, val, ("left",))
             self.append(dst, val, ("right",))
         elif name in ONE_FIELD:
             key = ONE_FIELD[name]
-            self.append(key, _identity(value) if key.endswith("_identity") else value)
+            self.append(key, _identity(value) if key.endswith("_identity")
+                        else _workload(value) if key.endswith("_workload") else value)
         elif name == "namespace":
             self.namespaces.append(value)
         elif name == "from-namespace":
@@ -174,6 +189,14 @@ class FilterTracker:
             self.append("verdict", verdict)
         elif name == "type":
             self.append("event_type", event_type_filter(value))
+        elif name in ("ipv4", "ipv6"):
+            self.append("ip_version", "IPv4" if name == "ipv4" else "IPv6")
+        elif name == "all-namespaces":
+            pass  # every namespace: no filter (hubble's -A)
+        elif name == "reply":
+            if value.lower() not in ("true", "false"):
+                raise FilterError(f"invalid --reply value: {value} (true or false)")
+            self.append("reply", value.lower() == "true")
         elif name == "drop-reason-desc":
             reason = value.upper()
             if reason not in drop_reason_names():
@@ -219,9 +242,9 @@ def build_filters(flags: list[tuple[str, str | None]]) -> tuple[list[dict[str, A
                 raise FilterError("consecutive --not statements")
             negate = True
             continue
-        if value is None:
+        if value is None and name not in SWITCHES:
             raise FilterError(f"--{name} needs a value")
-        (deny if negate else allow).set_flag(name, value)
+        (deny if negate else allow).set_flag(name, value or "")
         negate = False
     if negate:
         raise FilterError("--not must be followed by a filter")

@@ -15,9 +15,9 @@ from membrane.hubble import render
 
 class FlowPrinter:
     def __init__(self, output: str = "compact", *, print_node_name: bool = False, tz: Any = None,
-                 errors: TextIO | None = None) -> None:
+                 errors: TextIO | None = None, numeric: bool = False) -> None:
         self.output = "json" if output == "jsonpb" else output
-        self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz}
+        self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz, "numeric": numeric}
         self.errors = errors
         self.count = 0
         self._table: list[Any] = []

@@ -198,3 +198,28 @@ def test_drop_reason_tcp_flags_and_uuid_flags() -> None:
         filters("--drop-reason-desc", "NOPE")
     with pytest.raises(FilterError, match="invalid --tcp-flags value: SYN,XYZ"):
         filters("--tcp-flags", "SYN,XYZ")
+
+
+def test_workload_reply_ip_family_and_all_namespaces_flags() -> None:
+    assert filters("--workload", "Deployment/web") == (
+        [{"source_workload": [{"kind": "Deployment", "name": "web"}]},
+         {"destination_workload": [{"kind": "Deployment", "name": "web"}]}], [])
+    assert filters("--to-workload", "web") == ([{"destination_workload": [{"name": "web"}]}], [])
+    assert filters("--reply", "false") == ([{"reply": [False]}], [])
+    assert filters("-4") == ([{"ip_version": ["IPv4"]}], [])
+    assert filters("-6", "--not", "-4") == ([{"ip_version": ["IPv6"]}], [{"ip_version": ["IPv4"]}])
+    assert filters("-A") == ([], [])
+    allow, _ = filters("--workload", "Deployment/web", "--reply", "true", "-4")
+    flt = json_format.ParseDict(allow[0], flow_pb2.FlowFilter())
+    assert flt.source_workload[0].kind == "Deployment" and list(flt.reply) == [True]
+    assert list(flt.ip_version) == [flow_pb2.IPv4]
+    with pytest.raises(FilterError, match="invalid --reply value: maybe"):
+        filters("--reply", "maybe")
+    with pytest.raises(FilterError, match="cannot be combined"):
+        filters("-A", "-n", "default")
+    with pytest.raises(FilterError, match="invalid workload"):
+        filters("--workload", "Deployment/")
+
+
+def test_numeric_prints_addresses() -> None:
+    assert parse("--numeric").numeric and not parse().numeric
