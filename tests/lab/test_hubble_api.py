@@ -93,6 +93,8 @@ def test_health_status_and_nodes_as_hubble_asks(lab: Lab) -> None:
     first = sorted(nodes)[0] if "k8s-ctr" not in nodes else "k8s-ctr"
     listening = lab.node_exec(first, "ss", "-Hltn", "sport", "= :4245").stdout
     assert ":4245" in listening, "the relay listens on TCP :4245 in the first node's namespace"
+    metrics = lab.run("metrics", "list", "--node", first).stdout
+    assert "hubble_lost_events_total" in metrics and "source=perf_event_ring_buffer" in metrics
 
 
 def test_clusterip_flows_name_the_service(lab: Lab, app: dict) -> None:
