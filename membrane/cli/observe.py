@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from membrane.cli import observe_tls
 from membrane.cli.observe_filters import FILTER_FLAGS, SWITCHES, FilterError, build_filters
 from membrane.cli.observe_time import parse_time, to_rfc3339
+from membrane.hubble.timefmt import TIME_FORMATS
 from membrane.model.naming import LabPaths
 
 if TYPE_CHECKING:  # grpc is imported only when a command talks to a server
@@ -94,6 +95,8 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
     out.add_argument("-o", "--output", choices=OUTPUTS, default="compact")
     out.add_argument("--print-node-name", action="store_true", help="print the node that observed the flow")
     out.add_argument("--numeric", action="store_true", help="print IP addresses, not pod or Service names")
+    out.add_argument("--time-format", default="StampMilli", choices=TIME_FORMATS, metavar="FORMAT",
+                     help=f"timestamps as {', '.join(TIME_FORMATS)} (default StampMilli)")
     p.set_defaults(filters=[])
 
 
@@ -205,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
             tls.credentials()  # read the files now: a missing one is a one-line error
     except (observe_tls.TLSFlagError, TLSConfigError) as exc:
         raise CLIError(str(exc)) from None
-    printer = FlowPrinter(args.output, print_node_name=args.print_node_name, numeric=args.numeric)
+    printer = FlowPrinter(args.output, print_node_name=args.print_node_name, numeric=args.numeric,
+                          time_format=args.time_format)
     import grpc
 
     try:

@@ -15,9 +15,10 @@ from membrane.hubble import render
 
 class FlowPrinter:
     def __init__(self, output: str = "compact", *, print_node_name: bool = False, tz: Any = None,
-                 errors: TextIO | None = None, numeric: bool = False) -> None:
+                 errors: TextIO | None = None, numeric: bool = False, time_format: str = "StampMilli") -> None:
         self.output = "json" if output == "jsonpb" else output
-        self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz, "numeric": numeric}
+        self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz, "numeric": numeric,
+                                       "time_format": time_format}
         self.errors = errors
         self.count = 0
         self._table: list[Any] = []
