@@ -81,8 +81,9 @@ class AgentEventFeed:
         for mirror in mirrors:
             mirror.subscribe(changed, replay=False)
 
-    def watch_ipcache(self, ipcache: Mirror, cidr_of: Callable[[str], str],
-                      owner_of: Callable[[str], dict[str, str] | None]) -> None:
+    def watch_ipcache(self, ipcache: Mirror, cidr_of: Callable[[str], str]) -> None:
+        """IPCACHE_UPSERTED/DELETED (without the pod's name: resolving it would re-read every pod during
+        churn)."""
         def changed(events: list[WatchEvent]) -> None:
             for ev in events:
                 try:
@@ -93,7 +94,7 @@ class AgentEventFeed:
                 new = _load(ev.kv.value) if ev.type == "PUT" else None
                 if new is None and old is None:
                     continue
-                self.add(ae.ipcache_event(cidr, new, old, owner_of(cidr.split("/")[0])))
+                self.add(ae.ipcache_event(cidr, new, old))
         ipcache.subscribe(changed, replay=False)
 
 

@@ -118,15 +118,11 @@ class Observability:
         feed = self.agent_events
         feed.watch_pods(self.index.pods, self._endpoint_id)
         feed.watch_policies(view.policies)
-        feed.watch_ipcache(view.ipcache, view.cidr_of, self._owner)
+        feed.watch_ipcache(view.ipcache, view.cidr_of)
 
     def _endpoint_id(self, ip: str) -> int:
         ep = self.net.endpoints.by_ip(ip)
         return ep.id if ep is not None else 0
-
-    def _owner(self, ip: str) -> dict[str, str] | None:
-        info = self.index.lookup(ip)
-        return {"namespace": info.namespace, "pod_name": info.pod_name} if info and info.pod_name else None
 
     def _perf_lost(self) -> int:
         return self.pipeline.monitor.counters().lost if self.pipeline is not None else 0
