@@ -110,8 +110,22 @@ class ServiceResolver:
         self._index = ServiceIndex()
         self._frontends: dict[int, tuple[Any, ...]] = {}
         self.rebuild(report=False)
+        # changes come in bursts (a Deployment's slices while pods start): one rebuild per burst, off the
+        # mirrors' threads
+        self._dirty = threading.Event()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, name="hubble-services", daemon=True).start()
         for mirror in self._mirrors:
-            mirror.subscribe(lambda _events: self.rebuild(), replay=False)
+            mirror.subscribe(lambda _events: self._dirty.set(), replay=False)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            if self._dirty.wait(0.5):
+                self._dirty.clear()
+                self.rebuild()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
     def rebuild(self, report: bool = True) -> None:
         services, slices, nodes = (_objects(m) for m in self._mirrors)

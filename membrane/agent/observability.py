@@ -138,6 +138,8 @@ class Observability:
     def stop(self) -> None:
         if self.pipeline is not None:
             self.pipeline.stop()
+        if self.services is not None:
+            self.services.stop()
         for server in self.servers:
             try:
                 server.stop() if isinstance(server, ObserverServer) else server.close()
