@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import grpc
@@ -165,13 +166,26 @@ def hubble(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
     if not binary or not os.access(binary, os.X_OK):
         pytest.skip("the hubble CLI is not available: set MEMBRANE_HUBBLE_BIN or put hubble on PATH")
     server = f"unix://{lab.paths.run_dir}/relay.sock"
+    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
-    def run(*args: str) -> str:
-        env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        proc = subprocess.run([binary, *args, "--server", server], capture_output=True, text=True, timeout=60,
-                              env=env)
-        assert proc.returncode == 0, f"hubble {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
-        return proc.stdout
+    def run(*args: str, follow_until: str = "") -> str:
+        if follow_until:  # `observe -f`: read until a line holds follow_until, then stop it
+            proc = subprocess.Popen([binary, *args, "--server", server], stdout=subprocess.PIPE, text=True, env=env)
+            watchdog = threading.Timer(30, proc.kill)  # nothing matching in 30 s: end the read, fail below
+            watchdog.start()
+            try:
+                for line in proc.stdout or []:
+                    if follow_until in line:
+                        return line
+            finally:
+                watchdog.cancel()
+                proc.kill()
+                proc.wait()
+            raise AssertionError(f"hubble {' '.join(args)} ended before printing {follow_until!r}")
+        proc2 = subprocess.run([binary, *args, "--server", server], capture_output=True, text=True, timeout=60,
+                               env=env)
+        assert proc2.returncode == 0, f"hubble {' '.join(args)} failed ({proc2.returncode}): {proc2.stderr}"
+        return proc2.stdout
     return run
 
 
@@ -189,3 +203,13 @@ def test_unmodified_hubble_cli(lab: Lab, app: dict, hubble) -> None:  # type: ig
     assert "default/hb-client" in hubble("observe", "--last", "1000", "--pod", "default/hb-client", "-o", "table")
     hubble("observe", "--last", "10", "--verdict", "DROPPED", "-o", "jsonpb")
     assert "ENDPOINT_CREATED" in hubble("observe", "agent-events", "--last", "1000", "-o", "json")
+    hubble("observe", "debug-events", "--last", "10")
+    ticker = threading.Timer(1.0, lambda: lab.exec("hb-client", "curl", "-s", "--max-time", "3",
+                                                   f"http://{app['cluster_ip']}/", check=False))
+    ticker.start()
+    try:
+        line = hubble("observe", "-f", "--from-pod", "default/hb-client", follow_until="default/hb-client")
+    finally:
+        ticker.cancel()
+        ticker.join()
+    assert "FORWARDED" in line
