@@ -46,6 +46,7 @@ _HELP = {
     "workload": "flows from or to a workload (name or kind/name, e.g. Deployment/web)",
     "reply": "true: only replies, false: only requests (flows whose direction is known)",
     "ipv4": "IPv4 flows only", "ipv6": "IPv6 flows only",
+    "cel-expression": "flows for which a CEL expression over _flow is true (e.g. '_flow.verdict == Verdict.DROPPED')",
     "all-namespaces": "flows of every namespace (the default; conflicts with -n)",
 }
 

@@ -72,7 +72,7 @@ CONFLICTS = (
 # flags without a value
 SWITCHES = ("ipv4", "ipv6", "all-namespaces")
 FILTER_FLAGS = (*EITHER_END, *ONE_FIELD, "namespace", "from-namespace", "to-namespace", "verdict", "type",
-                "traffic-direction", "drop-reason-desc", "tcp-flags", "reply")
+                "traffic-direction", "drop-reason-desc", "tcp-flags", "reply", "cel-expression")
 
 
 class FilterError(ValueError):
@@ -191,6 +191,9 @@ class FilterTracker:
             self.append("event_type", event_type_filter(value))
         elif name in ("ipv4", "ipv6"):
             self.append("ip_version", "IPv4" if name == "ipv4" else "IPv6")
+        elif name == "cel-expression":
+            for which in ("left", "right"):
+                self._side(which).setdefault("experimental", {}).setdefault("cel_expression", []).append(value)
         elif name == "all-namespaces":
             pass  # every namespace: no filter (hubble's -A)
         elif name == "reply":
