@@ -105,7 +105,8 @@ class Observability:
         own = peers.snapshot()[0].get(self.node) if peers is not None else None
         observer = ObserverServer(self.ring, self.node, f"{self.paths.run_dir}/hubble-{self.node}.sock",
                                   tcp_addr, tcp_credentials=credentials, address=own.address if own else "",
-                                  perf_lost=self._perf_lost, agent_events=self.agent_events.ring, peers=peers)
+                                  perf_lost=self._perf_lost, agent_events=self.agent_events.ring, peers=peers,
+                                  on_lost=self.hubble_metrics.lost)
         observer.start()
         self.servers.append(observer)
         for address in (f"{self.paths.run_dir}/metrics-{self.node}.sock", ("0.0.0.0", METRICS_PORT)):

@@ -45,9 +45,11 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         version: str = VERSION,
         perf_lost: LostCounter | None = None,
         agent_events: FlowRing | None = None,
+        on_lost: Callable[[str, int], None] | None = None,
     ) -> None:
         self._ring_provider = ring_provider
         self._perf_lost = perf_lost
+        self._on_lost = on_lost  # (metric source, count) for flows a follower missed
         self.agent_events = agent_events if agent_events is not None else FlowRing(1)
         self.node_name = node_name
         self.address = address
@@ -91,6 +93,8 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
             result = ring.read_after(cursor)
             cursor = result.cursor
             if result.lost:
+                if self._on_lost is not None:
+                    self._on_lost("hubble_ring_buffer", result.lost)
                 yield self._lost(flow_pb2.HUBBLE_RING_BUFFER, result.lost)
             for f in result.flows:
                 ns = f.time.ToNanoseconds()
@@ -188,10 +192,11 @@ class ObserverServer:
         perf_lost: LostCounter | None = None,
         agent_events: FlowRing | None = None,
         peers: PeerSource | None = None,
+        on_lost: Callable[[str, int], None] | None = None,
     ) -> None:
         self.servicer = ObserverServicer(
             ring_provider, node_name, address=address or tcp_addr or str(unix_socket_path or ""),
-            follow_wait=follow_wait, perf_lost=perf_lost, agent_events=agent_events,
+            follow_wait=follow_wait, perf_lost=perf_lost, agent_events=agent_events, on_lost=on_lost,
         )
         self._server, self._health, self.tcp_port = build_server(
             unix_socket_path, tcp_addr, max_workers, tcp_credentials)

@@ -202,6 +202,10 @@ def test_unmodified_hubble_cli(lab: Lab, app: dict, hubble) -> None:  # type: ig
     assert "webpod" in hubble("observe", "--last", "1000", "--service", "default/webpod")
     assert "default/hb-client" in hubble("observe", "--last", "1000", "--pod", "default/hb-client", "-o", "table")
     hubble("observe", "--last", "10", "--verdict", "DROPPED", "-o", "jsonpb")
+    cel = hubble("observe", "--last", "1000", "-o", "json", "--cel-expression",
+                 '_flow.destination_service.name == "webpod" && _flow.verdict == Verdict.FORWARDED')
+    assert cel and all(json.loads(line)["flow"]["destination_service"]["name"] == "webpod"
+                       for line in cel.splitlines() if '"flow"' in line)
     assert "ENDPOINT_CREATED" in hubble("observe", "agent-events", "--last", "1000", "-o", "json")
     hubble("observe", "debug-events", "--last", "10")
     ticker = threading.Timer(1.0, lambda: lab.exec("hb-client", "curl", "-s", "--max-time", "3",

@@ -163,3 +163,25 @@ def test_relay_merges_agent_events_and_serves_peers(node: tuple, sockdir: Path) 
     finally:
         relay.stop(grace=None)
         second.stop(grace=None)
+
+
+def test_a_follower_overrun_by_the_ring_gets_a_lost_event_and_the_metric_counts_it(sockdir: Path) -> None:  # noqa: F811
+    ring, counted = FlowRing(4), []
+    server = ObserverServer(ring, "n1", str(sockdir / "small.sock"), follow_wait=0.5,
+                            on_lost=lambda source, n: counted.append((source, n)))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"unix:{sockdir / 'small.sock'}") as channel:
+            call = observer_pb2_grpc.ObserverStub(channel).GetFlows(
+                observer_pb2.GetFlowsRequest(follow=True), timeout=TIMEOUT)
+            time.sleep(0.2)  # the server took its cursor and waits up to 0.5 s: overrun the ring meanwhile
+            ring.extend([make_flow(i, "n1", "web", 80) for i in range(10)])
+            got = next(call)
+            rest = [next(call) for _ in range(4)]
+            call.cancel()
+    finally:
+        server.stop(grace=None)
+    assert got.WhichOneof("response_types") == "lost_events"
+    assert (got.lost_events.source, got.lost_events.num_events_lost) == (flow_pb2.HUBBLE_RING_BUFFER, 6)
+    assert [r.flow.uuid for r in rest] == ["n1-6", "n1-7", "n1-8", "n1-9"]
+    assert counted == [("hubble_ring_buffer", 6)]
