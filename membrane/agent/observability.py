@@ -8,7 +8,8 @@ plaintext. ``hubble.tls.enabled=false`` serves plaintext, as Cilium does then.
 
 ``/run/membrane/<lab>/metrics-<node>.sock`` and TCP :9962 on all addresses, plaintext, serve Prometheus
 metrics (the cilium_* agent metrics and the hubble_* flow metrics), where Cilium's agent binds
-``prometheus.port`` (its metrics carry no flows, only counts).
+``prometheus.port`` (its metrics carry no flows, only counts); TCP :9965 serves the hubble_* families
+alone, where Cilium serves ``hubble.metrics.port``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 FLOW_CAPACITY = 4095
 OBSERVER_PORT = SERVER_PORT
 METRICS_PORT = 9962
+HUBBLE_METRICS_PORT = 9965
 DEFAULT_HUBBLE_METRICS = ("flow", "drop", "tcp", "port-distribution", "icmp")
 
 
@@ -111,6 +113,13 @@ class Observability:
         self.servers.append(observer)
         for address in (f"{self.paths.run_dir}/metrics-{self.node}.sock", ("0.0.0.0", METRICS_PORT)):
             server = MetricsServer(address, self.registry.exposition)
+            server.start()
+            self.servers.append(server)
+        try:  # Hubble's own metrics endpoint, as hubble.metrics.port: only the hubble_* families
+            server = MetricsServer(("0.0.0.0", HUBBLE_METRICS_PORT), lambda: self.registry.exposition("hubble_"))
+        except OSError as exc:
+            log.error("Hubble metrics :%d not served: %s", HUBBLE_METRICS_PORT, exc)
+        else:
             server.start()
             self.servers.append(server)
 

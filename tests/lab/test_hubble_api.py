@@ -96,6 +96,9 @@ def test_health_status_and_nodes_as_hubble_asks(lab: Lab) -> None:
     assert ":4245" in listening, "the relay listens on TCP :4245 in the first node's namespace"
     metrics = lab.run("metrics", "list", "--node", first).stdout
     assert "hubble_lost_events_total" in metrics and "source=perf_event_ring_buffer" in metrics
+    ip = [a["address"] for a in nodes[first]["status"]["addresses"] if a["type"] == "InternalIP"][0]
+    hubble_only = lab.node_exec(first, "curl", "-s", "--max-time", "5", f"http://{ip}:9965/metrics").stdout
+    assert "hubble_lost_events_total" in hubble_only and "cilium_" not in hubble_only
 
 
 def test_clusterip_flows_name_the_service(lab: Lab, app: dict) -> None:
