@@ -21,6 +21,7 @@ from membrane.hubble.proto.flow import flow_pb2
 from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
 from membrane.hubble.proto.peer import peer_pb2, peer_pb2_grpc
 from tests.lab.harness import Lab
+from tests.unit.test_dashboards import DASHBOARDS, expressions, family_of, metric_names
 
 APP = """
 apiVersion: v1
@@ -99,6 +100,11 @@ def test_health_status_and_nodes_as_hubble_asks(lab: Lab) -> None:
     ip = [a["address"] for a in nodes[first]["status"]["addresses"] if a["type"] == "InternalIP"][0]
     hubble_only = lab.node_exec(first, "curl", "-s", "--max-time", "5", f"http://{ip}:9965/metrics").stdout
     assert "hubble_lost_events_total" in hubble_only and "cilium_" not in hubble_only
+    scrape = lab.node_exec(first, "curl", "-s", "--max-time", "5", f"http://{ip}:9962/metrics").stdout
+    served = {line.split()[2] for line in scrape.splitlines() if line.startswith("# TYPE ")}
+    for board in DASHBOARDS:  # every metric of the Grafana dashboards is served
+        names = {n for e in expressions(board) for n in metric_names(e)}
+        assert not [n for n in names if family_of(n, served) is None], board.name
 
 
 def test_clusterip_flows_name_the_service(lab: Lab, app: dict) -> None:
