@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # grpc is imported only when a command talks to a server
     from membrane.hubbleserver.tls import ClientTLS
 
 OUTPUTS = ("compact", "json", "jsonpb", "dict", "table")
+# `observe agent-events|debug-events`: the Observer method and its request message
+_EVENT_CALLS = {"agent-events": ("GetAgentEvents", "GetAgentEventsRequest"),
+                "debug-events": ("GetDebugEvents", "GetDebugEventsRequest")}
 DEFAULT_LAST = 20
 _SHORT = {"label": "-l", "namespace": "-n", "type": "-t", "ipv4": "-4", "ipv6": "-6", "all-namespaces": "-A"}
 _HELP = {
@@ -69,6 +72,8 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
     p = subparsers.add_parser("observe", help="observe flows (hubble observe)")
     if lab_arg is not None:
         lab_arg(p)
+    p.add_argument("events", nargs="?", choices=tuple(_EVENT_CALLS), default=None,
+                   help="agent-events or debug-events instead of flows")
     conn = p.add_argument_group("server")
     conn.add_argument("--server", default=None, help="unix:///path/to/sock or host:port (default: the lab's relay)")
     conn.add_argument("--node", default=None, help="talk to this node's agent instead of the relay")
@@ -172,7 +177,7 @@ def _wait_ready(channel: Any, timeout: float, fail_fast: bool) -> bool:
 
 
 def _stream(target: str, request: dict[str, Any], timeout: float, tls: ClientTLS | None = None,
-            lab: str = "") -> tuple[Any, Iterable[Any]]:
+            lab: str = "", events: str = "") -> tuple[Any, Iterable[Any]]:
     import grpc
     from google.protobuf import json_format
 
@@ -186,16 +191,28 @@ def _stream(target: str, request: dict[str, Any], timeout: float, tls: ClientTLS
             raise ConnectionError(observe_tls.explain_failure(target, tls, lab))
         raise ConnectionError(f"cannot connect to the Hubble server at {target}")
     stub = observer_pb2_grpc.ObserverStub(channel)
-    call = stub.GetFlows(json_format.ParseDict(request, observer_pb2.GetFlowsRequest()))
+    if events:  # agent-events / debug-events
+        method, message = _EVENT_CALLS[events]
+        call = getattr(stub, method)(json_format.ParseDict(request, getattr(observer_pb2, message)()))
+    else:
+        call = stub.GetFlows(json_format.ParseDict(request, observer_pb2.GetFlowsRequest()))
     return channel, call
+
+
+def build_events_request(args: argparse.Namespace) -> dict[str, Any]:
+    """A Get{Agent,Debug}EventsRequest dict: the selection flags only (these events take no filters)."""
+    if args.filters:
+        raise FilterError(f"observe {args.events} takes no filter flags")
+    request = build_request(args)
+    return {k: v for k, v in request.items() if k in ("number", "first", "follow", "since", "until")}
 
 
 def run(args: argparse.Namespace) -> int:
     from membrane.cli.commands import CLIError
-    from membrane.cli.observe_output import FlowPrinter
+    from membrane.cli.observe_output import EventPrinter, FlowPrinter
 
     try:
-        request = build_request(args)
+        request = build_events_request(args) if args.events else build_request(args)
     except FilterError as exc:
         raise CLIError(str(exc)) from None
     target = server_target(args)
@@ -211,10 +228,14 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     printer = FlowPrinter(args.output, print_node_name=args.print_node_name, numeric=args.numeric,
                           time_format=args.time_format)
+    if args.events:
+        if args.output in ("table", "dict"):
+            raise CLIError(f"-o {args.output} is for flows; observe {args.events} prints compact or json")
+        printer = EventPrinter(args.output, print_node_name=args.print_node_name, time_format=args.time_format)
     import grpc
 
     try:
-        channel, call = _stream(target, request, args.timeout, tls, args.lab)
+        channel, call = _stream(target, request, args.timeout, tls, args.lab, args.events or "")
     except ConnectionError as exc:
         raise CLIError(str(exc)) from None
     try:
@@ -224,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
         call.cancel()
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
-            raise CLIError(f"GetFlows from {target}: {exc.code().name}: {exc.details()}") from None
+            method = _EVENT_CALLS[args.events][0] if args.events else "GetFlows"
+            raise CLIError(f"{method} from {target}: {exc.code().name}: {exc.details()}") from None
     finally:
         printer.close(sys.stdout)
         channel.close()

@@ -125,3 +125,23 @@ def frontend_changes(old: Mapping[int, tuple[Any, ...]], new: Mapping[int, tuple
     upserted = sorted(fid for fid, desc in new.items() if old.get(fid) != desc)
     deleted = sorted(fid for fid in old if fid not in new)
     return upserted, deleted
+
+
+def describe(event: flow_pb2.AgentEvent) -> str:
+    """``TYPE (field: value, …)`` of an agent event, as ``hubble observe agent-events`` prints one."""
+    from google.protobuf import json_format
+
+    name = flow_pb2.AgentEventType.Name(event.type)
+    which = event.WhichOneof("notification")
+    if which is None:
+        return name
+    fields = json_format.MessageToDict(getattr(event, which), preserving_proto_field_name=True)
+    parts = []
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            value = ":".join(str(v) for v in value.values())
+        elif isinstance(value, list):
+            value = "[" + ", ".join(":".join(str(x) for x in v.values()) if isinstance(v, dict) else str(v)
+                                    for v in value) + "]"
+        parts.append(f"{key}: {value}")
+    return f"{name} ({', '.join(parts)})"

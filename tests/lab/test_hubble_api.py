@@ -152,6 +152,11 @@ def test_agent_events_for_endpoints_services_and_policies(lab: Lab, app: dict) -
     assert len(nodes) == len(lab.get_json("nodes")), "every agent reports the Service"
     policies = [r.agent_event.policy_update for r in by_type[flow_pb2.POLICY_UPDATED]]
     assert any("k8s:io.cilium.k8s.policy.name=hb-allow-all" in p.labels for p in policies)
+    printed = lab.run("observe", "agent-events", "--last", "1000", "--print-node-name").stdout
+    assert "ENDPOINT_CREATED (id: " in printed and "pod_name: webpod-1" in printed and "[k8s-w1]: " in printed
+    as_json = lab.run("observe", "agent-events", "--last", "1", "-o", "json").stdout
+    assert json.loads(as_json)["agent_event"]["type"]
+    assert lab.run("observe", "debug-events", "--last", "10").stdout == ""
 
 
 def test_agent_peer_service_lists_every_node(lab: Lab) -> None:

@@ -185,3 +185,13 @@ def test_a_follower_overrun_by_the_ring_gets_a_lost_event_and_the_metric_counts_
     assert (got.lost_events.source, got.lost_events.num_events_lost) == (flow_pb2.HUBBLE_RING_BUFFER, 6)
     assert [r.flow.uuid for r in rest] == ["n1-6", "n1-7", "n1-8", "n1-9"]
     assert counted == [("hubble_ring_buffer", 6)]
+
+
+def test_describe_prints_type_and_fields() -> None:
+    assert ae.describe(ae.endpoint_event(POD, created=True, endpoint_id=3)) == (
+        "ENDPOINT_CREATED (id: 3, labels: [k8s:app=web, k8s:io.kubernetes.pod.namespace=shop], "
+        "pod_name: web-1, namespace: shop)")
+    up = ae.describe(ae.service_upsert(7, "default/webpod", "ClusterIP", "10.96.0.10", 80, [("10.0.1.5", 8080)]))
+    assert up.startswith("SERVICE_UPSERTED (id: 7, frontend_address: 10.96.0.10:80, backend_addresses: "
+                         "[10.0.1.5:8080], type: ClusterIP")
+    assert ae.describe(flow_pb2.AgentEvent(type=flow_pb2.AGENT_STARTED)) == "AGENT_STARTED"

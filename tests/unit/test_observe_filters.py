@@ -223,3 +223,12 @@ def test_workload_reply_ip_family_and_all_namespaces_flags() -> None:
 
 def test_numeric_prints_addresses() -> None:
     assert parse("--numeric").numeric and not parse().numeric
+
+
+def test_agent_and_debug_events_take_selection_flags_only() -> None:
+    args = parse("agent-events", "--last", "5", "-f")
+    assert args.events == "agent-events"
+    assert observe.build_events_request(args) == {"number": 5, "follow": True}
+    assert parse().events is None
+    with pytest.raises(FilterError, match="observe debug-events takes no filter flags"):
+        observe.build_events_request(parse("debug-events", "--pod", "x"))
