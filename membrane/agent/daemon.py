@@ -23,7 +23,7 @@ from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
 from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timestamp
-from membrane.agent.observability import Observability
+from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.datapath.linux import links
@@ -147,7 +147,9 @@ class Agent:
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
             capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled,
-            hubble_tls=self.config.hubble_tls_enabled)
+            hubble_tls=self.config.hubble_tls_enabled,
+            view=ClusterView(self.services_mirror, self.slices_mirror, self.nodes_mirror, self.policy_mirrors,
+                             self.ipcache_mirror, self.resources.layout.parse_ipcache_key))
         try:
             self.observability.start()
         except Exception as exc:  # observability must never keep the datapath from running

@@ -16,7 +16,7 @@ from typing import Any
 from membrane.datapath.maps import events as dpev
 from membrane.datapath.monitor import EventMonitor
 from membrane.hubble.events import DatapathEvent as FlowEvent
-from membrane.hubble.events import EndpointInfo, flow_from_event
+from membrane.hubble.events import EndpointInfo, ServiceLookup, flow_from_event
 from membrane.hubble.ring import FlowRing
 from membrane.store.mirror import Mirror
 
@@ -57,6 +57,7 @@ class PodIndex:
 
     def __init__(self, pods: Mirror, identity_of: Callable[[str], int], cluster: str) -> None:
         self._pods = pods
+        self.pods = pods
         self._identity_of = identity_of
         self._cluster = cluster
         self._by_ip: dict[str, dict[str, Any]] = {}
@@ -95,8 +96,10 @@ class PodIndex:
 class FlowPipeline:
     def __init__(self, node: str, pin_dir: str, ring: FlowRing, lookup: Callable[[str], EndpointInfo | None],
                  on_flow: Callable[[Any], None] = lambda _f: None,
-                 lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None) -> None:
+                 lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None,
+                 lookup_service: ServiceLookup | None = None) -> None:
         self.node = node
+        self._lookup_service = lookup_service
         self.ring = ring
         self._lookup = lookup
         self._lookup_endpoint = lookup_endpoint
@@ -115,7 +118,8 @@ class FlowPipeline:
         if fev is None:
             return
         try:
-            flow = flow_from_event(fev, self._lookup, lookup_endpoint=self._lookup_endpoint)
+            flow = flow_from_event(fev, self._lookup, lookup_endpoint=self._lookup_endpoint,
+                                   lookup_service=self._lookup_service)
         except Exception as exc:  # one bad record must not stop the monitor
             self.decode_errors += 1
             log.debug("event not decoded: %s", exc)

@@ -8,7 +8,8 @@ plaintext. ``hubble.tls.enabled=false`` serves plaintext, as Cilium does then.
 
 ``/run/membrane/<lab>/metrics-<node>.sock`` and TCP :9962 on all addresses, plaintext, serve Prometheus
 metrics (the cilium_* agent metrics and the hubble_* flow metrics), where Cilium's agent binds
-``prometheus.port`` (its metrics carry no flows, only counts).
+``prometheus.port`` (its metrics carry no flows, only counts); TCP :9965 serves the hubble_* families
+alone, where Cilium serves ``hubble.metrics.port``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from membrane.agent.flows import FlowPipeline, PodIndex
+from membrane.agent.hubble_feed import AgentEventFeed, ServiceResolver, peer_table
 from membrane.agent.node_network import NodeNetwork
+from membrane.hubble import agent_events
 from membrane.hubble.agent_metrics import AgentMetrics, AgentSources
 from membrane.hubble.events import EndpointInfo
 from membrane.hubble.metrics import HubbleMetrics, Registry
@@ -36,15 +40,34 @@ log = logging.getLogger(__name__)
 FLOW_CAPACITY = 4095
 OBSERVER_PORT = SERVER_PORT
 METRICS_PORT = 9962
+HUBBLE_METRICS_PORT = 9965
 DEFAULT_HUBBLE_METRICS = ("flow", "drop", "tcp", "port-distribution", "icmp")
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The mirrors Hubble reads besides pods: Services for service-aware flows, all of them for agent
+    events, nodes for the peer service. ``cidr_of`` turns an ipcache key into its prefix."""
+
+    services: Mirror
+    slices: Mirror
+    nodes: Mirror
+    policies: Sequence[Mirror]
+    ipcache: Mirror
+    cidr_of: Callable[[str], str]
 
 
 class Observability:
     def __init__(self, lab: str, node: str, cluster: str, net: NodeNetwork, pods: Mirror,
                  identity_of: Callable[[str], int], endpoint_states: Callable[[], Mapping[str, int]],
                  policy_info: Callable[[], tuple[int, int]], capacity: int = FLOW_CAPACITY,
-                 metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS, hubble_tls: bool = True) -> None:
+                 metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS, hubble_tls: bool = True,
+                 view: ClusterView | None = None) -> None:
         self.paths = LabPaths(lab)
+        self.cluster = cluster
+        self.view = view
+        self.agent_events = AgentEventFeed(node)
+        self.services: ServiceResolver | None = None
         self.hubble_tls = hubble_tls
         self.listen_problem = ""  # why TCP :4244 is not served, for `membrane status`
         self.node = node
@@ -61,9 +84,16 @@ class Observability:
 
     def start(self) -> None:
         assert self.net.datapath is not None
+        peers = None
+        if self.view is not None:
+            self._watch(self.view)
+            peers = peer_table(self.view.nodes, self.cluster, OBSERVER_PORT, self.hubble_tls)
+        self.agent_events.add(agent_events.agent_started(int(self.started * 1e9)))
         self.pipeline = FlowPipeline(self.node, self.net.pin_dir, self.ring, self.index.lookup,
-                                     self.hubble_metrics.process, lookup_endpoint=self._endpoint_info)
+                                     self.hubble_metrics.process, lookup_endpoint=self._endpoint_info,
+                                     lookup_service=self.services.lookup if self.services is not None else None)
         self.pipeline.start()
+        self.registry.add_collector(self._collect_lost)
         tcp_addr: str | None = f"0.0.0.0:{OBSERVER_PORT}"
         credentials = None
         if self.hubble_tls:
@@ -74,14 +104,41 @@ class Observability:
                 self.listen_problem = f"TCP :{OBSERVER_PORT} not served: TLS: {exc}"
                 log.error("Hubble %s (the unix socket still serves)", self.listen_problem)
                 tcp_addr = None
+        own = peers.snapshot()[0].get(self.node) if peers is not None else None
         observer = ObserverServer(self.ring, self.node, f"{self.paths.run_dir}/hubble-{self.node}.sock",
-                                  tcp_addr, tcp_credentials=credentials)
+                                  tcp_addr, tcp_credentials=credentials, address=own.address if own else "",
+                                  perf_lost=self._perf_lost, agent_events=self.agent_events.ring, peers=peers,
+                                  on_lost=self.hubble_metrics.lost)
         observer.start()
         self.servers.append(observer)
         for address in (f"{self.paths.run_dir}/metrics-{self.node}.sock", ("0.0.0.0", METRICS_PORT)):
             server = MetricsServer(address, self.registry.exposition)
             server.start()
             self.servers.append(server)
+        try:  # Hubble's own metrics endpoint, as hubble.metrics.port: only the hubble_* families
+            server = MetricsServer(("0.0.0.0", HUBBLE_METRICS_PORT), lambda: self.registry.exposition("hubble_"))
+        except OSError as exc:
+            log.error("Hubble metrics :%d not served: %s", HUBBLE_METRICS_PORT, exc)
+        else:
+            server.start()
+            self.servers.append(server)
+
+    def _watch(self, view: ClusterView) -> None:
+        self.services = ServiceResolver(view.services, view.slices, view.nodes, self.agent_events)
+        feed = self.agent_events
+        feed.watch_pods(self.index.pods, self._endpoint_id)
+        feed.watch_policies(view.policies)
+        feed.watch_ipcache(view.ipcache, view.cidr_of)
+
+    def _endpoint_id(self, ip: str) -> int:
+        ep = self.net.endpoints.by_ip(ip)
+        return ep.id if ep is not None else 0
+
+    def _perf_lost(self) -> int:
+        return self.pipeline.monitor.counters().lost if self.pipeline is not None else 0
+
+    def _collect_lost(self) -> None:
+        self.hubble_metrics.lost_events.set(["perf_event_ring_buffer"], self._perf_lost())
 
     def _endpoint_info(self, ep_id: int) -> EndpointInfo | None:
         """The pod of a local endpoint id (the sender of a packet dropped for a spoofed source)."""
@@ -91,6 +148,8 @@ class Observability:
     def stop(self) -> None:
         if self.pipeline is not None:
             self.pipeline.stop()
+        if self.services is not None:
+            self.services.stop()
         for server in self.servers:
             try:
                 server.stop() if isinstance(server, ObserverServer) else server.close()

@@ -42,6 +42,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import policy_cmds
 
         return policy_cmds.run(args)
+    if cmd == "hubble":
+        from membrane.cli import hubble_cmds
+
+        return hubble_cmds.run(args)
     if cmd in ("observe", "metrics"):
         from membrane.cli import metrics_cmds, observe
 

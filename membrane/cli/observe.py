@@ -16,16 +16,20 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from membrane.cli import observe_tls
-from membrane.cli.observe_filters import FILTER_FLAGS, FilterError, build_filters
+from membrane.cli.observe_filters import FILTER_FLAGS, SWITCHES, FilterError, build_filters
 from membrane.cli.observe_time import parse_time, to_rfc3339
+from membrane.hubble.timefmt import TIME_FORMATS
 from membrane.model.naming import LabPaths
 
 if TYPE_CHECKING:  # grpc is imported only when a command talks to a server
     from membrane.hubbleserver.tls import ClientTLS
 
 OUTPUTS = ("compact", "json", "jsonpb", "dict", "table")
+# `observe agent-events|debug-events`: the Observer method and its request message
+_EVENT_CALLS = {"agent-events": ("GetAgentEvents", "GetAgentEventsRequest"),
+                "debug-events": ("GetDebugEvents", "GetDebugEventsRequest")}
 DEFAULT_LAST = 20
-_SHORT = {"label": "-l", "namespace": "-n", "type": "-t"}
+_SHORT = {"label": "-l", "namespace": "-n", "type": "-t", "ipv4": "-4", "ipv6": "-6", "all-namespaces": "-A"}
 _HELP = {
     "pod": "flows from or to a pod ([namespace/]pod, prefix)",
     "namespace": "flows from or to pods of a namespace",
@@ -38,6 +42,15 @@ _HELP = {
     "type": "event type: trace[:point], drop, policy-verdict, capture, l7, trace-sock, debug, agent",
     "traffic-direction": "ingress or egress",
     "node-name": "flows observed on a node (name or pattern)",
+    "service": "flows from or to a Service (namespace/name, prefix; a ClusterIP/NodePort or its backends)",
+    "drop-reason-desc": "drops for a reason (DropReason name, e.g. POLICY_DENIED)",
+    "tcp-flags": "TCP flows with all these flags set (e.g. SYN or SYN,ACK; repeat to OR)",
+    "uuid": "the flow with this UUID",
+    "workload": "flows from or to a workload (name or kind/name, e.g. Deployment/web)",
+    "reply": "true: only replies, false: only requests (flows whose direction is known)",
+    "ipv4": "IPv4 flows only", "ipv6": "IPv6 flows only",
+    "cel-expression": "flows for which a CEL expression over _flow is true (e.g. '_flow.verdict == Verdict.DROPPED')",
+    "all-namespaces": "flows of every namespace (the default; conflicts with -n)",
 }
 
 
@@ -59,6 +72,8 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
     p = subparsers.add_parser("observe", help="observe flows (hubble observe)")
     if lab_arg is not None:
         lab_arg(p)
+    p.add_argument("events", nargs="?", choices=tuple(_EVENT_CALLS), default=None,
+                   help="agent-events or debug-events instead of flows")
     conn = p.add_argument_group("server")
     conn.add_argument("--server", default=None, help="unix:///path/to/sock or host:port (default: the lab's relay)")
     conn.add_argument("--node", default=None, help="talk to this node's agent instead of the relay")
@@ -79,9 +94,15 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
         side = "from" if name.startswith("from-") else "to" if name.startswith("to-") else ""
         text = _HELP.get(name) or f"{_HELP.get(base, base)} ({side} side only)"
         flt.add_argument(*opts, dest="filters", action=_FilterFlag, flag=name, metavar="VALUE", help=text)
+    for name in SWITCHES:
+        flt.add_argument(_SHORT[name], f"--{name}", dest="filters", nargs=0, action=_FilterFlag, flag=name,
+                         help=_HELP[name])
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", choices=OUTPUTS, default="compact")
     out.add_argument("--print-node-name", action="store_true", help="print the node that observed the flow")
+    out.add_argument("--numeric", action="store_true", help="print IP addresses, not pod or Service names")
+    out.add_argument("--time-format", default="StampMilli", choices=TIME_FORMATS, metavar="FORMAT",
+                     help=f"timestamps as {', '.join(TIME_FORMATS)} (default StampMilli)")
     p.set_defaults(filters=[])
 
 
@@ -156,7 +177,7 @@ def _wait_ready(channel: Any, timeout: float, fail_fast: bool) -> bool:
 
 
 def _stream(target: str, request: dict[str, Any], timeout: float, tls: ClientTLS | None = None,
-            lab: str = "") -> tuple[Any, Iterable[Any]]:
+            lab: str = "", events: str = "") -> tuple[Any, Iterable[Any]]:
     import grpc
     from google.protobuf import json_format
 
@@ -170,16 +191,28 @@ def _stream(target: str, request: dict[str, Any], timeout: float, tls: ClientTLS
             raise ConnectionError(observe_tls.explain_failure(target, tls, lab))
         raise ConnectionError(f"cannot connect to the Hubble server at {target}")
     stub = observer_pb2_grpc.ObserverStub(channel)
-    call = stub.GetFlows(json_format.ParseDict(request, observer_pb2.GetFlowsRequest()))
+    if events:  # agent-events / debug-events
+        method, message = _EVENT_CALLS[events]
+        call = getattr(stub, method)(json_format.ParseDict(request, getattr(observer_pb2, message)()))
+    else:
+        call = stub.GetFlows(json_format.ParseDict(request, observer_pb2.GetFlowsRequest()))
     return channel, call
+
+
+def build_events_request(args: argparse.Namespace) -> dict[str, Any]:
+    """A Get{Agent,Debug}EventsRequest dict: the selection flags only (these events take no filters)."""
+    if args.filters:
+        raise FilterError(f"observe {args.events} takes no filter flags")
+    request = build_request(args)
+    return {k: v for k, v in request.items() if k in ("number", "first", "follow", "since", "until")}
 
 
 def run(args: argparse.Namespace) -> int:
     from membrane.cli.commands import CLIError
-    from membrane.cli.observe_output import FlowPrinter
+    from membrane.cli.observe_output import EventPrinter, FlowPrinter
 
     try:
-        request = build_request(args)
+        request = build_events_request(args) if args.events else build_request(args)
     except FilterError as exc:
         raise CLIError(str(exc)) from None
     target = server_target(args)
@@ -193,11 +226,16 @@ def run(args: argparse.Namespace) -> int:
             tls.credentials()  # read the files now: a missing one is a one-line error
     except (observe_tls.TLSFlagError, TLSConfigError) as exc:
         raise CLIError(str(exc)) from None
-    printer = FlowPrinter(args.output, print_node_name=args.print_node_name)
+    printer = FlowPrinter(args.output, print_node_name=args.print_node_name, numeric=args.numeric,
+                          time_format=args.time_format)
+    if args.events:
+        if args.output in ("table", "dict"):
+            raise CLIError(f"-o {args.output} is for flows; observe {args.events} prints compact or json")
+        printer = EventPrinter(args.output, print_node_name=args.print_node_name, time_format=args.time_format)
     import grpc
 
     try:
-        channel, call = _stream(target, request, args.timeout, tls, args.lab)
+        channel, call = _stream(target, request, args.timeout, tls, args.lab, args.events or "")
     except ConnectionError as exc:
         raise CLIError(str(exc)) from None
     try:
@@ -207,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
         call.cancel()
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
-            raise CLIError(f"GetFlows from {target}: {exc.code().name}: {exc.details()}") from None
+            method = _EVENT_CALLS[args.events][0] if args.events else "GetFlows"
+            raise CLIError(f"{method} from {target}: {exc.code().name}: {exc.details()}") from None
     finally:
         printer.close(sys.stdout)
         channel.close()

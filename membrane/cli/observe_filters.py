@@ -42,6 +42,8 @@ EITHER_END = {
     "label": ("source_label", "destination_label"),
     "port": ("source_port", "destination_port"),
     "identity": ("source_identity", "destination_identity"),
+    "service": ("source_service", "destination_service"),
+    "workload": ("source_workload", "destination_workload"),
 }
 # flags that set one field in both filters
 ONE_FIELD = {
@@ -50,8 +52,11 @@ ONE_FIELD = {
     "from-label": "source_label", "to-label": "destination_label",
     "from-port": "source_port", "to-port": "destination_port",
     "from-identity": "source_identity", "to-identity": "destination_identity",
-    "protocol": "protocol", "node-name": "node_name",
+    "from-service": "source_service", "to-service": "destination_service",
+    "from-workload": "source_workload", "to-workload": "destination_workload",
+    "protocol": "protocol", "node-name": "node_name", "uuid": "uuid",
 }
+TCP_FLAGS = ("SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 CONFLICTS = (
     ("from-ip", "ip", "namespace"), ("from-ip", "ip", "from-pod", "pod"),
     ("to-ip", "ip", "namespace"), ("to-ip", "ip", "to-pod", "pod"),
@@ -60,9 +65,14 @@ CONFLICTS = (
     ("label", "from-label"), ("label", "to-label"),
     ("port", "to-port"), ("port", "from-port"),
     ("identity", "to-identity"), ("identity", "from-identity"),
+    ("service", "to-service"), ("service", "from-service"),
+    ("workload", "to-workload"), ("workload", "from-workload"),
+    ("all-namespaces", "namespace"), ("all-namespaces", "from-namespace"), ("all-namespaces", "to-namespace"),
 )
+# flags without a value
+SWITCHES = ("ipv4", "ipv6", "all-namespaces")
 FILTER_FLAGS = (*EITHER_END, *ONE_FIELD, "namespace", "from-namespace", "to-namespace", "verdict", "type",
-                "traffic-direction")
+                "traffic-direction", "drop-reason-desc", "tcp-flags", "reply", "cel-expression")
 
 
 class FilterError(ValueError):
@@ -102,6 +112,21 @@ def event_type_filter(value: str) -> dict[str, Any]:
         result["match_sub_type"] = True
         result["sub_type"] = sub_num
     return result
+
+
+def _workload(value: str) -> dict[str, str]:
+    """``name`` or ``kind/name`` (e.g. ``Deployment/web``) → a Workload."""
+    kind, _, name = value.rpartition("/")
+    if not name:
+        raise FilterError(f"invalid workload {value!r}, expected name or kind/name")
+    return {"kind": kind, "name": name} if kind else {"name": name}
+
+
+def drop_reason_names() -> set[str]:
+    """The DropReason enum names Hubble accepts for --drop-reason-desc."""
+    from membrane.hubble.proto.flow import flow_pb2  # protobuf only when this flag is used
+
+    return set(flow_pb2.DropReason.keys())
 
 
 def _namespaced(values: list[str], namespaces: list[str]) -> list[str]:
@@ -144,12 +169,13 @@ class FilterTracker:
                         raise FilterError(f"filters --{name} and --{other} cannot be combined")
         if name in EITHER_END:
             src, dst = EITHER_END[name]
-            val: Any = _identity(value) if name == "identity" else value
+            val: Any = _identity(value) if name == "identity" else _workload(value) if name == "workload" else value
             self.append(src, val, ("left",))
             self.append(dst, val, ("right",))
         elif name in ONE_FIELD:
             key = ONE_FIELD[name]
-            self.append(key, _identity(value) if key.endswith("_identity") else value)
+            self.append(key, _identity(value) if key.endswith("_identity")
+                        else _workload(value) if key.endswith("_workload") else value)
         elif name == "namespace":
             self.namespaces.append(value)
         elif name == "from-namespace":
@@ -163,6 +189,28 @@ class FilterTracker:
             self.append("verdict", verdict)
         elif name == "type":
             self.append("event_type", event_type_filter(value))
+        elif name in ("ipv4", "ipv6"):
+            self.append("ip_version", "IPv4" if name == "ipv4" else "IPv6")
+        elif name == "cel-expression":
+            for which in ("left", "right"):
+                self._side(which).setdefault("experimental", {}).setdefault("cel_expression", []).append(value)
+        elif name == "all-namespaces":
+            pass  # every namespace: no filter (hubble's -A)
+        elif name == "reply":
+            if value.lower() not in ("true", "false"):
+                raise FilterError(f"invalid --reply value: {value} (true or false)")
+            self.append("reply", value.lower() == "true")
+        elif name == "drop-reason-desc":
+            reason = value.upper()
+            if reason not in drop_reason_names():
+                raise FilterError(f"invalid --drop-reason-desc value: {value} (a drop reason such as POLICY_DENIED)")
+            self.append("drop_reason_desc", reason)
+        elif name == "tcp-flags":
+            flags = [f.strip().upper() for f in value.split(",") if f.strip()]
+            bad = [f for f in flags if f not in TCP_FLAGS]
+            if bad or not flags:
+                raise FilterError(f"invalid --tcp-flags value: {value} (comma-separated {', '.join(TCP_FLAGS)})")
+            self.append("tcp_flags", dict.fromkeys(flags, True))
         elif name == "traffic-direction":
             direction = value.lower()
             if direction not in ("ingress", "egress"):
@@ -197,9 +245,9 @@ def build_filters(flags: list[tuple[str, str | None]]) -> tuple[list[dict[str, A
                 raise FilterError("consecutive --not statements")
             negate = True
             continue
-        if value is None:
+        if value is None and name not in SWITCHES:
             raise FilterError(f"--{name} needs a value")
-        (deny if negate else allow).set_flag(name, value)
+        (deny if negate else allow).set_flag(name, value or "")
         negate = False
     if negate:
         raise FilterError("--not must be followed by a filter")

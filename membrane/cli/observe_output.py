@@ -7,6 +7,7 @@ the text formats print flows and report lost events on stderr. Times are local, 
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, TextIO
 
@@ -15,9 +16,10 @@ from membrane.hubble import render
 
 class FlowPrinter:
     def __init__(self, output: str = "compact", *, print_node_name: bool = False, tz: Any = None,
-                 errors: TextIO | None = None) -> None:
+                 errors: TextIO | None = None, numeric: bool = False, time_format: str = "StampMilli") -> None:
         self.output = "json" if output == "jsonpb" else output
-        self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz}
+        self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz, "numeric": numeric,
+                                       "time_format": time_format}
         self.errors = errors
         self.count = 0
         self._table: list[Any] = []
@@ -60,3 +62,35 @@ class FlowPrinter:
             out.write(render.table(self._table, **self.kwargs) + "\n")
             out.flush()
         self._table = []
+
+
+class EventPrinter:
+    """Prints a Get{Agent,Debug}Events stream: ``<time> [node]: TYPE (details)`` or protojson lines."""
+
+    def __init__(self, output: str = "compact", *, print_node_name: bool = False,
+                 time_format: str = "StampMilli") -> None:
+        self.output = "json" if output == "jsonpb" else output
+        self.node_name = print_node_name
+        self.time_format = time_format
+
+    def write(self, response: Any, out: TextIO) -> None:
+        from google.protobuf import json_format
+
+        from membrane.hubble.agent_events import describe
+        from membrane.hubble.timefmt import timestamp
+
+        if self.output == "json":
+            out.write(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True),
+                                 separators=(",", ":")) + "\n")
+        else:
+            node = f" [{response.node_name}]" if self.node_name else ""
+            if response.HasField("agent_event"):
+                text = describe(response.agent_event)
+            else:
+                event = response.debug_event
+                text = f"{event.message or event.type}"
+            out.write(f"{timestamp(response, None, self.time_format)}{node}: {text}\n")
+        out.flush()
+
+    def close(self, out: TextIO) -> None:
+        pass

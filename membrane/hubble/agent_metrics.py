@@ -7,6 +7,7 @@ datapath's drop/forward counters read from the BPF metrics map). Pure: no I/O.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ REGENERATION_BUCKETS = (
     30.0,
     60.0,
 )
+
+MEMBRANE_VERSION = "0.1.0"  # the agent's version, as cilium_version{version}
 
 
 def drop_reason_text(code: int) -> str:
@@ -108,6 +111,8 @@ class AgentMetrics:
         self.policy_max_revision = registry.gauge(
             "cilium_policy_max_revision", "Highest policy revision number in the agent"
         )
+        self.version = registry.gauge("cilium_version", "Cilium version", ["version", "revision", "arch"])
+        self.version.set([MEMBRANE_VERSION, "", platform.machine() or "unknown"], 1)
         self.sources = sources or AgentSources()
         registry.add_collector(self.collect)
 

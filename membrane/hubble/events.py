@@ -72,6 +72,20 @@ class EndpointInfo:
 
 
 Lookup = Callable[[str], EndpointInfo | None]
+# (ip, port, protocol name) -> the (namespace, name) of the Service using that address, if any
+ServiceLookup = Callable[[str, int, str], tuple[str, str] | None]
+
+
+def _set_services(f: flow_pb2.Flow, lookup_service: ServiceLookup) -> None:
+    kind = f.l4.WhichOneof("protocol")
+    if kind not in ("TCP", "UDP", "SCTP") or not f.IP.source:
+        return
+    layer = getattr(f.l4, kind)
+    for ip, port, target in ((f.IP.source, layer.source_port, f.source_service),
+                             (f.IP.destination, layer.destination_port, f.destination_service)):
+        owner = lookup_service(ip, port, kind)
+        if owner is not None:
+            target.namespace, target.name = owner
 
 
 def _endpoint(info: EndpointInfo | None, identity: int) -> flow_pb2.Endpoint:
@@ -114,10 +128,13 @@ def flow_from_event(
     uuid_factory: Callable[[], str] = lambda: str(uuidlib.uuid4()),
     emitter_version: str = "",
     lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None,
+    lookup_service: ServiceLookup | None = None,
 ) -> flow_pb2.Flow:
     """Decode `event` into a Flow; `lookup(ip)` describes each end of the packet. A packet dropped
     for a spoofed source (monitor.SPOOFED_SOURCE_REASONS) names its real sender, the endpoint
-    whose hook dropped it (`lookup_endpoint(endpoint id)`), not the address it claimed."""
+    whose hook dropped it (`lookup_endpoint(endpoint id)`), not the address it claimed.
+    `lookup_service(ip, port, protocol)` names the Service of each end (source_service,
+    destination_service): a frontend it is, or a backend it translates to."""
     ev = event if isinstance(event, DatapathEvent) else DatapathEvent.from_mapping(event)
     mtype = ev.message_type
     pkt = decode_frame(ev.packet)
@@ -136,6 +153,8 @@ def flow_from_event(
         src_info = lookup_endpoint(ev.endpoint_id)
     if pkt.l4 is not None:
         f.l4.CopyFrom(pkt.l4)
+        if lookup_service is not None:
+            _set_services(f, lookup_service)
     f.source.CopyFrom(_endpoint(src_info, ev.src_identity))
     f.destination.CopyFrom(_endpoint(dst_info, ev.dst_identity))
     if src_info is not None:

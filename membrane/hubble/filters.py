@@ -232,6 +232,11 @@ def compile_filter(flt: flow_pb2.FlowFilter) -> Predicate:
             )
         )
 
+    if flt.experimental.cel_expression:
+        from membrane.hubble.cel import compile_cel  # cel-python only for filters that use it
+
+        add(compile_cel(list(flt.experimental.cel_expression)))  # slow: keep it the last check
+
     def match(flow: flow_pb2.Flow) -> bool:
         return all(check(flow) for check in checks)
 

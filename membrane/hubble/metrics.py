@@ -152,10 +152,10 @@ class Registry:
         self.collect()
         return [s for fam in self.families.values() for s in fam.samples()]
 
-    def exposition(self) -> str:
-        """The Prometheus text format (version 0.0.4)."""
+    def exposition(self, prefix: str = "") -> str:
+        """The Prometheus text format (version 0.0.4), of the families named ``prefix…`` when given."""
         self.collect()
-        return "".join(fam.exposition() for fam in self.families.values())
+        return "".join(fam.exposition() for name, fam in self.families.items() if name.startswith(prefix))
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 
 from google.protobuf import json_format
 
@@ -12,17 +12,9 @@ from membrane.hubble import monitor
 from membrane.hubble.packet import summary as l34_summary
 from membrane.hubble.proto.flow import flow_pb2
 from membrane.hubble.proto.observer import observer_pb2
+from membrane.hubble.timefmt import timestamp
 
 POLICY_VERDICT_WORDS = {flow_pb2.FORWARDED: "ALLOWED", flow_pb2.DROPPED: "DENIED", flow_pb2.AUDIT: "AUDITED"}
-
-
-def timestamp(flow: flow_pb2.Flow, tz: tzinfo | None = UTC) -> str:
-    """Go's StampMilli (`Jan _2 15:04:05.000`); `tz=None` means local time."""
-    ns = flow.time.ToNanoseconds()
-    t = datetime.fromtimestamp(ns // 1_000_000_000, tz=tz or UTC)
-    if tz is None:
-        t = t.astimezone()
-    return f"{t:%b} {t.day:>2} {t:%H:%M:%S}.{(ns // 1_000_000) % 1000:03d}"
 
 
 def _port(flow: flow_pb2.Flow, source: bool) -> int:
@@ -98,13 +90,14 @@ def _ends(flow: flow_pb2.Flow, numeric: bool) -> tuple[str, str, str]:
 
 
 def compact(
-    flow: flow_pb2.Flow, *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC
+    flow: flow_pb2.Flow, *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC,
+    time_format: str = "StampMilli",
 ) -> str:
     """One `hubble observe` compact line."""
     first, arrow, second = _ends(flow, numeric)
     node = f" [{flow.node_name}]" if node_name else ""
     return (
-        f"{timestamp(flow, tz)}{node}: {first} {arrow} {second} "
+        f"{timestamp(flow, tz, time_format)}{node}: {first} {arrow} {second} "
         f"{event_type_text(flow)} {verdict_text(flow)} ({summary_text(flow)})"
     )
 
@@ -128,15 +121,22 @@ def jsonpb(message: flow_pb2.Flow | observer_pb2.GetFlowsResponse) -> str:
     return json.dumps(to_dict(message), separators=(",", ":"))
 
 
-def _columns(flow: flow_pb2.Flow, node_name: bool, numeric: bool, tz: tzinfo | None) -> list[str]:
+def _columns(flow: flow_pb2.Flow, node_name: bool, numeric: bool, tz: tzinfo | None,
+             time_format: str = "StampMilli") -> list[str]:
     first, _, second = _ends(flow, numeric)
     src, dst = first.rsplit(" ", 1)[0], second.rsplit(" ", 1)[0]
-    cols = [timestamp(flow, tz)] + ([flow.node_name] if node_name else [])
+    cols = [timestamp(flow, tz, time_format)] + ([flow.node_name] if node_name else [])
     return cols + [src, dst, event_type_text(flow), verdict_text(flow), summary_text(flow)]
 
 
+def table_columns(flow: flow_pb2.Flow) -> list[str]:
+    """TIMESTAMP SOURCE DESTINATION TYPE VERDICT SUMMARY of one flow (UTC)."""
+    return _columns(flow, False, False, UTC)
+
+
 def dict_block(
-    flow: flow_pb2.Flow, *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC
+    flow: flow_pb2.Flow, *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC,
+    time_format: str = "StampMilli",
 ) -> str:
     """One `-o dict` block (without the dash separator)."""
     keys = (
@@ -144,7 +144,7 @@ def dict_block(
         + (["NODE"] if node_name else [])
         + ["SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"]
     )
-    values = _columns(flow, node_name, numeric, tz)
+    values = _columns(flow, node_name, numeric, tz, time_format)
     return "\n".join(f"{k:>11}: {v}" for k, v in zip(keys, values, strict=True))
 
 
@@ -154,7 +154,8 @@ def dicts(flows: Iterable[flow_pb2.Flow], **kwargs: object) -> str:
 
 
 def table(
-    flows: Sequence[flow_pb2.Flow], *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC
+    flows: Sequence[flow_pb2.Flow], *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC,
+    time_format: str = "StampMilli",
 ) -> str:
     """`-o table`: aligned columns under TIMESTAMP [NODE] SOURCE DESTINATION TYPE VERDICT SUMMARY."""
     header = (
@@ -162,7 +163,7 @@ def table(
         + (["NODE"] if node_name else [])
         + ["SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"]
     )
-    rows = [header] + [_columns(f, node_name, numeric, tz) for f in flows]
+    rows = [header] + [_columns(f, node_name, numeric, tz, time_format) for f in flows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [
         "   ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "   " + r[-1] for r in rows

@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+# The name Hubble's servers mark SERVING and `hubble status` checks; the gRPC service's own name too.
+HEALTH_SERVICE = "hubble.server.Observer"
 OBSERVER_SERVICE = "observer.Observer"
 SOCKET_MODE = 0o660
 
@@ -48,5 +50,5 @@ def build_server(
 
 
 def mark_serving(health_servicer: health.HealthServicer) -> None:
-    for name in ("", OBSERVER_SERVICE):
+    for name in ("", HEALTH_SERVICE, OBSERVER_SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,5 +1,6 @@
-"""Hubble relay: one Observer API over every node's server. GetFlows merges the nodes' flows by
-time, ServerStatus sums them, GetNodes lists each node.
+"""Hubble relay: one Observer API over every node's server. GetFlows, GetAgentEvents and
+GetDebugEvents merge the nodes' streams by time, ServerStatus sums them, GetNodes lists each node
+(with the address the relay dials it at). The relay also serves ``peer.Peer/Notify`` over its peers.
 
 Peers are unix socket paths (local, plaintext) or ``host:port`` targets; with a :class:`ClientTLS`
 the relay dials TCP peers with mutual TLS, verifying each as ``<node>.<cluster>.hubble-grpc.cilium.io``
@@ -12,20 +13,23 @@ import heapq
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import grpc
 
 from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
+from membrane.hubble.proto.peer import peer_pb2_grpc
 from membrane.hubble.proto.relay import relay_pb2
 from membrane.hubbleserver.listen import build_server, mark_serving, unix_target
+from membrane.hubbleserver.peer import PeerInfo, PeerServicer, PeerSource
 from membrane.hubbleserver.tls import ClientTLS
 
 VERSION = "membrane-relay/0.1.0"
 
 
-def _time_ns(resp: observer_pb2.GetFlowsResponse) -> int:
+def _time_ns(resp: Any) -> int:
     return resp.time.ToNanoseconds()
 
 
@@ -59,6 +63,7 @@ class RelayServicer(observer_pb2_grpc.ObserverServicer):
         self._follow_wait = follow_wait
         self._channels = {p.name: _channel(p, tls) for p in self.peers}
         self._stubs = {name: observer_pb2_grpc.ObserverStub(c) for name, c in self._channels.items()}
+        self._tls = tls
         self.stopping = threading.Event()
 
     def close(self) -> None:
@@ -73,39 +78,51 @@ class RelayServicer(observer_pb2_grpc.ObserverServicer):
         return resp
 
     def GetFlows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator:
+        yield from self._merged(lambda stub, **kw: stub.GetFlows(request, **kw), request, context, True)
+
+    def GetAgentEvents(self, request: observer_pb2.GetAgentEventsRequest, context: grpc.ServicerContext) -> Iterator:
+        yield from self._merged(lambda stub, **kw: stub.GetAgentEvents(request, **kw), request, context, False)
+
+    def GetDebugEvents(self, request: observer_pb2.GetDebugEventsRequest, context: grpc.ServicerContext) -> Iterator:
+        yield from self._merged(lambda stub, **kw: stub.GetDebugEvents(request, **kw), request, context, False)
+
+    def _merged(self, call: Callable[..., Any], request: Any, context: grpc.ServicerContext,
+                node_status: bool) -> Iterator:
+        """Every peer's stream of ``call``, merged by time and trimmed to ``request.number``; with
+        ``follow`` interleaved as they come. ``node_status``: report unavailable peers in the stream."""
         if request.follow:
-            yield from self._follow(request, context)
+            yield from self._follow(call, context, node_status)
             return
-        per_node: list[list[observer_pb2.GetFlowsResponse]] = []
+        per_node: list[list[Any]] = []
         failed: list[str] = []
         for peer, stub in self._stubs.items():
             try:
-                per_node.append(list(stub.GetFlows(request, timeout=self._timeout)))
+                per_node.append(list(call(stub, timeout=self._timeout)))
             except grpc.RpcError:
                 failed.append(peer)
-        if failed:
+        if failed and node_status:
             yield self._unavailable(failed)
         merged = list(heapq.merge(*per_node, key=_time_ns))
         if request.number:
             merged = merged[: request.number] if request.first else merged[-request.number :]
         yield from merged
 
-    def _follow(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator:
-        out: queue.Queue[observer_pb2.GetFlowsResponse | str] = queue.Queue()
+    def _follow(self, call: Callable[..., Any], context: grpc.ServicerContext, node_status: bool) -> Iterator:
+        out: queue.Queue[Any] = queue.Queue()
         calls = []
 
-        def pump(peer: str, call: grpc.Call) -> None:
+        def pump(peer: str, stream: grpc.Call) -> None:
             try:
-                for resp in call:
+                for resp in stream:
                     out.put(resp)
             except grpc.RpcError:
-                if not self.stopping.is_set() and context.is_active():
+                if not self.stopping.is_set() and context.is_active() and node_status:
                     out.put(peer)
 
         for peer, stub in self._stubs.items():
-            call = stub.GetFlows(request)
-            calls.append(call)
-            threading.Thread(target=pump, args=(peer, call), daemon=True, name=f"relay-{peer}").start()
+            stream = call(stub)
+            calls.append(stream)
+            threading.Thread(target=pump, args=(peer, stream), daemon=True, name=f"relay-{peer}").start()
         try:
             while context.is_active() and not self.stopping.is_set():
                 try:
@@ -114,8 +131,8 @@ class RelayServicer(observer_pb2_grpc.ObserverServicer):
                     continue
                 yield self._unavailable([item]) if isinstance(item, str) else item
         finally:
-            for call in calls:
-                call.cancel()
+            for stream in calls:
+                stream.cancel()
 
     def _statuses(self) -> tuple[list[tuple[str, observer_pb2.ServerStatusResponse]], list[str]]:
         ok, failed = [], []
@@ -145,11 +162,15 @@ class RelayServicer(observer_pb2_grpc.ObserverServicer):
         resp = observer_pb2.GetNodesResponse()
         for peer in self.peers:
             try:
-                resp.nodes.extend(self._stubs[peer.name].GetNodes(request, timeout=self._timeout).nodes)
+                nodes = self._stubs[peer.name].GetNodes(request, timeout=self._timeout).nodes
             except grpc.RpcError:
-                resp.nodes.append(
-                    observer_pb2.Node(name=peer.name, address=peer.target, state=relay_pb2.NODE_UNAVAILABLE)
-                )
+                nodes = [observer_pb2.Node(name=peer.name, state=relay_pb2.NODE_UNAVAILABLE)]
+            for node in nodes:
+                node.address = peer.target  # where the relay reaches it, as Hubble's relay reports
+                if self._tls is not None and not peer.target.startswith(("/", "unix:")):
+                    node.tls.enabled = True
+                    node.tls.server_name = peer.server_name or self._tls.server_name
+                resp.nodes.append(node)
         return resp
 
     def GetNamespaces(self, request: observer_pb2.GetNamespacesRequest, context: grpc.ServicerContext):
@@ -181,6 +202,9 @@ class Relay:
         self.servicer = RelayServicer(peers, timeout=timeout, follow_wait=follow_wait, tls=tls)
         self._server, self._health, self.tcp_port = build_server(unix_socket_path, tcp_addr, max_workers)
         observer_pb2_grpc.add_ObserverServicer_to_server(self.servicer, self._server)
+        table = {p.name: PeerInfo(p.target, p.server_name if tls is not None else "") for p in self.servicer.peers}
+        self.peer_servicer = PeerServicer(PeerSource(table), follow_wait=follow_wait)
+        peer_pb2_grpc.add_PeerServicer_to_server(self.peer_servicer, self._server)
 
     def start(self) -> None:
         self._server.start()
@@ -188,6 +212,7 @@ class Relay:
 
     def stop(self, grace: float | None = 1.0) -> None:
         self.servicer.stopping.set()
+        self.peer_servicer.stopping.set()
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
         self.servicer.close()

@@ -3,7 +3,9 @@
 It runs in the first node's network namespace (``lab create`` starts it with nsenter) and dials every
 node's Hubble server on ``<node IP>:4244`` as Cilium's relay does: with mutual TLS (its client
 certificate from ``/run/membrane/<lab>/tls/``, each node verified as
-``<node>.<cluster>.hubble-grpc.cilium.io``) unless the lab has ``hubble.tls.enabled=false``.
+``<node>.<cluster>.hubble-grpc.cilium.io``) unless the lab has ``hubble.tls.enabled=false``. Clients
+reach it on that socket and, as ``hubble-relay``, on TCP :4245 in that namespace (plaintext, as
+hubble-relay serves by default).
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     peers = [Peer(n.name, f"{n.address}:{SERVER_PORT}", server_name(n.name, config.cluster_name))
              for n in record.topology.nodes]
-    relay = Relay(peers, f"{paths.run_dir}/relay.sock", tls=tls)
+    relay = Relay(peers, f"{paths.run_dir}/relay.sock", f"0.0.0.0:{RELAY_PORT}", tls=tls)
     relay.start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    logging.info("relay serving %d nodes (%s) on %s/relay.sock", len(peers),
-                 "mTLS" if tls is not None else "plaintext", paths.run_dir)
+    logging.info("relay serving %d nodes (%s) on %s/relay.sock and :%d", len(peers),
+                 "mTLS" if tls is not None else "plaintext", paths.run_dir, RELAY_PORT)
     done.wait()
     relay.stop()
     return 0

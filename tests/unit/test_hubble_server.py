@@ -101,12 +101,14 @@ def test_server_status_nodes_and_health(servers: tuple[list[FlowRing], list[str]
         nodes = s.GetNodes(observer_pb2.GetNodesRequest(), timeout=TIMEOUT).nodes
         assert [(n.name, n.state, n.num_flows) for n in nodes] == [("b", relay_pb2.NODE_CONNECTED, 5)]
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "observer.Observer"):
+        for service in ("", "hubble.server.Observer", "observer.Observer"):  # the first is what `hubble status` asks
             resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT)
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
         with pytest.raises(grpc.RpcError) as err:
-            list(s.GetAgentEvents(observer_pb2.GetAgentEventsRequest(), timeout=TIMEOUT))
-        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert list(s.GetAgentEvents(observer_pb2.GetAgentEventsRequest(), timeout=TIMEOUT)) == []
+        assert list(s.GetDebugEvents(observer_pb2.GetDebugEventsRequest(), timeout=TIMEOUT)) == []
 
 
 def test_relay_merges_sums_and_lists(servers: tuple[list[FlowRing], list[str]], sockdir: Path) -> None:

@@ -111,3 +111,19 @@ def test_parse_exposition_and_list_rendering() -> None:
     ]
     with pytest.raises(ValueError):
         parse_exposition("not a metric line at all {")
+
+
+def test_exposition_of_one_prefix_for_hubbles_own_endpoint() -> None:
+    reg = Registry()
+    reg.counter("hubble_flows_processed_total", "Flows").inc((), 3)
+    reg.gauge("cilium_version", "Version").set((), 1)
+    hubble_only = reg.exposition("hubble_")
+    assert "hubble_flows_processed_total 3" in hubble_only and "cilium_" not in hubble_only
+    assert "cilium_version 1" in reg.exposition()
+
+
+def test_cilium_version_is_one_series_with_version_and_arch() -> None:
+    reg = Registry()
+    AgentMetrics(reg)
+    [(name, labels, value)] = [r for r in parse_exposition(reg.exposition()) if r[0] == "cilium_version"]
+    assert value == 1 and labels["version"] == "0.1.0" and labels["arch"]

@@ -174,3 +174,61 @@ def test_server_target() -> None:
     assert observe.server_target(parse()) == "unix:///run/membrane/membrane/relay.sock"
     assert observe.server_target(parse("--node", "k8s-w1")) == "unix:///run/membrane/membrane/hubble-k8s-w1.sock"
     assert observe.server_target(parse("--server", "localhost:4245")) == "localhost:4245"
+
+
+def test_service_flags() -> None:
+    assert filters("--service", "default/webpod") == (
+        [{"source_service": ["default/webpod"]}, {"destination_service": ["default/webpod"]}], [])
+    assert filters("--to-service", "default/webpod") == ([{"destination_service": ["default/webpod"]}], [])
+    assert filters("--from-service", "kube-system/kube-dns", "--not", "--to-service", "default/x") == (
+        [{"source_service": ["kube-system/kube-dns"]}], [{"destination_service": ["default/x"]}])
+    with pytest.raises(FilterError, match="--to-service and --service cannot be combined"):
+        filters("--service", "a/b", "--to-service", "a/c")
+
+
+def test_drop_reason_tcp_flags_and_uuid_flags() -> None:
+    assert filters("--drop-reason-desc", "policy_denied") == ([{"drop_reason_desc": ["POLICY_DENIED"]}], [])
+    assert filters("--tcp-flags", "SYN,ack", "--tcp-flags", "FIN") == (
+        [{"tcp_flags": [{"SYN": True, "ACK": True}, {"FIN": True}]}], [])
+    assert filters("--uuid", "u-1") == ([{"uuid": ["u-1"]}], [])
+    allow, _ = filters("--drop-reason-desc", "POLICY_DENY", "--tcp-flags", "SYN", "--to-service", "a/b")
+    flt = json_format.ParseDict(allow[0], flow_pb2.FlowFilter())
+    assert flt.drop_reason_desc == [flow_pb2.POLICY_DENY] and flt.tcp_flags[0].SYN
+    with pytest.raises(FilterError, match="invalid --drop-reason-desc value: NOPE"):
+        filters("--drop-reason-desc", "NOPE")
+    with pytest.raises(FilterError, match="invalid --tcp-flags value: SYN,XYZ"):
+        filters("--tcp-flags", "SYN,XYZ")
+
+
+def test_workload_reply_ip_family_and_all_namespaces_flags() -> None:
+    assert filters("--workload", "Deployment/web") == (
+        [{"source_workload": [{"kind": "Deployment", "name": "web"}]},
+         {"destination_workload": [{"kind": "Deployment", "name": "web"}]}], [])
+    assert filters("--to-workload", "web") == ([{"destination_workload": [{"name": "web"}]}], [])
+    assert filters("--reply", "false") == ([{"reply": [False]}], [])
+    assert filters("-4") == ([{"ip_version": ["IPv4"]}], [])
+    assert filters("-6", "--not", "-4") == ([{"ip_version": ["IPv6"]}], [{"ip_version": ["IPv4"]}])
+    assert filters("-A") == ([], [])
+    allow, _ = filters("--workload", "Deployment/web", "--reply", "true", "-4")
+    flt = json_format.ParseDict(allow[0], flow_pb2.FlowFilter())
+    assert flt.source_workload[0].kind == "Deployment" and list(flt.reply) == [True]
+    assert list(flt.ip_version) == [flow_pb2.IPv4]
+    with pytest.raises(FilterError, match="invalid --reply value: maybe"):
+        filters("--reply", "maybe")
+    with pytest.raises(FilterError, match="cannot be combined"):
+        filters("-A", "-n", "default")
+    with pytest.raises(FilterError, match="invalid workload"):
+        filters("--workload", "Deployment/")
+
+
+def test_numeric_prints_addresses() -> None:
+    assert parse("--numeric").numeric and not parse().numeric
+
+
+def test_agent_and_debug_events_take_selection_flags_only() -> None:
+    args = parse("agent-events", "--last", "5", "-f")
+    assert args.events == "agent-events"
+    assert observe.build_events_request(args) == {"number": 5, "follow": True}
+    assert parse().events is None
+    with pytest.raises(FilterError, match="observe debug-events takes no filter flags"):
+        observe.build_events_request(parse("debug-events", "--pod", "x"))

@@ -1,0 +1,1 @@
+"""Generated code for proto package peer (proto/generate.sh; do not edit)."""

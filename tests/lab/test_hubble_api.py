@@ -1,0 +1,233 @@
+"""Hubble as real tools see it, on a live lab: `hubble status`'s health check and ServerStatus over
+every node, GetNodes with the nodes' addresses, the relay on TCP :4245, flows that name their Service
+(ClusterIP translated to a backend on another node), agent events for endpoints, Services and policies,
+peer.Peer/Notify on an agent; and the unmodified `hubble` CLI (``MEMBRANE_HUBBLE_BIN`` or ``hubble`` on
+PATH) against the relay's socket, skipped without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from membrane.hubble.proto.flow import flow_pb2
+from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
+from membrane.hubble.proto.peer import peer_pb2, peer_pb2_grpc
+from tests.lab.harness import Lab
+from tests.unit.test_dashboards import DASHBOARDS, expressions, family_of, metric_names
+
+APP = """
+apiVersion: v1
+kind: Pod
+metadata: {name: hb-client, labels: {app: hb-client}}
+spec:
+  nodeName: k8s-ctr
+  containers: [{name: c, image: nicolaka/netshoot}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: webpod-1, labels: {app: webpod}}
+spec:
+  nodeName: k8s-w1
+  containers: [{name: web, image: traefik/whoami, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: webpod}
+spec:
+  selector: {app: webpod}
+  ports: [{port: 80, targetPort: 80}]
+"""
+POLICY = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: hb-allow-all}
+spec:
+  endpointSelector: {matchLabels: {app: webpod}}
+  ingress: [{fromEndpoints: [{}]}]
+"""
+TIMEOUT = 15
+
+
+def _channel(lab: Lab, sock: str = "relay.sock") -> grpc.Channel:
+    return grpc.insecure_channel(f"unix:{lab.paths.run_dir}/{sock}")
+
+
+@pytest.fixture(scope="module")
+def app(lab: Lab) -> dict:
+    lab.apply(APP)
+    pods = lab.wait_pods_ready(["hb-client", "webpod-1"])
+
+    def backend() -> bool:
+        eps = lab.get_json("ep", "webpod")
+        return bool(eps and any(s.get("addresses") for s in eps[0].get("subsets", [])))
+    lab.wait_for(backend, 30, "a backend behind webpod")
+    ip = lab.get_json("svc", "webpod")[0]["spec"]["clusterIP"]
+    lab.wait_for(lambda: lab.exec("hb-client", "curl", "-s", "--max-time", "2", f"http://{ip}/",
+                                  check=False).returncode == 0, 30, "webpod through its ClusterIP")
+    return {"pods": pods, "cluster_ip": ip}
+
+
+def test_health_status_and_nodes_as_hubble_asks(lab: Lab) -> None:
+    nodes = {n["metadata"]["name"]: n for n in lab.get_json("nodes")}
+    with _channel(lab) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="hubble.server.Observer"), timeout=TIMEOUT)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stub = observer_pb2_grpc.ObserverStub(channel)
+        st = stub.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=TIMEOUT)
+        assert st.num_connected_nodes.value == len(nodes) and st.num_unavailable_nodes.value == 0
+        assert st.max_flows > 0 and st.uptime_ns > 0 and st.version
+        listed = stub.GetNodes(observer_pb2.GetNodesRequest(), timeout=TIMEOUT).nodes
+    addresses = {n.name: n.address for n in listed}
+    assert set(addresses) == set(nodes)
+    for name, node in nodes.items():
+        ips = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        assert addresses[name] == f"{ips[0]}:4244"
+    assert all(n.tls.enabled and n.tls.server_name.startswith(n.name + ".") for n in listed)
+    first = sorted(nodes)[0] if "k8s-ctr" not in nodes else "k8s-ctr"
+    listening = lab.node_exec(first, "ss", "-Hltn", "sport", "= :4245").stdout
+    assert ":4245" in listening, "the relay listens on TCP :4245 in the first node's namespace"
+    metrics = lab.run("metrics", "list", "--node", first).stdout
+    assert "hubble_lost_events_total" in metrics and "source=perf_event_ring_buffer" in metrics
+    ip = [a["address"] for a in nodes[first]["status"]["addresses"] if a["type"] == "InternalIP"][0]
+    hubble_only = lab.node_exec(first, "curl", "-s", "--max-time", "5", f"http://{ip}:9965/metrics").stdout
+    assert "hubble_lost_events_total" in hubble_only and "cilium_" not in hubble_only
+    scrape = lab.node_exec(first, "curl", "-s", "--max-time", "5", f"http://{ip}:9962/metrics").stdout
+    served = {line.split()[2] for line in scrape.splitlines() if line.startswith("# TYPE ")}
+    for board in DASHBOARDS:  # every metric of the Grafana dashboards is served
+        names = {n for e in expressions(board) for n in metric_names(e)}
+        assert not [n for n in names if family_of(n, served) is None], board.name
+
+
+def test_clusterip_flows_name_the_service(lab: Lab, app: dict) -> None:
+    lab.exec("hb-client", "curl", "-s", "--max-time", "3", f"http://{app['cluster_ip']}/")
+
+    def service_flows() -> list[dict]:
+        out = lab.run("observe", "--last", "1000", "-o", "json", "--to-service", "default/webpod",
+                      timeout=30).stdout
+        return [json.loads(line)["flow"] for line in out.splitlines() if line.strip()]
+    flows = lab.wait_for(service_flows, 15, "flows to default/webpod")
+    assert all(f["destination_service"] == {"name": "webpod", "namespace": "default"} for f in flows)
+    backend = app["pods"]["webpod-1"]["status"]["podIP"]
+    # the backend on k8s-w1 receives the translated packets: they still name the Service
+    assert any(f["IP"]["destination"] == backend and f["node_name"].endswith("k8s-w1") for f in flows)
+    replies = lab.run("observe", "--last", "1000", "-o", "json", "--from-service", "default/webpod").stdout
+    assert replies.strip(), "the backend's replies name the Service as their source"
+    # the reply reverse-translated for the client comes from the ClusterIP: printed as the Service
+    compact = lab.run("observe", "--last", "1000", "--from-service", "default/webpod", "--to-pod",
+                      "default/hb-client", "--type", "trace:to-endpoint").stdout
+    assert "<- default/webpod:80 " in compact, compact
+
+
+def test_agent_events_for_endpoints_services_and_policies(lab: Lab, app: dict) -> None:
+    lab.apply(POLICY)
+    try:
+        def events() -> dict[int, list] | None:
+            with _channel(lab) as channel:
+                got = list(observer_pb2_grpc.ObserverStub(channel).GetAgentEvents(
+                    observer_pb2.GetAgentEventsRequest(), timeout=TIMEOUT))
+            by_type: dict[int, list] = {}
+            for r in got:
+                by_type.setdefault(r.agent_event.type, []).append(r)
+            wanted = (flow_pb2.AGENT_STARTED, flow_pb2.ENDPOINT_CREATED, flow_pb2.SERVICE_UPSERTED,
+                      flow_pb2.POLICY_UPDATED, flow_pb2.IPCACHE_UPSERTED)
+            return by_type if all(t in by_type for t in wanted) else None
+        by_type = lab.wait_for(events, 20, "agent events of every kind")
+    finally:
+        lab.run("delete", "cnp", "hb-allow-all", check=False)
+    created = [r.agent_event.endpoint_update for r in by_type[flow_pb2.ENDPOINT_CREATED]]
+    webpod = [e for e in created if e.pod_name == "webpod-1"]
+    assert webpod and webpod[0].namespace == "default" and "k8s:app=webpod" in webpod[0].labels
+    svc = [r.agent_event.service_upsert for r in by_type[flow_pb2.SERVICE_UPSERTED]]
+    assert any(s.name == "webpod" and s.frontend_address.ip == app["cluster_ip"] for s in svc)
+    nodes = {r.node_name for r in by_type[flow_pb2.SERVICE_UPSERTED]}
+    assert len(nodes) == len(lab.get_json("nodes")), "every agent reports the Service"
+    policies = [r.agent_event.policy_update for r in by_type[flow_pb2.POLICY_UPDATED]]
+    assert any("k8s:io.cilium.k8s.policy.name=hb-allow-all" in p.labels for p in policies)
+    printed = lab.run("observe", "agent-events", "--last", "1000", "--print-node-name").stdout
+    assert "ENDPOINT_CREATED (id: " in printed and "pod_name: webpod-1" in printed and "[k8s-w1]: " in printed
+    as_json = lab.run("observe", "agent-events", "--last", "1", "-o", "json").stdout
+    assert json.loads(as_json)["agent_event"]["type"]
+    assert lab.run("observe", "debug-events", "--last", "10").stdout == ""
+
+
+def test_agent_peer_service_lists_every_node(lab: Lab) -> None:
+    nodes = sorted(n["metadata"]["name"] for n in lab.get_json("nodes"))
+    with _channel(lab, f"hubble-{nodes[0]}.sock") as channel:
+        call = peer_pb2_grpc.PeerStub(channel).Notify(peer_pb2.NotifyRequest(), timeout=TIMEOUT)
+        got = [next(call) for _ in nodes]
+        call.cancel()
+    assert sorted(n.name for n in got) == nodes
+    assert all(n.type == peer_pb2.PEER_ADDED and n.address.endswith(":4244") for n in got)
+    assert all(n.tls.server_name == f"{n.name}.default.hubble-grpc.cilium.io" for n in got)
+
+
+def _hubble_bin() -> str | None:
+    return os.environ.get("MEMBRANE_HUBBLE_BIN") or shutil.which("hubble")
+
+
+@pytest.fixture
+def hubble(lab: Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
+    binary = _hubble_bin()
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.skip("the hubble CLI is not available: set MEMBRANE_HUBBLE_BIN or put hubble on PATH")
+    server = f"unix://{lab.paths.run_dir}/relay.sock"
+    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+    def run(*args: str, follow_until: str = "") -> str:
+        if follow_until:  # `observe -f`: read until a line holds follow_until, then stop it
+            proc = subprocess.Popen([binary, *args, "--server", server], stdout=subprocess.PIPE, text=True, env=env)
+            watchdog = threading.Timer(30, proc.kill)  # nothing matching in 30 s: end the read, fail below
+            watchdog.start()
+            try:
+                for line in proc.stdout or []:
+                    if follow_until in line:
+                        return line
+            finally:
+                watchdog.cancel()
+                proc.kill()
+                proc.wait()
+            raise AssertionError(f"hubble {' '.join(args)} ended before printing {follow_until!r}")
+        proc2 = subprocess.run([binary, *args, "--server", server], capture_output=True, text=True, timeout=60,
+                               env=env)
+        assert proc2.returncode == 0, f"hubble {' '.join(args)} failed ({proc2.returncode}): {proc2.stderr}"
+        return proc2.stdout
+    return run
+
+
+def test_unmodified_hubble_cli(lab: Lab, app: dict, hubble) -> None:  # type: ignore[no-untyped-def]
+    nodes = lab.get_json("nodes")
+    status = hubble("status")
+    assert "Healthcheck (via" in status and "Ok" in status
+    assert f"Connected Nodes: {len(nodes)}/{len(nodes)}" in status
+    listed = hubble("list", "nodes")
+    assert all(n["metadata"]["name"] in listed for n in nodes) and "Connected" in listed
+    lab.exec("hb-client", "curl", "-s", "--max-time", "3", f"http://{app['cluster_ip']}/")
+    flows = [json.loads(line) for line in hubble("observe", "--last", "100", "-o", "json").splitlines() if line]
+    assert flows and all("flow" in f or "node_status" in f or "lost_events" in f for f in flows)
+    assert "webpod" in hubble("observe", "--last", "1000", "--service", "default/webpod")
+    assert "default/hb-client" in hubble("observe", "--last", "1000", "--pod", "default/hb-client", "-o", "table")
+    hubble("observe", "--last", "10", "--verdict", "DROPPED", "-o", "jsonpb")
+    cel = hubble("observe", "--last", "1000", "-o", "json", "--cel-expression",
+                 '_flow.destination_service.name == "webpod" && _flow.verdict == Verdict.FORWARDED')
+    assert cel and all(json.loads(line)["flow"]["destination_service"]["name"] == "webpod"
+                       for line in cel.splitlines() if '"flow"' in line)
+    assert "ENDPOINT_CREATED" in hubble("observe", "agent-events", "--last", "1000", "-o", "json")
+    hubble("observe", "debug-events", "--last", "10")
+    ticker = threading.Timer(1.0, lambda: lab.exec("hb-client", "curl", "-s", "--max-time", "3",
+                                                   f"http://{app['cluster_ip']}/", check=False))
+    ticker.start()
+    try:
+        line = hubble("observe", "-f", "--from-pod", "default/hb-client", follow_until="default/hb-client")
+    finally:
+        ticker.cancel()
+        ticker.join()
+    assert "FORWARDED" in line
