@@ -207,3 +207,19 @@ def test_l2_policy_with_bad_regex_is_refused() -> None:
     with pytest.raises(ValidationError) as exc:
         validate_object(obj, "l2.yaml:doc 1")
     assert str(exc.value).startswith('l2.yaml:doc 1: spec.interfaces[1]: Invalid value: "^ens[0-9": not a valid regular expression')
+
+
+def test_seed_manifest_gets_the_documented_addresses() -> None:
+    """The seeds' l2-lbipam.yaml as published: svc1-3 get 10.10.200.1-3 from cilium-pool."""
+    from pathlib import Path
+
+    from membrane.cli.manifests import load_paths
+    from membrane.model.validate import validate_documents
+
+    objs = validate_documents(load_paths([str(Path(__file__).parent / "fixtures" / "model" / "l2-lbipam.yaml")]))
+    pools = [o for o in objs if o["kind"] == "CiliumLoadBalancerIPPool"]
+    services = [o for o in objs if o["kind"] == "Service"]
+    for i, s in enumerate(services):
+        s["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{i}Z"
+    _, res = run(pools, services)
+    assert [res.services[f"default/svc{i}"].ips for i in (1, 2, 3)] == [["10.10.200.1"], ["10.10.200.2"], ["10.10.200.3"]]
