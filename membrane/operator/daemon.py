@@ -22,10 +22,10 @@ from membrane.ipam.overlap import check_no_overlap
 from membrane.ipcache.ownership import identities_in_use, orphaned_by_node
 from membrane.metricsserver.server import MetricsServer
 from membrane.model.config import ClusterConfig
-from membrane.operator.lbipam import LBIPAM
 from membrane.model.errors import ValidationError
 from membrane.model.naming import LabPaths
 from membrane.model.node_conditions import agent_conditions, is_up
+from membrane.operator.lbipam import LBIPAM
 from membrane.store.errors import StoreError
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
