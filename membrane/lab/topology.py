@@ -136,6 +136,7 @@ def build_topology(nodes: int = 3, config_text: str | None = None, config_source
             raise ValidationError(f"--set {item}: expected key=value")
         key, _, raw = item.partition("=")
         cfg.set(key.strip(), raw.strip())
+    cfg.validate("settings")  # settings that constrain each other, once all are in
     topo = LabTopology(lab_nodes, router, cfg)
     validate_topology(topo, config_source)
     return topo
