@@ -124,7 +124,8 @@ class L2Announcer:
         before = {(ip, dev) for a in self.held.values() for ip in a.ips for dev in a.devices}
         wanted = {(ip, dev) for a in held.values() for ip in a.ips for dev in a.devices}
         self.held = held
-        self.responder.set_entries(wanted)
+        left = self.keeper.last_renewal + self.renew_deadline - time.time()
+        self.responder.set_entries(wanted, time.monotonic() + left)
         for ip, dev in sorted(wanted - before):
             self.responder.gratuitous(ip, dev)
 

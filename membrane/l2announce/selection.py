@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from membrane.lbipam.pools import service_selector_labels
 from membrane.model.labels import LabelSelector
+from membrane.model.service import service_selector_labels
 
 L2_CLASS = "io.cilium/l2-announcer"
 LEASE_PREFIX = "cilium-l2announce-"

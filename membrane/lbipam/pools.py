@@ -15,10 +15,9 @@ from typing import Any
 
 from membrane.model.ippool import block_range
 from membrane.model.labels import LabelSelector
+from membrane.model.service import service_selector_labels
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-SERVICE_NAMESPACE_KEY = "io.kubernetes.service.namespace"
-SERVICE_NAME_KEY = "io.kubernetes.service.name"
 
 
 @dataclass(frozen=True)
@@ -71,15 +70,6 @@ class Pool:
     def allocates(self) -> bool:
         """Whether new addresses may come from it."""
         return not self.disabled and not self.conflict
-
-
-def service_selector_labels(service: dict[str, Any]) -> dict[str, str]:
-    """A Service's labels plus the special keys pool and L2 selectors may use."""
-    meta = service.get("metadata") or {}
-    labels = dict(meta.get("labels") or {})
-    labels[SERVICE_NAMESPACE_KEY] = str(meta.get("namespace") or "default")
-    labels[SERVICE_NAME_KEY] = str(meta.get("name") or "")
-    return labels
 
 
 def _block(raw: dict[str, Any], allow_first_last: bool) -> tuple[Block, Block]:

@@ -60,6 +60,13 @@ def test_answers_for_its_addresses_only_with_the_device_mac(wire, responder: ARP
     assert arping(world, VIP) == []
 
 
+def test_silent_past_its_deadline(wire, responder: ARPResponder) -> None:
+    node, world, _ = wire
+    run_in_netns(node, responder.set_entries, {(VIP, "eth1")}, time.monotonic() - 1)
+    assert arping(world, VIP) == []
+    assert responder.entries()[0].responses == 0
+
+
 def test_gratuitous_arp_updates_the_neighbour(wire, responder: ARPResponder) -> None:
     node, world, mac = wire
     sh("ip", "-n", world, "neigh", "replace", VIP, "lladdr", "02:00:00:00:00:99", "dev", "eth0", "nud", "stale")

@@ -5,8 +5,10 @@ agent: ARP is a handful of frames per client per minute, and a socket dies with 
 the announcement lease, so a node whose agent is gone or hung stops answering by itself instead of
 leaving a pinned map entry behind that keeps a second node answering after failover.
 
-``set_entries({(ip, device), ...})`` replaces what is answered; ``gratuitous(ip, device)`` sends an
-unsolicited ARP request (sender = target = ip) so neighbours update their caches on takeover.
+``set_entries({(ip, device), ...}, valid_until)`` replaces what is answered, until ``valid_until``
+(time.monotonic(); the announcer's renew deadline), so an agent that was frozen and resumes never answers
+from a table that is no longer its own; ``gratuitous(ip, device)`` sends an unsolicited ARP request
+(sender = target = ip) so neighbours update their caches on takeover.
 The kernel never answers for these addresses itself: they are not configured on any device.
 """
 
@@ -17,6 +19,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -58,13 +61,15 @@ class ARPResponder:
         self._socks: dict[str, socket.socket] = {}
         self._macs: dict[str, bytes] = {}
         self._answer: dict[tuple[str, str], int] = {}  # (ip, device) -> responses sent
+        self._valid_until = float("inf")
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name="arp-responder", daemon=True)
         self._thread.start()
 
-    def set_entries(self, wanted: set[tuple[str, str]]) -> None:
+    def set_entries(self, wanted: set[tuple[str, str]], valid_until: float = float("inf")) -> None:
         with self._lock:
+            self._valid_until = valid_until
             self._answer = {k: self._answer.get(k, 0) for k in wanted}
             devices = {d for _, d in wanted}
             for dev in list(self._socks):
@@ -137,6 +142,8 @@ class ARPResponder:
             key = (target_ip, dev)
             mac = self._macs.get(dev)
             if key not in self._answer or mac is None or sender_ip == target_ip:
+                return
+            if time.monotonic() > self._valid_until:
                 return
             try:
                 sock.send(arp_frame(2, mac, sender_mac, mac, target_ip, sender_mac, sender_ip))
