@@ -391,5 +391,6 @@ class Agent:
             "router-ip": self.net.router_ip,
             "datapath-metrics": self.net.metrics(),
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
+            "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
         }
 

@@ -130,6 +130,7 @@ class _State:
     def __init__(self, pools: Sequence[Pool]) -> None:
         self.pools = sorted(pools, key=lambda p: p.name)
         self.holders: dict[Address, list[dict[str, Any]]] = {}
+        self.by_sharing_key: dict[str, list[Address]] = {}  # key -> addresses its Services hold
         self._cursors: dict[str, Iterator[Address]] = {}
 
     def pool_of(self, ip: Address, svc: dict[str, Any], *, allocating: bool) -> Pool | None:
@@ -138,6 +139,9 @@ class _State:
 
     def take(self, ip: Address, svc: dict[str, Any]) -> None:
         self.holders.setdefault(ip, []).append(svc)
+        key = _annotation(svc, SHARING_KEY_ANNOTATIONS)
+        if key and ip not in self.by_sharing_key.setdefault(key, []):
+            self.by_sharing_key[key].append(ip)
 
     def next_free(self, pool: Pool, version: int) -> Address | None:
         cursor = self._cursors.setdefault(f"{pool.name}/{version}", (
@@ -236,9 +240,9 @@ def _fill(state: _State, svc: dict[str, Any], res: ServiceResult, req: list[Addr
 
 def _pick(state: _State, svc: dict[str, Any], version: int) -> tuple[Address | None, str]:
     """A shareable address of the Service's sharing key, else the first free one of a matching pool."""
-    for ip, holders in state.holders.items():
+    for ip in state.by_sharing_key.get(_annotation(svc, SHARING_KEY_ANNOTATIONS), []):
         if ip.version == version and state.pool_of(ip, svc, allocating=False) is not None \
-                and not _share_refusal(svc, holders):
+                and not _share_refusal(svc, state.holders[ip]):
             return ip, ""
     candidates = [p for p in state.pools if p.allocates and p.selects(svc)
                   and any(b.version == version for b in p.blocks)]

@@ -223,3 +223,14 @@ def test_seed_manifest_gets_the_documented_addresses() -> None:
         s["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{i}Z"
     _, res = run(pools, services)
     assert [res.services[f"default/svc{i}"].ips for i in (1, 2, 3)] == [["10.10.200.1"], ["10.10.200.2"], ["10.10.200.3"]]
+
+
+def test_a_thousand_services_assign_in_one_fast_round() -> None:
+    """Guard against quadratic scans: 1 000 Services (no sharing keys) in one round, well under 2 s."""
+    import time
+
+    services = [svc(f"s{i}", created=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z") for i in range(1000)]
+    start = time.perf_counter()
+    _, res = run([pool("big", {"cidr": "172.30.0.0/20"})], services)
+    assert time.perf_counter() - start < 2.0
+    assert len({ip for r in res.services.values() for ip in r.ips}) == 1000
