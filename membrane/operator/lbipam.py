@@ -53,13 +53,13 @@ class LBIPAM:
         pools = mark_conflicts([parse_pool(p) for p in pool_objs])
         result = allocate(pools, services)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        clean = True
+        writes: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for svc in services:
             meta = svc["metadata"]
             res = result.services.get(f"{meta.get('namespace') or 'default'}/{meta['name']}")
             new = service_status(svc, res, now) if res is not None else None
             if new is not None:
-                clean &= self._write(svc, new, "Service")
+                writes.append((svc, new))
                 log.info("service %s/%s: LB IPs %s", meta.get("namespace"), meta["name"],
                          ",".join(res.ips) if res and res.ips else "none")
         by_name = {p["metadata"]["name"]: p for p in pool_objs}
@@ -70,22 +70,16 @@ class LBIPAM:
             obj = by_name[pool.name]
             new = pool_status(pool, used, obj.get("status"), now)
             if new is not None:
-                clean &= self._write(obj, new, POOL_KIND)
+                writes.append((obj, new))
         self.m_conflicting.set((), sum(1 for p in pools if p.conflict))
         self.m_unsatisfied.set((), sum(1 for r in result.services.values()
                                        if r.verdict is not None and r.verdict.status != "True"))
-        return clean
-
-    def _write(self, obj: dict[str, Any], status: dict[str, Any], kind: str) -> bool:
-        meta = obj["metadata"]
-        group = "core" if kind == "Service" else POOL_GROUP
-        try:
-            self.resources.update_status(group, kind, meta.get("namespace") or "", meta["name"], status,
-                                         expected_revision=int(meta["resourceVersion"]))
-            return True
+        try:  # compare-and-swap on what was read: a Service changed meanwhile is handled next round
+            written = self.resources.update_statuses(writes)
         except StoreError as exc:
-            log.info("%s %s: status not written (%s); next round", kind, meta["name"], exc)
+            log.info("LB-IPAM: status not written (%s); next round", exc)
             return False
+        return all(written)
 
 
 def _has_condition(svc: dict[str, Any]) -> bool:

@@ -104,3 +104,17 @@ def test_unsatisfied_service_gets_the_reason(loop) -> None:
     cond = obj["status"]["conditions"][0]
     assert (cond["type"], cond["status"], cond["reason"]) == ("cilium.io/IPAMRequestSatisfied", "False", "no_pool")
     assert "'192.0.2.1'" in cond["message"]
+
+
+def test_update_statuses_is_compare_and_swap_per_object(loop) -> None:
+    store, _ = loop
+    apply(store, svc("a"), svc("b"))
+    a, b = (store.get("core", "Service", "default", n) for n in ("a", "b"))
+    assert a is not None and b is not None
+    apply(store, svc("b", ports=[{"port": 81}]))  # b changes after it was read
+    done = store.update_statuses([(a, {"loadBalancer": {"ingress": [{"ip": "10.1.1.1"}]}}),
+                                  (b, {"loadBalancer": {"ingress": [{"ip": "10.1.1.2"}]}})])
+    assert done == [True, False]
+    a2 = store.get("core", "Service", "default", "a")
+    assert a2 is not None and ingress(store, "a") == ["10.1.1.1"] and ingress(store, "b") == []
+    assert a2["spec"]["clusterIP"] == a["spec"]["clusterIP"]  # spec and addresses untouched
