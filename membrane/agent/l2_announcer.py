@@ -21,7 +21,7 @@ from typing import Any
 
 from membrane.datapath.linux.arp_responder import ARPResponder, Entry
 from membrane.l2announce.election import Action, decide, renewal_ok
-from membrane.l2announce.selection import Announcement, announcements, lease_name, parse_policy
+from membrane.l2announce.selection import LEASE_PREFIX, Announcement, announcements, lease_name, parse_policy
 from membrane.model.config import ClusterConfig
 from membrane.store.errors import StoreError
 from membrane.store.etcd import EtcdClient
@@ -96,7 +96,7 @@ class L2Announcer:
         held: dict[str, Announcement] = {}
         names = {lease_name(k): k for k in candidates}
         for name, (holder, rev) in holders.items():
-            if name not in names and decide(self.node, lease, False, holder) is Action.RELEASE:
+            if name.startswith(LEASE_PREFIX) and name not in names and decide(self.node, lease, False, holder) is Action.RELEASE:
                 self._try(lambda n=name, r=rev: self.leases.release(n, r), f"release {name}")
         for key, ann in candidates.items():
             name = ann.lease_name
