@@ -14,6 +14,12 @@ from types import MappingProxyType
 from typing import Any
 
 from membrane.model import names
+from membrane.model.bgp import (
+    check_bgp_advertisement,
+    check_bgp_cluster_config,
+    check_bgp_node_config_override,
+    check_bgp_peer_config,
+)
 from membrane.model.deployment import check_deployment
 from membrane.model.errors import ValidationError
 from membrane.model.fields import Fields, forbidden, invalid, join
@@ -54,6 +60,10 @@ _RULES = MappingProxyType({
     "NetworkPolicy": _KindRules(check_network_policy),
     "CiliumLoadBalancerIPPool": _KindRules(check_ip_pool),
     "CiliumL2AnnouncementPolicy": _KindRules(check_l2_policy),
+    "CiliumBGPClusterConfig": _KindRules(check_bgp_cluster_config),
+    "CiliumBGPPeerConfig": _KindRules(check_bgp_peer_config),
+    "CiliumBGPAdvertisement": _KindRules(check_bgp_advertisement),
+    "CiliumBGPNodeConfigOverride": _KindRules(check_bgp_node_config_override),
 })
 
 
