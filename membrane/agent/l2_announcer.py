@@ -36,7 +36,8 @@ POLICY_PATH = "cilium.io/CiliumL2AnnouncementPolicy"
 
 class L2Announcer:
     def __init__(self, node: str, client: EtcdClient, layout: StoreLayout, prefix: str, config: ClusterConfig,
-                 services: Mirror, nodes: Mirror, devices: list[str]) -> None:
+                 services: Mirror, nodes: Mirror, devices: list[str],
+                 responder: Callable[[], ARPResponder] = ARPResponder) -> None:
         self.node = node
         self.enabled = config.l2_announcements_enabled
         self.duration, self.renew_deadline, self.retry = config.l2_timers()
@@ -47,6 +48,7 @@ class L2Announcer:
         self.leases = L2Leases(client, layout, node, self.duration)
         self.keeper = LeaseKeeper(client, max(1, math.ceil(self.duration)), interval=self.retry,
                                   retry=min(self.retry, 0.5), name="l2-announcements")
+        self._new_responder = responder
         self.responder: ARPResponder | None = None
         self.held: dict[str, Announcement] = {}
         self.errors: list[str] = []
@@ -55,7 +57,7 @@ class L2Announcer:
         self.policies.subscribe(lambda *_: trigger())
         self.policies.start()
         if self.enabled:
-            self.responder = ARPResponder()
+            self.responder = self._new_responder()
             self.keeper.start()
 
     def stop(self) -> None:
