@@ -42,6 +42,7 @@ spec:
     matchExpressions: [{key: node-role.kubernetes.io/control-plane, operator: DoesNotExist}]
   interfaces: ["^eth[0-9]+"]
   loadBalancerIPs: true
+  externalIPs: true
 ---
 apiVersion: v1
 kind: Pod
@@ -141,6 +142,40 @@ def test_pool_address_reaches_backends_through_the_one_announcing_node(lab: Lab,
     svc = lab.get_json("svc", "web")[0]
     cond = next(c for c in svc["status"]["conditions"] if c["type"] == "cilium.io/IPAMRequestSatisfied")
     assert (cond["status"], cond["reason"]) == ("True", "satisfied")
+
+
+def test_external_ips_are_announced_too(lab: Lab, app: str) -> None:
+    lab.apply("""
+apiVersion: v1
+kind: Service
+metadata: {name: web-ext, labels: {color: blue}}
+spec: {selector: {app: web}, ports: [{port: 80}], externalIPs: [192.168.10.250]}
+""")
+    try:
+        lab.wait_for(lambda: _curl(lab, "192.168.10.250").startswith("Hostname: web-"), 30, "curl to the external IP")
+        leases = {le["metadata"]["name"]: le["spec"]["holderIdentity"] for le in lab.get_json("leases", "-n", "kube-system")}
+        holder = leases["cilium-l2announce-default-web-ext"]
+        assert _arping(lab, "192.168.10.250") == [_mac(lab, holder)]
+    finally:
+        lab.run("delete", "svc", "web-ext", check=False)
+    lab.wait_for(lambda: "cilium-l2announce-default-web-ext" not in lab.run("get", "leases", "-n", "kube-system").stdout,
+                 15, "the deleted Service's lease to be released")
+
+
+def test_seed_manifest_applies_unchanged(lab: Lab, app: str) -> None:
+    """The seeds' l2-lbipam.yaml (pool 10.10.200.0/29, allowFirstLastIPs No): svc1-3 get .1-.3."""
+    seed = os.path.join(os.path.dirname(__file__), "..", "unit", "fixtures", "model", "l2-lbipam.yaml")
+    lab.run("apply", "-f", seed)
+    try:
+        got = lab.wait_for(lambda: all(_ingress(lab, f"svc{i}") for i in (1, 2, 3)) and
+                           [_ingress(lab, f"svc{i}") for i in (1, 2, 3)], 30, "svc1-3 addresses")
+        assert got == ["10.10.200.1", "10.10.200.2", "10.10.200.3"]
+        table = lab.run("get", "svc").stdout
+        assert re.search(r"svc1\s+LoadBalancer\s+\S+\s+10\.10\.200\.1\s", table), table
+        rows = {r.split()[0]: r.split() for r in lab.run("get", "ippools").stdout.splitlines()[1:]}
+        assert rows["cilium-pool"][1:4] == ["false", "False", "3"]
+    finally:
+        lab.run("delete", "-f", seed, check=False)
 
 
 def test_bad_input_is_refused_or_reported(lab: Lab, app: str) -> None:
