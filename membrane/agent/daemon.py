@@ -19,6 +19,7 @@ from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
+from membrane.agent.l2_announcer import L2Announcer
 from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
@@ -80,6 +81,7 @@ class Agent:
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
+        self.l2: L2Announcer | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -143,6 +145,7 @@ class Agent:
             mirror.subscribe(lambda *_: lb_ctrl.trigger())
         # Pods change constantly during churn; only hostPort pods feed the LB maps.
         self.pods_mirror.subscribe(lambda events: lb_ctrl.trigger() if LBSync.pods_changed_matter(events) else None)
+        self._start_l2()
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
@@ -158,6 +161,16 @@ class Agent:
         self.ready_reason = ""
         log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
 
+    def _start_l2(self) -> None:
+        """L2 announcements (l2announcements.enabled): ARP for the Services whose lease this node wins."""
+        l2 = L2Announcer(self.node, self.client, self.resources.layout, self.prefix, self.config,
+                         self.services_mirror, self.nodes_mirror, [UNDERLAY_DEV])
+        self.l2 = l2
+        ctrl = self.controllers.add(Controller("l2-announcements", l2.sync, interval=l2.retry))
+        l2.start(ctrl.trigger)
+        for mirror in (self.services_mirror, self.nodes_mirror):
+            mirror.subscribe(lambda *_: ctrl.trigger())
+
     def run_forever(self) -> None:
         self._stop.wait()
 
@@ -166,6 +179,8 @@ class Agent:
         if self.observability is not None:
             self.observability.stop()
         self.controllers.stop()
+        if self.l2 is not None:
+            self.l2.stop()
         self.api.stop()
         for mirror in self._mirrors():
             mirror.stop()
@@ -254,6 +269,7 @@ class Agent:
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
         self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
+        self.api.route("GET", "/v1/bpf/l2", lambda _b: self.l2.entries() if self.l2 else [])
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
@@ -384,5 +400,6 @@ class Agent:
             "router-ip": self.net.router_ip,
             "datapath-metrics": self.net.metrics(),
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
+            "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
         }
 

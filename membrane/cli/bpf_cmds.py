@@ -62,6 +62,11 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     q.add_argument("--revnat", action="store_true", help="the reverse-NAT table")
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
+    q = bsub.add_parser("l2", help="addresses this node answers ARP for (cilium-dbg bpf l2 list)")
+    lab_arg(q)
+    q.add_argument("bpf_cmd", choices=("list",))
+    q.add_argument("--node", default=None, help="one node (default: every node, with a NODE column)")
+    q.add_argument("-o", "--output", choices=("json",))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         return _ct(args)
     if args.bpf_map == "lb":
         return _lb(args)
+    if args.bpf_map == "l2":
+        return _l2(args)
     if args.bpf_map == "nat":
         rows = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/nat")
         print("\n".join(r["text"] for r in rows))
@@ -87,6 +94,27 @@ def _lb(args: argparse.Namespace) -> int:
         return 0
     header = ("ID", "BACKEND ADDRESS") if args.revnat else ("SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)")
     print(tabwrite("\n".join("\t".join(r) for r in [header, *rows]), 5, 3).rstrip("\n"))
+    return 0
+
+
+def render_l2(rows: Sequence[Mapping[str, Any]], with_node: bool) -> str:
+    """cilium-dbg bpf l2 list: IP, interface, responses sent (and, across nodes, the node)."""
+    header = ("NODE",) if with_node else ()
+    lines = [(*header, "IP", "INTERFACE", "RESPONSES SENT", "SERVICE")]
+    lines += [((str(r["node"]),) if with_node else ()) + (str(r["ip"]), str(r["interface"]), str(r["responses"]),
+                                                         str(r.get("service") or ""))
+              for r in rows]
+    return tabwrite("\n".join("\t".join(r) for r in lines), 5, 3).rstrip("\n")
+
+
+def _l2(args: argparse.Namespace) -> int:
+    rows = []
+    for node in _nodes(args.lab, args.node):
+        rows += [{"node": node, **r} for r in _ask(args.lab, node, "/v1/bpf/l2")]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(render_l2(rows, with_node=args.node is None))
     return 0
 
 

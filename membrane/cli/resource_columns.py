@@ -264,6 +264,22 @@ def cilium_policy_row(pol: dict[str, Any], now: datetime, wide: bool) -> list[st
     return [_name(pol), _age(pol, now), valid]
 
 
+def _condition(obj: dict[str, Any], ctype: str, field: str) -> str:
+    return next((str(c.get(field, "")) for c in _get(obj, "status", "conditions") or []
+                 if isinstance(c, dict) and c.get("type") == ctype), NONE)
+
+
+def ip_pool_row(pool: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    """Cilium's printer columns: spec.disabled, the PoolConflict status, the IPsAvailable count."""
+    disabled = "true" if _get(pool, "spec", "disabled") is True else "false"
+    return [_name(pool), disabled, _condition(pool, "cilium.io/PoolConflict", "status"),
+            _condition(pool, "cilium.io/IPsAvailable", "message"), _age(pool, now)]
+
+
+def lease_row(lease: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    return [_name(lease), str(_get(lease, "spec", "holderIdentity") or ""), _age(lease, now)]
+
+
 def generic_row(obj: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return [_name(obj), _age(obj, now)]
 
@@ -285,6 +301,9 @@ KINDS: dict[str, KindColumns] = {
     "networkpolicies": KindColumns(True, ("NAME", "POD-SELECTOR", "AGE"), (), network_policy_row),
     "ciliumnetworkpolicies": KindColumns(True, ("NAME", "AGE", "VALID"), (), cilium_policy_row),
     "ciliumclusterwidenetworkpolicies": KindColumns(False, ("NAME", "AGE", "VALID"), (), cilium_policy_row),
+    "ciliumloadbalancerippools": KindColumns(False, ("NAME", "DISABLED", "CONFLICTING", "IPS AVAILABLE", "AGE"), (),
+                                             ip_pool_row),
+    "leases": KindColumns(True, ("NAME", "HOLDER", "AGE"), (), lease_row),
 }
 
 ALIASES = {
@@ -298,6 +317,9 @@ ALIASES = {
     "ciliumnetworkpolicy": "ciliumnetworkpolicies", "cnp": "ciliumnetworkpolicies",
     "ciliumclusterwidenetworkpolicy": "ciliumclusterwidenetworkpolicies",
     "ccnp": "ciliumclusterwidenetworkpolicies",
+    "ciliumloadbalancerippool": "ciliumloadbalancerippools", "ippools": "ciliumloadbalancerippools",
+    "ippool": "ciliumloadbalancerippools", "lbippool": "ciliumloadbalancerippools",
+    "lbippools": "ciliumloadbalancerippools", "lease": "leases",
 }
 
 

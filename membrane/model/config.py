@@ -38,6 +38,10 @@ class ClusterConfig:
         default_factory=lambda: ["flow", "drop", "tcp", "port-distribution", "icmp"])
     # Hubble's TCP :4244 takes only mutual TLS, as Cilium's chart defaults; false is the explicit opt-out.
     hubble_tls_enabled: bool = True
+    l2_announcements_enabled: bool = False
+    l2_announcements_lease_duration: str = "15s"  # Go durations, as the chart takes them
+    l2_announcements_renew_deadline: str = "5s"
+    l2_announcements_retry_period: str = "2s"
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -60,6 +64,10 @@ class ClusterConfig:
         "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
         "hubble.tls.enabled": "hubble_tls_enabled",
+        "l2announcements.enabled": "l2_announcements_enabled",
+        "l2announcements.leaseDuration": "l2_announcements_lease_duration",
+        "l2announcements.leaseRenewDeadline": "l2_announcements_renew_deadline",
+        "l2announcements.leaseRetryPeriod": "l2_announcements_retry_period",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -84,9 +92,11 @@ class ClusterConfig:
         except ValueError as exc:
             raise ValidationError(f"--set {key}={raw}: {exc}") from None
         setattr(self, attr, value)
-        self.validate(prefix=f"--set {key}")
+        self.validate(prefix=f"--set {key}", relations=False)
 
-    def validate(self, prefix: str = "config") -> None:
+    def validate(self, prefix: str = "config", relations: bool = True) -> None:
+        """Every setting on its own; with ``relations`` also settings that constrain each other
+        (checked once all ``--set`` are in, so their order does not matter)."""
         if self.ipam_mode not in IPAM_MODES:
             raise ValidationError(f"{prefix}: ipam.mode {self.ipam_mode!r} not supported (one of {', '.join(IPAM_MODES)})")
         if self.routing_mode not in ROUTING_MODES:
@@ -121,6 +131,25 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: hubble.eventBufferCapacity must be 2^n-1 between 1 and 65535 (got {cap})")
         if self.policy_enforcement_mode not in ("default", "always", "never"):
             raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
+        timers = (self.l2_announcements_lease_duration, self.l2_announcements_renew_deadline,
+                  self.l2_announcements_retry_period)
+        for key, text in zip(("leaseDuration", "leaseRenewDeadline", "leaseRetryPeriod"), timers, strict=True):
+            parse_duration(text, f"{prefix}: l2announcements.{key}")
+        if relations:
+            self.l2_timers(prefix)
+
+    def l2_timers(self, prefix: str = "config") -> tuple[float, float, float]:
+        """(lease duration, renew deadline, retry period) in seconds, checked as Cilium checks them."""
+        duration = parse_duration(self.l2_announcements_lease_duration, f"{prefix}: l2announcements.leaseDuration")
+        renew = parse_duration(self.l2_announcements_renew_deadline, f"{prefix}: l2announcements.leaseRenewDeadline")
+        retry = parse_duration(self.l2_announcements_retry_period, f"{prefix}: l2announcements.leaseRetryPeriod")
+        if duration <= 1 or duration <= renew:
+            raise ValidationError(f"{prefix}: l2announcements.leaseDuration ({self.l2_announcements_lease_duration}) "
+                                  "must be greater than 1s and than leaseRenewDeadline")
+        if renew < retry * 1.2 or retry <= 0:
+            raise ValidationError(f"{prefix}: l2announcements.leaseRenewDeadline ({self.l2_announcements_renew_deadline}) "
+                                  "must be at least 20% larger than a positive leaseRetryPeriod")
+        return duration, renew, retry
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,3 +158,26 @@ class ClusterConfig:
     def from_dict(cls, data: dict[str, Any]) -> ClusterConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, what: str) -> float:
+    """A Go duration (``15s``, ``200ms``, ``1m30s``) in seconds; ValidationError naming ``what``."""
+    rest, total = str(text).strip(), 0.0
+    if not rest:
+        raise ValidationError(f"{what}: empty duration")
+    while rest:
+        num = ""
+        while rest and (rest[0].isdigit() or rest[0] == "."):
+            num, rest = num + rest[0], rest[1:]
+        unit = next((u for u in ("ms", "s", "m", "h") if rest.startswith(u)), None)
+        if not num or unit is None:
+            raise ValidationError(f"{what}: {text!r} is not a duration (e.g. 15s, 200ms, 1m)")
+        try:
+            total += float(num) * _UNITS[unit]
+        except ValueError:
+            raise ValidationError(f"{what}: {text!r} is not a duration (e.g. 15s, 200ms, 1m)") from None
+        rest = rest[len(unit):]
+    return total

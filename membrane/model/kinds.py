@@ -50,6 +50,22 @@ KINDS: tuple[KindInfo, ...] = (
         ("ccnp",), namespaced=False,
     ),
     KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), "networking.k8s.io", "networkpolicies", ("netpol",)),
+    KindInfo(
+        "CiliumLoadBalancerIPPool", ("cilium.io/v2", "cilium.io/v2alpha1"), "cilium.io", "ciliumloadbalancerippools",
+        ("ippools", "ippool", "lbippool", "lbippools"), namespaced=False,
+    ),
+    KindInfo(
+        "CiliumL2AnnouncementPolicy", ("cilium.io/v2alpha1",), "cilium.io", "ciliuml2announcementpolicies",
+        ("l2announcement",), namespaced=False,
+    ),
+    *(KindInfo(kind, ("cilium.io/v2", "cilium.io/v2alpha1"), "cilium.io", plural, short, namespaced=False)
+      for kind, plural, short in (
+          ("CiliumBGPClusterConfig", "ciliumbgpclusterconfigs", ("cbgpcluster",)),
+          ("CiliumBGPPeerConfig", "ciliumbgppeerconfigs", ("cbgppeer",)),
+          ("CiliumBGPAdvertisement", "ciliumbgpadvertisements", ("cbgpadvert",)),
+          ("CiliumBGPNodeConfigOverride", "ciliumbgpnodeconfigoverrides", ("cbgpnodeoverride",)),
+      )),
+    KindInfo("Lease", ("coordination.k8s.io/v1",), "coordination.k8s.io", "leases", read_only=True),
 )
 
 _BY_NAME = MappingProxyType({name: info for info in KINDS for name in info.names})

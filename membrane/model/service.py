@@ -184,3 +184,16 @@ def _check_load_balancer_fields(f: Fields, svc_type: str) -> None:
         check_cidr(cidr.strip(), f"{f.at('loadBalancerSourceRanges')}[{i}]")
     f.string("loadBalancerClass")
     f.boolean("allocateLoadBalancerNodePorts")
+
+
+SERVICE_NAMESPACE_KEY = "io.kubernetes.service.namespace"
+SERVICE_NAME_KEY = "io.kubernetes.service.name"
+
+
+def service_selector_labels(service: dict[str, Any]) -> dict[str, str]:
+    """A Service's labels plus the special keys Cilium's pool and L2 policy selectors may use."""
+    meta = service.get("metadata") or {}
+    labels = dict(meta.get("labels") or {})
+    labels[SERVICE_NAMESPACE_KEY] = str(meta.get("namespace") or "default")
+    labels[SERVICE_NAME_KEY] = str(meta.get("name") or "")
+    return labels

@@ -14,10 +14,18 @@ from types import MappingProxyType
 from typing import Any
 
 from membrane.model import names
+from membrane.model.bgp import (
+    check_bgp_advertisement,
+    check_bgp_cluster_config,
+    check_bgp_node_config_override,
+    check_bgp_peer_config,
+)
 from membrane.model.deployment import check_deployment
 from membrane.model.errors import ValidationError
 from membrane.model.fields import Fields, forbidden, invalid, join
+from membrane.model.ippool import check_ip_pool
 from membrane.model.kinds import kind_for_manifest
+from membrane.model.l2policy import check_l2_policy
 from membrane.model.loader import Located
 from membrane.model.metadata import check_object_meta
 from membrane.model.namespace import check_namespace
@@ -50,6 +58,12 @@ _RULES = MappingProxyType({
         lambda obj: check_cilium_policy(obj, clusterwide=True), fields=(*_ENVELOPE, "specs")
     ),
     "NetworkPolicy": _KindRules(check_network_policy),
+    "CiliumLoadBalancerIPPool": _KindRules(check_ip_pool),
+    "CiliumL2AnnouncementPolicy": _KindRules(check_l2_policy),
+    "CiliumBGPClusterConfig": _KindRules(check_bgp_cluster_config),
+    "CiliumBGPPeerConfig": _KindRules(check_bgp_peer_config),
+    "CiliumBGPAdvertisement": _KindRules(check_bgp_advertisement),
+    "CiliumBGPNodeConfigOverride": _KindRules(check_bgp_node_config_override),
 })
 
 

@@ -25,6 +25,7 @@ from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
 from membrane.model.naming import LabPaths
 from membrane.model.node_conditions import agent_conditions, is_up
+from membrane.operator.lbipam import LBIPAM
 from membrane.store.errors import StoreError
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
@@ -56,6 +57,7 @@ class Operator:
         self.m_gc = self.registry.counter("cilium_operator_identity_gc_entries",
                                           "Identities handled by the identity garbage collector", ["status"])
         self.m_errors = self.registry.gauge("cilium_operator_ipam_errors", "Nodes whose pod CIDR allocation failed")
+        self.lbipam = LBIPAM(self.client, self.resources, self.prefix, self.registry)
         self.metrics = MetricsServer(f"{self.paths.run_dir}/metrics-operator.sock", self.registry.exposition)
 
     def config(self) -> ClusterConfig:
@@ -64,10 +66,11 @@ class Operator:
 
     def run(self) -> None:
         self.metrics.start()
-        for mirror in (self.nodes, self.heartbeats):
+        mirrors = (self.nodes, self.heartbeats, *self.lbipam.mirrors)
+        for mirror in mirrors:
             mirror.subscribe(lambda *_: self._changed.set())
             mirror.start()
-        for mirror in (self.nodes, self.heartbeats):
+        for mirror in mirrors:
             mirror.wait_synced(30)
         self._changed.set()
         while not self.stop_event.is_set():
@@ -77,11 +80,13 @@ class Operator:
                 self.reconcile()
                 self.mark_silent_nodes()
                 self.collect_identities()
+                if not self.lbipam.reconcile():
+                    self._changed.set()
             except Exception as exc:
                 log.warning("reconcile failed: %s", exc)
                 self.stop_event.wait(1)
-        self.nodes.stop()
-        self.heartbeats.stop()
+        for mirror in mirrors:
+            mirror.stop()
         self.metrics.close()
 
     def collect_identities(self) -> None:

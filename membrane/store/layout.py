@@ -2,6 +2,8 @@
 
     /membrane/<cluster>/config
     /membrane/<cluster>/resources/<group>/<kind>/<namespace>/<name>     (namespace "_" if cluster-scoped)
+        (coordination.k8s.io/Lease/kube-system/cilium-l2announce-*: L2 announcement leases, each attached to
+         its holder's etcd lease of leaseDuration: l2_leases.py)
     /membrane/<cluster>/nodes/<name>                                    (agent liveness: 15 s lease)
     /membrane/<cluster>/identities/id/<n>, identities/labels/<hash>, identities/refs/<n>/<node>
     /membrane/<cluster>/ipcache/<ip or prefix>                          (refs and ipcache: 15 min endpoint lease)

@@ -254,6 +254,30 @@ class ResourceStore:
 
         return self._swap(key, with_status, expected_revision, allow_create=False)
 
+    def update_statuses(self, items: list[tuple[dict[str, Any], Any]]) -> list[bool]:
+        """Replace the status of many objects as read (each with its resourceVersion), ``max_txn_ops``
+        per transaction, each compare-and-swap on its own revision; True for each one written.
+
+        Only the status changes, so nothing is admitted again (a Service keeps its addresses). A chunk
+        whose transaction fails because one object changed is retried object by object.
+        """
+        done: list[bool] = []
+        for i in range(0, len(items), self.max_txn_ops):
+            chunk = items[i:i + self.max_txn_ops]
+            compares, puts = [], []
+            for obj, status in chunk:
+                path = self.layout.resource_key(key_of(obj))
+                new = self._without_rv(copy.deepcopy(obj))
+                new["status"] = copy.deepcopy(status)
+                compares.append(mod_revision_eq(path, int(obj["metadata"]["resourceVersion"])))
+                puts.append(Op.put(path, _encode(new)))
+            if self.client.txn(compares, puts).succeeded:
+                done += [True] * len(chunk)
+                continue
+            for cmp, put in zip(compares, puts, strict=True):
+                done.append(self.client.txn([cmp], [put]).succeeded)
+        return done
+
     def update(self, key: ResourceKey | tuple[str, str, str, str],
                mutate: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
         """Read-modify-write an existing object: ``mutate(copy)`` returns the new object (or edits

@@ -83,4 +83,4 @@ def test_directory_load_covers_every_fixture():
     objects = validate_documents(load_paths([str(FIXTURES)]))
     kinds = {o["kind"] for o in objects}
     assert kinds == {"Service", "Deployment", "Pod", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy",
-                     "NetworkPolicy"}
+                     "NetworkPolicy", "CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"}

@@ -246,8 +246,26 @@ def test_cilium_policies_tables():
 
 
 def test_other_kinds_print_name_and_age():
-    objs = [{"metadata": meta("pool", namespace=None, created="2024-05-01T11:00:00Z")}]
-    assert render_table("ciliumloadbalancerippools", objs, False, True, NOW) == "NAME   AGE\npool   60m"
+    objs = [{"metadata": meta("pol", namespace=None, created="2024-05-01T11:00:00Z")}]
+    assert render_table("ciliuml2announcementpolicies", objs, False, True, NOW) == "NAME   AGE\npol    60m"
+
+
+def test_ip_pools_print_ciliums_columns():
+    conds = [{"type": "cilium.io/PoolConflict", "status": "True", "message": "overlaps"},
+             {"type": "cilium.io/IPsAvailable", "status": "Unknown", "message": "254"}]
+    objs = [{"metadata": meta("red-pool", namespace=None, created="2024-05-01T11:00:00Z"),
+             "spec": {"disabled": True}, "status": {"conditions": conds}}]
+    assert render_table("ippools", objs, False, True, NOW) == (
+        "NAME       DISABLED   CONFLICTING   IPS AVAILABLE   AGE\n"
+        "red-pool   true       True          254             60m")
+
+
+def test_leases_print_holder():
+    objs = [{"metadata": meta("cilium-l2announce-default-web", namespace="kube-system", created="2024-05-01T11:00:00Z"),
+             "spec": {"holderIdentity": "k8s-w1"}}]
+    assert render_table("leases", objs, False, False, NOW) == (
+        "NAME                            HOLDER   AGE\n"
+        "cilium-l2announce-default-web   k8s-w1   60m")
 
 
 def test_missing_creation_timestamp_is_unknown():

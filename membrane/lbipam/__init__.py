@@ -1,0 +1,1 @@
+"""LB-IPAM: LoadBalancer Service addresses from CiliumLoadBalancerIPPools (pure logic, no I/O)."""
