@@ -51,6 +51,14 @@ def node_info(obj: dict[str, Any]) -> NodeInfo:
                     annotations.get(ROUTER_IP_ANNOTATION, ""))
 
 
+def reconciler_status(health: dict[str, Any]) -> dict[str, Any]:
+    """A reconciler's health for ``GET /v1/status``: times as RFC 3339, Go's zero time for never."""
+    out = dict(health)
+    for key in ("last-error-timestamp", "last-success-timestamp", "last-full-sync"):
+        out[key] = timestamp(out.get(key) or 0.0)
+    return out
+
+
 class Agent:
     def __init__(self, lab: str, node: str, cluster: str = "default") -> None:
         self.lab = lab
@@ -367,7 +375,7 @@ class Agent:
                 "last-failure-msg": c["last_error"]}})
             health.append({"module-id": f"agent.controller.{c['name']}", "level": "OK" if c["healthy"] else "Degraded",
                            "message": c["last_error"] if not c["healthy"] else "running"})
-        reconcilers = [rec.health().to_dict() for rec in self.reconcilers()]
+        reconcilers = [reconciler_status(rec.health().to_dict()) for rec in self.reconcilers()]
         for r in reconcilers:
             health.append({"module-id": f"agent.reconciler.{r['name']}", "level": "OK" if r["healthy"] else "Degraded",
                            "message": r["last-error"] if not r["healthy"] else f"{r['rows']} rows applied"})
