@@ -16,7 +16,7 @@ from typing import Any
 
 from membrane.agent.api import APIServer
 from membrane.agent.cni_service import CNIService
-from membrane.agent.controllers import Controller, ControllerSet
+from membrane.agent.controllers import Controller, ControllerSet, reconciler_status
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.lb_sync import LBSync
@@ -49,14 +49,6 @@ def node_info(obj: dict[str, Any]) -> NodeInfo:
     annotations = obj.get("metadata", {}).get("annotations", {}) or {}
     return NodeInfo(obj["metadata"]["name"], ip, cidrs, annotations.get("membrane.io/underlay-cidr", ""),
                     annotations.get(ROUTER_IP_ANNOTATION, ""))
-
-
-def reconciler_status(health: dict[str, Any]) -> dict[str, Any]:
-    """A reconciler's health for ``GET /v1/status``: times as RFC 3339, Go's zero time for never."""
-    out = dict(health)
-    for key in ("last-error-timestamp", "last-success-timestamp", "last-full-sync"):
-        out[key] = timestamp(out.get(key) or 0.0)
-    return out
 
 
 class Agent:

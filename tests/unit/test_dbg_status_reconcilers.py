@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from membrane.agent.daemon import reconciler_status
+from membrane.agent.controllers import reconciler_status
 from membrane.cli.dbg_status import render_status
 from membrane.state.reconciler import Reconciler
 from membrane.state.table import Table
