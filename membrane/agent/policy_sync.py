@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from membrane.agent.ipcache_sync import NotApplied
@@ -256,19 +256,25 @@ class PolicySync:
                  self.last_sync_seconds * 1e3)
 
     def _write(self, slots: dict[PolicySlot, Verdict], scope: set[int] | None, *, remove: bool = True) -> None:
-        """Make the table's rows of the endpoints in ``scope`` (None: all) exactly ``slots`` — additions
-        and changes in one revision, removals in the next, so the reconciler writes them in that order —
-        and run a reconciler step. Raises NotApplied if any of those rows is not in the map."""
+        """Make the table's rows of the endpoints in ``scope`` (None: all) exactly ``slots``: additions and
+        changes first, each time with a reconciler step, and removals only once those are all in the map
+        (a connection that stays allowed is never refused in between). Raises NotApplied if any row is not
+        in the map; rows that should go then stay desired until the next run."""
         if scope is None:
             old = self.table.keys()
         else:
             old = {slot for ep_id in scope for slot, _v in self.table.by_index("endpoint", ep_id)}
-        gone = old - slots.keys() if remove else set()
         self.table.upsert_many(slots)
-        self.table.delete_many(gone)
         self.table.mark_initialized()
+        self._step(slots)
+        if remove:
+            gone = old - slots.keys()
+            self.table.delete_many(gone)
+            self._step(gone)
+
+    def _step(self, slots: Iterable[PolicySlot]) -> None:
         self.reconciler.run_once()
-        behind = self.reconciler.not_done([*slots, *gone])
+        behind = self.reconciler.not_done(slots)
         if behind:
             raise NotApplied(f"policy map: {len(behind)} slot(s) not applied: "
                              f"{next(iter(behind.values())).message or 'pending'}")

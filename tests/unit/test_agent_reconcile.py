@@ -289,3 +289,21 @@ def test_enforcement_waits_for_a_failed_slot_and_switches_on_once_it_is_in():
     sync.sync()  # nothing changed in the store: the endpoint left behind is applied again
     assert allow in net.datapath.policy.slots and net.flags["c7"] == (True, False)
     assert sync.reconciler.health().healthy
+
+
+def test_a_slot_that_replaces_another_goes_in_before_the_old_one_goes():
+    sync, policies, net, clock = policy_agent()
+    policies.put("/cnp/allow", ALLOW_CLIENT)
+    sync.sync()
+    widened = json.loads(json.dumps(ALLOW_CLIENT))
+    widened["spec"]["ingress"][0]["toPorts"][0]["ports"][0] = {"port": "80", "endPort": 81, "protocol": "TCP"}
+    old, new = PolicySlot(7, DIR_INGRESS, 301, 6, 80, 16), PolicySlot(7, DIR_INGRESS, 301, 6, 80, 15)
+    net.datapath.faults.fail("mb_policy", new)
+    policies.put("/cnp/allow", widened)
+    with pytest.raises(NotApplied):
+        sync.sync()
+    assert old in net.datapath.policy.slots and new not in net.datapath.policy.slots  # port 80 stays allowed
+    net.datapath.faults.clear()
+    clock.now += 1
+    sync.sync()
+    assert new in net.datapath.policy.slots and old not in net.datapath.policy.slots
