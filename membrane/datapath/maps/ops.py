@@ -6,7 +6,9 @@ one row (raising on failure, so the reconciler records the error and retries tha
 whose value drifted are written again. The map is reached through a callable, so the same ops run
 against the node's pinned maps or the in-memory ones of membrane.datapath.fake.
 
-Desired rows are immutable: ``IpcacheEntry`` by prefix, ``Verdict`` by ``PolicySlot``, and
+The three ops share this module rather than each joining its map's module (ARCHITECTURE.md's "mirrors
++ reconciler ops"): lb.py is at the size limit, and the ops read best side by side. Desired rows are
+immutable: ``IpcacheEntry`` by prefix, ``Verdict`` by ``PolicySlot``, and
 :class:`ServiceEntry` (a frontend with its backends, as one unit of mb_lb_*) by ``Frontend``.
 """
 
