@@ -326,7 +326,12 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
         kp_rules = kube_proxy_ruleset(EXTRA_SERVICES, KUBE_PROXY_VIP, kp.server_ip, (IPERF_PORT, RR_PORT))
         kp_s = sum(load_kube_proxy(ns, kp_rules) for ns in kp.nodes)
         with_services = {"service": (clients, vip), "kubeproxy": (kp.clients(), KUBE_PROXY_VIP)}
+        reloads = 0
         for i in range(runs):
+            for pin in node_pins:  # again if the agent's periodic LB prune removed the services it did not write
+                if i and services_left(pin) < EXTRA_SERVICES:
+                    load_services(pin)
+                    reloads += 1
             order = ["kernel", *with_services]
             order = order[i % 3:] + order[:i % 3]
             for path in PATHS:
@@ -359,6 +364,8 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
              f"iptables-legacy-restore in {kp_s / 2:.1f} s each")
     if policy.by_bench:
         notes += f"; set by the benchmark, not the agent: {', '.join(policy.by_bench)}"
+    if reloads:
+        notes += f"; the extra services were loaded again {reloads} time(s) after the agent's LB prune removed them"
     if lost:
         notes += f"; WARNING: the filler policy entries were partly removed (by an agent resync?) in {lost} run(s)"
     if hits == 0:

@@ -16,6 +16,19 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else "0001-01-01T00:00:00Z"
+
+
+def reconciler_status(health: dict[str, Any]) -> dict[str, Any]:
+    """A reconciler's health (membrane.state.reconciler.Health.to_dict) for ``GET /v1/status``: times
+    as RFC 3339, Go's zero time for never, as the controllers' are."""
+    out = dict(health)
+    for key in ("last-error-timestamp", "last-success-timestamp", "last-full-sync"):
+        out[key] = _rfc3339(out.get(key) or 0.0)
+    return out
+
+
 @dataclass
 class ControllerStatus:
     name: str

@@ -16,7 +16,7 @@ from typing import Any
 
 from membrane.agent.api import APIServer
 from membrane.agent.cni_service import CNIService
-from membrane.agent.controllers import Controller, ControllerSet
+from membrane.agent.controllers import Controller, ControllerSet, reconciler_status
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.l2_announcer import L2Announcer
@@ -31,6 +31,7 @@ from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
 from membrane.model.naming import LabPaths
+from membrane.state.reconciler import Reconciler
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
@@ -82,6 +83,7 @@ class Agent:
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
         self.l2: L2Announcer | None = None
+        self.ipcache: IPCacheSync | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,12 +109,14 @@ class Agent:
         ids = EndpointIdentities(self.client, self.resources.layout, self.node, self.cluster, self.net,
                                  self._pod, self._namespace_labels, lambda: self.node_status.endpoint_lease)
         self.identities = ids
-        ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes, lambda: self.net.datapath,
+        ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes,
+                          lambda: self.net.datapath.ipcache if self.net.datapath is not None else None,
                           lambda: self.policy.cidr_prefixes() if self.policy is not None else {})
+        self.ipcache = ipc
         peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
-                            self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.sync)
+                            self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish)
         self.policy = policy
         policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
 
@@ -137,7 +141,7 @@ class Agent:
         self.ipcache_mirror.subscribe(lambda *_: policy_ctrl.trigger())  # a peer's identity: its named ports
         self.nodes_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         lb = LBSync(self.node, self.services_mirror, self.slices_mirror, self.nodes_mirror, self.pods_mirror,
-                    lambda: self.net.datapath,
+                    lambda: self.net.datapath.lb if self.net.datapath is not None else None,
                     lambda: self.config.lb_algorithm, lambda: self.config.maglev_table_size)
         self.lb = lb
         lb_ctrl = self.controllers.add(Controller("sync-lb-maps", lb.sync, interval=30))
@@ -158,6 +162,8 @@ class Agent:
         except Exception as exc:  # observability must never keep the datapath from running
             log.error("observability (Hubble, metrics) not started: %s", exc)
         self.controllers.start()
+        for rec in self.reconcilers():
+            rec.start()  # retries failed rows with backoff and prunes periodically, between controller runs
         self.ready_reason = ""
         log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
 
@@ -181,10 +187,17 @@ class Agent:
         self.controllers.stop()
         if self.l2 is not None:
             self.l2.stop()
+        for rec in self.reconcilers():
+            rec.stop()
         self.api.stop()
         for mirror in self._mirrors():
             mirror.stop()
         self.net.close()
+
+    def reconcilers(self) -> list[Reconciler[Any, Any]]:
+        """Every reconciler writing this node's BPF maps (ipcache, policy, load balancer)."""
+        owners = (self.ipcache, self.policy, self.lb)
+        return [owner.reconciler for owner in owners if owner is not None]
 
     def _attach_host_device(self) -> None:
         """from-netdev / to-netdev on the underlay device: NodePort, ExternalIPs, LB IPs, BPF masquerade."""
@@ -375,6 +388,10 @@ class Agent:
                 "last-failure-msg": c["last_error"]}})
             health.append({"module-id": f"agent.controller.{c['name']}", "level": "OK" if c["healthy"] else "Degraded",
                            "message": c["last_error"] if not c["healthy"] else "running"})
+        reconcilers = [reconciler_status(rec.health().to_dict()) for rec in self.reconcilers()]
+        for r in reconcilers:
+            health.append({"module-id": f"agent.reconciler.{r['name']}", "level": "OK" if r["healthy"] else "Degraded",
+                           "message": r["last-error"] if not r["healthy"] else f"{r['rows']} rows applied"})
         return {
             "node": self.node,
             "ready": not self.ready_reason,
@@ -394,6 +411,7 @@ class Agent:
                              "enabledProtocols": {"ipv4": self.config.enable_ipv4_masquerade, "ipv6": False},
                              "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr},
             "controllers": controllers,
+            "reconcilers": reconcilers,
             "identity-range": {"min-identity": 256, "max-identity": 65535},
             "modules-health": health,
             "endpoint-count": len(self.net.endpoints),

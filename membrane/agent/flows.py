@@ -18,12 +18,13 @@ from membrane.datapath.monitor import EventMonitor
 from membrane.hubble.events import DatapathEvent as FlowEvent
 from membrane.hubble.events import EndpointInfo, ServiceLookup, flow_from_event
 from membrane.hubble.ring import FlowRing
+from membrane.model import datapath_codes as codes
 from membrane.store.mirror import Mirror
 
 log = logging.getLogger(__name__)
 
-_KINDS = {dpev.EVENT_TRACE: "trace", dpev.EVENT_DROP: "drop", dpev.EVENT_POLICY_VERDICT: "policy-verdict"}
-_ACTIONS = {dpev.POLICY_ACTION_ALLOW: "allow", dpev.POLICY_ACTION_DENY: "deny"}
+_KINDS = {codes.EVENT_TRACE: "trace", codes.EVENT_DROP: "drop", codes.EVENT_POLICY_VERDICT: "policy-verdict"}
+_ACTIONS = {codes.POLICY_ACTION_ALLOW: "allow", codes.POLICY_ACTION_DENY: "deny"}
 
 
 def to_flow_event(ev: dpev.DatapathEvent, node: str) -> FlowEvent | None:

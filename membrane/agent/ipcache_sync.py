@@ -1,10 +1,12 @@
 """This node's BPF ipcache: every pod IP in the cluster (from etcd), every node IP, and world.
 
 Endpoints publish ``ipcache/<ip>/32`` (see membrane.agent.identities); every agent follows that prefix
-through a mirror, merges it with node addresses (own node = host 1, others = remote-node 6) and the
-world default, and writes only the differences to ``mb_ipcache``. Its own controller runs it, and so
-does the policy controller when the CIDR prefixes of policies change (identities before rules): a
-lock keeps the two from interleaving a read of the map with the other's writes.
+through a mirror, merges it with node addresses (own node = host 1, others = remote-node 6), the CIDR
+identities of policies and the world default into a desired table (prefix -> IpcacheEntry), and a
+reconciler writes it to ``mb_ipcache``: each prefix its own row with its own status and retries, a
+periodic full prune repairing drift. Its own controller refreshes the table, and so does the policy
+controller when the CIDR prefixes of policies change (identities before rules): ``publish`` applies
+the table in the caller's thread and fails unless every CIDR prefix is in.
 """
 
 from __future__ import annotations
@@ -14,27 +16,38 @@ import logging
 import threading
 from collections.abc import Callable
 
-from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.ipcache import IpcacheEntry
+from membrane.datapath.maps.ops import IpcacheOps, IpcacheTarget
 from membrane.endpoint.routing import NodeInfo
 from membrane.ipcache.cache import IPCacheEntry, cidr_entries, merge, node_entries
+from membrane.state.reconciler import Reconciler
+from membrane.state.table import Table
 from membrane.store.layout import StoreLayout
 from membrane.store.mirror import Mirror
 
 log = logging.getLogger(__name__)
 
+PRUNE_SECONDS = 60.0
+
+
+class NotApplied(RuntimeError):
+    """Rows a step depends on are not in the map yet (their reconciler retries them)."""
+
 
 class IPCacheSync:
     def __init__(self, mirror: Mirror, layout: StoreLayout, node: str, nodes: Callable[[], list[NodeInfo]],
-                 datapath: Callable[[], NodeDatapath | None],
-                 cidrs: Callable[[], dict[str, int]] = dict) -> None:
+                 target: Callable[[], IpcacheTarget | None],
+                 cidrs: Callable[[], dict[str, int]] = dict, *, clock: Callable[[], float] | None = None) -> None:
         self.mirror = mirror
         self.layout = layout
         self.node = node
         self._nodes = nodes
-        self._datapath = datapath
         self._cidrs = cidrs
         self._lock = threading.Lock()
+        self.table: Table[str, IpcacheEntry] = Table("ipcache", initialized=False)
+        extra = {} if clock is None else {"clock": clock}
+        self.reconciler: Reconciler[str, IpcacheEntry] = Reconciler(
+            self.table, IpcacheOps(target, self.table.items), name="bpf-ipcache", prune_interval=PRUNE_SECONDS, **extra)
 
     def desired(self) -> dict[str, int]:
         published = []
@@ -50,19 +63,23 @@ class IPCacheSync:
         # The datapath is IPv4-only for now.
         return {str(e.prefix): e.identity for e in cache if e.prefix.version == 4}
 
-    def sync(self) -> None:
+    def refresh(self) -> int:
+        """Make the desired table current (only changed prefixes get a new revision); returns it."""
         with self._lock:
-            self._sync()
+            rows = {prefix: IpcacheEntry(identity=identity) for prefix, identity in self.desired().items()}
+            rev = self.table.replace_all(rows)
+            self.table.mark_initialized()
+            return rev
 
-    def _sync(self) -> None:
-        dp = self._datapath()
-        if dp is None:
-            return
-        want = self.desired()
-        have = {prefix: entry.identity for prefix, entry in dp.ipcache.items()}
-        for prefix, identity in want.items():
-            if have.get(prefix) != identity:
-                dp.ipcache.update(prefix, IpcacheEntry(identity=identity))
-        for prefix in have:
-            if prefix not in want:
-                dp.ipcache.delete(prefix)
+    def sync(self) -> None:
+        """Refresh the table and apply what is due now (the reconciler's thread retries the rest)."""
+        self.refresh()
+        self.reconciler.run_once()
+
+    def publish(self) -> None:
+        """``sync``, then fail unless every CIDR prefix of policy is in the map."""
+        self.sync()
+        behind = self.reconciler.not_done(self._cidrs())
+        if behind:
+            raise NotApplied(f"ipcache: {len(behind)} CIDR prefix(es) not applied: "
+                             f"{next(iter(behind.values())).message or 'pending'}")

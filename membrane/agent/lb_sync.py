@@ -1,8 +1,11 @@
 """Services into this node's BPF load-balancer maps (kube-proxy replacement, pod → service path).
 
 Frontends come from the pure control plane (membrane.loadbalancer: Services + EndpointSlices + nodes →
-frontends with backends, stable ids); this controller writes the differences: upserts for frontends
-whose backends changed, deletes for frontends that are gone, then garbage-collects unused backends.
+frontends with backends, stable ids); this controller turns them into a desired table, one immutable
+``ServiceEntry`` per map frontend (backends, rev-NAT id, algorithm, maglev table), and a reconciler
+writes the changed rows through ``LBOps``: an upsert per frontend whose row changed, a delete per
+frontend gone, backends released once no row lists them, and a periodic full prune of what the maps
+hold beyond the table.
 """
 
 from __future__ import annotations
@@ -11,16 +14,20 @@ import json
 import logging
 from collections.abc import Callable
 
-from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.lb import Backend as MapBackend
 from membrane.datapath.maps.lb import Frontend as MapFrontend
+from membrane.datapath.maps.ops import LBOps, LBTarget, ServiceEntry
 from membrane.loadbalancer.frontends import Frontend, ServiceIDs
 from membrane.loadbalancer.hostport import node_frontends_with_hostports
 from membrane.loadbalancer.maglev import lookup_table
+from membrane.state.reconciler import Reconciler
+from membrane.state.table import Table
 from membrane.store.mirror import Mirror
 from membrane.store.watch import WatchEvent
 
 log = logging.getLogger(__name__)
+
+PRUNE_SECONDS = 300.0
 
 
 def declares_host_port(raw: bytes) -> bool:
@@ -29,15 +36,19 @@ def declares_host_port(raw: bytes) -> bool:
 
 class LBSync:
     def __init__(self, node: str, services: Mirror, slices: Mirror, nodes: Mirror, pods: Mirror,
-                 datapath: Callable[[], NodeDatapath | None], algorithm: Callable[[], str],
-                 maglev_size: Callable[[], int]) -> None:
+                 target: Callable[[], LBTarget | None], algorithm: Callable[[], str],
+                 maglev_size: Callable[[], int], *, clock: Callable[[], float] | None = None) -> None:
         self.node = node
         self.services, self.slices, self.nodes, self.pods = services, slices, nodes, pods
-        self._datapath = datapath
         self._algorithm = algorithm
         self._maglev_size = maglev_size
         self.ids = ServiceIDs()
-        self._applied: dict[tuple[str, int, str], Frontend] = {}
+        self.table: Table[MapFrontend, ServiceEntry] = Table("lb-services", initialized=False)
+        self.table.add_index("backend", lambda _k, row: row.backend_ids)
+        ops = LBOps(target, self.table.items, backend_in_use=lambda b: bool(self.table.by_index("backend", b)))
+        extra = {} if clock is None else {"clock": clock}
+        self.reconciler: Reconciler[MapFrontend, ServiceEntry] = Reconciler(
+            self.table, ops, name="bpf-lb", prune_interval=PRUNE_SECONDS, **extra)
 
     def frontends(self) -> list[Frontend]:
         def objs(m: Mirror) -> list[dict]:
@@ -54,24 +65,21 @@ class LBSync:
         return any(declares_host_port(e.kv.value) or (e.prev_kv is not None and declares_host_port(e.prev_kv.value))
                    for e in events)
 
-    def sync(self) -> None:
-        dp = self._datapath()
-        if dp is None:
-            return
-        want = {(f.ip, f.port, f.protocol): f for f in self.frontends()}
+    def rows(self) -> dict[MapFrontend, ServiceEntry]:
         algorithm = self._algorithm()
-        for key, fe in want.items():
-            if self._applied.get(key) == fe:
-                continue
-            backends = [MapBackend(b.id, b.ip, b.port, b.protocol, terminating=b.terminating) for b in fe.backends]
-            table = None
+        rows = {}
+        for fe in self.frontends():
+            backends = tuple(MapBackend(b.id, b.ip, b.port, b.protocol, terminating=b.terminating) for b in fe.backends)
+            table: tuple[int, ...] = ()
             if algorithm == "maglev":
                 active = {b.id: b.address for b in fe.backends if not b.terminating}
-                table = lookup_table(active, size=self._maglev_size()) if active else None
-            dp.lb.upsert_service(MapFrontend(fe.ip, fe.port, fe.protocol), backends, rev_nat_index=fe.id,
-                                 algorithm=algorithm, affinity_timeout=fe.affinity_timeout, maglev_table=table)
-            self._applied[key] = fe
-        for key in [k for k in self._applied if k not in want]:
-            dp.lb.delete_service(MapFrontend(key[0], key[1], key[2]))
-            del self._applied[key]
-        dp.lb.gc_backends({b.id for fe in want.values() for b in fe.backends})
+                table = tuple(lookup_table(active, size=self._maglev_size())) if active else ()
+            key = MapFrontend(fe.ip, fe.port, fe.protocol)
+            rows[key] = ServiceEntry(key, backends, fe.id, algorithm, fe.affinity_timeout, table)
+        return rows
+
+    def sync(self) -> None:
+        """Refresh the desired table (only changed frontends get a new revision) and apply what is due."""
+        self.table.replace_all(self.rows())
+        self.table.mark_initialized()
+        self.reconciler.run_once()

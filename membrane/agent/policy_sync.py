@@ -3,9 +3,13 @@
 One controller owns the policy repository (it is not thread-safe). Each run it folds the changes of
 the policy and identity mirrors into the repository — which answers with the identities whose
 policy may have changed — re-resolves only the local endpoints with those identities (or new ones),
-and writes the map in one differential sync. Enforcement is switched on *after* the entries that
-allow traffic are in the map, and switched off *before* they go, so no allowed connection is ever
-refused in between.
+and replaces only those endpoints' rows in the desired table of map slots (``PolicySlot -> Verdict``,
+indexed by endpoint). The ``bpf-policy`` reconciler writes the changed rows; the controller runs its
+step itself, so it knows which rows are in. Enforcement is switched on *after* the entries that allow
+traffic are in the map (an endpoint with a row not applied yet keeps its old flags; the controller
+retries), and switched off *before* they go, so no allowed connection is ever refused in between.
+The reconciler's thread retries failed rows with backoff and, every ``PolicyMap.RESYNC_SECONDS``,
+reads the map back and repairs what other writers changed.
 
 The CIDR identities the rules need reach the BPF ipcache in the same run, around the map write:
 first the new identities' own entries (inert: no address carries those numbers yet), then the new
@@ -23,11 +27,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from membrane.agent.ipcache_sync import NotApplied
 from membrane.agent.node_network import NodeNetwork
-from membrane.datapath.maps.policy import DIR_EGRESS, DIR_INGRESS, PolicyRule
+from membrane.datapath.maps.ops import PolicyOps
+from membrane.datapath.maps.policy import (
+    DIR_EGRESS,
+    DIR_INGRESS,
+    PolicyMap,
+    PolicyRule,
+    PolicySlot,
+    Verdict,
+    desired_slots,
+)
 from membrane.endpoint.model import Endpoint
 from membrane.identity.allocator import decode_labels
 from membrane.identity.labels import LabelSet
@@ -39,12 +53,13 @@ from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_por
 from membrane.policy.repository import PolicyRepository
 from membrane.policy.rules import Origin
 from membrane.policy.translate import origin_of, rules_from_object
+from membrane.state.reconciler import Reconciler
+from membrane.state.table import Table
 from membrane.store.mirror import Mirror
 
 log = logging.getLogger(__name__)
 
 HOST_IDENTITY = 1
-RESYNC_MARGIN = 90.0  # seconds before PolicyMap's own resync: three ticks of the 30 s controller
 POLICY_KINDS = {  # store key segment -> kind
     "cilium.io/CiliumNetworkPolicy": "CiliumNetworkPolicy",
     "cilium.io/CiliumClusterwideNetworkPolicy": "CiliumClusterwideNetworkPolicy",
@@ -80,7 +95,8 @@ class PolicySync:
     def __init__(self, net: NodeNetwork, policy_mirrors: list[Mirror], identity_mirror: Mirror, identities_prefix: str,
                  mode: Callable[[], str], cluster: str, pod_of: Callable[[str, str], dict[str, Any] | None],
                  peer_ports: Callable[[], PeerNamedPorts] = dict,
-                 publish_ipcache: Callable[[], None] = lambda: None) -> None:
+                 publish_ipcache: Callable[[], None] = lambda: None, *,
+                 clock: Callable[[], float] | None = None) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
         self.identity_mirror = identity_mirror
@@ -100,7 +116,14 @@ class PolicySync:
         self._map_synced = False  # the first sync writes the whole map
         self._published_cidrs: dict[str, int] = {}  # the CIDR prefixes the ipcache is asked to hold
         self._ipcache_behind = False  # a publish failed: retry it even if nothing changed
+        self._behind: set[int] = set()  # endpoints whose rows or flags a failed run left behind
         self.last_sync_seconds = 0.0
+        self.table: Table[PolicySlot, Verdict] = Table("policy-slots", initialized=False)
+        self.table.add_index("endpoint", lambda slot, _v: (slot.ep_id,))
+        extra = {} if clock is None else {"clock": clock}
+        ops = PolicyOps(lambda: self.net.datapath.policy if self.net.datapath is not None else None, self.table.items)
+        self.reconciler: Reconciler[PolicySlot, Verdict] = Reconciler(
+            self.table, ops, name="bpf-policy", prune_interval=PolicyMap.RESYNC_SECONDS, **extra)
         for n, labels in reserved_identities().items():
             self._set_identity(n, labels, set())
 
@@ -196,14 +219,12 @@ class PolicySync:
         mode = self.mode()
         full = mode != self._last_mode
         self._last_mode = mode
-        dp = self.net.datapath
-        if dp is None:
+        if self.net.datapath is None:
             return
         fresh = set(self.cidrs.prefixes().values()) - set(self._published_cidrs.values())
-        before = dict(self._resolved) if fresh and self._map_synced and not full else None
         entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
-        changed: set[int] = set()
+        changed: set[int] = set(self._behind)
         for ep_id in [i for i in self._resolved if i not in endpoints]:
             del self._resolved[ep_id]
             changed.add(ep_id)
@@ -216,47 +237,57 @@ class PolicySync:
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
             changed.add(ep.id)
-        if before is not None:
-            self._prime(fresh, before, changed)
+        scope = None if full or not self._map_synced else changed
+        self._behind |= changed if scope is not None else set(endpoints) | changed
+        if fresh and self._map_synced and not full:
+            self._prime(fresh, changed)
         self._publish_cidrs(release=False)  # identities before the rules that use them
         if changed or full or not self._map_synced:
-            # A full pass (first sync, enforcement mode change) rewrites every endpoint's slots; otherwise
-            # only the changed endpoints' slots are computed and diffed: one policy change on a node with
-            # 30 000 slots costs its own entries, not a rebuild of all of them.
-            self._apply(endpoints, None if full or not self._map_synced else changed, reread=False)
+            # A full pass (first sync, enforcement mode change) rewrites every endpoint's rows; otherwise
+            # only the changed endpoints' slots are computed and replaced in the table: one policy change
+            # on a node with 30 000 slots costs its own entries, not a rebuild of all of them.
+            self._apply(endpoints, scope)
             self._map_synced = True
         self._publish_cidrs(release=True)  # released prefixes leave once no rule uses their numbers
-        # Every few minutes the whole map is read back and made exact (repairing what other writers
-        # changed) — after any change of this run is in place, so that read (a syscall pair per slot,
-        # ~1 s for 30 000 slots) never delays enforcement.
-        if dp.policy.shadow_age() > dp.policy.RESYNC_SECONDS - RESYNC_MARGIN:
-            self._apply(endpoints, None, reread=True)
-        elif not changed and not full:
+        if not changed and not full:
             return
         self.last_sync_seconds = time.monotonic() - start
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
 
-    def _prime(self, fresh: set[int], before: dict[int, tuple[int, ResolvedPolicy]], changed: set[int]) -> None:
-        """Add the entries of the ``fresh`` CIDR identities to the map, the rest of it left as it was."""
-        dp = self.net.datapath
-        assert dp is not None
-        rules: list[PolicyRule] = []
-        scope = set()
-        for ep_id in changed:
-            now = self._resolved.get(ep_id)
-            added = [r for r in map_rules(ep_id, now[1]) if r.identity in fresh] if now is not None else []
-            if added:
-                old = before.get(ep_id)
-                rules += [*(map_rules(ep_id, old[1]) if old is not None else []), *added]
-                scope.add(ep_id)
-        if scope:
-            dp.policy.sync(rules, scope, reread=False)
+    def _write(self, slots: dict[PolicySlot, Verdict], scope: set[int] | None, *, remove: bool = True) -> None:
+        """Make the table's rows of the endpoints in ``scope`` (None: all) exactly ``slots``: additions and
+        changes first, each time with a reconciler step, and removals only once those are all in the map
+        (a connection that stays allowed is never refused in between). Raises NotApplied if any row is not
+        in the map; rows that should go then stay desired until the next run."""
+        if scope is None:
+            old = self.table.keys()
+        else:
+            old = {slot for ep_id in scope for slot, _v in self.table.by_index("endpoint", ep_id)}
+        self.table.upsert_many(slots)
+        self.table.mark_initialized()
+        self._step(slots)
+        if remove:
+            gone = old - slots.keys()
+            self.table.delete_many(gone)
+            self._step(gone)
 
-    def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None, reread: bool | None = None) -> None:
+    def _step(self, slots: Iterable[PolicySlot]) -> None:
+        self.reconciler.run_once()
+        behind = self.reconciler.not_done(slots)
+        if behind:
+            raise NotApplied(f"policy map: {len(behind)} slot(s) not applied: "
+                             f"{next(iter(behind.values())).message or 'pending'}")
+
+    def _prime(self, fresh: set[int], changed: set[int]) -> None:
+        """Add the slots of the ``fresh`` CIDR identities to the map, the rest of it left as it was."""
+        rules = [r for ep_id in changed if (now := self._resolved.get(ep_id)) is not None
+                 for r in map_rules(ep_id, now[1]) if r.identity in fresh]
+        if rules:
+            self._write(desired_slots(rules), {r.ep_id for r in rules}, remove=False)
+
+    def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
-        dp = self.net.datapath
-        assert dp is not None
         want_flags = {ep_id: (r.ingress_enforced, r.egress_enforced) for ep_id, (_i, r) in self._resolved.items()}
         touched = endpoints if scope is None else {i: ep for i, ep in endpoints.items() if i in scope}
         # 1. endpoints losing enforcement stop enforcing before their entries go
@@ -267,13 +298,21 @@ class PolicySync:
         # 2. the map holds exactly the resolved entries of the endpoints we have (of those in scope)
         rules = [rule for ep_id, (_i, r) in self._resolved.items() if scope is None or ep_id in scope
                  for rule in map_rules(ep_id, r)]
-        result = dp.policy.sync(rules, scope, reread=reread)
-        if result.added or result.changed or result.removed:
-            log.info("policy map: +%d ~%d -%d entries", result.added, result.changed, result.removed)
+        failed: NotApplied | None = None
+        try:
+            self._write(desired_slots(rules), scope)
+        except NotApplied as exc:
+            failed = exc
         # 3. endpoints gaining enforcement start enforcing once their allows are in place
         for ep_id, ep in touched.items():
+            if failed is not None and self.reconciler.not_done(
+                    [slot for slot, _v in self.table.by_index("endpoint", ep_id)]):
+                continue  # keeps the flags of step 1 until its rows are in
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ing, egr)
+        if failed is not None:
+            raise failed
+        self._behind.clear()
 
     def _named_ports(self, ep: Endpoint) -> NamedPorts:
         return pod_named_ports(self.pod_of(ep.namespace, ep.pod_name) or {})

@@ -44,7 +44,9 @@ absent sections print nothing, except ``nodeMonitor`` (prints ``Disabled``) and 
       "hubble": {"state": "Ok", "msg": "", "metrics": {"state": "Ok"},
                  "observer": {"current-flows": 4095, "max-flows": 4095, "seen-flows": 12345, "uptime": 600.0}},
       "encryption": {"mode": "Disabled", "msg": ""},
-      "modules-health": [{"module-id": "agent.datapath.reconciler", "level": "OK", "message": "..."}]
+      "modules-health": [{"module-id": "agent.datapath.reconciler", "level": "OK", "message": "..."}],
+      "reconcilers": [{"name": "bpf-ipcache", "healthy": true, "rows": 12, "pending": 0, "errors": 0,
+                       "last-error": "", "last-full-sync": "2024-05-01T12:00:00Z", ...}]  # Membrane's own
     }
 
 ``KubeProxyReplacement Details:`` (after Hubble) needs ``verbose``, as in cilium-dbg; without ``features.nodePort``
@@ -52,7 +54,8 @@ enabled, NodePort and LoadBalancer print ``Disabled`` and Mode / Backend Selecti
 ``hubble.observer.uptime`` is in seconds; ``modules-health`` levels are ``OK``, ``Degraded``, ``Stopped``.
 With ``verbose`` (cilium-dbg ``--verbose``): all allocated addresses, all controllers, all redirects and
 every module's health; otherwise the controller table lists failing controllers only. Cluster health is
-not printed (Membrane has no health endpoints).
+not printed (Membrane has no health endpoints). ``Reconciler Status`` (after the controllers) is Membrane's
+own: one line per reconciler writing a BPF map (desired rows, pending, errors, last full sync, last error).
 """
 
 from __future__ import annotations
@@ -207,6 +210,22 @@ def _controllers(status: dict[str, Any], verbose: bool, now: datetime) -> list[s
     return lines
 
 
+def _reconcilers(status: dict[str, Any], now: datetime) -> list[str]:
+    reconcilers = status.get("reconcilers")
+    if not isinstance(reconcilers, list):
+        return []
+    rows = [r for r in reconcilers if isinstance(r, dict)]
+    healthy = sum(1 for r in rows if r.get("healthy") is True)
+    table = ["  Name\tRows\tPending\tErrors\tLast full sync\tLast error"]
+    for r in sorted(rows, key=lambda r: str(r.get("name", ""))):
+        table.append(f"  {r.get('name', '')}\t{_num(r.get('rows'))}\t{_num(r.get('pending'))}\t{_num(r.get('errors'))}\t"
+                     f"{time_since(r.get('last-full-sync'), now)}\t{r.get('last-error') or 'no error'}\t")
+    lines = [f"Reconciler Status:\t{healthy}/{len(rows)} healthy"]
+    if rows:
+        lines += tabwrite("\n".join(table), minwidth=0, padding=3).split("\n")
+    return lines
+
+
 def _proxy(status: dict[str, Any], verbose: bool) -> list[str]:
     proxy = status.get("proxy")
     if not isinstance(proxy, dict):
@@ -320,7 +339,7 @@ def render_status(status: dict[str, Any], verbose: bool, now: datetime | None = 
     """The status page; ``now`` (default: the current time) is used for the controllers' ``… ago``."""
     current = now if now is not None else datetime.now(UTC)
     lines = (_head(status) + _ipam(status, verbose) + _datapath(status) + _controllers(status, verbose, current)
-             + _proxy(status, verbose) + _tail(status, verbose))
+             + _reconcilers(status, current) + _proxy(status, verbose) + _tail(status, verbose))
     # cilium-dbg prints the whole page through tabwriter.NewWriter(os.Stdout, 2, 0, 3, ' ', 0).
     return tabwrite("\n".join(lines), minwidth=2, padding=3)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from membrane.hubble.packet import icmp_type_name
+from membrane.model import datapath_codes as codes
 
 LabelValues = tuple[str, ...]
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -179,22 +180,7 @@ LABELS_CONTEXT = (
     "traffic_direction",
 )
 _TYPE_NAMES = {1: "Drop", 3: "Capture", 4: "Trace", 5: "PolicyVerdict", 129: "L7"}
-TRACE_POINT_NAMES = (
-    "to-endpoint",
-    "to-proxy",
-    "to-host",
-    "to-stack",
-    "to-overlay",
-    "from-endpoint",
-    "from-proxy",
-    "from-host",
-    "from-stack",
-    "from-overlay",
-    "from-network",
-    "to-network",
-    "from-crypto",
-    "to-crypto",
-)
+TRACE_POINT_NAMES = tuple(codes.TRACE_POINT_NAMES[i] for i in range(len(codes.TRACE_POINT_NAMES)))
 _L4_NAMES = {"TCP": "TCP", "UDP": "UDP", "ICMPv4": "ICMPv4", "ICMPv6": "ICMPv6", "SCTP": "SCTP"}
 _L7_NAMES = {"dns": "DNS", "http": "HTTP", "kafka": "Kafka"}
 _APP_LABELS = ("k8s:app.kubernetes.io/name", "k8s:k8s-app", "k8s:app")

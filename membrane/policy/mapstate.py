@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from membrane.model.datapath_codes import DROP_POLICY, DROP_POLICY_DENY
+
 PROTO_ANY, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6, PROTO_SCTP = 0, 1, 6, 17, 58, 132
 PROTOCOL_NUMBERS = {"TCP": PROTO_TCP, "UDP": PROTO_UDP, "SCTP": PROTO_SCTP, "ICMP": PROTO_ICMP, "ICMPV6": PROTO_ICMPV6}
 ANY_PORT_PROTOCOLS = (PROTO_TCP, PROTO_UDP, PROTO_SCTP)  # what protocol ANY with a port expands to
-REASON_POLICY_DENIED = 133  # nothing allowed it (default deny)
-REASON_POLICY_DENY = 181  # an explicit deny rule
+REASON_POLICY_DENIED = DROP_POLICY  # nothing allowed it (default deny)
+REASON_POLICY_DENY = DROP_POLICY_DENY  # an explicit deny rule
 ALLOW, DENY, DEFAULT_DENY = "allow", "deny", "default-deny"
 
 

@@ -6,7 +6,9 @@ every object has a status (pending / done / error, message, attempts) and the re
 summary. Once the table is initialized and every object has been tried once, ``ops.prune(keys)``
 (if the ops has it) removes whatever the target holds beyond the desired keys, and again every
 ``prune_interval`` seconds. Runs in its own thread (``start``/``stop``) or step by step with
-``run_once`` (tests drive it with a fake clock). No I/O of its own.
+``run_once`` (tests drive it with a fake clock), or both: a step holds a lock, so a controller that
+must know its rows are in before it goes on (policy entries before enforcement) runs a step itself
+while the thread keeps retrying and pruning. No I/O of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +51,17 @@ class Health:
     initial_sync_done: bool = False
     last_prune: float | None = None
     revision: int = 0  # desired-table revision processed
+    rows: int = 0  # desired rows
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape ``membrane status`` shows (its reconcilers section)."""
+        return {"name": self.name, "healthy": self.healthy, "rows": self.rows,
+                "pending": self.counts.get(PENDING, 0), "done": self.counts.get(DONE, 0),
+                "errors": self.counts.get(ERROR, 0), "last-error": self.last_error,
+                "last-error-timestamp": self.last_error_at, "last-success-timestamp": self.last_success,
+                "initial-sync-done": self.initial_sync_done, "last-full-sync": self.last_prune,
+                "revision": self.revision}
 
 
 class Reconciler(Generic[K, V]):
@@ -69,6 +82,7 @@ class Reconciler(Generic[K, V]):
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
+        self._step = threading.RLock()  # one step at a time, whoever drives it
         self._idle = threading.Condition(self._lock)
         self._seen_rev = -1  # nothing ingested yet
         self._queue: OrderedDict[K, tuple[str, V | None]] = OrderedDict()
@@ -128,6 +142,10 @@ class Reconciler(Generic[K, V]):
     def run_once(self) -> bool:
         """Take in table changes, do all work that is due now, prune if due.
         Returns True when nothing is left to do (no pending work, no errors waiting for a retry)."""
+        with self._step:
+            return self._run_step()
+
+    def _run_step(self) -> bool:
         self._ingest()
         now = self._clock()
         with self._lock:
@@ -277,6 +295,16 @@ class Reconciler(Generic[K, V]):
         with self._lock:
             return self._status.get(key)
 
+    def not_done(self, keys: Iterable[K]) -> dict[K, ObjectStatus]:
+        """The listed keys whose last update is not applied (pending or error), with their status."""
+        with self._lock:
+            out = {}
+            for key in keys:
+                st = self._status.get(key)
+                if st is not None and (st.state != DONE or st.op != UPDATE):
+                    out[key] = st
+            return out
+
     def statuses(self) -> dict[K, ObjectStatus]:
         with self._lock:
             return dict(self._status)
@@ -295,6 +323,8 @@ class Reconciler(Generic[K, V]):
                 initial_sync_done=self._initial_sync_done,
                 last_prune=self._last_prune,
                 revision=max(self._seen_rev, 0),
+                rows=len(self.desired),
+                name=self.name,
             )
 
     def wait_done(self, revision: int | None = None, timeout: float = 5.0) -> bool:

@@ -11,7 +11,8 @@ import pytest
 from membrane.datapath.bpf.syscalls import close_fd, obj_get, prog_info
 from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.loader import FROM_CONTAINER, PROGS_SUBDIR, TO_CONTAINER, NodeDatapath
-from membrane.datapath.maps.metrics import METRIC_EGRESS, METRIC_INGRESS, REASON_FORWARDED
+from membrane.datapath.maps.metrics import METRIC_EGRESS, METRIC_INGRESS
+from membrane.model.datapath_codes import REASON_FORWARDED
 from tests.datapath.netlab import ROUTER_IP, NodeLab, neighbour_mac, ping, ping_counts
 
 pytestmark = pytest.mark.root

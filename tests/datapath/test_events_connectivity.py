@@ -9,17 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from membrane.datapath.maps.events import (
-    DIRECTION_EGRESS,
-    DIRECTION_INGRESS,
-    TRACE_FROM_LXC,
-    TRACE_REASON_NEW,
-    TRACE_REASON_REPLY,
-    TRACE_TO_LXC,
-    DatapathEvent,
-)
+from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, DatapathEvent
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.monitor import EventMonitor
+from membrane.model.datapath_codes import TRACE_FROM_LXC, TRACE_REASON_NEW, TRACE_REASON_REPLY, TRACE_TO_LXC
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root

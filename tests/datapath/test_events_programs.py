@@ -21,6 +21,12 @@ from membrane.datapath.maps.events import (
     DIRECTION_EGRESS,
     DIRECTION_INGRESS,
     EVENT_CAPTURE_LEN,
+    DatapathEvent,
+)
+from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
+from membrane.datapath.maps.policy import DIR_INGRESS, PolicyMap, PolicyRule
+from membrane.datapath.monitor import EventMonitor, events_enabled, set_events_enabled
+from membrane.model.datapath_codes import (
     EVENT_DROP,
     EVENT_POLICY_VERDICT,
     EVENT_TRACE,
@@ -36,11 +42,7 @@ from membrane.datapath.maps.events import (
     TRACE_REASON_REPLY,
     TRACE_TO_LXC,
     TRACE_TO_STACK,
-    DatapathEvent,
 )
-from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
-from membrane.datapath.maps.policy import DIR_INGRESS, PolicyMap, PolicyRule
-from membrane.datapath.monitor import EventMonitor, events_enabled, set_events_enabled
 from tests.datapath.packets import ETH_P_IP, ethernet, icmp_echo, ipv4, send_as
 
 pytestmark = pytest.mark.root

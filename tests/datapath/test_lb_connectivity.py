@@ -15,8 +15,9 @@ from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.lb import Backend, Frontend
-from membrane.datapath.maps.metrics import DROP_POLICY, METRIC_EGRESS
+from membrane.datapath.maps.metrics import METRIC_EGRESS
 from membrane.datapath.maps.policy import DIR_EGRESS, PolicyRule
+from membrane.model.datapath_codes import DROP_POLICY
 from tests.datapath.netlab import NodeLab, Pod
 
 pytestmark = pytest.mark.root

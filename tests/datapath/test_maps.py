@@ -14,8 +14,9 @@ from membrane.datapath.bpf.bpf_object import BpfObject
 from membrane.datapath.bpf.errors import BpfError
 from membrane.datapath.bpf.syscalls import prog_test_run
 from membrane.datapath.maps.endpoints import EndpointRecord, EndpointsMap, endpoint_key, key_address
-from membrane.datapath.maps.metrics import METRIC_INGRESS, REASON_FORWARDED, MetricsMap
+from membrane.datapath.maps.metrics import METRIC_INGRESS, MetricsMap
 from membrane.datapath.maps.percpu import parse_cpu_list, possible_cpus
+from membrane.model.datapath_codes import REASON_FORWARDED
 from membrane.model.errors import ValidationError
 from tests.datapath.packets import ETH_P_IP, ethernet, icmp_echo, ipv4
 

@@ -12,8 +12,9 @@ import pytest
 from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED
 from membrane.datapath.maps.ipcache import IpcacheEntry
-from membrane.datapath.maps.metrics import DROP_POLICY, DROP_POLICY_DENY, METRIC_INGRESS
+from membrane.datapath.maps.metrics import METRIC_INGRESS
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicyRule
+from membrane.model.datapath_codes import DROP_POLICY, DROP_POLICY_DENY
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root

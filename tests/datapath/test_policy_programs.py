@@ -19,15 +19,9 @@ from membrane.datapath.maps.endpoints import (
     EndpointsMap,
 )
 from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
-from membrane.datapath.maps.metrics import (
-    DROP_POLICY,
-    DROP_POLICY_DENY,
-    METRIC_EGRESS,
-    METRIC_INGRESS,
-    MetricCounters,
-    MetricsMap,
-)
+from membrane.datapath.maps.metrics import METRIC_EGRESS, METRIC_INGRESS, MetricCounters, MetricsMap
 from membrane.datapath.maps.policy import DIR_EGRESS, DIR_INGRESS, PolicyMap, PolicyRule
+from membrane.model.datapath_codes import DROP_POLICY, DROP_POLICY_DENY
 from tests.datapath.packets import ETH_P_IP, checksum, ethernet, icmp_echo, ipv4, send_as
 
 pytestmark = pytest.mark.root

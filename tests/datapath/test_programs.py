@@ -11,14 +11,8 @@ import pytest
 from membrane.datapath.bpf.bpf_object import BpfObject
 from membrane.datapath.bpf.syscalls import prog_test_run
 from membrane.datapath.maps.endpoints import EndpointRecord, EndpointsMap
-from membrane.datapath.maps.metrics import (
-    DROP_INVALID,
-    METRIC_EGRESS,
-    METRIC_INGRESS,
-    REASON_FORWARDED,
-    MetricCounters,
-    MetricsMap,
-)
+from membrane.datapath.maps.metrics import METRIC_EGRESS, METRIC_INGRESS, MetricCounters, MetricsMap
+from membrane.model.datapath_codes import DROP_INVALID, REASON_FORWARDED
 from tests.datapath.packets import (
     BROADCAST,
     ETH_P_ARP,

@@ -16,14 +16,9 @@ from membrane.datapath.bpf.syscalls import prog_test_run
 from membrane.datapath.maps.endpoints import EndpointRecord, EndpointsMap
 from membrane.datapath.maps.events import DIRECTION_EGRESS, DatapathEvent
 from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
-from membrane.datapath.maps.metrics import (
-    DROP_INVALID_SIP,
-    DROP_INVALID_SMAC,
-    METRIC_EGRESS,
-    MetricCounters,
-    MetricsMap,
-)
+from membrane.datapath.maps.metrics import METRIC_EGRESS, MetricCounters, MetricsMap
 from membrane.datapath.monitor import EventMonitor
+from membrane.model.datapath_codes import DROP_INVALID_SIP, DROP_INVALID_SMAC
 from tests.datapath.packets import (
     BROADCAST,
     ETH_P_ARP,

@@ -15,8 +15,15 @@ from membrane.datapath.maps.events import (
     DIRECTION_EGRESS,
     DIRECTION_INGRESS,
     EVENT_CAPTURE_LEN,
-    EVENT_DROP,
     EVENT_HEADER_LEN,
+    DatapathEvent,
+    EventDecodeError,
+    EventRecord,
+    decode,
+    encode,
+)
+from membrane.model.datapath_codes import (
+    EVENT_DROP,
     EVENT_POLICY_VERDICT,
     EVENT_TRACE,
     POLICY_ACTION_ALLOW,
@@ -30,11 +37,6 @@ from membrane.datapath.maps.events import (
     TRACE_REASON_UNKNOWN,
     TRACE_TO_LXC,
     TRACE_TO_STACK,
-    DatapathEvent,
-    EventDecodeError,
-    EventRecord,
-    decode,
-    encode,
 )
 
 # type subtype ep_id flags drop_reason trace_reason | ktime | ifindex orig_len cap_len src dst |

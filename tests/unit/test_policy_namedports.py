@@ -5,13 +5,14 @@ policy-map write (item 2: new prefixes before the rules, released ones after).""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import PolicySync
 from membrane.cli.policy_simulate import pod_infos
-from membrane.datapath.maps.policy import DIR_EGRESS, SyncResult
+from membrane.datapath.fake import Faults, MemPolicyMap
+from membrane.datapath.maps.policy import DIR_EGRESS, PolicySlot, Verdict
 from membrane.endpoint.model import Endpoint
 from membrane.identity.allocator import encode_labels
 from membrane.identity.labels import LabelSet, pod_identity_labels
@@ -183,25 +184,32 @@ class FakeMirror:
         self.kvs.pop(key, None)
 
 
-@dataclass
-class FakePolicyMap:
-    log: list[tuple[str, Any]]
-    RESYNC_SECONDS: float = 300.0
-    rules: dict[int, list[Any]] = field(default_factory=dict)
+class LoggedPolicyMap(MemPolicyMap):
+    """The fake datapath's policy map, noting each write in the shared log as a ("policy", slots)
+    step: consecutive writes are one step, holding the map's slots after them."""
 
-    def shadow_age(self) -> float:
-        return 0.0
+    def __init__(self, log: list[tuple[str, Any]]) -> None:
+        super().__init__(Faults())
+        self.log = log
 
-    def sync(self, rules: list[Any], scope: set[int] | None, reread: bool | None = None) -> SyncResult:
-        for ep_id in scope if scope is not None else {r.ep_id for r in rules} | set(self.rules):
-            self.rules[ep_id] = [r for r in rules if r.ep_id == ep_id]
-        self.log.append(("policy", [r for r in rules]))
-        return SyncResult(len(rules), 0, 0)
+    def _note(self) -> None:
+        if self.log and self.log[-1][0] == "policy":
+            self.log.pop()
+        self.log.append(("policy", dict(self.slots)))
+
+    def write_slot(self, slot: PolicySlot, verdict: Verdict) -> None:
+        super().write_slot(slot, verdict)
+        self._note()
+
+    def delete_slot(self, slot: PolicySlot) -> bool:
+        found = super().delete_slot(slot)
+        self._note()
+        return found
 
 
 @dataclass
 class FakeDatapath:
-    policy: FakePolicyMap
+    policy: LoggedPolicyMap
 
 
 class FakeEndpoints:
@@ -214,7 +222,7 @@ class FakeEndpoints:
 
 class FakeNet:
     def __init__(self, log: list[tuple[str, Any]], eps: list[Endpoint]) -> None:
-        self.datapath = FakeDatapath(FakePolicyMap(log))
+        self.datapath = FakeDatapath(LoggedPolicyMap(log))
         self.endpoints = FakeEndpoints(eps)
 
     def set_policy_enforcement(self, container_id: str, ifname: str, ingress: bool, egress: bool) -> None:
@@ -304,8 +312,8 @@ def test_new_cidr_identities_reach_the_ipcache_before_the_rules_and_leave_after(
     assert kinds.index("ipcache") < kinds.index("policy")
     published = next(v for k, v in log if k == "ipcache")
     ident = published["203.0.113.12/32"]
-    rules = next(v for k, v in log if k == "policy")
-    assert any(r.identity == ident and r.deny and r.direction == DIR_EGRESS for r in rules)
+    slots = next(v for k, v in log if k == "policy")
+    assert any(s.identity == ident and v.deny and s.direction == DIR_EGRESS for s, v in slots.items())
     log.clear()
     policies.delete("/policies/0")
     sync.sync()
@@ -342,14 +350,16 @@ def test_a_new_prefix_carved_out_of_an_allowed_range_gets_its_entries_before_its
     allow_world = cnp({"egress": [{"toCIDR": ["0.0.0.0/0"]}]}, name="world")
     agent = agent_for([allow_world], log)
     agent.sync.sync()
-    old_rules = set(log[-1][1])
+    old_slots = dict(log[-1][1])
     log.clear()
     carve = cnp({"egress": [{"toCIDR": ["203.0.113.11/32"], "toPorts": [{"ports": [{"port": "80"}]}]}]},
                 name="one")
     agent.policies.put("/policies/1", json.dumps(carve).encode())
     agent.sync.sync()
-    assert [k for k, _ in log] == ["policy", "ipcache", "policy"]
+    assert [k for k, _ in log][:2] == ["policy", "ipcache"]  # primed slots, then the prefix
     ident = log[1][1]["203.0.113.11/32"]
-    primed = set(log[0][1])
-    assert old_rules < primed and all(r.identity == ident for r in primed - old_rules)
-    assert {r for r in log[2][1] if r.identity == ident} == primed - old_rules
+    primed = log[0][1]
+    new = {s: v for s, v in primed.items() if s not in old_slots}
+    assert old_slots.items() <= primed.items() and new and all(s.identity == ident for s in new)
+    final = agent.sync.net.datapath.policy.slots
+    assert {s: v for s, v in final.items() if s.identity == ident} == new

@@ -330,3 +330,38 @@ def test_wait_done_times_out_while_an_object_keeps_failing() -> None:
 def test_bad_batch_size() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         Reconciler(Table("t"), FakeOps(), batch_size=0)
+
+
+def test_not_done_names_the_rows_a_caller_waits_for() -> None:
+    r, t, ops, clock = make()
+    ops.fail["bad"] = 1
+    t.upsert_many({"bad": 1, "good": 2})
+    r.run_once()
+    assert set(r.not_done(["bad", "good", "unknown"])) == {"bad"}
+    t.delete("good")
+    ops.fail["good"] = 1
+    r.run_once()
+    assert r.not_done(["good"])["good"].op == "delete"  # a delete that failed is not done either
+    clock.now += 10
+    r.run_once()
+    assert r.not_done(["bad", "good"]) == {}
+
+
+class SlowOps(FakeOps):
+    def update(self, key: Any, value: Any) -> None:
+        time.sleep(0.002)  # a syscall's worth of time: the thread is inside it when the caller steps
+        super().update(key, value)
+
+
+def test_a_caller_can_run_steps_while_the_thread_runs() -> None:
+    table: Table[int, int] = Table("desired")
+    ops = SlowOps()
+    r = Reconciler(table, ops, backoff_min=0.01).start()
+    try:
+        for i in range(200):
+            table.upsert(i, i)
+            r.run_once()  # the caller's own step: its row is in when it returns
+            assert ops.state.get(i) == i and not r.not_done([i])
+    finally:
+        r.stop()
+    assert r.health().counts[DONE] == 200

@@ -1,8 +1,8 @@
 """mb_events records (bpf/lib/maps.h struct event_record) and their decoding, plus the two small
 maps around the ring buffer: mb_config (the events switch) and mb_event_stats (written / lost).
 
-The numbers are Cilium's: monitor message types (pkg/monitor/api/types.go), trace observation
-points and reasons (bpf/lib/trace.h), policy match types, drop reasons (bpf/lib/drop.h).
+The numbers in a record (event types, trace points and reasons, policy match types and actions,
+drop reasons) are Cilium's, defined once in membrane.model.datapath_codes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,16 @@ from dataclasses import dataclass
 from membrane.datapath.bpf.syscalls import map_lookup, map_update
 from membrane.datapath.maps.percpu import percpu_lookup, possible_cpus
 from membrane.datapath.maps.pinned import PinnedMap
+from membrane.model.datapath_codes import (
+    EVENT_DROP,
+    EVENT_POLICY_VERDICT,
+    EVENT_TRACE,
+    POLICY_ACTION_ALLOW,
+    TRACE_REASON_ESTABLISHED,
+    TRACE_REASON_NEW,
+    TRACE_REASON_RELATED,
+    TRACE_REASON_REPLY,
+)
 
 EVENTS_MAP = "mb_events"
 CONFIG_MAP = "mb_config"
@@ -22,48 +32,6 @@ BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_RINGBUF = 27
 EVENT_CAPTURE_LEN = 128
-
-# event_record.type: monitor message types
-EVENT_DROP = 1
-EVENT_DEBUG = 2
-EVENT_CAPTURE = 3
-EVENT_TRACE = 4
-EVENT_POLICY_VERDICT = 5
-
-# event_record.subtype of a trace: observation points (Cilium's enum trace_point)
-TRACE_TO_LXC = 0
-TRACE_TO_PROXY = 1
-TRACE_TO_HOST = 2
-TRACE_TO_STACK = 3
-TRACE_TO_OVERLAY = 4
-TRACE_FROM_LXC = 5
-TRACE_FROM_PROXY = 6
-TRACE_FROM_HOST = 7
-TRACE_FROM_STACK = 8
-TRACE_FROM_OVERLAY = 9
-TRACE_FROM_NETWORK = 10
-TRACE_TO_NETWORK = 11
-
-# event_record.trace_reason (Cilium's enum trace_reason: the conntrack state)
-TRACE_REASON_NEW = 0
-TRACE_REASON_ESTABLISHED = 1
-TRACE_REASON_REPLY = 2
-TRACE_REASON_RELATED = 3
-TRACE_REASON_REOPENED = 4
-TRACE_REASON_UNKNOWN = 5
-
-# event_record.match_type of a policy verdict (Cilium's POLICY_MATCH_*)
-POLICY_MATCH_NONE = 0
-POLICY_MATCH_L3_ONLY = 1
-POLICY_MATCH_L3_L4 = 2
-POLICY_MATCH_L4_ONLY = 3
-POLICY_MATCH_ALL = 4
-POLICY_MATCH_L3_PROTO = 5
-POLICY_MATCH_PROTO_ONLY = 6
-
-# event_record.action of a policy verdict
-POLICY_ACTION_ALLOW = 1
-POLICY_ACTION_DENY = 2
 
 # event_record.direction (the metrics map's directions, as seen from the endpoint)
 DIRECTION_INGRESS = 1

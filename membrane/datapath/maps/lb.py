@@ -357,6 +357,19 @@ class LBMaps:
         values = (self.svc.get(frontend.key(slot)) for slot in range(1, count + 1))
         return [v.backend_id for v in values if v is not None]
 
+    def prune_backends(self, candidates: set[int]) -> list[int]:
+        """Remove those of ``candidates`` that no slot refers to; returns their ids."""
+        used = {v.backend_id for k, v in self.svc.items() if k.backend_slot != 0} if candidates else set()
+        removed = sorted(candidates - used)
+        for backend_id in removed:
+            self.be.delete(LbBackendKey(backend_id))
+        return removed
+
+    def frontends(self) -> list[Frontend]:
+        """Every frontend the service map holds (its slot 0)."""
+        return [Frontend(_addr_text(k.address), _host_port(k.dport), PROTOCOL_NAMES.get(k.proto, "TCP"), k.scope)
+                for k, _v in self.svc.items() if k.backend_slot == 0 and k.proto in PROTOCOL_NAMES]
+
     def _prune_backends(self, candidates: set[int]) -> None:
         if not candidates:
             return

@@ -16,15 +16,7 @@ MAP_NAME = "mb_metrics"
 METRIC_INGRESS = 1  # to the container
 METRIC_EGRESS = 2  # from the container
 
-# Reasons the datapath counts today (bpf/lib/drop.h; Cilium's numbers, 0 = forwarded).
-REASON_FORWARDED = 0
-DROP_INVALID_SMAC = 130
-DROP_INVALID_SIP = 132
-DROP_POLICY = 133
-DROP_INVALID = 134
-DROP_CT_INVALID_HDR = 135
-DROP_UNSUPPORTED_L2 = 166
-DROP_POLICY_DENY = 181
+# Reasons (REASON_FORWARDED, DROP_*) are defined once in membrane.model.datapath_codes.
 
 
 class MetricsKey(ctypes.Structure):

@@ -222,6 +222,14 @@ class PolicyMap(PinnedMap):
             self._shadow.pop(slot, None)
         return map_delete(self.fd, slot.to_c(), what=f"{self.NAME} {slot}")
 
+    def write_slot(self, slot: PolicySlot, verdict: Verdict) -> None:
+        """Insert or replace one slot (its counters restart)."""
+        self._write(slot, verdict)
+
+    def delete_slot(self, slot: PolicySlot) -> bool:
+        """Remove one slot; False if it was not there."""
+        return self._delete(slot)
+
     def update(self, rule: PolicyRule) -> None:
         """Write the rule's slots (replacing their verdicts, resetting their counters)."""
         for slot in rule.slots():
