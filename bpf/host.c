@@ -26,7 +26,9 @@
  *   1. a reply of a locally served frontend connection: source back to the frontend;
  *   2. masquerade (HOST_F_MASQUERADE): a packet from a local endpoint to a destination outside
  *      ipv4NativeRoutingCIDR that is not a node (ipcache identity host / remote-node) leaves
- *      with the node IP and an allocated port (ICMP echo: identifier) as its source.
+ *      with the node IP and an allocated port (ICMP echo: identifier) as its source; with
+ *      ip-masq-agent (HOST_F_IP_MASQ_AGENT) also not when a non-masquerade CIDR in mb_ipmasq_v4
+ *      covers the destination (ipmasq.h).
  * Everything else passes untouched. Configuration: mb_host_config (node IP, native routing
  * CIDR, flags), written by the loader before the programs are attached.
  */
@@ -44,6 +46,7 @@
 #include "conntrack.h"
 #include "lb.h"
 #include "nat.h"
+#include "ipmasq.h"
 #include "fib.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
@@ -301,6 +304,8 @@ int to_netdev(struct __sk_buff *skb)
 	if (!lookup_ip4_endpoint(t.saddr))
 		return CTX_ACT_OK;
 	if (in_prefix(t.daddr, cfg->native_cidr, cfg->native_prefix))
+		return CTX_ACT_OK;
+	if ((cfg->flags & HOST_F_IP_MASQ_AGENT) && ipmasq_exempt(t.daddr))
 		return CTX_ACT_OK;
 	identity = ipcache_identity(t.daddr);
 	if (identity == IDENTITY_HOST || identity == IDENTITY_REMOTE_NODE)

@@ -19,6 +19,7 @@ from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
+from membrane.agent.ipmasq_sync import IpMasqSync, configmaps_prefix
 from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
@@ -68,6 +69,8 @@ class Agent:
         self.identity_mirror = Mirror(self.client, f"{self.resources.layout.identities_prefix}id/")
         self.services_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Service/")
         self.slices_mirror = Mirror(self.client, f"{self.prefix}/resources/discovery.k8s.io/EndpointSlice/")
+        self.configmaps_mirror = Mirror(self.client, configmaps_prefix(self.prefix))
+        self.ipmasq = IpMasqSync(self.configmaps_mirror, lambda: self.config, lambda: self.net.datapath)
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
@@ -99,6 +102,8 @@ class Agent:
         self.net.start(pod_cidr)
         self._attach_host_device()
         self.node_status.start()
+        ipmasq_ctrl = self.controllers.add(Controller("ip-masq-agent", self.ipmasq.sync, interval=30))
+        self.configmaps_mirror.subscribe(lambda *_: ipmasq_ctrl.trigger())
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
         self.controllers.add(Controller("node-status", self.node_status.publish, interval=5))
         self.controllers.add(Controller("sync-endpoint-labels", self._sync_labels, interval=30))
@@ -180,11 +185,12 @@ class Agent:
             raise RuntimeError(f"underlay device {UNDERLAY_DEV} not found")
         self.net.datapath.attach_host_device(ifindex, me.internal_ip, self.config.ipv4_native_routing_cidr,
                                              masquerade=self.config.enable_ipv4_masquerade,
-                                             host_routing=not self.config.bpf_host_legacy_routing)
+                                             host_routing=not self.config.bpf_host_legacy_routing,
+                                             ip_masq_agent=self.config.ip_masq_agent_enabled)
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
-                self.services_mirror, self.slices_mirror, *self.policy_mirrors)
+                self.services_mirror, self.slices_mirror, self.configmaps_mirror, *self.policy_mirrors)
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():
@@ -251,6 +257,7 @@ class Agent:
         self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
         self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
+        self.api.route("GET", "/v1/bpf/ipmasq", lambda _b: [str(p) for p in self.ipmasq.prefixes()])
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
@@ -374,7 +381,9 @@ class Agent:
             "kube-proxy-replacement": self._kpr_status(),
             "masquerading": {"enabled": self.config.enable_ipv4_masquerade, "mode": "BPF",
                              "enabledProtocols": {"ipv4": self.config.enable_ipv4_masquerade, "ipv6": False},
-                             "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr},
+                             "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr,
+                             "ip-masq-agent": self.config.ip_masq_agent_enabled,
+                             "ip-masq-agent-status": self.ipmasq.status()},
             "controllers": controllers,
             "identity-range": {"min-identity": 256, "max-identity": 65535},
             "modules-health": health,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from membrane.model.errors import ValidationError
+from membrane.model.ipmasq import IpMasqConfig, check_cidrs
 
 IPAM_MODES = ("cluster-pool", "kubernetes")
 ROUTING_MODES = ("native", "tunnel")
@@ -38,6 +39,10 @@ class ClusterConfig:
         default_factory=lambda: ["flow", "drop", "tcp", "port-distribution", "icmp"])
     # Hubble's TCP :4244 takes only mutual TLS, as Cilium's chart defaults; false is the explicit opt-out.
     hubble_tls_enabled: bool = True
+    # ip-masq-agent (membrane.model.ipmasq): the ip-masq-agent ConfigMap, when applied, wins over these.
+    ip_masq_agent_enabled: bool = False
+    ip_masq_agent_non_masquerade_cidrs: list[str] = field(default_factory=list)
+    ip_masq_agent_masq_link_local: bool = False
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -60,6 +65,9 @@ class ClusterConfig:
         "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
         "hubble.tls.enabled": "hubble_tls_enabled",
+        "ipMasqAgent.enabled": "ip_masq_agent_enabled",
+        "ipMasqAgent.config.nonMasqueradeCIDRs": "ip_masq_agent_non_masquerade_cidrs",
+        "ipMasqAgent.config.masqLinkLocal": "ip_masq_agent_masq_link_local",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -121,6 +129,18 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: hubble.eventBufferCapacity must be 2^n-1 between 1 and 65535 (got {cap})")
         if self.policy_enforcement_mode not in ("default", "always", "never"):
             raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
+        try:
+            self.ip_masq_agent_non_masquerade_cidrs = check_cidrs(
+                self.ip_masq_agent_non_masquerade_cidrs, "ipMasqAgent.config.nonMasqueradeCIDRs")
+        except ValidationError as exc:
+            raise ValidationError(f"{prefix}: {exc}") from None
+        if self.ip_masq_agent_enabled and not self.enable_ipv4_masquerade:
+            raise ValidationError(f"{prefix}: ipMasqAgent.enabled=true needs BPF masquerading "
+                                  "(bpf.masquerade / enableIPv4Masquerade is false)")
+
+    def ip_masq_config(self) -> IpMasqConfig:
+        """ip-masq-agent's configuration from the Helm values (ipMasqAgent.config)."""
+        return IpMasqConfig(tuple(self.ip_masq_agent_non_masquerade_cidrs), self.ip_masq_agent_masq_link_local)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

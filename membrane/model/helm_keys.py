@@ -80,6 +80,7 @@ _OPTIONS = {
     "hubble_event_buffer_capacity": "HubbleEventBufferCapacity",
     "hubble_metrics_enabled": "HubbleMetrics",
     "debug": "Debug",
+    "ip_masq_agent_enabled": "EnableIPMasqAgent",
 }
 
 KEYS: dict[str, Entry] = {
@@ -132,9 +133,9 @@ KEYS: dict[str, Entry] = {
     "encryption.*": NotYet("transparent encryption"),
     "bgpControlPlane.enabled": NotYet("the BGP control plane", False, "EnableBGPControlPlane"),
     "bgpControlPlane.*": NotYet("the BGP control plane"),
-    "ipMasqAgent.enabled": NotYet("ip-masq-agent (nonMasqueradeCIDRs in the BPF masquerading)", False,
-                                  "EnableIPMasqAgent"),
-    "ipMasqAgent.*": NotYet("ip-masq-agent"),
+    "ipMasqAgent.config.masqLinkLocalIPv6": Fixed(False, "IPv6 is off (not implemented yet)"),
+    "ipMasqAgent.config.resyncInterval": NoEffect("the agents watch the configuration in the store instead of "
+                                                  "re-reading a file"),
     "tunnelProtocol": NotYet("tunnel routing"),
     "bandwidthManager.enabled": NotYet("the bandwidth manager", False, "EnableBandwidthManager"),
     "clustermesh.*": NotYet("Cluster Mesh"),

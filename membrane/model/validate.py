@@ -14,6 +14,8 @@ from types import MappingProxyType
 from typing import Any
 
 from membrane.model import names
+from membrane.model.configmap import FIELDS as CONFIGMAP_FIELDS
+from membrane.model.configmap import check_configmap
 from membrane.model.deployment import check_deployment
 from membrane.model.errors import ValidationError
 from membrane.model.fields import Fields, forbidden, invalid, join
@@ -50,6 +52,7 @@ _RULES = MappingProxyType({
         lambda obj: check_cilium_policy(obj, clusterwide=True), fields=(*_ENVELOPE, "specs")
     ),
     "NetworkPolicy": _KindRules(check_network_policy),
+    "ConfigMap": _KindRules(check_configmap, fields=CONFIGMAP_FIELDS),
 })
 
 
