@@ -525,6 +525,47 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_ipmasq_v4 SEC(".maps");
 
+/* ---- mb_tunnel: the node owning each remote pod CIDR (tunnel routing; tunnel.h) ----------- */
+
+/* Cilium's cilium_tunnel_map: from_container encapsulates a packet whose destination a prefix
+ * here covers toward that node (VXLAN, the sender's identity as VNI). Written by the agent from
+ * the store's Node objects; this node's own CIDR is never in it. */
+#define TUNNEL_MAP_SIZE 65536
+
+struct tunnel_key {
+	__u32 prefixlen; /* LPM trie: significant bits of ip4 (0..32) */
+	__u32 ip4;       /* pod CIDR, network byte order */
+};
+
+struct tunnel_value {
+	__u32 node_ip; /* underlay IPv4 of the owning node, network byte order */
+	__u32 pad;     /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TUNNEL_MAP_SIZE);
+	__type(key, struct tunnel_key);
+	__type(value, struct tunnel_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_tunnel SEC(".maps");
+
+/* ---- mb_tunnel_config: this node's collect-metadata VXLAN device (one entry, key 0) ------- */
+
+struct tunnel_config {
+	__u32 ifindex; /* the VXLAN device; 0: tunnel routing off */
+	__u32 pad;     /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tunnel_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_tunnel_config SEC(".maps");
+
 /* ---- mb_host_config: the node device's addresses (one entry, key 0; host.c) -------------- */
 
 #define HOST_F_MASQUERADE   (1 << 0) /* BPF masquerade of pod traffic leaving the node */

@@ -27,6 +27,7 @@ from membrane.datapath.maps.lb import AffinityMap, BackendMap, MaglevMap, Revnat
 from membrane.datapath.maps.metrics import MetricsMap
 from membrane.datapath.maps.nat import NAT_MIRRORS, HostConfigMap, NatMap
 from membrane.datapath.maps.policy import PolicyMap
+from membrane.datapath.maps.tunnel import TunnelMap
 
 BPFTOOL = shutil.which("bpftool")
 CLANG = shutil.which("clang")
@@ -103,7 +104,8 @@ def test_python_btf_reader_agrees_with_bpftool(lxc_object: str) -> None:
 
 @pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
 @pytest.mark.parametrize("wrapper", [EndpointsMap, LxcMap, MetricsMap, IpcacheMap, PolicyMap, ConntrackMap, ServiceMap,
-                                     BackendMap, RevnatMap, MaglevMap, AffinityMap, NatMap, IpMasqMap],
+                                     BackendMap, RevnatMap, MaglevMap, AffinityMap, NatMap, IpMasqMap,
+                                     TunnelMap],
                          ids=lambda w: w.NAME)
 def test_map_definitions_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> None:
     """Each map's BTF key/value types are the structs its Python wrapper mirrors."""

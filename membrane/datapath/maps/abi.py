@@ -14,6 +14,7 @@ from membrane.datapath.maps.lb import LB_MIRRORS
 from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
 from membrane.datapath.maps.nat import NAT_MIRRORS
 from membrane.datapath.maps.policy import PolicyKey, PolicyValue
+from membrane.datapath.maps.tunnel import TUNNEL_MIRRORS
 
 # (C struct name, Python mirror) for every struct shared with user space
 MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
@@ -33,6 +34,7 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     *LB_MIRRORS,
     *NAT_MIRRORS,
     *IPMASQ_MIRRORS,
+    *TUNNEL_MIRRORS,
 )
 
 
