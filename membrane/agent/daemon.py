@@ -27,9 +27,10 @@ from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timesta
 from membrane.agent.observability import Observability
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
+from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
-from membrane.model.config import ClusterConfig
+from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
 from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
@@ -83,6 +84,7 @@ class Agent:
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
+        self.tunnel: TunnelSync | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,8 +101,15 @@ class Agent:
         self.ready_reason = "waiting for a pod CIDR for this node"
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
+        if self.config.routing_mode == "tunnel":
+            self.net.pod_mtu -= TUNNEL_OVERHEAD
         self.net.start(pod_cidr)
         self._attach_host_device()
+        if self.config.routing_mode == "tunnel":
+            self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port)
+            self.tunnel.start()
+            tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
+            self.nodes_mirror.subscribe(lambda *_: tunnel_ctrl.trigger())
         self.node_status.start()
         ipmasq_ctrl = self.controllers.add(Controller("ip-masq-agent", self.ipmasq.sync, interval=30))
         self.configmaps_mirror.subscribe(lambda *_: ipmasq_ctrl.trigger())
@@ -211,7 +220,9 @@ class Agent:
         return next((n for n in self._nodes() if n.name == self.node), None)
 
     def _sync_routes(self) -> None:
-        desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, self.config.auto_direct_node_routes)
+        # Tunnel mode: other nodes' pod CIDRs are reached through the tunnel, not by routes.
+        direct = self.config.auto_direct_node_routes and self.config.routing_mode != "tunnel"
+        desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, direct)
         sync_node_routes(desired)
 
     def _sync_labels(self) -> None:
@@ -257,6 +268,7 @@ class Agent:
         self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
         self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
+        self.api.route("GET", "/v1/bpf/tunnel", lambda _b: self.tunnel.entries() if self.tunnel else [])
         self.api.route("GET", "/v1/bpf/ipmasq", lambda _b: [str(p) for p in self.ipmasq.prefixes()])
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
@@ -375,6 +387,7 @@ class Agent:
                          "msg": f"{VERSION} (node {self.node})" if not self.ready_reason else self.ready_reason},
             "ipam": ipam,
             "routing": {"inter-host-routing-mode": self.config.routing_mode.capitalize(),
+                        "tunnel-protocol": self.config.tunnel_protocol,
                         "intra-host-routing-mode": "Legacy" if self.config.bpf_host_legacy_routing else "BPF"},
             "attach-mode": "tc",
             "datapath-mode": "veth",

@@ -15,6 +15,8 @@ from membrane.model.ipmasq import IpMasqConfig, check_cidrs
 
 IPAM_MODES = ("cluster-pool", "kubernetes")
 ROUTING_MODES = ("native", "tunnel")
+TUNNEL_PROTOCOLS = ("vxlan", "geneve")
+TUNNEL_OVERHEAD = 50  # VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 MAGLEV_SIZES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 
 
@@ -26,7 +28,9 @@ class ClusterConfig:
     cluster_pool_ipv4_mask_size: int = 24
     routing_mode: str = "native"
     ipv4_native_routing_cidr: str = "10.0.0.0/8"
-    auto_direct_node_routes: bool = True
+    auto_direct_node_routes: bool = True  # no effect in tunnel mode: pod CIDRs are reached through the tunnel
+    tunnel_protocol: str = "vxlan"
+    tunnel_port: int = 8472  # Cilium's VXLAN default
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
     debug: bool = False  # debug.enabled: the agent logs at debug level
@@ -55,6 +59,8 @@ class ClusterConfig:
         "routingMode": "routing_mode",
         "ipv4NativeRoutingCIDR": "ipv4_native_routing_cidr",
         "autoDirectNodeRoutes": "auto_direct_node_routes",
+        "tunnelProtocol": "tunnel_protocol",
+        "tunnelPort": "tunnel_port",
         "maxPods": "max_pods_per_node",
         "policyEnforcementMode": "policy_enforcement_mode",
         "hubble.eventBufferCapacity": "hubble_event_buffer_capacity",
@@ -99,8 +105,13 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: ipam.mode {self.ipam_mode!r} not supported (one of {', '.join(IPAM_MODES)})")
         if self.routing_mode not in ROUTING_MODES:
             raise ValidationError(f"{prefix}: routingMode {self.routing_mode!r} not one of {', '.join(ROUTING_MODES)}")
-        if self.routing_mode == "tunnel":
-            raise ValidationError(f"{prefix}: routingMode tunnel is not implemented yet; use native")
+        if self.tunnel_protocol not in TUNNEL_PROTOCOLS:
+            raise ValidationError(f"{prefix}: tunnelProtocol {self.tunnel_protocol!r} is not one of "
+                                  f"{', '.join(TUNNEL_PROTOCOLS)}")
+        if self.routing_mode == "tunnel" and self.tunnel_protocol == "geneve":
+            raise ValidationError(f"{prefix}: tunnelProtocol geneve is not implemented yet; use vxlan")
+        if not 1 <= self.tunnel_port <= 65535:
+            raise ValidationError(f"{prefix}: tunnelPort must be between 1 and 65535")
         if not self.cluster_pool_ipv4_pod_cidr_list:
             raise ValidationError(f"{prefix}: clusterPoolIPv4PodCIDRList must not be empty")
         for cidr in self.cluster_pool_ipv4_pod_cidr_list:

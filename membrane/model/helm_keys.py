@@ -71,6 +71,8 @@ _OPTIONS = {
     "routing_mode": "RoutingMode",
     "ipv4_native_routing_cidr": "IPv4NativeRoutingCIDR",
     "auto_direct_node_routes": "EnableAutoDirectRouting",
+    "tunnel_protocol": "TunnelProtocol",
+    "tunnel_port": "TunnelPort",
     "max_pods_per_node": "MaxPods",
     "policy_enforcement_mode": "EnablePolicy",
     "enable_ipv4_masquerade": "EnableIPv4Masquerade",
@@ -136,7 +138,6 @@ KEYS: dict[str, Entry] = {
     "ipMasqAgent.config.masqLinkLocalIPv6": Fixed(False, "IPv6 is off (not implemented yet)"),
     "ipMasqAgent.config.resyncInterval": NoEffect("the agents watch the configuration in the store instead of "
                                                   "re-reading a file"),
-    "tunnelProtocol": NotYet("tunnel routing"),
     "bandwidthManager.enabled": NotYet("the bandwidth manager", False, "EnableBandwidthManager"),
     "clustermesh.*": NotYet("Cluster Mesh"),
     "cluster.id": NotYet("Cluster Mesh", 0, "ClusterID"),

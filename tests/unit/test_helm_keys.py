@@ -57,8 +57,8 @@ def test_features_not_built_are_refused_once_per_feature_but_off_is_fine() -> No
     assert str(err.value) == ("encryption.enabled=true: transparent encryption is not implemented yet; "
                               "l2announcements.enabled=true, l2announcements.leaseDuration=3s: L2 announcements "
                               "is not implemented yet")
-    with pytest.raises(ValidationError, match="routingMode tunnel is not implemented yet"):
-        _resolve("routingMode=tunnel")
+    with pytest.raises(ValidationError, match="tunnelProtocol geneve is not implemented yet"):
+        _resolve("routingMode=tunnel", "tunnelProtocol=geneve")
     with pytest.raises(ValidationError, match="l7Proxy=true: the L7 proxy is not implemented yet"):
         _resolve("l7Proxy=true")
 
