@@ -181,6 +181,8 @@ class Agent:
         self.api.stop()
         for mirror in self._mirrors():
             mirror.stop()
+        if self.tunnel is not None:
+            self.tunnel.close()
         self.net.close()
 
     def _attach_host_device(self) -> None:
