@@ -47,6 +47,7 @@
 #include "lb.h"
 #include "nat.h"
 #include "ipmasq.h"
+#include "tunnel.h"
 #include "fib.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
@@ -68,12 +69,15 @@ static __always_inline int host_drop(struct __sk_buff *skb, __u8 dir, int reason
 }
 
 /* Send a translated packet on: into a local pod (egress of its lxc, where to_container does
- * conntrack and policy), or out of the device towards the FIB's next hop. */
+ * conntrack and policy), into the tunnel for another node's pod CIDR in tunnel routing
+ * (tunnel.h; the node's own address is the source, so remote-node is the identity), or out of
+ * the device towards the FIB's next hop. */
 static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 {
 	struct endpoint_info *ep;
 	struct ethhdr *eth;
 	struct iphdr *ip4;
+	int ret;
 
 	ip4 = ipv4_header(skb);
 	if (!ip4)
@@ -81,10 +85,15 @@ static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 	if (ip4->ttl <= 1)
 		return CTX_ACT_OK; /* the kernel answers with time exceeded */
 	ep = lookup_ip4_endpoint(ip4->daddr);
-	ipv4_dec_ttl(ip4);
 	update_metrics(skb->len, dir, REASON_FORWARDED);
-	if (!ep)
+	if (!ep) {
+		ret = tunnel_redirect_v4(skb, ip4, IDENTITY_REMOTE_NODE);
+		if (ret != CTX_ACT_OK)
+			return ret;
+		ipv4_dec_ttl(ip4);
 		return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+	}
+	ipv4_dec_ttl(ip4);
 	eth = ctx_data(skb);
 	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
 		return host_drop(skb, dir, DROP_INVALID);

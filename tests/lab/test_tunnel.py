@@ -2,7 +2,8 @@
 learns no pod route, yet pods on the two nodes talk; on the underlay the only packets with pod
 traffic are UDP 8472 between the node IPs (tcpdump in the router); pods get MTU 1450; policy on
 the receiving node still drops with 133; status and bpf tunnel list show it; a running lab
-refuses to switch routing mode."""
+refuses to switch routing mode; a NodePort on one node reaches a backend on the other through the
+tunnel."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ metadata: {name: tun-cli, labels: {app: tun-cli}}
 spec:
   nodeName: k8s-ctr
   containers: [{name: c, image: curlimages/curl}]
+"""
+NODEPORT = """
+apiVersion: v1
+kind: Service
+metadata: {name: tun-np}
+spec:
+  type: NodePort
+  selector: {app: tun-srv}
+  ports: [{port: 80, targetPort: 80, nodePort: 30090}]
 """
 ONLY_OTHERS = """
 apiVersion: cilium.io/v2
@@ -109,6 +119,18 @@ def test_status_and_tunnel_map(lab: tuple[Lab, dict]) -> None:
     lines = lab_.run("bpf", "tunnel", "list", "--node", "k8s-ctr").stdout.splitlines()
     assert lines[0].split() == ["TUNNEL", "VALUE"] and [line.split() for line in lines[1:]] == [
         ["10.244.1.0:0", "192.168.20.101:0"]]
+
+
+def test_nodeport_on_one_node_reaches_a_backend_on_the_other_through_the_tunnel(lab: tuple[Lab, dict]) -> None:
+    lab_, _ = lab
+    lab_.apply(NODEPORT)
+
+    def code() -> str:
+        return lab_.run("lab", "exec", "world", "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        "--max-time", "2", "http://192.168.10.100:30090/", check=False).stdout.strip()
+
+    lab_.wait_for(lambda: code() == "200", 15, "NodePort on k8s-ctr to answer from the backend on k8s-w1")
+    lab_.run("delete", "svc", "tun-np")
 
 
 def test_policy_on_the_receiving_node_still_drops_with_133(lab: tuple[Lab, dict]) -> None:
