@@ -26,7 +26,9 @@
  *   1. a reply of a locally served frontend connection: source back to the frontend;
  *   2. masquerade (HOST_F_MASQUERADE): a packet from a local endpoint to a destination outside
  *      ipv4NativeRoutingCIDR that is not a node (ipcache identity host / remote-node) leaves
- *      with the node IP and an allocated port (ICMP echo: identifier) as its source.
+ *      with the node IP and an allocated port (ICMP echo: identifier) as its source; with
+ *      ip-masq-agent (HOST_F_IP_MASQ_AGENT) also not when a non-masquerade CIDR in mb_ipmasq_v4
+ *      covers the destination (ipmasq.h).
  * Everything else passes untouched. Configuration: mb_host_config (node IP, native routing
  * CIDR, flags), written by the loader before the programs are attached.
  */
@@ -44,6 +46,8 @@
 #include "conntrack.h"
 #include "lb.h"
 #include "nat.h"
+#include "ipmasq.h"
+#include "tunnel.h"
 #include "fib.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
@@ -65,12 +69,15 @@ static __always_inline int host_drop(struct __sk_buff *skb, __u8 dir, int reason
 }
 
 /* Send a translated packet on: into a local pod (egress of its lxc, where to_container does
- * conntrack and policy), or out of the device towards the FIB's next hop. */
+ * conntrack and policy), into the tunnel for another node's pod CIDR in tunnel routing
+ * (tunnel.h; the node's own address is the source, so remote-node is the identity), or out of
+ * the device towards the FIB's next hop. */
 static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 {
 	struct endpoint_info *ep;
 	struct ethhdr *eth;
 	struct iphdr *ip4;
+	int ret;
 
 	ip4 = ipv4_header(skb);
 	if (!ip4)
@@ -78,10 +85,15 @@ static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 	if (ip4->ttl <= 1)
 		return CTX_ACT_OK; /* the kernel answers with time exceeded */
 	ep = lookup_ip4_endpoint(ip4->daddr);
-	ipv4_dec_ttl(ip4);
 	update_metrics(skb->len, dir, REASON_FORWARDED);
-	if (!ep)
+	if (!ep) {
+		ret = tunnel_redirect_v4(skb, ip4, IDENTITY_REMOTE_NODE);
+		if (ret != CTX_ACT_OK)
+			return ret;
+		ipv4_dec_ttl(ip4);
 		return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+	}
+	ipv4_dec_ttl(ip4);
 	eth = ctx_data(skb);
 	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
 		return host_drop(skb, dir, DROP_INVALID);
@@ -301,6 +313,8 @@ int to_netdev(struct __sk_buff *skb)
 	if (!lookup_ip4_endpoint(t.saddr))
 		return CTX_ACT_OK;
 	if (in_prefix(t.daddr, cfg->native_cidr, cfg->native_prefix))
+		return CTX_ACT_OK;
+	if ((cfg->flags & HOST_F_IP_MASQ_AGENT) && ipmasq_exempt(t.daddr))
 		return CTX_ACT_OK;
 	identity = ipcache_identity(t.daddr);
 	if (identity == IDENTITY_HOST || identity == IDENTITY_REMOTE_NODE)

@@ -7,7 +7,8 @@
  * Local pod-to-pod traffic never enters the node's IP stack: from_container rewrites L2 and
  * redirects the packet to the destination's lxc device, where to_container sees it; with host
  * routing (fib.h) it runs the destination's ingress itself and redirects straight into the
- * destination pod's namespace (to_endpoint.h), skipping the lxc device's queue.
+ * destination pod's namespace (to_endpoint.h), skipping the lxc device's queue. In tunnel
+ * routing another node's pod CIDR goes into the VXLAN device instead (tunnel.h, overlay.c).
  *
  * Policy: the source endpoint's egress policy at from_container, the destination endpoint's
  * ingress policy at to_container, both on a connection's first packet only (conntrack.h).
@@ -42,6 +43,7 @@
 #include "events.h"
 #include "lb.h"
 #include "fib.h"
+#include "tunnel.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
 
@@ -117,6 +119,16 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	if (!dst || ip4->ttl <= 1) {
 		update_metrics(skb->len, METRIC_EGRESS, REASON_FORWARDED);
 		verdict = CTX_ACT_OK;
+		/* Tunnel routing: another node's pod CIDR goes into the VXLAN device (tunnel.h). */
+		if (!dst && ip4->ttl > 1) {
+			verdict = tunnel_redirect_v4(skb, ip4, src->sec_identity);
+			if (verdict == CTX_ACT_DROP)
+				return drop_notify(skb, ctx, DROP_INVALID);
+			if (verdict != CTX_ACT_OK) {
+				emit_trace(skb, ctx, TRACE_TO_OVERLAY);
+				return verdict;
+			}
+		}
 		if (!dst && ip4->ttl > 1 && host_routing_enabled())
 			verdict = fib_redirect_v4(skb, ip4);
 		if (verdict == CTX_ACT_DROP)

@@ -28,6 +28,9 @@ static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *c
 	ep = lookup_ip4_endpoint(egress ? ip4->saddr : ip4->daddr);
 	own = ep ? ep->sec_identity : IDENTITY_UNKNOWN;
 	peer = ipcache_identity(egress ? ip4->daddr : ip4->saddr);
+	/* From the overlay the sender's identity rode in the tunnel header (overlay.c). */
+	if (!egress && ctx->tunnel_identity)
+		peer = ctx->tunnel_identity;
 	/* Hairpin traffic (lb.h) comes from the pod itself. */
 	if (!egress && ep && ip4->saddr == IPV4_LOOPBACK)
 		peer = own;

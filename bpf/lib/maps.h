@@ -501,10 +501,76 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_nat SEC(".maps");
 
+/* ---- mb_ipmasq_v4: ip-masq-agent's non-masquerade CIDRs (LPM trie; ipmasq.h) ------------- */
+
+/* Cilium's cilium_ipmasq_v4: with HOST_F_IP_MASQ_AGENT, to_netdev leaves the source of a pod's
+ * packet alone when a prefix here covers its destination. Written by the agent only. */
+#define IPMASQ_MAP_SIZE 16384
+
+struct ipmasq_key {
+	__u32 prefixlen; /* LPM trie: significant bits of ip4 (0..32) */
+	__u32 ip4;       /* network byte order */
+};
+
+struct ipmasq_value {
+	__u32 flags; /* reserved, 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, IPMASQ_MAP_SIZE);
+	__type(key, struct ipmasq_key);
+	__type(value, struct ipmasq_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_ipmasq_v4 SEC(".maps");
+
+/* ---- mb_tunnel: the node owning each remote pod CIDR (tunnel routing; tunnel.h) ----------- */
+
+/* Cilium's cilium_tunnel_map: from_container encapsulates a packet whose destination a prefix
+ * here covers toward that node (VXLAN, the sender's identity as VNI). Written by the agent from
+ * the store's Node objects; this node's own CIDR is never in it. */
+#define TUNNEL_MAP_SIZE 65536
+
+struct tunnel_key {
+	__u32 prefixlen; /* LPM trie: significant bits of ip4 (0..32) */
+	__u32 ip4;       /* pod CIDR, network byte order */
+};
+
+struct tunnel_value {
+	__u32 node_ip; /* underlay IPv4 of the owning node, network byte order */
+	__u32 pad;     /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TUNNEL_MAP_SIZE);
+	__type(key, struct tunnel_key);
+	__type(value, struct tunnel_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_tunnel SEC(".maps");
+
+/* ---- mb_tunnel_config: this node's collect-metadata VXLAN device (one entry, key 0) ------- */
+
+struct tunnel_config {
+	__u32 ifindex; /* the VXLAN device; 0: tunnel routing off */
+	__u32 pad;     /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tunnel_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_tunnel_config SEC(".maps");
+
 /* ---- mb_host_config: the node device's addresses (one entry, key 0; host.c) -------------- */
 
 #define HOST_F_MASQUERADE   (1 << 0) /* BPF masquerade of pod traffic leaving the node */
 #define HOST_F_HOST_ROUTING (1 << 1) /* eBPF host routing: pod traffic bypasses the node's IP stack */
+#define HOST_F_IP_MASQ_AGENT (1 << 2) /* mb_ipmasq_v4 names more destinations not to masquerade */
 
 struct host_config {
 	__u32 node_ip;       /* IPv4 of the node device, network byte order; 0 = not configured */

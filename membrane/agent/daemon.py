@@ -19,6 +19,7 @@ from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet, reconciler_status
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
+from membrane.agent.ipmasq_sync import IpMasqSync, configmaps_prefix
 from membrane.agent.l2_announcer import L2Announcer
 from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
@@ -27,9 +28,10 @@ from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timesta
 from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
+from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
-from membrane.model.config import ClusterConfig
+from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
 from membrane.model.naming import LabPaths
 from membrane.state.reconciler import Reconciler
 from membrane.store.etcd import EtcdClient
@@ -70,6 +72,8 @@ class Agent:
         self.identity_mirror = Mirror(self.client, f"{self.resources.layout.identities_prefix}id/")
         self.services_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Service/")
         self.slices_mirror = Mirror(self.client, f"{self.prefix}/resources/discovery.k8s.io/EndpointSlice/")
+        self.configmaps_mirror = Mirror(self.client, configmaps_prefix(self.prefix))
+        self.ipmasq = IpMasqSync(self.configmaps_mirror, lambda: self.config, lambda: self.net.datapath)
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
@@ -84,6 +88,7 @@ class Agent:
         self.lb: LBSync | None = None
         self.l2: L2Announcer | None = None
         self.ipcache: IPCacheSync | None = None
+        self.tunnel: TunnelSync | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,9 +105,18 @@ class Agent:
         self.ready_reason = "waiting for a pod CIDR for this node"
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
+        if self.config.routing_mode == "tunnel":
+            self.net.pod_mtu -= TUNNEL_OVERHEAD
         self.net.start(pod_cidr)
         self._attach_host_device()
+        if self.config.routing_mode == "tunnel":
+            self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port)
+            self.tunnel.start()
+            tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
+            self.nodes_mirror.subscribe(lambda *_: tunnel_ctrl.trigger())
         self.node_status.start()
+        ipmasq_ctrl = self.controllers.add(Controller("ip-masq-agent", self.ipmasq.sync, interval=30))
+        self.configmaps_mirror.subscribe(lambda *_: ipmasq_ctrl.trigger())
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
         self.controllers.add(Controller("node-status", self.node_status.publish, interval=5))
         self.controllers.add(Controller("sync-endpoint-labels", self._sync_labels, interval=30))
@@ -192,6 +206,8 @@ class Agent:
         self.api.stop()
         for mirror in self._mirrors():
             mirror.stop()
+        if self.tunnel is not None:
+            self.tunnel.close()
         self.net.close()
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
@@ -210,11 +226,12 @@ class Agent:
             raise RuntimeError(f"underlay device {UNDERLAY_DEV} not found")
         self.net.datapath.attach_host_device(ifindex, me.internal_ip, self.config.ipv4_native_routing_cidr,
                                              masquerade=self.config.enable_ipv4_masquerade,
-                                             host_routing=not self.config.bpf_host_legacy_routing)
+                                             host_routing=not self.config.bpf_host_legacy_routing,
+                                             ip_masq_agent=self.config.ip_masq_agent_enabled)
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
-                self.services_mirror, self.slices_mirror, *self.policy_mirrors)
+                self.services_mirror, self.slices_mirror, self.configmaps_mirror, *self.policy_mirrors)
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():
@@ -235,7 +252,9 @@ class Agent:
         return next((n for n in self._nodes() if n.name == self.node), None)
 
     def _sync_routes(self) -> None:
-        desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, self.config.auto_direct_node_routes)
+        # Tunnel mode: other nodes' pod CIDRs are reached through the tunnel, not by routes.
+        direct = self.config.auto_direct_node_routes and self.config.routing_mode != "tunnel"
+        desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, direct)
         sync_node_routes(desired)
 
     def _sync_labels(self) -> None:
@@ -281,6 +300,8 @@ class Agent:
         self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
         self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
+        self.api.route("GET", "/v1/bpf/tunnel", lambda _b: self.tunnel.entries() if self.tunnel else [])
+        self.api.route("GET", "/v1/bpf/ipmasq", lambda _b: [str(p) for p in self.ipmasq.prefixes()])
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/bpf/l2", lambda _b: self.l2.entries() if self.l2 else [])
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
@@ -403,13 +424,16 @@ class Agent:
                          "msg": f"{VERSION} (node {self.node})" if not self.ready_reason else self.ready_reason},
             "ipam": ipam,
             "routing": {"inter-host-routing-mode": self.config.routing_mode.capitalize(),
+                        "tunnel-protocol": self.config.tunnel_protocol,
                         "intra-host-routing-mode": "Legacy" if self.config.bpf_host_legacy_routing else "BPF"},
             "attach-mode": "tc",
             "datapath-mode": "veth",
             "kube-proxy-replacement": self._kpr_status(),
             "masquerading": {"enabled": self.config.enable_ipv4_masquerade, "mode": "BPF",
                              "enabledProtocols": {"ipv4": self.config.enable_ipv4_masquerade, "ipv6": False},
-                             "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr},
+                             "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr,
+                             "ip-masq-agent": self.config.ip_masq_agent_enabled,
+                             "ip-masq-agent-status": self.ipmasq.status()},
             "controllers": controllers,
             "reconcilers": reconcilers,
             "identity-range": {"min-identity": 256, "max-identity": 65535},

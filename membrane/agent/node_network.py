@@ -36,6 +36,7 @@ class NodeNetwork:
         self.datapath: NodeDatapath | None = None
         self.pod_cidr = ""
         self.router_ip = ""
+        self.pod_mtu = 1500  # lowered by the tunnel overhead in tunnel mode (set before start)
         self.on_change: Callable[[], None] = lambda: None  # endpoints added or removed
 
     # ---- start-up -------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ class NodeNetwork:
             host_if = host_veth_name(container_id, ifname)
             made_link = made_route = made_map = False
             try:
-                veth = links.create_pod_veth(host_if, netns, ifname)
+                veth = links.create_pod_veth(host_if, netns, ifname, mtu=self.pod_mtu)
                 made_link = True
                 links.configure_pod_side(netns, ifname, ip, self.router_ip)
                 sysctl.set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")

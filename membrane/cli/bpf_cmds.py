@@ -1,4 +1,4 @@
-"""``membrane bpf ipcache list | policy get | ct list``: a node's BPF maps as cilium-dbg prints them.
+"""``membrane bpf ipcache list | policy get | ct list | ipmasq list | tunnel list``: a node's BPF maps as cilium-dbg prints them.
 
 Everything comes from the node agents' API (``/v1/bpf/ipcache``, ``/v1/bpf/policy``, ``/v1/bpf/ct``);
 the CLI never opens a map itself. A command addresses one node: ``--node N``, else the first node of
@@ -56,6 +56,16 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     lab_arg(q)
     q.add_argument("bpf_cmd", choices=("list",))
     q.add_argument("--node", default=None)
+    q = bsub.add_parser("ipmasq", help="ip-masq-agent's non-masquerade CIDRs (cilium-dbg bpf ipmasq list)")
+    lab_arg(q)
+    q.add_argument("bpf_cmd", choices=("list",))
+    q.add_argument("--node", default=None)
+    q.add_argument("-o", "--output", choices=("json",))
+    q = bsub.add_parser("tunnel", help="remote pod CIDRs and their nodes (cilium-dbg bpf tunnel list)")
+    lab_arg(q)
+    q.add_argument("bpf_cmd", choices=("list",))
+    q.add_argument("--node", default=None)
+    q.add_argument("-o", "--output", choices=("json",))
     q = bsub.add_parser("lb", help="service load-balancing maps (cilium-dbg bpf lb list)")
     lab_arg(q)
     q.add_argument("bpf_cmd", choices=("list",))
@@ -78,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         return _lb(args)
     if args.bpf_map == "l2":
         return _l2(args)
+    if args.bpf_map == "ipmasq":
+        return _ipmasq(args)
+    if args.bpf_map == "tunnel":
+        return _tunnel(args)
     if args.bpf_map == "nat":
         rows = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/nat")
         print("\n".join(r["text"] for r in rows))
@@ -127,6 +141,30 @@ def _ipcache(args: argparse.Namespace) -> int:
         return 0
     text = "\n".join("\t".join(r) for r in [("IP PREFIX/ADDRESS", "IDENTITY"), *rows])
     print(tabwrite(text, 5, 3).rstrip("\n"))
+    return 0
+
+
+# ---- ipmasq ------------------------------------------------------------------------------------------
+def render_ipmasq(prefixes: Sequence[str]) -> str:
+    """``cilium-dbg bpf ipmasq list``: one column, IP PREFIX/ADDRESS."""
+    return tabwrite("\n".join(["IP PREFIX/ADDRESS", *prefixes]), 5, 3).rstrip("\n")
+
+
+def _ipmasq(args: argparse.Namespace) -> int:
+    prefixes = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/ipmasq")
+    print(json.dumps(prefixes, indent=2) if args.output == "json" else render_ipmasq(prefixes))
+    return 0
+
+
+# ---- tunnel ------------------------------------------------------------------------------------------
+def render_tunnel(rows: Sequence[Sequence[str]]) -> str:
+    """``cilium-dbg bpf tunnel list``: TUNNEL (pod CIDR address) and VALUE (node IP)."""
+    return tabwrite("\n".join("\t".join(r) for r in [("TUNNEL", "VALUE"), *rows]), 5, 3).rstrip("\n")
+
+
+def _tunnel(args: argparse.Namespace) -> int:
+    rows = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/tunnel")
+    print(json.dumps(rows, indent=2) if args.output == "json" else render_tunnel(rows))
     return 0
 
 

@@ -280,6 +280,11 @@ def lease_row(lease: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return [_name(lease), str(_get(lease, "spec", "holderIdentity") or ""), _age(lease, now)]
 
 
+def configmap_row(cm: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    count = len(_get(cm, "data") or {}) + len(_get(cm, "binaryData") or {})
+    return [_name(cm), str(count), _age(cm, now)]
+
+
 def generic_row(obj: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return [_name(obj), _age(obj, now)]
 
@@ -296,6 +301,7 @@ KINDS: dict[str, KindColumns] = {
     "services": KindColumns(True, ("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"),
                             ("SELECTOR",), service_row),
     "endpoints": KindColumns(True, ("NAME", "ENDPOINTS", "AGE"), (), endpoints_row),
+    "configmaps": KindColumns(True, ("NAME", "DATA", "AGE"), (), configmap_row),
     "endpointslices": KindColumns(True, ("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (),
                                   endpoint_slice_row),
     "networkpolicies": KindColumns(True, ("NAME", "POD-SELECTOR", "AGE"), (), network_policy_row),
@@ -313,6 +319,7 @@ ALIASES = {
     "namespace": "namespaces", "ns": "namespaces",
     "service": "services", "svc": "services",
     "ep": "endpoints", "endpointslice": "endpointslices",
+    "configmap": "configmaps", "cm": "configmaps",
     "networkpolicy": "networkpolicies", "netpol": "networkpolicies",
     "ciliumnetworkpolicy": "ciliumnetworkpolicies", "cnp": "ciliumnetworkpolicies",
     "ciliumclusterwidenetworkpolicy": "ciliumclusterwidenetworkpolicies",

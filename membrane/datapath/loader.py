@@ -22,6 +22,7 @@ from membrane.datapath.maps.abi import abi_drift
 from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
+from membrane.datapath.maps.ipmasq import IpMasqMap
 from membrane.datapath.maps.lb import LBMaps
 from membrane.datapath.maps.metrics import MetricCounters, MetricKey, MetricsMap
 from membrane.datapath.maps.nat import HostConfigMap, HostSettings, NatMap
@@ -221,13 +222,15 @@ class NodeDatapath:
         return obj
 
     def attach_host_device(self, ifindex: int, node_ip: str, native_routing_cidr: str | None = None,
-                           masquerade: bool = True, host_routing: bool = False) -> None:
+                           masquerade: bool = True, host_routing: bool = False,
+                           ip_masq_agent: bool = False) -> None:
         """Write the node device's settings (mb_host_config), then attach from_netdev (tc
         ingress) and to_netdev (tc egress) to the device: NodePort/ExternalIP/LoadBalancer
         frontends for clients outside the cluster, and BPF masquerade of pod traffic to
         destinations outside ``native_routing_cidr`` (when ``masquerade``). With ``host_routing``
-        pod traffic bypasses the node's IP stack (eBPF host routing, bpf/lib/fib.h)."""
-        settings = HostSettings(node_ip, native_routing_cidr, masquerade, host_routing)
+        pod traffic bypasses the node's IP stack (eBPF host routing, bpf/lib/fib.h). With
+        ``ip_masq_agent`` the prefixes of mb_ipmasq_v4 are not masqueraded either (``ipmasq``)."""
+        settings = HostSettings(node_ip, native_routing_cidr, masquerade, host_routing, ip_masq_agent)
         obj = self._load_host()
         self.host_config.write(settings)
         tc_hook_create(ifindex)
@@ -290,6 +293,11 @@ class NodeDatapath:
     def nat(self) -> NatMap:
         """SNAT tuples of masquerade and NodePort (mb_nat)."""
         return self._map(NatMap)
+
+    @property
+    def ipmasq(self) -> IpMasqMap:
+        """ip-masq-agent's non-masquerade prefixes (mb_ipmasq_v4)."""
+        return self._map(IpMasqMap)
 
     @property
     def host_config(self) -> HostConfigMap:

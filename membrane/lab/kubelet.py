@@ -73,10 +73,12 @@ class Kubelet:
     # ---- main loop ---------------------------------------------------------------------------------
     def run(self) -> None:
         kv = self.client.get(f"{self.prefix}/config")
-        if kv is not None:
-            self.max_pods = ClusterConfig.from_dict(json.loads(kv.value)).max_pods_per_node
+        config = ClusterConfig.from_dict(json.loads(kv.value)) if kv is not None else ClusterConfig()
+        self.max_pods = config.max_pods_per_node
         record = load_record(self.lab)
-        self.router = RouterRoutes(self.lab, record.topology) if record is not None else None
+        # Tunnel mode: the underlay router learns no pod routes; pod traffic crosses it encapsulated.
+        if record is not None and config.routing_mode != "tunnel":
+            self.router = RouterRoutes(self.lab, record.topology)
         for sb in self.runtime.load_all():
             self.sandboxes[sb.uid] = sb
         for m in (self.pods, self.nodes, self.deployments, self.services):

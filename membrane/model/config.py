@@ -11,9 +11,12 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from membrane.model.errors import ValidationError
+from membrane.model.ipmasq import IpMasqConfig, check_cidrs
 
 IPAM_MODES = ("cluster-pool", "kubernetes")
 ROUTING_MODES = ("native", "tunnel")
+TUNNEL_PROTOCOLS = ("vxlan", "geneve")
+TUNNEL_OVERHEAD = 50  # VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 MAGLEV_SIZES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 
 
@@ -25,7 +28,9 @@ class ClusterConfig:
     cluster_pool_ipv4_mask_size: int = 24
     routing_mode: str = "native"
     ipv4_native_routing_cidr: str = "10.0.0.0/8"
-    auto_direct_node_routes: bool = True
+    auto_direct_node_routes: bool = True  # no effect in tunnel mode: pod CIDRs are reached through the tunnel
+    tunnel_protocol: str = "vxlan"
+    tunnel_port: int = 8472  # Cilium's VXLAN default
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
     debug: bool = False  # debug.enabled: the agent logs at debug level
@@ -42,6 +47,10 @@ class ClusterConfig:
     l2_announcements_lease_duration: str = "15s"  # Go durations, as the chart takes them
     l2_announcements_renew_deadline: str = "5s"
     l2_announcements_retry_period: str = "2s"
+    # ip-masq-agent (membrane.model.ipmasq): the ip-masq-agent ConfigMap, when applied, wins over these.
+    ip_masq_agent_enabled: bool = False
+    ip_masq_agent_non_masquerade_cidrs: list[str] = field(default_factory=list)
+    ip_masq_agent_masq_link_local: bool = False
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -54,6 +63,8 @@ class ClusterConfig:
         "routingMode": "routing_mode",
         "ipv4NativeRoutingCIDR": "ipv4_native_routing_cidr",
         "autoDirectNodeRoutes": "auto_direct_node_routes",
+        "tunnelProtocol": "tunnel_protocol",
+        "tunnelPort": "tunnel_port",
         "maxPods": "max_pods_per_node",
         "policyEnforcementMode": "policy_enforcement_mode",
         "hubble.eventBufferCapacity": "hubble_event_buffer_capacity",
@@ -68,6 +79,9 @@ class ClusterConfig:
         "l2announcements.leaseDuration": "l2_announcements_lease_duration",
         "l2announcements.leaseRenewDeadline": "l2_announcements_renew_deadline",
         "l2announcements.leaseRetryPeriod": "l2_announcements_retry_period",
+        "ipMasqAgent.enabled": "ip_masq_agent_enabled",
+        "ipMasqAgent.config.nonMasqueradeCIDRs": "ip_masq_agent_non_masquerade_cidrs",
+        "ipMasqAgent.config.masqLinkLocal": "ip_masq_agent_masq_link_local",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -101,8 +115,13 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: ipam.mode {self.ipam_mode!r} not supported (one of {', '.join(IPAM_MODES)})")
         if self.routing_mode not in ROUTING_MODES:
             raise ValidationError(f"{prefix}: routingMode {self.routing_mode!r} not one of {', '.join(ROUTING_MODES)}")
-        if self.routing_mode == "tunnel":
-            raise ValidationError(f"{prefix}: routingMode tunnel is not implemented yet; use native")
+        if self.tunnel_protocol not in TUNNEL_PROTOCOLS:
+            raise ValidationError(f"{prefix}: tunnelProtocol {self.tunnel_protocol!r} is not one of "
+                                  f"{', '.join(TUNNEL_PROTOCOLS)}")
+        if self.routing_mode == "tunnel" and self.tunnel_protocol == "geneve":
+            raise ValidationError(f"{prefix}: tunnelProtocol geneve is not implemented yet; use vxlan")
+        if not 1 <= self.tunnel_port <= 65535:
+            raise ValidationError(f"{prefix}: tunnelPort must be between 1 and 65535")
         if not self.cluster_pool_ipv4_pod_cidr_list:
             raise ValidationError(f"{prefix}: clusterPoolIPv4PodCIDRList must not be empty")
         for cidr in self.cluster_pool_ipv4_pod_cidr_list:
@@ -131,6 +150,14 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: hubble.eventBufferCapacity must be 2^n-1 between 1 and 65535 (got {cap})")
         if self.policy_enforcement_mode not in ("default", "always", "never"):
             raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
+        try:
+            self.ip_masq_agent_non_masquerade_cidrs = check_cidrs(
+                self.ip_masq_agent_non_masquerade_cidrs, "ipMasqAgent.config.nonMasqueradeCIDRs")
+        except ValidationError as exc:
+            raise ValidationError(f"{prefix}: {exc}") from None
+        if self.ip_masq_agent_enabled and not self.enable_ipv4_masquerade:
+            raise ValidationError(f"{prefix}: ipMasqAgent.enabled=true needs BPF masquerading "
+                                  "(bpf.masquerade / enableIPv4Masquerade is false)")
         timers = (self.l2_announcements_lease_duration, self.l2_announcements_renew_deadline,
                   self.l2_announcements_retry_period)
         for key, text in zip(("leaseDuration", "leaseRenewDeadline", "leaseRetryPeriod"), timers, strict=True):
@@ -150,6 +177,10 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: l2announcements.leaseRenewDeadline ({self.l2_announcements_renew_deadline}) "
                                   "must be at least 20% larger than a positive leaseRetryPeriod")
         return duration, renew, retry
+
+    def ip_masq_config(self) -> IpMasqConfig:
+        """ip-masq-agent's configuration from the Helm values (ipMasqAgent.config)."""
+        return IpMasqConfig(tuple(self.ip_masq_agent_non_masquerade_cidrs), self.ip_masq_agent_masq_link_local)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -71,6 +71,8 @@ _OPTIONS = {
     "routing_mode": "RoutingMode",
     "ipv4_native_routing_cidr": "IPv4NativeRoutingCIDR",
     "auto_direct_node_routes": "EnableAutoDirectRouting",
+    "tunnel_protocol": "TunnelProtocol",
+    "tunnel_port": "TunnelPort",
     "max_pods_per_node": "MaxPods",
     "policy_enforcement_mode": "EnablePolicy",
     "enable_ipv4_masquerade": "EnableIPv4Masquerade",
@@ -80,6 +82,7 @@ _OPTIONS = {
     "hubble_event_buffer_capacity": "HubbleEventBufferCapacity",
     "hubble_metrics_enabled": "HubbleMetrics",
     "debug": "Debug",
+    "ip_masq_agent_enabled": "EnableIPMasqAgent",
 }
 
 KEYS: dict[str, Entry] = {
@@ -132,10 +135,9 @@ KEYS: dict[str, Entry] = {
     "encryption.*": NotYet("transparent encryption"),
     "bgpControlPlane.enabled": NotYet("the BGP control plane", False, "EnableBGPControlPlane"),
     "bgpControlPlane.*": NotYet("the BGP control plane"),
-    "ipMasqAgent.enabled": NotYet("ip-masq-agent (nonMasqueradeCIDRs in the BPF masquerading)", False,
-                                  "EnableIPMasqAgent"),
-    "ipMasqAgent.*": NotYet("ip-masq-agent"),
-    "tunnelProtocol": NotYet("tunnel routing"),
+    "ipMasqAgent.config.masqLinkLocalIPv6": Fixed(False, "IPv6 is off (not implemented yet)"),
+    "ipMasqAgent.config.resyncInterval": NoEffect("the agents watch the configuration in the store instead of "
+                                                  "re-reading a file"),
     "bandwidthManager.enabled": NotYet("the bandwidth manager", False, "EnableBandwidthManager"),
     "clustermesh.*": NotYet("Cluster Mesh"),
     "cluster.id": NotYet("Cluster Mesh", 0, "ClusterID"),

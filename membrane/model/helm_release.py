@@ -27,6 +27,9 @@ IMMUTABLE = {
     "cluster_pool_ipv4_pod_cidr_list": "the nodes' pod CIDRs were allocated from this pool",
     "cluster_pool_ipv4_mask_size": "the nodes' pod CIDRs were allocated with this size",
     "max_pods_per_node": "the kubelet reads maxPods when the lab is created",
+    "routing_mode": "pods were created with the MTU and routes of the routing mode the lab was created with",
+    "tunnel_protocol": "the nodes' tunnel devices were created with it",
+    "tunnel_port": "the nodes' tunnel devices were created with it",
 }
 
 

@@ -20,6 +20,8 @@ from membrane.model.bgp import (
     check_bgp_node_config_override,
     check_bgp_peer_config,
 )
+from membrane.model.configmap import FIELDS as CONFIGMAP_FIELDS
+from membrane.model.configmap import check_configmap
 from membrane.model.deployment import check_deployment
 from membrane.model.errors import ValidationError
 from membrane.model.fields import Fields, forbidden, invalid, join
@@ -64,6 +66,7 @@ _RULES = MappingProxyType({
     "CiliumBGPPeerConfig": _KindRules(check_bgp_peer_config),
     "CiliumBGPAdvertisement": _KindRules(check_bgp_advertisement),
     "CiliumBGPNodeConfigOverride": _KindRules(check_bgp_node_config_override),
+    "ConfigMap": _KindRules(check_configmap, fields=CONFIGMAP_FIELDS),
 })
 
 

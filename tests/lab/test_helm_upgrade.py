@@ -116,7 +116,7 @@ def test_upgrade_lines_of_features_not_built_are_refused_and_change_nothing(
     lab, _ = seed_lab
     before_values = lab.run("lab", "values", "-o", "json").stdout
     before_pids = _agent_pids(lab)
-    for argv in helm_commands()[1:]:
+    for argv in helm_commands()[2:]:  # [1], ip-masq-agent, is built: see the last test
         if "l2announcements.enabled=true" in argv:
             continue  # L2 announcements are built: that upgrade would go through
         proc = lab.run(*argv, check=False)
@@ -204,3 +204,21 @@ def test_rollout_status_counts_agents_on_the_stored_configuration(
     assert "3 agents, one at a time" in restarted.stdout
     after = _agent_pids(lab)
     assert all(after[n] != before[n] for n in before)
+
+
+def test_the_ip_masq_agent_line_rolls_out_and_turns_it_on(
+        seed_lab: tuple[Lab, subprocess.CompletedProcess[str]]) -> None:
+    """The seeds' second line (ip-masq-agent) is built: it keeps the install's values and every agent
+    runs with it. The datapath effect is tested in test_ip_masq_agent.py."""
+    lab, _ = seed_lab
+    upgraded = lab.run(*helm_commands()[1], timeout=400)
+    assert 'daemon set "cilium" successfully rolled out' in upgraded.stdout, upgraded.stdout
+    assert "warning" not in upgraded.stderr, upgraded.stderr
+    assert yaml.safe_load(lab.run("lab", "values", "-o", "yaml").stdout)["ipMasqAgent"] == {"enabled": True}
+    for node in ("k8s-ctr", "k8s-w1", "k8s-w2"):
+        cfg = _dbg_config(lab, node)
+        assert (cfg["EnableIPMasqAgent"], cfg["IPAM"], cfg["IPv4NativeRoutingCIDR"]) == (
+            "true", "kubernetes", "192.168.0.0/16")
+        status = lab.run("status", "--node", node).stdout
+        assert re.search(r"^Masquerading:\s+BPF \(ip-masq-agent\)\s+\[eth1\]\s+192\.168\.0\.0/16", status, re.M), status
+        assert "203.0.113.0/24" in lab.run("bpf", "ipmasq", "list", "--node", node).stdout

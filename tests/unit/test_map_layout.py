@@ -22,10 +22,12 @@ from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap, LxcMap
 from membrane.datapath.maps.events import EVENT_CAPTURE_LEN, EVENT_MIRRORS, ConfigMap, EventStatsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
+from membrane.datapath.maps.ipmasq import IpMasqMap
 from membrane.datapath.maps.lb import AffinityMap, BackendMap, MaglevMap, RevnatMap, ServiceMap
 from membrane.datapath.maps.metrics import MetricsMap
 from membrane.datapath.maps.nat import NAT_MIRRORS, HostConfigMap, NatMap
 from membrane.datapath.maps.policy import PolicyMap
+from membrane.datapath.maps.tunnel import TunnelMap
 
 BPFTOOL = shutil.which("bpftool")
 CLANG = shutil.which("clang")
@@ -102,7 +104,9 @@ def test_python_btf_reader_agrees_with_bpftool(lxc_object: str) -> None:
 
 @pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
 @pytest.mark.parametrize("wrapper", [EndpointsMap, LxcMap, MetricsMap, IpcacheMap, PolicyMap, ConntrackMap, ServiceMap,
-                                     BackendMap, RevnatMap, MaglevMap, AffinityMap, NatMap], ids=lambda w: w.NAME)
+                                     BackendMap, RevnatMap, MaglevMap, AffinityMap, NatMap, IpMasqMap,
+                                     TunnelMap],
+                         ids=lambda w: w.NAME)
 def test_map_definitions_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> None:
     """Each map's BTF key/value types are the structs its Python wrapper mirrors."""
     types = _bpftool_types(lxc_object)
@@ -194,4 +198,5 @@ def test_abi_drift_is_empty_for_the_host_object(tmp_path: Path) -> None:
     except FileNotFoundError:
         obj = compile_object("host", str(tmp_path))
     assert abi_drift(obj, present_only=True) == []
-    assert {"nat_key", "nat_entry", "host_config", "lb_svc_key", "ct_entry"} <= set(read_struct_layouts(obj))
+    assert {"nat_key", "nat_entry", "host_config", "lb_svc_key", "ct_entry", "ipmasq_key",
+            "ipmasq_value"} <= set(read_struct_layouts(obj))

@@ -212,6 +212,25 @@ def ensure_dummy(name: str, cidr: str, netns: str | None = None) -> int:
     return in_netns(netns, change)
 
 
+def ensure_vxlan(name: str, port: int, netns: str | None = None) -> int:
+    """A collect-metadata ("external") VXLAN device on UDP ``port`` (created if missing, up);
+    returns its ifindex. BPF sets each packet's remote and VNI (bpf_skb_set_tunnel_key)."""
+    check_ifname(name)
+    if not 1 <= port <= 65535:
+        raise ValidationError(f"vxlan {name!r}: port {port} is not in 1..65535")
+
+    def change() -> int:
+        with netlink(f"create vxlan {name}") as ipr:
+            if _index(ipr, name) is None:
+                ipr.link("add", ifname=name, kind="vxlan", vxlan_collect_metadata=1, vxlan_port=port,
+                         vxlan_learning=0)
+            index = _require(ipr, name, "vxlan")
+            ipr.link("set", index=index, state="up")
+            return index
+
+    return in_netns(netns, change)
+
+
 def create_bridge(name: str, netns: str | None = None, up: bool = True) -> int:
     """A Linux bridge (created if missing); returns its ifindex."""
     check_ifname(name)

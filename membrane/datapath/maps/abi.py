@@ -9,10 +9,12 @@ from membrane.datapath.maps.conntrack import CtEntry, CtKey
 from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey, LxcInfo, LxcKey
 from membrane.datapath.maps.events import EVENT_MIRRORS
 from membrane.datapath.maps.ipcache import IpcacheKey, IpcacheValue
+from membrane.datapath.maps.ipmasq import IPMASQ_MIRRORS
 from membrane.datapath.maps.lb import LB_MIRRORS
 from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
 from membrane.datapath.maps.nat import NAT_MIRRORS
 from membrane.datapath.maps.policy import PolicyKey, PolicyValue
+from membrane.datapath.maps.tunnel import TUNNEL_MIRRORS
 
 # (C struct name, Python mirror) for every struct shared with user space
 MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
@@ -31,6 +33,8 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     *EVENT_MIRRORS,
     *LB_MIRRORS,
     *NAT_MIRRORS,
+    *IPMASQ_MIRRORS,
+    *TUNNEL_MIRRORS,
 )
 
 

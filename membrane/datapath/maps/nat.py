@@ -30,6 +30,7 @@ DIRECTION_NAMES = {NAT_DIR_OUT: "out", NAT_DIR_IN: "in", NAT_DIR_REV_DNAT: "rev-
 NAT_F_NODEPORT = 1 << 0
 HOST_F_MASQUERADE = 1 << 0
 HOST_F_HOST_ROUTING = 1 << 1  # eBPF host routing (bpf/lib/fib.h)
+HOST_F_IP_MASQ_AGENT = 1 << 2  # mb_ipmasq_v4 names more destinations not to masquerade (bpf/lib/ipmasq.h)
 NAT_PORT_MIN, NAT_PORT_MAX = 61000, 65535
 PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP"}
 
@@ -138,6 +139,7 @@ class HostSettings:
     native_routing_cidr: str | None = None  # None: nothing is exempt but nodes and local pods
     masquerade: bool = True
     host_routing: bool = False  # pod traffic bypasses the node's IP stack (bpf/lib/fib.h)
+    ip_masq_agent: bool = False  # also exempt the destinations of mb_ipmasq_v4 (bpf/lib/ipmasq.h)
 
     def __post_init__(self) -> None:
         try:
@@ -150,7 +152,8 @@ class HostSettings:
             raise ValidationError("host device settings: node IP 0.0.0.0")
 
     def to_c(self) -> HostConfig:
-        flags = (HOST_F_MASQUERADE if self.masquerade else 0) | (HOST_F_HOST_ROUTING if self.host_routing else 0)
+        flags = ((HOST_F_MASQUERADE if self.masquerade else 0) | (HOST_F_HOST_ROUTING if self.host_routing else 0)
+                 | (HOST_F_IP_MASQ_AGENT if self.ip_masq_agent else 0))
         value = HostConfig(node_ip=_net_addr(self.node_ip), flags=flags)
         if self.native_routing_cidr is not None:
             net = ipaddress.IPv4Network(self.native_routing_cidr, strict=False)
@@ -169,7 +172,7 @@ class HostSettings:
         if value.native_cidr or value.native_prefix != 32:
             cidr = f"{_addr_text(value.native_cidr)}/{value.native_prefix}"
         return cls(_addr_text(value.node_ip), cidr, bool(value.flags & HOST_F_MASQUERADE),
-                   bool(value.flags & HOST_F_HOST_ROUTING))
+                   bool(value.flags & HOST_F_HOST_ROUTING), bool(value.flags & HOST_F_IP_MASQ_AGENT))
 
 
 class HostConfigMap(PinnedMap):
