@@ -30,6 +30,7 @@ from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
 from membrane.model.naming import LabPaths
+from membrane.policy.cidrgroups import CIDRGroups, cidr_groups
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
@@ -68,6 +69,7 @@ class Agent:
         self.identity_mirror = Mirror(self.client, f"{self.resources.layout.identities_prefix}id/")
         self.services_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Service/")
         self.slices_mirror = Mirror(self.client, f"{self.prefix}/resources/discovery.k8s.io/EndpointSlice/")
+        self.cidr_groups_mirror = Mirror(self.client, f"{self.prefix}/resources/cilium.io/CiliumCIDRGroup/")
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
@@ -110,7 +112,8 @@ class Agent:
         peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
-                            self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.sync)
+                            self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.sync,
+                            cidr_groups=self._cidr_groups)
         self.policy = policy
         policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
 
@@ -119,7 +122,7 @@ class Agent:
             policy_ctrl.trigger()  # identities of endpoints may have changed
 
         ident_ctrl = self.controllers.add(Controller("endpoint-identities", identities_run, interval=30))
-        for mirror in (*self.policy_mirrors, self.identity_mirror):
+        for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror):
             mirror.subscribe(lambda *_: policy_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 
@@ -184,7 +187,10 @@ class Agent:
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
-                self.services_mirror, self.slices_mirror, *self.policy_mirrors)
+                self.services_mirror, self.slices_mirror, self.cidr_groups_mirror, *self.policy_mirrors)
+
+    def _cidr_groups(self) -> CIDRGroups:
+        return cidr_groups(json.loads(kv.value) for kv in self.cidr_groups_mirror.items())
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():

@@ -34,6 +34,7 @@ from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
 from membrane.model.errors import ValidationError
+from membrane.policy.cidrgroups import CIDRGroups
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
 from membrane.policy.repository import PolicyRepository
@@ -80,7 +81,8 @@ class PolicySync:
     def __init__(self, net: NodeNetwork, policy_mirrors: list[Mirror], identity_mirror: Mirror, identities_prefix: str,
                  mode: Callable[[], str], cluster: str, pod_of: Callable[[str, str], dict[str, Any] | None],
                  peer_ports: Callable[[], PeerNamedPorts] = dict,
-                 publish_ipcache: Callable[[], None] = lambda: None) -> None:
+                 publish_ipcache: Callable[[], None] = lambda: None,
+                 cidr_groups: Callable[[], CIDRGroups] = dict) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
         self.identity_mirror = identity_mirror
@@ -90,6 +92,8 @@ class PolicySync:
         self.pod_of = pod_of
         self.peer_ports = peer_ports
         self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
+        self.cidr_groups = cidr_groups  # the CiliumCIDRGroups cidrGroupRef/cidrGroupSelector resolve against
+        self._groups: CIDRGroups = {}
         self.repo = PolicyRepository()
         self.cidrs = LocalIdentityAllocator()
         self.identities: dict[int, LabelSet] = {}
@@ -134,6 +138,10 @@ class PolicySync:
     def _fold_policies(self, dirty: set[int]) -> bool:
         seen: dict[str, int] = {}
         changed = False
+        groups = self.cidr_groups()
+        if groups != self._groups:  # a CIDR group changed: every policy is translated again
+            self._groups = groups
+            self._policies = {k: (-1, origin) for k, (_rev, origin) in self._policies.items()}
         for mirror in self.policy_mirrors:
             for kv in mirror.items():
                 seen[kv.key] = kv.mod_revision
@@ -143,7 +151,7 @@ class PolicySync:
                 try:
                     obj = json.loads(kv.value)
                     origin = origin_of(obj)
-                    rules = rules_from_object(obj)
+                    rules = rules_from_object(obj, groups)
                 except (ValueError, KeyError, ValidationError) as exc:
                     log.warning("policy %s not applied: %s", kv.key, exc)
                     continue

@@ -50,6 +50,8 @@ KINDS: tuple[KindInfo, ...] = (
         ("ccnp",), namespaced=False,
     ),
     KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), "networking.k8s.io", "networkpolicies", ("netpol",)),
+    KindInfo("CiliumCIDRGroup", ("cilium.io/v2alpha1", "cilium.io/v2"), "cilium.io", "ciliumcidrgroups", ("ccg",),
+             namespaced=False),
 )
 
 _BY_NAME = MappingProxyType({name: info for info in KINDS for name in info.names})

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from membrane.model import names
+from membrane.model.cidrgroup import check_cidr_group
 from membrane.model.deployment import check_deployment
 from membrane.model.errors import ValidationError
 from membrane.model.fields import Fields, forbidden, invalid, join
@@ -50,6 +51,7 @@ _RULES = MappingProxyType({
         lambda obj: check_cilium_policy(obj, clusterwide=True), fields=(*_ENVELOPE, "specs")
     ),
     "NetworkPolicy": _KindRules(check_network_policy),
+    "CiliumCIDRGroup": _KindRules(check_cidr_group),
 })
 
 

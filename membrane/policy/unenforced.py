@@ -17,7 +17,6 @@ FQDN = "DNS-based peers accepted, not enforced yet (no DNS proxy): this item sel
 REQUIRES = "accepted, not enforced yet (deprecated in Cilium): it does not narrow the rule's peers"
 AUTH = "mutual authentication accepted, not enforced yet: traffic the rule allows passes unauthenticated"
 SERVICES = "accepted, not enforced yet: this item selects no peer"
-CIDR_GROUP = "CiliumCIDRGroup references accepted, not enforced yet: this entry selects no address"
 HOST_POLICY = ("host policy accepted, not enforced: the host firewall (hostFirewall.enabled) is not supported "
                "yet, so the selected nodes' traffic is not filtered")
 _CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
@@ -61,10 +60,6 @@ def _item(path: str, item: Mapping[str, Any]) -> Iterator[Unenforced]:
         yield Unenforced(f"{path}.toFQDNs", FQDN)
     if item.get("toServices"):
         yield Unenforced(f"{path}.toServices", SERVICES)
-    for key in ("fromCIDRSet", "toCIDRSet"):
-        for j, entry in enumerate(item.get(key) or []):
-            if not entry.get("cidr"):
-                yield Unenforced(f"{path}.{key}[{j}]", CIDR_GROUP)
     for key in ("fromRequires", "toRequires"):
         if item.get(key):
             yield Unenforced(f"{path}.{key}", REQUIRES)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from membrane.model.validate import validate_object
 from membrane.policy.unenforced import (
     AUTH,
-    CIDR_GROUP,
     FQDN,
     HOST_POLICY,
     L7_RULES,
@@ -54,7 +53,6 @@ def test_each_unenforced_field_is_named_by_path():
         Unenforced("specs[0].egress[0].toFQDNs", FQDN),
         Unenforced("specs[0].egress[1].toPorts[0].rules", L7_RULES),
         Unenforced("specs[0].egress[2].toServices", SERVICES),
-        Unenforced("specs[0].egress[3].toCIDRSet[1]", CIDR_GROUP),
         Unenforced("specs[1].ingress[0].fromRequires", REQUIRES),
         Unenforced("specs[1].ingress[0].authentication", AUTH),
         Unenforced("specs[1].ingress[1].toPorts[0].serverNames", TLS_FIELD),
