@@ -36,6 +36,7 @@ from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
 
 log = logging.getLogger(__name__)
+CT_GC_INTERVAL = 30.0  # seconds between conntrack garbage collections
 
 VERSION = "0.1.0"
 UNDERLAY_DEV = "eth1"
@@ -133,6 +134,7 @@ class Agent:
         self.pods_mirror.subscribe(pods_changed)
         self.ns_mirror.subscribe(lambda *_: ident_ctrl.trigger())
         self.net.on_change = ident_ctrl.trigger
+        self.controllers.add(Controller("ct-gc", self._ct_gc, interval=CT_GC_INTERVAL))
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
         self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.ipcache_mirror.subscribe(lambda *_: policy_ctrl.trigger())  # a peer's identity: its named ports
@@ -255,6 +257,7 @@ class Agent:
         self.api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
         self.api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())
         self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
+        self.api.route("POST", "/v1/bpf/ct/flush", lambda _b: self.bpf_ct_flush())
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
         self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
@@ -339,6 +342,16 @@ class Agent:
     def bpf_ct(self) -> list[dict[str, str]]:
         dp = self.net.datapath
         return [{"text": row.describe()} for row in dp.conntrack.rows()] if dp is not None else []
+
+    def bpf_ct_flush(self) -> dict[str, int]:
+        dp = self.net.datapath
+        return {"flushed": dp.conntrack.flush() if dp is not None else 0}
+
+    def _ct_gc(self) -> None:
+        """Expired conntrack entries leave the map (Cilium's CT garbage collector)."""
+        dp = self.net.datapath
+        if dp is not None and (removed := dp.conntrack.gc()):
+            log.info("conntrack gc: %d expired entries removed", removed)
 
     def bpf_ipcache(self) -> list[list[str]]:
         dp = self.net.datapath
