@@ -4,8 +4,10 @@
    still succeeds; ``policy get`` lists the same fields as notes.
 3. ``toGroups`` is refused with the reason and nothing is stored; a ``CiliumCIDRGroup`` referenced by
    ``cidrGroupRef`` (and selected by ``cidrGroupSelector``) denies exactly its CIDRs, and changing the
-   group changes the verdicts without touching the policy; expired conntrack entries are collected by
-   the agent and ``bpf ct flush`` empties the table.
+   group changes the verdicts without touching the policy; an ICMP error about a connection passes an
+   ingress policy that allows no ICMP (port unreachable from a peer pod reaches the sender as
+   ECONNREFUSED); expired conntrack entries are collected by the agent and ``bpf ct flush`` empties
+   the table.
 """
 
 from __future__ import annotations
@@ -122,6 +124,46 @@ def test_cidr_group_ref_and_selector_deny_the_groups_cidrs(lab: Lab, client: dic
     until_verdicts(lab, {DENIED: True, ALLOWED: False})
     lab.apply(manifest(group([ALLOWED], {"team": "other"})))
     until_verdicts(lab, {DENIED: True, ALLOWED: True})
+
+
+SERVER = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server", "labels": {"app": "server"}},
+          "spec": {"nodeName": "k8s-w1",
+                   "containers": [{"name": "c", "image": "nicolaka/netshoot", "command": ["sleep", "infinity"]}]}}
+NO_ICMP_IN = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "no-icmp-in"},
+              "spec": {"endpointSelector": CLIENT_SEL, "ingress": [{"fromEntities": ["host"]}],
+                       "egress": [{"toEndpoints": [{"matchLabels": {"app": "server"}}]}]}}
+UDP_PROBE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect((sys.argv[1], 9))
+s.send(b"x")
+try:
+    s.recv(10)
+    print("answer")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("timeout")
+"""
+
+
+def test_icmp_error_about_a_connection_passes_without_an_allow(lab: Lab, client: dict, cleanup: list) -> None:
+    lab.apply(manifest(SERVER))
+    cleanup.append(SERVER)
+    server_ip = lab.wait_pods_ready(["server"])["server"]["status"]["podIP"]
+
+    def udp_probe() -> str:
+        return lab.exec("client", sys.executable, "-c", UDP_PROBE, server_ip).stdout.strip()
+
+    assert udp_probe() == "refused"  # no policy: the server's port unreachable comes back
+    lab.apply(manifest(NO_ICMP_IN))
+    cleanup.append(NO_ICMP_IN)
+    # Ingress is enforced with no allow from the server: a ping from it is dropped...
+    lab.wait_for(lambda: lab.exec("server", "ping", "-c1", "-W1", client["status"]["podIP"],
+                                  check=False).returncode != 0, 15, "the client's ingress to be enforced")
+    # ...but the error about the client's own datagram is related to its connection and passes.
+    assert [udp_probe() for _ in range(5)] == ["refused"] * 5
 
 
 def ct_entries(lab: Lab, daddr: str, dport: int) -> list[Any]:
