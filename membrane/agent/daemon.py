@@ -30,7 +30,7 @@ from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
 from membrane.model.naming import LabPaths
-from membrane.policy.cidrgroups import CIDRGroups, cidr_groups
+from membrane.policy.context import PolicyContext
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
@@ -114,7 +114,7 @@ class Agent:
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
                             self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.sync,
-                            cidr_groups=self._cidr_groups)
+                            context=self._policy_context)
         self.policy = policy
         policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
 
@@ -123,7 +123,7 @@ class Agent:
             policy_ctrl.trigger()  # identities of endpoints may have changed
 
         ident_ctrl = self.controllers.add(Controller("endpoint-identities", identities_run, interval=30))
-        for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror):
+        for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror, self.services_mirror):
             mirror.subscribe(lambda *_: policy_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 
@@ -191,8 +191,11 @@ class Agent:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
                 self.services_mirror, self.slices_mirror, self.cidr_groups_mirror, *self.policy_mirrors)
 
-    def _cidr_groups(self) -> CIDRGroups:
-        return cidr_groups(json.loads(kv.value) for kv in self.cidr_groups_mirror.items())
+    def _policy_context(self) -> PolicyContext:
+        """The CIDR groups and Services policies name, from the mirrors (policy_sync compares them)."""
+        return PolicyContext.from_objects(json.loads(kv.value) for mirror in (self.cidr_groups_mirror,
+                                                                              self.services_mirror)
+                                          for kv in mirror.items())
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():

@@ -34,7 +34,7 @@ from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
 from membrane.model.errors import ValidationError
-from membrane.policy.cidrgroups import CIDRGroups
+from membrane.policy.context import PolicyContext
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
 from membrane.policy.repository import PolicyRepository
@@ -82,7 +82,7 @@ class PolicySync:
                  mode: Callable[[], str], cluster: str, pod_of: Callable[[str, str], dict[str, Any] | None],
                  peer_ports: Callable[[], PeerNamedPorts] = dict,
                  publish_ipcache: Callable[[], None] = lambda: None,
-                 cidr_groups: Callable[[], CIDRGroups] = dict) -> None:
+                 context: Callable[[], PolicyContext] = PolicyContext) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
         self.identity_mirror = identity_mirror
@@ -92,8 +92,8 @@ class PolicySync:
         self.pod_of = pod_of
         self.peer_ports = peer_ports
         self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
-        self.cidr_groups = cidr_groups  # the CiliumCIDRGroups cidrGroupRef/cidrGroupSelector resolve against
-        self._groups: CIDRGroups = {}
+        self.context = context  # the CIDR groups and Services policies name (cidrGroupRef, toServices)
+        self._context = PolicyContext()
         self.repo = PolicyRepository()
         self.cidrs = LocalIdentityAllocator()
         self.identities: dict[int, LabelSet] = {}
@@ -138,9 +138,9 @@ class PolicySync:
     def _fold_policies(self, dirty: set[int]) -> bool:
         seen: dict[str, int] = {}
         changed = False
-        groups = self.cidr_groups()
-        if groups != self._groups:  # a CIDR group changed: every policy is translated again
-            self._groups = groups
+        context = self.context()
+        if context != self._context:  # a CIDR group or Service changed: every policy is translated again
+            self._context = context
             self._policies = {k: (-1, origin) for k, (_rev, origin) in self._policies.items()}
         for mirror in self.policy_mirrors:
             for kv in mirror.items():
@@ -151,7 +151,7 @@ class PolicySync:
                 try:
                     obj = json.loads(kv.value)
                     origin = origin_of(obj)
-                    rules = rules_from_object(obj, groups)
+                    rules = rules_from_object(obj, context)
                 except (ValueError, KeyError, ValidationError) as exc:
                     log.warning("policy %s not applied: %s", kv.key, exc)
                     continue

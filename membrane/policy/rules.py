@@ -18,7 +18,8 @@ from typing import Any
 
 from membrane.model.labels import LabelSelector, Requirement
 from membrane.model.policy_ports import icmp_type_number
-from membrane.policy.cidrgroups import CIDRGroups, group_selectors
+from membrane.policy.cidrgroups import group_selectors
+from membrane.policy.context import PolicyContext
 from membrane.policy.selector import (
     NAMESPACE_KEY,
     NAMESPACE_LABELS_PREFIX,
@@ -27,10 +28,11 @@ from membrane.policy.selector import (
     Network,
     Selector,
 )
+from membrane.policy.services import service_peers
 
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_LABEL = f"k8s:{NAMESPACE_KEY}"
-_UNSUPPORTED_PEERS = ("fromGroups", "toGroups", "toServices", "toFQDNs")
+_UNSUPPORTED_PEERS = ("toFQDNs",)
 _PEER_KEYS = {
     INGRESS: ("fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups"),
     EGRESS: ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toFQDNs"),
@@ -104,11 +106,11 @@ def prefixes_used(rules: Iterable[Rule]) -> set[Network]:
     return {p for r in rules for c in r.cidrs for p in c.prefixes()}
 
 
-def rules_from_cilium_policy(obj: Mapping[str, Any], cidr_groups: CIDRGroups | None = None) -> list[Rule]:
+def rules_from_cilium_policy(obj: Mapping[str, Any], context: PolicyContext | None = None) -> list[Rule]:
     """The rules of one validated CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy.
 
-    ``cidr_groups``: the CiliumCIDRGroups that ``cidrGroupRef``/``cidrGroupSelector`` entries resolve
-    against (none given: such entries select nothing).
+    ``context``: the CiliumCIDRGroups and Services that ``cidrGroupRef``/``cidrGroupSelector`` and
+    ``toServices`` entries resolve against (none given: such entries select nothing).
     """
     kind = obj.get("kind")
     if kind not in ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"):
@@ -119,7 +121,7 @@ def rules_from_cilium_policy(obj: Mapping[str, Any], cidr_groups: CIDRGroups | N
     specs = ([obj["spec"]] if obj.get("spec") is not None else []) + list(obj.get("specs") or [])
     out: list[Rule] = []
     for spec in specs:
-        out.extend(_rules_of_spec(spec, origin, cidr_groups or {}))
+        out.extend(_rules_of_spec(spec, origin, context or PolicyContext()))
     return out
 
 
@@ -143,7 +145,7 @@ def _selector(data: Any) -> EndpointSelector:
     return EndpointSelector.from_label_selector(LabelSelector.from_dict(data or {}, sources=True))
 
 
-def _rules_of_spec(spec: Mapping[str, Any], origin: Origin, groups: CIDRGroups) -> list[Rule]:
+def _rules_of_spec(spec: Mapping[str, Any], origin: Origin, context: PolicyContext) -> list[Rule]:
     node_selector = None
     if spec.get("nodeSelector") is not None:
         node_selector = _selector(spec["nodeSelector"])
@@ -161,7 +163,7 @@ def _rules_of_spec(spec: Mapping[str, Any], origin: Origin, groups: CIDRGroups) 
         for deny, items in ((False, allow_items), (True, deny_items)):
             for item in items:
                 out.append(_rule_of_item(item, origin, subject, direction, deny, bool(default_deny), node_selector,
-                                         groups))
+                                         context))
     return out
 
 
@@ -173,7 +175,7 @@ def _rule_of_item(
     deny: bool,
     default_deny: bool,
     node_selector: EndpointSelector | None,
-    groups: CIDRGroups,
+    context: PolicyContext,
 ) -> Rule:
     prefix = "from" if direction == INGRESS else "to"
     endpoints = [scope_peer(_selector(s), origin.namespace) for s in item.get(prefix + "Endpoints") or []]
@@ -184,7 +186,9 @@ def _rule_of_item(
         if c.get("cidr"):
             cidrs.append(CIDRSelector.parse(c["cidr"], c.get("except") or ()))
         else:
-            cidrs.extend(group_selectors(c, groups))
+            cidrs.extend(group_selectors(c, context.cidr_groups))
+    for entry in item.get("toServices") or []:
+        endpoints.extend(service_peers(entry, context.services, origin.namespace))
     has_peer_field = any(item.get(k) is not None for k in _PEER_KEYS[direction])
     port_rules = item.get("toPorts") or []
     icmps = tuple(

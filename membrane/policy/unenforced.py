@@ -16,7 +16,6 @@ TLS_FIELD = "accepted, not enforced yet (no TLS inspection); the port is enforce
 FQDN = "DNS-based peers accepted, not enforced yet (no DNS proxy): this item selects no peer"
 REQUIRES = "accepted, not enforced yet (deprecated in Cilium): it does not narrow the rule's peers"
 AUTH = "mutual authentication accepted, not enforced yet: traffic the rule allows passes unauthenticated"
-SERVICES = "accepted, not enforced yet: this item selects no peer"
 HOST_POLICY = ("host policy accepted, not enforced: the host firewall (hostFirewall.enabled) is not supported "
                "yet, so the selected nodes' traffic is not filtered")
 _CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
@@ -58,8 +57,6 @@ def _rules(obj: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
 def _item(path: str, item: Mapping[str, Any]) -> Iterator[Unenforced]:
     if item.get("toFQDNs"):
         yield Unenforced(f"{path}.toFQDNs", FQDN)
-    if item.get("toServices"):
-        yield Unenforced(f"{path}.toServices", SERVICES)
     for key in ("fromRequires", "toRequires"):
         if item.get(key):
             yield Unenforced(f"{path}.{key}", REQUIRES)

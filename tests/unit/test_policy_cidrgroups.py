@@ -10,6 +10,7 @@ from membrane.model.errors import ValidationError
 from membrane.model.kinds import lookup_kind
 from membrane.model.validate import validate_object
 from membrane.policy.cidrgroups import CIDRGroup, cidr_groups, group_selectors
+from membrane.policy.context import PolicyContext
 from membrane.policy.rules import rules_from_cilium_policy
 from membrane.policy.selector import CIDRSelector
 from membrane.policy.translate import replace_policies
@@ -72,10 +73,11 @@ def test_selector_picks_groups_by_label_and_unknown_refs_select_nothing():
 
 
 def test_rules_resolve_groups_and_a_missing_group_selects_nothing_rather_than_everything():
-    [rule] = rules_from_cilium_policy(cnp([{"cidrGroupRef": "a"}], deny=True), GROUPS)
+    [rule] = rules_from_cilium_policy(cnp([{"cidrGroupRef": "a"}], deny=True), PolicyContext(GROUPS))
     assert rule.deny and [str(c.cidr) for c in rule.cidrs] == ["192.0.2.0/24", "203.0.113.12/32"]
     [rule] = rules_from_cilium_policy(cnp([{"cidrGroupRef": "a"}]))
     assert rule.cidrs == () and not rule.l3_wildcard and rule.default_deny
     net = ipaddress.ip_network("203.0.113.12/32")
-    [rule] = replace_policies([], [cnp([{"cidrGroupSelector": {"matchLabels": {"env": "prod"}}}])], GROUPS)
+    [rule] = replace_policies([], [cnp([{"cidrGroupSelector": {"matchLabels": {"env": "prod"}}}])],
+                              PolicyContext(GROUPS))
     assert net in {c.cidr for c in rule.cidrs}

@@ -9,7 +9,6 @@ from membrane.policy.unenforced import (
     HOST_POLICY,
     L7_RULES,
     REQUIRES,
-    SERVICES,
     TLS_FIELD,
     Unenforced,
     unenforced_fields,
@@ -52,7 +51,6 @@ def test_each_unenforced_field_is_named_by_path():
     assert unenforced_fields(obj) == [
         Unenforced("specs[0].egress[0].toFQDNs", FQDN),
         Unenforced("specs[0].egress[1].toPorts[0].rules", L7_RULES),
-        Unenforced("specs[0].egress[2].toServices", SERVICES),
         Unenforced("specs[1].ingress[0].fromRequires", REQUIRES),
         Unenforced("specs[1].ingress[0].authentication", AUTH),
         Unenforced("specs[1].ingress[1].toPorts[0].serverNames", TLS_FIELD),
