@@ -38,6 +38,9 @@ class ClusterConfig:
         default_factory=lambda: ["flow", "drop", "tcp", "port-distribution", "icmp"])
     # Hubble's TCP :4244 takes only mutual TLS, as Cilium's chart defaults; false is the explicit opt-out.
     hubble_tls_enabled: bool = True
+    # policyCIDRMatchMode: [] (the default) = CIDR rules never select cluster nodes (or pods); Cilium's
+    # [nodes] makes them select node IPs too, which needs node IPs to carry identities of their own.
+    policy_cidr_match_mode: list[str] = field(default_factory=list)
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -60,6 +63,7 @@ class ClusterConfig:
         "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
         "hubble.tls.enabled": "hubble_tls_enabled",
+        "policyCIDRMatchMode": "policy_cidr_match_mode",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -119,6 +123,14 @@ class ClusterConfig:
         cap = self.hubble_event_buffer_capacity
         if cap < 1 or cap > 65535 or (cap + 1) & cap:
             raise ValidationError(f"{prefix}: hubble.eventBufferCapacity must be 2^n-1 between 1 and 65535 (got {cap})")
+        unknown = [m for m in self.policy_cidr_match_mode if m != "nodes"]
+        if unknown:
+            raise ValidationError(f"{prefix}: policyCIDRMatchMode: {', '.join(unknown)}: the only mode is nodes")
+        if self.policy_cidr_match_mode:
+            raise ValidationError(
+                f"{prefix}: policyCIDRMatchMode=[nodes] (CIDR rules also selecting node IPs) is not implemented yet; "
+                "the default [] is: CIDR rules never select cluster nodes or pods, use toEntities host/remote-node "
+                "or toNodes")
         if self.policy_enforcement_mode not in ("default", "always", "never"):
             raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
 

@@ -80,6 +80,7 @@ _OPTIONS = {
     "hubble_event_buffer_capacity": "HubbleEventBufferCapacity",
     "hubble_metrics_enabled": "HubbleMetrics",
     "debug": "Debug",
+    "policy_cidr_match_mode": "PolicyCIDRMatchMode",
 }
 
 KEYS: dict[str, Entry] = {

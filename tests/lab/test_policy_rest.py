@@ -6,7 +6,8 @@
    ``cidrGroupRef`` (and selected by ``cidrGroupSelector``) denies exactly its CIDRs, and changing the
    group changes the verdicts without touching the policy; an ICMP error about a connection passes an
    ingress policy that allows no ICMP (port unreachable from a peer pod reaches the sender as
-   ECONNREFUSED); expired conntrack entries are collected by the agent and ``bpf ct flush`` empties
+   ECONNREFUSED); ``toServices`` allows exactly the Service's backends, following backends that
+   come and go and a change of the Service's selector; expired conntrack entries are collected by the agent and ``bpf ct flush`` empties
    the table.
 """
 
@@ -164,6 +165,58 @@ def test_icmp_error_about_a_connection_passes_without_an_allow(lab: Lab, client:
                                   check=False).returncode != 0, 15, "the client's ingress to be enforced")
     # ...but the error about the client's own datagram is related to its connection and passes.
     assert [udp_probe() for _ in range(5)] == ["refused"] * 5
+
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+
+
+def web(name: str, app: str, node: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": app}},
+            "spec": {"nodeName": node, "containers": [{"name": "s", "image": AGNHOST, "args": [
+                "serve-hostname", "--tcp", "--http=false", "--port", "8080"],
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}}
+
+
+def service(app: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "websvc", "labels": {"tier": "front"}},
+            "spec": {"selector": {"app": app}, "ports": [{"port": 8080, "protocol": "TCP"}]}}
+
+
+TO_SERVICE = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "to-service"},
+              "spec": {"endpointSelector": CLIENT_SEL,
+                       "egress": [{"toServices": [{"k8sService": {"serviceName": "websvc"}}]}]}}
+
+
+def test_to_services_allows_exactly_the_backends_and_follows_them(lab: Lab, client: dict, cleanup: list) -> None:
+    pods = [web("backend-a", "websvc", "k8s-w1"), web("other", "other", "k8s-w2")]
+    lab.apply(manifest(*pods, service("websvc")))
+    cleanup += [*pods, service("websvc")]
+    ips = {n: p["status"]["podIP"] for n, p in lab.wait_pods_ready(["backend-a", "other"]).items()}
+
+    def until(want: dict[str, bool]) -> None:
+        last: dict[str, bool] = {}
+
+        def ok() -> bool:
+            nonlocal last
+            last = {n: connects(lab, ips[n], 8080) for n in want}
+            return last == want
+
+        try:
+            lab.wait_for(ok, 15, "the verdicts toServices asks for")
+        except AssertionError:
+            raise AssertionError(f"wanted {want}, observed {last}") from None
+
+    until({"backend-a": True, "other": True})
+    lab.apply(manifest(TO_SERVICE))
+    cleanup.append(TO_SERVICE)
+    until({"backend-a": True, "other": False})
+    late = web("backend-b", "websvc", "k8s-ctr")  # a backend that appears later, policy untouched
+    lab.apply(manifest(late))
+    cleanup.append(late)
+    ips["backend-b"] = lab.wait_pods_ready(["backend-b"])["backend-b"]["status"]["podIP"]
+    until({"backend-a": True, "backend-b": True, "other": False})
+    lab.apply(manifest(service("other")))  # the Service now selects the other pod
+    until({"backend-a": False, "backend-b": False, "other": True})
 
 
 def ct_entries(lab: Lab, daddr: str, dport: int) -> list[Any]:
