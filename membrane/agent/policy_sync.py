@@ -34,7 +34,7 @@ from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
 from membrane.model.errors import ValidationError
-from membrane.policy.context import PolicyContext
+from membrane.policy.context import PolicyContext, uses_context
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
 from membrane.policy.repository import PolicyRepository
@@ -98,6 +98,7 @@ class PolicySync:
         self.cidrs = LocalIdentityAllocator()
         self.identities: dict[int, LabelSet] = {}
         self._policies: dict[str, tuple[int, Origin]] = {}  # store key -> (mod revision, origin)
+        self._contextual: set[str] = set()  # store keys of policies that name CIDR groups or Services
         self._ids_seen: dict[str, int] = {}  # identity key -> mod revision
         self._resolved: dict[int, tuple[int, ResolvedPolicy]] = {}  # ep id -> (identity, policy)
         self._last_mode = ""
@@ -139,9 +140,10 @@ class PolicySync:
         seen: dict[str, int] = {}
         changed = False
         context = self.context()
-        if context != self._context:  # a CIDR group or Service changed: every policy is translated again
+        if context != self._context:  # a CIDR group or Service changed: the policies naming any, again
             self._context = context
-            self._policies = {k: (-1, origin) for k, (_rev, origin) in self._policies.items()}
+            self._policies = {k: (-1 if k in self._contextual else rev, origin)
+                              for k, (rev, origin) in self._policies.items()}
         for mirror in self.policy_mirrors:
             for kv in mirror.items():
                 seen[kv.key] = kv.mod_revision
@@ -157,9 +159,14 @@ class PolicySync:
                     continue
                 dirty |= self.repo.set_policy(origin, rules)
                 self._policies[kv.key] = (kv.mod_revision, origin)
+                if uses_context(obj):
+                    self._contextual.add(kv.key)
+                else:
+                    self._contextual.discard(kv.key)
                 changed = True
         for key in [k for k in self._policies if k not in seen]:
             dirty |= self.repo.delete_policy(self._policies.pop(key)[1])
+            self._contextual.discard(key)
             changed = True
         return changed
 

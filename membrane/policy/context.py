@@ -15,6 +15,18 @@ from membrane.policy.cidrgroups import CIDRGroups, cidr_groups
 from membrane.policy.services import ServiceTable, service_table
 
 
+def uses_context(obj: Mapping[str, Any]) -> bool:
+    """Whether a policy's translation depends on the context (it names CIDR groups or Services)."""
+    specs = ([obj["spec"]] if obj.get("spec") is not None else []) + list(obj.get("specs") or [])
+    for spec in specs:
+        for direction in ("ingress", "ingressDeny", "egress", "egressDeny"):
+            for item in spec.get(direction) or []:
+                if item.get("toServices") or any(
+                        not entry.get("cidr") for key in ("fromCIDRSet", "toCIDRSet") for entry in item.get(key) or []):
+                    return True
+    return False
+
+
 @dataclass(frozen=True)
 class PolicyContext:
     cidr_groups: CIDRGroups = field(default_factory=dict)

@@ -4,7 +4,7 @@ its namespace); Services without a selector, and unknown ones, select nothing.""
 from __future__ import annotations
 
 from membrane.model.validate import validate_object
-from membrane.policy.context import PolicyContext
+from membrane.policy.context import PolicyContext, uses_context
 from membrane.policy.rules import rules_from_cilium_policy
 from membrane.policy.selector import IdentityLabels
 from membrane.policy.services import ServiceInfo, selected_services, service_table
@@ -75,3 +75,14 @@ def test_context_compares_by_content_and_updates():
     changed = CONTEXT.updated([svc("db", ns="shop", selector={"app": "db2"})])
     assert changed != CONTEXT and changed.services[("shop", "db")].selector == (("app", "db2"),)
     assert changed.services[("shop", "web")] == CONTEXT.services[("shop", "web")]
+
+
+def test_uses_context_only_for_policies_naming_groups_or_services():
+    assert uses_context(cnp([{"k8sService": {"serviceName": "web"}}]))
+    plain = validate_object({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+                             "metadata": {"name": "p", "namespace": "default"},
+                             "spec": {"endpointSelector": {}, "egress": [{"toCIDRSet": [{"cidr": "10.0.0.0/8"}]}]}},
+                            "p.yaml")
+    assert not uses_context(plain)
+    plain["spec"]["egress"][0]["toCIDRSet"].append({"cidrGroupRef": "g"})
+    assert uses_context(plain)
