@@ -10,6 +10,11 @@
  * event: the first packet of each direction, a TCP flag of CT_REPORT_FLAGS not yet seen in its
  * direction (so SYN, SYN-ACK, the handshake ACK, FIN and RST), and otherwise at most one packet
  * per direction every CT_REPORT_INTERVAL seconds.
+ *
+ * Related ICMP errors: an error about a tracked connection's packet (l4.h reads the tuple it
+ * quotes) is CT_RELATED and passes without policy, as in Cilium; it neither creates nor refreshes
+ * an entry. The quoted packet travelled the other way, so its tuple is keyed reversed: the lookup
+ * then finds the connection in either direction like any packet of it.
  */
 #ifndef MEMBRANE_CONNTRACK_H
 #define MEMBRANE_CONNTRACK_H
@@ -34,6 +39,7 @@ enum ct_status {
 	CT_NEW,         /* no live entry: check policy, then ct_create() */
 	CT_ESTABLISHED, /* same direction as the connection's first packet */
 	CT_REPLY,       /* the other direction */
+	CT_RELATED,     /* an ICMP error about a packet of a live connection */
 };
 
 static __always_inline __u32 ct_now(void)
@@ -45,6 +51,15 @@ static __always_inline void ct_key_init(struct ct_key *key, const struct iphdr *
 					__u8 direction)
 {
 	__builtin_memset(key, 0, sizeof(*key));
+	if (l4->related) { /* the quoted packet, as if it came back: the error's own direction */
+		key->saddr = l4->inner_daddr;
+		key->daddr = l4->inner_saddr;
+		key->sport = l4->inner_dport;
+		key->dport = l4->inner_sport;
+		key->protocol = l4->inner_protocol;
+		key->direction = direction;
+		return;
+	}
 	key->saddr = ip4->saddr;
 	key->daddr = ip4->daddr;
 	key->sport = l4->sport;
@@ -118,15 +133,20 @@ static __always_inline int ct_account(struct ct_entry *entry, __u32 now, __u8 pr
 
 /* Look the packet up as part of a connection first seen at this hook (`key`, built with
  * ct_key_init for this hook's direction) or as a reply to one first seen at the other hook.
- * Sets *report for a live entry (see monitor aggregation above). */
-static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, int *report)
+ * Sets *report for a live entry (see monitor aggregation above). `related`: the key is an ICMP
+ * error's quoted tuple (ct_key_init), which only looks for a live entry in either direction
+ * (CT_RELATED, always reported) and accounts nothing on it. */
+static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, int *report,
+						int related)
 {
 	struct ct_key reverse = {};
 	struct ct_entry *entry;
 	__u32 now = ct_now();
 
 	entry = bpf_map_lookup_elem(&mb_ct, key);
-	if (entry && ct_live(entry, now, key->protocol, tcp_flags)) {
+	if (related && entry && entry->lifetime > now)
+		goto related;
+	if (!related && entry && ct_live(entry, now, key->protocol, tcp_flags)) {
 		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 0);
 		return CT_ESTABLISHED;
 	}
@@ -137,11 +157,16 @@ static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 t
 	reverse.protocol = key->protocol;
 	reverse.direction = key->direction == CT_EGRESS ? CT_INGRESS : CT_EGRESS;
 	entry = bpf_map_lookup_elem(&mb_ct, &reverse);
-	if (entry && ct_live(entry, now, key->protocol, tcp_flags)) {
+	if (related && entry && entry->lifetime > now)
+		goto related;
+	if (!related && entry && ct_live(entry, now, key->protocol, tcp_flags)) {
 		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 1);
 		return CT_REPLY;
 	}
 	return CT_NEW;
+related:
+	*report = 1;
+	return CT_RELATED;
 }
 
 /* Record a new connection whose first packet policy allowed (replacing a stale entry). An

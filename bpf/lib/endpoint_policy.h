@@ -63,13 +63,16 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 	}
 	ctx->dport = l4.policy_port;
 	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
-	if (l4.trackable) {
-		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report)) {
+	if (l4.trackable || l4.related) {
+		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report, l4.related)) {
 		case CT_ESTABLISHED:
 			ctx->trace_reason = TRACE_REASON_ESTABLISHED;
 			goto tracked;
 		case CT_REPLY:
 			ctx->trace_reason = TRACE_REASON_REPLY;
+			goto tracked;
+		case CT_RELATED: /* an ICMP error about a tracked connection: passes like its replies */
+			ctx->trace_reason = TRACE_REASON_RELATED;
 			goto tracked;
 		default:
 			ctx->trace_reason = TRACE_REASON_NEW;

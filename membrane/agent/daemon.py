@@ -33,12 +33,14 @@ from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
 from membrane.model.naming import LabPaths
+from membrane.policy.context import PolicyContext
 from membrane.state.reconciler import Reconciler
 from membrane.store.etcd import EtcdClient
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
 
 log = logging.getLogger(__name__)
+CT_GC_INTERVAL = 30.0  # seconds between conntrack garbage collections
 
 VERSION = "0.1.0"
 UNDERLAY_DEV = "eth1"
@@ -74,6 +76,7 @@ class Agent:
         self.slices_mirror = Mirror(self.client, f"{self.prefix}/resources/discovery.k8s.io/EndpointSlice/")
         self.configmaps_mirror = Mirror(self.client, configmaps_prefix(self.prefix))
         self.ipmasq = IpMasqSync(self.configmaps_mirror, lambda: self.config, lambda: self.net.datapath)
+        self.cidr_groups_mirror = Mirror(self.client, f"{self.prefix}/resources/cilium.io/CiliumCIDRGroup/")
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
@@ -130,7 +133,8 @@ class Agent:
         peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
-                            self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish)
+                            self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish,
+                            context=self._policy_context)
         self.policy = policy
         policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
 
@@ -139,7 +143,7 @@ class Agent:
             policy_ctrl.trigger()  # identities of endpoints may have changed
 
         ident_ctrl = self.controllers.add(Controller("endpoint-identities", identities_run, interval=30))
-        for mirror in (*self.policy_mirrors, self.identity_mirror):
+        for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror, self.services_mirror):
             mirror.subscribe(lambda *_: policy_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 
@@ -150,6 +154,7 @@ class Agent:
         self.pods_mirror.subscribe(pods_changed)
         self.ns_mirror.subscribe(lambda *_: ident_ctrl.trigger())
         self.net.on_change = ident_ctrl.trigger
+        self.controllers.add(Controller("ct-gc", self._ct_gc, interval=CT_GC_INTERVAL))
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))
         self.ipcache_mirror.subscribe(lambda *_: ipc_ctrl.trigger())
         self.ipcache_mirror.subscribe(lambda *_: policy_ctrl.trigger())  # a peer's identity: its named ports
@@ -231,7 +236,14 @@ class Agent:
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
-                self.services_mirror, self.slices_mirror, self.configmaps_mirror, *self.policy_mirrors)
+                self.services_mirror, self.slices_mirror, self.configmaps_mirror, self.cidr_groups_mirror,
+                *self.policy_mirrors)
+
+    def _policy_context(self) -> PolicyContext:
+        """The CIDR groups and Services policies name, from the mirrors (policy_sync compares them)."""
+        return PolicyContext.from_objects(json.loads(kv.value) for mirror in (self.cidr_groups_mirror,
+                                                                              self.services_mirror)
+                                          for kv in mirror.items())
 
     def _wait_pod_cidr(self) -> str:
         while not self._stop.is_set():
@@ -298,6 +310,7 @@ class Agent:
         self.api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
         self.api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())
         self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
+        self.api.route("POST", "/v1/bpf/ct/flush", lambda _b: self.bpf_ct_flush())
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
         self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
         self.api.route("GET", "/v1/bpf/tunnel", lambda _b: self.tunnel.entries() if self.tunnel else [])
@@ -385,6 +398,16 @@ class Agent:
     def bpf_ct(self) -> list[dict[str, str]]:
         dp = self.net.datapath
         return [{"text": row.describe()} for row in dp.conntrack.rows()] if dp is not None else []
+
+    def bpf_ct_flush(self) -> dict[str, int]:
+        dp = self.net.datapath
+        return {"flushed": dp.conntrack.flush() if dp is not None else 0}
+
+    def _ct_gc(self) -> None:
+        """Expired conntrack entries leave the map (Cilium's CT garbage collector)."""
+        dp = self.net.datapath
+        if dp is not None and (removed := dp.conntrack.gc()):
+            log.info("conntrack gc: %d expired entries removed", removed)
 
     def bpf_ipcache(self) -> list[list[str]]:
         dp = self.net.datapath

@@ -48,6 +48,7 @@ from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
 from membrane.model.errors import ValidationError
+from membrane.policy.context import PolicyContext, uses_context
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
 from membrane.policy.repository import PolicyRepository
@@ -96,6 +97,7 @@ class PolicySync:
                  mode: Callable[[], str], cluster: str, pod_of: Callable[[str, str], dict[str, Any] | None],
                  peer_ports: Callable[[], PeerNamedPorts] = dict,
                  publish_ipcache: Callable[[], None] = lambda: None, *,
+                 context: Callable[[], PolicyContext] = PolicyContext,
                  clock: Callable[[], float] | None = None) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
@@ -106,10 +108,13 @@ class PolicySync:
         self.pod_of = pod_of
         self.peer_ports = peer_ports
         self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
+        self.context = context  # the CIDR groups and Services policies name (cidrGroupRef, toServices)
+        self._context = PolicyContext()
         self.repo = PolicyRepository()
         self.cidrs = LocalIdentityAllocator()
         self.identities: dict[int, LabelSet] = {}
         self._policies: dict[str, tuple[int, Origin]] = {}  # store key -> (mod revision, origin)
+        self._contextual: set[str] = set()  # store keys of policies that name CIDR groups or Services
         self._ids_seen: dict[str, int] = {}  # identity key -> mod revision
         self._resolved: dict[int, tuple[int, ResolvedPolicy]] = {}  # ep id -> (identity, policy)
         self._last_mode = ""
@@ -157,6 +162,11 @@ class PolicySync:
     def _fold_policies(self, dirty: set[int]) -> bool:
         seen: dict[str, int] = {}
         changed = False
+        context = self.context()
+        if context != self._context:  # a CIDR group or Service changed: the policies naming any, again
+            self._context = context
+            self._policies = {k: (-1 if k in self._contextual else rev, origin)
+                              for k, (rev, origin) in self._policies.items()}
         for mirror in self.policy_mirrors:
             for kv in mirror.items():
                 seen[kv.key] = kv.mod_revision
@@ -166,15 +176,20 @@ class PolicySync:
                 try:
                     obj = json.loads(kv.value)
                     origin = origin_of(obj)
-                    rules = rules_from_object(obj)
+                    rules = rules_from_object(obj, context)
                 except (ValueError, KeyError, ValidationError) as exc:
                     log.warning("policy %s not applied: %s", kv.key, exc)
                     continue
                 dirty |= self.repo.set_policy(origin, rules)
                 self._policies[kv.key] = (kv.mod_revision, origin)
+                if uses_context(obj):
+                    self._contextual.add(kv.key)
+                else:
+                    self._contextual.discard(kv.key)
                 changed = True
         for key in [k for k in self._policies if k not in seen]:
             dirty |= self.repo.delete_policy(self._policies.pop(key)[1])
+            self._contextual.discard(key)
             changed = True
         return changed
 

@@ -47,9 +47,9 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     q.add_argument("--all", action="store_true", help="every endpoint")
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
-    q = bsub.add_parser("ct", help="connection tracking entries (cilium-dbg bpf ct list)")
+    q = bsub.add_parser("ct", help="connection tracking entries (cilium-dbg bpf ct list | flush)")
     lab_arg(q)
-    q.add_argument("bpf_cmd", choices=("list",))
+    q.add_argument("bpf_cmd", choices=("list", "flush"))
     q.add_argument("scope", nargs="?", choices=("global",), help="accepted for cilium-dbg compatibility")
     q.add_argument("--node", default=None)
     q = bsub.add_parser("nat", help="masquerade and NodePort SNAT entries (cilium-dbg bpf nat list)")
@@ -176,6 +176,16 @@ def render_ct(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _ct(args: argparse.Namespace) -> int:
     node = _nodes(args.lab, args.node)[0]
+    if args.bpf_cmd == "flush":
+        from membrane.api.unixhttp import APIError, request_json
+        from membrane.model.naming import LabPaths
+
+        try:
+            flushed = request_json(LabPaths(args.lab).agent_socket(node), "POST", "/v1/bpf/ct/flush", {}, timeout=10)
+        except (OSError, APIError) as exc:
+            raise CLIError(f"agent on {node} is not reachable: {exc}") from None
+        print(f"Flushed {flushed['flushed']} entries from mb_ct on {node}")
+        return 0
     text = render_ct(_ask(args.lab, node, "/v1/bpf/ct"))
     if text:
         print(text)

@@ -132,6 +132,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     except Exception as exc:
         raise CLIError(f"apply failed, nothing was stored: {exc}") from None
+    from membrane.cli.policy_cmds import apply_warnings
+
+    for line in apply_warnings(objs):  # accepted but not enforced: said, never silent (exit 0 as kubectl)
+        print(line, file=sys.stderr)
     for obj, outcome in results:
         info = lookup_kind(obj["kind"])
         print(f"{_resource_ref(info)}/{obj['metadata']['name']} {outcome}")

@@ -17,7 +17,6 @@ from membrane.cli.commands import CLIError
 from membrane.identity.labels import NAMESPACE_LABELS_PREFIX, SOURCES
 from membrane.identity.labels import POD_NAMESPACE_LABEL as POD_NAMESPACE
 
-L7_NOTE = "L7 rules (toPorts[].rules) accepted, not enforced yet; their ports are enforced at L4"
 POLICY_STORE_KINDS = (("cilium.io", "CiliumNetworkPolicy"), ("cilium.io", "CiliumClusterwideNetworkPolicy"),
                       ("networking.k8s.io", "NetworkPolicy"))
 
@@ -54,17 +53,19 @@ def run(args: argparse.Namespace) -> int:
     return cmd_simulate(args)
 
 
-# ---- notes shared by validate and get ----------------------------------------------------------------
-def rule_notes(rules: Iterable[Any]) -> list[str]:
-    """What a policy's rules carry that is accepted but not enforced (L7 rules, unsupported peer kinds)."""
-    rules = list(rules)
-    notes = []
-    if any(r.has_l7 for r in rules):
-        notes.append(L7_NOTE)
-    unsupported = sorted({kind for r in rules for kind in r.unsupported})
-    if unsupported:
-        notes.append(f"peer kinds accepted, not enforced yet: {', '.join(unsupported)}")
-    return notes
+# ---- notes shared by validate, get and apply ------------------------------------------------------------
+def object_notes(obj: Mapping[str, Any]) -> list[str]:
+    """What one validated policy carries that is accepted but not enforced, field by field."""
+    from membrane.policy.unenforced import unenforced_fields
+
+    return [str(u) for u in unenforced_fields(obj)]
+
+
+def apply_warnings(objs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``Warning:`` lines for ``apply`` (stderr, as kubectl prints the API server's warnings)."""
+    from membrane.policy.translate import origin_of
+
+    return [f"Warning: {origin_of(obj)}: {note}" for obj in objs for note in object_notes(obj)]
 
 
 def object_ref(obj: Mapping[str, Any]) -> str:
@@ -95,7 +96,7 @@ def validate_documents(documents: Iterable[tuple[str, Any]]) -> tuple[list[str],
             errors.append(f"{where}: {object_ref(obj)}: cannot translate into rules: {exc}")
             continue
         out.append(f"valid: {object_ref(obj)} ({len(rules)} rule{'' if len(rules) == 1 else 's'})")
-        out.extend(f"  note: {note}" for note in rule_notes(rules))
+        out.extend(f"  note: {note}" for note in object_notes(obj))
     return out, errors
 
 
@@ -209,7 +210,8 @@ def policy_notes(objs: Iterable[Mapping[str, Any]]) -> list[str]:
     out = []
     for obj in objs:
         try:
-            notes = rule_notes(rules_from_object(obj))
+            rules_from_object(obj)
+            notes = object_notes(obj)
         except (ValueError, KeyError, TypeError) as exc:
             notes = [f"cannot translate into rules: {exc}"]
         out.extend(f"{origin_of(obj)}: {note}" for note in notes)

@@ -82,11 +82,11 @@ def _load_candidate(filenames: list[str]) -> list[dict[str, Any]]:
         raise CLIError(str(exc)) from None
     policies = [o for o in objs if o["kind"] in POLICY_KINDS]
     for obj in objs:
-        if obj["kind"] not in POLICY_KINDS:
+        if obj["kind"] not in (*POLICY_KINDS, "CiliumCIDRGroup", "Service"):
             print(f"warning: ignoring {obj['kind']}/{obj['metadata']['name']}: not a policy", file=sys.stderr)
     if not policies:
         raise CLIError("no policies found in " + ", ".join(filenames))
-    return policies
+    return policies + [o for o in objs if o["kind"] in ("CiliumCIDRGroup", "Service")]  # the candidate's context
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -94,6 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from membrane.cli.policy_cmds import stored_policies
     from membrane.identity.allocator import IdentityAllocator
     from membrane.lab.record import load_record
+    from membrane.policy.context import PolicyContext
     from membrane.policy.simulate import simulate
     from membrane.policy.translate import replace_policies, rules_from_object
     from membrane.store.txn import StoreTxnOps
@@ -111,8 +112,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     namespaces = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}) for n in store.list("core", "Namespace")[0]}
     pods = pod_infos(store.list("core", "Pod")[0], namespaces, allocated, cluster)
     current_objs, _revision = stored_policies(store, None)
-    current = [r for obj in current_objs for r in rules_from_object(obj)]
-    candidate = replace_policies(current, candidate_objs)
+    context = PolicyContext.from_objects([*store.list("cilium.io", "CiliumCIDRGroup")[0],
+                                          *store.list("core", "Service")[0]])
+    current = [r for obj in current_objs for r in rules_from_object(obj, context)]
+    new_context = context.updated(candidate_objs)  # the candidate's groups and Services replace stored ones
+    candidate = replace_policies([r for obj in current_objs for r in rules_from_object(obj, new_context)],
+                                 candidate_objs, new_context)
     keys = {p.key for p in pods}
     source, destination = pod_key(args.source), pod_key(args.destination)
     for wanted in (source, destination):

@@ -51,6 +51,9 @@ class ClusterConfig:
     ip_masq_agent_enabled: bool = False
     ip_masq_agent_non_masquerade_cidrs: list[str] = field(default_factory=list)
     ip_masq_agent_masq_link_local: bool = False
+    # policyCIDRMatchMode: [] (the default) = CIDR rules never select cluster nodes (or pods); Cilium's
+    # [nodes] makes them select node IPs too, which needs node IPs to carry identities of their own.
+    policy_cidr_match_mode: list[str] = field(default_factory=list)
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -82,6 +85,7 @@ class ClusterConfig:
         "ipMasqAgent.enabled": "ip_masq_agent_enabled",
         "ipMasqAgent.config.nonMasqueradeCIDRs": "ip_masq_agent_non_masquerade_cidrs",
         "ipMasqAgent.config.masqLinkLocal": "ip_masq_agent_masq_link_local",
+        "policyCIDRMatchMode": "policy_cidr_match_mode",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -148,6 +152,14 @@ class ClusterConfig:
         cap = self.hubble_event_buffer_capacity
         if cap < 1 or cap > 65535 or (cap + 1) & cap:
             raise ValidationError(f"{prefix}: hubble.eventBufferCapacity must be 2^n-1 between 1 and 65535 (got {cap})")
+        unknown = [m for m in self.policy_cidr_match_mode if m != "nodes"]
+        if unknown:
+            raise ValidationError(f"{prefix}: policyCIDRMatchMode: {', '.join(unknown)}: the only mode is nodes")
+        if self.policy_cidr_match_mode:
+            raise ValidationError(
+                f"{prefix}: policyCIDRMatchMode=[nodes] (CIDR rules also selecting node IPs) is not implemented yet; "
+                "the default [] is: CIDR rules never select cluster nodes or pods, use toEntities host/remote-node "
+                "or toNodes")
         if self.policy_enforcement_mode not in ("default", "always", "never"):
             raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
         try:

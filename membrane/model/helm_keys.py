@@ -83,6 +83,7 @@ _OPTIONS = {
     "hubble_metrics_enabled": "HubbleMetrics",
     "debug": "Debug",
     "ip_masq_agent_enabled": "EnableIPMasqAgent",
+    "policy_cidr_match_mode": "PolicyCIDRMatchMode",
 }
 
 KEYS: dict[str, Entry] = {

@@ -67,6 +67,8 @@ KINDS: tuple[KindInfo, ...] = (
           ("CiliumBGPNodeConfigOverride", "ciliumbgpnodeconfigoverrides", ("cbgpnodeoverride",)),
       )),
     KindInfo("Lease", ("coordination.k8s.io/v1",), "coordination.k8s.io", "leases", read_only=True),
+    KindInfo("CiliumCIDRGroup", ("cilium.io/v2alpha1", "cilium.io/v2"), "cilium.io", "ciliumcidrgroups", ("ccg",),
+             namespaced=False),
 )
 
 _BY_NAME = MappingProxyType({name: info for info in KINDS for name in info.names})

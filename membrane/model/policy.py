@@ -49,6 +49,8 @@ _ITEM_FIELDS = {
 }
 CIDR_RULE_FIELDS = ("cidr", "cidrGroupRef", "cidrGroupSelector", "except")
 AUTH_MODES = ("disabled", "required", "test-always-fail")
+GROUPS_REFUSED = ("selects cloud-provider groups (AWS security groups), which only Cilium's cloud-provider "
+                  "integration (ENI IPAM) resolves; there is no cloud provider here, use toCIDRSet or toEndpoints")
 
 
 def _check_cidr_rule(data: Any, path: str) -> None:
@@ -92,6 +94,7 @@ def _check_groups(data: Any, path: str) -> None:
     aws.strings("securityGroupsNames")
     aws.string_map("labels")
     aws.string("region")
+    raise forbidden(path, GROUPS_REFUSED)
 
 
 def _check_item(data: Any, path: str, direction: str) -> None:

@@ -20,6 +20,7 @@ from membrane.model.bgp import (
     check_bgp_node_config_override,
     check_bgp_peer_config,
 )
+from membrane.model.cidrgroup import check_cidr_group
 from membrane.model.configmap import FIELDS as CONFIGMAP_FIELDS
 from membrane.model.configmap import check_configmap
 from membrane.model.deployment import check_deployment
@@ -67,6 +68,7 @@ _RULES = MappingProxyType({
     "CiliumBGPAdvertisement": _KindRules(check_bgp_advertisement),
     "CiliumBGPNodeConfigOverride": _KindRules(check_bgp_node_config_override),
     "ConfigMap": _KindRules(check_configmap, fields=CONFIGMAP_FIELDS),
+    "CiliumCIDRGroup": _KindRules(check_cidr_group),
 })
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from membrane.model.labels import LabelSelector, Requirement
 from membrane.model.policy_ports import icmp_type_number
+from membrane.policy.cidrgroups import group_selectors
+from membrane.policy.context import PolicyContext
 from membrane.policy.selector import (
     NAMESPACE_KEY,
     NAMESPACE_LABELS_PREFIX,
@@ -26,10 +28,11 @@ from membrane.policy.selector import (
     Network,
     Selector,
 )
+from membrane.policy.services import service_peers
 
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_LABEL = f"k8s:{NAMESPACE_KEY}"
-_UNSUPPORTED_PEERS = ("fromGroups", "toGroups", "toServices", "toFQDNs")
+_UNSUPPORTED_PEERS = ("toFQDNs",)
 _PEER_KEYS = {
     INGRESS: ("fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups"),
     EGRESS: ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toFQDNs"),
@@ -103,8 +106,12 @@ def prefixes_used(rules: Iterable[Rule]) -> set[Network]:
     return {p for r in rules for c in r.cidrs for p in c.prefixes()}
 
 
-def rules_from_cilium_policy(obj: Mapping[str, Any]) -> list[Rule]:
-    """The rules of one validated CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy."""
+def rules_from_cilium_policy(obj: Mapping[str, Any], context: PolicyContext | None = None) -> list[Rule]:
+    """The rules of one validated CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy.
+
+    ``context``: the CiliumCIDRGroups and Services that ``cidrGroupRef``/``cidrGroupSelector`` and
+    ``toServices`` entries resolve against (none given: such entries select nothing).
+    """
     kind = obj.get("kind")
     if kind not in ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"):
         raise ValueError(f"not a Cilium network policy kind: {kind!r}")
@@ -114,7 +121,7 @@ def rules_from_cilium_policy(obj: Mapping[str, Any]) -> list[Rule]:
     specs = ([obj["spec"]] if obj.get("spec") is not None else []) + list(obj.get("specs") or [])
     out: list[Rule] = []
     for spec in specs:
-        out.extend(_rules_of_spec(spec, origin))
+        out.extend(_rules_of_spec(spec, origin, context or PolicyContext()))
     return out
 
 
@@ -138,7 +145,7 @@ def _selector(data: Any) -> EndpointSelector:
     return EndpointSelector.from_label_selector(LabelSelector.from_dict(data or {}, sources=True))
 
 
-def _rules_of_spec(spec: Mapping[str, Any], origin: Origin) -> list[Rule]:
+def _rules_of_spec(spec: Mapping[str, Any], origin: Origin, context: PolicyContext) -> list[Rule]:
     node_selector = None
     if spec.get("nodeSelector") is not None:
         node_selector = _selector(spec["nodeSelector"])
@@ -155,7 +162,8 @@ def _rules_of_spec(spec: Mapping[str, Any], origin: Origin) -> list[Rule]:
             default_deny = bool(allow_items or deny_items)
         for deny, items in ((False, allow_items), (True, deny_items)):
             for item in items:
-                out.append(_rule_of_item(item, origin, subject, direction, deny, bool(default_deny), node_selector))
+                out.append(_rule_of_item(item, origin, subject, direction, deny, bool(default_deny), node_selector,
+                                         context))
     return out
 
 
@@ -167,6 +175,7 @@ def _rule_of_item(
     deny: bool,
     default_deny: bool,
     node_selector: EndpointSelector | None,
+    context: PolicyContext,
 ) -> Rule:
     prefix = "from" if direction == INGRESS else "to"
     endpoints = [scope_peer(_selector(s), origin.namespace) for s in item.get(prefix + "Endpoints") or []]
@@ -174,8 +183,12 @@ def _rule_of_item(
         endpoints.append(_selector(s).with_requirement(Requirement("reserved:remote-node", "Exists")))
     cidrs = [CIDRSelector.parse(c) for c in item.get(prefix + "CIDR") or []]
     for c in item.get(prefix + "CIDRSet") or []:
-        if c.get("cidr"):  # cidrGroupRef / cidrGroupSelector need CiliumCIDRGroup objects (not modelled)
+        if c.get("cidr"):
             cidrs.append(CIDRSelector.parse(c["cidr"], c.get("except") or ()))
+        else:
+            cidrs.extend(group_selectors(c, context.cidr_groups))
+    for entry in item.get("toServices") or []:
+        endpoints.extend(service_peers(entry, context.services, origin.namespace))
     has_peer_field = any(item.get(k) is not None for k in _PEER_KEYS[direction])
     port_rules = item.get("toPorts") or []
     icmps = tuple(

@@ -12,7 +12,7 @@ import yaml
 from membrane.cli import commands
 from membrane.cli.main import main
 from membrane.cli.policy_cmds import (
-    L7_NOTE,
+    apply_warnings,
     cilium_selector,
     policy_rules_json,
     render_policy_get,
@@ -20,6 +20,7 @@ from membrane.cli.policy_cmds import (
     validate_documents,
 )
 from membrane.model.validate import validate_object
+from membrane.policy.unenforced import FQDN, L7_RULES
 
 FIXTURES = Path(__file__).parent / "fixtures" / "model"
 
@@ -88,8 +89,37 @@ def test_validate_reports_every_error_precisely_and_fails(tmp_path, capsys):
 def test_validate_notes_l7_and_unsupported_peers():
     out, errors = validate_documents([("l7.yaml", yaml.safe_load(L7))])
     assert errors == []
-    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: {L7_NOTE}",
-                   "  note: peer kinds accepted, not enforced yet: toFQDNs"]
+    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[0].toFQDNs: {FQDN}",
+                   f"  note: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+
+
+def test_apply_warns_once_per_unenforced_field_and_never_for_enforced_policies():
+    l7 = validate_object(yaml.safe_load(L7), "test")
+    good = validate_object(yaml.safe_load(GOOD), "test")
+    assert apply_warnings([good]) == []
+    assert apply_warnings([good, l7]) == [
+        f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
+        f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+
+
+def test_apply_prints_warnings_on_stderr_and_still_succeeds(tmp_path, capsys, monkeypatch):
+    stored = []
+
+    class Store:
+        def list(self, group, kind, namespace=None):
+            return [{"metadata": {"name": "default"}}], 1
+
+        def apply_many(self, objs, check_update=None):
+            stored.extend(objs)
+            return [(o, "created") for o in objs]
+
+    monkeypatch.setattr(commands, "_store", lambda lab: Store())
+    assert main(["apply", "-f", write(tmp_path, "l7.yaml", L7)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "ciliumnetworkpolicy.cilium.io/l7 created\n"
+    assert err.splitlines() == [f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
+                                f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+    assert [o["metadata"]["name"] for o in stored] == ["l7"]
 
 
 def test_validate_a_directory_of_fixtures_and_non_policies(capsys):
@@ -160,8 +190,8 @@ def test_policy_get_text_ends_with_notes_and_revision():
     l7 = validate_object(yaml.safe_load(L7), "test")
     text = render_policy_get([l7], 42)
     lines = text.splitlines()
-    assert lines[-3:] == [f"Note: CiliumNetworkPolicy/default/l7: {L7_NOTE}",
-                          "Note: CiliumNetworkPolicy/default/l7: peer kinds accepted, not enforced yet: toFQDNs",
+    assert lines[-3:] == [f"Note: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
+                          f"Note: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}",
                           "Revision: 42"]
     rules = json.loads("\n".join(lines[:-3]))
     assert len(rules) == 1 and rules[0]["egress"][0] == {"toFQDNs": [{"matchName": "example.com"}]}

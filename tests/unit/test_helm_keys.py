@@ -207,3 +207,15 @@ def test_computed_values_show_defaults_and_user_values() -> None:
     assert out["kubeProxyReplacement"] is True and out["l2announcements"]["enabled"] is False
     assert out["hubble"]["relay"]["enabled"] is True and out["k8sServiceHost"] == "192.168.10.10"
     assert out["loadBalancer"] == {"algorithm": "random", "mode": "snat"}
+
+
+def test_policy_cidr_match_mode_defaults_to_none_and_nodes_is_refused_with_the_default_explained() -> None:
+    cfg, warnings = _resolve("policyCIDRMatchMode={}")
+    assert cfg.policy_cidr_match_mode == [] and warnings == []
+    assert ClusterConfig().policy_cidr_match_mode == []
+    with pytest.raises(ValidationError) as err:
+        _resolve("policyCIDRMatchMode={nodes}")
+    assert "policyCIDRMatchMode=[nodes] (CIDR rules also selecting node IPs) is not implemented yet" in str(err.value)
+    assert "CIDR rules never select cluster nodes or pods" in str(err.value)
+    with pytest.raises(ValidationError, match="policyCIDRMatchMode: pods: the only mode is nodes"):
+        _resolve("policyCIDRMatchMode={pods}")

@@ -134,7 +134,6 @@ def test_all_known_rule_fields_are_accepted():
             {"fromCIDRSet": [{"cidrGroupRef": "group"}]},
             {"fromCIDRSet": [{"cidrGroupSelector": {"matchLabels": {"a": "b"}}}]},
             {"fromNodes": [{"matchLabels": {"role": "x"}}]},
-            {"fromGroups": [{"aws": {"securityGroupsIds": ["sg-1"], "region": "eu-west-1"}}]},
             {"icmps": [{"fields": [{"type": 8}, {"family": "IPv6", "type": "EchoRequest"}]}]},
         ],
         ingressDeny=[{"fromEntities": ["world"], "toPorts": [{"ports": [{"port": "22", "protocol": "TCP"}]}]}],
@@ -329,6 +328,14 @@ def test_authentication_and_services_and_groups():
     assert egress_error({"toGroups": [{"azure": {}}]}) == (
         'spec.egress[0].toGroups[0]: unknown field "spec.egress[0].toGroups[0].azure"'
     )
+
+
+def test_groups_are_refused_clearly_in_both_directions():
+    why = ("Forbidden: selects cloud-provider groups (AWS security groups), which only Cilium's cloud-provider "
+           "integration (ENI IPAM) resolves; there is no cloud provider here, use toCIDRSet or toEndpoints")
+    aws = {"aws": {"securityGroupsIds": ["sg-1"], "region": "eu-west-1"}}
+    assert egress_error({"toGroups": [aws]}) == f"spec.egress[0].toGroups[0]: {why}"
+    assert error(cnp(rule(ingress=[{"fromGroups": [aws]}]))) == f"spec.ingress[0].fromGroups[0]: {why}"
 
 
 def test_rule_metadata_fields():

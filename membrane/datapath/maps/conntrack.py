@@ -140,6 +140,23 @@ class ConntrackMap(PinnedMap):
             rows = [row for row in rows if row.expires_in > 0]
         return sorted(rows, key=lambda r: (r.protocol, r.saddr, r.sport, r.daddr, r.dport, r.direction))
 
+    def gc(self, now: int | None = None) -> int:
+        """Remove the entries whose lifetime has passed (the agent's periodic collector); how many.
+
+        The datapath already treats such an entry as absent and overwrites it on reuse; collecting
+        frees its slot before the LRU has to evict a live one. Each entry is read again just before
+        its delete, so one a packet revived in between is kept.
+        """
+        now = int(time.monotonic()) if now is None else now
+        removed = 0
+        for key, entry in self._entries():
+            if entry.lifetime > now:
+                continue
+            again = CtEntry()
+            if map_lookup(self.fd, key, again, what=self.NAME) and again.lifetime <= now:
+                removed += map_delete(self.fd, key, what=self.NAME)
+        return removed
+
     def flush(self) -> int:
         """Remove every entry (`cilium-dbg bpf ct flush`); returns how many were removed."""
         return sum(map_delete(self.fd, key, what=self.NAME) for key, _entry in self._entries())
