@@ -26,7 +26,8 @@ from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.lb import LB_F_ETP_LOCAL, Backend, Frontend
-from membrane.datapath.maps.metrics import DROP_POLICY, METRIC_INGRESS
+from membrane.datapath.maps.metrics import METRIC_INGRESS
+from membrane.model.datapath_codes import DROP_POLICY
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root

@@ -12,8 +12,9 @@ import pytest
 from membrane.datapath.bpf.bpf_object import BpfObject
 from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED, POLICY_INGRESS_ENFORCED
 from membrane.datapath.maps.ipcache import IpcacheEntry
-from membrane.datapath.maps.metrics import DROP_POLICY, METRIC_EGRESS, METRIC_INGRESS
+from membrane.datapath.maps.metrics import METRIC_EGRESS, METRIC_INGRESS
 from membrane.datapath.maps.policy import DIR_EGRESS, DIR_INGRESS, PolicyRule
+from membrane.model.datapath_codes import DROP_POLICY
 from tests.datapath.packets import checksum, icmp_echo, ipv4
 from tests.datapath.test_policy_programs import (
     ICMP,

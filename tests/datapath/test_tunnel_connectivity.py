@@ -17,9 +17,10 @@ from membrane.datapath.linux import links
 from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED
-from membrane.datapath.maps.metrics import DROP_POLICY, METRIC_INGRESS
+from membrane.datapath.maps.metrics import METRIC_INGRESS
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicyRule
 from membrane.datapath.overlay import Overlay
+from membrane.model.datapath_codes import DROP_POLICY
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root
