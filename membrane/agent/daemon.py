@@ -106,7 +106,14 @@ class Agent:
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
                             self.cluster, self._pod)
         self.policy = policy
-        policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
+
+        def policy_run() -> None:
+            before = policy.cidr_prefixes()
+            policy.sync()
+            if policy.cidr_prefixes() != before:  # CIDR identities a rule named: into the BPF ipcache now
+                self.controllers.get("sync-bpf-ipcache").trigger()
+
+        policy_ctrl = self.controllers.add(Controller("policy-sync", policy_run, interval=30))
 
         def identities_run() -> None:
             ids.sync()
