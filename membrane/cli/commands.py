@@ -42,6 +42,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import metrics_cmds, observe
 
         return (observe if cmd == "observe" else metrics_cmds).run(args)
+    if cmd == "connectivity":
+        from membrane.cli import connectivity_cmd
+
+        return connectivity_cmd.run(args)
     if cmd in ("status", "endpoint", "service"):
         from membrane.cli import node_cmds
 

@@ -93,12 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
-    from membrane.cli import bpf_cmds, metrics_cmds, observe, policy_cmds
+    from membrane.cli import bpf_cmds, connectivity_cmd, metrics_cmds, observe, policy_cmds
 
     bpf_cmds.add_parser(sub, _lab_arg)
     policy_cmds.add_parser(sub, _lab_arg)
     observe.add_parser(sub, _lab_arg)
     metrics_cmds.add_parser(sub, _lab_arg)
+    connectivity_cmd.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
     _lab_arg(p)
