@@ -219,5 +219,25 @@ def deployment_status(deploy: dict[str, Any], pods: list[dict[str, Any]]) -> dic
     }
     if _meta(deploy).get("generation") is not None:
         status["observedGeneration"] = _meta(deploy)["generation"]
+    desired = deploy["spec"].get("replicas")
+    desired = 1 if desired is None else int(desired)
+    available = len(ready) >= desired - max_unavailable(deploy, desired)
+    status["conditions"] = [{
+        "type": "Available", "status": "True" if available else "False",
+        "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+        "message": "Deployment has minimum availability." if available
+        else "Deployment does not have minimum availability.",
+    }]
     return status
+
+
+def max_unavailable(deploy: dict[str, Any], desired: int) -> int:
+    """``strategy.rollingUpdate.maxUnavailable`` as a pod count (default 25%, percentages round down)."""
+    strategy = deploy["spec"].get("strategy") or {}
+    if strategy.get("type") == "Recreate":
+        return desired
+    value = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%")
+    if isinstance(value, str) and value.endswith("%"):
+        return desired * int(value[:-1]) // 100
+    return int(value)
 

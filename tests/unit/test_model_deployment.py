@@ -291,8 +291,15 @@ def test_deployment_status():
     pods, _ = pods_for_deployment(d, [], random.Random(0))
     pods[0]["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
     status = deployment_status(d, pods[:2])
+    conditions = status.pop("conditions")
     assert status == {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 1, "availableReplicas": 1,
                       "observedGeneration": 4}
+    assert [(c["type"], c["status"]) for c in conditions] == [("Available", "False")]  # 1 < 3 - 0 (25% of 3)
+    for p in pods[1:3]:
+        p["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    assert deployment_status(d, pods)["conditions"][0]["status"] == "True"
+    d["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}
+    assert deployment_status(d, pods[:1])["conditions"][0]["status"] == "True"  # 1 >= 3 - 2
 
 
 def test_huge_replica_counts_grow_by_bursts():
