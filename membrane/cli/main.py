@@ -11,8 +11,6 @@ from typing import NoReturn
 
 from membrane.model.naming import DEFAULT_LAB
 
-OUTPUTS = ("wide", "yaml", "json")
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse with kubectl's reaction to a bad flag: one ``error:`` line, a pointer to --help, exit 1."""
@@ -50,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-o", "--output", choices=OUTPUTS)
+    p.add_argument("-o", "--output", help="wide|yaml|json|name|jsonpath=TEMPLATE|custom-columns=SPEC")
     p.add_argument("-l", "--selector", default=None, help="label selector (k=v,k!=v,k)")
     p.add_argument("--show-labels", action="store_true")
+    p.add_argument("--no-headers", action="store_true", help="print tables without their header line")
+    p.add_argument("--sort-by", default=None, metavar="JSONPATH", help="sort by a field, e.g. .metadata.name")
 
     p = sub.add_parser("label", help="add, change or remove labels (kubectl label)")
     _lab_arg(p)
@@ -93,13 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
-    from membrane.cli import bpf_cmds, connectivity_cmd, metrics_cmds, observe, policy_cmds
+    from membrane.cli import (
+        bpf_cmds,
+        connectivity_cmd,
+        describe_cmd,
+        metrics_cmds,
+        observe,
+        policy_cmds,
+        workload_cmds,
+    )
 
     bpf_cmds.add_parser(sub, _lab_arg)
     policy_cmds.add_parser(sub, _lab_arg)
     observe.add_parser(sub, _lab_arg)
     metrics_cmds.add_parser(sub, _lab_arg)
     connectivity_cmd.add_parser(sub, _lab_arg)
+    describe_cmd.add_parser(sub, _lab_arg)
+    workload_cmds.add_parsers(sub, _lab_arg)
 
     p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
     _lab_arg(p)

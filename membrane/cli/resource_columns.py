@@ -134,6 +134,21 @@ def deployment_row(dep: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def replicaset_row(rs: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    spec, status = rs.get("spec") or {}, rs.get("status") or {}
+    row = [_name(rs), str(_int(spec.get("replicas"))), str(_int(status.get("replicas"))),
+           str(_int(status.get("readyReplicas"))), _age(rs, now)]
+    if wide:
+        containers = _get(spec, "template", "spec", "containers") or []
+        try:
+            selector = selector_string(spec.get("selector"))
+        except ValueError:
+            selector = "<error>"
+        row += [",".join(str(c.get("name", "")) for c in containers),
+                ",".join(str(c.get("image", "")) for c in containers), selector]
+    return row
+
+
 # --- nodes ----------------------------------------------------------------------------------------
 
 
@@ -273,6 +288,8 @@ KINDS: dict[str, KindColumns] = {
                         ("IP", "NODE", "NOMINATED NODE", "READINESS GATES"), pod_row),
     "deployments": KindColumns(True, ("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
                                ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row),
+    "replicasets": KindColumns(True, ("NAME", "DESIRED", "CURRENT", "READY", "AGE"),
+                               ("CONTAINERS", "IMAGES", "SELECTOR"), replicaset_row),
     "nodes": KindColumns(False, ("NAME", "STATUS", "ROLES", "AGE", "VERSION"),
                          ("INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME",
                           "POD-CIDR"), node_row),
@@ -290,6 +307,7 @@ KINDS: dict[str, KindColumns] = {
 ALIASES = {
     "pod": "pods", "po": "pods",
     "deployment": "deployments", "deploy": "deployments",
+    "replicaset": "replicasets", "rs": "replicasets",
     "node": "nodes", "no": "nodes",
     "namespace": "namespaces", "ns": "namespaces",
     "service": "services", "svc": "services",
