@@ -22,7 +22,7 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+
 def add_parsers(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("logs", help="print a pod container's log (kubectl logs)")
     lab_arg(p)
-    p.add_argument("pod", help="POD or pod/POD")
+    p.add_argument("pod", help="POD, pod/POD or deployment/NAME (one of its pods)")
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-c", "--container", default=None)
     p.add_argument("-f", "--follow", action="store_true")
@@ -86,10 +86,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from membrane.model.naming import LabPaths
 
     check_namespace(args.namespace)
-    name = args.pod.split("/", 1)[1] if args.pod.startswith(("pod/", "pods/", "po/")) else args.pod
-    check_name(name)
     ns = args.namespace or "default"
-    pod = _store(args.lab).get("core", "Pod", ns, name)
+    kind, _, name = args.pod.rpartition("/")
+    check_name(name)
+    store = _store(args.lab)
+    if kind in ("deploy", "deployment", "deployments", "deployment.apps"):
+        pod = _deployment_pod(store, ns, name)
+        name = pod["metadata"]["name"]
+    elif kind in ("", "pod", "pods", "po"):
+        pod = store.get("core", "Pod", ns, name)
+    else:
+        raise CLIError(f"cannot get logs of {kind}: give a pod or deployment/NAME")
     if pod is None:
         raise CLIError(f'pods "{name}" not found')
     containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
@@ -122,6 +129,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
             else:
                 time.sleep(0.2)
     return 0
+
+
+def _deployment_pod(store: Any, ns: str, name: str) -> dict[str, Any]:
+    """kubectl's choice for ``logs deployment/NAME``: one of its pods, saying which when there are several."""
+    from membrane.model.deployment import owned_by
+
+    dep = store.get("apps", "Deployment", ns, name)
+    if dep is None:
+        raise CLIError(f'deployments.apps "{name}" not found')
+    pods = sorted((p for p in store.list("core", "Pod", ns)[0] if owned_by(p, dep)), key=lambda p: p["metadata"]["name"])
+    if not pods:
+        raise CLIError(f"timed out waiting for the condition: deployment {name} has no pods")
+    if len(pods) > 1:
+        print(f"Found {len(pods)} pods, using pod/{pods[0]['metadata']['name']}", file=sys.stderr)
+    return pods[0]
 
 
 # ---- scale ------------------------------------------------------------------------------------------------
