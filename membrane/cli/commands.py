@@ -50,7 +50,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import describe_cmd, workload_cmds
 
         return (describe_cmd if cmd == "describe" else workload_cmds).run(args)
-    if cmd in ("status", "endpoint", "service"):
+    if cmd == "status" and args.node is None:
+        from membrane.cli import cluster_status
+
+        return cluster_status.run(args)
+    if cmd in ("status", "dbg", "endpoint", "service"):
         from membrane.cli import node_cmds
 
         return node_cmds.run(args)
