@@ -22,6 +22,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "version":
         print("membrane 0.1.0")
         return 0
+    if cmd == "completion":  # argcomplete's script, which calls membrane back with _ARGCOMPLETE set
+        import argcomplete
+
+        print(argcomplete.shellcode(["membrane"], shell=args.shell), end="")
+        return 0
     if cmd == "lab":
         from membrane.cli import lab_cmds
 

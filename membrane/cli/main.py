@@ -6,6 +6,7 @@ Every command takes ``--lab NAME`` (before or after the command) to address one 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -157,13 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("target")
     q.add_argument("cmd", nargs=argparse.REMAINDER)
 
+    p = sub.add_parser("completion", help="shell completion script: source <(membrane completion bash)")
+    _lab_arg(p)
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
+
     p = sub.add_parser("version", help="print the version")
     _lab_arg(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell is asking for completions (see: membrane completion)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     from membrane.cli import commands
     from membrane.model.errors import ValidationError
     from membrane.store.errors import StoreError
