@@ -242,6 +242,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     kinds = get_support.kinds(args.kind, _kind)
     if not kinds:
         raise CLIError("You must specify the type of resource to get.")
+    fields = {info.kind: get_support.parse_field_selector(args.field_selector, info)
+              for info in kinds} if args.field_selector else {}
+    if args.watch and (len(kinds) != 1 or output not in (None, "wide")):
+        raise CLIError("watch is only supported on a single resource type, with the table output")
     store = _store(args.lab)
     now = datetime.now(UTC)
     collected: list[dict[str, Any]] = []
@@ -262,6 +266,8 @@ def cmd_get(args: argparse.Namespace) -> int:
             objs = get_support.list_objects(store, info, ns)
         if selector is not None:
             objs = [o for o in objs if selector.matches(o.get("metadata", {}).get("labels") or {})]
+        if fields.get(info.kind):
+            objs = [o for o in objs if get_support.field_match(o, fields[info.kind])]
         if args.sort_by:
             objs = get_support.sort_by(objs, args.sort_by)
         collected.extend(objs)
@@ -304,7 +310,30 @@ def cmd_get(args: argparse.Namespace) -> int:
             print()
         print(table.rstrip("\n"))
         first = False
+    if args.watch:
+        _watch(args, store, kinds[0], selector, fields, output == "wide")
     return rc
+
+
+def _watch(args: argparse.Namespace, store: Any, info: KindInfo, selector: Any, fields: dict[str, Any],
+           wide: bool) -> None:
+    from membrane.cli import get_support
+    from membrane.cli.printers import render_table
+
+    ns = None if (args.all_namespaces or not info.namespaced) else (args.namespace or "default")
+
+    def keep(obj: dict[str, Any]) -> bool:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        return (selector is None or selector.matches(labels)) and get_support.field_match(obj, fields.get(info.kind, []))
+
+    def row(obj: dict[str, Any]) -> str:
+        table = render_table(info.kind, [obj], wide=wide, all_namespaces=bool(args.all_namespaces and info.namespaced),
+                             now=datetime.now(UTC))
+        return table.rstrip("\n").split("\n", 1)[-1]
+
+    sys.stdout.flush()
+    seen = [o for o in get_support.list_objects(store, info, ns) if keep(o)]
+    get_support.watch(store, info, ns, seen, keep, row)
 
 
 def _append_labels(table: str, objs: list[dict[str, Any]]) -> str:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import copy
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +14,8 @@ from membrane.cli.replicasets import NAMES as RS_NAMES
 from membrane.cli.replicasets import REPLICASET, replicasets
 from membrane.model.kinds import KindInfo
 
-__all__ = ["check_output", "get_one", "kinds", "list_objects", "prefixed", "ref", "render_other", "sort_by"]
+__all__ = ["check_output", "field_match", "get_one", "kinds", "list_objects", "parse_field_selector", "prefixed", "ref",
+           "render_other", "sort_by", "watch"]
 
 ALL = ("pods", "services", "deployments", "replicasets")  # kubectl's "all" among the kinds the lab has
 
@@ -68,3 +71,72 @@ def render_other(output: str, objs: list[dict[str, Any]], single: bool, headers:
                                             "metadata": {"resourceVersion": ""}}
         return jsonpath_output(output.removeprefix("jsonpath="), data)
     return custom_columns(output.removeprefix("custom-columns="), objs, headers=headers) if objs else ""
+
+
+# ---- --field-selector --------------------------------------------------------------------------------------
+_COMMON_FIELDS = ("metadata.name", "metadata.namespace")
+FIELDS = {
+    "Pod": (*_COMMON_FIELDS, "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+            "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"),
+    "Node": (*_COMMON_FIELDS, "spec.unschedulable"),
+}
+
+
+def parse_field_selector(text: str, info: KindInfo) -> list[tuple[str, bool, str]]:
+    """``k=v,k==v,k!=v`` -> (field, equal, value); a field the API server cannot select on is refused
+    with its message."""
+    from membrane.cli.arguments import CLIError
+
+    out = []
+    for part in (p for p in text.split(",") if p):
+        m = re.fullmatch(r"([A-Za-z.]+)\s*(==|=|!=)\s*(.*)", part)
+        if m is None:
+            raise CLIError(f'invalid field selector: "{part}": expected field=value or field!=value')
+        field, op, value = m.groups()
+        if field not in FIELDS.get(info.kind, _COMMON_FIELDS):
+            raise CLIError(f'Unable to find "{info.plural}" that match field selector "{text}": '
+                           f"field label not supported: {field}")
+        out.append((field, op != "!=", value))
+    return out
+
+
+def field_value(obj: dict[str, Any], field: str) -> str:
+    cur: Any = obj
+    for key in field.split("."):
+        cur = cur.get(key) if isinstance(cur, dict) else None
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    if cur is None and field == "spec.restartPolicy":
+        return "Always"
+    return "" if cur is None else str(cur)
+
+
+def field_match(obj: dict[str, Any], terms: list[tuple[str, bool, str]]) -> bool:
+    return all((field_value(obj, f) == v) == eq for f, eq, v in terms)
+
+
+# ---- get -w --------------------------------------------------------------------------------------------------
+def watch(store: Any, info: KindInfo, ns: str | None, seen: list[dict[str, Any]],
+          keep: Callable[[dict[str, Any]], bool], row: Callable[[dict[str, Any]], str],
+          interval: float = 1.0) -> None:
+    """kubectl ``get -w``: after the table, a row for every object that changes, appears or goes
+    (its last state), until interrupted. The store is polled; each change prints once."""
+    versions = {_key(o): o.get("metadata", {}).get("resourceVersion") for o in seen}
+    last = {_key(o): o for o in seen}
+    while True:
+        time.sleep(interval)
+        current = {_key(o): o for o in list_objects(store, info, ns) if keep(o)}
+        for key, obj in current.items():
+            version = obj.get("metadata", {}).get("resourceVersion")
+            if versions.get(key) != version:
+                print(row(obj), flush=True)
+                versions[key] = version
+        for key in [k for k in last if k not in current]:
+            print(row(last[key]), flush=True)
+            versions.pop(key, None)
+        last = current
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-labels", action="store_true")
     p.add_argument("--no-headers", action="store_true", help="print tables without their header line")
     p.add_argument("--sort-by", default=None, metavar="JSONPATH", help="sort by a field, e.g. .metadata.name")
+    p.add_argument("--field-selector", default=None, help="e.g. spec.nodeName=k8s-w1,status.phase!=Running")
+    p.add_argument("-w", "--watch", action="store_true", help="after listing, print objects as they change")
 
     p = sub.add_parser("label", help="add, change or remove labels (kubectl label)")
     _lab_arg(p)

@@ -138,3 +138,22 @@ def test_bad_arguments_fail_before_the_store(argv: list[str], message: str, caps
     assert main(["--lab", "no-such-lab-x", *argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err, err
+
+
+def test_field_selectors() -> None:
+    from membrane.cli.get_support import field_match, parse_field_selector
+
+    pods = lookup_kind("pods")
+    terms = parse_field_selector("spec.nodeName=k8s-w2,status.phase==Running", pods)
+    assert [p["metadata"]["name"] for p in PODS if field_match(p, terms)] == ["web-2"]
+    terms = parse_field_selector("metadata.name!=web-2,spec.restartPolicy=Always", pods)
+    assert [p["metadata"]["name"] for p in PODS if field_match(p, terms)] == ["web-1"]
+    with pytest.raises(CLIError, match="field label not supported: spec.nodeName"):
+        parse_field_selector("spec.nodeName=x", lookup_kind("services"))
+    with pytest.raises(CLIError, match="invalid field selector"):
+        parse_field_selector("spec.nodeName", pods)
+
+
+def test_watch_needs_one_kind_and_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--lab", "no-such-lab-x", "get", "pods,svc", "-w"]) == 1
+    assert "watch is only supported on a single resource type" in capsys.readouterr().err

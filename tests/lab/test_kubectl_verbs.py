@@ -1,0 +1,68 @@
+"""kubectl verbs on a demo lab: get -w sees a scale-up, --field-selector, wait --for=delete, logs -f, describe."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.conftest import make_lab
+from tests.lab.harness import MEMBRANE, Lab
+from tests.readme_commands import ROOT
+
+
+@pytest.fixture(scope="module")
+def lab(lab_requirements: None) -> Iterator[Lab]:
+    for lab in make_lab():
+        lab.run("apply", "-f", f"{ROOT}/examples/demo.yaml")
+        lab.run("wait", "--for=condition=Available", "deployment/webpod", "--timeout=90s")
+        yield lab
+
+
+def test_watch_prints_a_new_pod(lab: Lab) -> None:
+    watcher = subprocess.Popen([MEMBRANE, "--lab", lab.name, "get", "pods", "-l", "app=webpod", "-w"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        lab.run("scale", "deployment", "webpod", "--replicas=3")
+        lab.run("wait", "--for=condition=Available", "deployment/webpod", "--timeout=60s")
+        time.sleep(2)
+    finally:
+        watcher.terminate()
+        out, _err = watcher.communicate(timeout=10)
+    lines = out.splitlines()
+    assert lines[0].startswith("NAME") and len([ln for ln in lines if ln.startswith("webpod-")]) >= 3, out
+    names = {ln.split()[0] for ln in lines[1:]}
+    assert len(names) == 3, out  # the two it listed and the new one it saw
+    lab.run("scale", "deployment/webpod", "--replicas=2")
+
+
+def test_field_selector_and_wait_for_delete(lab: Lab) -> None:
+    on_w1 = lab.run("get", "pods", "--field-selector", "spec.nodeName=k8s-w1", "-o", "name").stdout.split()
+    assert on_w1 and all(n.startswith("pod/webpod-") for n in on_w1)
+    ctr = lab.run("get", "pods", "--field-selector=spec.nodeName=k8s-ctr", "--no-headers",
+                  "-o", "custom-columns=N:.metadata.name").stdout.split()
+    assert ctr == ["curl-pod"]
+    bad = lab.run("get", "pods", "--field-selector", "spec.image=x", check=False)
+    assert bad.returncode == 1 and "field label not supported" in bad.stderr
+    lab.run("delete", "pod", "curl-pod")
+    gone = lab.run("wait", "--for=delete", "pod/curl-pod", "--timeout=30s")
+    assert gone.stdout.strip() == "pod/curl-pod condition met"
+
+
+def test_logs_follow_and_describe(lab: Lab) -> None:
+    follower = subprocess.Popen([MEMBRANE, "--lab", lab.name, "logs", "-f", "deployment/webpod"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        assert follower.poll() is None, "logs -f ended"
+    finally:
+        follower.terminate()
+        out, err = follower.communicate(timeout=10)
+    assert "Starting up on port 80" in out and err.startswith("Found 2 pods, using pod/webpod-")
+    text = lab.run("describe", "deployment", "webpod").stdout
+    assert "Replicas:" in text and "2 desired" in text
+    node = lab.run("describe", "node", "k8s-w1").stdout
+    assert "Non-terminated Pods:" in node and "webpod-" in node
