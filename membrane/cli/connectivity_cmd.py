@@ -21,6 +21,7 @@ import yaml
 
 from membrane.cli.arguments import CLIError
 from membrane.cli.connectivity_deploy import manifest, placement
+from membrane.cli.connectivity_flows import MODES
 from membrane.cli.connectivity_policies import NAMESPACE
 from membrane.cli.connectivity_report import ActionResult, TestResult, junit_xml, summary
 from membrane.cli.connectivity_suite import (
@@ -49,6 +50,8 @@ def add_parser(sub: Any, lab_arg: Any) -> None:
                    help="run only tests matching REGEX; '!REGEX' leaves matching tests out (repeatable)")
     q.add_argument("--junit-file", default=None, help="write a JUnit XML report to this file")
     q.add_argument("--timeout", type=float, default=120, help="seconds to wait for the test pods (default 120)")
+    q.add_argument("--flow-validation", choices=MODES, default="warning",
+                   help="check Hubble's flows of pod-to-pod actions: warning (default), strict (fail), disabled")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[=] {head.format('Skipping test')} (skipped by user)", flush=True)
         else:
             print(f"[=] {head.format('Test')}", flush=True)
-            results.append(_run_test(store, args.lab, test, topo))
+            results.append(_run_test(store, args.lab, test, topo, args.flow_validation))
     print()
     for line in summary(results):
         print(line)
@@ -144,7 +147,7 @@ def _policy_objects(test: ConnTest) -> list[dict[str, Any]]:
     return [validate_object(doc, f"policy of {test.name}") for text in test.policies for doc in yaml.safe_load_all(text)]
 
 
-def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology) -> TestResult:
+def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology, flows: str) -> TestResult:
     from membrane.model.kinds import lookup_kind
 
     started = time.monotonic()
@@ -158,7 +161,7 @@ def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology) -> TestResul
     specs = test.actions(topo)
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
-            results = list(pool.map(lambda s: _run_action(lab, sandboxes, s), specs))
+            results = list(pool.map(lambda s: _run_action(lab, sandboxes, s, flows), specs))
     finally:
         if policies:
             keys = [(lookup_kind(o["kind"]).group, o["kind"], NAMESPACE, o["metadata"]["name"]) for o in policies]
@@ -168,7 +171,7 @@ def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology) -> TestResul
                       flush=True)
     counters: dict[str, int] = {}
     out = TestResult(test.name, seconds=time.monotonic() - started)
-    for spec, (ok, detail, secs) in zip(specs, results, strict=True):
+    for spec, (ok, detail, secs, flow_problem) in zip(specs, results, strict=True):
         n = counters[spec.scenario] = counters.get(spec.scenario, -1) + 1
         name = f"{test.name}/{spec.scenario}/{spec.argv[0]}-{n}"
         text = f"{spec.src_text} -> {spec.dst_text}"
@@ -176,6 +179,11 @@ def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology) -> TestResul
         mark = "✅" if ok else "❌"
         print(f"  [.] Action [{name}: {text}] {mark} expected {'success' if spec.expect_ok else 'drop'}"
               + ("" if ok else f", {detail}"), flush=True)
+        if flow_problem:
+            print(f"  {'❌' if flows == 'strict' else '⚠️ '} Flow validation [{name}]: {flow_problem}", flush=True)
+            if flows == "strict" and ok:
+                out.actions[-1].ok = False
+                out.actions[-1].detail = f"flow validation: {flow_problem}"
     return out
 
 
@@ -193,18 +201,29 @@ def _argv(lab: str, sandboxes: dict[str, int], spec: ActionSpec) -> list[str]:
     return ["ip", "netns", "exec", netns, *spec.argv]
 
 
-def _run_action(lab: str, sandboxes: dict[str, int], spec: ActionSpec) -> tuple[bool, str, float]:
-    """(saw what it must, what it saw, seconds); retried while the policy may still be converging."""
+def _run_action(lab: str, sandboxes: dict[str, int], spec: ActionSpec,
+                flows: str) -> tuple[bool, str, float, str | None]:
+    """(saw what it must, what it saw, seconds, flow problem); retried while the policy may still be
+    converging. The flows are checked for the final attempt only."""
+    from membrane.cli import connectivity_flows
+
     started = time.monotonic()
     detail = ""
+    attempt_at = time.time()
     while not detail or time.monotonic() - started < SETTLE_SECONDS:
         if detail:
             time.sleep(0.5)
         if spec.place[0] == "pod" and spec.place[1] not in sandboxes:
-            return False, f"no sandbox for pod {spec.place[1]}", 0.0
+            return False, f"no sandbox for pod {spec.place[1]}", 0.0, None
+        attempt_at = time.time()
         proc = subprocess.run(_argv(lab, sandboxes, spec), capture_output=True, text=True, timeout=30)
         succeeded = proc.returncode == 0
         detail = "success" if succeeded else f"{spec.argv[0]} exit code {proc.returncode}"
         if succeeded == spec.expect_ok:
-            return True, detail, time.monotonic() - started
-    return False, f"got {detail}", time.monotonic() - started
+            break
+    else:
+        return False, f"got {detail}", time.monotonic() - started, None
+    problem = None
+    if flows != "disabled" and connectivity_flows.validated(spec):
+        problem = connectivity_flows.validate(lab, spec, spec.expect_ok, attempt_at - 0.05)
+    return True, detail, time.monotonic() - started, problem

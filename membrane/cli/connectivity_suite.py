@@ -46,6 +46,8 @@ class ActionSpec:
     src_text: str
     dst_text: str
     expect_ok: bool = True
+    src_ip: str = ""  # set where both ends are pod IPs, for flow validation
+    dst_ip: str = ""
 
 
 def _curl(url: str) -> tuple[str, ...]:
@@ -66,13 +68,15 @@ def _pod_place(t: Topology, role: str) -> tuple[str, str]:
 
 def _pod_to_pod(t: Topology) -> list[ActionSpec]:
     return [ActionSpec("pod-to-pod", s, d, _pod_place(t, s), _curl(f"http://{t.pods[d].ip}:{ECHO_PORT}/"),
-                       _pod_text(t, s), f"{NAMESPACE}/{t.pods[d].name} ({t.pods[d].ip}:{ECHO_PORT})")
+                       _pod_text(t, s), f"{NAMESPACE}/{t.pods[d].name} ({t.pods[d].ip}:{ECHO_PORT})",
+                       src_ip=t.pods[s].ip, dst_ip=t.pods[d].ip)
             for s in CLIENTS for d in ECHOES]
 
 
 def _client_to_client(t: Topology) -> list[ActionSpec]:
     return [ActionSpec("client-to-client", s, d, _pod_place(t, s), _ping(t.pods[d].ip), _pod_text(t, s),
-                       _pod_text(t, d)) for s, d in (("client", "client2"), ("client2", "client"))]
+                       _pod_text(t, d), src_ip=t.pods[s].ip, dst_ip=t.pods[d].ip)
+            for s, d in (("client", "client2"), ("client2", "client"))]
 
 
 def _pod_to_service(t: Topology) -> list[ActionSpec]:

@@ -1,6 +1,6 @@
 """``membrane connectivity test`` on a fresh 3-node lab: cilium-cli's summary with ≥ 30 tests passing,
-the rest skipped for a named missing feature, a JUnit report, ``--test`` filters, and a failure when a
-stray policy breaks what a test expects."""
+the rest skipped for a named missing feature, a JUnit report, Hubble's flows agreeing with every pod-to-pod action,
+``--test`` filters, and a failure when a stray policy breaks what a test expects."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def test_full_suite_passes_with_named_skips(lab: Lab, tmp_path: object) -> None:
     tests, actions, skipped = map(int, match.groups())
     assert tests >= 30 and actions >= 200
     assert proc.stdout.count("  [.] Action [") == actions
+    assert "Flow validation [" not in proc.stdout, "Hubble's flows disagree with an action"
     skips = re.findall(r"Skipping test \[([\w-]+)\] \[\d+/\d+\] \((.*)\)", proc.stdout)
     assert len(skips) == skipped and all(why.startswith("needs ") for _name, why in skips)
     assert ("to-fqdns", "needs toFQDNs (DNS proxy)") in skips
@@ -50,7 +51,8 @@ def test_full_suite_passes_with_named_skips(lab: Lab, tmp_path: object) -> None:
 
 
 def test_filters_and_a_failing_test(lab: Lab) -> None:
-    proc = lab.run("connectivity", "test", "--test", "^pod-to", "--test", "!hostport", timeout=300)
+    proc = lab.run("connectivity", "test", "--test", "^pod-to", "--test", "!hostport", "--flow-validation", "strict",
+                   timeout=300)
     assert "All 1 tests" in proc.stdout, proc.stdout[-1500:]  # pod-to-service alone
     assert "Skipping test [pod-to-hostport]" in proc.stdout and "(skipped by user)" in proc.stdout
     lab.apply(STRAY)

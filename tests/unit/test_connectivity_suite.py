@@ -114,3 +114,21 @@ def test_junit_xml() -> None:
     assert cases["to-fqdns"].find("skipped") is not None
     assert cases["client-egress"].find("failure") is not None
     assert cases["no-policies"].find("failure") is None
+
+
+def test_flow_checks() -> None:
+    from membrane.cli.connectivity_flows import check, since_text, validated
+
+    delivered = {"verdict": "FORWARDED", "trace_observation_point": "TO_ENDPOINT"}
+    left = {"verdict": "FORWARDED", "trace_observation_point": "FROM_ENDPOINT"}
+    denied = {"verdict": "DROPPED", "drop_reason_desc": "POLICY_DENIED", "node_name": "k8s-w1"}
+    other_drop = {"verdict": "DROPPED", "drop_reason_desc": "CT_MAP_INSERTION_FAILED"}
+    assert check([left, delivered], expect_ok=True) is None
+    assert check([left], expect_ok=True) == "no FORWARDED to-endpoint flow recorded"
+    assert check([left, delivered, denied], expect_ok=True) == "policy drop recorded (POLICY_DENIED on k8s-w1)"
+    assert check([left, denied], expect_ok=False) is None
+    assert check([left, other_drop], expect_ok=False) == "no policy drop recorded (drops: CT_MAP_INSERTION_FAILED)"
+    assert check([], expect_ok=False) == "no policy drop recorded"
+    pod_to_pod = BY_NAME["no-policies"].actions(TOPO)
+    assert {a.scenario for a in pod_to_pod if validated(a)} == {"pod-to-pod", "client-to-client"}
+    assert since_text(0.5) == "1970-01-01T00:00:00.500000Z"
