@@ -51,6 +51,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import connectivity_cmd
 
         return connectivity_cmd.run(args)
+    if cmd == "rollout":
+        from membrane.cli import rollout_cmd
+
+        return rollout_cmd.run(args)
     if cmd in ("describe", "logs", "scale", "wait"):
         from membrane.cli import describe_cmd, workload_cmds
 

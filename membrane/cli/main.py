@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         metrics_cmds,
         observe,
         policy_cmds,
+        rollout_cmd,
         workload_cmds,
     )
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     connectivity_cmd.add_parser(sub, _lab_arg)
     describe_cmd.add_parser(sub, _lab_arg)
     workload_cmds.add_parsers(sub, _lab_arg)
+    rollout_cmd.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
     _lab_arg(p)

@@ -66,3 +66,32 @@ def test_logs_follow_and_describe(lab: Lab) -> None:
     assert "Replicas:" in text and "2 desired" in text
     node = lab.run("describe", "node", "k8s-w1").stdout
     assert "Non-terminated Pods:" in node and "webpod-" in node
+
+
+def test_rollout_restart_rolls_and_undo_goes_back(lab: Lab) -> None:
+    """replicas 2 with the default 25% bounds: never fewer than 2 ready pods, never more than 3 pods."""
+    import json
+
+    lab.run("rollout", "restart", "deployment/webpod")
+    watcher = subprocess.Popen([MEMBRANE, "--lab", lab.name, "rollout", "status", "deployment/webpod", "--timeout=90s"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while watcher.poll() is None:
+        pods = json.loads(lab.run("get", "pods", "-l", "app=webpod", "-o", "json").stdout)["items"]
+        ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                        for c in p.get("status", {}).get("conditions", []))]
+        seen.append((len(pods), len(ready)))
+        time.sleep(0.2)
+    out, err = watcher.communicate()
+    assert watcher.returncode == 0, out + err
+    assert out.strip().endswith('deployment "webpod" successfully rolled out'), out
+    assert max(total for total, _ in seen) == 3, seen  # one surge pod at a time
+    assert min(ready for _, ready in seen) >= 2, seen  # maxUnavailable 0
+    template = json.loads(lab.run("get", "deploy", "webpod", "-o", "json").stdout)["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+    assert lab.run("rollout", "undo", "deployment/webpod").stdout.strip() == "deployment.apps/webpod rolled back"
+    lab.run("rollout", "status", "deployment/webpod", "--timeout=90s")
+    template = json.loads(lab.run("get", "deploy", "webpod", "-o", "json").stdout)["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" not in (template["metadata"].get("annotations") or {})
+    history = lab.run("rollout", "history", "deployment/webpod").stdout.split()
+    assert history[-2:] == ["3", "<none>"]

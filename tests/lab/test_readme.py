@@ -24,6 +24,7 @@ EXPECT = {
     "get all": "deployment.apps/webpod",
     "describe service webpod": "NodePort:                 http  30080/TCP",
     "get rs": "webpod-",
+    "rollout status deployment/webpod --timeout=90s": 'deployment "webpod" successfully rolled out',
     "wait --for=condition=Ready pod/curl-pod --timeout=90s": "pod/curl-pod condition met",
 }
 

@@ -157,3 +157,28 @@ def test_field_selectors() -> None:
 def test_watch_needs_one_kind_and_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--lab", "no-such-lab-x", "get", "pods,svc", "-w"]) == 1
     assert "watch is only supported on a single resource type" in capsys.readouterr().err
+
+
+def test_rollout_status_messages() -> None:
+    from membrane.cli.rollout_cmd import progress
+
+    dep = {"metadata": {"name": "web"}, "spec": {"replicas": 3},
+           "status": {"replicas": 4, "updatedReplicas": 1, "availableReplicas": 3}}
+    assert progress(dep) == (False, 'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas '
+                                    "have been updated...")
+    dep["status"].update(updatedReplicas=3)
+    assert progress(dep)[1].endswith("1 old replicas are pending termination...")
+    dep["status"].update(replicas=3, availableReplicas=2)
+    assert progress(dep)[1].endswith("2 of 3 updated replicas are available...")
+    dep["status"].update(availableReplicas=3)
+    assert progress(dep) == (True, 'deployment "web" successfully rolled out')
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["rollout", "status", "pod/web"], 'no rollout for "pod"'),
+    (["rollout", "undo", "deployment", "a", "b"], "rollout takes one deployment name"),
+    (["rollout", "status", "deploy/web", "--timeout", "x"], "invalid duration"),
+])
+def test_rollout_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--lab", "no-such-lab-x", *argv]) == 1
+    assert message in capsys.readouterr().err
