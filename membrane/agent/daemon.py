@@ -28,8 +28,10 @@ from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
+from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
+from membrane.store.events import EventRecorder
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
 
@@ -106,6 +108,9 @@ class Agent:
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
                             self.cluster, self._pod)
         self.policy = policy
+        events = EventRecorder(self.resources, "cilium-agent", self.node)
+        policy.on_import = lambda obj, why: events.record(
+            obj, WARNING, "PolicyImportFailed" if why.startswith("policy not imported") else "PolicyNotEnforced", why)
 
         def policy_run() -> None:
             before = policy.cidr_prefixes()

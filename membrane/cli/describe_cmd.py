@@ -14,6 +14,7 @@ from typing import Any
 
 from membrane.cli.arguments import CLIError, check_namespace, parse_selector, split_resource_names
 from membrane.cli.tabwriter import tabwrite
+from membrane.model.event import about
 
 
 def add_parser(sub: Any, lab_arg: Any) -> None:
@@ -66,6 +67,12 @@ class _Context:
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        self._events: list[dict[str, Any]] | None = None
+
+    def events(self) -> list[dict[str, Any]]:
+        if self._events is None:
+            self._events = self.store.list("core", "Event")[0]
+        return self._events
 
     def pods_on(self, node: str) -> list[dict[str, Any]]:
         return [p for p in self.store.list("core", "Pod")[0] if (p.get("spec") or {}).get("nodeName") == node]
@@ -118,7 +125,22 @@ def _head(obj: dict[str, Any], namespaced: bool = True) -> list[str]:
 def describe(obj: dict[str, Any], ctx: _Context) -> str:
     kind = obj.get("kind")
     fn = {"Pod": _pod, "Service": _service, "Node": _node, "Deployment": _deployment}.get(str(kind), _generic)
-    return tabwrite("\n".join([*fn(obj, ctx), "Events:\t<none>"]), 0, 2)
+    return tabwrite("\n".join(fn(obj, ctx)), 0, 2) + "\n" + events_section(about(ctx.events(), obj))
+
+
+def events_section(events: list[dict[str, Any]]) -> str:
+    """kubectl's Events table: Type Reason Age From Message (``(xN over AGE)`` for repeated events)."""
+    if not events:
+        return "Events:  <none>"
+    rows = [["Type", "Reason", "Age", "From", "Message"], ["----", "------", "----", "----", "-------"]]
+    for ev in events:
+        age = _age(ev.get("lastTimestamp"))
+        if int(ev.get("count") or 1) > 1:
+            age = f"{age} (x{ev['count']} over {_age(ev.get('firstTimestamp'))})"
+        rows.append([str(ev.get("type", "")), str(ev.get("reason", "")), age,
+                     str((ev.get("source") or {}).get("component", "")), str(ev.get("message", ""))])
+    return "Events:\n" + "\n".join("  " + line for line in tabwrite("\n".join("\t".join(r) for r in rows), 0, 2)
+                                    .split("\n"))
 
 
 def _pod(pod: dict[str, Any], ctx: _Context) -> list[str]:

@@ -33,7 +33,10 @@ def kinds(arg: str, resolve: Callable[[str], KindInfo]) -> list[KindInfo]:
 def list_objects(store: Any, info: KindInfo, ns: str | None) -> list[dict[str, Any]]:
     if info is REPLICASET:
         return replicasets(store.list("apps", "Deployment", ns)[0], store.list("core", "Pod", ns)[0])
-    return store.list(info.group, info.kind, ns)[0]
+    objs = store.list(info.group, info.kind, ns)[0]
+    if info.kind == "Event":  # oldest first, as kubectl shows them
+        objs.sort(key=lambda e: str(e.get("lastTimestamp") or ""))
+    return objs
 
 
 def get_one(store: Any, info: KindInfo, ns: str, name: str) -> dict[str, Any] | None:

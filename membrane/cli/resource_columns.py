@@ -134,6 +134,14 @@ def deployment_row(dep: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def event_row(ev: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    """kubectl get events: LAST SEEN TYPE REASON OBJECT MESSAGE."""
+    involved = ev.get("involvedObject") or {}
+    last = {"metadata": {"creationTimestamp": ev.get("lastTimestamp")}}
+    return [_age(last, now), str(ev.get("type", "")), str(ev.get("reason", "")),
+            f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}", str(ev.get("message", ""))]
+
+
 def replicaset_row(rs: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     spec, status = rs.get("spec") or {}, rs.get("status") or {}
     row = [_name(rs), str(_int(spec.get("replicas"))), str(_int(status.get("replicas"))),
@@ -288,6 +296,7 @@ KINDS: dict[str, KindColumns] = {
                         ("IP", "NODE", "NOMINATED NODE", "READINESS GATES"), pod_row),
     "deployments": KindColumns(True, ("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
                                ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row),
+    "events": KindColumns(True, ("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), (), event_row),
     "replicasets": KindColumns(True, ("NAME", "DESIRED", "CURRENT", "READY", "AGE"),
                                ("CONTAINERS", "IMAGES", "SELECTOR"), replicaset_row),
     "nodes": KindColumns(False, ("NAME", "STATUS", "ROLES", "AGE", "VERSION"),
@@ -308,6 +317,7 @@ ALIASES = {
     "pod": "pods", "po": "pods",
     "deployment": "deployments", "deploy": "deployments",
     "replicaset": "replicasets", "rs": "replicasets",
+    "event": "events", "ev": "events",
     "node": "nodes", "no": "nodes",
     "namespace": "namespaces", "ns": "namespaces",
     "service": "services", "svc": "services",

@@ -29,8 +29,10 @@ from membrane.lab.scheduler import schedule
 from membrane.lab.services import ServiceController
 from membrane.lab.workloads.images import ImageError, resolve
 from membrane.model.config import ClusterConfig
+from membrane.model.event import NORMAL, WARNING
 from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
+from membrane.store.events import EventRecorder
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
 
@@ -58,6 +60,8 @@ class Kubelet:
         self.svc_ctrl = ServiceController(self.store)
         self.runtime = Runtime(lab)
         self.deploy_ctrl = DeploymentController(self.store)
+        self.events = EventRecorder(self.store, "kubelet")
+        self._unschedulable: dict[str, str] = {}  # pod uid -> the FailedScheduling message last recorded
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podstart")
         self.lock = threading.Lock()
         self.sandboxes: dict[str, Sandbox] = {}  # by pod uid
@@ -140,8 +144,12 @@ class Kubelet:
             if pod.get("spec", {}).get("nodeName"):
                 continue
             placement = schedule(pod, nodes, counts, self.max_pods)
+            uid = pod["metadata"].get("uid", "")
             if placement.node is None:
                 self._write_status(pod, pod_status(pod, None, {}, "Unschedulable", placement.message, scheduled=False))
+                if self._unschedulable.get(uid) != placement.message:  # once per distinct reason
+                    self._unschedulable[uid] = placement.message
+                    self.events.record(pod, WARNING, "FailedScheduling", placement.message, "default-scheduler")
                 continue
             pod["spec"]["nodeName"] = placement.node
             counts[placement.node] = counts.get(placement.node, 0) + 1
@@ -149,6 +157,10 @@ class Kubelet:
                 self.store.put_object(pod, expected_revision=int(pod["metadata"]["resourceVersion"]))
             except Exception as exc:  # a conflict: the next round sees the new version
                 log.debug("binding %s failed: %s", pod["metadata"]["name"], exc)
+                continue
+            self._unschedulable.pop(uid, None)
+            self.events.record(pod, NORMAL, "Scheduled", f"Successfully assigned {pod['metadata'].get('namespace')}/"
+                               f"{pod['metadata']['name']} to {placement.node}", "default-scheduler")
 
     # ---- pod start / stop ----------------------------------------------------------------------------
     def _start_pod(self, pod: dict[str, Any], node: str) -> None:
@@ -174,8 +186,11 @@ class Kubelet:
                 self.failures.pop(uid, None)
             log.info("pod %s/%s running on %s with IP %s", sb.namespace, sb.name, node, sb.ip)
         except CNIError as exc:
-            self._fail_start(sb, "ContainerCreating",
-                             f"Failed to create pod sandbox: plugin type=\"membrane-cni\" failed (add): {exc}")
+            message = f"Failed to create pod sandbox: plugin type=\"membrane-cni\" failed (add): {exc}"
+            self.events.record({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": sb.name, "namespace": sb.namespace, "uid": sb.uid}}, WARNING, "FailedCreatePodSandBox",
+                message, "kubelet", node)
+            self._fail_start(sb, "ContainerCreating", message)
         except Exception as exc:
             log.exception("starting pod %s failed", sb.key)
             self._fail_start(sb, "ContainerCreating", f"Failed to create pod sandbox: {exc}")

@@ -50,6 +50,7 @@ KINDS: tuple[KindInfo, ...] = (
         ("ccnp",), namespaced=False,
     ),
     KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), "networking.k8s.io", "networkpolicies", ("netpol",)),
+    KindInfo("Event", ("v1",), "core", "events", ("ev",), read_only=True),
 )
 
 _BY_NAME = MappingProxyType({name: info for info in KINDS for name in info.names})

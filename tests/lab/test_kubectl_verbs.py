@@ -95,3 +95,65 @@ def test_rollout_restart_rolls_and_undo_goes_back(lab: Lab) -> None:
     assert "kubectl.kubernetes.io/restartedAt" not in (template["metadata"].get("annotations") or {})
     history = lab.run("rollout", "history", "deployment/webpod").stdout.split()
     assert history[-2:] == ["3", "<none>"]
+
+
+EVENTFUL = """
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere}
+spec:
+  nodeSelector: {kubernetes.io/hostname: k8s-none}
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: scheduled}
+spec:
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7-only}
+spec:
+  endpointSelector: {matchLabels: {app: webpod}}
+  ingress:
+  - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
+"""
+NO_AGENT = """
+apiVersion: v1
+kind: Pod
+metadata: {name: no-agent}
+spec:
+  nodeName: k8s-w2
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+"""
+
+
+def test_events_for_scheduling_policy_import_and_cni_errors(lab: Lab) -> None:
+    lab.apply(EVENTFUL)
+
+    def reasons() -> set[tuple[str, str]]:
+        rows = lab.run("get", "events", "--no-headers", "-o",
+                       "custom-columns=R:.reason,O:.involvedObject.name").stdout.split("\n")
+        return {tuple(r.split()) for r in rows if r.strip()}  # type: ignore[misc]
+
+    want = {("FailedScheduling", "nowhere"), ("Scheduled", "scheduled"), ("PolicyNotEnforced", "l7-only")}
+    lab.wait_for(lambda: want <= reasons(), 30, f"events {want}")
+    table = lab.run("get", "events").stdout.splitlines()
+    assert table[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert any("pod/nowhere" in line and "didn't match Pod's node affinity/selector" in line for line in table)
+    assert "imported, but not enforced here: L7 rules" in lab.run("describe", "cnp", "l7-only").stdout
+    described = lab.run("describe", "pod", "scheduled").stdout
+    assert "Normal  Scheduled" in described and "default-scheduler" in described
+    lab.run("delete", "pod", "nowhere", "scheduled")
+    lab.run("delete", "cnp", "l7-only")
+    lab.run("lab", "stop", "agent-k8s-w2")
+    try:
+        lab.apply(NO_AGENT)
+        lab.wait_for(lambda: ("FailedCreatePodSandBox", "no-agent") in reasons(), 60, "a sandbox failure event")
+        text = lab.run("describe", "pod", "no-agent").stdout
+        assert "Warning  FailedCreatePodSandBox" in text and 'plugin type="membrane-cni" failed (add)' in text
+    finally:
+        lab.run("lab", "start", "agent-k8s-w2")
+    lab.wait_pods_ready(["no-agent"], timeout=90)
+    lab.run("delete", "pod", "no-agent")

@@ -105,10 +105,25 @@ class _NoCluster:
     def endpoints(self, ns: str, name: str) -> dict | None:
         return {"subsets": [{"addresses": [{"ip": "10.0.1.9"}, {"ip": "10.0.1.10"}]}]}
 
+    def events(self) -> list[dict]:
+        from membrane.model.event import make_event
+
+        first = make_event(PODS[0], "Normal", "Scheduled", "Successfully assigned default/web-2 to k8s-w2",
+                           "default-scheduler", now="2026-01-01T00:00:00Z")
+        again = make_event(PODS[0], "Warning", "FailedCreatePodSandBox", "boom", "kubelet", "k8s-w2")
+        again = make_event(PODS[0], "Warning", "FailedCreatePodSandBox", "boom", "kubelet", "k8s-w2", previous=again)
+        other = make_event(PODS[1], "Normal", "Scheduled", "elsewhere", "default-scheduler")
+        return [again, other, first]
+
 
 def test_describe_layouts() -> None:
     pod = describe(PODS[0], _NoCluster()).splitlines()  # type: ignore[arg-type]
-    assert pod[0] == "Name:             web-2" and "IP:               10.0.1.10" in pod and pod[-1].startswith("Events:")
+    assert pod[0] == "Name:             web-2" and "IP:               10.0.1.10" in pod
+    events = pod[pod.index("Events:") + 1:]
+    assert events[0].split() == ["Type", "Reason", "Age", "From", "Message"]
+    assert events[2].split()[:2] == ["Normal", "Scheduled"] and events[2].endswith("to k8s-w2")
+    assert events[3].split()[:2] == ["Warning", "FailedCreatePodSandBox"] and "(x2 over" in events[3]
+    assert len(events) == 4  # web-1's event is not web-2's
     svc = {"kind": "Service", "metadata": {"name": "web", "namespace": "default"},
            "spec": {"type": "NodePort", "clusterIP": "10.96.1.1", "selector": {"app": "web"},
                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"}]}}
@@ -119,6 +134,7 @@ def test_describe_layouts() -> None:
            "spec": {"endpointSelector": {"matchLabels": {"k8s:app": "web"}},
                     "egress": [{"toCIDRSet": [{"cidr": "1.0.0.0/8"}]}]}}
     lines = describe(cnp, _NoCluster()).splitlines()  # type: ignore[arg-type]
+    assert lines[-1] == "Events:  <none>"
     assert lines[lines.index("Spec:") + 1:lines.index("Spec:") + 7] == [
         "  Endpoint Selector:", "    Match Labels:", "      k8s:app:  web", "  Egress:", "    To CIDR Set:",
         "      Cidr:  1.0.0.0/8"]
