@@ -52,10 +52,18 @@ def add_parser(sub: Any, lab_arg: Any) -> None:
     q.add_argument("--timeout", type=float, default=120, help="seconds to wait for the test pods (default 120)")
     q.add_argument("--flow-validation", choices=MODES, default="warning",
                    help="check Hubble's flows of pod-to-pod actions: warning (default), strict (fail), disabled")
+    from membrane.cli import connectivity_perf
+
+    connectivity_perf.add_parser(csub, lab_arg)
 
 
 def run(args: argparse.Namespace) -> int:
     from membrane.cli.commands import _store
+
+    if args.connectivity_cmd == "perf":
+        from membrane.cli import connectivity_perf
+
+        return connectivity_perf.run(args)
 
     try:
         run_filters, leave_filters = compile_filters(args.test)

@@ -64,3 +64,17 @@ def test_filters_and_a_failing_test(lab: Lab) -> None:
     assert "❌ [cilium-test-1] 1/1 tests failed (1/4 actions)" in proc.stdout, proc.stdout[-1500:]
     bad = lab.run("connectivity", "test", "--test", "(", check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: --test: invalid regular expression")
+
+
+def test_perf_matrix(lab: Lab) -> None:
+    import subprocess
+
+    proc = lab.run("connectivity", "perf", "--duration", "1", timeout=300)
+    rows = [line.split("|") for line in proc.stdout.split("Summary [cilium-test-1]:", 1)[1].splitlines()[2:]]
+    cells = {(r[0].strip(), r[1].strip(), r[2].strip()): r[4].strip() for r in rows if len(r) == 5}
+    assert len(cells) == 8, proc.stdout
+    for (_scenario, _node, test), value in cells.items():
+        number, unit = value.split()
+        assert float(number) > 0 and unit == ("OP/s" if test == "TCP_RR" else "Mb/s"), value
+    left = subprocess.run(["pgrep", "-f", "membrane.cli.perf_rr"], capture_output=True, text=True).stdout
+    assert not left.strip(), f"perf servers left running: {left}"
