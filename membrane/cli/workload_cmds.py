@@ -26,6 +26,7 @@ def add_parsers(sub: Any, lab_arg: Any) -> None:
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-c", "--container", default=None)
     p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-p", "--previous", action="store_true", help="the log of the container's previous instance")
     p.add_argument("--tail", type=int, default=-1, help="lines from the end (-1: all)")
 
     p = sub.add_parser("scale", help="set a Deployment's replicas (kubectl scale)")
@@ -108,9 +109,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
     elif container not in containers:
         raise CLIError(f"container {container} is not valid for pod {name}")
     path = LabPaths(args.lab).pod_log(ns, name, container)
+    if args.previous:
+        if args.follow:
+            raise CLIError("only one of follow (-f) or previous (-p) is allowed")
+        path += ".previous"
     try:
         fh = open(path, "rb")  # noqa: SIM115 (kept open while following)
     except FileNotFoundError:
+        if args.previous:
+            raise CLIError(f'previous terminated container "{container}" in pod "{name}" not found') from None
         raise CLIError(f'container "{container}" in pod "{name}" is waiting to start: no log yet') from None
     with fh:
         data = fh.read()

@@ -157,3 +157,34 @@ def test_events_for_scheduling_policy_import_and_cni_errors(lab: Lab) -> None:
         lab.run("lab", "start", "agent-k8s-w2")
     lab.wait_pods_ready(["no-agent"], timeout=90)
     lab.run("delete", "pod", "no-agent")
+
+
+CRASHER = """
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  nodeName: k8s-w1
+  containers: [{name: c, image: busybox, command: [sh, -c, "echo run-$(cat /proc/sys/kernel/random/uuid); sleep 1; exit 1"]}]
+"""
+
+
+def test_logs_previous_after_a_restart(lab: Lab) -> None:
+    import json
+
+    lab.apply(CRASHER)
+
+    def restarted() -> bool:
+        pod = json.loads(lab.run("get", "pod", "crasher", "-o", "json").stdout)
+        counts = [c.get("restartCount", 0) for c in pod.get("status", {}).get("containerStatuses") or []]
+        return bool(counts) and counts[0] >= 1
+
+    lab.wait_for(restarted, 60, "a restart of crasher")
+    lab.wait_for(lambda: lab.run("logs", "crasher").stdout.startswith("run-"), 30, "the new instance's output")
+    previous = lab.run("logs", "crasher", "-p").stdout.split()
+    current = lab.run("logs", "crasher").stdout.split()
+    assert len(previous) == 1 and previous[0].startswith("run-"), previous
+    assert current and previous != current[:1], (previous, current)
+    both = lab.run("logs", "crasher", "-p", "-f", check=False)
+    assert both.returncode == 1 and "only one of follow (-f) or previous (-p)" in both.stderr
+    lab.run("delete", "pod", "crasher")
