@@ -194,7 +194,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for info, _ns, name in targets:
         if info.read_only:
             raise CLIError(f"{info.kind} {name}: is managed by the cluster and cannot be deleted")
-    found = store.delete_many([(info.group, info.kind, ns or "_", name) for info, ns, name in targets])
+    from membrane.cli.pod_deletion import delete_targets
+
+    found = delete_targets(store, targets, args)
     rc = 0
     for (info, _ns, name), ok in zip(targets, found, strict=True):
         if ok:

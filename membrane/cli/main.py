@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", action="append")
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("--ignore-not-found", action="store_true")
+    p.add_argument("--grace-period", type=int, default=-1, help="seconds pods get to stop (-1: their own setting)")
+    p.add_argument("--now", action="store_true", help="pods get 1 second to stop")
+    p.add_argument("--force", action="store_true", help="with --grace-period=0: remove pods at once")
+    p.add_argument("--wait", nargs="?", const="true", default="true", choices=("true", "false"),
+                   help="wait until deleted pods are gone (default true)")
     p.add_argument("kind", nargs="?")
     p.add_argument("names", nargs="*")
 

@@ -31,6 +31,7 @@ from membrane.lab.workloads.images import ImageError, resolve
 from membrane.model.config import ClusterConfig
 from membrane.model.event import NORMAL, WARNING
 from membrane.model.naming import LabPaths
+from membrane.model.pod import pod_is_terminating
 from membrane.store.etcd import EtcdClient
 from membrane.store.events import EventRecorder
 from membrane.store.mirror import Mirror
@@ -61,6 +62,7 @@ class Kubelet:
         self.runtime = Runtime(lab)
         self.deploy_ctrl = DeploymentController(self.store)
         self.events = EventRecorder(self.store, "kubelet")
+        self.terminating: set[str] = set()  # uids of pods being stopped after a graceful delete
         self._unschedulable: dict[str, str] = {}  # pod uid -> the FailedScheduling message last recorded
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podstart")
         self.lock = threading.Lock()
@@ -120,6 +122,11 @@ class Kubelet:
         for pod in pods:
             node = pod.get("spec", {}).get("nodeName")
             uid = pod["metadata"]["uid"]
+            if pod_is_terminating(pod):  # deleted with a grace period: stop it, then remove the object
+                if uid not in self.inflight and uid not in self.terminating:
+                    self.terminating.add(uid)
+                    self.pool.submit(self._terminate, pod, self.sandboxes.get(uid))
+                continue
             if node and uid not in self.sandboxes and uid not in self.inflight:
                 attempts, next_try, _r, _m = self.failures.get(uid, (0, 0.0, "", ""))
                 if time.monotonic() >= next_try:
@@ -132,7 +139,8 @@ class Kubelet:
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
         for pod in pods:
-            self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
+            if not pod_is_terminating(pod):  # a terminating pod's containers are not restarted
+                self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
 
     def _schedule(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
         counts: dict[str, int] = {}
@@ -236,6 +244,35 @@ class Kubelet:
         for key in [k for k in self._image_errors if k[0] == sb.uid]:
             del self._image_errors[key]
         log.info("pod %s removed", sb.key)
+
+    def _terminate(self, pod: dict[str, Any], sb: Sandbox | None) -> None:
+        """Graceful deletion: SIGTERM every container, SIGKILL what is left after the grace period,
+        then delete the Pod object; the sandbox (network, CNI DEL) goes as for any vanished pod."""
+        meta = pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", 30)
+        try:
+            if sb is not None:
+                names = list(sb.containers)
+                threads = [threading.Thread(target=self.runtime.stop_container, args=(sb, n, float(grace)))
+                           for n in names]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                self.runtime.save(sb)
+                self.events.record(pod, NORMAL, "Killing", f"Stopping container{'s' if len(names) > 1 else ''} "
+                                   f"{', '.join(names)}", "kubelet", sb.node)
+            current = self.store.get("core", "Pod", meta.get("namespace", "default"), meta["name"])
+            if current is not None and current["metadata"].get("uid") == meta.get("uid"):
+                self.store.delete_many([("core", "Pod", meta.get("namespace", "default"), meta["name"])])
+        except Exception as exc:
+            log.warning("terminating pod %s/%s: %s", meta.get("namespace"), meta["name"], exc)
+        finally:
+            with self.lock:
+                self.terminating.discard(meta.get("uid", ""))
+            self.wake.set()
 
     # ---- supervision and status ----------------------------------------------------------------------
     def _supervise_and_report(self, pod: dict[str, Any], host_ip: str) -> None:

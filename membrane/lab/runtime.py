@@ -182,10 +182,11 @@ class Runtime:
         self.save(sb)
         return rec
 
-    def stop_container(self, sb: Sandbox, name: str) -> None:
+    def stop_container(self, sb: Sandbox, name: str, timeout: float = 3) -> None:
+        """SIGTERM, and SIGKILL after ``timeout`` seconds (a pod's grace period when it is deleted)."""
         rec = sb.containers.pop(name, None)
         if rec is not None:
-            stop(rec, timeout=3)
+            stop(rec, timeout=timeout)
 
     def destroy(self, sb: Sandbox, agent_socket: str) -> str:
         """Stop containers, CNI DEL, stop pause, delete netns and files. Returns a CNI error, if any."""

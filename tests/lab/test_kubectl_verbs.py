@@ -188,3 +188,44 @@ def test_logs_previous_after_a_restart(lab: Lab) -> None:
     both = lab.run("logs", "crasher", "-p", "-f", check=False)
     assert both.returncode == 1 and "only one of follow (-f) or previous (-p)" in both.stderr
     lab.run("delete", "pod", "crasher")
+
+
+STUBBORN = """
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  nodeName: k8s-w1
+  terminationGracePeriodSeconds: 3
+  containers: [{name: c, image: busybox, command: [sh, -c, "trap '' TERM; while true; do sleep 0.2; done"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quick}
+spec:
+  nodeName: k8s-w1
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+"""
+
+
+def test_graceful_deletion(lab: Lab) -> None:
+    lab.apply(STUBBORN)
+    lab.wait_pods_ready(["stubborn", "quick"], timeout=60)
+    started = time.monotonic()
+    deleter = subprocess.Popen([MEMBRANE, "--lab", lab.name, "delete", "pod", "stubborn"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    row = lab.run("get", "pod", "stubborn", "--no-headers").stdout.split()
+    assert row[2] == "Terminating", row
+    out, err = deleter.communicate(timeout=60)
+    took = time.monotonic() - started
+    assert deleter.returncode == 0 and out.strip() == 'pod "stubborn" deleted', out + err
+    assert 2.5 <= took < 20, took  # it ignores SIGTERM: SIGKILL after its 3 s grace period
+    assert lab.run("get", "pod", "stubborn", check=False).returncode == 1
+    described = lab.run("describe", "pod", "quick").stdout
+    assert "Terminating" not in described
+    not_waiting = lab.run("delete", "pod", "quick", "--wait=false")
+    assert not_waiting.stdout.strip() == 'pod "quick" deleted'
+    lab.wait_for(lambda: lab.run("get", "pod", "quick", check=False).returncode == 1, 30, "quick to go")
+    bad = lab.run("delete", "pod", "x", "--force", check=False)
+    assert bad.returncode == 1 and "--force requires --grace-period=0" in bad.stderr
