@@ -32,10 +32,12 @@ from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
+from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
 from membrane.state.reconciler import Reconciler
 from membrane.store.etcd import EtcdClient
+from membrane.store.events import EventRecorder
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
 
@@ -136,7 +138,17 @@ class Agent:
                             self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish,
                             context=self._policy_context)
         self.policy = policy
-        policy_ctrl = self.controllers.add(Controller("policy-sync", policy.sync, interval=30))
+        events = EventRecorder(self.resources, "cilium-agent", self.node)
+        policy.on_import = lambda obj, why: events.record(
+            obj, WARNING, "PolicyImportFailed" if why.startswith("policy not imported") else "PolicyNotEnforced", why)
+
+        def policy_run() -> None:
+            before = policy.cidr_prefixes()
+            policy.sync()
+            if policy.cidr_prefixes() != before:  # CIDR identities a rule named: into the BPF ipcache now
+                self.controllers.get("sync-bpf-ipcache").trigger()
+
+        policy_ctrl = self.controllers.add(Controller("policy-sync", policy_run, interval=30))
 
         def identities_run() -> None:
             ids.sync()

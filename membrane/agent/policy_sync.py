@@ -110,6 +110,8 @@ class PolicySync:
         self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
         self.context = context  # the CIDR groups and Services policies name (cidrGroupRef, toServices)
         self._context = PolicyContext()
+        # called with (policy object, message) when a policy is refused or only partly enforced (events)
+        self.on_import: Callable[[dict[str, Any], str], None] | None = None
         self.repo = PolicyRepository()
         self.cidrs = LocalIdentityAllocator()
         self.identities: dict[int, LabelSet] = {}
@@ -173,13 +175,21 @@ class PolicySync:
                 old = self._policies.get(kv.key)
                 if old is not None and old[0] == kv.mod_revision:
                     continue
+                obj = None
                 try:
                     obj = json.loads(kv.value)
                     origin = origin_of(obj)
                     rules = rules_from_object(obj, context)
                 except (ValueError, KeyError, ValidationError) as exc:
                     log.warning("policy %s not applied: %s", kv.key, exc)
+                    if self.on_import is not None and isinstance(obj, dict):
+                        self.on_import(obj, f"policy not imported: {exc}")
                     continue
+                if self.on_import is not None:
+                    skipped = sorted({u for r in rules for u in r.unsupported} | ({"L7 rules"} if any(
+                        r.has_l7 for r in rules) else set()))
+                    if skipped:
+                        self.on_import(obj, f"imported, but not enforced here: {', '.join(skipped)}")
                 dirty |= self.repo.set_policy(origin, rules)
                 self._policies[kv.key] = (kv.mod_revision, origin)
                 if uses_context(obj):

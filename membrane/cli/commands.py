@@ -22,6 +22,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "version":
         print("membrane 0.1.0")
         return 0
+    if cmd == "completion":  # argcomplete's script, which calls membrane back with _ARGCOMPLETE set
+        import argcomplete
+
+        print(argcomplete.shellcode(["membrane"], shell=args.shell), end="")
+        return 0
     if cmd == "lab":
         from membrane.cli import lab_cmds
 
@@ -50,7 +55,23 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import metrics_cmds, observe
 
         return (observe if cmd == "observe" else metrics_cmds).run(args)
-    if cmd in ("status", "endpoint", "service"):
+    if cmd == "connectivity":
+        from membrane.cli import connectivity_cmd
+
+        return connectivity_cmd.run(args)
+    if cmd == "rollout":
+        from membrane.cli import rollout_cmd
+
+        return rollout_cmd.run(args)
+    if cmd in ("describe", "logs", "scale", "wait"):
+        from membrane.cli import describe_cmd, workload_cmds
+
+        return (describe_cmd if cmd == "describe" else workload_cmds).run(args)
+    if cmd == "status" and args.node is None:
+        from membrane.cli import cluster_status
+
+        return cluster_status.run(args)
+    if cmd in ("status", "dbg", "endpoint", "service"):
         from membrane.cli import node_cmds
 
         return node_cmds.run(args)
@@ -185,7 +206,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for info, _ns, name in targets:
         if info.read_only:
             raise CLIError(f"{info.kind} {name}: is managed by the cluster and cannot be deleted")
-    found = store.delete_many([(info.group, info.kind, ns or "_", name) for info, ns, name in targets])
+    from membrane.cli.pod_deletion import delete_targets
+
+    found = delete_targets(store, targets, args)
     rc = 0
     for (info, _ns, name), ok in zip(targets, found, strict=True):
         if ok:
@@ -224,18 +247,23 @@ def _kind(name: str) -> KindInfo:
 
 # ---- get ---------------------------------------------------------------------------------------------
 def cmd_get(args: argparse.Namespace) -> int:
-    from membrane.cli import cilium_kinds
+    from membrane.cli import cilium_kinds, get_support
     from membrane.cli.printers import render_objects, render_table
 
     check_namespace(args.namespace)
+    output = get_support.check_output(args.output) if args.output else None
     kind, args.names = split_resource_names(args.kind, args.names)
     args.kind = kind or ""
     selector = parse_selector(args.selector) if args.selector else None
     if cilium_kinds.handles(args.kind):  # CiliumEndpoints / CiliumIdentities: synthesised, not stored
         return cilium_kinds.run_get(args)
-    kinds = [_kind(k) for k in args.kind.split(",") if k]
+    kinds = get_support.kinds(args.kind, _kind)
     if not kinds:
         raise CLIError("You must specify the type of resource to get.")
+    fields = {info.kind: get_support.parse_field_selector(args.field_selector, info)
+              for info in kinds} if args.field_selector else {}
+    if args.watch and (len(kinds) != 1 or output not in (None, "wide")):
+        raise CLIError("watch is only supported on a single resource type, with the table output")
     store = _store(args.lab)
     now = datetime.now(UTC)
     collected: list[dict[str, Any]] = []
@@ -246,33 +274,51 @@ def cmd_get(args: argparse.Namespace) -> int:
         if args.names:
             objs = []
             for name in args.names:
-                obj = store.get(info.group, info.kind, ns or "", name)
+                obj = get_support.get_one(store, info, ns or "", name)
                 if obj is None:
                     print(f'Error from server (NotFound): {info.plural} "{name}" not found', file=sys.stderr)
                     rc = 1
                 else:
                     objs.append(obj)
         else:
-            objs = store.list(info.group, info.kind, ns)[0]
+            objs = get_support.list_objects(store, info, ns)
         if selector is not None:
             objs = [o for o in objs if selector.matches(o.get("metadata", {}).get("labels") or {})]
+        if fields.get(info.kind):
+            objs = [o for o in objs if get_support.field_match(o, fields[info.kind])]
+        if args.sort_by:
+            objs = get_support.sort_by(objs, args.sort_by)
         collected.extend(objs)
-        if args.output in ("yaml", "json"):
+        if output not in (None, "wide"):
             continue
         if not objs:
-            if not args.names:
+            if not args.names and not (len(kinds) > 1 and args.kind == "all"):
                 scope = f" in {ns} namespace" if ns else ""
                 blocks.append(("", f"No resources found{scope}."))
             continue
-        table = render_table(info.kind, objs, wide=args.output == "wide",
+        shown = get_support.prefixed(info, objs) if len(kinds) > 1 else objs
+        table = render_table(info.kind, shown, wide=output == "wide",
                              all_namespaces=bool(args.all_namespaces and info.namespaced), now=now)
         if args.show_labels:
             table = _append_labels(table, objs)
+        if args.no_headers:
+            table = table.split("\n", 1)[1] if "\n" in table else ""
         blocks.append((table, ""))
-    if args.output in ("yaml", "json"):
+    if output in ("yaml", "json"):
         single = len(kinds) == 1 and len(args.names) == 1 and len(collected) == 1
-        print(render_objects(collected, args.output, single=single))
+        print(render_objects(collected, output, single=single))
         return rc
+    if output is not None and output != "wide":
+        single = len(kinds) == 1 and len(args.names) == 1 and len(collected) == 1
+        text = get_support.render_other(output, collected, single, headers=not args.no_headers)
+        if text:
+            print(text, end="" if output.startswith("jsonpath=") else "\n")
+        elif not collected and not args.names:
+            print("No resources found.", file=sys.stderr)
+        return rc
+    if not blocks and args.kind == "all":
+        scope = "" if args.all_namespaces else f" in {args.namespace or 'default'} namespace"
+        blocks.append(("", f"No resources found{scope}."))
     first = True
     for table, empty in blocks:
         if empty:
@@ -282,7 +328,30 @@ def cmd_get(args: argparse.Namespace) -> int:
             print()
         print(table.rstrip("\n"))
         first = False
+    if args.watch:
+        _watch(args, store, kinds[0], selector, fields, output == "wide")
     return rc
+
+
+def _watch(args: argparse.Namespace, store: Any, info: KindInfo, selector: Any, fields: dict[str, Any],
+           wide: bool) -> None:
+    from membrane.cli import get_support
+    from membrane.cli.printers import render_table
+
+    ns = None if (args.all_namespaces or not info.namespaced) else (args.namespace or "default")
+
+    def keep(obj: dict[str, Any]) -> bool:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        return (selector is None or selector.matches(labels)) and get_support.field_match(obj, fields.get(info.kind, []))
+
+    def row(obj: dict[str, Any]) -> str:
+        table = render_table(info.kind, [obj], wide=wide, all_namespaces=bool(args.all_namespaces and info.namespaced),
+                             now=datetime.now(UTC))
+        return table.rstrip("\n").split("\n", 1)[-1]
+
+    sys.stdout.flush()
+    seen = [o for o in get_support.list_objects(store, info, ns) if keep(o)]
+    get_support.watch(store, info, ns, seen, keep, row)
 
 
 def _append_labels(table: str, objs: list[dict[str, Any]]) -> str:

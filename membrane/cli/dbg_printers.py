@@ -78,21 +78,28 @@ def _identity(ep: dict[str, Any]) -> str:
     return str(identity.get("id", 0))
 
 
-def render_endpoint_list(endpoints: list[dict[str, Any]], no_headers: bool = False) -> str:
-    """``cilium-dbg endpoint list``: sorted by endpoint id, two header lines, one label per line."""
+def render_endpoint_list(endpoints: list[dict[str, Any]], no_headers: bool = False, node_column: bool = False) -> str:
+    """``cilium-dbg endpoint list``: sorted by endpoint id, two header lines, one label per line.
+
+    ``node_column``: endpoints of several nodes (ids repeat across nodes), sorted by node then id,
+    with a leading NODE column taken from each endpoint's ``node``.
+    """
     lines = []
+    lead = "NODE\t" if node_column else ""
+    blank = "\t" if node_column else ""
     if not no_headers:
-        lines.append("ENDPOINT\tPOLICY (ingress)\tPOLICY (egress)\tIDENTITY\tLABELS (source:key[=value])\t"
+        lines.append(f"{lead}ENDPOINT\tPOLICY (ingress)\tPOLICY (egress)\tIDENTITY\tLABELS (source:key[=value])\t"
                      "IPv6\tIPv4\tSTATUS\t")
-        lines.append("\tENFORCEMENT\tENFORCEMENT\t\t\t\t\t")
-    for ep in sorted(endpoints, key=lambda e: e.get("id") or 0):
+        lines.append(f"{blank}\tENFORCEMENT\tENFORCEMENT\t\t\t\t\t")
+    for ep in sorted(endpoints, key=lambda e: (str(e.get("node", "")) if node_column else "", e.get("id") or 0)):
         ingress, egress = _policy_modes(ep)
         ipv6, ipv4 = _addresses(ep)
         state = _get(ep, "status", "state")
+        node = f"{ep.get('node', '')}\t" if node_column else ""
         for index, label in enumerate(_labels(ep)):
             if index == 0:
-                lines.append(f"{ep.get('id', 0)}\t{ingress}\t{egress}\t{_identity(ep)}\t{label}\t{ipv6}\t{ipv4}\t"
+                lines.append(f"{node}{ep.get('id', 0)}\t{ingress}\t{egress}\t{_identity(ep)}\t{label}\t{ipv6}\t{ipv4}\t"
                              f"{state if state else UNKNOWN}\t")
             else:
-                lines.append(f"\t\t\t\t{label}\t\t\t\t")
+                lines.append(f"{blank}\t\t\t\t{label}\t\t\t\t")
     return tabwrite("\n".join(lines), minwidth=5, padding=3)

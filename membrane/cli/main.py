@@ -6,12 +6,11 @@ Every command takes ``--lab NAME`` (before or after the command) to address one 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
 from membrane.model.naming import DEFAULT_LAB
-
-OUTPUTS = ("wide", "yaml", "json")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", action="append")
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("--ignore-not-found", action="store_true")
+    p.add_argument("--grace-period", type=int, default=-1, help="seconds pods get to stop (-1: their own setting)")
+    p.add_argument("--now", action="store_true", help="pods get 1 second to stop")
+    p.add_argument("--force", action="store_true", help="with --grace-period=0: remove pods at once")
+    p.add_argument("--wait", nargs="?", const="true", default="true", choices=("true", "false"),
+                   help="wait until deleted pods are gone (default true)")
     p.add_argument("kind", nargs="?")
     p.add_argument("names", nargs="*")
 
@@ -50,9 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-o", "--output", choices=OUTPUTS)
+    p.add_argument("-o", "--output", help="wide|yaml|json|name|jsonpath=TEMPLATE|custom-columns=SPEC")
     p.add_argument("-l", "--selector", default=None, help="label selector (k=v,k!=v,k)")
     p.add_argument("--show-labels", action="store_true")
+    p.add_argument("--no-headers", action="store_true", help="print tables without their header line")
+    p.add_argument("--sort-by", default=None, metavar="JSONPATH", help="sort by a field, e.g. .metadata.name")
+    p.add_argument("--field-selector", default=None, help="e.g. spec.nodeName=k8s-w1,status.phase!=Running")
+    p.add_argument("-w", "--watch", action="store_true", help="after listing, print objects as they change")
 
     p = sub.add_parser("label", help="add, change or remove labels (kubectl label)")
     _lab_arg(p)
@@ -79,11 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
-    p = sub.add_parser("status", help="agent status (cilium-dbg status)")
+    p = sub.add_parser("status", help="cluster status (cilium status); --node N: one agent (cilium-dbg status)")
     _lab_arg(p)
-    p.add_argument("--node", default=None)
+    p.add_argument("--node", default=None, help="show this node's agent page (as: membrane dbg status --node N)")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("-o", "--output", choices=("json",))
+    p.add_argument("--wait", action="store_true", help="wait until every daemon and agent is OK")
+    p.add_argument("--wait-duration", type=float, default=300, metavar="SECONDS")
+
+    p = sub.add_parser("dbg", help="one agent's internals (cilium-dbg)")
+    _lab_arg(p)
+    dsub = p.add_subparsers(dest="dbg_cmd", required=True)
+    q = dsub.add_parser("status", help="the agent's status page (cilium-dbg status)")
+    _lab_arg(q)
+    q.add_argument("--node", required=True)
+    q.add_argument("--verbose", action="store_true")
+    q.add_argument("-o", "--output", choices=("json",))
 
     p = sub.add_parser("endpoint", help="endpoints of a node (cilium-dbg endpoint list)")
     _lab_arg(p)
@@ -93,13 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
 
-    from membrane.cli import bpf_cmds, dbg_config, helm_cmds, hubble_cmds, metrics_cmds, observe, policy_cmds
+    from membrane.cli import (
+        bpf_cmds,
+        connectivity_cmd,
+        dbg_config,
+        describe_cmd,
+        helm_cmds,
+        hubble_cmds,
+        metrics_cmds,
+        observe,
+        policy_cmds,
+        rollout_cmd,
+        workload_cmds,
+    )
 
     bpf_cmds.add_parser(sub, _lab_arg)
     policy_cmds.add_parser(sub, _lab_arg)
     observe.add_parser(sub, _lab_arg)
     metrics_cmds.add_parser(sub, _lab_arg)
     hubble_cmds.add_parser(sub, _lab_arg)
+    connectivity_cmd.add_parser(sub, _lab_arg)
+    describe_cmd.add_parser(sub, _lab_arg)
+    workload_cmds.add_parsers(sub, _lab_arg)
+    rollout_cmd.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
     _lab_arg(p)
@@ -137,13 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
     helm_cmds.add_lab_parsers(lsub, _lab_arg)
     dbg_config.add_parser(sub, _lab_arg)
 
+    p = sub.add_parser("completion", help="shell completion script: source <(membrane completion bash)")
+    _lab_arg(p)
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
+
     p = sub.add_parser("version", help="print the version")
     _lab_arg(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell is asking for completions (see: membrane completion)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     from membrane.cli import commands
     from membrane.model.errors import ValidationError
     from membrane.store.errors import StoreError

@@ -37,10 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from membrane.cli.dbg_status import failing_components
     from membrane.cli.printers import render_endpoint_list, render_status
 
-    if args.command == "status":
+    if args.command in ("status", "dbg"):  # one agent's page: a node is always named
         nodes = _nodes(args.lab, args.node)
-        if args.node is None and len(nodes) > 1:
-            nodes = nodes[:1]  # like cilium-dbg: the local agent; --node picks another
         status = _ask(args.lab, nodes[0], "/v1/status")
         if args.output == "json":
             print(json.dumps(status, indent=2))
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(rows, indent=2))
     else:
-        print(render_endpoint_list(rows).rstrip("\n"))
+        print(render_endpoint_list(rows, node_column=args.node is None).rstrip("\n"))
     return 0
 
 

@@ -134,6 +134,29 @@ def deployment_row(dep: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return row
 
 
+def event_row(ev: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    """kubectl get events: LAST SEEN TYPE REASON OBJECT MESSAGE."""
+    involved = ev.get("involvedObject") or {}
+    last = {"metadata": {"creationTimestamp": ev.get("lastTimestamp")}}
+    return [_age(last, now), str(ev.get("type", "")), str(ev.get("reason", "")),
+            f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}", str(ev.get("message", ""))]
+
+
+def replicaset_row(rs: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    spec, status = rs.get("spec") or {}, rs.get("status") or {}
+    row = [_name(rs), str(_int(spec.get("replicas"))), str(_int(status.get("replicas"))),
+           str(_int(status.get("readyReplicas"))), _age(rs, now)]
+    if wide:
+        containers = _get(spec, "template", "spec", "containers") or []
+        try:
+            selector = selector_string(spec.get("selector"))
+        except ValueError:
+            selector = "<error>"
+        row += [",".join(str(c.get("name", "")) for c in containers),
+                ",".join(str(c.get("image", "")) for c in containers), selector]
+    return row
+
+
 # --- nodes ----------------------------------------------------------------------------------------
 
 
@@ -294,6 +317,9 @@ KINDS: dict[str, KindColumns] = {
                         ("IP", "NODE", "NOMINATED NODE", "READINESS GATES"), pod_row),
     "deployments": KindColumns(True, ("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
                                ("CONTAINERS", "IMAGES", "SELECTOR"), deployment_row),
+    "events": KindColumns(True, ("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), (), event_row),
+    "replicasets": KindColumns(True, ("NAME", "DESIRED", "CURRENT", "READY", "AGE"),
+                               ("CONTAINERS", "IMAGES", "SELECTOR"), replicaset_row),
     "nodes": KindColumns(False, ("NAME", "STATUS", "ROLES", "AGE", "VERSION"),
                          ("INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME",
                           "POD-CIDR"), node_row),
@@ -315,6 +341,8 @@ KINDS: dict[str, KindColumns] = {
 ALIASES = {
     "pod": "pods", "po": "pods",
     "deployment": "deployments", "deploy": "deployments",
+    "replicaset": "replicasets", "rs": "replicasets",
+    "event": "events", "ev": "events",
     "node": "nodes", "no": "nodes",
     "namespace": "namespaces", "ns": "namespaces",
     "service": "services", "svc": "services",

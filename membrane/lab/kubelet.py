@@ -29,8 +29,11 @@ from membrane.lab.scheduler import schedule
 from membrane.lab.services import ServiceController
 from membrane.lab.workloads.images import ImageError, resolve
 from membrane.model.config import ClusterConfig
+from membrane.model.event import NORMAL, WARNING
 from membrane.model.naming import LabPaths
+from membrane.model.pod import pod_is_terminating
 from membrane.store.etcd import EtcdClient
+from membrane.store.events import EventRecorder
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
 
@@ -58,6 +61,9 @@ class Kubelet:
         self.svc_ctrl = ServiceController(self.store)
         self.runtime = Runtime(lab)
         self.deploy_ctrl = DeploymentController(self.store)
+        self.events = EventRecorder(self.store, "kubelet")
+        self.terminating: set[str] = set()  # uids of pods being stopped after a graceful delete
+        self._unschedulable: dict[str, str] = {}  # pod uid -> the FailedScheduling message last recorded
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podstart")
         self.lock = threading.Lock()
         self.sandboxes: dict[str, Sandbox] = {}  # by pod uid
@@ -118,6 +124,11 @@ class Kubelet:
         for pod in pods:
             node = pod.get("spec", {}).get("nodeName")
             uid = pod["metadata"]["uid"]
+            if pod_is_terminating(pod):  # deleted with a grace period: stop it, then remove the object
+                if uid not in self.inflight and uid not in self.terminating:
+                    self.terminating.add(uid)
+                    self.pool.submit(self._terminate, pod, self.sandboxes.get(uid))
+                continue
             if node and uid not in self.sandboxes and uid not in self.inflight:
                 attempts, next_try, _r, _m = self.failures.get(uid, (0, 0.0, "", ""))
                 if time.monotonic() >= next_try:
@@ -130,7 +141,8 @@ class Kubelet:
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
         for pod in pods:
-            self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
+            if not pod_is_terminating(pod):  # a terminating pod's containers are not restarted
+                self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
 
     def _schedule(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
         counts: dict[str, int] = {}
@@ -142,8 +154,12 @@ class Kubelet:
             if pod.get("spec", {}).get("nodeName"):
                 continue
             placement = schedule(pod, nodes, counts, self.max_pods)
+            uid = pod["metadata"].get("uid", "")
             if placement.node is None:
                 self._write_status(pod, pod_status(pod, None, {}, "Unschedulable", placement.message, scheduled=False))
+                if self._unschedulable.get(uid) != placement.message:  # once per distinct reason
+                    self._unschedulable[uid] = placement.message
+                    self.events.record(pod, WARNING, "FailedScheduling", placement.message, "default-scheduler")
                 continue
             pod["spec"]["nodeName"] = placement.node
             counts[placement.node] = counts.get(placement.node, 0) + 1
@@ -151,6 +167,10 @@ class Kubelet:
                 self.store.put_object(pod, expected_revision=int(pod["metadata"]["resourceVersion"]))
             except Exception as exc:  # a conflict: the next round sees the new version
                 log.debug("binding %s failed: %s", pod["metadata"]["name"], exc)
+                continue
+            self._unschedulable.pop(uid, None)
+            self.events.record(pod, NORMAL, "Scheduled", f"Successfully assigned {pod['metadata'].get('namespace')}/"
+                               f"{pod['metadata']['name']} to {placement.node}", "default-scheduler")
 
     # ---- pod start / stop ----------------------------------------------------------------------------
     def _start_pod(self, pod: dict[str, Any], node: str) -> None:
@@ -176,8 +196,11 @@ class Kubelet:
                 self.failures.pop(uid, None)
             log.info("pod %s/%s running on %s with IP %s", sb.namespace, sb.name, node, sb.ip)
         except CNIError as exc:
-            self._fail_start(sb, "ContainerCreating",
-                             f"Failed to create pod sandbox: plugin type=\"membrane-cni\" failed (add): {exc}")
+            message = f"Failed to create pod sandbox: plugin type=\"membrane-cni\" failed (add): {exc}"
+            self.events.record({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": sb.name, "namespace": sb.namespace, "uid": sb.uid}}, WARNING, "FailedCreatePodSandBox",
+                message, "kubelet", node)
+            self._fail_start(sb, "ContainerCreating", message)
         except Exception as exc:
             log.exception("starting pod %s failed", sb.key)
             self._fail_start(sb, "ContainerCreating", f"Failed to create pod sandbox: {exc}")
@@ -223,6 +246,35 @@ class Kubelet:
         for key in [k for k in self._image_errors if k[0] == sb.uid]:
             del self._image_errors[key]
         log.info("pod %s removed", sb.key)
+
+    def _terminate(self, pod: dict[str, Any], sb: Sandbox | None) -> None:
+        """Graceful deletion: SIGTERM every container, SIGKILL what is left after the grace period,
+        then delete the Pod object; the sandbox (network, CNI DEL) goes as for any vanished pod."""
+        meta = pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", 30)
+        try:
+            if sb is not None:
+                names = list(sb.containers)
+                threads = [threading.Thread(target=self.runtime.stop_container, args=(sb, n, float(grace)))
+                           for n in names]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                self.runtime.save(sb)
+                self.events.record(pod, NORMAL, "Killing", f"Stopping container{'s' if len(names) > 1 else ''} "
+                                   f"{', '.join(names)}", "kubelet", sb.node)
+            current = self.store.get("core", "Pod", meta.get("namespace", "default"), meta["name"])
+            if current is not None and current["metadata"].get("uid") == meta.get("uid"):
+                self.store.delete_many([("core", "Pod", meta.get("namespace", "default"), meta["name"])])
+        except Exception as exc:
+            log.warning("terminating pod %s/%s: %s", meta.get("namespace"), meta["name"], exc)
+        finally:
+            with self.lock:
+                self.terminating.discard(meta.get("uid", ""))
+            self.wake.set()
 
     # ---- supervision and status ----------------------------------------------------------------------
     def _supervise_and_report(self, pod: dict[str, Any], host_ip: str) -> None:

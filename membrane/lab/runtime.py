@@ -9,6 +9,7 @@ does: CNI_* environment variables and the network configuration on stdin.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -171,16 +172,21 @@ class Runtime:
         assert sb.pause is not None
         full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": pod_hostname(sb.name),
                     "PYTHONDONTWRITEBYTECODE": "1", "MEMBRANE_LAB": self.paths.lab, **env}
+        log_path = self.paths.pod_log(sb.namespace, sb.name, name)
+        if sb.restarts.get(name):  # a restart: the exited container's output is its `logs --previous`
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(log_path, log_path + ".previous")
         rec = spawn(["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *argv],
-                    self.paths.pod_log(sb.namespace, sb.name, name), env=full_env)
+                    log_path, env=full_env)
         sb.containers[name] = rec
         self.save(sb)
         return rec
 
-    def stop_container(self, sb: Sandbox, name: str) -> None:
+    def stop_container(self, sb: Sandbox, name: str, timeout: float = 3) -> None:
+        """SIGTERM, and SIGKILL after ``timeout`` seconds (a pod's grace period when it is deleted)."""
         rec = sb.containers.pop(name, None)
         if rec is not None:
-            stop(rec, timeout=3)
+            stop(rec, timeout=timeout)
 
     def destroy(self, sb: Sandbox, agent_socket: str) -> str:
         """Stop containers, CNI DEL, stop pause, delete netns and files. Returns a CNI error, if any."""

@@ -17,6 +17,7 @@ from membrane.model.labels import LabelSelector, check_selector
 from membrane.model.metadata import check_template_meta
 from membrane.model.pod import pod_is_ready, pod_is_terminating, pod_node_name
 from membrane.model.podspec import check_pod_spec
+from membrane.model.rollout import is_recreate, record_revision, rolling_step, surge_and_unavailable
 
 DEPLOYMENT_SPEC_FIELDS = (
     "replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit", "paused",
@@ -177,8 +178,9 @@ def pods_for_deployment(
 
     ``existing`` may hold any pods; only those the Deployment owns are considered (pods already being
     deleted count as gone). Returns the pod objects to create and the names of pods to delete: pods
-    of an older template hash are all replaced, surplus pods are removed, missing ones created (at
-    most ``burst`` per call; the next sync creates more).
+    of an older template hash are replaced step by step (see membrane.model.rollout: at most maxSurge
+    extra pods, at most maxUnavailable fewer ready ones; Recreate removes them all first), surplus pods
+    are removed, missing ones created (at most ``burst`` per call; the next sync creates more).
     """
     spec = deploy["spec"]
     replicas = int(spec.get("replicas", 1))
@@ -186,14 +188,26 @@ def pods_for_deployment(
     namespace = _meta(deploy).get("namespace", "default")
     live = [p for p in existing if owned_by(p, deploy) and not pod_is_terminating(p)]
     current = [p for p in live if _has_hash(p, template_hash)]
-    to_delete = [str(_meta(p)["name"]) for p in live if not _has_hash(p, template_hash)]
-    surplus = len(current) - replicas
-    if surplus > 0:
-        to_delete += [str(_meta(p)["name"]) for p in _scale_down_order(current)[:surplus]]
+    old = [p for p in live if not _has_hash(p, template_hash)]
+    to_delete: list[str] = []
+    wanted = max(0, replicas - len(current))
+    if old:  # a rollout: old pods go and new ones come within maxSurge / maxUnavailable
+        surge, unavailable = surge_and_unavailable(deploy, replicas)
+        old_ready = [p for p in _scale_down_order(old) if pod_is_ready(p)]
+        old_unready = [p for p in _scale_down_order(old) if not pod_is_ready(p)]
+        create, drop_unready, drop_ready = rolling_step(
+            replicas, surge, unavailable, len(current), sum(1 for p in current if pod_is_ready(p)),
+            len(old_ready), len(old_unready))
+        if is_recreate(deploy):  # Recreate: every old pod goes first, new ones only once none is left
+            create, drop_unready, drop_ready = 0, len(old_unready), len(old_ready)
+        to_delete = [str(_meta(p)["name"]) for p in old_unready[:drop_unready] + old_ready[:drop_ready]]
+        wanted = create
+    elif len(current) > replicas:
+        to_delete = [str(_meta(p)["name"]) for p in _scale_down_order(current)[:len(current) - replicas]]
     taken = {_meta(p).get("name") for p in existing if _meta(p).get("namespace", "default") == namespace}
     base = f"{_meta(deploy)['name']}-{template_hash}-"[:MAX_GENERATED_BASE]
     to_create = []
-    for _ in range(min(burst, max(0, replicas - len(current)))):
+    for _ in range(min(burst, wanted)):
         for _attempt in range(1000):
             name = base + random_pod_suffix(rng)
             if name not in taken:
@@ -219,5 +233,16 @@ def deployment_status(deploy: dict[str, Any], pods: list[dict[str, Any]]) -> dic
     }
     if _meta(deploy).get("generation") is not None:
         status["observedGeneration"] = _meta(deploy)["generation"]
+    desired = deploy["spec"].get("replicas")
+    desired = 1 if desired is None else int(desired)
+    available = len(ready) >= desired - surge_and_unavailable(deploy, desired)[1]
+    status["revisions"] = record_revision((deploy.get("status") or {}).get("revisions"), template_hash,
+                                          deploy["spec"]["template"])
+    status["conditions"] = [{
+        "type": "Available", "status": "True" if available else "False",
+        "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+        "message": "Deployment has minimum availability." if available
+        else "Deployment does not have minimum availability.",
+    }]
     return status
 

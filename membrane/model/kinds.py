@@ -69,6 +69,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Lease", ("coordination.k8s.io/v1",), "coordination.k8s.io", "leases", read_only=True),
     KindInfo("CiliumCIDRGroup", ("cilium.io/v2alpha1", "cilium.io/v2"), "cilium.io", "ciliumcidrgroups", ("ccg",),
              namespaced=False),
+    KindInfo("Event", ("v1",), "core", "events", ("ev",), read_only=True),
 )
 
 _BY_NAME = MappingProxyType({name: info for info in KINDS for name in info.names})

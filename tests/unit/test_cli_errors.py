@@ -53,7 +53,7 @@ BAD = [
     (["get", "/x"], "error: arguments in resource/name form must have a single resource and name"),
     (["get", ","], "error: You must specify the type of resource to get."),
     (["get", "nosuchkind"], 'error: the server doesn\'t have a resource type "nosuchkind"'),
-    (["get", "pods", "-o", "xml"], "error: argument -o/--output: invalid choice: 'xml'"),
+    (["get", "pods", "-o", "xml"], 'error: unable to match a printer suitable for the output format "xml"'),
     (["get", "pods", "-n"], "error: argument -n/--namespace: expected one argument"),
     (["get"], "error: the following arguments are required: kind"),
     (["label", "pod", "a/b", "x=y"], "error: there is no need to specify a resource type"),

@@ -242,16 +242,40 @@ def test_scale_down_prefers_unscheduled_then_not_ready_then_newest():
     assert pods_for_deployment(d, pods, random.Random(0))[1] == names([e, c, a, b])
 
 
-def test_template_change_replaces_old_pods():
-    d = valid(deployment(replicas=2))
-    old, _ = pods_for_deployment(d, [], random.Random(0))
+def _ready(pods: list) -> list:
+    for p in pods:
+        p["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        p["spec"]["nodeName"] = "k8s-w1"
+    return pods
+
+
+def test_template_change_rolls_within_surge_and_unavailable():
+    d = valid(deployment(replicas=2))  # defaults: maxSurge 25% -> 1, maxUnavailable 25% -> 0
+    old = _ready(pods_for_deployment(d, [], random.Random(0))[0])
     d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
     new_hash = pod_template_hash(d["spec"]["template"])
     create, delete = pods_for_deployment(d, old, random.Random(0))
-    assert sorted(delete) == sorted(names(old))
-    assert len(create) == 2
-    assert all(p["metadata"]["labels"]["pod-template-hash"] == new_hash for p in create)
-    assert all(p["spec"]["containers"][0]["image"] == "nginx:2" for p in create)
+    assert delete == [] and len(create) == 1  # one surge pod, nothing taken away yet
+    assert create[0]["metadata"]["labels"]["pod-template-hash"] == new_hash
+    assert create[0]["spec"]["containers"][0]["image"] == "nginx:2"
+    assert pods_for_deployment(d, old + create, random.Random(0)) == ([], [])  # until the new pod is ready
+    _ready(create)
+    create2, delete2 = pods_for_deployment(d, old + create, random.Random(0))
+    assert create2 == [] and len(delete2) == 1 and delete2[0] in names(old)
+    left = [p for p in old if p["metadata"]["name"] not in delete2] + create
+    create3, delete3 = pods_for_deployment(d, left, random.Random(0))
+    assert len(create3) == 1 and delete3 == []
+    _ready(create3)
+    assert pods_for_deployment(d, left + create3, random.Random(0))[1] == [p["metadata"]["name"] for p in left[:1]]
+
+
+def test_recreate_removes_old_pods_first():
+    d = valid(deployment(replicas=2, strategy={"type": "Recreate"}))
+    old = _ready(pods_for_deployment(d, [], random.Random(0))[0])
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    create, delete = pods_for_deployment(d, old, random.Random(0))
+    assert create == [] and sorted(delete) == sorted(names(old))
+    assert len(pods_for_deployment(d, [], random.Random(0))[0]) == 2
 
 
 def test_terminating_and_foreign_pods_are_ignored():
@@ -291,8 +315,16 @@ def test_deployment_status():
     pods, _ = pods_for_deployment(d, [], random.Random(0))
     pods[0]["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
     status = deployment_status(d, pods[:2])
+    conditions = status.pop("conditions")
+    assert [r["revision"] for r in status.pop("revisions")] == [1]
     assert status == {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 1, "availableReplicas": 1,
                       "observedGeneration": 4}
+    assert [(c["type"], c["status"]) for c in conditions] == [("Available", "False")]  # 1 < 3 - 0 (25% of 3)
+    for p in pods[1:3]:
+        p["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    assert deployment_status(d, pods)["conditions"][0]["status"] == "True"
+    d["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}
+    assert deployment_status(d, pods[:1])["conditions"][0]["status"] == "True"  # 1 >= 3 - 2
 
 
 def test_huge_replica_counts_grow_by_bursts():
