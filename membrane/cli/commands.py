@@ -31,7 +31,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import lab_cmds
 
         return lab_cmds.run(args)
-    if cmd == "dbg":
+    if cmd == "dbg" and args.dbg_cmd == "config":
         from membrane.cli import dbg_config
 
         return dbg_config.run(args)

@@ -19,10 +19,8 @@ from membrane.model.helm_release import effective_options
 from membrane.model.naming import LabPaths
 
 
-def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser("dbg", help="agent internals (cilium-dbg)")
-    lab_arg(p)
-    dsub = p.add_subparsers(dest="dbg_cmd", required=True)
+def add_parser(dsub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    """``config`` under ``membrane dbg`` (``dsub``: the dbg command's sub-parsers)."""
     q = dsub.add_parser("config", help="the agent's effective configuration (cilium-dbg config)")
     lab_arg(q)
     q.add_argument("-a", "--all", action="store_true", help="read-only and read-write options")

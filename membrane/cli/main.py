@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--node", required=True)
     q.add_argument("--verbose", action="store_true")
     q.add_argument("-o", "--output", choices=("json",))
+    from membrane.cli import dbg_config
+
+    dbg_config.add_parser(dsub, _lab_arg)
 
     p = sub.add_parser("endpoint", help="endpoints of a node (cilium-dbg endpoint list)")
     _lab_arg(p)
@@ -115,7 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     from membrane.cli import (
         bpf_cmds,
         connectivity_cmd,
-        dbg_config,
         describe_cmd,
         helm_cmds,
         hubble_cmds,
@@ -170,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("target")
     q.add_argument("cmd", nargs=argparse.REMAINDER)
     helm_cmds.add_lab_parsers(lsub, _lab_arg)
-    dbg_config.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("completion", help="shell completion script: source <(membrane completion bash)")
     _lab_arg(p)
