@@ -164,10 +164,18 @@ class Churn(threading.Thread):
     def __init__(self, lab: Lab) -> None:
         super().__init__(daemon=True)
         self.lab, self.stop, self.ok, self.failed = lab, threading.Event(), 0, 0
+        self.seen: set[str] = set()  # names of every churn pod seen in the store
+        self.counts: list[int] = []  # churn pods in the store before each apply
 
     def run(self) -> None:
         i = 0
         while not self.stop.is_set():
+            try:
+                names = {p["metadata"]["name"] for p in self.lab.get_json("pods", "-l", "app=churn")}
+            except (AssertionError, ValueError):  # etcd is down
+                names = set()
+            self.seen |= names
+            self.counts.append(len(names))
             proc = self.lab.run("apply", "-f", "-", input=churn(CHURN_SIZES[i % 2]), check=False, timeout=30)
             self.ok, self.failed = self.ok + (proc.returncode == 0), self.failed + (proc.returncode != 0)
             i += proc.returncode == 0
@@ -241,7 +249,8 @@ def test_kills_under_churn_cut_no_allowed_path_and_leak_nothing(lab: Lab, pods: 
         assert probes[pod].returncode == 0 and out.strip(), f"{pod}: probe loop failed: {err}"
         results[pod] = [(s, ip, ok) for s, ip, _port, ok in json.loads(out.strip().splitlines()[-1])["probes"]]
 
-    report = [f"chaos {time.time() - began:.0f} s, churn applies {churner.ok} ok / {churner.failed} failed"]
+    report = [f"chaos {time.time() - began:.0f} s; churn: {churner.ok} applies ok / {churner.failed} failed, "
+              f"{len(churner.seen)} pods seen, {churner.counts} in the store before each apply"]
     longest: dict[str, dict[str, float]] = {}
     for pod in ("cli", "cli1"):
         probes_ok = [(s, ok) for s, _ip, ok in results[pod]]
@@ -273,7 +282,10 @@ def test_kills_under_churn_cut_no_allowed_path_and_leak_nothing(lab: Lab, pods: 
     lab.run("delete", "-f", "-", input=PODS + "---\n" + churn(0))
     lab.wait_for(lambda: not [p for p in leaks.live_pods(lab) if p.startswith("default/")], 90, "every test pod to be gone")
     deleted, deadline = time.monotonic(), time.monotonic() + 2 * GC_INTERVAL + IDENTITY_GC_GRACE + 60
-    while (found := leaks.all_leaks(lab)) and time.monotonic() < deadline:
+    first = found = leaks.all_leaks(lab)
+    while found and time.monotonic() < deadline:
         time.sleep(2)
-    print(f"leftovers gone {time.monotonic() - deleted:.0f} s after the delete" if not found else "")
+        found = leaks.all_leaks(lab)
+    print(f"leftovers gone {time.monotonic() - deleted:.0f} s after the pods (first check: {len(first)} left, "
+          f"{sorted({x.split(' ')[0] + ' ' + x.split(' ')[1] for x in first})[:8]})")
     assert found == [], "left behind after the pods were deleted:\n" + "\n".join(found)
