@@ -31,6 +31,7 @@ from membrane.lab.processes import is_alive
 from membrane.operator.daemon import GC_INTERVAL
 from tests.lab import leaks
 from tests.lab.harness import MEMBRANE, Lab
+from tests.lab.outages import longest_after_each_kill, outages
 
 pytestmark = pytest.mark.root
 
@@ -131,33 +132,6 @@ spec:
 """
 
 
-def outages(probes: list[tuple[float, bool]]) -> list[tuple[float, float]]:
-    """(first failed start, next successful start) of every run of failed probes, by start time."""
-    runs, first, last = [], None, 0.0
-    for start, ok in sorted(probes):
-        last = start
-        if not ok and first is None:
-            first = start
-        elif ok and first is not None:
-            runs.append((first, start))
-            first = None
-    if first is not None:
-        runs.append((first, last + PROBE_EVERY))
-    return runs
-
-
-def longest_after_each_kill(runs: list[tuple[float, float]], kills: list[tuple[str, float]]) -> dict[str, float]:
-    """The longest outage that began after each kill and before the next (``baseline``: before the first)."""
-    out = {"baseline": 0.0, **{name: 0.0 for name, _ in kills}}
-    for start, end in runs:
-        owner = "baseline"
-        for name, at in kills:
-            if start >= at:
-                owner = name
-        out[owner] = max(out[owner], end - start)
-    return out
-
-
 class Churn(threading.Thread):
     """Scales the churn Deployment up and down until stopped; applies fail while etcd is dead."""
 
@@ -254,7 +228,7 @@ def test_kills_under_churn_cut_no_allowed_path_and_leak_nothing(lab: Lab, pods: 
     longest: dict[str, dict[str, float]] = {}
     for pod in ("cli", "cli1"):
         probes_ok = [(s, ok) for s, _ip, ok in results[pod]]
-        longest[pod] = longest_after_each_kill(outages(probes_ok), kills)
+        longest[pod] = longest_after_each_kill(outages(probes_ok, PROBE_EVERY), kills)
         report.append(f"{pod}: {sum(ok for _s, ok in probes_ok)}/{len(probes_ok)} connections ok; longest outage "
                       + ", ".join(f"{k} {v:.2f} s" for k, v in longest[pod].items()))
     report.append("restart to ready: " + ", ".join(f"{k} {v:.1f} s" for k, v in recovery.items()))
