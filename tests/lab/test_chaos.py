@@ -139,17 +139,17 @@ class Churn(threading.Thread):
         super().__init__(daemon=True)
         self.lab, self.stop, self.ok, self.failed = lab, threading.Event(), 0, 0
         self.seen: set[str] = set()  # names of every churn pod seen in the store
-        self.counts: list[int] = []  # churn pods in the store before each apply
+        self.counts: list[int | None] = []  # churn pods in the store before each apply (None: get failed)
 
     def run(self) -> None:
         i = 0
         while not self.stop.is_set():
             try:
                 names = {p["metadata"]["name"] for p in self.lab.get_json("pods", "-l", "app=churn")}
+                self.seen |= names
+                self.counts.append(len(names))
             except (AssertionError, ValueError):  # etcd is down
-                names = set()
-            self.seen |= names
-            self.counts.append(len(names))
+                self.counts.append(None)
             proc = self.lab.run("apply", "-f", "-", input=churn(CHURN_SIZES[i % 2]), check=False, timeout=30)
             self.ok, self.failed = self.ok + (proc.returncode == 0), self.failed + (proc.returncode != 0)
             i += proc.returncode == 0
