@@ -101,7 +101,8 @@ KEYS: dict[str, Entry] = {
     "ipv6.enabled": Fixed(False, "IPv6 is not implemented yet", "EnableIPv6", refuse_other=True),
     "hubble.enabled": Fixed(True, "every agent runs Hubble's observer", "EnableHubble"),
     "hubble.relay.enabled": Fixed(True, "every lab runs a Hubble relay"),
-    "hubble.ui.enabled": Fixed(False, "the lab ships no Hubble UI; `membrane observe` shows the same flows"),
+    "hubble.ui.enabled": Fixed(True, "Hubble UI is always available: `membrane hubble ui` serves it on loopback, "
+                                     "fed by the relay"),
     "hubble.metrics.enableOpenMetrics": Fixed(
         False, "metrics are served in the Prometheus text format, without OpenMetrics exemplars"),
     "prometheus.enabled": Fixed(True, "every agent serves Prometheus metrics (`membrane metrics list`)"),

@@ -92,7 +92,7 @@ def test_install_line_warns_only_for_keys_without_effect_and_configures_the_agen
         seed_lab: tuple[Lab, subprocess.CompletedProcess[str]]) -> None:
     lab, created = seed_lab
     warnings = [line for line in created.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 8, created.stderr
+    assert len(warnings) == 7, created.stderr
     assert all(("has no effect" in w or "is not a key of Cilium's chart" in w) for w in warnings), warnings
     for node in ("k8s-ctr", "k8s-w1", "k8s-w2"):
         cfg = _dbg_config(lab, node)

@@ -138,7 +138,7 @@ def test_the_seed_helm_lines() -> None:
                                                    "destination_ip,destination_namespace,destination_workload,"
                                                    "traffic_direction")
     warned = sorted(w.split("=")[0].split(" ")[0] for w in topo.warnings)
-    assert warned == ["bpf.hostRouting", "hubble.metrics.enableOpenMetrics", "hubble.ui.enabled",
+    assert warned == ["bpf.hostRouting", "hubble.metrics.enableOpenMetrics",
                       "installNoConntrackIptablesRules", "k8sServiceHost", "k8sServicePort", "rollOutCiliumPods"]
     running = Release(1, topo.values, cfg)
     # ip-masq-agent is built: its line goes through and keeps the install's values.
