@@ -101,7 +101,7 @@ def test_install_line_warns_only_for_keys_without_effect_and_configures_the_agen
         assert cfg["EnableL2Announcements"] == "false" and cfg["IPv4NativeRoutingCIDR"] == "192.168.0.0/16"
     text = lab.run("dbg", "config", "--all").stdout
     assert any(line.startswith("EnableL2Announcements") and line.endswith(": false") for line in text.splitlines())
-    status = lab.run("status", "--verbose").stdout
+    status = lab.run("dbg", "status", "--node", "k8s-ctr", "--verbose").stdout
     assert re.search(r"^KubeProxyReplacement:\s+True", status, re.M), status
     assert re.search(r"^Masquerading:\s+BPF\s", status, re.M), status
     values = yaml.safe_load(lab.run("lab", "values", "-o", "yaml").stdout)
