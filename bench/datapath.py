@@ -63,6 +63,8 @@ from membrane.store.txn import Op
 FILLERS = int(os.environ.get("MEMBRANE_BENCH_POLICY_ENTRIES", "10000"))
 IPTABLES_RULES = int(os.environ.get("MEMBRANE_BENCH_IPTABLES_RULES", "10000"))
 EXTRA_SERVICES = int(os.environ.get("MEMBRANE_BENCH_EXTRA_SERVICES", "10000"))
+# Helm values for the lab, e.g. MEMBRANE_BENCH_SET="bpf.hostLegacyRouting=true" to measure without host routing.
+LAB_SETTINGS = os.environ.get("MEMBRANE_BENCH_SET", "").split()
 BACKENDS_EACH = 5  # 10 000 × (5 + 1) svc slots fit Cilium's default 65 536-entry LB map
 EXTRA_ID_BASE = 40_000  # rev-NAT and backend ids far above what the agent hands out
 FILLER_IDENTITY_BASE = 2_000_000  # above the cluster identity range, below the local (CIDR) scope
@@ -258,7 +260,7 @@ def run(runs: int) -> list[Measurement]:
     workdir = tempfile.mkdtemp(prefix="membrane-bench-")
     try:
         rr = build_rr(workdir)
-        with bench_lab(2) as lab:
+        with bench_lab(2, *LAB_SETTINGS) as lab:
             paths = LabPaths(lab)
             prefix = paths.netns_prefix
             with routed_pair(prefix, "k", 77) as kernel, routed_pair(prefix, "i", 78) as ipt, \
