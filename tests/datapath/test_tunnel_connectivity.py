@@ -112,8 +112,10 @@ class Capture:
 
 
 def _ipv4_summary(frame: bytes) -> tuple[str, str, int, int] | None:
-    """(src, dst, protocol, UDP dport or 0) of an IPv4 frame; None for anything else (ARP)."""
+    """(src, dst, protocol, UDP dport or 0) of an IPv4 unicast frame; None for anything else (ARP, multicast)."""
     if struct.unpack("!H", frame[12:14])[0] != ETH_P_IP:
+        return None
+    if frame[30] & 0xF0 == 0xE0:  # multicast control the kernel sends by itself (IGMP reports), not pods'
         return None
     ihl = (frame[14] & 0x0F) * 4
     proto = frame[23]
