@@ -27,6 +27,7 @@ from membrane.agent.node_routes import sync_node_routes
 from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timestamp
 from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
+from membrane.agent.policy_names import PolicyNames
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
@@ -188,6 +189,7 @@ class Agent:
             hubble_tls=self.config.hubble_tls_enabled,
             view=ClusterView(self.services_mirror, self.slices_mirror, self.nodes_mirror, self.policy_mirrors,
                              self.ipcache_mirror, self.resources.layout.parse_ipcache_key))
+        self.observability.attribute_policy = PolicyNames(policy)
         try:
             self.observability.start()
         except Exception as exc:  # observability must never keep the datapath from running

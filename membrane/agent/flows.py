@@ -16,7 +16,7 @@ from typing import Any
 from membrane.datapath.maps import events as dpev
 from membrane.datapath.monitor import EventMonitor
 from membrane.hubble.events import DatapathEvent as FlowEvent
-from membrane.hubble.events import EndpointInfo, ServiceLookup, flow_from_event
+from membrane.hubble.events import EndpointInfo, PolicyAttributor, ServiceLookup, flow_from_event
 from membrane.hubble.ring import FlowRing
 from membrane.model import datapath_codes as codes
 from membrane.store.mirror import Mirror
@@ -98,8 +98,10 @@ class FlowPipeline:
     def __init__(self, node: str, pin_dir: str, ring: FlowRing, lookup: Callable[[str], EndpointInfo | None],
                  on_flow: Callable[[Any], None] = lambda _f: None,
                  lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None,
-                 lookup_service: ServiceLookup | None = None) -> None:
+                 lookup_service: ServiceLookup | None = None,
+                 attribute_policy: PolicyAttributor | None = None) -> None:
         self.node = node
+        self._attribute_policy = attribute_policy
         self._lookup_service = lookup_service
         self.ring = ring
         self._lookup = lookup
@@ -120,7 +122,7 @@ class FlowPipeline:
             return
         try:
             flow = flow_from_event(fev, self._lookup, lookup_endpoint=self._lookup_endpoint,
-                                   lookup_service=self._lookup_service)
+                                   lookup_service=self._lookup_service, attribute_policy=self._attribute_policy)
         except Exception as exc:  # one bad record must not stop the monitor
             self.decode_errors += 1
             log.debug("event not decoded: %s", exc)

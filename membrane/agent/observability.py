@@ -26,7 +26,7 @@ from membrane.agent.hubble_feed import AgentEventFeed, ServiceResolver, peer_tab
 from membrane.agent.node_network import NodeNetwork
 from membrane.hubble import agent_events
 from membrane.hubble.agent_metrics import AgentMetrics, AgentSources
-from membrane.hubble.events import EndpointInfo
+from membrane.hubble.events import EndpointInfo, PolicyAttributor
 from membrane.hubble.metrics import HubbleMetrics, Registry
 from membrane.hubble.ring import FlowRing
 from membrane.hubbleserver.observer import SERVER_PORT, ObserverServer
@@ -81,6 +81,7 @@ class Observability:
         self.index = PodIndex(pods, identity_of, cluster)
         self.pipeline: FlowPipeline | None = None
         self.servers: list[Any] = []
+        self.attribute_policy: PolicyAttributor | None = None  # set before start: policy names in flows
 
     def start(self) -> None:
         assert self.net.datapath is not None
@@ -91,7 +92,8 @@ class Observability:
         self.agent_events.add(agent_events.agent_started(int(self.started * 1e9)))
         self.pipeline = FlowPipeline(self.node, self.net.pin_dir, self.ring, self.index.lookup,
                                      self.hubble_metrics.process, lookup_endpoint=self._endpoint_info,
-                                     lookup_service=self.services.lookup if self.services is not None else None)
+                                     lookup_service=self.services.lookup if self.services is not None else None,
+                                     attribute_policy=self.attribute_policy)
         self.pipeline.start()
         self.registry.add_collector(self._collect_lost)
         tcp_addr: str | None = f"0.0.0.0:{OBSERVER_PORT}"

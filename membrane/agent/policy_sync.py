@@ -125,6 +125,8 @@ class PolicySync:
         self._ipcache_behind = False  # a publish failed: retry it even if nothing changed
         self._behind: set[int] = set()  # endpoints whose rows or flags a failed run left behind
         self.last_sync_seconds = 0.0
+        self.entities: dict[str, frozenset[int]] = {}  # entity name -> identities, as of the last sync
+        self.generation = 0  # bumped whenever a sync changed what the rules resolve to (caches key on it)
         self.table: Table[PolicySlot, Verdict] = Table("policy-slots", initialized=False)
         self.table.add_index("endpoint", lambda slot, _v: (slot.ep_id,))
         extra = {} if clock is None else {"clock": clock}
@@ -249,6 +251,7 @@ class PolicySync:
         fresh = set(self.cidrs.prefixes().values()) - set(self._published_cidrs.values())
         entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
+        self.entities = entities
         changed: set[int] = set(self._behind)
         for ep_id in [i for i in self._resolved if i not in endpoints]:
             del self._resolved[ep_id]
@@ -276,6 +279,7 @@ class PolicySync:
         self._publish_cidrs(release=True)  # released prefixes leave once no rule uses their numbers
         if not changed and not full:
             return
+        self.generation += 1
         self.last_sync_seconds = time.monotonic() - start
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
@@ -341,6 +345,19 @@ class PolicySync:
 
     def _named_ports(self, ep: Endpoint) -> NamedPorts:
         return pod_named_ports(self.pod_of(ep.namespace, ep.pod_name) or {})
+
+    # ---- for the policy names in flows (agent/policy_names.py) ----------------------------------------
+    def endpoint_identity(self, ep_id: int) -> int | None:
+        got = self._resolved.get(ep_id)
+        return got[0] if got is not None else None
+
+    def endpoint_named_ports(self, ep_id: int) -> NamedPorts:
+        ep = next((e for e in self.net.endpoints.list() if e.id == ep_id), None)
+        return self._named_ports(ep) if ep is not None else {}
+
+    def policy_revisions(self) -> dict[Origin, int]:
+        """Each imported policy's store revision."""
+        return {origin: rev for rev, origin in list(self._policies.values())}
 
     def resolved(self) -> list[dict[str, Any]]:
         out = []

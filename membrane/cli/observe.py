@@ -101,6 +101,8 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
     out.add_argument("-o", "--output", choices=OUTPUTS, default="compact")
     out.add_argument("--print-node-name", action="store_true", help="print the node that observed the flow")
     out.add_argument("--numeric", action="store_true", help="print IP addresses, not pod or Service names")
+    out.add_argument("--print-policy-names", action="store_true",
+                     help="print the names of the policies that allowed or denied each policy verdict")
     out.add_argument("--time-format", default="StampMilli", choices=TIME_FORMATS, metavar="FORMAT",
                      help=f"timestamps as {', '.join(TIME_FORMATS)} (default StampMilli)")
     p.set_defaults(filters=[])
@@ -227,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     except (observe_tls.TLSFlagError, TLSConfigError) as exc:
         raise CLIError(str(exc)) from None
     printer = FlowPrinter(args.output, print_node_name=args.print_node_name, numeric=args.numeric,
-                          time_format=args.time_format)
+                          time_format=args.time_format, policy_names=args.print_policy_names)
     if args.events:
         if args.output in ("table", "dict"):
             raise CLIError(f"-o {args.output} is for flows; observe {args.events} prints compact or json")

@@ -16,10 +16,11 @@ from membrane.hubble import render
 
 class FlowPrinter:
     def __init__(self, output: str = "compact", *, print_node_name: bool = False, tz: Any = None,
-                 errors: TextIO | None = None, numeric: bool = False, time_format: str = "StampMilli") -> None:
+                 errors: TextIO | None = None, numeric: bool = False, time_format: str = "StampMilli",
+                 policy_names: bool = False) -> None:
         self.output = "json" if output == "jsonpb" else output
         self.kwargs: dict[str, Any] = {"node_name": print_node_name, "tz": tz, "numeric": numeric,
-                                       "time_format": time_format}
+                                       "time_format": time_format, "policy_names": policy_names}
         self.errors = errors
         self.count = 0
         self._table: list[Any] = []

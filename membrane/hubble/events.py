@@ -71,6 +71,33 @@ class EndpointInfo:
     names: Sequence[str] = field(default=())  # DNS names known for the IP
 
 
+@dataclass(frozen=True)
+class PolicyName:
+    """A policy a verdict is attributed to, as Hubble's ``flow.Policy`` names it."""
+
+    name: str
+    namespace: str
+    kind: str
+    labels: Sequence[str] = ()
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class PolicyQuestion:
+    """Which policies decided this verdict? Asked of the agent for each policy-verdict event."""
+
+    endpoint_id: int
+    ingress: bool
+    peer_identity: int
+    protocol: int  # IP protocol number
+    port: int  # destination port (ICMP: the type)
+    denied: bool
+
+
+# the policies behind a verdict and their log values
+PolicyAttributor = Callable[[PolicyQuestion], tuple[Sequence[PolicyName], Sequence[str]]]
+_L4_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMPv4": 1, "ICMPv6": 58}
+
 Lookup = Callable[[str], EndpointInfo | None]
 # (ip, port, protocol name) -> the (namespace, name) of the Service using that address, if any
 ServiceLookup = Callable[[str, int, str], tuple[str, str] | None]
@@ -86,6 +113,25 @@ def _set_services(f: flow_pb2.Flow, lookup_service: ServiceLookup) -> None:
         owner = lookup_service(ip, port, kind)
         if owner is not None:
             target.namespace, target.name = owner
+
+
+def _set_policies(f: flow_pb2.Flow, ev: DatapathEvent, attribute: PolicyAttributor) -> None:
+    kind = f.l4.WhichOneof("protocol")
+    if ev.ingress is None or kind not in _L4_NUMBERS:
+        return
+    layer = getattr(f.l4, kind)
+    port = layer.type if kind.startswith("ICMP") else layer.destination_port
+    denied = f.verdict == flow_pb2.DROPPED
+    question = PolicyQuestion(ev.endpoint_id, ev.ingress, ev.src_identity if ev.ingress else ev.dst_identity,
+                              _L4_NUMBERS[kind], port, denied)
+    names, logs = attribute(question)
+    if ev.ingress:
+        target = f.ingress_denied_by if denied else f.ingress_allowed_by
+    else:
+        target = f.egress_denied_by if denied else f.egress_allowed_by
+    target.extend(flow_pb2.Policy(name=p.name, namespace=p.namespace, kind=p.kind, labels=list(p.labels),
+                                  revision=p.revision) for p in names)
+    f.policy_log.extend(logs)
 
 
 def _endpoint(info: EndpointInfo | None, identity: int) -> flow_pb2.Endpoint:
@@ -129,12 +175,14 @@ def flow_from_event(
     emitter_version: str = "",
     lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None,
     lookup_service: ServiceLookup | None = None,
+    attribute_policy: PolicyAttributor | None = None,
 ) -> flow_pb2.Flow:
     """Decode `event` into a Flow; `lookup(ip)` describes each end of the packet. A packet dropped
     for a spoofed source (monitor.SPOOFED_SOURCE_REASONS) names its real sender, the endpoint
     whose hook dropped it (`lookup_endpoint(endpoint id)`), not the address it claimed.
     `lookup_service(ip, port, protocol)` names the Service of each end (source_service,
-    destination_service): a frontend it is, or a backend it translates to."""
+    destination_service): a frontend it is, or a backend it translates to. `attribute_policy` names
+    the policies behind a policy verdict (``*_allowed_by``/``*_denied_by``, ``policy_log``)."""
     ev = event if isinstance(event, DatapathEvent) else DatapathEvent.from_mapping(event)
     mtype = ev.message_type
     pkt = decode_frame(ev.packet)
@@ -193,6 +241,8 @@ def flow_from_event(
         else:
             f.verdict = flow_pb2.AUDIT if ev.action == "audit" else flow_pb2.FORWARDED
             is_reply = False
+        if attribute_policy is not None and f.verdict != flow_pb2.AUDIT:
+            _set_policies(f, ev, attribute_policy)
     else:
         raise ValueError(f"unsupported monitor message type {mtype}")
     if is_reply is not None:

@@ -68,10 +68,23 @@ def event_type_text(flow: flow_pb2.Flow) -> str:
     return "UNKNOWN"
 
 
-def verdict_text(flow: flow_pb2.Flow) -> str:
-    if flow.event_type.type == monitor.MSG_POLICY_VERDICT:
-        return POLICY_VERDICT_WORDS.get(flow.verdict, flow_pb2.Verdict.Name(flow.verdict))
-    return flow_pb2.Verdict.Name(flow.verdict)
+def verdict_text(flow: flow_pb2.Flow, policy_names: bool = False) -> str:
+    """The verdict column; ``policy_names`` appends `` BY name (Kind), …`` to a policy verdict, as
+    ``hubble observe --print-policy-names`` does."""
+    if flow.event_type.type != monitor.MSG_POLICY_VERDICT:
+        return flow_pb2.Verdict.Name(flow.verdict)
+    text = POLICY_VERDICT_WORDS.get(flow.verdict, flow_pb2.Verdict.Name(flow.verdict))
+    if not policy_names or flow.verdict == flow_pb2.AUDIT:
+        return text
+    denied = flow.verdict in (flow_pb2.DROPPED, flow_pb2.ERROR)
+    if flow.traffic_direction == flow_pb2.EGRESS:
+        policies = flow.egress_denied_by if denied else flow.egress_allowed_by
+    elif flow.traffic_direction == flow_pb2.INGRESS:
+        policies = flow.ingress_denied_by if denied else flow.ingress_allowed_by
+    else:
+        return text
+    named = [f"{p.name} ({p.kind})" for p in policies if p.kind and p.name]
+    return f"{text} BY {', '.join(named)}" if named else text
 
 
 def summary_text(flow: flow_pb2.Flow) -> str:
@@ -91,14 +104,14 @@ def _ends(flow: flow_pb2.Flow, numeric: bool) -> tuple[str, str, str]:
 
 def compact(
     flow: flow_pb2.Flow, *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC,
-    time_format: str = "StampMilli",
+    time_format: str = "StampMilli", policy_names: bool = False,
 ) -> str:
     """One `hubble observe` compact line."""
     first, arrow, second = _ends(flow, numeric)
     node = f" [{flow.node_name}]" if node_name else ""
     return (
         f"{timestamp(flow, tz, time_format)}{node}: {first} {arrow} {second} "
-        f"{event_type_text(flow)} {verdict_text(flow)} ({summary_text(flow)})"
+        f"{event_type_text(flow)} {verdict_text(flow, policy_names)} ({summary_text(flow)})"
     )
 
 
@@ -122,11 +135,11 @@ def jsonpb(message: flow_pb2.Flow | observer_pb2.GetFlowsResponse) -> str:
 
 
 def _columns(flow: flow_pb2.Flow, node_name: bool, numeric: bool, tz: tzinfo | None,
-             time_format: str = "StampMilli") -> list[str]:
+             time_format: str = "StampMilli", policy_names: bool = False) -> list[str]:
     first, _, second = _ends(flow, numeric)
     src, dst = first.rsplit(" ", 1)[0], second.rsplit(" ", 1)[0]
     cols = [timestamp(flow, tz, time_format)] + ([flow.node_name] if node_name else [])
-    return cols + [src, dst, event_type_text(flow), verdict_text(flow), summary_text(flow)]
+    return cols + [src, dst, event_type_text(flow), verdict_text(flow, policy_names), summary_text(flow)]
 
 
 def table_columns(flow: flow_pb2.Flow) -> list[str]:
@@ -136,7 +149,7 @@ def table_columns(flow: flow_pb2.Flow) -> list[str]:
 
 def dict_block(
     flow: flow_pb2.Flow, *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC,
-    time_format: str = "StampMilli",
+    time_format: str = "StampMilli", policy_names: bool = False,
 ) -> str:
     """One `-o dict` block (without the dash separator)."""
     keys = (
@@ -144,7 +157,7 @@ def dict_block(
         + (["NODE"] if node_name else [])
         + ["SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"]
     )
-    values = _columns(flow, node_name, numeric, tz, time_format)
+    values = _columns(flow, node_name, numeric, tz, time_format, policy_names)
     return "\n".join(f"{k:>11}: {v}" for k, v in zip(keys, values, strict=True))
 
 
@@ -155,7 +168,7 @@ def dicts(flows: Iterable[flow_pb2.Flow], **kwargs: object) -> str:
 
 def table(
     flows: Sequence[flow_pb2.Flow], *, node_name: bool = False, numeric: bool = False, tz: tzinfo | None = UTC,
-    time_format: str = "StampMilli",
+    time_format: str = "StampMilli", policy_names: bool = False,
 ) -> str:
     """`-o table`: aligned columns under TIMESTAMP [NODE] SOURCE DESTINATION TYPE VERDICT SUMMARY."""
     header = (
@@ -163,7 +176,7 @@ def table(
         + (["NODE"] if node_name else [])
         + ["SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"]
     )
-    rows = [header] + [_columns(f, node_name, numeric, tz, time_format) for f in flows]
+    rows = [header] + [_columns(f, node_name, numeric, tz, time_format, policy_names) for f in flows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [
         "   ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "   " + r[-1] for r in rows

@@ -154,3 +154,8 @@ def _expand(spec: PortSpec, peer: int, lookup: NameLookup) -> list[tuple[int, in
             return [(PROTO_ANY, 0, 0)]
         return [(p, spec.port, spec.end_port or spec.port) for p in ANY_PORT_PROTOCOLS]
     return [(PROTOCOL_NUMBERS[spec.protocol], spec.port, spec.end_port or spec.port)]
+
+
+# For :mod:`membrane.policy.attribution`, which asks the same questions of one rule.
+rule_peer_identities = _peer_identities
+rule_ports = _l4

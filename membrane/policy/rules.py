@@ -12,6 +12,7 @@ Callers pass objects already checked by :func:`membrane.model.validate.validate_
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,7 @@ class Rule:
     has_l7: bool = False
     node_selector: EndpointSelector | None = None  # clusterwide host policy (subject = host endpoints)
     unsupported: tuple[str, ...] = ()  # peer kinds accepted but not enforced here (toFQDNs, ...)
+    log: str = ""  # the policy's ``log.value``: copied into Hubble's ``policy_log`` for flows it decides
 
     @property
     def peer_selectors(self) -> tuple[Selector, ...]:
@@ -164,7 +166,8 @@ def _rules_of_spec(spec: Mapping[str, Any], origin: Origin, context: PolicyConte
             for item in items:
                 out.append(_rule_of_item(item, origin, subject, direction, deny, bool(default_deny), node_selector,
                                          context))
-    return out
+    log = str((spec.get("log") or {}).get("value") or "")
+    return [dataclasses.replace(r, log=log) for r in out] if log else out
 
 
 def _rule_of_item(

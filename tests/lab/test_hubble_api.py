@@ -231,3 +231,50 @@ def test_unmodified_hubble_cli(lab: Lab, app: dict, hubble) -> None:  # type: ig
         ticker.cancel()
         ticker.join()
     assert "FORWARDED" in line
+
+
+NAMED_POLICIES = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: hb-names-allow}
+spec:
+  endpointSelector: {matchLabels: {app: webpod}}
+  ingress: [{fromEndpoints: [{matchLabels: {app: hb-client}}], toPorts: [{ports: [{port: "80"}]}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: hb-names-deny}
+spec:
+  endpointSelector: {matchLabels: {app: webpod}}
+  log: {value: webpod-81-denied}
+  ingressDeny: [{fromEndpoints: [{matchLabels: {app: hb-client}}], toPorts: [{ports: [{port: "81"}]}]}]
+"""
+
+
+def test_policy_verdicts_name_the_policies(lab: Lab, app: dict) -> None:
+    """`observe --print-policy-names` and ingress_allowed_by/ingress_denied_by, from the agent's rules."""
+    backend = app["pods"]["webpod-1"]["status"]["podIP"]
+    lab.apply(NAMED_POLICIES)
+    try:
+        def verdicts(port: int, word: str) -> str | None:
+            lab.exec("hb-client", "curl", "-s", "--max-time", "1", f"http://{backend}:{port}/", check=False)
+            out = lab.run("observe", "--last", "2000", "--type", "policy-verdict", "--to-ip", backend,
+                          "--to-port", str(port), "--print-policy-names", timeout=30).stdout
+            lines = [line for line in out.splitlines() if word in line]
+            return lines[-1] if lines else None
+        allowed = lab.wait_for(lambda: verdicts(80, "ALLOWED BY"), 20, "an allowed verdict with its policy")
+        assert "ALLOWED BY hb-names-allow (CiliumNetworkPolicy)" in allowed, allowed
+        denied = lab.wait_for(lambda: verdicts(81, "DENIED BY"), 20, "a denied verdict with its policy")
+        assert "DENIED BY hb-names-deny (CiliumNetworkPolicy)" in denied, denied
+        out = lab.run("observe", "--last", "2000", "--type", "policy-verdict", "--to-ip", backend, "--to-port",
+                      "81", "-o", "json").stdout
+        flows = [json.loads(line)["flow"] for line in out.splitlines() if line.strip()]
+        named = [f for f in flows if f.get("ingress_denied_by")]
+        assert named, flows[-1:]
+        policy = named[-1]["ingress_denied_by"][0]
+        assert policy["name"] == "hb-names-deny" and policy["namespace"] == "default"
+        assert policy["kind"] == "CiliumNetworkPolicy" and int(policy["revision"]) > 0
+        assert "k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy" in policy["labels"]
+        assert named[-1]["policy_log"] == ["webpod-81-denied"]
+    finally:
+        lab.run("delete", "cnp", "hb-names-allow", "hb-names-deny", check=False)

@@ -172,3 +172,34 @@ def test_spoofed_arp_drop_names_the_sender() -> None:
                          "endpoint_id": 77, "src_identity": 54500, "packet": arp_frame},
                         lookup, uuid_factory=lambda: "u-1", lookup_endpoint=by_endpoint)
     assert f.source.pod_name == "attacker" and f.drop_reason_desc == flow_pb2.INVALID_SOURCE_MAC
+
+
+def test_policy_verdicts_name_their_policies() -> None:
+    from membrane.hubble.events import PolicyName, PolicyQuestion
+    from membrane.hubble.render import compact
+
+    asked: list[PolicyQuestion] = []
+
+    def attribute(q: PolicyQuestion) -> tuple[list[PolicyName], list[str]]:
+        asked.append(q)
+        if q.denied:
+            return [PolicyName("deny-all", "", "CiliumClusterwideNetworkPolicy")], ["denied!"]
+        return [PolicyName("a", "default", "CiliumNetworkPolicy"), PolicyName("b", "default", "NetworkPolicy")], []
+
+    base = {"node_name": "k8s-w1", "timestamp_ns": T0, "kind": "policy-verdict", "endpoint_id": 2345,
+            "src_identity": 7, "dst_identity": 9}
+    allowed = flow_from_event({**base, "packet": frame(6, tcp(41234, 80, 0x02)), "ingress": True, "action": "allow"},
+                              lookup, attribute_policy=attribute)
+    assert asked[-1] == PolicyQuestion(2345, True, 7, 6, 80, False)  # ingress: the peer is the source
+    assert [p.name for p in allowed.ingress_allowed_by] == ["a", "b"] and not allowed.egress_allowed_by
+    assert "ALLOWED BY a (CiliumNetworkPolicy), b (NetworkPolicy)" in compact(allowed, policy_names=True)
+    assert "ALLOWED (" in compact(allowed)  # names only when asked for
+    denied = flow_from_event({**base, "packet": frame(17, udp(5353, 53)), "ingress": False, "action": "deny"},
+                             lookup, attribute_policy=attribute)
+    assert asked[-1] == PolicyQuestion(2345, False, 9, 17, 53, True)  # egress: the peer is the destination
+    assert [p.kind for p in denied.egress_denied_by] == ["CiliumClusterwideNetworkPolicy"]
+    assert list(denied.policy_log) == ["denied!"]
+    assert "DENIED BY deny-all (CiliumClusterwideNetworkPolicy)" in compact(denied, policy_names=True)
+    trace = flow_from_event({**base, "kind": "trace", "packet": frame(6, tcp(1, 2, 0x10))}, lookup,
+                            attribute_policy=attribute)
+    assert len(asked) == 2 and not trace.ingress_allowed_by  # traces are not verdicts
