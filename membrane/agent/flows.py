@@ -62,6 +62,7 @@ class PodIndex:
         self._identity_of = identity_of
         self._cluster = cluster
         self._by_ip: dict[str, dict[str, Any]] = {}
+        self._infos: dict[str, EndpointInfo] = {}  # ip -> what lookup last said (until the pods change)
         self._lock = threading.Lock()
         self._stale = True
         pods.subscribe(lambda *_: self._mark())
@@ -83,15 +84,23 @@ class PodIndex:
         with self._lock:
             if self._stale:
                 self._rebuild()
+                self._infos = {}
             pod = self._by_ip.get(ip)
+            infos = self._infos
         identity = self._identity_of(ip)
         if pod is None:
             return EndpointInfo(identity=identity) if identity else None
+        cached = infos.get(ip)
+        if cached is not None and cached.identity == identity:
+            return cached
         meta = pod["metadata"]
         labels = [f"k8s:{k}={v}" for k, v in sorted((meta.get("labels") or {}).items())]
         labels.append(f"k8s:io.kubernetes.pod.namespace={meta['namespace']}")
-        return EndpointInfo(identity=identity, namespace=meta["namespace"], pod_name=meta["name"],
-                            labels=sorted(labels), workloads=workloads_of(pod), cluster_name=self._cluster)
+        info = EndpointInfo(identity=identity, namespace=meta["namespace"], pod_name=meta["name"],
+                            labels=tuple(sorted(labels)), workloads=tuple(workloads_of(pod)),
+                            cluster_name=self._cluster)
+        infos[ip] = info
+        return info
 
 
 class FlowPipeline:

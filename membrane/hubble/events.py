@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import uuid as uuidlib
+import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any
 
 from membrane.hubble import monitor
@@ -134,7 +136,44 @@ def _set_policies(f: flow_pb2.Flow, ev: DatapathEvent, attribute: PolicyAttribut
     f.policy_log.extend(logs)
 
 
+_UUID_SEED = int.from_bytes(os.urandom(16), "big")
+_UUID_COUNTER = itertools.count()
+_UUID_MASK = (1 << 128) - 1 ^ (0xF << 76) ^ (0x3 << 62)
+_UUID_BITS = (0x4 << 76) | (0x2 << 62)  # version 4, RFC 4122 variant
+
+
+def flow_uuid() -> str:
+    """A version-4-shaped UUID, unique within this process: a random base plus a counter (one
+    os.urandom per flow would cost as much as building the rest of the flow)."""
+    n = ((_UUID_SEED + next(_UUID_COUNTER)) & _UUID_MASK) | _UUID_BITS
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@lru_cache(maxsize=8)
+def _emitter(version: str) -> flow_pb2.Emitter:
+    return flow_pb2.Emitter(name="Hubble", version=version)
+
+
+_ENDPOINTS: dict[tuple[EndpointInfo, int], flow_pb2.Endpoint] = {}
+_ENDPOINTS_MAX = 4096
+
+
 def _endpoint(info: EndpointInfo | None, identity: int) -> flow_pb2.Endpoint:
+    """The Endpoint message of one end (built once per (info, identity): shared, copy it)."""
+    key = (info, identity)
+    try:
+        cached = _ENDPOINTS.get(key)  # type: ignore[arg-type]
+    except TypeError:  # labels given as a list: not hashable, built every time
+        return _build_endpoint(info, identity)
+    if cached is None:
+        if len(_ENDPOINTS) >= _ENDPOINTS_MAX:
+            _ENDPOINTS.clear()
+        cached = _ENDPOINTS[key] = _build_endpoint(info, identity)  # type: ignore[index]
+    return cached
+
+
+def _build_endpoint(info: EndpointInfo | None, identity: int) -> flow_pb2.Endpoint:
     ep = flow_pb2.Endpoint(identity=identity)
     if info is None:
         return ep
@@ -171,7 +210,7 @@ def flow_from_event(
     event: DatapathEvent | Mapping[str, Any],
     lookup: Lookup,
     *,
-    uuid_factory: Callable[[], str] = lambda: str(uuidlib.uuid4()),
+    uuid_factory: Callable[[], str] | None = None,
     emitter_version: str = "",
     lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None,
     lookup_service: ServiceLookup | None = None,
@@ -186,10 +225,9 @@ def flow_from_event(
     ev = event if isinstance(event, DatapathEvent) else DatapathEvent.from_mapping(event)
     mtype = ev.message_type
     pkt = decode_frame(ev.packet)
-    f = flow_pb2.Flow(uuid=uuid_factory(), node_name=ev.node_name, Type=flow_pb2.L3_L4)
-    f.time.FromNanoseconds(ev.timestamp_ns)
-    f.emitter.name = "Hubble"
-    f.emitter.version = emitter_version
+    f = flow_pb2.Flow(uuid=(uuid_factory or flow_uuid)(), node_name=ev.node_name, Type=flow_pb2.L3_L4)
+    f.time.seconds, f.time.nanos = divmod(ev.timestamp_ns, 1_000_000_000)
+    f.emitter.CopyFrom(_emitter(emitter_version))
     if pkt.ethernet is not None:
         f.ethernet.CopyFrom(pkt.ethernet)
     src_info = dst_info = None
@@ -249,5 +287,5 @@ def flow_from_event(
         f.is_reply.value = is_reply
         f.reply = is_reply
     f.traffic_direction = _direction(ev, src_info, is_reply)
-    f.Summary = summary(pkt.l4, pkt.ip)
+    f.Summary = pkt.summary or summary(pkt.l4, pkt.ip)
     return f

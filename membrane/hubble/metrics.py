@@ -184,12 +184,22 @@ TRACE_POINT_NAMES = tuple(codes.TRACE_POINT_NAMES[i] for i in range(len(codes.TR
 _L4_NAMES = {"TCP": "TCP", "UDP": "UDP", "ICMPv4": "ICMPv4", "ICMPv6": "ICMPv6", "SCTP": "SCTP"}
 _L7_NAMES = {"dns": "DNS", "http": "HTTP", "kafka": "Kafka"}
 _APP_LABELS = ("k8s:app.kubernetes.io/name", "k8s:k8s-app", "k8s:app")
+_DROPPED = 2  # flow.Verdict DROPPED
+_FORWARDED = (1, 5)  # flow.Verdict FORWARDED, REDIRECTED
+_ENUM_NAMES: dict[tuple[str, str], dict[int, str]] = {}
+
+
 def enum_name(message: Any, field_name: str) -> str:
-    """The enum value name of ``message.<field_name>`` from the message descriptor."""
-    enum = message.DESCRIPTOR.fields_by_name[field_name].enum_type
+    """The enum value name of ``message.<field_name>`` from the message descriptor (the number → name
+    table is built once per field: this runs several times for every flow)."""
     value = getattr(message, field_name)
-    found = enum.values_by_number.get(value)
-    return found.name if found is not None else str(value)
+    key = (message.DESCRIPTOR.full_name, field_name)
+    names = _ENUM_NAMES.get(key)
+    if names is None:
+        enum = message.DESCRIPTOR.fields_by_name[field_name].enum_type
+        names = _ENUM_NAMES[key] = {v.number: v.name for v in enum.values}
+    found = names.get(value)
+    return found if found is not None else str(value)
 
 
 def flow_protocol(flow: Any) -> str:
@@ -304,9 +314,14 @@ class HubbleMetrics:
         self.lost_events.inc([source], count)
 
     @staticmethod
-    def _inc(family: MetricFamily, flow: Any, ctx: tuple[str, ...], labels: dict[str, str]) -> None:
-        labels.update({name: context_value(flow, name) for name in ctx})
-        family.inc(labels)
+    def _inc(family: MetricFamily, flow: Any, ctx: tuple[str, ...], values: tuple[str, ...],
+             ctx_first: bool = False) -> None:
+        """Count one flow: ``values`` are the metric's own labels in the family's order; the
+        labelsContext values go before them (drop, ``ctx_first``) or after them (the others)."""
+        if ctx:
+            extra = tuple(context_value(flow, name) for name in ctx)
+            values = extra + values if ctx_first else values + extra
+        family.values[values] = family.values.get(values, 0.0) + 1.0
 
     def _flow(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
         kind, subtype = flow.event_type.type, ""
@@ -315,50 +330,35 @@ class HubbleMetrics:
             subtype = _L7_NAMES.get(flow.l7.WhichOneof("record") or "", "") if flow.HasField("l7") else ""
         elif kind == 4 and 0 <= flow.event_type.sub_type < len(TRACE_POINT_NAMES):
             subtype = TRACE_POINT_NAMES[flow.event_type.sub_type]
-        self._inc(
-            family,
-            flow,
-            ctx,
-            {
-                "protocol": flow_protocol(flow),
-                "type": type_name,
-                "subtype": subtype,
-                "verdict": enum_name(flow, "verdict"),
-            },
-        )
+        self._inc(family, flow, ctx, (flow_protocol(flow), type_name, subtype, enum_name(flow, "verdict")))
 
     def _drop(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
-        if enum_name(flow, "verdict") != "DROPPED":
+        if flow.verdict != _DROPPED:
             return
-        self._inc(
-            family,
-            flow,
-            ctx,
-            {"reason": enum_name(flow, "drop_reason_desc"), "protocol": flow_protocol(flow)},
-        )
+        self._inc(family, flow, ctx, (enum_name(flow, "drop_reason_desc"), flow_protocol(flow)), ctx_first=True)
 
     @staticmethod
     def _forwarded(flow: Any) -> bool:
-        return enum_name(flow, "verdict") in ("FORWARDED", "REDIRECTED")
+        return flow.verdict in _FORWARDED
 
     def _tcp(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
-        if not self._forwarded(flow) or not flow.HasField("l4") or flow.l4.WhichOneof("protocol") != "TCP":
+        if flow.verdict not in _FORWARDED or not flow.HasField("l4") or flow.l4.WhichOneof("protocol") != "TCP":
             return
         flags, fam = flow.l4.TCP.flags, enum_name(flow.IP, "ipVersion")
         names = (["FIN"] if flags.FIN else []) + (["RST"] if flags.RST else [])
         if flags.SYN:
             names.append("SYN-ACK" if flags.ACK else "SYN")
         for name in names:
-            self._inc(family, flow, ctx, {"flag": name, "family": fam})
+            self._inc(family, flow, ctx, (name, fam))
 
     def _port(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
-        if not self._forwarded(flow) or not flow.HasField("is_reply") or flow.is_reply.value:
+        if flow.verdict not in _FORWARDED or not flow.HasField("is_reply") or flow.is_reply.value:
             return
         proto = flow.l4.WhichOneof("protocol") if flow.HasField("l4") else None
         if proto not in ("TCP", "UDP", "SCTP"):
             return
         port = getattr(flow.l4, proto).destination_port
-        self._inc(family, flow, ctx, {"protocol": proto, "port": str(port)})
+        self._inc(family, flow, ctx, (proto, str(port)))
 
     def _icmp(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
         proto = flow.l4.WhichOneof("protocol") if flow.HasField("l4") else None
@@ -366,4 +366,4 @@ class HubbleMetrics:
             return
         icmp, fam = getattr(flow.l4, proto), "IPv4" if proto == "ICMPv4" else "IPv6"
         name = icmp_type_name(4 if proto == "ICMPv4" else 6, icmp.type, icmp.code)
-        self._inc(family, flow, ctx, {"family": fam, "type": name})
+        self._inc(family, flow, ctx, (fam, name))

@@ -4,8 +4,10 @@ ICMPv4/ICMPv6) into Flow fields, and Hubble's L3/L4 summary text."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from membrane.hubble.proto.flow import flow_pb2
 
@@ -105,6 +107,7 @@ class DecodedPacket:
     ethernet: flow_pb2.Ethernet | None = None
     ip: flow_pb2.IP | None = None
     l4: flow_pb2.Layer4 | None = None
+    summary: str = ""  # Hubble's L3/L4 summary when decode_frame knows it already (TCP), else ""
 
 
 def _mac(raw: bytes) -> str:
@@ -123,13 +126,24 @@ def icmp_type_name(version: int, icmp_type: int, code: int) -> str:
     return f"{name}({names[code]})" if code < len(names) else f"{name}(Code: {code})"
 
 
+@lru_cache(maxsize=512)
+def _tcp_summary(offset_ns: int, bits: int) -> str:
+    return f"TCP Flags: {tcp_flags_text(_tcp_flags(offset_ns, bits))}"
+
+
+@lru_cache(maxsize=512)
+def _tcp_flags(offset_ns: int, bits: int) -> flow_pb2.TCPFlags:
+    flags = flow_pb2.TCPFlags(**{n: bool(bits & b) for n, b in _TCP_FLAG_BITS.items()})
+    flags.NS = bool(offset_ns & 0x01)
+    return flags
+
+
 def _l4(proto: int, data: bytes, version: int) -> flow_pb2.Layer4 | None:
     if proto == IPPROTO_TCP and len(data) >= 14:
         sport, dport = struct.unpack_from("!HH", data)
-        offset_ns, bits = data[12], data[13]
-        flags = flow_pb2.TCPFlags(**{n: bool(bits & b) for n, b in _TCP_FLAG_BITS.items()})
-        flags.NS = bool(offset_ns & 0x01)
-        return flow_pb2.Layer4(TCP=flow_pb2.TCP(source_port=sport, destination_port=dport, flags=flags))
+        tcp = flow_pb2.TCP(source_port=sport, destination_port=dport)
+        tcp.flags.CopyFrom(_tcp_flags(data[12] & 0x01, data[13]))
+        return flow_pb2.Layer4(TCP=tcp)
     if proto == IPPROTO_UDP and len(data) >= 4:
         sport, dport = struct.unpack_from("!HH", data)
         return flow_pb2.Layer4(UDP=flow_pb2.UDP(source_port=sport, destination_port=dport))
@@ -143,24 +157,38 @@ def _l4(proto: int, data: bytes, version: int) -> flow_pb2.Layer4 | None:
     return None
 
 
+# A flood of events repeats the same few addresses: their text forms are computed once.
+@lru_cache(maxsize=4096)
+def _ethernet(macs: bytes) -> flow_pb2.Ethernet:
+    return flow_pb2.Ethernet(source=_mac(macs[6:12]), destination=_mac(macs[0:6]))
+
+
+@lru_cache(maxsize=8192)
+def _ipv4(addrs: bytes) -> flow_pb2.IP:
+    return flow_pb2.IP(source=socket.inet_ntoa(addrs[:4]), destination=socket.inet_ntoa(addrs[4:]),
+                       ipVersion=flow_pb2.IPv4)
+
+
 def decode_frame(frame: bytes) -> DecodedPacket:
-    """Decode an Ethernet frame (first byte = destination MAC); truncated layers are left out."""
+    """Decode an Ethernet frame (first byte = destination MAC); truncated layers are left out.
+    The Ethernet and IPv4 messages are shared between calls (cached): copy them, never change them."""
     out = DecodedPacket()
     if len(frame) < 14:
         return out
-    out.ethernet = flow_pb2.Ethernet(source=_mac(frame[6:12]), destination=_mac(frame[0:6]))
+    out.ethernet = _ethernet(bytes(frame[0:12]))
     ethertype, offset = struct.unpack_from("!H", frame, 12)[0], 14
     if ethertype == ETH_P_8021Q and len(frame) >= 18:
         ethertype, offset = struct.unpack_from("!H", frame, 16)[0], 18
     if ethertype == ETH_P_IP and len(frame) >= offset + 20:
         ihl = (frame[offset] & 0x0F) * 4
         proto = frame[offset + 9]
-        src = ipaddress.IPv4Address(frame[offset + 12 : offset + 16])
-        dst = ipaddress.IPv4Address(frame[offset + 16 : offset + 20])
-        out.ip = flow_pb2.IP(source=str(src), destination=str(dst), ipVersion=flow_pb2.IPv4)
+        out.ip = _ipv4(bytes(frame[offset + 12 : offset + 20]))
         frag = struct.unpack_from("!H", frame, offset + 6)[0] & 0x1FFF
         if frag == 0:
-            out.l4 = _l4(proto, frame[offset + ihl :], 4)
+            l4_data = frame[offset + ihl :]
+            out.l4 = _l4(proto, l4_data, 4)
+            if proto == IPPROTO_TCP and out.l4 is not None:
+                out.summary = _tcp_summary(l4_data[12] & 0x01, l4_data[13])
     elif ethertype == ETH_P_IPV6 and len(frame) >= offset + 40:
         proto = frame[offset + 6]
         src = ipaddress.IPv6Address(frame[offset + 8 : offset + 24])

@@ -142,3 +142,17 @@ def test_encode_refuses_more_bytes_than_fit() -> None:
     too_long = DatapathEvent(**{**event.__dict__, "packet": bytes(EVENT_CAPTURE_LEN + 1)})
     with pytest.raises(ValueError, match="at most 128"):
         encode(too_long)
+
+
+def test_struct_header_matches_the_ctypes_record() -> None:
+    """decode() reads the header with struct; its layout must be EventRecord's, field by field."""
+    import struct
+
+    from membrane.datapath.maps import events as ev
+
+    assert ev.HEADER.size == ev.EVENT_HEADER_LEN
+    fmt = ev.HEADER.format[1:]
+    for i, name in enumerate(ev.HEADER_FIELDS):
+        field = getattr(ev.EventRecord, name)
+        assert struct.calcsize("<" + fmt[:i]) == field.offset, name
+        assert struct.calcsize("<" + fmt[i]) == field.size, name
