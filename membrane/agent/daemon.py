@@ -188,7 +188,8 @@ class Agent:
             capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled,
             hubble_tls=self.config.hubble_tls_enabled,
             view=ClusterView(self.services_mirror, self.slices_mirror, self.nodes_mirror, self.policy_mirrors,
-                             self.ipcache_mirror, self.resources.layout.parse_ipcache_key))
+                             self.ipcache_mirror, self.resources.layout.parse_ipcache_key),
+            controllers_failing=lambda: sum(not c["healthy"] for c in self.controllers.statuses()))
         self.observability.attribute_policy = PolicyNames(policy)
         try:
             self.observability.start()

@@ -15,6 +15,7 @@ alone, where Cilium serves ``hubble.metrics.port``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from membrane.hubbleserver.observer import SERVER_PORT, ObserverServer
 from membrane.hubbleserver.tls import ServerTLS, TLSConfigError
 from membrane.metricsserver.server import MetricsServer
 from membrane.model.naming import LabPaths
+from membrane.model.node_conditions import unreachable
 from membrane.store.mirror import Mirror
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class Observability:
                  identity_of: Callable[[str], int], endpoint_states: Callable[[], Mapping[str, int]],
                  policy_info: Callable[[], tuple[int, int]], capacity: int = FLOW_CAPACITY,
                  metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS, hubble_tls: bool = True,
-                 view: ClusterView | None = None) -> None:
+                 view: ClusterView | None = None, controllers_failing: Callable[[], int] | None = None) -> None:
         self.paths = LabPaths(lab)
         self.cluster = cluster
         self.view = view
@@ -77,7 +79,8 @@ class Observability:
         self.registry = Registry()
         self.hubble_metrics = HubbleMetrics(self.registry, list(metrics_enabled))
         self.agent_metrics = AgentMetrics(self.registry, AgentSources(
-            endpoint_states=endpoint_states, policy=policy_info, datapath=self._datapath_counters))
+            endpoint_states=endpoint_states, policy=policy_info, datapath=self._datapath_counters,
+            controllers_failing=controllers_failing, unreachable_nodes=self._unreachable_nodes))
         self.index = PodIndex(pods, identity_of, cluster)
         self.pipeline: FlowPipeline | None = None
         self.servers: list[Any] = []
@@ -135,6 +138,18 @@ class Observability:
     def _endpoint_id(self, ip: str) -> int:
         ep = self.net.endpoints.by_ip(ip)
         return ep.id if ep is not None else 0
+
+    def _unreachable_nodes(self) -> int:
+        """Other nodes of the cluster whose Ready condition is not True (their agent is gone)."""
+        if self.view is None:
+            return 0
+        nodes = []
+        for kv in self.view.nodes.items():
+            try:
+                nodes.append(json.loads(kv.value))
+            except ValueError:
+                continue
+        return unreachable(nodes, self.node)
 
     def _perf_lost(self) -> int:
         return self.pipeline.monitor.counters().lost if self.pipeline is not None else 0

@@ -55,12 +55,15 @@ class AgentSources:
     ``identities``: identity type (``cluster_local``, ``node_local``, ``reserved`` …) → count.
     ``policy``: (rules loaded, highest policy revision).
     ``datapath``: absolute counters from the BPF metrics map, (drops, forwards).
+    ``controllers_failing``, ``unreachable_nodes``: counts for the gauges of those names.
     """
 
     endpoint_states: Callable[[], Mapping[str, int]] | None = None
     identities: Callable[[], Mapping[str, int]] | None = None
     policy: Callable[[], tuple[int, int]] | None = None
     datapath: Callable[[], tuple[DropCounters, ForwardCounters]] | None = None
+    controllers_failing: Callable[[], int] | None = None  # controllers whose last run failed
+    unreachable_nodes: Callable[[], int] | None = None  # other nodes not Ready
 
 
 class AgentMetrics:
@@ -113,6 +116,8 @@ class AgentMetrics:
         )
         self.version = registry.gauge("cilium_version", "Cilium version", ["version", "revision", "arch"])
         self.version.set([MEMBRANE_VERSION, "", platform.machine() or "unknown"], 1)
+        self.controllers_failing = registry.gauge("cilium_controllers_failing", "Number of failing controllers")
+        self.unreachable_nodes = registry.gauge("cilium_unreachable_nodes", "Number of nodes that cannot be reached")
         self.sources = sources or AgentSources()
         registry.add_collector(self.collect)
 
@@ -165,3 +170,7 @@ class AgentMetrics:
             self.set_policy(*s.policy())
         if s.datapath is not None:
             self.set_datapath_counters(*s.datapath())
+        if s.controllers_failing is not None:
+            self.controllers_failing.set((), s.controllers_failing())
+        if s.unreachable_nodes is not None:
+            self.unreachable_nodes.set((), s.unreachable_nodes())

@@ -9,6 +9,7 @@ datapath keeps forwarding with its last state meanwhile; what is unavailable is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 UP = {
@@ -47,3 +48,9 @@ def agent_conditions(conditions: list[dict[str, Any]], agent_up: bool, now: str)
 def is_up(conditions: list[dict[str, Any]]) -> bool:
     """Ready=True (a node the operator may have to mark down)."""
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def unreachable(nodes: Iterable[Mapping[str, Any]], me: str) -> int:
+    """How many Nodes other than ``me`` are not Ready (``cilium_unreachable_nodes``)."""
+    return sum(1 for n in nodes if (n.get("metadata") or {}).get("name") != me
+               and not is_up((n.get("status") or {}).get("conditions") or []))

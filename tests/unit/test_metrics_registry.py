@@ -61,7 +61,10 @@ def test_agent_metrics_from_callbacks_and_pushes() -> None:
         identities=lambda: {"cluster_local": 4, "reserved": 10},
         policy=lambda: (2, 7),
         datapath=lambda: ({(133, "ingress"): (5, 300), (181, "EGRESS"): (1, 60)}, {"INGRESS": (100, 9000)}),
+        controllers_failing=lambda: failing[0],
+        unreachable_nodes=lambda: 2,
     ))
+    failing = [1]
     am.map_op("policy", "update")
     am.map_op("policy", "update")
     am.map_op("ipcache", "delete", "fail")
@@ -79,10 +82,14 @@ def test_agent_metrics_from_callbacks_and_pushes() -> None:
     assert samples[("cilium_bpf_map_ops_total", (("map_name", "policy"), ("operation", "update"),
                                                  ("outcome", "success")))] == 2
     assert samples[("cilium_policy_regeneration_time_stats_seconds_count", (("scope", "total"),))] == 1
+    assert samples[("cilium_controllers_failing", ())] == 1
+    assert samples[("cilium_unreachable_nodes", ())] == 2
     state.pop("waiting-for-identity")
+    failing[0] = 0
     samples = {(s.name, s.labels): s.value for s in reg.samples()}
     assert ("cilium_endpoint_state", (("endpoint_state", "waiting-for-identity"),)) not in samples
     assert samples[("cilium_endpoint", ())] == 3
+    assert samples[("cilium_controllers_failing", ())] == 0
     assert drop_reason_text(999) == "999"
 
 
