@@ -10,37 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
+from membrane.hubble import exposition
 from membrane.model.naming import LabPaths
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
 def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
-    """Prometheus text format → ``[(name, labels, value)]`` (comments and blank lines skipped)."""
-    out = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if m is None:
-            raise ValueError(f"line {lineno}: not a sample: {raw!r}")
-        labels: dict[str, str] = {}
-        body, pos = m.group(2) or "", 0
-        while pos < len(body):
-            lm = _LABEL.match(body, pos)
-            if lm is None:
-                raise ValueError(f"line {lineno}: bad labels: {body!r}")
-            labels[lm.group(1)] = re.sub(r'\\[\\"n]', lambda e: _UNESCAPE[e.group(0)], lm.group(2))
-            pos = lm.end()
-        out.append((m.group(1), labels, float(m.group(3))))
-    return out
+    """Prometheus text format → ``[(name, labels, value)]`` (prometheus-client's parser)."""
+    return exposition.parse(text)
 
 
 def metrics_rows(text: str, match: str | None = None) -> list[tuple[str, str, float]]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from membrane.hubble import exposition
 from membrane.hubble.packet import icmp_type_name
 from membrane.model import datapath_codes as codes
 
@@ -99,20 +100,6 @@ class MetricFamily:
             out.append(Sample(f"{self.name}_count", base, row[-1]))
         return out
 
-    def exposition(self) -> str:
-        lines = [
-            f"# HELP {self.name} {self.help.replace(chr(92), chr(92) * 2).replace(chr(10), ' ')}",
-            f"# TYPE {self.name} {self.type}",
-        ]
-        for s in self.samples():
-            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in s.labels)
-            lines.append(
-                f"{s.name}{{{labels}}} {format_value(s.value)}"
-                if labels
-                else f"{s.name} {format_value(s.value)}"
-            )
-        return "\n".join(lines) + "\n"
-
 
 class Registry:
     """Metric families by name, rendered in registration order."""
@@ -154,12 +141,13 @@ class Registry:
         return [s for fam in self.families.values() for s in fam.samples()]
 
     def exposition(self, prefix: str = "") -> str:
-        """The Prometheus text format (version 0.0.4), of the families named ``prefix…`` when given."""
+        """The Prometheus text format (version 0.0.4, rendered by prometheus-client), of the families named
+        ``prefix…`` when given."""
         self.collect()
-        return "".join(fam.exposition() for name, fam in self.families.items() if name.startswith(prefix))
+        return exposition.render(fam for name, fam in self.families.items() if name.startswith(prefix))
 
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = exposition.CONTENT_TYPE
 
 # ---- Hubble flow metrics ----------------------------------------------------------------------------------
 HANDLERS = ("flow", "drop", "tcp", "port-distribution", "icmp")

@@ -54,8 +54,9 @@ class Operator:
         self.registry = Registry()
         self.m_nodes = self.registry.gauge("cilium_operator_ipam_allocated_nodes",
                                            "Nodes with a pod CIDR allocated from the cluster pool")
-        self.m_gc = self.registry.counter("cilium_operator_identity_gc_entries",
-                                          "Identities handled by the identity garbage collector", ["status"])
+        self.m_gc = self.registry.gauge("cilium_operator_identity_gc_entries",
+                                        "Identities alive, marked and deleted by the last garbage collector run",
+                                        ["status"])
         self.m_errors = self.registry.gauge("cilium_operator_ipam_errors", "Nodes whose pod CIDR allocation failed")
         self.lbipam = LBIPAM(self.client, self.resources, self.prefix, self.registry)
         self.metrics = MetricsServer(f"{self.paths.run_dir}/metrics-operator.sock", self.registry.exposition)
@@ -109,9 +110,9 @@ class Operator:
                                time.monotonic())
         self._gc_marks = decision.marks
         removed = self.identities.collect_garbage(only=decision.delete) if decision.delete else []
-        self.m_gc.inc(["deleted"], len(removed))
-        self.m_gc.inc(["alive"], len(allocated) - len(decision.marks) - len(decision.delete))
-        self.m_gc.inc(["marked"], len(decision.marks))
+        self.m_gc.set(["deleted"], len(removed))
+        self.m_gc.set(["alive"], len(allocated) - len(decision.marks) - len(decision.delete))
+        self.m_gc.set(["marked"], len(decision.marks))
         if removed:
             log.info("identity GC removed %s", ", ".join(map(str, removed)))
 

@@ -138,11 +138,11 @@ def test_exposition_text() -> None:
     assert text == (
         "# HELP hubble_lost_events_total Number of lost events\n"
         "# TYPE hubble_lost_events_total counter\n"
-        'hubble_lost_events_total{source="hubble_ring_buffer"} 3\n'
+        'hubble_lost_events_total{source="hubble_ring_buffer"} 3.0\n'
         "# HELP hubble_drop_total Number of drops\n"
         "# TYPE hubble_drop_total counter\n"
-        'hubble_drop_total{reason="POLICY_DENIED",protocol="TCP"} 1\n'
+        'hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 1.0\n'
         "# HELP hubble_flows_processed_total Total number of flows processed\n"
         "# TYPE hubble_flows_processed_total counter\n"
-        'hubble_flows_processed_total{protocol="TCP",type="Drop",subtype="",verdict="DROPPED"} 1\n'
+        'hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 1.0\n'
     )

@@ -16,11 +16,13 @@ def test_counter_gauge_and_escaping() -> None:
     c = reg.counter("x_total", "Things\\done\nhere", ["a"])
     c.inc({"a": 'say "hi"\\\n'}, 2)
     reg.gauge("g", "A gauge").set((), 1.5)
+    # rendered by prometheus-client: HELP and label values escaped, values as floats
     assert reg.exposition() == (
-        "# HELP x_total Things\\\\done here\n# TYPE x_total counter\n"
-        'x_total{a="say \\"hi\\"\\\\\\n"} 2\n'
+        "# HELP x_total Things\\\\done\\nhere\n# TYPE x_total counter\n"
+        'x_total{a="say \\"hi\\"\\\\\\n"} 2.0\n'
         "# HELP g A gauge\n# TYPE g gauge\ng 1.5\n"
     )
+    assert parse_exposition(reg.exposition()) == [("x_total", {"a": 'say "hi"\\\n'}, 2.0), ("g", {}, 1.5)]
     with pytest.raises(ValueError):
         c.inc({"a": "b"}, -1)
     with pytest.raises(ValueError):
@@ -37,13 +39,14 @@ def test_histogram() -> None:
     h.observe(["total"], 0.5)
     h.observe(["total"], 5)
     lines = reg.exposition().splitlines()
-    assert lines[2:] == [
-        't_seconds_bucket{scope="total",le="0.1"} 1',
-        't_seconds_bucket{scope="total",le="1"} 2',
-        't_seconds_bucket{scope="total",le="+Inf"} 3',
+    assert lines[:2] == ["# HELP t_seconds Timing", "# TYPE t_seconds histogram"]
+    assert sorted(lines[2:]) == sorted([
+        't_seconds_bucket{le="0.1",scope="total"} 1.0',
+        't_seconds_bucket{le="1.0",scope="total"} 2.0',
+        't_seconds_bucket{le="+Inf",scope="total"} 3.0',
         't_seconds_sum{scope="total"} 5.55',
-        't_seconds_count{scope="total"} 3',
-    ]
+        't_seconds_count{scope="total"} 3.0',
+    ])
 
 
 def test_format_value() -> None:
@@ -104,7 +107,7 @@ def test_every_family_has_help_and_type_and_parses_back() -> None:
 
 
 def test_parse_exposition_and_list_rendering() -> None:
-    text = ('# HELP a x\n# TYPE a counter\na{z="1",b="q\\"uote"} 3\nb 2.5 1700000000\n'
+    text = ('# HELP a x\n# TYPE a gauge\na{z="1",b="q\\"uote"} 3\nb 2.5 1700000000\n'
             't_bucket{le="+Inf"} 1\nt_sum 0.5\n')
     assert parse_exposition(text) == [("a", {"z": "1", "b": 'q"uote'}, 3.0), ("b", {}, 2.5),
                                       ("t_bucket", {"le": "+Inf"}, 1.0), ("t_sum", {}, 0.5)]
@@ -125,8 +128,8 @@ def test_exposition_of_one_prefix_for_hubbles_own_endpoint() -> None:
     reg.counter("hubble_flows_processed_total", "Flows").inc((), 3)
     reg.gauge("cilium_version", "Version").set((), 1)
     hubble_only = reg.exposition("hubble_")
-    assert "hubble_flows_processed_total 3" in hubble_only and "cilium_" not in hubble_only
-    assert "cilium_version 1" in reg.exposition()
+    assert "hubble_flows_processed_total 3.0" in hubble_only and "cilium_" not in hubble_only
+    assert "cilium_version 1.0" in reg.exposition()
 
 
 def test_cilium_version_is_one_series_with_version_and_arch() -> None:

@@ -24,7 +24,7 @@ def test_tcp_round_trip() -> None:
         assert host == "127.0.0.1" and port > 0
         assert fetch_metrics((host, port), timeout=5) == reg.exposition()
         reg.families["hubble_drop_total"].inc(["POLICY_DENIED", "TCP"])
-        assert 'hubble_drop_total{reason="POLICY_DENIED",protocol="TCP"} 2' in fetch_metrics(f"{host}:{port}")
+        assert 'hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 2.0' in fetch_metrics(f"{host}:{port}")
         conn = http.client.HTTPConnection(host, port, timeout=5)
         conn.request("GET", "/metrics")
         resp = conn.getresponse()
