@@ -44,6 +44,15 @@ spec:
   nodeName: k8s-ctr
   containers: [{name: c, image: curlimages/curl}]
 """
+NODEPORT = """
+apiVersion: v1
+kind: Service
+metadata: {name: wg-np}
+spec:
+  type: NodePort
+  selector: {app: wg-srv}
+  ports: [{port: 80, targetPort: 80, nodePort: 30091}]
+"""
 
 
 @pytest.fixture(scope="module", params=["native", "tunnel"])
@@ -155,3 +164,34 @@ def test_killing_wireguard_go_is_detected_and_recovered(lab: tuple[Lab, dict]) -
     assert after["process"]["pid"] != pid and "exited" in after["process"]["last-restart-reason"], after
     lab_.wait_for(lambda: _peers_up(lab_, "k8s-w1", 2), 15, "k8s-w1's peers again")
     lab_.wait_for(lambda: _code(lab_, f"http://{srv_ip}/") in ("200", "404"), 30, "traffic through the new device")
+
+
+def test_nodeport_to_a_backend_on_another_node_goes_through_wireguard(lab: tuple[Lab, dict]) -> None:
+    """The host programs forward a NodePort's translated packet by the FIB (cilium_wg0), not
+    straight out of the underlay: from k8s-ctr to k8s-w1 only UDP 51871 crosses the router. (The
+    backend's reply goes to k8s-ctr's node IP: pod-to-node traffic, not encrypted, as in Cilium
+    without nodeEncryption.)"""
+    lab_, _ = lab
+    lab_.apply(NODEPORT)
+    router = LabPaths(lab_.name).router_netns("router")
+
+    def code() -> str:
+        return lab_.run("lab", "exec", "world", "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        "--max-time", "2", "http://192.168.10.100:30091/", check=False).stdout.strip()
+
+    lab_.wait_for(lambda: code() in ("200", "404"), 20, "the NodePort on k8s-ctr to answer from k8s-w1")
+    dump = subprocess.Popen(["ip", "netns", "exec", router, "tcpdump", "-i", "any", "-n", "-l", "-q",
+                             "src host 192.168.10.100 and dst host 192.168.20.101 and not tcp port 4244"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        assert code() in ("200", "404")
+        time.sleep(0.5)
+    finally:
+        dump.terminate()
+        out, _err = dump.communicate(timeout=10)
+    lines = [line for line in out.splitlines() if " IP " in line]
+    assert lines, out
+    for line in lines:
+        assert ".51871 " in line and "UDP" in line, line
+    lab_.run("delete", "svc", "wg-np")

@@ -12,6 +12,7 @@ blackhole routes behind them keep pod traffic from leaving in clear.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -225,13 +226,18 @@ def sync_routes(device: str, cidrs: Iterable[str]) -> tuple[int, int]:
                 if oif and have.get((cidr, 1)) != oif:  # RTN_UNICAST
                     ipr.route("replace", dst=cidr, oif=oif, scope=253, proto=RTPROT_WIREGUARD)
                     written += 1
-            for (dst, kind), _ in have.items():
-                if dst not in wanted:
+            for (dst, kind), route_oif in have.items():
+                if dst in wanted:
+                    continue
+                try:
                     if kind == 6:
                         ipr.route("del", dst=dst, type="blackhole", priority=BLACKHOLE_METRIC, proto=RTPROT_WIREGUARD)
                     else:
-                        ipr.route("del", dst=dst, priority=0, proto=RTPROT_WIREGUARD)
+                        ipr.route("del", dst=dst, oif=route_oif, scope=253, proto=RTPROT_WIREGUARD)
                     removed += 1
+                except NetlinkError as exc:
+                    if exc.code != errno.ESRCH:  # gone already (its device went)
+                        raise
         except NetlinkError as exc:
             raise WireguardError(f"WireGuard routes: {exc}") from None
     return written, removed
