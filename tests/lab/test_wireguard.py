@@ -85,8 +85,10 @@ def _encrypt(lab: Lab, node: str) -> dict:
 
 
 def _peers_up(lab: Lab, node: str, count: int) -> bool:
-    iface = _encrypt(lab, node)["wireguard"]["interfaces"][0]
-    return iface["peer-count"] == count
+    """The node's device has ``count`` peers (False while its agent cannot be reached)."""
+    enc = lab.agent_status(node).get("encryption") or {}
+    ifaces = (enc.get("wireguard") or {}).get("interfaces") or [{}]
+    return ifaces[0].get("peer-count") == count
 
 
 def test_pod_traffic_crosses_the_underlay_only_as_wireguard(lab: tuple[Lab, dict]) -> None:
@@ -195,3 +197,34 @@ def test_nodeport_to_a_backend_on_another_node_goes_through_wireguard(lab: tuple
     for line in lines:
         assert ".51871 " in line and "UDP" in line, line
     lab_.run("delete", "svc", "wg-np")
+
+
+def test_while_an_agent_is_down_pod_traffic_to_its_node_is_dropped_not_sent_in_clear(lab: tuple[Lab, dict]) -> None:
+    """wireguard-go goes with its agent; the blackholes stay. Nothing from or to pod addresses
+    crosses the router meanwhile (in native routing it knows the pod routes and would carry clear
+    text). The agent back, it keeps its key and traffic flows again."""
+    lab_, pods = lab
+    srv_ip = pods["wg-srv"]["status"]["podIP"]
+    key = lab_.get_json("node", "k8s-w1")[0]["metadata"]["annotations"]["network.cilium.io/wg-pub-key"]
+    router = LabPaths(lab_.name).router_netns("router")
+    lab_.run("lab", "stop", "agent-k8s-w1")
+    try:
+        lab_.wait_for(lambda: "cilium_wg0" not in lab_.node_exec("k8s-w1", "ip", "link").stdout, 15,
+                      "k8s-w1's WireGuard device to go with its agent")
+        routes = lab_.node_exec("k8s-w1", "ip", "route", "show", "proto", "212").stdout
+        assert "blackhole 10.244.0.0/24" in routes and "cilium_wg0" not in routes, routes
+        dump = subprocess.Popen(["ip", "netns", "exec", router, "tcpdump", "-i", "any", "-n", "-l", "-q",
+                                 "net 10.244.0.0/16"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.5)
+            assert _code(lab_, f"http://{srv_ip}/") == "000"
+            time.sleep(0.5)
+        finally:
+            dump.terminate()
+            out, _err = dump.communicate(timeout=10)
+        assert not [line for line in out.splitlines() if " IP " in line], out
+    finally:
+        lab_.run("lab", "start", "agent-k8s-w1")
+    lab_.wait_for(lambda: _peers_up(lab_, "k8s-w1", 2), 60, "k8s-w1's agent and peers back")
+    assert lab_.get_json("node", "k8s-w1")[0]["metadata"]["annotations"]["network.cilium.io/wg-pub-key"] == key
+    lab_.wait_for(lambda: _code(lab_, f"http://{srv_ip}/") in ("200", "404"), 30, "traffic through k8s-w1 again")
