@@ -14,9 +14,13 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from membrane.lab import builder
+from membrane.lab.daemons import LabError
+from membrane.lab.topology import build_topology
 from membrane.model.naming import LabPaths
 from tests.lab.harness import Lab, unique_lab
 
@@ -228,3 +232,13 @@ def test_while_an_agent_is_down_pod_traffic_to_its_node_is_dropped_not_sent_in_c
     lab_.wait_for(lambda: _peers_up(lab_, "k8s-w1", 2), 60, "k8s-w1's agent and peers back")
     assert lab_.get_json("node", "k8s-w1")[0]["metadata"]["annotations"]["network.cilium.io/wg-pub-key"] == key
     lab_.wait_for(lambda: _code(lab_, f"http://{srv_ip}/") in ("200", "404"), 30, "traffic through k8s-w1 again")
+
+
+def test_lab_create_without_wireguard_go_is_refused_before_anything_is_made(
+        lab_requirements: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: neither wireguard-go nor wg
+    topo = build_topology(settings=["encryption.enabled=true"])
+    name = unique_lab()
+    with pytest.raises(LabError, match=r"encryption.enabled=true needs wireguard-go and wg: run 'make setup'"):
+        builder.create(name, topo, lambda _msg: None)
+    assert not os.path.exists(LabPaths(name).run_dir) and not builder.lab_netns(name)
