@@ -90,6 +90,12 @@ static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 		ret = tunnel_redirect_v4(skb, ip4, IDENTITY_REMOTE_NODE);
 		if (ret != CTX_ACT_OK)
 			return ret;
+		/* The FIB's device (cilium_wg0 with WireGuard), never around its blackholes (fib.h). */
+		ret = fib_forward_translated_v4(skb, ip4);
+		if (ret == CTX_ACT_DROP)
+			return host_drop(skb, dir, DROP_FIB_LOOKUP);
+		if (ret != CTX_ACT_OK)
+			return ret;
 		ipv4_dec_ttl(ip4);
 		return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
 	}

@@ -59,4 +59,39 @@ static __always_inline int fib_redirect_v4(struct __sk_buff *skb, struct iphdr *
 	return bpf_redirect(fib.ifindex, 0);
 }
 
+/* Forward a packet the host programs translated (NodePort, ExternalIP, LB IP to a backend on another
+ * node) to the next hop the FIB names, whatever the device: the underlay, or cilium_wg0 with
+ * WireGuard (an L3 device; the kernel drops the Ethernet header on redirect), so such traffic is
+ * encrypted like pod traffic. Routes that refuse the packet (blackhole, unreachable, prohibit: the
+ * routes WireGuard leaves behind while its device is down) drop it: CTX_ACT_DROP. No MTU check, as
+ * with bpf_redirect_neigh before. CTX_ACT_OK: the FIB has no answer; the caller decides. */
+static __always_inline int fib_forward_translated_v4(struct __sk_buff *skb, struct iphdr *ip4)
+{
+	struct bpf_fib_lookup fib = {};
+	struct ethhdr *eth;
+	long ret;
+
+	fib.family = AF_INET;
+	fib.tos = ip4->tos;
+	fib.l4_protocol = ip4->protocol;
+	fib.ipv4_src = ip4->saddr;
+	fib.ipv4_dst = ip4->daddr;
+	fib.ifindex = skb->ifindex;
+
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret == BPF_FIB_LKUP_RET_BLACKHOLE || ret == BPF_FIB_LKUP_RET_UNREACHABLE ||
+	    ret == BPF_FIB_LKUP_RET_PROHIBIT)
+		return CTX_ACT_DROP;
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return CTX_ACT_OK;
+	ipv4_dec_ttl(ip4);
+	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	eth = ctx_data(skb);
+	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
+		return CTX_ACT_DROP;
+	eth_set_macs(eth, fib.smac, fib.dmac);
+	return bpf_redirect(fib.ifindex, 0);
+}
+
 #endif /* MEMBRANE_FIB_H */

@@ -30,7 +30,9 @@ from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_names import PolicyNames
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.tunnel_sync import TunnelSync
+from membrane.agent.wireguard_sync import WireguardSync
 from membrane.datapath.linux import links
+from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
 from membrane.model.event import WARNING
@@ -95,6 +97,7 @@ class Agent:
         self.l2: L2Announcer | None = None
         self.ipcache: IPCacheSync | None = None
         self.tunnel: TunnelSync | None = None
+        self.wireguard: WireguardSync | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -111,16 +114,18 @@ class Agent:
         self.ready_reason = "waiting for a pod CIDR for this node"
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
-        if self.config.routing_mode == "tunnel":
-            self.net.pod_mtu -= TUNNEL_OVERHEAD
+        # WireGuard: pod traffic between nodes goes into cilium_wg0, in tunnel mode too (not VXLAN-in-WireGuard).
+        vxlan = self.config.routing_mode == "tunnel" and not self.config.encryption_enabled
+        self.net.pod_mtu -= WG_OVERHEAD if self.config.encryption_enabled else TUNNEL_OVERHEAD if vxlan else 0
         self.net.start(pod_cidr)
         self._attach_host_device()
-        if self.config.routing_mode == "tunnel":
+        if vxlan:
             self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port)
             self.tunnel.start()
             tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
             self.nodes_mirror.subscribe(lambda *_: tunnel_ctrl.trigger())
         self.node_status.start()
+        self._start_wireguard()
         ipmasq_ctrl = self.controllers.add(Controller("ip-masq-agent", self.ipmasq.sync, interval=30))
         self.configmaps_mirror.subscribe(lambda *_: ipmasq_ctrl.trigger())
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
@@ -201,6 +206,17 @@ class Agent:
         self.ready_reason = ""
         log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
 
+    def _start_wireguard(self) -> None:
+        """encryption.enabled (type wireguard): cilium_wg0 and its peers (membrane.agent.wireguard_sync)."""
+        if not self.config.encryption_enabled:
+            return
+        self.wireguard = WireguardSync(self.node, self.paths.node_state_dir(self.node), self.nodes_mirror,
+                                       self.resources)
+        self.wireguard.start()
+        ctrl = self.controllers.add(Controller("wireguard", self.wireguard.sync, interval=10))
+        self.wireguard.on_exit = ctrl.trigger
+        self.nodes_mirror.subscribe(lambda *_: ctrl.trigger())
+
     def _start_l2(self) -> None:
         """L2 announcements (l2announcements.enabled): ARP for the Services whose lease this node wins."""
         l2 = L2Announcer(self.node, self.client, self.resources.layout, self.prefix, self.config,
@@ -228,11 +244,13 @@ class Agent:
             mirror.stop()
         if self.tunnel is not None:
             self.tunnel.close()
+        if self.wireguard is not None:
+            self.wireguard.stop()
         self.net.close()
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
         """Every reconciler writing this node's BPF maps (ipcache, policy, load balancer)."""
-        owners = (self.ipcache, self.policy, self.lb)
+        owners = (self.ipcache, self.policy, self.lb, self.wireguard)
         return [owner.reconciler for owner in owners if owner is not None]
 
     def _attach_host_device(self) -> None:
@@ -281,6 +299,7 @@ class Agent:
     def _sync_routes(self) -> None:
         # Tunnel mode: other nodes' pod CIDRs are reached through the tunnel, not by routes.
         direct = self.config.auto_direct_node_routes and self.config.routing_mode != "tunnel"
+        direct = direct and not self.config.encryption_enabled  # WireGuard routes them into cilium_wg0
         desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, direct)
         sync_node_routes(desired)
 
@@ -329,6 +348,7 @@ class Agent:
         self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
         self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
         self.api.route("GET", "/v1/bpf/tunnel", lambda _b: self.tunnel.entries() if self.tunnel else [])
+        self.api.route("GET", "/v1/encrypt/status", lambda _b: self._encryption())
         self.api.route("GET", "/v1/bpf/ipmasq", lambda _b: [str(p) for p in self.ipmasq.prefixes()])
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/bpf/l2", lambda _b: self.l2.entries() if self.l2 else [])
@@ -481,5 +501,9 @@ class Agent:
             "datapath-metrics": self.net.metrics(),
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
             "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
+            "encryption": self._encryption(),
         }
+
+    def _encryption(self) -> dict[str, Any]:
+        return self.wireguard.status() if self.wireguard is not None else {"mode": "Disabled", "msg": ""}
 

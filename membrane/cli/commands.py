@@ -59,6 +59,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import connectivity_cmd
 
         return connectivity_cmd.run(args)
+    if cmd == "encrypt":
+        from membrane.cli import encrypt_cmds
+
+        return encrypt_cmds.run(args)
     if cmd == "rollout":
         from membrane.cli import rollout_cmd
 

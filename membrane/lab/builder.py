@@ -81,6 +81,11 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         raise LabError(str(exc)) from None
     if not os.path.exists(ETCD_BIN):
         raise LabError(f"{ETCD_BIN} not found: run 'make setup' (installs etcd-server)")
+    if topo.config.encryption_enabled:  # WireGuard is userspace here (membrane.datapath.linux.wireguard)
+        missing = [tool for tool in ("wireguard-go", "wg") if not shutil.which(tool)]
+        if missing:
+            raise LabError(f"encryption.enabled=true needs {' and '.join(missing)}: run 'make setup' "
+                           "(installs wireguard-go and wireguard-tools)")
     os.makedirs(paths.log_dir, exist_ok=True)
     record = LabRecord(lab, topo)
     record.save()

@@ -17,6 +17,7 @@ IPAM_MODES = ("cluster-pool", "kubernetes")
 ROUTING_MODES = ("native", "tunnel")
 TUNNEL_PROTOCOLS = ("vxlan", "geneve")
 TUNNEL_OVERHEAD = 50  # VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+ENCRYPTION_TYPES = ("wireguard", "ipsec")  # Cilium's encryption.type values; only wireguard is implemented
 MAGLEV_SIZES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 
 
@@ -54,6 +55,9 @@ class ClusterConfig:
     # policyCIDRMatchMode: [] (the default) = CIDR rules never select cluster nodes (or pods); Cilium's
     # [nodes] makes them select node IPs too, which needs node IPs to carry identities of their own.
     policy_cidr_match_mode: list[str] = field(default_factory=list)
+    # Transparent encryption (membrane.endpoint.encryption): WireGuard between nodes, wireguard-go here.
+    encryption_enabled: bool = False
+    encryption_type: str = "wireguard"
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -86,6 +90,8 @@ class ClusterConfig:
         "ipMasqAgent.config.nonMasqueradeCIDRs": "ip_masq_agent_non_masquerade_cidrs",
         "ipMasqAgent.config.masqLinkLocal": "ip_masq_agent_masq_link_local",
         "policyCIDRMatchMode": "policy_cidr_match_mode",
+        "encryption.enabled": "encryption_enabled",
+        "encryption.type": "encryption_type",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -124,6 +130,11 @@ class ClusterConfig:
                                   f"{', '.join(TUNNEL_PROTOCOLS)}")
         if self.routing_mode == "tunnel" and self.tunnel_protocol == "geneve":
             raise ValidationError(f"{prefix}: tunnelProtocol geneve is not implemented yet; use vxlan")
+        if self.encryption_type not in ENCRYPTION_TYPES:
+            raise ValidationError(f"{prefix}: encryption.type {self.encryption_type!r} is not one of "
+                                  f"{', '.join(ENCRYPTION_TYPES)}")
+        if self.encryption_enabled and self.encryption_type == "ipsec":
+            raise ValidationError(f"{prefix}: encryption.type ipsec is not implemented yet; use wireguard")
         if not 1 <= self.tunnel_port <= 65535:
             raise ValidationError(f"{prefix}: tunnelPort must be between 1 and 65535")
         if not self.cluster_pool_ipv4_pod_cidr_list:

@@ -84,6 +84,8 @@ _OPTIONS = {
     "debug": "Debug",
     "ip_masq_agent_enabled": "EnableIPMasqAgent",
     "policy_cidr_match_mode": "PolicyCIDRMatchMode",
+    "encryption_enabled": "EnableWireguard",
+    "encryption_type": "EncryptionType",
 }
 
 KEYS: dict[str, Entry] = {
@@ -133,8 +135,11 @@ KEYS: dict[str, Entry] = {
     "l2announcements.*": NotYet("L2 announcements"),
     "egressGateway.enabled": NotYet("the egress gateway", False, "EnableIPv4EgressGateway"),
     "egressGateway.*": NotYet("the egress gateway"),
-    "encryption.enabled": NotYet("transparent encryption", False, "EnableWireguard"),
-    "encryption.*": NotYet("transparent encryption"),
+    "encryption.nodeEncryption": Fixed(False, "only pod traffic is encrypted; node-to-node encryption is not "
+                                       "implemented yet", "EncryptNode", refuse_other=True),
+    "encryption.wireguard.userspaceFallback": Fixed(True, "there is no kernel WireGuard here: wireguard-go "
+                                                    "(userspace) is always used"),
+    "encryption.*": NotYet("this encryption setting"),
     "bgpControlPlane.enabled": NotYet("the BGP control plane", False, "EnableBGPControlPlane"),
     "bgpControlPlane.*": NotYet("the BGP control plane"),
     "ipMasqAgent.config.masqLinkLocalIPv6": Fixed(False, "IPv6 is off (not implemented yet)"),

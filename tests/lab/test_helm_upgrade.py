@@ -117,8 +117,8 @@ def test_upgrade_lines_of_features_not_built_are_refused_and_change_nothing(
     before_values = lab.run("lab", "values", "-o", "json").stdout
     before_pids = _agent_pids(lab)
     for argv in helm_commands()[2:]:  # [1], ip-masq-agent, is built: see the last test
-        if "l2announcements.enabled=true" in argv:
-            continue  # L2 announcements are built: that upgrade would go through
+        if "l2announcements.enabled=true" in argv or "encryption.type=wireguard" in argv:
+            continue  # L2 announcements and WireGuard are built: those upgrades would go through
         proc = lab.run(*argv, check=False)
         assert proc.returncode == 1, proc
         assert "is not implemented yet" in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
@@ -222,3 +222,26 @@ def test_the_ip_masq_agent_line_rolls_out_and_turns_it_on(
         status = lab.run("status", "--node", node).stdout
         assert re.search(r"^Masquerading:\s+BPF \(ip-masq-agent\)\s+\[eth1\]\s+192\.168\.0\.0/16", status, re.M), status
         assert "203.0.113.0/24" in lab.run("bpf", "ipmasq", "list", "--node", node).stdout
+
+
+def test_the_wireguard_line_rolls_out_and_encrypts_between_nodes(
+        seed_lab: tuple[Lab, subprocess.CompletedProcess[str]]) -> None:
+    """The seeds' last line turns WireGuard on in a running lab: every agent rolls with it, publishes
+    its key and peers with the other two; pods on different nodes still talk. The wire itself is
+    tested in test_wireguard.py."""
+    lab, _ = seed_lab
+    line = next(argv for argv in helm_commands() if "encryption.type=wireguard" in argv)
+    upgraded = lab.run(*line, timeout=400)
+    assert 'daemon set "cilium" successfully rolled out' in upgraded.stdout, upgraded.stdout
+    for node in ("k8s-ctr", "k8s-w1", "k8s-w2"):
+        assert _dbg_config(lab, node)["EnableWireguard"] == "true"
+        lab.wait_for(lambda n=node: re.search(r"^Encryption:\s+Wireguard\s+\[cilium_wg0 \(Pubkey: \S+, Port: 51871, "
+                                              r"Peers: 2\)\]", lab.run("status", "--node", n).stdout, re.M),
+                     20, f"{node} to peer with the other two")
+    lab.apply(SERVER_CLIENT.replace("{server}", ECHO_SERVER))
+    pods = lab.wait_pods_ready(["roll-server", "roll-client"], timeout=90)
+    assert pods["roll-server"]["spec"]["nodeName"] != pods["roll-client"]["spec"]["nodeName"]
+    server_ip = pods["roll-server"]["status"]["podIP"]
+    lab.exec("roll-client", "python3", "-c",
+             f"import socket; socket.create_connection(('{server_ip}', 5001), timeout=3)")
+    lab.run("delete", "pod", "roll-server", "roll-client")

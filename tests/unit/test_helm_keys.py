@@ -54,8 +54,9 @@ def test_features_not_built_are_refused_once_per_feature_but_off_is_fine() -> No
     _resolve("l2announcements.enabled=false", "egressGateway.enabled=false", "l7Proxy=false")
     with pytest.raises(ValidationError) as err:
         _resolve("egressGateway.enabled=true", "egressGateway.reconciliationTriggerInterval=2s",
-                 "encryption.enabled=true")
-    assert "encryption.enabled=true: transparent encryption is not implemented yet" in str(err.value)
+                 "encryption.wireguard.persistentKeepalive=10s")
+    assert ("encryption.wireguard.persistentKeepalive=10s: this encryption setting is not implemented yet"
+            in str(err.value)), str(err.value)
     assert ("egressGateway.enabled=true, egressGateway.reconciliationTriggerInterval=2s: "
             in str(err.value)), str(err.value)
     with pytest.raises(ValidationError, match="tunnelProtocol geneve is not implemented yet"):
@@ -153,10 +154,14 @@ def test_the_seed_helm_lines() -> None:
             l2 = plan(running, files, sets, reuse).config
             assert (l2.l2_announcements_enabled, l2.l2_announcements_lease_duration) == (True, "3s")
             continue
+        if "encryption.type=wireguard" in argv:  # built: the upgrade goes through
+            wg = plan(running, files, sets, reuse).config
+            assert (wg.encryption_enabled, wg.encryption_type) == (True, "wireguard")
+            continue
         with pytest.raises(ValidationError) as err:
             plan(running, files, sets, reuse)
         refused[" ".join(argv[-2:])] = str(err.value)
-    assert len(refused) == 2 and all("is not implemented yet" in msg for msg in refused.values()), refused
+    assert len(refused) == 1 and all("is not implemented yet" in msg for msg in refused.values()), refused
     # An implemented change goes through and keeps the reused values.
     new = plan(running, [], [parse_set("loadBalancer.algorithm=maglev")], reuse_values=True)
     assert (new.revision, new.config.lb_algorithm, new.config.debug, new.config.ipam_mode) == (
@@ -219,3 +224,14 @@ def test_policy_cidr_match_mode_defaults_to_none_and_nodes_is_refused_with_the_d
     assert "CIDR rules never select cluster nodes or pods" in str(err.value)
     with pytest.raises(ValidationError, match="policyCIDRMatchMode: pods: the only mode is nodes"):
         _resolve("policyCIDRMatchMode={pods}")
+
+
+def test_wireguard_encryption_is_a_setting_and_what_it_lacks_is_refused() -> None:
+    cfg, warnings = _resolve("encryption.enabled=true", "encryption.type=wireguard")
+    assert cfg.encryption_enabled and cfg.encryption_type == "wireguard" and not warnings
+    with pytest.raises(ValidationError, match="encryption.type ipsec is not implemented yet; use wireguard"):
+        _resolve("encryption.enabled=true", "encryption.type=ipsec")
+    with pytest.raises(ValidationError, match="encryption.type 'aes' is not one of wireguard, ipsec"):
+        _resolve("encryption.type=aes")
+    with pytest.raises(ValidationError, match="node-to-node encryption is not implemented yet"):
+        _resolve("encryption.nodeEncryption=true")
