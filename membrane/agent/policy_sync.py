@@ -20,6 +20,10 @@ the old policy or the new one for its destination, never a new identity without 
 
 Egress named ports resolve against the peers' ports (``peer_ports``: identity -> name -> numbers,
 the table ``policy simulate`` builds too).
+
+With the host firewall (``host_firewall`` enabled) the node's host endpoint is one more endpoint here:
+resolved from the host policies selecting the node (:mod:`membrane.policy.hostpolicy`), its rows under
+``HOST_ENDPOINT_ID`` in the same map, its enforcement switched in mb_host_ep with the same ordering.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.ipcache_sync import NotApplied
 from membrane.agent.node_network import NodeNetwork
 from membrane.datapath.maps.ops import PolicyOps
@@ -49,6 +54,7 @@ from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
 from membrane.model.errors import ValidationError
 from membrane.policy.context import PolicyContext, uses_context
+from membrane.policy.hostpolicy import HOST_ENDPOINT_ID, resolve_host
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
 from membrane.policy.repository import PolicyRepository
@@ -98,7 +104,8 @@ class PolicySync:
                  peer_ports: Callable[[], PeerNamedPorts] = dict,
                  publish_ipcache: Callable[[], None] = lambda: None, *,
                  context: Callable[[], PolicyContext] = PolicyContext,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 host_firewall: HostFirewall | None = None) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
         self.identity_mirror = identity_mirror
@@ -109,6 +116,8 @@ class PolicySync:
         self.peer_ports = peer_ports
         self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
         self.context = context  # the CIDR groups and Services policies name (cidrGroupRef, toServices)
+        self.host_firewall = host_firewall  # the host endpoint (hostFirewall.enabled), None: no host endpoint
+        self._host_labels: dict[str, str] | None = None  # node labels the host endpoint was resolved with
         self._context = PolicyContext()
         # called with (policy object, message) when a policy is refused or only partly enforced (events)
         self.on_import: Callable[[dict[str, Any], str], None] | None = None
@@ -250,7 +259,7 @@ class PolicySync:
         entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
         changed: set[int] = set(self._behind)
-        for ep_id in [i for i in self._resolved if i not in endpoints]:
+        for ep_id in [i for i in self._resolved if i not in endpoints and i != HOST_ENDPOINT_ID]:
             del self._resolved[ep_id]
             changed.add(ep_id)
         recomputed = 0
@@ -262,6 +271,9 @@ class PolicySync:
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
             changed.add(ep.id)
+        if self._resolve_host(dirty, entities, mode, full):
+            recomputed += 1
+            changed.add(HOST_ENDPOINT_ID)
         scope = None if full or not self._map_synced else changed
         self._behind |= changed if scope is not None else set(endpoints) | changed
         if fresh and self._map_synced and not full:
@@ -311,6 +323,38 @@ class PolicySync:
         if rules:
             self._write(desired_slots(rules), {r.ep_id for r in rules}, remove=False)
 
+    def _resolve_host(self, dirty: set[int], entities: dict[str, Any], mode: str, full: bool) -> bool:
+        """Re-resolve the host endpoint when its policy may have changed; True if it was."""
+        hf = self.host_firewall
+        if hf is None or not hf.enabled:
+            return False
+        labels = hf.node_labels()
+        if (not full and labels == self._host_labels and HOST_IDENTITY not in dirty
+                and HOST_ENDPOINT_ID in self._resolved):
+            return False
+        resolved = resolve_host(self.repo.selecting(HOST_IDENTITY), self.repo.cache, labels, entities=entities,
+                                mode=mode)
+        self._host_labels = labels
+        self._resolved[HOST_ENDPOINT_ID] = (HOST_IDENTITY, resolved)
+        return True
+
+    def host_resolved(self) -> ResolvedPolicy | None:
+        found = self._resolved.get(HOST_ENDPOINT_ID)
+        return found[1] if found is not None else None
+
+    def _enforce_host(self, *, gaining: bool) -> None:
+        """mb_host_ep's flags: before the map write only what stays enforced (``gaining`` False), after
+        it everything the host endpoint's policy enforces."""
+        hf = self.host_firewall
+        if hf is None:
+            return
+        want = self.host_resolved()
+        ing, egr = (want.ingress_enforced, want.egress_enforced) if want is not None else (False, False)
+        if not gaining:
+            now = hf.state()
+            ing, egr = (ing and now.ingress, egr and now.egress) if now is not None else (False, False)
+        hf.enforce(ing, egr)
+
     def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
         want_flags = {ep_id: (r.ingress_enforced, r.egress_enforced) for ep_id, (_i, r) in self._resolved.items()}
@@ -320,6 +364,8 @@ class PolicySync:
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ep.policy_ingress and ing,
                                             ep.policy_egress and egr)
+        if scope is None or HOST_ENDPOINT_ID in scope:
+            self._enforce_host(gaining=False)
         # 2. the map holds exactly the resolved entries of the endpoints we have (of those in scope)
         rules = [rule for ep_id, (_i, r) in self._resolved.items() if scope is None or ep_id in scope
                  for rule in map_rules(ep_id, r)]
@@ -335,6 +381,9 @@ class PolicySync:
                 continue  # keeps the flags of step 1 until its rows are in
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ing, egr)
+        if (scope is None or HOST_ENDPOINT_ID in scope) and not (failed is not None and self.reconciler.not_done(
+                [slot for slot, _v in self.table.by_index("endpoint", HOST_ENDPOINT_ID)])):
+            self._enforce_host(gaining=True)
         if failed is not None:
             raise failed
         self._behind.clear()

@@ -21,8 +21,8 @@ from membrane.datapath.bpf.tc import Direction, tc_attach, tc_detach, tc_hook_cr
 from membrane.datapath.maps.abi import abi_drift
 from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
-from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.host_endpoint import HostEndpointMap
+from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.ipmasq import IpMasqMap
 from membrane.datapath.maps.lb import LBMaps
 from membrane.datapath.maps.metrics import MetricCounters, MetricKey, MetricsMap

@@ -84,6 +84,7 @@ _OPTIONS = {
     "debug": "Debug",
     "ip_masq_agent_enabled": "EnableIPMasqAgent",
     "policy_cidr_match_mode": "PolicyCIDRMatchMode",
+    "host_firewall_enabled": "EnableHostFirewall",
 }
 
 KEYS: dict[str, Entry] = {
