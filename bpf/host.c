@@ -292,7 +292,7 @@ int to_netdev(struct __sk_buff *skb)
 	struct host_config *cfg;
 	struct lb4_tuple t;
 	struct nat_key key;
-	__u32 addr, node_ip, identity;
+	__u32 addr, node_ip;
 	__u16 port;
 	int ret;
 
@@ -325,8 +325,7 @@ int to_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	if ((cfg->flags & HOST_F_IP_MASQ_AGENT) && ipmasq_exempt(t.daddr))
 		return CTX_ACT_OK;
-	identity = ipcache_identity(t.daddr);
-	if (identity == IDENTITY_HOST || identity == IDENTITY_REMOTE_NODE)
+	if (ipcache_is_node(t.daddr)) /* nodes are reached with the pod's own address */
 		return CTX_ACT_OK;
 	ret = nat4_snat(skb, &t, node_ip, &in);
 	if (ret != REASON_FORWARDED)

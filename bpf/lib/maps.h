@@ -104,10 +104,14 @@ struct ipcache_key {
 struct ipcache_value {
 	__u32 sec_identity;    /* identity of the addresses in the prefix */
 	__u32 tunnel_endpoint; /* node IPv4 (network order) hosting them; 0 when local or unknown */
-	__u8  flags;           /* reserved, 0 */
+	__u8  flags;           /* IPCACHE_F_* */
 	__u8  pad1;            /* must be 0 */
 	__u16 pad2;            /* must be 0 */
 };
+
+/* ipcache_value.flags: a node's address whose identity is a CIDR one (policyCIDRMatchMode=nodes,
+ * membrane/policy/nodecidr.py): the datapath still treats it as a node's. */
+#define IPCACHE_F_NODE (1 << 0)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

@@ -131,7 +131,8 @@ class Agent:
         self.identities = ids
         ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes,
                           lambda: self.net.datapath.ipcache if self.net.datapath is not None else None,
-                          lambda: self.policy.cidr_prefixes() if self.policy is not None else {})
+                          lambda: self.policy.cidr_prefixes() if self.policy is not None else {},
+                          node_identities=lambda: self.policy.node_cidr_identities() if self.policy is not None else {})
         self.ipcache = ipc
         peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
         host_fw = HostFirewall(self.config.host_firewall_enabled, self._node_object,  # hostFirewall.enabled
@@ -139,7 +140,10 @@ class Agent:
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
                             self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish,
-                            context=self._policy_context, host_firewall=host_fw)
+                            context=self._policy_context, host_firewall=host_fw,
+                            cidr_match_nodes=lambda: "nodes" in self.config.policy_cidr_match_mode,  # [nodes]
+                            node_addresses=lambda: {n.internal_ip: n.name == self.node for n in self._nodes()
+                                                    if n.internal_ip})
         self.policy = policy
         events = EventRecorder(self.resources, "cilium-agent", self.node)
         policy.on_import = lambda obj, why: events.record(
@@ -159,7 +163,8 @@ class Agent:
 
         ident_ctrl = self.controllers.add(Controller("endpoint-identities", identities_run, interval=30))
         for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror, self.services_mirror,
-                       *((self.nodes_mirror,) if host_fw.enabled else ())):  # node labels: the host policies
+                       *((self.nodes_mirror,) if host_fw.enabled or self.config.policy_cidr_match_mode else ())):
+            # nodes: their labels select host policies; their IPs CIDR rules in policyCIDRMatchMode=[nodes]
             mirror.subscribe(lambda *_: policy_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 

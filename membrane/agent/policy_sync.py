@@ -51,12 +51,19 @@ from membrane.endpoint.model import Endpoint
 from membrane.identity.allocator import decode_labels
 from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
-from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
+from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities, reserved_labels
 from membrane.model.errors import ValidationError
 from membrane.policy.context import PolicyContext, uses_context
 from membrane.policy.hostpolicy import HOST_ENDPOINT_ID, resolve_host
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
+from membrane.policy.nodecidr import (
+    covered,
+    covered_remote_nodes,
+    host_labels_with_cidr,
+    host_prefix,
+    remote_node_labels,
+)
 from membrane.policy.repository import PolicyRepository
 from membrane.policy.rules import Origin
 from membrane.policy.translate import origin_of, rules_from_object
@@ -105,7 +112,9 @@ class PolicySync:
                  publish_ipcache: Callable[[], None] = lambda: None, *,
                  context: Callable[[], PolicyContext] = PolicyContext,
                  clock: Callable[[], float] | None = None,
-                 host_firewall: HostFirewall | None = None) -> None:
+                 host_firewall: HostFirewall | None = None,
+                 cidr_match_nodes: Callable[[], bool] = lambda: False,
+                 node_addresses: Callable[[], dict[str, bool]] = dict) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
         self.identity_mirror = identity_mirror
@@ -118,6 +127,9 @@ class PolicySync:
         self.context = context  # the CIDR groups and Services policies name (cidrGroupRef, toServices)
         self.host_firewall = host_firewall  # the host endpoint (hostFirewall.enabled), None: no host endpoint
         self._host_labels: dict[str, str] | None = None  # node labels the host endpoint was resolved with
+        self.cidr_match_nodes = cidr_match_nodes  # policyCIDRMatchMode has nodes
+        self.node_addresses = node_addresses  # every node's InternalIP -> whether it is this node's
+        self._node_cidrs: dict[str, int] = {}  # remote node IP -> its CIDR identity (nodes mode)
         self._context = PolicyContext()
         # called with (policy object, message) when a policy is refused or only partly enforced (events)
         self.on_import: Callable[[dict[str, Any], str], None] | None = None
@@ -213,19 +225,35 @@ class PolicySync:
         return changed
 
     def _fold_cidrs(self, dirty: set[int]) -> None:
-        """Every prefix a rule names gets a node-local CIDR identity (labels cidr:<p>, reserved:world)."""
-        want = {str(p) for p in self.repo.prefixes()}
+        """Every prefix a rule names gets a node-local CIDR identity (labels cidr:<p>, reserved:world); with
+        policyCIDRMatchMode=[nodes] so does every remote node IP a prefix covers, labelled as that node
+        (membrane.policy.nodecidr), and the host identity gets its node IP's cidr label."""
+        prefixes = self.repo.prefixes()
+        addrs = self.node_addresses() if self.cidr_match_nodes() else {}
+        nodes = {host_prefix(ip): ip for ip in covered_remote_nodes(addrs, prefixes)}
+        want = {str(p) for p in prefixes} | set(nodes)
         have = self.cidrs.prefixes()
         for prefix in want - set(have):
-            n = self.cidrs.cidr_identity(prefix)
-            labels = self.cidrs.labels(n)
-            if labels is not None:
-                self._set_identity(n, labels, dirty)
+            self.cidrs.cidr_identity(prefix)
         for prefix in set(have) - want:
             n = have[prefix]
             self.cidrs.release(prefix)
             if self.cidrs.labels(n) is None:
                 self._drop_identity(n, dirty)
+        now = self.cidrs.prefixes()
+        for prefix, n in now.items():  # a /32 may change between a CIDR's and a node's labels
+            labels = remote_node_labels(nodes[prefix]) if prefix in nodes else self.cidrs.labels(n)
+            if labels is not None and self.identities.get(n) != labels:
+                self._set_identity(n, labels, dirty)
+        self._node_cidrs = {ip: now[prefix] for prefix, ip in nodes.items()}
+        own = next((ip for ip, is_own in addrs.items() if is_own and covered(ip, prefixes)), None)
+        host = host_labels_with_cidr(reserved_labels(HOST_IDENTITY), own)
+        if self.identities.get(HOST_IDENTITY) != host:
+            self._set_identity(HOST_IDENTITY, host, dirty)
+
+    def node_cidr_identities(self) -> dict[str, int]:
+        """policyCIDRMatchMode=[nodes]: remote node IP -> the identity the ipcache must give it."""
+        return dict(self._node_cidrs)
 
     def cidr_prefixes(self) -> dict[str, int]:
         """prefix -> CIDR identity the BPF ipcache must hold now (the ipcache controller reads it too)."""
