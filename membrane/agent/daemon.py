@@ -374,7 +374,7 @@ class Agent:
         return out
 
     def _node_object(self) -> dict[str, Any] | None:
-        kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/{self.node}")
+        kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/_/{self.node}")  # cluster-scoped: "_"
         return json.loads(kv.value) if kv is not None else None
 
     def bpf_policy(self) -> list[dict[str, Any]]:
