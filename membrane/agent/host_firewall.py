@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from membrane.datapath.maps.host_endpoint import HostEndpointMap, HostEndpointState
-from membrane.policy.hostpolicy import HOST_ENDPOINT_ID, HOST_IDENTITY, host_labels
+from membrane.policy.hostpolicy import HOST_ENDPOINT_ID, HOST_IDENTITY, host_labels, resolve_host
 from membrane.policy.mapstate import ResolvedPolicy
+from membrane.policy.repository import PolicyRepository
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,32 @@ class HostFirewall:
         self._node = node
         self._target = target
         self._written: HostEndpointState | None = None
+        self._labels: dict[str, str] | None = None  # node labels of the last resolution
 
     def node_labels(self) -> dict[str, str]:
         obj = self._node() or {}
         return {str(k): str(v) for k, v in ((obj.get("metadata") or {}).get("labels") or {}).items()}
+
+    def resolve(self, repo: PolicyRepository, entities: Mapping[str, Any], mode: str, *,
+                stale: bool) -> ResolvedPolicy | None:
+        """The host endpoint's policy if it may have changed (``stale``, or the node's labels changed);
+        None when it cannot have, or the host firewall is off."""
+        if not self.enabled:
+            return None
+        labels = self.node_labels()
+        if not stale and labels == self._labels:
+            return None
+        self._labels = labels
+        return resolve_host(repo.selecting(HOST_IDENTITY), repo.cache, labels, entities=entities, mode=mode)
+
+    def enforce_policy(self, resolved: ResolvedPolicy | None, *, gaining: bool) -> None:
+        """mb_host_ep's flags for ``resolved``: before its rows are written only what stays enforced
+        (``gaining`` False), after it everything the policy enforces (as the pods' flags go)."""
+        ing, egr = (resolved.ingress_enforced, resolved.egress_enforced) if resolved is not None else (False, False)
+        if not gaining:
+            now = self._written
+            ing, egr = (ing and now.ingress, egr and now.egress) if now is not None else (False, False)
+        self.enforce(ing, egr)
 
     def state(self) -> HostEndpointState | None:
         """What was last written to mb_host_ep (None: nothing yet)."""

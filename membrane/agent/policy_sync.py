@@ -51,19 +51,14 @@ from membrane.endpoint.model import Endpoint
 from membrane.identity.allocator import decode_labels
 from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
+from membrane.identity.node_cidr import host_labels_with_cidr, remote_node_labels
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities, reserved_labels
 from membrane.model.errors import ValidationError
 from membrane.policy.context import PolicyContext, uses_context
-from membrane.policy.hostpolicy import HOST_ENDPOINT_ID, resolve_host
+from membrane.policy.hostpolicy import HOST_ENDPOINT_ID
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
-from membrane.policy.nodecidr import (
-    covered,
-    covered_remote_nodes,
-    host_labels_with_cidr,
-    host_prefix,
-    remote_node_labels,
-)
+from membrane.policy.nodecidr import covered, covered_remote_nodes, host_prefix
 from membrane.policy.repository import PolicyRepository
 from membrane.policy.rules import Origin
 from membrane.policy.translate import origin_of, rules_from_object
@@ -126,7 +121,6 @@ class PolicySync:
         self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
         self.context = context  # the CIDR groups and Services policies name (cidrGroupRef, toServices)
         self.host_firewall = host_firewall  # the host endpoint (hostFirewall.enabled), None: no host endpoint
-        self._host_labels: dict[str, str] | None = None  # node labels the host endpoint was resolved with
         self.cidr_match_nodes = cidr_match_nodes  # policyCIDRMatchMode has nodes
         self.node_addresses = node_addresses  # every node's InternalIP -> whether it is this node's
         self._node_cidrs: dict[str, int] = {}  # remote node IP -> its CIDR identity (nodes mode)
@@ -354,15 +348,10 @@ class PolicySync:
     def _resolve_host(self, dirty: set[int], entities: dict[str, Any], mode: str, full: bool) -> bool:
         """Re-resolve the host endpoint when its policy may have changed; True if it was."""
         hf = self.host_firewall
-        if hf is None or not hf.enabled:
+        stale = HOST_IDENTITY in dirty or full or HOST_ENDPOINT_ID not in self._resolved
+        resolved = hf.resolve(self.repo, entities, mode, stale=stale) if hf is not None else None
+        if resolved is None:
             return False
-        labels = hf.node_labels()
-        if (not full and labels == self._host_labels and HOST_IDENTITY not in dirty
-                and HOST_ENDPOINT_ID in self._resolved):
-            return False
-        resolved = resolve_host(self.repo.selecting(HOST_IDENTITY), self.repo.cache, labels, entities=entities,
-                                mode=mode)
-        self._host_labels = labels
         self._resolved[HOST_ENDPOINT_ID] = (HOST_IDENTITY, resolved)
         return True
 
@@ -371,17 +360,8 @@ class PolicySync:
         return found[1] if found is not None else None
 
     def _enforce_host(self, *, gaining: bool) -> None:
-        """mb_host_ep's flags: before the map write only what stays enforced (``gaining`` False), after
-        it everything the host endpoint's policy enforces."""
-        hf = self.host_firewall
-        if hf is None:
-            return
-        want = self.host_resolved()
-        ing, egr = (want.ingress_enforced, want.egress_enforced) if want is not None else (False, False)
-        if not gaining:
-            now = hf.state()
-            ing, egr = (ing and now.ingress, egr and now.egress) if now is not None else (False, False)
-        hf.enforce(ing, egr)
+        if self.host_firewall is not None:
+            self.host_firewall.enforce_policy(self.host_resolved(), gaining=gaining)
 
     def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""

@@ -9,15 +9,14 @@ identity of its own labelled ``cidr:<ip>/32`` and ``reserved:remote-node`` — s
 it by the address (excepts included) and ``remote-node``/``cluster`` entities still select it —
 and this node's ipcache maps that IP to it (flagged as a node's address, so the datapath still treats
 it as a node: no masquerade towards it). This node's own IP keeps ``host`` (1), which gets the label
-``cidr:<internal IP>/32`` for selection (the router IP is not selectable by CIDR).
+``cidr:<internal IP>/32`` for selection (the router IP is not selectable by CIDR). The labels are built
+by :mod:`membrane.identity.node_cidr`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-
-from membrane.identity.labels import SOURCE_RESERVED, Label, LabelSet, cidr_label
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 NODES = "nodes"
@@ -38,15 +37,3 @@ def covered_remote_nodes(node_ips: Mapping[str, bool], prefixes: Iterable[Networ
     """``node_ips``: address -> whether it is this node's; the remote ones some prefix covers."""
     nets = list(prefixes)
     return {ip for ip, own in node_ips.items() if not own and covered(ip, nets)}
-
-
-def remote_node_labels(ip: str) -> LabelSet:
-    """A remote node IP's identity in ``nodes`` mode: its ``/32`` and ``reserved:remote-node``."""
-    return LabelSet([cidr_label(host_prefix(ip)), Label(SOURCE_RESERVED, "remote-node")])
-
-
-def host_labels_with_cidr(base: LabelSet, own_ip: str | None) -> LabelSet:
-    """The host identity's labels: ``base`` plus ``cidr:<own IP>/32`` when ``own_ip`` is covered."""
-    if not own_ip:
-        return base
-    return LabelSet([*base, cidr_label(host_prefix(own_ip))])

@@ -6,8 +6,9 @@ from __future__ import annotations
 import ipaddress
 
 from membrane.identity.labels import LabelSet
+from membrane.identity.node_cidr import host_labels_with_cidr, remote_node_labels
 from membrane.identity.reserved import entity_identities, reserved_labels
-from membrane.policy.nodecidr import covered_remote_nodes, host_labels_with_cidr, remote_node_labels
+from membrane.policy.nodecidr import covered_remote_nodes
 from membrane.policy.selector import CIDRSelector, IdentityLabels
 
 NODES = {"192.168.10.100": True, "192.168.10.101": False, "192.168.20.102": False}
