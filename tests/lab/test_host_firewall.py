@@ -8,6 +8,8 @@ refused, so every test here failed at lab creation).
    is untouched; ``endpoint list`` shows the host endpoint; Hubble reports the verdicts and drops with
    the host's identity (and still reaches the node's agent through the relay); ``policy validate`` does
    not call the host policy unenforced; deleting the policy opens the port again.
+   An egress host policy filters what the node itself sends (to-netdev), not its pods' traffic, and
+   leaves the agent reachable.
 5. A CIDR rule selects node IPs: ``toCIDRSet 192.168.10.0/24 except k8s-w1`` lets the client reach
    k8s-w2's and its own node's IP and not k8s-w1's.
 """
@@ -59,6 +61,11 @@ HOST_POLICY = {
                           "toPorts": [{"ports": [{"port": str(OPEN), "protocol": "TCP"}]}]},
                          {"fromEntities": ["world"],
                           "toPorts": [{"ports": [{"port": str(OPEN), "protocol": "TCP"}]}]}]}}
+WORLD = "192.168.10.200"
+HOST_EGRESS = {
+    "apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "w1-out"},
+    "spec": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "k8s-w1"}},
+             "egress": [{"toEntities": ["world"], "toPorts": [{"ports": [{"port": str(OPEN), "protocol": "TCP"}]}]}]}}
 NODES_CIDR = {
     "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "to-nodes"},
     "spec": {"endpointSelector": {"matchLabels": {"app": "client"}},
@@ -78,7 +85,7 @@ def lab(lab_requirements: None) -> Iterator[Lab]:
 def servers(lab: Lab) -> Iterator[None]:
     """A listener on 8080 and 9090 in every node's namespace (the node itself, not a pod)."""
     procs = [subprocess.Popen(["ip", "netns", "exec", lab.paths.node_netns(node), sys.executable, "-c", SERVE],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for node in NODE_IPS]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for node in (*NODE_IPS, "world")]
     try:
         for node, ip in NODE_IPS.items():
             lab.wait_for(lambda n=node, i=ip: lab.node_exec(n, sys.executable, "-c", _connect(i, CLOSED),
@@ -110,8 +117,8 @@ def _connect(ip: str, port: int) -> str:
 
 def reaches(lab: Lab, source: str, ip: str, port: int) -> bool:
     code = _connect(ip, port)
-    if source == "world":
-        proc = lab.run("lab", "exec", "world", "--", sys.executable, "-c", code, check=False)
+    if source == "world" or source.startswith("k8s-"):  # the outside world or a node itself
+        proc = lab.run("lab", "exec", source, "--", sys.executable, "-c", code, check=False)
     else:
         proc = lab.exec(source, sys.executable, "-c", code, check=False)
     return proc.returncode == 0
@@ -202,3 +209,26 @@ def test_cidr_rules_select_node_ips_in_nodes_mode(lab: Lab, pods: dict, cleanup:
     assert drops and drops[-1]["drop_reason_desc"] == "POLICY_DENIED"
     lab.run("delete", "-f", "-", input=manifest(NODES_CIDR))
     until(lab, {("client", W1, CLOSED): True})
+
+
+def test_egress_host_policy_filters_what_the_node_sends(lab: Lab, pods: dict, cleanup: list) -> None:
+    w2 = NODE_IPS["k8s-w2"]
+    until(lab, {("k8s-w1", WORLD, CLOSED): True, ("k8s-w1", w2, CLOSED): True})
+    lab.apply(manifest(HOST_EGRESS))
+    cleanup.append(HOST_EGRESS)
+    until(lab, {("k8s-w1", WORLD, OPEN): True, ("k8s-w1", WORLD, CLOSED): False,
+                ("k8s-w1", w2, CLOSED): False,       # egress is default-deny now: another node too
+                ("near", WORLD, CLOSED): True,       # the node's pods keep their own policy (none)
+                ("client", W1, CLOSED): True})       # ingress is not filtered: replies go out by conntrack
+    assert host_endpoint(lab, "k8s-w1")["status"]["policy"]["realized"]["policy-enabled"] == "egress"
+
+    def denied() -> list[dict[str, Any]] | None:
+        got = [f for f in flows(lab, "--from-identity", "1", "--verdict", "DROPPED")
+               if f.get("node_name") == "k8s-w1" and f.get("IP", {}).get("destination") == WORLD
+               and f.get("l4", {}).get("TCP", {}).get("destination_port") == CLOSED]
+        return got or None
+
+    got = lab.wait_for(denied, 15, "the host endpoint's egress drops")
+    assert {f["event_type"]["type"] for f in got} >= {1, 5} and got[-1]["source"]["identity"] == 1
+    lab.run("delete", "-f", "-", input=manifest(HOST_EGRESS))
+    until(lab, {("k8s-w1", WORLD, CLOSED): True, ("k8s-w1", w2, CLOSED): True})
