@@ -283,6 +283,21 @@ static __always_inline int in_prefix(__u32 addr, __u32 net, __u8 prefix)
 	return (addr & mask) == (net & mask);
 }
 
+/* A packet with the node IP as source that is service traffic, not the node's own: a NodePort
+ * request source-NATed towards a remote backend (its reply is expected by NAT_DIR_IN), or the reply
+ * of a frontend connection leaving with the frontend as source (its CT_SERVICE entry). */
+static __always_inline int host_forwarded_service(const struct lb4_tuple *t)
+{
+	struct nat_key nkey;
+	struct ct_key ckey;
+
+	nat4_key(&nkey, t->daddr, t->saddr, t->dport, t->sport, t->proto, NAT_DIR_IN);
+	if (bpf_map_lookup_elem(&mb_nat, &nkey))
+		return 1;
+	lb4_ct_key(&ckey, t->daddr, t->saddr, t->dport, t->sport, t->proto, CT_SERVICE);
+	return bpf_map_lookup_elem(&mb_ct, &ckey) != NULL;
+}
+
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
@@ -302,8 +317,13 @@ int to_netdev(struct __sk_buff *skb)
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	node_ip = cfg->node_ip;
-	if (t.saddr == node_ip) /* the node's own traffic: the host firewall's egress (host_firewall.h) */
+	if (t.saddr == node_ip) {
+		/* The node's own traffic: the host firewall's egress (host_firewall.h), unless it is service
+		 * traffic this node forwards (redirected out of the device, it passes here too). */
+		if (host_forwarded_service(&t))
+			return CTX_ACT_OK;
 		return host_fw_to_netdev(skb);
+	}
 	if (t.proto != IPPROTO_ICMP) {
 		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_REV_DNAT);
 		e = bpf_map_lookup_elem(&mb_nat, &key);

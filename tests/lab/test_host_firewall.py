@@ -8,8 +8,8 @@ refused, so every test here failed at lab creation).
    is untouched; ``endpoint list`` shows the host endpoint; Hubble reports the verdicts and drops with
    the host's identity (and still reaches the node's agent through the relay); ``policy validate`` does
    not call the host policy unenforced; deleting the policy opens the port again.
-   An egress host policy filters what the node itself sends (to-netdev), not its pods' traffic, and
-   leaves the agent reachable.
+   An egress host policy filters what the node itself sends (to-netdev), not its pods' traffic nor
+   NodePort traffic it forwards to another node's backend.
 5. A CIDR rule selects node IPs: ``toCIDRSet 192.168.10.0/24 except k8s-w1`` lets the client reach
    k8s-w2's and its own node's IP and not k8s-w1's.
 """
@@ -54,6 +54,12 @@ def pod(name: str, node: str, app: str) -> dict[str, Any]:
 
 
 PODS = [pod("client", "k8s-ctr", "client"), pod("near", "k8s-w1", "client"), pod("other", "k8s-ctr", "other")]
+WEB = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+       "spec": {"nodeName": "k8s-w2", "containers": [{"name": "c", "image": "traefik/whoami"}]}}  # HTTP on 80
+NODE_PORT = 30080
+WEB_SVC = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"type": "NodePort", "selector": {"app": "web"},
+                    "ports": [{"port": 80, "targetPort": 80, "nodePort": NODE_PORT, "protocol": "TCP"}]}}
 HOST_POLICY = {
     "apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "w1-host"},
     "spec": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "k8s-w1"}},
@@ -99,8 +105,8 @@ def servers(lab: Lab) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def pods(lab: Lab, servers: None) -> dict[str, Any]:
-    lab.apply(manifest(*PODS))
-    return lab.wait_pods_ready([p["metadata"]["name"] for p in PODS])
+    lab.apply(manifest(*PODS, WEB, WEB_SVC))
+    return lab.wait_pods_ready([p["metadata"]["name"] for p in (*PODS, WEB)])
 
 
 @pytest.fixture
@@ -213,13 +219,14 @@ def test_cidr_rules_select_node_ips_in_nodes_mode(lab: Lab, pods: dict, cleanup:
 
 def test_egress_host_policy_filters_what_the_node_sends(lab: Lab, pods: dict, cleanup: list) -> None:
     w2 = NODE_IPS["k8s-w2"]
-    until(lab, {("k8s-w1", WORLD, CLOSED): True, ("k8s-w1", w2, CLOSED): True})
+    until(lab, {("k8s-w1", WORLD, CLOSED): True, ("k8s-w1", w2, CLOSED): True, ("world", W1, NODE_PORT): True})
     lab.apply(manifest(HOST_EGRESS))
     cleanup.append(HOST_EGRESS)
     until(lab, {("k8s-w1", WORLD, OPEN): True, ("k8s-w1", WORLD, CLOSED): False,
                 ("k8s-w1", w2, CLOSED): False,       # egress is default-deny now: another node too
                 ("near", WORLD, CLOSED): True,       # the node's pods keep their own policy (none)
-                ("client", W1, CLOSED): True})       # ingress is not filtered: replies go out by conntrack
+                ("client", W1, CLOSED): True,        # ingress is not filtered: replies go out by conntrack
+                ("world", W1, NODE_PORT): True})     # NodePort via k8s-w1 to k8s-w2's pod: SNATed, not the node's
     assert host_endpoint(lab, "k8s-w1")["status"]["policy"]["realized"]["policy-enabled"] == "egress"
 
     def denied() -> list[dict[str, Any]] | None:
