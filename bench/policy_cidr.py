@@ -28,7 +28,7 @@ from bench.netbench import bench_lab, membrane, wait_pods
 from bench.policy import PROBE
 from membrane.model.naming import LabPaths
 
-SAMPLES = int(os.environ.get("MEMBRANE_BENCH_CIDR_SAMPLES", "50"))
+SAMPLES = int(os.environ.get("MEMBRANE_BENCH_CIDR_SAMPLES", "20"))
 BASE = 7300
 WORLD = "192.168.10.200"
 PROBE_TIMEOUT = 30.0
