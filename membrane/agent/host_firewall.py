@@ -26,11 +26,13 @@ _POLICY_ENABLED = {(False, False): "none", (True, False): "ingress", (False, Tru
 
 class HostFirewall:
     """``enabled``: the Helm value; ``node``: this node's Node object (None until it is known);
-    ``target``: the datapath's mb_host_ep (None while there is no datapath)."""
+    ``target``: the datapath's mb_host_ep (None while there is no datapath); ``node_ports``: see
+    :func:`membrane.policy.hostpolicy.resolve_host`."""
 
     def __init__(self, enabled: bool, node: Callable[[], Mapping[str, Any] | None],
-                 target: Callable[[], HostEndpointMap | None]) -> None:
+                 target: Callable[[], HostEndpointMap | None], node_ports: tuple[tuple[int, str], ...] = ()) -> None:
         self.enabled = enabled
+        self.node_ports = node_ports  # (port, protocol) nodes use between them: the VXLAN port in tunnel routing
         self._node = node
         self._target = target
         self._written: HostEndpointState | None = None
@@ -50,7 +52,8 @@ class HostFirewall:
         if not stale and labels == self._labels:
             return None
         self._labels = labels
-        return resolve_host(repo.selecting(HOST_IDENTITY), repo.cache, labels, entities=entities, mode=mode)
+        return resolve_host(repo.selecting(HOST_IDENTITY), repo.cache, labels, entities=entities, mode=mode,
+                            node_ports=self.node_ports)
 
     def enforce_policy(self, resolved: ResolvedPolicy | None, *, gaining: bool) -> None:
         """mb_host_ep's flags for ``resolved``: before its rows are written only what stays enforced

@@ -12,7 +12,8 @@ What stays allowed once a direction is enforced, as in Cilium: the node itself (
 allow-localhost pods get) and the ``health`` endpoint. The lab's own control plane never crosses a
 device (etcd and the agents' APIs are unix sockets); what does — Hubble relay reaching every agent's
 peer port, TCP 4244, between nodes — is allowed too (``CONTROL_PORTS``), so a host policy cannot cut
-``membrane observe``. A deny in a host policy still beats these allows.
+``membrane observe``; in tunnel routing so is the VXLAN port between nodes (the pods' traffic rides in it,
+and is the pods' policy to decide). A deny in a host policy still beats these allows.
 """
 
 from __future__ import annotations
@@ -55,18 +56,22 @@ def resolve_host(
     *,
     entities: Mapping[str, Iterable[int]] = _EMPTY,
     mode: str = "default",
+    node_ports: Iterable[tuple[int, str]] = (),
 ) -> ResolvedPolicy:
     """The host endpoint's policy on the node with ``node_labels``, defaults included.
 
     ``rules``: every rule in force (or those whose subject selects the host identity); ``cache`` must
-    know the peers' identities (a PolicyRepository's cache does).
+    know the peers' identities (a PolicyRepository's cache does). ``node_ports``: more (port, protocol)
+    the nodes use between them, allowed like ``CONTROL_PORTS`` (the VXLAN port in tunnel routing).
     """
     resolved = resolve_selected(HOST_IDENTITY, host_rules(rules, node_labels), cache, entities=entities, mode=mode)
-    return with_host_defaults(resolved, entities)
+    return with_host_defaults(resolved, entities, node_ports)
 
 
-def with_host_defaults(resolved: ResolvedPolicy, entities: Mapping[str, Iterable[int]] = _EMPTY) -> ResolvedPolicy:
+def with_host_defaults(resolved: ResolvedPolicy, entities: Mapping[str, Iterable[int]] = _EMPTY,
+                       node_ports: Iterable[tuple[int, str]] = ()) -> ResolvedPolicy:
     """``resolved`` plus the allows that stay in every enforced direction (module docstring)."""
+    ports = (*CONTROL_PORTS, *node_ports)
     extra: set[PolicyEntry] = set()
     nodes = {int(i) for i in entities.get("remote-node", ())} | {HOST_IDENTITY}
     for direction, enforced in ((INGRESS, resolved.ingress_enforced), (EGRESS, resolved.egress_enforced)):
@@ -75,7 +80,7 @@ def with_host_defaults(resolved: ResolvedPolicy, entities: Mapping[str, Iterable
         extra.add(PolicyEntry(HOST_IDENTITY, direction, 0))
         extra.add(PolicyEntry(HEALTH_IDENTITY, direction, 0))
         for node in sorted(nodes):
-            for port, proto in CONTROL_PORTS:
+            for port, proto in ports:
                 extra.add(PolicyEntry(node, direction, PROTOCOL_NUMBERS[proto], port, 16))
     if not extra:
         return resolved

@@ -119,3 +119,12 @@ def test_the_not_enforced_note_depends_on_the_host_firewall() -> None:
     assert [(u.path, u.reason) for u in off] == [("spec.nodeSelector", HOST_POLICY)]
     assert "hostFirewall.enabled=false" in HOST_POLICY
     assert unenforced_fields(HOST_W1, host_firewall=True) == []
+
+
+def test_tunnel_routing_keeps_the_vxlan_port_open_between_nodes() -> None:
+    r = repo(HOST_W1)
+    plain = resolve_host(r.rules(), r.cache, W1, entities=ENTITIES)
+    tunnel = resolve_host(r.rules(), r.cache, W1, entities=ENTITIES, node_ports=[(8472, "UDP")])
+    assert PolicyEntry(REMOTE_NODE, "ingress", UDP, 8472, 16) in tunnel.entries
+    assert PolicyEntry(REMOTE_NODE, "ingress", UDP, 8472, 16) not in plain.entries
+    assert PolicyEntry(2, "ingress", UDP, 8472, 16) not in tunnel.entries  # only between nodes
