@@ -118,6 +118,12 @@ GOALS: list[Goal] = [
     Goal("scale", "resolve every identity's policy, 150k endpoints / 10k policies",
          benchmark="control plane at scale", metric="resolve every identity's policy", kind="absolute",
          op="<=", target=60.0, anchor="Cilium scale report shape; a full recompute within a minute"),
+    Goal("policy_cidr", "CIDR policy apply → enforced p50 vs an identity policy's",
+         benchmark="CIDR policy", metric="p50, CIDR", baseline="identity", op="<=", target=1.5,
+         anchor="issue 11: a CIDR policy's identities reach the ipcache in the same agent step as its rules"),
+    Goal("policy_cidr", "CIDR policy apply → enforced p99",
+         benchmark="CIDR policy", metric="p99, CIDR", kind="absolute", op="<=", target=1000.0,
+         anchor="issue 11: in force once apply has propagated (< 1 s), never after a periodic sync (30 s)"),
 ]
 
 

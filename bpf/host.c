@@ -29,6 +29,9 @@
  *      with the node IP and an allocated port (ICMP echo: identifier) as its source; with
  *      ip-masq-agent (HOST_F_IP_MASQ_AGENT) also not when a non-masquerade CIDR in mb_ipmasq_v4
  *      covers the destination (ipmasq.h).
+ * Host firewall (host_firewall.h, hostFirewall.enabled): what from_netdev leaves to the node for
+ * its own addresses meets the host endpoint's ingress, and what the node sends (source node IP)
+ * its egress, at to_netdev.
  * Everything else passes untouched. Configuration: mb_host_config (node IP, native routing
  * CIDR, flags), written by the loader before the programs are attached.
  */
@@ -51,6 +54,7 @@
 #include "fib.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
+#include "host_firewall.h"
 
 #define IDENTITY_REMOTE_NODE 6
 
@@ -246,6 +250,7 @@ int from_netdev(struct __sk_buff *skb)
 	struct nat_entry *e;
 	struct lb4_tuple t;
 	struct nat_key key;
+	int ret;
 
 	if (!PKT_HAS(eth, sizeof(*eth), data_end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return CTX_ACT_OK;
@@ -263,9 +268,13 @@ int from_netdev(struct __sk_buff *skb)
 	if ((cfg->flags & HOST_F_HOST_ROUTING) && skb->pkt_type == PACKET_HOST)
 		if ((ep = lookup_ip4_endpoint(t.daddr)))
 			return host_deliver_peer(skb, ep);
-	if (t.proto == IPPROTO_ICMP)
-		return CTX_ACT_OK;
-	return host_nodeport(skb, &t, cfg);
+	if (t.proto != IPPROTO_ICMP) {
+		ret = host_nodeport(skb, &t, cfg);
+		if (ret != CTX_ACT_OK)
+			return ret;
+	}
+	/* Not a service: for the node itself, the host firewall's ingress (host_firewall.h). */
+	return host_fw_from_netdev(skb);
 }
 
 static __always_inline int in_prefix(__u32 addr, __u32 net, __u8 prefix)
@@ -280,6 +289,21 @@ static __always_inline int in_prefix(__u32 addr, __u32 net, __u8 prefix)
 	return (addr & mask) == (net & mask);
 }
 
+/* A packet with the node IP as source that is service traffic, not the node's own: a NodePort
+ * request source-NATed towards a remote backend (its reply is expected by NAT_DIR_IN), or the reply
+ * of a frontend connection leaving with the frontend as source (its CT_SERVICE entry). */
+static __always_inline int host_forwarded_service(const struct lb4_tuple *t)
+{
+	struct nat_key nkey;
+	struct ct_key ckey;
+
+	nat4_key(&nkey, t->daddr, t->saddr, t->dport, t->sport, t->proto, NAT_DIR_IN);
+	if (bpf_map_lookup_elem(&mb_nat, &nkey))
+		return 1;
+	lb4_ct_key(&ckey, t->daddr, t->saddr, t->dport, t->sport, t->proto, CT_SERVICE);
+	return bpf_map_lookup_elem(&mb_ct, &ckey) != NULL;
+}
+
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
@@ -289,7 +313,7 @@ int to_netdev(struct __sk_buff *skb)
 	struct host_config *cfg;
 	struct lb4_tuple t;
 	struct nat_key key;
-	__u32 addr, node_ip, identity;
+	__u32 addr, node_ip;
 	__u16 port;
 	int ret;
 
@@ -299,8 +323,13 @@ int to_netdev(struct __sk_buff *skb)
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	node_ip = cfg->node_ip;
-	if (t.saddr == node_ip)
-		return CTX_ACT_OK;
+	if (t.saddr == node_ip) {
+		/* The node's own traffic: the host firewall's egress (host_firewall.h), unless it is service
+		 * traffic this node forwards (redirected out of the device, it passes here too). */
+		if (host_forwarded_service(&t))
+			return CTX_ACT_OK;
+		return host_fw_to_netdev(skb);
+	}
 	if (t.proto != IPPROTO_ICMP) {
 		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_REV_DNAT);
 		e = bpf_map_lookup_elem(&mb_nat, &key);
@@ -322,8 +351,7 @@ int to_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	if ((cfg->flags & HOST_F_IP_MASQ_AGENT) && ipmasq_exempt(t.daddr))
 		return CTX_ACT_OK;
-	identity = ipcache_identity(t.daddr);
-	if (identity == IDENTITY_HOST || identity == IDENTITY_REMOTE_NODE)
+	if (ipcache_is_node(t.daddr)) /* nodes are reached with the pod's own address */
 		return CTX_ACT_OK;
 	ret = nat4_snat(skb, &t, node_ip, &in);
 	if (ret != REASON_FORWARDED)

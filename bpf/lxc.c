@@ -46,6 +46,7 @@
 #include "tunnel.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
+#include "host_firewall.h"
 
 /* Drop a frame the pod of `ep` (NULL: the device is no known endpoint) sent with an address or
  * MAC not its own, reported as sent by that endpoint whatever the packet claims. */
@@ -98,6 +99,9 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	verdict = ipv4_policy_verdict(skb, ip4, ctx, rev_nat_index);
 	if (verdict != REASON_FORWARDED)
 		return drop_notify(skb, ctx, (__u8)verdict);
+	/* Host firewall: a packet for the node meets the host endpoint's ingress (host_firewall.h). */
+	if (host_fw_from_pod(skb, ip4, ctx->trace_reason, src->sec_identity) != REASON_FORWARDED)
+		return CTX_ACT_DROP;
 	/* A service connection of the pod to itself: source 169.254.42.1 (lb.h). */
 	if (rev_nat_index && ip4->saddr == ip4->daddr) {
 		verdict = lb4_hairpin_snat(skb);

@@ -20,4 +20,16 @@ static __always_inline __u32 ipcache_identity(__u32 ip4)
 	return value ? value->sec_identity : IDENTITY_WORLD;
 }
 
+/* Is ip4 a node's address (host, remote-node, or flagged with a CIDR identity of its own)? */
+static __always_inline int ipcache_is_node(__u32 ip4)
+{
+	struct ipcache_key key = { .prefixlen = 32, .ip4 = ip4 };
+	struct ipcache_value *value;
+
+	value = bpf_map_lookup_elem(&mb_ipcache, &key);
+	if (!value)
+		return 0;
+	return value->sec_identity == IDENTITY_HOST || value->sec_identity == 6 || (value->flags & IPCACHE_F_NODE);
+}
+
 #endif /* MEMBRANE_IPCACHE_H */

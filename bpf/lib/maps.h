@@ -104,10 +104,14 @@ struct ipcache_key {
 struct ipcache_value {
 	__u32 sec_identity;    /* identity of the addresses in the prefix */
 	__u32 tunnel_endpoint; /* node IPv4 (network order) hosting them; 0 when local or unknown */
-	__u8  flags;           /* reserved, 0 */
+	__u8  flags;           /* IPCACHE_F_* */
 	__u8  pad1;            /* must be 0 */
 	__u16 pad2;            /* must be 0 */
 };
+
+/* ipcache_value.flags: a node's address whose identity is a CIDR one (policyCIDRMatchMode=nodes,
+ * membrane/policy/nodecidr.py): the datapath still treats it as a node's. */
+#define IPCACHE_F_NODE (1 << 0)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -588,5 +592,24 @@ struct {
 	__type(value, struct host_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_host_config SEC(".maps");
+
+/* ---- mb_host_ep: the host endpoint (host firewall; one entry, key 0; host_firewall.h) -------- */
+
+/* hostFirewall.enabled: the node itself is an endpoint (reserved:host) whose rows in mb_policy
+ * carry ep_id; flags say in which direction they are enforced. ep_id 0: no host firewall, the
+ * node's own traffic is neither tracked nor filtered. */
+struct host_endpoint {
+	__u16 ep_id; /* the host endpoint's id (mb_policy rows); 0 = host firewall off */
+	__u16 flags; /* POLICY_INGRESS_ENFORCED / POLICY_EGRESS_ENFORCED */
+	__u32 pad;   /* must be 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct host_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_host_ep SEC(".maps");
 
 #endif /* MEMBRANE_MAPS_H */

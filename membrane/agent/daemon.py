@@ -17,6 +17,7 @@ from typing import Any
 from membrane.agent.api import APIServer
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet, reconciler_status
+from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.ipmasq_sync import IpMasqSync, configmaps_prefix
@@ -136,13 +137,20 @@ class Agent:
         self.identities = ids
         ipc = IPCacheSync(self.ipcache_mirror, self.resources.layout, self.node, self._nodes,
                           lambda: self.net.datapath.ipcache if self.net.datapath is not None else None,
-                          lambda: self.policy.cidr_prefixes() if self.policy is not None else {})
+                          lambda: self.policy.cidr_prefixes() if self.policy is not None else {},
+                          node_identities=lambda: self.policy.node_cidr_identities() if self.policy is not None else {})
         self.ipcache = ipc
         peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
+        host_fw = HostFirewall(self.config.host_firewall_enabled, self._node_object,  # hostFirewall.enabled
+                               lambda: self.net.datapath.host_endpoint if self.net.datapath is not None else None,
+                               ((self.config.tunnel_port, "UDP"),) if self.config.routing_mode == "tunnel" else ())
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
                             self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish,
-                            context=self._policy_context)
+                            context=self._policy_context, host_firewall=host_fw,
+                            cidr_match_nodes=lambda: "nodes" in self.config.policy_cidr_match_mode,  # [nodes]
+                            node_addresses=lambda: {n.internal_ip: n.name == self.node for n in self._nodes()
+                                                    if n.internal_ip})
         self.policy = policy
         events = EventRecorder(self.resources, "cilium-agent", self.node)
         policy.on_import = lambda obj, why: events.record(
@@ -161,7 +169,9 @@ class Agent:
             policy_ctrl.trigger()  # identities of endpoints may have changed
 
         ident_ctrl = self.controllers.add(Controller("endpoint-identities", identities_run, interval=30))
-        for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror, self.services_mirror):
+        for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror, self.services_mirror,
+                       *((self.nodes_mirror,) if host_fw.enabled or self.config.policy_cidr_match_mode else ())):
+            # nodes: their labels select host policies; their IPs CIDR rules in policyCIDRMatchMode=[nodes]
             mirror.subscribe(lambda *_: policy_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 
@@ -381,7 +391,15 @@ class Agent:
                 "ipv4": ep.ipv4,
                 "host_ifname": ep.host_ifname,
             })
+        if self.policy is not None and self.policy.host_firewall is not None:  # the host endpoint (host firewall)
+            me = self._me()
+            ips = [ip for ip in (me.internal_ip, me.router_ip) if ip] if me is not None else []
+            out.extend(self.policy.host_firewall.endpoint_rows(ips, self.policy.host_resolved()))
         return out
+
+    def _node_object(self) -> dict[str, Any] | None:
+        kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/_/{self.node}")  # cluster-scoped: "_"
+        return json.loads(kv.value) if kv is not None else None
 
     def bpf_policy(self) -> list[dict[str, Any]]:
         dp = self.net.datapath

@@ -7,6 +7,10 @@ reconciler writes it to ``mb_ipcache``: each prefix its own row with its own sta
 periodic full prune repairing drift. Its own controller refreshes the table, and so does the policy
 controller when the CIDR prefixes of policies change (identities before rules): ``publish`` applies
 the table in the caller's thread and fails unless every CIDR prefix is in.
+
+With policyCIDRMatchMode=[nodes] the policy controller names remote node IPs that carry CIDR identities
+of their own (``node_identities``): their node entries get that identity and IPCACHE_F_NODE, which keeps
+them nodes for the datapath (no masquerade towards them).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
-from membrane.datapath.maps.ipcache import IpcacheEntry
+from membrane.datapath.maps.ipcache import IPCACHE_F_NODE, IpcacheEntry
 from membrane.datapath.maps.ops import IpcacheOps, IpcacheTarget
 from membrane.endpoint.routing import NodeInfo
 from membrane.ipcache.cache import IPCacheEntry, cidr_entries, merge, node_entries
@@ -37,12 +42,14 @@ class NotApplied(RuntimeError):
 class IPCacheSync:
     def __init__(self, mirror: Mirror, layout: StoreLayout, node: str, nodes: Callable[[], list[NodeInfo]],
                  target: Callable[[], IpcacheTarget | None],
-                 cidrs: Callable[[], dict[str, int]] = dict, *, clock: Callable[[], float] | None = None) -> None:
+                 cidrs: Callable[[], dict[str, int]] = dict, *, clock: Callable[[], float] | None = None,
+                 node_identities: Callable[[], dict[str, int]] = dict) -> None:
         self.mirror = mirror
         self.layout = layout
         self.node = node
         self._nodes = nodes
         self._cidrs = cidrs
+        self._node_identities = node_identities
         self._lock = threading.Lock()
         self.table: Table[str, IpcacheEntry] = Table("ipcache", initialized=False)
         extra = {} if clock is None else {"clock": clock}
@@ -59,6 +66,10 @@ class IPCacheSync:
                 log.warning("ignoring ipcache key %s: %s", kv.key, exc)
         nodes = [node_entries(n.name, [ip for ip in (n.internal_ip, n.router_ip) if ip], own_node=self.node)
                  for n in self._nodes() if n.internal_ip]
+        own = self._node_identities()  # nodes mode: remote node IPs with identities of their own
+        if own:
+            nodes = [[replace(e, identity=own.get(str(e.prefix.network_address), e.identity))
+                      if e.prefix.prefixlen == e.prefix.max_prefixlen else e for e in entries] for entries in nodes]
         cache = merge([published, *nodes, cidr_entries(self._cidrs())])
         # The datapath is IPv4-only for now.
         return {str(e.prefix): e.identity for e in cache if e.prefix.version == 4}
@@ -66,7 +77,9 @@ class IPCacheSync:
     def refresh(self) -> int:
         """Make the desired table current (only changed prefixes get a new revision); returns it."""
         with self._lock:
-            rows = {prefix: IpcacheEntry(identity=identity) for prefix, identity in self.desired().items()}
+            flagged = {f"{ip}/32" for ip in self._node_identities()}
+            rows = {prefix: IpcacheEntry(identity=identity, flags=IPCACHE_F_NODE if prefix in flagged else 0)
+                    for prefix, identity in self.desired().items()}
             rev = self.table.replace_all(rows)
             self.table.mark_initialized()
             return rev

@@ -20,6 +20,10 @@ the old policy or the new one for its destination, never a new identity without 
 
 Egress named ports resolve against the peers' ports (``peer_ports``: identity -> name -> numbers,
 the table ``policy simulate`` builds too).
+
+With the host firewall (``host_firewall`` enabled) the node's host endpoint is one more endpoint here:
+resolved from the host policies selecting the node (:mod:`membrane.policy.hostpolicy`), its rows under
+``HOST_ENDPOINT_ID`` in the same map, its enforcement switched in mb_host_ep with the same ordering.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.ipcache_sync import NotApplied
 from membrane.agent.node_network import NodeNetwork
 from membrane.datapath.maps.ops import PolicyOps
@@ -46,11 +51,14 @@ from membrane.endpoint.model import Endpoint
 from membrane.identity.allocator import decode_labels
 from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
-from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
+from membrane.identity.node_cidr import host_labels_with_cidr, remote_node_labels
+from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities, reserved_labels
 from membrane.model.errors import ValidationError
 from membrane.policy.context import PolicyContext, uses_context
+from membrane.policy.hostpolicy import HOST_ENDPOINT_ID
 from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
+from membrane.policy.nodecidr import covered, covered_remote_nodes, host_prefix
 from membrane.policy.repository import PolicyRepository
 from membrane.policy.rules import Origin
 from membrane.policy.translate import origin_of, rules_from_object
@@ -98,7 +106,10 @@ class PolicySync:
                  peer_ports: Callable[[], PeerNamedPorts] = dict,
                  publish_ipcache: Callable[[], None] = lambda: None, *,
                  context: Callable[[], PolicyContext] = PolicyContext,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 host_firewall: HostFirewall | None = None,
+                 cidr_match_nodes: Callable[[], bool] = lambda: False,
+                 node_addresses: Callable[[], dict[str, bool]] = dict) -> None:
         self.net = net
         self.policy_mirrors = policy_mirrors
         self.identity_mirror = identity_mirror
@@ -109,6 +120,10 @@ class PolicySync:
         self.peer_ports = peer_ports
         self.publish_ipcache = publish_ipcache  # writes the BPF ipcache from cidr_prefixes(), synchronously
         self.context = context  # the CIDR groups and Services policies name (cidrGroupRef, toServices)
+        self.host_firewall = host_firewall  # the host endpoint (hostFirewall.enabled), None: no host endpoint
+        self.cidr_match_nodes = cidr_match_nodes  # policyCIDRMatchMode has nodes
+        self.node_addresses = node_addresses  # every node's InternalIP -> whether it is this node's
+        self._node_cidrs: dict[str, int] = {}  # remote node IP -> its CIDR identity (nodes mode)
         self._context = PolicyContext()
         # called with (policy object, message) when a policy is refused or only partly enforced (events)
         self.on_import: Callable[[dict[str, Any], str], None] | None = None
@@ -206,19 +221,35 @@ class PolicySync:
         return changed
 
     def _fold_cidrs(self, dirty: set[int]) -> None:
-        """Every prefix a rule names gets a node-local CIDR identity (labels cidr:<p>, reserved:world)."""
-        want = {str(p) for p in self.repo.prefixes()}
+        """Every prefix a rule names gets a node-local CIDR identity (labels cidr:<p>, reserved:world); with
+        policyCIDRMatchMode=[nodes] so does every remote node IP a prefix covers, labelled as that node
+        (membrane.policy.nodecidr), and the host identity gets its node IP's cidr label."""
+        prefixes = self.repo.prefixes()
+        addrs = self.node_addresses() if self.cidr_match_nodes() else {}
+        nodes = {host_prefix(ip): ip for ip in covered_remote_nodes(addrs, prefixes)}
+        want = {str(p) for p in prefixes} | set(nodes)
         have = self.cidrs.prefixes()
         for prefix in want - set(have):
-            n = self.cidrs.cidr_identity(prefix)
-            labels = self.cidrs.labels(n)
-            if labels is not None:
-                self._set_identity(n, labels, dirty)
+            self.cidrs.cidr_identity(prefix)
         for prefix in set(have) - want:
             n = have[prefix]
             self.cidrs.release(prefix)
             if self.cidrs.labels(n) is None:
                 self._drop_identity(n, dirty)
+        now = self.cidrs.prefixes()
+        for prefix, n in now.items():  # a /32 may change between a CIDR's and a node's labels
+            labels = remote_node_labels(nodes[prefix]) if prefix in nodes else self.cidrs.labels(n)
+            if labels is not None and self.identities.get(n) != labels:
+                self._set_identity(n, labels, dirty)
+        self._node_cidrs = {ip: now[prefix] for prefix, ip in nodes.items()}
+        own = next((ip for ip, is_own in addrs.items() if is_own and covered(ip, prefixes)), None)
+        host = host_labels_with_cidr(reserved_labels(HOST_IDENTITY), own)
+        if self.identities.get(HOST_IDENTITY) != host:
+            self._set_identity(HOST_IDENTITY, host, dirty)
+
+    def node_cidr_identities(self) -> dict[str, int]:
+        """policyCIDRMatchMode=[nodes]: remote node IP -> the identity the ipcache must give it."""
+        return dict(self._node_cidrs)
 
     def cidr_prefixes(self) -> dict[str, int]:
         """prefix -> CIDR identity the BPF ipcache must hold now (the ipcache controller reads it too)."""
@@ -253,7 +284,7 @@ class PolicySync:
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
         self.entities = entities
         changed: set[int] = set(self._behind)
-        for ep_id in [i for i in self._resolved if i not in endpoints]:
+        for ep_id in [i for i in self._resolved if i not in endpoints and i != HOST_ENDPOINT_ID]:
             del self._resolved[ep_id]
             changed.add(ep_id)
         recomputed = 0
@@ -265,6 +296,9 @@ class PolicySync:
             self._resolved[ep.id] = (ep.identity, resolved)
             recomputed += 1
             changed.add(ep.id)
+        if self._resolve_host(dirty, entities, mode, full):
+            recomputed += 1
+            changed.add(HOST_ENDPOINT_ID)
         scope = None if full or not self._map_synced else changed
         self._behind |= changed if scope is not None else set(endpoints) | changed
         if fresh and self._map_synced and not full:
@@ -315,6 +349,24 @@ class PolicySync:
         if rules:
             self._write(desired_slots(rules), {r.ep_id for r in rules}, remove=False)
 
+    def _resolve_host(self, dirty: set[int], entities: dict[str, Any], mode: str, full: bool) -> bool:
+        """Re-resolve the host endpoint when its policy may have changed; True if it was."""
+        hf = self.host_firewall
+        stale = HOST_IDENTITY in dirty or full or HOST_ENDPOINT_ID not in self._resolved
+        resolved = hf.resolve(self.repo, entities, mode, stale=stale) if hf is not None else None
+        if resolved is None:
+            return False
+        self._resolved[HOST_ENDPOINT_ID] = (HOST_IDENTITY, resolved)
+        return True
+
+    def host_resolved(self) -> ResolvedPolicy | None:
+        found = self._resolved.get(HOST_ENDPOINT_ID)
+        return found[1] if found is not None else None
+
+    def _enforce_host(self, *, gaining: bool) -> None:
+        if self.host_firewall is not None:
+            self.host_firewall.enforce_policy(self.host_resolved(), gaining=gaining)
+
     def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
         want_flags = {ep_id: (r.ingress_enforced, r.egress_enforced) for ep_id, (_i, r) in self._resolved.items()}
@@ -324,6 +376,8 @@ class PolicySync:
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ep.policy_ingress and ing,
                                             ep.policy_egress and egr)
+        if scope is None or HOST_ENDPOINT_ID in scope:
+            self._enforce_host(gaining=False)
         # 2. the map holds exactly the resolved entries of the endpoints we have (of those in scope)
         rules = [rule for ep_id, (_i, r) in self._resolved.items() if scope is None or ep_id in scope
                  for rule in map_rules(ep_id, r)]
@@ -339,6 +393,9 @@ class PolicySync:
                 continue  # keeps the flags of step 1 until its rows are in
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ing, egr)
+        if (scope is None or HOST_ENDPOINT_ID in scope) and not (failed is not None and self.reconciler.not_done(
+                [slot for slot, _v in self.table.by_index("endpoint", HOST_ENDPOINT_ID)])):
+            self._enforce_host(gaining=True)
         if failed is not None:
             raise failed
         self._behind.clear()

@@ -157,9 +157,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     except Exception as exc:
         raise CLIError(f"apply failed, nothing was stored: {exc}") from None
-    from membrane.cli.policy_cmds import apply_warnings
+    from membrane.cli.policy_cmds import apply_warnings, lab_host_firewall
 
-    for line in apply_warnings(objs):  # accepted but not enforced: said, never silent (exit 0 as kubectl)
+    for line in apply_warnings(objs, lab_host_firewall(store)):  # accepted but not enforced: said, never silent (exit 0 as kubectl)
         print(line, file=sys.stderr)
     for obj, outcome in results:
         info = lookup_kind(obj["kind"])

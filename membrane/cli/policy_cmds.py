@@ -54,18 +54,41 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---- notes shared by validate, get and apply ------------------------------------------------------------
-def object_notes(obj: Mapping[str, Any]) -> list[str]:
-    """What one validated policy carries that is accepted but not enforced, field by field."""
+def object_notes(obj: Mapping[str, Any], host_firewall: bool = False) -> list[str]:
+    """What one validated policy carries that is accepted but not enforced, field by field
+    (``host_firewall``: the lab's hostFirewall.enabled, which enforces host policies)."""
     from membrane.policy.unenforced import unenforced_fields
 
-    return [str(u) for u in unenforced_fields(obj)]
+    return [str(u) for u in unenforced_fields(obj, host_firewall=host_firewall)]
 
 
-def apply_warnings(objs: Iterable[Mapping[str, Any]]) -> list[str]:
+def apply_warnings(objs: Iterable[Mapping[str, Any]], host_firewall: bool = False) -> list[str]:
     """``Warning:`` lines for ``apply`` (stderr, as kubectl prints the API server's warnings)."""
     from membrane.policy.translate import origin_of
 
-    return [f"Warning: {origin_of(obj)}: {note}" for obj in objs for note in object_notes(obj)]
+    return [f"Warning: {origin_of(obj)}: {note}" for obj in objs for note in object_notes(obj, host_firewall)]
+
+
+def lab_host_firewall(store: Any) -> bool:
+    """hostFirewall.enabled of the lab behind ``store`` (its stored values, as the agents read them)."""
+    from membrane.model.config import ClusterConfig
+
+    try:
+        kv = store.client.get(f"/membrane/{store.layout.cluster}/config")
+    except Exception:  # the store unreachable: say what is not enforced without the host firewall
+        return False
+    return kv is not None and ClusterConfig.from_dict(json.loads(kv.value)).host_firewall_enabled
+
+
+def _lab_host_firewall_if_any(lab: str | None) -> bool:
+    """validate works without a lab; when the lab exists its hostFirewall setting counts."""
+    from membrane.lab.record import load_record
+
+    if not lab or load_record(lab) is None:
+        return False
+    from membrane.cli.commands import _store
+
+    return lab_host_firewall(_store(lab))
 
 
 def object_ref(obj: Mapping[str, Any]) -> str:
@@ -73,7 +96,7 @@ def object_ref(obj: Mapping[str, Any]) -> str:
 
 
 # ---- validate ----------------------------------------------------------------------------------------
-def validate_documents(documents: Iterable[tuple[str, Any]]) -> tuple[list[str], list[str]]:
+def validate_documents(documents: Iterable[tuple[str, Any]], host_firewall: bool = False) -> tuple[list[str], list[str]]:
     """(lines for stdout, errors) for ``policy validate``: every document is checked, none is stored."""
     from membrane.model.errors import ValidationError
     from membrane.model.validate import validate_object
@@ -96,7 +119,7 @@ def validate_documents(documents: Iterable[tuple[str, Any]]) -> tuple[list[str],
             errors.append(f"{where}: {object_ref(obj)}: cannot translate into rules: {exc}")
             continue
         out.append(f"valid: {object_ref(obj)} ({len(rules)} rule{'' if len(rules) == 1 else 's'})")
-        out.extend(f"  note: {note}" for note in object_notes(obj))
+        out.extend(f"  note: {note}" for note in object_notes(obj, host_firewall))
     return out, errors
 
 
@@ -112,7 +135,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     if not documents:
         raise CLIError("no objects found in " + ", ".join(args.filename))
-    out, errors = validate_documents(documents)
+    out, errors = validate_documents(documents, _lab_host_firewall_if_any(getattr(args, "lab", None)))
     for line in out:
         print(line)
     for err in errors:
@@ -203,7 +226,7 @@ def policy_rules_json(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(_cilium_spec_rule(spec, namespace), labels=labels) for spec in specs]
 
 
-def policy_notes(objs: Iterable[Mapping[str, Any]]) -> list[str]:
+def policy_notes(objs: Iterable[Mapping[str, Any]], host_firewall: bool = False) -> list[str]:
     """``<kind>/<ns>/<name>: <note>`` for every stored policy with something accepted but not enforced."""
     from membrane.policy.translate import origin_of, rules_from_object
 
@@ -211,18 +234,18 @@ def policy_notes(objs: Iterable[Mapping[str, Any]]) -> list[str]:
     for obj in objs:
         try:
             rules_from_object(obj)
-            notes = object_notes(obj)
+            notes = object_notes(obj, host_firewall)
         except (ValueError, KeyError, TypeError) as exc:
             notes = [f"cannot translate into rules: {exc}"]
         out.extend(f"{origin_of(obj)}: {note}" for note in notes)
     return out
 
 
-def render_policy_get(objs: list[Mapping[str, Any]], revision: int) -> str:
+def render_policy_get(objs: list[Mapping[str, Any]], revision: int, host_firewall: bool = False) -> str:
     """The rules as indented JSON, a ``Note:`` line per unenforced feature, then ``Revision: N``."""
     rules = [rule for obj in objs for rule in policy_rules_json(obj)]
     lines = [json.dumps(rules, indent=2)]
-    lines.extend(f"Note: {note}" for note in policy_notes(objs))
+    lines.extend(f"Note: {note}" for note in policy_notes(objs, host_firewall))
     lines.append(f"Revision: {revision}")
     return "\n".join(lines)
 
@@ -243,10 +266,13 @@ def cmd_get(args: argparse.Namespace) -> int:
     from membrane.cli.commands import _store
 
     namespace = None if args.all_namespaces else args.namespace
-    objs, revision = stored_policies(_store(args.lab), namespace)
+    store = _store(args.lab)
+    objs, revision = stored_policies(store, namespace)
+    host_firewall = lab_host_firewall(store)
     if args.output == "json":
         rules = [rule for obj in objs for rule in policy_rules_json(obj)]
-        print(json.dumps({"policy": rules, "notes": policy_notes(objs), "revision": revision}, indent=2))
+        print(json.dumps({"policy": rules, "notes": policy_notes(objs, host_firewall), "revision": revision},
+                         indent=2))
         return 0
-    print(render_policy_get(objs, revision))
+    print(render_policy_get(objs, revision, host_firewall))
     return 0

@@ -21,6 +21,7 @@ from membrane.datapath.bpf.tc import Direction, tc_attach, tc_detach, tc_hook_cr
 from membrane.datapath.maps.abi import abi_drift
 from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.endpoints import EndpointsMap
+from membrane.datapath.maps.host_endpoint import HostEndpointMap
 from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.ipmasq import IpMasqMap
 from membrane.datapath.maps.lb import LBMaps
@@ -298,6 +299,11 @@ class NodeDatapath:
     def ipmasq(self) -> IpMasqMap:
         """ip-masq-agent's non-masquerade prefixes (mb_ipmasq_v4)."""
         return self._map(IpMasqMap)
+
+    @property
+    def host_endpoint(self) -> HostEndpointMap:
+        """The host firewall's host endpoint (mb_host_ep)."""
+        return self._map(HostEndpointMap)
 
     @property
     def host_config(self) -> HostConfigMap:

@@ -53,11 +53,15 @@ class ClusterConfig:
     ip_masq_agent_non_masquerade_cidrs: list[str] = field(default_factory=list)
     ip_masq_agent_masq_link_local: bool = False
     # policyCIDRMatchMode: [] (the default) = CIDR rules never select cluster nodes (or pods); Cilium's
-    # [nodes] makes them select node IPs too, which needs node IPs to carry identities of their own.
+    # [nodes] makes them select node IPs too (membrane.policy.nodecidr: node IPs a policy CIDR covers
+    # get identities that carry the CIDR and the node's own reserved label).
     policy_cidr_match_mode: list[str] = field(default_factory=list)
     # Transparent encryption (membrane.endpoint.encryption): WireGuard between nodes, wireguard-go here.
     encryption_enabled: bool = False
     encryption_type: str = "wireguard"
+    # hostFirewall.enabled: CiliumClusterwideNetworkPolicies with nodeSelector filter the nodes' own
+    # traffic (the host endpoint, membrane.policy.hostpolicy and bpf/lib/host_firewall.h).
+    host_firewall_enabled: bool = False
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -92,6 +96,7 @@ class ClusterConfig:
         "policyCIDRMatchMode": "policy_cidr_match_mode",
         "encryption.enabled": "encryption_enabled",
         "encryption.type": "encryption_type",
+        "hostFirewall.enabled": "host_firewall_enabled",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -166,11 +171,6 @@ class ClusterConfig:
         unknown = [m for m in self.policy_cidr_match_mode if m != "nodes"]
         if unknown:
             raise ValidationError(f"{prefix}: policyCIDRMatchMode: {', '.join(unknown)}: the only mode is nodes")
-        if self.policy_cidr_match_mode:
-            raise ValidationError(
-                f"{prefix}: policyCIDRMatchMode=[nodes] (CIDR rules also selecting node IPs) is not implemented yet; "
-                "the default [] is: CIDR rules never select cluster nodes or pods, use toEntities host/remote-node "
-                "or toNodes")
         if self.policy_enforcement_mode not in ("default", "always", "never"):
             raise ValidationError(f"{prefix}: policyEnforcementMode must be default, always or never")
         try:

@@ -86,6 +86,7 @@ _OPTIONS = {
     "policy_cidr_match_mode": "PolicyCIDRMatchMode",
     "encryption_enabled": "EnableWireguard",
     "encryption_type": "EncryptionType",
+    "host_firewall_enabled": "EnableHostFirewall",
 }
 
 KEYS: dict[str, Entry] = {

@@ -16,8 +16,8 @@ TLS_FIELD = "accepted, not enforced yet (no TLS inspection); the port is enforce
 FQDN = "DNS-based peers accepted, not enforced yet (no DNS proxy): this item selects no peer"
 REQUIRES = "accepted, not enforced yet (deprecated in Cilium): it does not narrow the rule's peers"
 AUTH = "mutual authentication accepted, not enforced yet: traffic the rule allows passes unauthenticated"
-HOST_POLICY = ("host policy accepted, not enforced: the host firewall (hostFirewall.enabled) is not supported "
-               "yet, so the selected nodes' traffic is not filtered")
+HOST_POLICY = ("host policy accepted, not enforced: the host firewall is off (hostFirewall.enabled=false), so the "
+               "selected nodes' traffic is not filtered")
 _CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 _DIRECTIONS = ("ingress", "ingressDeny", "egress", "egressDeny")
 
@@ -33,13 +33,14 @@ class Unenforced:
         return f"{self.path}: {self.reason}"
 
 
-def unenforced_fields(obj: Mapping[str, Any]) -> list[Unenforced]:
-    """Every field of one validated policy object that is accepted but not enforced (none for other kinds)."""
+def unenforced_fields(obj: Mapping[str, Any], *, host_firewall: bool = False) -> list[Unenforced]:
+    """Every field of one validated policy object that is accepted but not enforced (none for other kinds).
+    ``host_firewall``: hostFirewall.enabled, under which host policies (``nodeSelector``) are enforced."""
     if obj.get("kind") not in _CILIUM_KINDS:
         return []
     out: list[Unenforced] = []
     for path, rule in _rules(obj):
-        if rule.get("nodeSelector") is not None:
+        if rule.get("nodeSelector") is not None and not host_firewall:
             out.append(Unenforced(f"{path}.nodeSelector", HOST_POLICY))
         for direction in _DIRECTIONS:
             for i, item in enumerate(rule.get(direction) or []):

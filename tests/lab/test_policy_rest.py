@@ -103,6 +103,22 @@ def test_apply_warns_about_unenforced_fields_and_policy_get_notes_them(lab: Lab,
     assert [n.removeprefix("Note: ") for n in notes] == [w.removeprefix("Warning: ") for w in warnings]
 
 
+HOST = {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "hosts"},
+        "spec": {"nodeSelector": {}, "ingress": [{"fromEntities": ["cluster"]}]}}
+
+
+def test_a_host_policy_is_said_unenforced_while_the_host_firewall_is_off(lab: Lab, cleanup: list) -> None:
+    """This lab runs with the default hostFirewall.enabled=false (test_host_firewall turns it on)."""
+    validated = lab.run("policy", "validate", "-f", "-", input=manifest(HOST)).stdout
+    assert "note: spec.nodeSelector: host policy accepted, not enforced" in validated
+    proc = lab.run("apply", "-f", "-", input=manifest(HOST))
+    cleanup.append(HOST)
+    assert "Warning: CiliumClusterwideNetworkPolicy/hosts: spec.nodeSelector: host policy accepted, not enforced: " \
+           "the host firewall is off (hostFirewall.enabled=false)" in proc.stderr, proc.stderr
+    rows = json.loads(lab.run("endpoint", "list", "--node", "k8s-w1", "-o", "json").stdout)
+    assert all(r["id"] != 4096 for r in rows)  # no host endpoint without the host firewall
+
+
 def test_to_groups_is_refused_and_nothing_stored(lab: Lab, client: dict) -> None:
     proc = lab.run("apply", "-f", "-", input=manifest(GROUPS), check=False)
     assert proc.returncode != 0

@@ -214,14 +214,12 @@ def test_computed_values_show_defaults_and_user_values() -> None:
     assert out["loadBalancer"] == {"algorithm": "random", "mode": "snat"}
 
 
-def test_policy_cidr_match_mode_defaults_to_none_and_nodes_is_refused_with_the_default_explained() -> None:
+def test_policy_cidr_match_mode_defaults_to_none_and_nodes_is_a_setting() -> None:
     cfg, warnings = _resolve("policyCIDRMatchMode={}")
     assert cfg.policy_cidr_match_mode == [] and warnings == []
     assert ClusterConfig().policy_cidr_match_mode == []
-    with pytest.raises(ValidationError) as err:
-        _resolve("policyCIDRMatchMode={nodes}")
-    assert "policyCIDRMatchMode=[nodes] (CIDR rules also selecting node IPs) is not implemented yet" in str(err.value)
-    assert "CIDR rules never select cluster nodes or pods" in str(err.value)
+    cfg, warnings = _resolve("policyCIDRMatchMode={nodes}")
+    assert cfg.policy_cidr_match_mode == ["nodes"] and warnings == []
     with pytest.raises(ValidationError, match="policyCIDRMatchMode: pods: the only mode is nodes"):
         _resolve("policyCIDRMatchMode={pods}")
 
@@ -235,3 +233,11 @@ def test_wireguard_encryption_is_a_setting_and_what_it_lacks_is_refused() -> Non
         _resolve("encryption.type=aes")
     with pytest.raises(ValidationError, match="node-to-node encryption is not implemented yet"):
         _resolve("encryption.nodeEncryption=true")
+
+
+def test_host_firewall_is_off_by_default_and_a_setting() -> None:
+    assert ClusterConfig().host_firewall_enabled is False
+    cfg, warnings = _resolve("hostFirewall.enabled=true")
+    assert cfg.host_firewall_enabled is True and warnings == []
+    with pytest.raises(ValidationError, match="hostFirewall.enabled=yes: expected true or false"):
+        _resolve("hostFirewall.enabled=yes")

@@ -200,3 +200,16 @@ def test_abi_drift_is_empty_for_the_host_object(tmp_path: Path) -> None:
     assert abi_drift(obj, present_only=True) == []
     assert {"nat_key", "nat_entry", "host_config", "lb_svc_key", "ct_entry", "ipmasq_key",
             "ipmasq_value"} <= set(read_struct_layouts(obj))
+
+
+@pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
+def test_the_host_endpoint_map_uses_the_mirrored_struct(lxc_object: str) -> None:
+    """mb_host_ep (host firewall): its value is struct host_endpoint, mirrored by HostEndpointValue."""
+    from membrane.datapath.maps.host_endpoint import HOST_EP_MIRRORS, HostEndpointMap
+
+    types = _bpftool_types(lxc_object)
+    var = next(t for t in types.values() if t["kind"] == "VAR" and t["name"] == HostEndpointMap.NAME)
+    definition = types[var["type_id"]]
+    type_ids = {m["name"]: types[m["type_id"]]["type_id"] for m in definition["members"]}
+    assert types[type_ids["value"]]["name"] == dict((m, n) for n, m in HOST_EP_MIRRORS)[HostEndpointMap.VALUE]
+    assert _bpftool_size(types, type_ids["key"]) == ctypes.sizeof(HostEndpointMap.KEY)

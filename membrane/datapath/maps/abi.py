@@ -8,6 +8,7 @@ from membrane.datapath.bpf.btf import ctypes_layout, layout_drift, read_struct_l
 from membrane.datapath.maps.conntrack import CtEntry, CtKey
 from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey, LxcInfo, LxcKey
 from membrane.datapath.maps.events import EVENT_MIRRORS
+from membrane.datapath.maps.host_endpoint import HOST_EP_MIRRORS
 from membrane.datapath.maps.ipcache import IpcacheKey, IpcacheValue
 from membrane.datapath.maps.ipmasq import IPMASQ_MIRRORS
 from membrane.datapath.maps.lb import LB_MIRRORS
@@ -35,6 +36,7 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     *NAT_MIRRORS,
     *IPMASQ_MIRRORS,
     *TUNNEL_MIRRORS,
+    *HOST_EP_MIRRORS,
 )
 
 

@@ -18,6 +18,7 @@ from membrane.model.errors import ValidationError
 
 MAP_NAME = "mb_ipcache"
 IDENTITY_WORLD = 2  # what the datapath assumes for an address no prefix covers
+IPCACHE_F_NODE = 1 << 0  # a node's address with a CIDR identity (policyCIDRMatchMode=nodes): still a node
 
 
 class IpcacheKey(ctypes.Structure):
