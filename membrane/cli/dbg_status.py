@@ -345,7 +345,8 @@ def render_status(status: dict[str, Any], verbose: bool, now: datetime | None = 
 
 
 # Sections whose ``state`` says whether a component works, with the names cilium-dbg prints.
-_COMPONENTS = {"kvstore": "KVStore", "kubernetes": "Kubernetes", "membrane": "Membrane", "hubble": "Hubble"}
+_COMPONENTS = {"kvstore": "KVStore", "kubernetes": "Kubernetes", "membrane": "Membrane", "hubble": "Hubble",
+               "bgp": "BGP"}
 
 
 def failing_components(status: dict[str, Any]) -> list[str]:
