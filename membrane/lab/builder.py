@@ -116,6 +116,8 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         _wait(lambda: _nodes_ready(store, topo, record), 60, "nodes did not become Ready")
         progress("outside world (DNS, internet servers) and cluster DNS")
         create_world(lab, topo)
+        if frr.wanted(topo):
+            frr.route_world(lab, topo)
         store.apply_many(cluster_dns_objects())
         record.state = "ready"
         record.save()

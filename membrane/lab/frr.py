@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 
 from membrane.lab import processes
@@ -90,3 +91,15 @@ def vtysh_argv(lab: str, cmd: list[str]) -> list[str]:
     if cmd and os.path.basename(cmd[0]) == "vtysh" and "--vty_socket" not in cmd:
         return [cmd[0], "--vty_socket", frr_dir(lab), *cmd[1:]]
     return cmd
+
+
+def route_world(lab: str, topo: LabTopology) -> None:
+    """The world's default route: the router, so what only BGP knows (Service IPs) is reached through it."""
+    from membrane.lab.world import plan_world
+
+    plan = plan_world(lab, topo)
+    if plan.router_ip:
+        proc = subprocess.run(["ip", "-n", plan.netns, "route", "replace", "default", "via", plan.router_ip],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"world default route via {plan.router_ip}: {proc.stderr.strip()}")

@@ -52,7 +52,8 @@ class ExaBGPSpeaker:
         return [sys.executable, "-m", "membrane.datapath.linux.exabgp_bridge", self.fifo, self.state_path]
 
     def configure(self, text: str) -> None:
-        if text == self.config_text and self.alive():
+        if text == self.config_text:
+            self.ensure_running()
             return
         self.config_text = text
         self.stop()
@@ -88,12 +89,14 @@ class ExaBGPSpeaker:
         return self.proc.pid if self.alive() and self.proc is not None else 0
 
     def ensure_running(self) -> bool:
-        """Restart a speaker that died; True when one was restarted."""
-        if self.proc is None or not self.config_text or self.alive():
+        """Start a speaker that should run but does not (it died, or could not start); True if started."""
+        if not self.config_text or self.alive():
             return False
-        self.last_exit = f"exit status {self.proc.returncode} at {time.strftime('%H:%M:%S')}"
-        self.restarts += 1
-        log.warning("BGP speaker (pid %d) died (%s); restarting", self.proc.pid, self.last_exit)
+        if self.proc is not None:
+            self.last_exit = f"exit status {self.proc.returncode} at {time.strftime('%H:%M:%S')}"
+            self.restarts += 1
+            log.warning("BGP speaker (pid %d) died (%s); restarting", self.proc.pid, self.last_exit)
+            self.proc = None
         self._start()
         return True
 

@@ -4,7 +4,8 @@
 ``process`` block) and reads API commands from its stdout; the agent writes those commands into
 ``CMD_FIFO``, which the bridge holds open read-write so it never sees end-of-file when a writer
 goes away. ExaBGP writes JSON events to the bridge's stdin; the bridge keeps, per peer address, the
-last session state (``up``, ``down``, ``connected``) with its time and the prefixes received, and
+last session state (``up``, ``down``, ``connected``) with its time and the prefixes received (not
+those whose AS path holds our own ASN, which a BGP speaker discards as a loop), and
 rewrites ``STATE_FILE`` (atomically) on each change. When ExaBGP exits, stdin closes and so does
 the bridge.
 """
@@ -41,9 +42,13 @@ def _apply_event(state: dict[str, Any], event: dict[str, Any]) -> bool:
     if event.get("type") == "update":
         update = (neighbor.get("message") or {}).get("update") or {}
         received = set(entry.get("received") or [])
+        local_asn = (neighbor.get("asn") or {}).get("local")
+        looped = local_asn is not None and local_asn in ((update.get("attribute") or {}).get("as-path") or [])
         for family in (update.get("announce") or {}).values():
             for _nexthop, nlris in (family or {}).items():
-                received |= {str(n.get("nlri") if isinstance(n, dict) else n) for n in nlris or []}
+                prefixes = {str(n.get("nlri") if isinstance(n, dict) else n) for n in nlris or []}
+                # Our own AS in the path: a BGP speaker drops it (loop), so it is not "received".
+                received = received - prefixes if looped else received | prefixes
         for nlris in (update.get("withdraw") or {}).values():
             received -= {str(n.get("nlri") if isinstance(n, dict) else n) for n in nlris or []}
         entry["received"] = sorted(received)
