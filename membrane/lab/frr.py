@@ -7,8 +7,8 @@ whatever ASN the CiliumBGPClusterConfig gives the nodes), and ``maximum-paths`` 
 by several nodes gets ECMP routes. zebra installs what bgpd learns into the router's kernel table:
 those are the only pod-CIDR routes the router has (the lab kubelet writes none when BGP is on).
 
-The daemons run in the foreground as lab processes (PIDs in the lab record, stopped on ``lab
-delete``); their config, pid files, zserv and vty sockets live in ``<run dir>/frr``, so labs never
+The daemons run in the foreground under the lab's supervisor, like the other lab daemons (``frr-zebra``,
+``frr-bgpd`` in ``lab status``; restarted if they exit; stopped on ``lab delete``); their config, pid files, zserv and vty sockets live in ``<run dir>/frr``, so labs never
 share them. ``vtysh`` finds them through ``--vty_socket``, which ``lab exec router -- vtysh`` adds.
 """
 
@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from membrane.lab import processes
-from membrane.lab.daemons import LabError
+from membrane.lab.daemons import DaemonSpec, LabError, spawn_supervised
 from membrane.lab.topology import LabTopology
 from membrane.model.naming import LabPaths
 
@@ -50,12 +50,21 @@ def bgpd_config(topo: LabTopology) -> str:
     return "\n".join(lines)
 
 
-def start(lab: str, topo: LabTopology) -> dict[str, processes.ProcRecord]:
-    """Start zebra then bgpd in the router namespace; their process records, by daemon name."""
-    if not os.path.exists(f"{FRR_DIR}/bgpd"):
-        raise LabError(f"{FRR_DIR}/bgpd not found: run 'make setup' (installs frr)")
+def specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
+    """``frr-zebra`` and ``frr-bgpd``: lab daemons under the lab's supervisor, in the router namespace."""
     assert topo.router is not None
     paths = LabPaths(lab)
+    d = frr_dir(lab)
+    return {f"frr-{daemon}": DaemonSpec(
+        ["ip", "netns", "exec", paths.router_netns(topo.router.name), f"{FRR_DIR}/{daemon}", "-f", f"{d}/{daemon}.conf",
+         "-i", f"{d}/{daemon}.pid", "-z", f"{d}/zserv.api", "--vty_socket", d, "-P", "0"],
+        f"{paths.log_dir}/frr-{daemon}.log") for daemon in DAEMONS}
+
+
+def start(lab: str, topo: LabTopology) -> dict[str, processes.ProcRecord]:
+    """Write FRR's config, start zebra then bgpd; their supervisors' records, by daemon name."""
+    if not os.path.exists(f"{FRR_DIR}/bgpd"):
+        raise LabError(f"{FRR_DIR}/bgpd not found: run 'make setup' (installs frr)")
     d = frr_dir(lab)
     os.makedirs(d, exist_ok=True)
     with open(f"{d}/bgpd.conf", "w") as fh:
@@ -65,13 +74,10 @@ def start(lab: str, topo: LabTopology) -> dict[str, processes.ProcRecord]:
     for name in os.listdir(d):  # FRR drops to user frr: it must read its config and create its sockets
         shutil.chown(f"{d}/{name}", "frr", "frr")
     shutil.chown(d, "frr", "frr")
-    rns = paths.router_netns(topo.router.name)
     out: dict[str, processes.ProcRecord] = {}
-    for daemon in DAEMONS:
-        argv = ["ip", "netns", "exec", rns, f"{FRR_DIR}/{daemon}", "-f", f"{d}/{daemon}.conf", "-i", f"{d}/{daemon}.pid",
-                "-z", f"{d}/zserv.api", "--vty_socket", d, "-P", "0"]
-        out[f"frr-{daemon}"] = processes.spawn(argv, f"{paths.log_dir}/frr-{daemon}.log")
-        _wait_socket(f"{d}/{daemon}.vty", daemon, out[f"frr-{daemon}"])
+    for name, spec in specs(lab, topo).items():
+        out[name] = spawn_supervised(lab, name, spec)
+        _wait_socket(f"{d}/{name.removeprefix('frr-')}.vty", name, out[name])
     return out
 
 
