@@ -121,6 +121,8 @@ def test_service_ecmp_local_policy_world_and_withdrawal(bgp_lab: Lab) -> None:
     hops = bgp_lab.wait_for(lambda: router_routes(bgp_lab).get(vip) if len(router_routes(bgp_lab).get(vip, ())) == 3
                             else None, 20, f"3 ECMP paths for {vip}")
     assert hops == set(NODE_IPS.values())
+    detail = bgp_lab.node_exec("router", "vtysh", "-c", f"show ip bgp {vip}").stdout
+    assert "Community: 65000:100" in detail and "multipath" in detail  # the advertisement's attributes, via BGP
     assert "ipv4/unicast" in bgp_lab.run("bgp", "peers").stdout
     advertised = bgp_lab.run("bgp", "routes", "advertised", "ipv4", "unicast").stdout
     assert sum(vip in line for line in advertised.splitlines()) == 3
@@ -164,7 +166,10 @@ def test_dead_speaker_is_restarted_and_reported(bgp_lab: Lab) -> None:
     # The restarted speaker peers again and re-announces the node's pod CIDR.
     bgp_lab.wait_for(lambda: router_routes(bgp_lab).get("10.244.1.0/24") == {NODE_IPS["k8s-w1"]}, 30,
                      "k8s-w1's pod CIDR back in the router")
-    assert bgp_lab.run("status").returncode == 0
+    cluster = bgp_lab.run("status").stdout  # exit 0: the speaker recovered; the restart is a warning
+    assert "Warnings:" in cluster and "k8s-w1" in cluster and "BGP speaker restarted 1 times" in cluster
+    page = bgp_lab.run("status", "--node", "k8s-w1").stdout
+    assert "BGP Control Plane:" in page and "1/1 peers established" in page
 
 
 def test_bad_bgp_input_is_refused_and_nothing_stored(bgp_lab: Lab) -> None:

@@ -7,6 +7,8 @@ from membrane.bgp.advertisements import Route
 from membrane.bgp.exabgp_text import commands, config, route_attributes
 from membrane.bgp.sessions import node_sessions
 from membrane.cli.bgp_cmds import render_peers, render_routes
+from membrane.cli.cluster_status import ClusterStatus, Daemon, render
+from membrane.cli.dbg_status import agent_warnings, failing_components
 from membrane.datapath.linux.exabgp_bridge import _apply_event
 from membrane.lab.frr import bgpd_config
 from membrane.lab.presets import PRESETS
@@ -128,3 +130,15 @@ def test_seed_bgp_preset_and_router_config() -> None:
     for line in ("router bgp 65000", " no bgp ebgp-requires-policy", " neighbor CILIUM remote-as external",
                  " neighbor 192.168.20.100 peer-group CILIUM", "  maximum-paths 16"):
         assert line in text.splitlines(), line
+
+
+def test_speaker_failure_and_restarts_reach_membrane_status() -> None:
+    page = {"bgp": {"enabled": True, "state": "Failure", "msg": "no speaker", "speaker": {"restarts": 0}}}
+    assert failing_components(page) == ["BGP"] and agent_warnings(page) == []
+    page = {"bgp": {"enabled": True, "state": "Ok", "speaker": {"restarts": 2, "last-exit": "exit status -9"}}}
+    assert failing_components(page) == []
+    warnings = agent_warnings(page)
+    assert warnings == ["BGP speaker restarted 2 times (last: exit status -9)"]
+    text = render(ClusterStatus([Daemon("agent-k8s-w1", "running", True, warnings=warnings)], 0, 0))
+    assert any(line.split()[:3] == ["Warnings:", "membrane-agent", "k8s-w1"] for line in text.splitlines())
+    assert agent_warnings({"bgp": {"enabled": False}}) == [] and agent_warnings({}) == []
