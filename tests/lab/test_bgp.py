@@ -192,3 +192,31 @@ spec:
         assert proc.returncode != 0 and field in proc.stderr, proc.stderr
     assert not [o for o in bgp_lab.get_json("ciliumbgpclusterconfigs") if o["metadata"]["name"] == "bad-asn"]
     assert not [o for o in bgp_lab.get_json("ciliumbgpadvertisements") if o["metadata"]["name"] == "bad-type"]
+
+
+def _speakers(lab: Lab, node: str) -> list[int]:
+    conf = f"{lab.paths.node_state_dir(node)}/bgp/exabgp.conf".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if entry.isdigit() and conf in argv and any(a.endswith(b"exabgp") for a in argv):
+            found.append(int(entry))
+    return found
+
+
+def test_killed_agent_leaves_no_second_speaker(bgp_lab: Lab) -> None:
+    from membrane.lab.daemons import daemon_state
+
+    [old] = _speakers(bgp_lab, "k8s-ctr")
+    state = daemon_state(bgp_lab.name, "agent-k8s-ctr")
+    assert state is not None and state.record is not None
+    os.kill(state.record.pid, signal.SIGKILL)  # the agent this lab's supervisor runs; it restarts it
+    bgp_lab.wait_for(lambda: (s := _speakers(bgp_lab, "k8s-ctr")) and old not in s, 60, "a new speaker on k8s-ctr")
+    time.sleep(2)
+    assert len(_speakers(bgp_lab, "k8s-ctr")) == 1  # the orphan was stopped, not doubled
+    bgp_lab.wait_for(lambda: router_routes(bgp_lab).get("10.244.0.0/24") == {NODE_IPS["k8s-ctr"]}, 30,
+                     "k8s-ctr's pod CIDR in the router after the agent restart")

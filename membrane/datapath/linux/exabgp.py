@@ -37,6 +37,7 @@ class ExaBGPSpeaker:
         self.fifo = f"{run_dir}/commands.fifo"
         self.state_path = f"{run_dir}/peers.json"
         self.log_path = f"{run_dir}/exabgp.log"
+        self.pid_path = f"{run_dir}/exabgp.pid"
         self.bind = bind
         self.proc: subprocess.Popen[bytes] | None = None
         self.config_text = ""
@@ -60,10 +61,36 @@ class ExaBGPSpeaker:
         if text:
             self._start()
 
+    def _stop_stale(self) -> None:
+        """Stop the speaker an earlier run of this agent started and could not stop (the agent was killed):
+        the PID it wrote, if that process still runs ExaBGP with this node's config."""
+        try:
+            with open(self.pid_path) as fh:
+                pid = int(fh.read().strip() or 0)
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if self.conf_path.encode() not in cmdline or (self.proc is not None and self.proc.pid == pid):
+            return
+        log.warning("BGP: stopping the speaker a previous agent left running (pid %d)", pid)
+        try:
+            os.killpg(pid, signal.SIGKILL)  # its own session: ExaBGP and its bridge
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 3
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)  # until its BGP session is closed, so the new speaker's is the only one
+
     def _start(self) -> None:
         os.makedirs(self.run_dir, exist_ok=True)
-        if not os.path.exists(self.fifo):
-            os.mkfifo(self.fifo, 0o600)
+        self._stop_stale()
+        # A new FIFO for each speaker: a bridge still dying keeps only the old one, so no command is lost in it.
+        try:
+            os.unlink(self.fifo)
+        except FileNotFoundError:
+            pass
+        os.mkfifo(self.fifo, 0o600)
         with open(self.conf_path, "w") as fh:
             fh.write(self.config_text)
         try:
@@ -77,6 +104,8 @@ class ExaBGPSpeaker:
         with open(f"{self.run_dir}/exabgp.out", "ab") as out:
             self.proc = subprocess.Popen([EXABGP, "server", self.conf_path], stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with open(self.pid_path, "w") as fh:
+            fh.write(str(self.proc.pid))
         self.advertised = {}
         self.started_at = time.time()
         log.info("BGP speaker started (exabgp pid %d)", self.proc.pid)
