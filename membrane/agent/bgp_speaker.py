@@ -102,7 +102,9 @@ class BGPSpeaker:
             return
         has_peers = any(i.peers for i in self.instances)
         try:
-            self.speaker.configure(config(self.instances, self.speaker.process_cmd(), ip) if has_peers else "")
+            port = next((i.local_port for i in self.instances if i.local_port), None)  # one listener per speaker
+            self.speaker.configure(config(self.instances, self.speaker.process_cmd(), ip) if has_peers else "",
+                                   f"{ip}:{port}" if port and has_peers else "")
             self.speaker.ensure_running()
             desired: dict[str, dict[str, Route]] = {}
             for pr in self.peer_routes:

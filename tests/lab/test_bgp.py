@@ -220,3 +220,26 @@ def test_killed_agent_leaves_no_second_speaker(bgp_lab: Lab) -> None:
     assert len(_speakers(bgp_lab, "k8s-ctr")) == 1  # the orphan was stopped, not doubled
     bgp_lab.wait_for(lambda: router_routes(bgp_lab).get("10.244.0.0/24") == {NODE_IPS["k8s-ctr"]}, 30,
                      "k8s-ctr's pod CIDR in the router after the agent restart")
+
+
+def test_node_override_sets_router_id_and_listening_port(bgp_lab: Lab) -> None:
+    bgp_lab.apply("""
+apiVersion: cilium.io/v2
+kind: CiliumBGPNodeConfigOverride
+metadata: {name: k8s-w0}
+spec:
+  bgpInstances: [{name: instance-65001, routerID: 10.10.10.10, localPort: 1790}]
+""")
+
+    def remote_id() -> str:
+        out = bgp_lab.node_exec("router", "vtysh", "-c", "show ip bgp neighbors 192.168.20.100 json").stdout
+        peer = json.loads(out).get("192.168.20.100") or {}
+        return str(peer.get("remoteRouterId")) if peer.get("bgpState") == "Established" else ""
+
+    assert bgp_lab.wait_for(lambda: remote_id() == "10.10.10.10", 40, "k8s-w0's session with router ID 10.10.10.10")
+    listening = bgp_lab.node_exec("k8s-w0", "ss", "-Hltn").stdout
+    assert "192.168.20.100:1790" in listening, listening
+    spec = bgp_lab.get_json("ciliumbgpnodeconfigs", "k8s-w0")[0]["spec"]["bgpInstances"][0]
+    assert (spec["routerID"], spec["localPort"]) == ("10.10.10.10", 1790)
+    bgp_lab.wait_for(lambda: router_routes(bgp_lab).get("10.244.2.0/24") == {NODE_IPS["k8s-w0"]}, 30,
+                     "k8s-w0's pod CIDR after its speaker took the override")

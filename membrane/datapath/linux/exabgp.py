@@ -31,14 +31,14 @@ EXABGP = os.path.join(os.path.dirname(sys.executable), "exabgp")
 
 
 class ExaBGPSpeaker:
-    def __init__(self, run_dir: str, bind: str = "") -> None:
+    def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
         self.conf_path = f"{run_dir}/exabgp.conf"
         self.fifo = f"{run_dir}/commands.fifo"
         self.state_path = f"{run_dir}/peers.json"
         self.log_path = f"{run_dir}/exabgp.log"
         self.pid_path = f"{run_dir}/exabgp.pid"
-        self.bind = bind
+        self.listen = ""  # "ip:port" to accept sessions on (an instance's localPort); "": only initiate
         self.proc: subprocess.Popen[bytes] | None = None
         self.config_text = ""
         self.advertised: dict[str, dict[str, Any]] = {}
@@ -52,11 +52,11 @@ class ExaBGPSpeaker:
         """The bridge command line for the config's ``process`` block."""
         return [sys.executable, "-m", "membrane.datapath.linux.exabgp_bridge", self.fifo, self.state_path]
 
-    def configure(self, text: str) -> None:
-        if text == self.config_text:
+    def configure(self, text: str, listen: str = "") -> None:
+        if text == self.config_text and listen == self.listen:
             self.ensure_running()
             return
-        self.config_text = text
+        self.config_text, self.listen = text, listen
         self.stop()
         if text:
             self._start()
@@ -98,7 +98,8 @@ class ExaBGPSpeaker:
         except FileNotFoundError:
             pass
         env = {**os.environ, "exabgp_daemon_user": "root", "exabgp_daemon_daemonize": "false",
-               "exabgp_tcp_bind": self.bind, "exabgp_api_cli": "false", "exabgp_api_terminate": "true",
+               "exabgp_tcp_bind": self.listen.rpartition(":")[0], "exabgp_tcp_port": self.listen.rpartition(":")[2] or "179",
+               "exabgp_api_cli": "false", "exabgp_api_terminate": "true",
                "exabgp_log_destination": self.log_path, "exabgp_log_short": "false",
                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         with open(f"{self.run_dir}/exabgp.out", "ab") as out:
