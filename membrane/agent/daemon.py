@@ -217,7 +217,7 @@ class Agent:
                          self.services_mirror, self.slices_mirror, self.nodes_mirror,
                          f"{self.paths.node_state_dir(self.node)}/bgp")
         self.bgp = bgp
-        ctrl = self.controllers.add(Controller("bgp-control-plane", bgp.sync, interval=1))
+        ctrl = self.controllers.add(Controller("bgp-control-plane", bgp.sync, interval=1 if bgp.enabled else 30))
         bgp.start(ctrl.trigger)
         for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror):
             mirror.subscribe(lambda *_: ctrl.trigger())
