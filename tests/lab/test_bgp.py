@@ -243,3 +243,43 @@ spec:
     assert (spec["routerID"], spec["localPort"]) == ("10.10.10.10", 1790)
     bgp_lab.wait_for(lambda: router_routes(bgp_lab).get("10.244.2.0/24") == {NODE_IPS["k8s-w0"]}, 30,
                      "k8s-w0's pod CIDR after its speaker took the override")
+
+
+def test_cluster_ip_follows_internal_policy_and_external_ip_every_node(bgp_lab: Lab) -> None:
+    bgp_lab.apply("""
+apiVersion: cilium.io/v2
+kind: CiliumBGPAdvertisement
+metadata: {name: cluster-ips, labels: {advertise: bgp}}
+spec:
+  advertisements:
+    - advertisementType: Service
+      service: {addresses: [ClusterIP, ExternalIP]}
+      selector: {matchLabels: {bgp-cip: "on"}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-cip, labels: {bgp-cip: "on"}}
+spec:
+  internalTrafficPolicy: Local
+  externalIPs: [172.16.9.9]
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+""")
+    cip = f"{bgp_lab.get_json('svc', 'web-cip')[0]['spec']['clusterIP']}/32"
+    backends = {NODE_IPS[p["spec"]["nodeName"]] for p in bgp_lab.get_json("pods", "-l", "app=web")}
+    assert backends and backends != set(NODE_IPS.values())  # web-k8s-w1 was deleted above
+    routes = bgp_lab.wait_for(lambda: (r := router_routes(bgp_lab)).get(cip) == backends
+                              and r.get("172.16.9.9/32") == set(NODE_IPS.values()) and r, 20,
+                              f"{cip} via {backends} (iTP Local) and the external IP via every node")
+    assert routes[cip] == backends
+    bgp_lab.run("delete", "svc", "web-cip")
+    bgp_lab.wait_for(lambda: cip not in router_routes(bgp_lab) and "172.16.9.9/32" not in router_routes(bgp_lab), 10,
+                     "both withdrawn")
+
+
+def test_router_restart_learns_every_route_again(bgp_lab: Lab) -> None:
+    bgp_lab.run("lab", "restart", "frr-bgpd")
+    routes = bgp_lab.wait_for(lambda: (r := router_routes(bgp_lab)) and all(c in r for c in POD_CIDRS) and r, 60,
+                              "pod CIDRs re-learnt after bgpd restarted")
+    for cidr, node_ip in POD_CIDRS.items():
+        assert routes[cidr] == {node_ip}
