@@ -79,10 +79,7 @@ def router_routes(lab: Lab) -> dict[str, set[str]]:
 
 
 def lb_ip(lab: Lab) -> str:
-    def ip() -> str:
-        ingress = ((lab.get_json("svc", "web")[0].get("status") or {}).get("loadBalancer") or {}).get("ingress")
-        return str(ingress[0]["ip"]) if ingress else ""
-    return str(lab.wait_for(ip, 30, "an LB-IPAM address for web"))
+    return lb_ip_of(lab, "web")
 
 
 def test_sessions_up_and_router_learns_every_pod_cidr(bgp_lab: Lab) -> None:
@@ -283,3 +280,33 @@ def test_router_restart_learns_every_route_again(bgp_lab: Lab) -> None:
                               "pod CIDRs re-learnt after bgpd restarted")
     for cidr, node_ip in POD_CIDRS.items():
         assert routes[cidr] == {node_ip}
+
+
+def test_withdrawal_time_median_of_five(bgp_lab: Lab) -> None:
+    """Apply a LoadBalancer Service, wait for its route, delete it, time until the router's kernel drops it."""
+    import statistics
+
+    announce, withdraw = [], []
+    for i in range(5):
+        start = time.monotonic()
+        bgp_lab.apply(SERVICE.format(etp="Cluster").replace("name: web,", f"name: web-m{i},"))
+        vip = f"{lb_ip_of(bgp_lab, f'web-m{i}')}/32"
+        bgp_lab.wait_for(lambda v=vip: v in router_routes(bgp_lab), 20, f"{vip} announced")
+        announce.append(time.monotonic() - start)
+        start = time.monotonic()
+        bgp_lab.run("delete", "svc", f"web-m{i}")
+        while vip in router_routes(bgp_lab):
+            assert time.monotonic() - start < 10, f"{vip} still in the router 10 s after the delete"
+            time.sleep(0.05)
+        withdraw.append(time.monotonic() - start)
+    print(f"BGP announce (apply -> router route), median of 5: {statistics.median(announce):.2f}s "
+          f"({min(announce):.2f}-{max(announce):.2f}); withdrawal (delete -> gone), median of 5: "
+          f"{statistics.median(withdraw):.2f}s ({min(withdraw):.2f}-{max(withdraw):.2f}); hold time 9 s")
+    assert statistics.median(withdraw) < 5
+
+
+def lb_ip_of(lab: Lab, name: str) -> str:
+    def ip() -> str:
+        ingress = ((lab.get_json("svc", name)[0].get("status") or {}).get("loadBalancer") or {}).get("ingress")
+        return str(ingress[0]["ip"]) if ingress else ""
+    return str(lab.wait_for(ip, 30, f"an LB-IPAM address for {name}"))
