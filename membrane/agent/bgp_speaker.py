@@ -8,7 +8,8 @@ also how a dead speaker is noticed and restarted), ``sync``:
 2. gives the speaker its config (a changed config restarts it; no peers: no speaker) and the routes,
    as incremental announce/withdraw lines (membrane.datapath.linux.exabgp);
 3. writes ``CiliumBGPNodeConfig/<node>``: the instances it runs as ``spec`` and each peer's session
-   state, routes advertised and received as ``status``, like Cilium's per-node object.
+   state, routes advertised and received as ``status``, like Cilium's per-node object (deleted when
+   no cluster config selects the node any more).
 
 Any error (a resource that stopped parsing, a speaker that cannot start) is logged, kept for
 ``membrane status`` and retried; it never stops the agent.
@@ -27,6 +28,7 @@ from membrane.bgp.exabgp_text import config
 from membrane.bgp.sessions import InstanceSession, node_sessions
 from membrane.datapath.linux.exabgp import ExaBGPSpeaker
 from membrane.store.etcd import EtcdClient
+from membrane.store.layout import CLUSTER_SCOPE, ResourceKey
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
 
@@ -198,10 +200,11 @@ class BGPSpeaker:
                "spec": spec, "status": status}
         if obj == self._written:
             return
-        if not self.instances and self._written is None:
-            return
         try:
-            self.resources.put_object(obj)
+            if self.instances:
+                self.resources.put_object(obj)
+            else:  # no longer selected (or no BGP resources left): the node has no BGP config, as in Cilium
+                self.resources.delete_many([ResourceKey("cilium.io", "CiliumBGPNodeConfig", CLUSTER_SCOPE, self.node)])
             self._written = obj
         except Exception as exc:
             self.errors.append(f"CiliumBGPNodeConfig: {exc}")

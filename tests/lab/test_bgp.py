@@ -310,3 +310,13 @@ def lb_ip_of(lab: Lab, name: str) -> str:
         ingress = ((lab.get_json("svc", name)[0].get("status") or {}).get("loadBalancer") or {}).get("ingress")
         return str(ingress[0]["ip"]) if ingress else ""
     return str(lab.wait_for(ip, 30, f"an LB-IPAM address for {name}"))
+
+
+def test_removing_the_cluster_configs_stops_every_speaker(bgp_lab: Lab) -> None:
+    """Runs last: BGP off for every node leaves no speaker, no CiliumBGPNodeConfig and no BGP route."""
+    bgp_lab.run("delete", "ciliumbgpclusterconfigs", "cilium-bgp-10", "cilium-bgp-20")
+    bgp_lab.wait_for(lambda: not any(_speakers(bgp_lab, n) for n in NODE_IPS), 20, "every speaker stopped")
+    bgp_lab.wait_for(lambda: not bgp_lab.get_json("ciliumbgpnodeconfigs"), 20, "CiliumBGPNodeConfigs deleted")
+    bgp_lab.wait_for(lambda: not router_routes(bgp_lab), 30, "no BGP route left in the router")
+    assert json.loads(bgp_lab.run("bgp", "peers", "-o", "json").stdout) == []
+    assert bgp_lab.agent_status("k8s-ctr")["bgp"]["state"] == "Ok"
