@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from membrane.agent.api import APIServer
+from membrane.agent.bgp_speaker import BGPSpeaker
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet, reconciler_status
 from membrane.agent.host_firewall import HostFirewall
@@ -96,6 +97,7 @@ class Agent:
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
         self.l2: L2Announcer | None = None
+        self.bgp: BGPSpeaker | None = None
         self.ipcache: IPCacheSync | None = None
         self.tunnel: TunnelSync | None = None
         self.wireguard: WireguardSync | None = None
@@ -197,6 +199,7 @@ class Agent:
         # Pods change constantly during churn; only hostPort pods feed the LB maps.
         self.pods_mirror.subscribe(lambda events: lb_ctrl.trigger() if LBSync.pods_changed_matter(events) else None)
         self._start_l2()
+        self._start_bgp()
         self.observability = Observability(
             self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
@@ -237,6 +240,17 @@ class Agent:
         for mirror in (self.services_mirror, self.nodes_mirror):
             mirror.subscribe(lambda *_: ctrl.trigger())
 
+    def _start_bgp(self) -> None:
+        """BGP control plane v2 (bgpControlPlane.enabled): this node's ExaBGP speaker (membrane.agent.bgp_speaker)."""
+        bgp = BGPSpeaker(self.node, self.client, self.resources, self.prefix, self.config.bgp_control_plane_enabled,
+                         self.services_mirror, self.slices_mirror, self.nodes_mirror,
+                         f"{self.paths.node_state_dir(self.node)}/bgp")
+        self.bgp = bgp
+        ctrl = self.controllers.add(Controller("bgp-control-plane", bgp.sync, interval=1 if bgp.enabled else 30))
+        bgp.start(ctrl.trigger)
+        for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror):
+            mirror.subscribe(lambda *_: ctrl.trigger())
+
     def run_forever(self) -> None:
         self._stop.wait()
 
@@ -247,6 +261,8 @@ class Agent:
         self.controllers.stop()
         if self.l2 is not None:
             self.l2.stop()
+        if self.bgp is not None:
+            self.bgp.stop()
         for rec in self.reconcilers():
             rec.stop()
         self.api.stop()
@@ -362,6 +378,8 @@ class Agent:
         self.api.route("GET", "/v1/bpf/ipmasq", lambda _b: [str(p) for p in self.ipmasq.prefixes()])
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/bpf/l2", lambda _b: self.l2.entries() if self.l2 else [])
+        self.api.route("GET", "/v1/bgp/peers", lambda _b: self.bgp.peers() if self.bgp and self.bgp.enabled else [])
+        self.api.route("GET", "/v1/bgp/routes", lambda _b: self.bgp.routes() if self.bgp and self.bgp.enabled else {})
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
@@ -520,6 +538,7 @@ class Agent:
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
             "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
             "encryption": self._encryption(),
+            "bgp": self.bgp.status() if self.bgp is not None else {"enabled": False},
         }
 
     def _encryption(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class Daemon:
     state: str  # what lab status says: running, STOPPED (lab stop), UNRESPONSIVE, ...
     ok: bool
     errors: list[str] = field(default_factory=list)  # failing components an agent reports
+    warnings: list[str] = field(default_factory=list)  # what recovered but the user should know (speaker restarts)
 
 
 @dataclass
@@ -96,11 +97,15 @@ def render(status: ClusterStatus) -> str:
     lines.append(f"Image versions\tmembrane-agent\tmembrane {VERSION}: {len(agents)}")
     for i, (component, where, message) in enumerate(status.errors()):
         lines.append(f"{'Errors:' if i == 0 else ''}\t{component}\t{where}\t{message}")
+    warnings = [(a.name.removeprefix("agent-"), w) for a in agents for w in a.warnings]
+    for i, (where, message) in enumerate(warnings):
+        lines.append(f"{'Warnings:' if i == 0 else ''}\tmembrane-agent\t{where}\t{message}")
     return tabwrite("\n".join(lines), minwidth=0, padding=4)
 
 
 def to_json(status: ClusterStatus) -> dict[str, Any]:
-    return {"daemons": [{"name": d.name, "state": d.state, "ok": d.ok, "errors": d.errors} for d in status.daemons],
+    return {"daemons": [{"name": d.name, "state": d.state, "ok": d.ok, "errors": d.errors, "warnings": d.warnings}
+                        for d in status.daemons],
             "pods": {"total": status.pods_total, "managed": status.pods_managed},
             "errors": [{"component": c, "where": w, "message": m} for c, w, m in status.errors()]}
 
@@ -108,7 +113,7 @@ def to_json(status: ClusterStatus) -> dict[str, Any]:
 # ---- gathering -------------------------------------------------------------------------------------------
 def gather(lab: str) -> ClusterStatus:
     from membrane.api.unixhttp import APIError, request_json
-    from membrane.cli.dbg_status import failing_components
+    from membrane.cli.dbg_status import agent_warnings, failing_components
     from membrane.cli.lab_cmds import daemon_health
     from membrane.lab import daemons as lab_daemons
     from membrane.lab.record import load_record
@@ -125,7 +130,9 @@ def gather(lab: str) -> ClusterStatus:
         if ok and name.startswith("agent-"):
             socket = LabPaths(lab).agent_socket(name.removeprefix("agent-"))
             try:
-                daemon.errors = failing_components(request_json(socket, "GET", "/v1/status", timeout=5))
+                page = request_json(socket, "GET", "/v1/status", timeout=5)
+                daemon.errors = failing_components(page)
+                daemon.warnings = agent_warnings(page)
                 for ep in request_json(socket, "GET", "/v1/endpoints", timeout=5):
                     for addr in (((ep.get("status") or {}).get("networking") or {}).get("addressing") or []):
                         managed_ips.add(addr.get("ipv4", ""))

@@ -39,6 +39,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import identity_cmds
 
         return identity_cmds.run(args)
+    if cmd == "bgp":
+        from membrane.cli import bgp_cmds
+
+        return bgp_cmds.run(args)
     if cmd == "bpf":
         from membrane.cli import bpf_cmds
 

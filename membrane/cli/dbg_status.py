@@ -320,6 +320,10 @@ def _tail(status: dict[str, Any], verbose: bool) -> list[str]:
         lines += _kpr_details(status)
     if isinstance(enc := status.get("encryption"), dict):
         lines.append(f"Encryption:\t{enc.get('mode', '')}\t{enc.get('msg', '')}")
+    if isinstance(bgp := status.get("bgp"), dict) and bgp.get("enabled"):
+        peers = bgp.get("peers") or {}
+        up = sum(1 for s in peers.values() if s == "established")
+        lines.append(f"BGP Control Plane:\t{bgp.get('state', '')}\t{bgp.get('msg', '')}, {up}/{len(peers)} peers established")
     if isinstance(modules := status.get("modules-health"), list):
         tally = {"Stopped": 0, "Degraded": 0, "OK": 0}
         for module in modules:
@@ -345,7 +349,16 @@ def render_status(status: dict[str, Any], verbose: bool, now: datetime | None = 
 
 
 # Sections whose ``state`` says whether a component works, with the names cilium-dbg prints.
-_COMPONENTS = {"kvstore": "KVStore", "kubernetes": "Kubernetes", "membrane": "Membrane", "hubble": "Hubble"}
+_COMPONENTS = {"kvstore": "KVStore", "kubernetes": "Kubernetes", "membrane": "Membrane", "hubble": "Hubble",
+               "bgp": "BGP"}
+
+
+def agent_warnings(status: dict[str, Any]) -> list[str]:
+    """What recovered on its own but should be seen: a BGP speaker that died and was restarted."""
+    speaker = (status.get("bgp") or {}).get("speaker") or {} if isinstance(status.get("bgp"), dict) else {}
+    if speaker.get("restarts"):
+        return [f"BGP speaker restarted {speaker['restarts']} times (last: {speaker.get('last-exit', '')})"]
+    return []
 
 
 def failing_components(status: dict[str, Any]) -> list[str]:

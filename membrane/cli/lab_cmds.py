@@ -61,7 +61,13 @@ def _create(args: argparse.Namespace) -> int:
     files, sets = read_values(args)
     print_warnings(helm_word_warnings(args))
     text = None
-    if args.config:
+    if args.topology:  # a named preset (membrane.lab.presets), read as if it were --config
+        from membrane.lab.presets import PRESETS
+
+        if args.config:
+            raise CLIError("--topology and --config: give one of them")
+        text, args.config = PRESETS[args.topology], f"--topology {args.topology}"
+    if args.config and text is None:
         try:
             with open(args.config) as fh:
                 text = fh.read()
@@ -195,5 +201,7 @@ def _exec(args: argparse.Namespace) -> int:
     netns = f"{LabPaths(args.lab).netns_prefix}{args.target}"
     if not os.path.exists(f"{NETNS_DIR}/{netns}"):
         raise CLIError(f"no namespace {args.target!r} in lab {args.lab!r}")
-    os.execvp("ip", ["ip", "netns", "exec", netns, *cmd])
+    from membrane.lab.frr import vtysh_argv
+
+    os.execvp("ip", ["ip", "netns", "exec", netns, *vtysh_argv(args.lab, cmd)])
     return 0

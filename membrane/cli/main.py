@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", choices=("json",))
 
     from membrane.cli import (
+        bgp_cmds,
         bpf_cmds,
         connectivity_cmd,
         describe_cmd,
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     bpf_cmds.add_parser(sub, _lab_arg)
+    bgp_cmds.add_parser(sub, _lab_arg)
     policy_cmds.add_parser(sub, _lab_arg)
     observe.add_parser(sub, _lab_arg)
     metrics_cmds.add_parser(sub, _lab_arg)
@@ -158,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(q)
     q.add_argument("--nodes", type=int, default=3)
     q.add_argument("--config", default=None, help="lab.yaml with nodes, router and settings")
+    q.add_argument("--topology", default=None, choices=("seed-bgp",), help="a named topology instead of --config")
     helm_cmds.add_values_args(q)
     q = lsub.add_parser("delete", help="remove the lab and everything it made")
     _lab_arg(q)

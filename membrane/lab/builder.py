@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from membrane.ipam.overlap import check_no_overlap
-from membrane.lab import processes, release
+from membrane.lab import frr, processes, release
 from membrane.lab.daemons import ETCD_BIN, LabError, daemon_specs, daemon_state, spawn_supervised, state_path
 from membrane.lab.hubble_certs import issue_lab_certs
 from membrane.lab.record import LabRecord, load_record
@@ -93,6 +93,10 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         ensure_bpffs()
         progress(f"underlay and {len(topo.nodes)} node namespaces")
         _build_network(paths, topo)
+        if frr.wanted(topo):  # BGP on: the router runs FRR and learns pod CIDRs and Service IPs by BGP
+            progress("router: FRR (zebra, bgpd)")
+            record.processes.update(frr.start(lab, topo))
+            record.save()
         specs = daemon_specs(lab, topo)
         progress("etcd (cluster store)")
         os.makedirs(paths.etcd_dir, exist_ok=True)
@@ -117,6 +121,8 @@ def create(lab: str, topo: LabTopology, progress: Progress) -> LabRecord:
         _wait(lambda: _nodes_ready(store, topo, record), 60, "nodes did not become Ready")
         progress("outside world (DNS, internet servers) and cluster DNS")
         create_world(lab, topo)
+        if frr.wanted(topo):
+            frr.route_world(lab, topo)
         store.apply_many(cluster_dns_objects())
         record.state = "ready"
         record.save()
@@ -264,7 +270,8 @@ def delete(lab: str, progress: Progress) -> list[str]:
     removed: list[str] = []
     record = load_record(lab)
     if record is not None:
-        for name in ("relay", "kubelet", *[k for k in record.processes if k.startswith("agent-")], "operator", "etcd"):
+        for name in ("relay", "kubelet", *[k for k in record.processes if k.startswith("agent-")], "operator", "etcd",
+                     *[k for k in record.processes if k.startswith("frr-")]):
             rec = record.processes.get(name)
             if rec is not None and processes.is_alive(rec):
                 progress(f"stopping {name}")

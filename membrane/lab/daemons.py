@@ -64,6 +64,10 @@ def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
         specs[f"agent-{node.name}"] = DaemonSpec(
             ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(node.name)}", _bin("membrane-agent"),
              "--lab", lab, "--node", node.name, "--cluster", cluster], f"{paths.log_dir}/agent-{node.name}.log")
+    from membrane.lab import frr  # FRR in the router namespace when BGP is on (membrane.lab.frr)
+
+    if frr.wanted(topo):
+        specs.update(frr.specs(lab, topo))
     return specs
 
 

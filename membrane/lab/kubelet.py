@@ -83,7 +83,8 @@ class Kubelet:
         self.max_pods = config.max_pods_per_node
         record = load_record(self.lab)
         # Tunnel mode: the underlay router learns no pod routes; pod traffic crosses it encapsulated.
-        if record is not None and config.routing_mode != "tunnel":
+        # BGP on: the router learns them from the nodes' speakers (membrane.lab.frr), never from here.
+        if record is not None and config.routing_mode != "tunnel" and not config.bgp_control_plane_enabled:
             self.router = RouterRoutes(self.lab, record.topology)
         for sb in self.runtime.load_all():
             self.sandboxes[sb.uid] = sb

@@ -5,7 +5,7 @@ timers, graceful restart, eBGP multihop, families with an ``advertisements`` sel
 CiliumBGPAdvertisement (``PodCIDR``, ``CiliumPodIPPool``, ``Service`` with LoadBalancerIP/ClusterIP/
 ExternalIP, ``Interface``; communities and local preference) and CiliumBGPNodeConfigOverride. Ranges
 and enums are Cilium's CRD rules, so a peer with an invalid ASN or an advertisement of an unknown type
-is refused at apply with the field. Only validation so far: no BGP speaker runs yet.
+is refused at apply with the field. What they ask for is computed in membrane.bgp; each agent runs the speaker.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ class ClusterConfig:
     l2_announcements_lease_duration: str = "15s"  # Go durations, as the chart takes them
     l2_announcements_renew_deadline: str = "5s"
     l2_announcements_retry_period: str = "2s"
+    bgp_control_plane_enabled: bool = False  # each node's agent runs an ExaBGP speaker (membrane.agent.bgp_speaker)
     # ip-masq-agent (membrane.model.ipmasq): the ip-masq-agent ConfigMap, when applied, wins over these.
     ip_masq_agent_enabled: bool = False
     ip_masq_agent_non_masquerade_cidrs: list[str] = field(default_factory=list)
@@ -90,6 +91,7 @@ class ClusterConfig:
         "l2announcements.leaseDuration": "l2_announcements_lease_duration",
         "l2announcements.leaseRenewDeadline": "l2_announcements_renew_deadline",
         "l2announcements.leaseRetryPeriod": "l2_announcements_retry_period",
+        "bgpControlPlane.enabled": "bgp_control_plane_enabled",
         "ipMasqAgent.enabled": "ip_masq_agent_enabled",
         "ipMasqAgent.config.nonMasqueradeCIDRs": "ip_masq_agent_non_masquerade_cidrs",
         "ipMasqAgent.config.masqLinkLocal": "ip_masq_agent_masq_link_local",

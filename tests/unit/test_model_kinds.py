@@ -49,7 +49,8 @@ def test_kind_attributes():
     assert (ccnp.api_version, ccnp.group, ccnp.namespaced) == ("cilium.io/v2", "cilium.io", False)
     assert lookup_kind("cnp").namespaced
     assert lookup_kind("netpol").group == "networking.k8s.io"
-    assert [k.kind for k in KINDS if k.read_only] == ["Node", "Endpoints", "EndpointSlice", "Lease", "Event"]
+    assert [k.kind for k in KINDS if k.read_only] == ["Node", "Endpoints", "EndpointSlice", "CiliumBGPNodeConfig",
+                                                     "Lease", "Event"]
     assert {k.group for k in KINDS if k.api_version == "v1"} == {"core"}
 
 
