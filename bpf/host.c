@@ -48,6 +48,7 @@
 #include "nat.h"
 #include "ipmasq.h"
 #include "tunnel.h"
+#include "ipip.h"
 #include "fib.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
@@ -90,6 +91,9 @@ static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 		ret = tunnel_redirect_v4(skb, ip4, IDENTITY_REMOTE_NODE);
 		if (ret != CTX_ACT_OK)
 			return ret;
+		ip4 = ipv4_header(skb); /* IPIP (ipip.h) may have resized the packet */
+		if (!ip4)
+			return host_drop(skb, dir, DROP_INVALID);
 		ipv4_dec_ttl(ip4);
 		return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
 	}
@@ -233,17 +237,24 @@ static __always_inline int host_nodeport(struct __sk_buff *skb, struct lb4_tuple
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
-	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
-	struct ethhdr *eth = data;
+	void *data, *data_end;
+	struct ethhdr *eth;
 	struct endpoint_info *ep;
 	struct host_config *cfg;
 	struct nat_entry *e;
 	struct lb4_tuple t;
 	struct nat_key key;
 
+	cfg = host_config();
+	/* IP-in-IP from another node (ipip.h): strip the outer header, then as if it came plain.
+	 * First, before this function reads the packet (see ipip_from_node). */
+	if (cfg && ipip_from_node(skb, cfg->node_ip) < 0)
+		return host_drop(skb, METRIC_INGRESS, DROP_INVALID);
+	data = ctx_data(skb);
+	data_end = ctx_data_end(skb);
+	eth = data;
 	if (!PKT_HAS(eth, sizeof(*eth), data_end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return CTX_ACT_OK;
-	cfg = host_config();
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	if (t.daddr == cfg->node_ip) {
@@ -293,8 +304,11 @@ int to_netdev(struct __sk_buff *skb)
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	node_ip = cfg->node_ip;
-	if (t.saddr == node_ip)
-		return CTX_ACT_OK;
+	if (t.saddr == node_ip) {
+		/* Node to a pod on another node: into the tunnel when one leads there (tunnel.h). */
+		ret = tunnel_from_host(skb);
+		return ret == CTX_ACT_DROP ? host_drop(skb, METRIC_EGRESS, DROP_INVALID) : ret;
+	}
 	if (t.proto != IPPROTO_ICMP) {
 		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_REV_DNAT);
 		e = bpf_map_lookup_elem(&mb_nat, &key);
