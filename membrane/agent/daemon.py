@@ -31,7 +31,8 @@ from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
-from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
+from membrane.model.config import ClusterConfig
+from membrane.model.encap import Encapsulation, effective_encapsulation
 from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
@@ -79,6 +80,7 @@ class Agent:
         self.configmaps_mirror = Mirror(self.client, configmaps_prefix(self.prefix))
         self.ipmasq = IpMasqSync(self.configmaps_mirror, lambda: self.config, lambda: self.net.datapath)
         self.cidr_groups_mirror = Mirror(self.client, f"{self.prefix}/resources/cilium.io/CiliumCIDRGroup/")
+        self.ippools_mirror = Mirror(self.client, f"{self.prefix}/resources/crd.projectcalico.org/IPPool/")
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
@@ -110,15 +112,16 @@ class Agent:
         self.ready_reason = "waiting for a pod CIDR for this node"
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
-        if self.config.routing_mode == "tunnel":
-            self.net.pod_mtu -= TUNNEL_OVERHEAD
+        # Encapsulation (tunnel_sync.py): pod MTU lowered by its overhead (VXLAN 50, IPIP 20).
+        self.net.pod_mtu -= self._encapsulation().overhead
         self.net.start(pod_cidr)
         self._attach_host_device()
-        if self.config.routing_mode == "tunnel":
-            self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port)
-            self.tunnel.start()
-            tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
-            self.nodes_mirror.subscribe(lambda *_: tunnel_ctrl.trigger())
+        self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port,
+                                 self._encapsulation)
+        self.tunnel.start()
+        tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
+        for tunnel_input in (self.nodes_mirror, self.ippools_mirror):
+            tunnel_input.subscribe(lambda *_: tunnel_ctrl.trigger())
         self.node_status.start()
         ipmasq_ctrl = self.controllers.add(Controller("ip-masq-agent", self.ipmasq.sync, interval=30))
         self.configmaps_mirror.subscribe(lambda *_: ipmasq_ctrl.trigger())
@@ -249,7 +252,13 @@ class Agent:
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
                 self.services_mirror, self.slices_mirror, self.configmaps_mirror, self.cidr_groups_mirror,
-                *self.policy_mirrors)
+                self.ippools_mirror, *self.policy_mirrors)
+
+    def _encapsulation(self) -> Encapsulation:
+        c = self.config
+        return effective_encapsulation(c.routing_mode, c.tunnel_protocol, c.encapsulation_mode, c.encapsulation_type,
+                                       c.cluster_pool_ipv4_pod_cidr_list,
+                                       [json.loads(kv.value) for kv in self.ippools_mirror.items()])
 
     def _policy_context(self) -> PolicyContext:
         """The CIDR groups and Services policies name, from the mirrors (policy_sync compares them)."""
@@ -372,6 +381,13 @@ class Agent:
                         "packets": state.packets, "bytes": state.bytes})
         return out
 
+    def _routing_status(self) -> dict[str, Any]:
+        """Tunnel [vxlan] (routingMode=tunnel or encapsulation Always), Tunnel [ipip, CrossSubnet] …"""
+        enc = self._encapsulation()
+        return {"inter-host-routing-mode": "Tunnel" if enc.enabled else "Native",
+                "tunnel-protocol": enc.describe() if enc.enabled else self.config.tunnel_protocol,
+                "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source}}
+
     def _kpr_status(self) -> dict[str, Any]:
         me = next((n for n in self._nodes() if n.name == self.node), None)
         maglev = self.config.lb_algorithm == "maglev"
@@ -458,8 +474,7 @@ class Agent:
             "membrane": {"state": "Ok" if not self.ready_reason else "Warning",
                          "msg": f"{VERSION} (node {self.node})" if not self.ready_reason else self.ready_reason},
             "ipam": ipam,
-            "routing": {"inter-host-routing-mode": self.config.routing_mode.capitalize(),
-                        "tunnel-protocol": self.config.tunnel_protocol,
+            "routing": {**self._routing_status(),
                         "intra-host-routing-mode": "Legacy" if self.config.bpf_host_legacy_routing else "BPF"},
             "attach-mode": "tc",
             "datapath-mode": "veth",
