@@ -78,7 +78,7 @@ static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, __u32 loca
 	fib.ipv4_src = local;
 	fib.ipv4_dst = remote;
 	fib.ifindex = skb->ifindex;
-	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
 	if (ret != BPF_FIB_LKUP_RET_SUCCESS)
