@@ -127,3 +127,12 @@ def test_calico_ippool_names_and_columns() -> None:
     assert wide[0].split() == ["NAME", "CIDR", "AGE", "IPIPMODE", "VXLANMODE", "NATOUTGOING", "DISABLED"]
     assert wide[1].split()[:2] == ["default-ipv4-ippool", "10.0.0.0/8"]
     assert wide[1].split()[3:] == ["CrossSubnet", "Never", "true", "false"]
+
+
+def test_bench_rows_name_the_routing() -> None:
+    from bench.datapath import routing_label
+
+    assert routing_label([]) == ""
+    assert routing_label(["routingMode=tunnel"]) == " [VXLAN tunnel]"
+    assert routing_label(["encapsulation.mode=Always", "encapsulation.type=ipip"]) == " [BPF IPIP Always]"
+    assert routing_label(["bpf.hostLegacyRouting=true"]) == " [bpf.hostLegacyRouting=true]"
