@@ -32,7 +32,7 @@ from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
-from membrane.model.encap import Encapsulation, effective_encapsulation
+from membrane.model.encap import Encapsulation, effective_encapsulation, fit_headroom
 from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
@@ -96,6 +96,8 @@ class Agent:
         self.l2: L2Announcer | None = None
         self.ipcache: IPCacheSync | None = None
         self.tunnel: TunnelSync | None = None
+        self._encap_budget: int | None = None  # MTU headroom the pods got (set at start)
+        self._encap_ignored = ""  # why an IPPool's encapsulation is not followed, if it is not
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -113,7 +115,8 @@ class Agent:
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
         # Encapsulation (tunnel_sync.py): pod MTU lowered by its overhead (VXLAN 50, IPIP 20).
-        self.net.pod_mtu -= self._encapsulation().overhead
+        self._encap_budget = self._encapsulation().overhead
+        self.net.pod_mtu -= self._encap_budget
         self.net.start(pod_cidr)
         self._attach_host_device()
         self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port,
@@ -255,10 +258,18 @@ class Agent:
                 self.ippools_mirror, *self.policy_mirrors)
 
     def _encapsulation(self) -> Encapsulation:
+        """The effective encapsulation; an IPPool that needs more MTU headroom than the pods got when
+        the agent started is not followed (its packets would not fit the underlay): said in status."""
         c = self.config
-        return effective_encapsulation(c.routing_mode, c.tunnel_protocol, c.encapsulation_mode, c.encapsulation_type,
-                                       c.cluster_pool_ipv4_pod_cidr_list,
-                                       [json.loads(kv.value) for kv in self.ippools_mirror.items()])
+        args = (c.routing_mode, c.tunnel_protocol, c.encapsulation_mode, c.encapsulation_type,
+                c.cluster_pool_ipv4_pod_cidr_list)
+        pools = [json.loads(kv.value) for kv in self.ippools_mirror.items()]
+        enc, why = fit_headroom(effective_encapsulation(*args, pools), effective_encapsulation(*args, []),
+                                self._encap_budget)
+        if why and why != self._encap_ignored:
+            log.warning("%s", why)
+        self._encap_ignored = why
+        return enc
 
     def _policy_context(self) -> PolicyContext:
         """The CIDR groups and Services policies name, from the mirrors (policy_sync compares them)."""
@@ -386,7 +397,8 @@ class Agent:
         enc = self._encapsulation()
         return {"inter-host-routing-mode": "Tunnel" if enc.enabled else "Native",
                 "tunnel-protocol": enc.describe() if enc.enabled else self.config.tunnel_protocol,
-                "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source}}
+                "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source,
+                                  "ignored": self._encap_ignored}}
 
     def _kpr_status(self) -> dict[str, Any]:
         me = next((n for n in self._nodes() if n.name == self.node), None)

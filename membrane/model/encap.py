@@ -126,3 +126,12 @@ def effective_encapsulation(routing_mode: str, tunnel_protocol: str, helm_mode: 
         if any(cidr.overlaps(n) for n in nets):
             return pool_encapsulation(pool)
     return Encapsulation(helm_mode, helm_type, "helm")
+
+
+def fit_headroom(wanted: Encapsulation, fallback: Encapsulation, headroom: int | None) -> tuple[Encapsulation, str]:
+    """``wanted`` if its overhead fits the MTU headroom the pods got (None: not started yet, anything
+    fits), else ``fallback`` and why: packets of the bigger encapsulation would not fit the underlay."""
+    if headroom is None or wanted.overhead <= headroom:
+        return wanted, ""
+    return fallback, (f"{wanted.source} ({wanted.type} {wanted.mode}) not followed: it needs {wanted.overhead} "
+                      f"bytes of MTU headroom, pods were created with {headroom}; recreate the lab with the mode")

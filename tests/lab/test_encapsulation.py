@@ -212,3 +212,29 @@ def test_a_running_lab_refuses_to_switch_encapsulation(lab: tuple[Lab, dict, str
     assert proc.returncode == 1 and "encapsulation.type 'gre' is not one of vxlan, ipip" in proc.stderr, proc.stderr
     status = lab_.run("status", "--node", "k8s-ctr").stdout
     assert f"Tunnel [{kind}, CrossSubnet]" in status, status
+
+
+def test_a_pool_of_the_other_type_is_followed_only_if_it_fits_the_pods_mtu(lab: tuple[Lab, dict, str]) -> None:
+    """vxlan lab (headroom 50) + an ipip pool: followed; ipip lab (headroom 20) + a vxlan pool: not
+    followed (its packets would not fit), said in status, the tunnel map stays as it was."""
+    lab_, pods, kind = lab
+    other = "ipip" if kind == "vxlan" else "vxlan"
+    before = lab_.run("bpf", "tunnel", "list", "--node", "k8s-ctr").stdout
+    lab_.apply(ALWAYS_POOL % other)
+    try:
+        if other == "ipip":
+            lab_.wait_for(lambda: "10.244.1.0:0   192.168.10.101:0 (ipip)" in lab_.run(
+                "bpf", "tunnel", "list", "--node", "k8s-ctr").stdout, 15, "the ipip pool to be followed")
+            assert _code(lab_, pods["enc-near"]["status"]["podIP"]) == "200"
+        else:
+            def ignored() -> str:
+                routing = lab_.agent_status("k8s-ctr").get("routing", {})
+                return str(routing.get("encapsulation", {}).get("ignored", ""))
+
+            lab_.wait_for(ignored, 15, "the agent to say it does not follow the vxlan pool")
+            assert "needs 50 bytes of MTU headroom, pods were created with 20" in ignored()
+            assert lab_.run("bpf", "tunnel", "list", "--node", "k8s-ctr").stdout == before
+    finally:
+        lab_.run("delete", "ippools.crd.projectcalico.org", "default-ipv4-ippool", check=False)
+    lab_.wait_for(lambda: lab_.run("bpf", "tunnel", "list", "--node", "k8s-ctr").stdout == before, 15,
+                  "the lab's own encapsulation to come back")

@@ -136,3 +136,14 @@ def test_bench_rows_name_the_routing() -> None:
     assert routing_label(["routingMode=tunnel"]) == " [VXLAN tunnel]"
     assert routing_label(["encapsulation.mode=Always", "encapsulation.type=ipip"]) == " [BPF IPIP Always]"
     assert routing_label(["bpf.hostLegacyRouting=true"]) == " [bpf.hostLegacyRouting=true]"
+
+
+def test_a_pool_needing_more_headroom_than_the_pods_got_is_not_followed() -> None:
+    from membrane.model.encap import fit_headroom
+
+    pool_ipip = Encapsulation("Always", "ipip", "IPPool/p")
+    helm = Encapsulation("Never", "vxlan", "helm")
+    assert fit_headroom(pool_ipip, helm, None) == (pool_ipip, "")  # at start: the pods get what it needs
+    assert fit_headroom(pool_ipip, helm, 20) == (pool_ipip, "")  # an ipip lab may go Always
+    enc, why = fit_headroom(pool_ipip, helm, 0)
+    assert enc == helm and "IPPool/p (ipip Always) not followed: it needs 20 bytes" in why
