@@ -67,22 +67,27 @@ static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, __u32 loca
 	outer.saddr = local;
 	outer.daddr = remote;
 	outer.check = ipip_header_csum(&outer);
-	if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4))
-		return CTX_ACT_DROP;
-	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0))
-		return CTX_ACT_DROP;
 
+	/* The route first, while the packet is still the pod's. The MTU check: a GSO packet's tot_len
+	 * is the whole super-packet, so it is left to the kernel (tot_len 0: is_skb_forwardable, which
+	 * passes GSO); every bulk TCP packet came back FRAG_NEEDED before. A plain packet's outer size
+	 * is checked here (pods have MTU 1480, so it fits unless the underlay is smaller). */
 	fib.family = AF_INET;
 	fib.l4_protocol = IPPROTO_IPIP;
-	fib.tot_len = inner_len + sizeof(outer);
+	fib.tot_len = skb->gso_size ? 0 : inner_len + sizeof(outer);
 	fib.ipv4_src = local;
 	fib.ipv4_dst = remote;
 	fib.ifindex = skb->ifindex;
 	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return CTX_ACT_DROP; /* the kernel would take an outer source of its own as martian */
+
+	if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4))
+		return CTX_ACT_DROP;
+	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0))
+		return CTX_ACT_DROP;
 	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
-	if (ret != BPF_FIB_LKUP_RET_SUCCESS)
-		return CTX_ACT_DROP; /* the kernel would take an outer source of its own as martian */
 	eth = ctx_data(skb);
 	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
 		return CTX_ACT_DROP;
