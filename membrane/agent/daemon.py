@@ -297,7 +297,9 @@ class Agent:
 
     def _sync_routes(self) -> None:
         # Tunnel mode: other nodes' pod CIDRs are reached through the tunnel, not by routes.
-        direct = self.config.auto_direct_node_routes and self.config.routing_mode != "tunnel"
+        # CrossSubnet reaches same-subnet nodes natively: their routes are needed whatever the setting.
+        cross_subnet = self._encapsulation().mode == "CrossSubnet"
+        direct = (self.config.auto_direct_node_routes or cross_subnet) and self.config.routing_mode != "tunnel"
         desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, direct)
         sync_node_routes(desired)
 
