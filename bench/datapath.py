@@ -72,11 +72,27 @@ IPERF_SECONDS, RR_SECONDS = 2.0, 1.0
 SERVER_NODE, REMOTE_NODE = "k8s-w1", "k8s-ctr"
 PATHS = ("same node", "across nodes")
 METRICS = (("TCP 1 stream", "Gbit/s", "gbits"), ("TCP_RR", "req/s", "rr"), ("TCP_CRR", "conn/s", "crr"))
+
+
+def routing_label(settings: list[str]) -> str:
+    """How the lab's nodes reach each other, as a suffix of the Membrane rows: "" for native routing,
+    " [VXLAN tunnel]" (routingMode=tunnel), " [BPF IPIP Always]" (encapsulation.*), else the settings."""
+    values = dict(kv.split("=", 1) for kv in settings if "=" in kv)
+    if values.get("routingMode") == "tunnel":
+        return " [VXLAN tunnel]"
+    mode = values.get("encapsulation.mode", "Never")
+    if mode != "Never":
+        kind = values.get("encapsulation.type", "vxlan")
+        return f" [{'BPF IPIP' if kind == 'ipip' else 'VXLAN'} {mode}]"
+    return f" [{' '.join(settings)}]" if settings else ""
+
+
+ROUTING = routing_label(LAB_SETTINGS)
 VARIANTS = {
     "iptables": f"iptables, {IPTABLES_RULES // 1000}k FORWARD rules",
-    "open": "Membrane, no policy",
-    "policy": f"Membrane, policy + {FILLERS // 1000}k entries/identities",
-    "service": f"Membrane via ClusterIP, {EXTRA_SERVICES // 1000}k services",
+    "open": f"Membrane, no policy{ROUTING}",
+    "policy": f"Membrane, policy + {FILLERS // 1000}k entries/identities{ROUTING}",
+    "service": f"Membrane via ClusterIP, {EXTRA_SERVICES // 1000}k services{ROUTING}",
     "kubeproxy": f"kube-proxy iptables via ClusterIP, {EXTRA_SERVICES // 1000}k services",
 }
 KUBE_PROXY_VIP = "10.96.200.1"  # outside the range bench.kubeproxy_rules gives its 10 000 Services

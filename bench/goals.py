@@ -102,6 +102,15 @@ GOALS: list[Goal] = [
     Goal("datapath", "TCP_CRR through iptables with 10k FORWARD rules vs plain kernel routing (contrast)",
          benchmark="datapath", metric=("TCP_CRR", "FORWARD rules"), baseline="kernel routing", op="<=", target=0.9,
          anchor="iptables walks its rules linearly per packet: the contrast row must show the cost"),
+    # Encapsulation: python -m bench datapath with MEMBRANE_BENCH_SET="routingMode=tunnel" or
+    # "encapsulation.mode=Always encapsulation.type=ipip" (the rows carry the routing in brackets).
+    *[Goal("datapath", f"{test} pod→pod across nodes over {label}, no policy, vs plain kernel routing",
+           benchmark="datapath", metric=(f"{test} across nodes", "no policy", f"[{label}"),
+           baseline="kernel routing", op=">=", target=target, anchor=anchor)
+      for label, anchor in (("VXLAN tunnel", "Cilium's tunnel mode: encapsulation costs a few % RR, more on "
+                                             "throughput (50 bytes/packet, no VXLAN offload on veth)"),
+                            ("BPF IPIP", "Calico IPIP: 20 bytes/packet; our encap is in BPF, no ipip device"))
+      for test, target in (("TCP_RR", 0.85), ("TCP 1 stream", 0.7))],
     Goal("services", "one Service update, 1000 services: eBPF LB maps vs iptables-restore full",
          benchmark="services", metric="update, 1000 svc", baseline=("iptables", "full"), op="<=",
          target=0.01, anchor="kube-proxy full sync rewrites every rule; a map update touches one Service"),

@@ -51,6 +51,7 @@
 #include "nat.h"
 #include "ipmasq.h"
 #include "tunnel.h"
+#include "ipip.h"
 #include "fib.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
@@ -94,6 +95,9 @@ static __always_inline int host_deliver(struct __sk_buff *skb, __u8 dir)
 		ret = tunnel_redirect_v4(skb, ip4, IDENTITY_REMOTE_NODE);
 		if (ret != CTX_ACT_OK)
 			return ret;
+		ip4 = ipv4_header(skb); /* IPIP (ipip.h) may have resized the packet */
+		if (!ip4)
+			return host_drop(skb, dir, DROP_INVALID);
 		/* The FIB's device (cilium_wg0 with WireGuard), never around its blackholes (fib.h). */
 		ret = fib_forward_translated_v4(skb, ip4);
 		if (ret == CTX_ACT_DROP)
@@ -243,8 +247,8 @@ static __always_inline int host_nodeport(struct __sk_buff *skb, struct lb4_tuple
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
-	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
-	struct ethhdr *eth = data;
+	void *data, *data_end;
+	struct ethhdr *eth;
 	struct endpoint_info *ep;
 	struct host_config *cfg;
 	struct nat_entry *e;
@@ -252,9 +256,16 @@ int from_netdev(struct __sk_buff *skb)
 	struct nat_key key;
 	int ret;
 
+	cfg = host_config();
+	/* IP-in-IP from another node (ipip.h): strip the outer header, then as if it came plain.
+	 * First, before this function reads the packet (see ipip_from_node). */
+	if (cfg && ipip_from_node(skb, cfg->node_ip) < 0)
+		return host_drop(skb, METRIC_INGRESS, DROP_INVALID);
+	data = ctx_data(skb);
+	data_end = ctx_data_end(skb);
+	eth = data;
 	if (!PKT_HAS(eth, sizeof(*eth), data_end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return CTX_ACT_OK;
-	cfg = host_config();
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	if (t.daddr == cfg->node_ip) {
@@ -326,9 +337,14 @@ int to_netdev(struct __sk_buff *skb)
 	if (t.saddr == node_ip) {
 		/* The node's own traffic: the host firewall's egress (host_firewall.h), unless it is service
 		 * traffic this node forwards (redirected out of the device, it passes here too). */
-		if (host_forwarded_service(&t))
-			return CTX_ACT_OK;
-		return host_fw_to_netdev(skb);
+		if (!host_forwarded_service(&t)) {
+			ret = host_fw_to_netdev(skb);
+			if (ret != CTX_ACT_OK)
+				return ret;
+		}
+		/* Node to a pod on another node: into the tunnel when one leads there (tunnel.h). */
+		ret = tunnel_from_host(skb);
+		return ret == CTX_ACT_DROP ? host_drop(skb, METRIC_EGRESS, DROP_INVALID) : ret;
 	}
 	if (t.proto != IPPROTO_ICMP) {
 		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_REV_DNAT);

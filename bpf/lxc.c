@@ -132,6 +132,9 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 				emit_trace(skb, ctx, TRACE_TO_OVERLAY);
 				return verdict;
 			}
+			ip4 = ipv4_header(skb); /* IPIP (ipip.h) may have resized the packet */
+			if (!ip4)
+				return drop_notify(skb, ctx, DROP_INVALID);
 		}
 		if (!dst && ip4->ttl > 1 && host_routing_enabled())
 			verdict = fib_redirect_v4(skb, ip4);

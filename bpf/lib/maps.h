@@ -532,8 +532,9 @@ struct {
 /* ---- mb_tunnel: the node owning each remote pod CIDR (tunnel routing; tunnel.h) ----------- */
 
 /* Cilium's cilium_tunnel_map: from_container encapsulates a packet whose destination a prefix
- * here covers toward that node (VXLAN, the sender's identity as VNI). Written by the agent from
- * the store's Node objects; this node's own CIDR is never in it. */
+ * here covers toward that node (VXLAN, the sender's identity as VNI; or IPIP, TUNNEL_F_IPIP).
+ * Written by the agent from the store's Node objects; this node's own CIDR is never in it, nor
+ * (encapsulation.mode=CrossSubnet) the CIDRs of nodes on this node's subnet. */
 #define TUNNEL_MAP_SIZE 65536
 
 struct tunnel_key {
@@ -541,9 +542,11 @@ struct tunnel_key {
 	__u32 ip4;       /* pod CIDR, network byte order */
 };
 
+#define TUNNEL_F_IPIP (1 << 0) /* IP-in-IP built in BPF (ipip.h) instead of the VXLAN device */
+
 struct tunnel_value {
 	__u32 node_ip; /* underlay IPv4 of the owning node, network byte order */
-	__u32 pad;     /* must be 0 */
+	__u32 flags;   /* TUNNEL_F_*; 0: VXLAN */
 };
 
 struct {

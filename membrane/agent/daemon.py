@@ -36,7 +36,8 @@ from membrane.agent.wireguard_sync import WireguardSync
 from membrane.datapath.linux import links
 from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
-from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
+from membrane.model.config import ClusterConfig
+from membrane.model.encap import Encapsulation, effective_encapsulation, fit_headroom
 from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
@@ -84,6 +85,7 @@ class Agent:
         self.configmaps_mirror = Mirror(self.client, configmaps_prefix(self.prefix))
         self.ipmasq = IpMasqSync(self.configmaps_mirror, lambda: self.config, lambda: self.net.datapath)
         self.cidr_groups_mirror = Mirror(self.client, f"{self.prefix}/resources/cilium.io/CiliumCIDRGroup/")
+        self.ippools_mirror = Mirror(self.client, f"{self.prefix}/resources/crd.projectcalico.org/IPPool/")
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
         self.controllers = ControllerSet()
@@ -101,6 +103,8 @@ class Agent:
         self.ipcache: IPCacheSync | None = None
         self.tunnel: TunnelSync | None = None
         self.wireguard: WireguardSync | None = None
+        self._encap_budget: int | None = None  # MTU headroom the pods got (set at start)
+        self._encap_ignored = ""  # why an IPPool's encapsulation is not followed, if it is not
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -117,16 +121,18 @@ class Agent:
         self.ready_reason = "waiting for a pod CIDR for this node"
         pod_cidr = self._wait_pod_cidr()
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
-        # WireGuard: pod traffic between nodes goes into cilium_wg0, in tunnel mode too (not VXLAN-in-WireGuard).
-        vxlan = self.config.routing_mode == "tunnel" and not self.config.encryption_enabled
-        self.net.pod_mtu -= WG_OVERHEAD if self.config.encryption_enabled else TUNNEL_OVERHEAD if vxlan else 0
+        # Encapsulation (tunnel_sync.py): pod MTU lowered by its overhead (VXLAN 50, IPIP 20). WireGuard
+        # replaces it: pod traffic between nodes goes into cilium_wg0 (not VXLAN-in-WireGuard).
+        self._encap_budget = self._encapsulation().overhead
+        self.net.pod_mtu -= WG_OVERHEAD if self.config.encryption_enabled else self._encap_budget
         self.net.start(pod_cidr)
         self._attach_host_device()
-        if vxlan:
-            self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port)
-            self.tunnel.start()
-            tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
-            self.nodes_mirror.subscribe(lambda *_: tunnel_ctrl.trigger())
+        self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port,
+                                 self._encapsulation)
+        self.tunnel.start()
+        tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
+        for tunnel_input in (self.nodes_mirror, self.ippools_mirror):
+            tunnel_input.subscribe(lambda *_: tunnel_ctrl.trigger())
         self.node_status.start()
         self._start_wireguard()
         ipmasq_ctrl = self.controllers.add(Controller("ip-masq-agent", self.ipmasq.sync, interval=30))
@@ -296,7 +302,23 @@ class Agent:
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
                 self.services_mirror, self.slices_mirror, self.configmaps_mirror, self.cidr_groups_mirror,
-                *self.policy_mirrors)
+                self.ippools_mirror, *self.policy_mirrors)
+
+    def _encapsulation(self) -> Encapsulation:
+        """The effective encapsulation; an IPPool that needs more MTU headroom than the pods got when
+        the agent started is not followed (its packets would not fit the underlay): said in status."""
+        c = self.config
+        if c.encryption_enabled:  # WireGuard carries pod traffic between nodes instead (wireguard_sync.py)
+            return Encapsulation("Never", c.encapsulation_type, "encryption")
+        args = (c.routing_mode, c.tunnel_protocol, c.encapsulation_mode, c.encapsulation_type,
+                c.cluster_pool_ipv4_pod_cidr_list)
+        pools = [json.loads(kv.value) for kv in self.ippools_mirror.items()]
+        enc, why = fit_headroom(effective_encapsulation(*args, pools), effective_encapsulation(*args, []),
+                                self._encap_budget)
+        if why and why != self._encap_ignored:
+            log.warning("%s", why)
+        self._encap_ignored = why
+        return enc
 
     def _policy_context(self) -> PolicyContext:
         """The CIDR groups and Services policies name, from the mirrors (policy_sync compares them)."""
@@ -324,7 +346,9 @@ class Agent:
 
     def _sync_routes(self) -> None:
         # Tunnel mode: other nodes' pod CIDRs are reached through the tunnel, not by routes.
-        direct = self.config.auto_direct_node_routes and self.config.routing_mode != "tunnel"
+        # CrossSubnet reaches same-subnet nodes natively: their routes are needed whatever the setting.
+        cross_subnet = self._encapsulation().mode == "CrossSubnet"
+        direct = (self.config.auto_direct_node_routes or cross_subnet) and self.config.routing_mode != "tunnel"
         direct = direct and not self.config.encryption_enabled  # WireGuard routes them into cilium_wg0
         desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, direct)
         sync_node_routes(desired)
@@ -431,6 +455,14 @@ class Agent:
                         "packets": state.packets, "bytes": state.bytes})
         return out
 
+    def _routing_status(self) -> dict[str, Any]:
+        """Tunnel [vxlan] (routingMode=tunnel or encapsulation Always), Tunnel [ipip, CrossSubnet] …"""
+        enc = self._encapsulation()
+        return {"inter-host-routing-mode": "Tunnel" if enc.enabled else "Native",
+                "tunnel-protocol": enc.describe() if enc.enabled else self.config.tunnel_protocol,
+                "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source,
+                                  "ignored": self._encap_ignored}}
+
     def _kpr_status(self) -> dict[str, Any]:
         me = next((n for n in self._nodes() if n.name == self.node), None)
         maglev = self.config.lb_algorithm == "maglev"
@@ -517,8 +549,7 @@ class Agent:
             "membrane": {"state": "Ok" if not self.ready_reason else "Warning",
                          "msg": f"{VERSION} (node {self.node})" if not self.ready_reason else self.ready_reason},
             "ipam": ipam,
-            "routing": {"inter-host-routing-mode": self.config.routing_mode.capitalize(),
-                        "tunnel-protocol": self.config.tunnel_protocol,
+            "routing": {**self._routing_status(),
                         "intra-host-routing-mode": "Legacy" if self.config.bpf_host_legacy_routing else "BPF"},
             "attach-mode": "tc",
             "datapath-mode": "veth",

@@ -1,18 +1,23 @@
-"""Tunnel routing on this node (routingMode=tunnel): the collect-metadata VXLAN device with
-bpf/overlay.c on it, and mb_tunnel kept equal to the other nodes' pod CIDRs from the store's Node
-objects (each to its InternalIP), as Cilium fills its tunnel map. The device lives in the node's
+"""Encapsulation on this node: routingMode=tunnel (VXLAN to every node) or Calico-style
+encapsulation.mode=Always|CrossSubnet by vxlan or ipip (Helm values or a Calico IPPool).
+
+mb_tunnel is kept equal to ``tunnel_plan`` (membrane.model.encap): the pod CIDRs of the nodes this
+node encapsulates toward, each to its InternalIP and type. VXLAN entries go through the
+collect-metadata device cilium_vxlan with bpf/overlay.c on it (created when first needed); IPIP
+entries are encapsulated in BPF (bpf/lib/ipip.h) and need no device. Nodes left out of the map are
+reached natively (auto-direct-node-routes on the same subnet). The device lives in the node's
 namespace, so it goes away with the node; ``membrane bpf tunnel list`` shows the map.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 
 from membrane.datapath.linux import links
 from membrane.datapath.overlay import Overlay
 from membrane.endpoint.routing import NodeInfo
+from membrane.model.encap import Encapsulation, tunnel_plan
 
 log = logging.getLogger(__name__)
 
@@ -20,45 +25,52 @@ TUNNEL_DEVICE = "cilium_vxlan"
 
 
 def tunnel_endpoints(self_name: str, nodes: list[NodeInfo]) -> dict[str, str]:
-    """Pod CIDR -> InternalIP of every other node that has both."""
-    out: dict[str, str] = {}
-    for node in nodes:
-        if node.name == self_name or not node.internal_ip:
-            continue
-        for cidr in node.pod_cidrs:
-            out[str(ipaddress.IPv4Network(cidr, strict=False))] = node.internal_ip
-    return out
+    """Pod CIDR -> InternalIP of every other node that has both (routingMode=tunnel)."""
+    plan = tunnel_plan(self_name, nodes, Encapsulation("Always", "vxlan"))
+    return {cidr: entry.node_ip for cidr, entry in plan.items()}
 
 
 class TunnelSync:
-    def __init__(self, node: str, nodes: Callable[[], list[NodeInfo]], pin_dir: str, port: int) -> None:
+    def __init__(self, node: str, nodes: Callable[[], list[NodeInfo]], pin_dir: str, port: int,
+                 encapsulation: Callable[[], Encapsulation] | None = None) -> None:
         self.node = node
         self._nodes = nodes
         self.port = port
+        self._encapsulation = encapsulation or (lambda: Encapsulation("Always", "vxlan", "routingMode"))
         self.overlay = Overlay(pin_dir)
-        self.ifindex = 0
+        self.ifindex = 0  # cilium_vxlan, once created
 
     def start(self) -> None:
-        """The device (created if missing) and its program; then encapsulation is on."""
+        """The VXLAN device and its program when the encapsulation needs them; then the map."""
+        enc = self._encapsulation()
+        if enc.enabled and enc.type == "vxlan":
+            self._ensure_vxlan()
+        log.info("encapsulation: %s %s (from %s)", enc.mode, enc.type, enc.source)
+
+    def _ensure_vxlan(self) -> None:
+        if self.ifindex:
+            return
         self.ifindex = links.ensure_vxlan(TUNNEL_DEVICE, self.port)
         self.overlay.attach(self.ifindex)
         log.info("tunnel routing: %s (ifindex %d, UDP %d)", TUNNEL_DEVICE, self.ifindex, self.port)
 
     def sync(self) -> None:
-        if not self.ifindex:
-            return
+        enc = self._encapsulation()
+        plan = tunnel_plan(self.node, self._nodes(), enc)
+        if any(e.type == "vxlan" for e in plan.values()):
+            self._ensure_vxlan()
         with self.overlay.tunnels() as tunnels:
-            written, removed = tunnels.sync(tunnel_endpoints(self.node, self._nodes()))
+            written, removed = tunnels.sync({cidr: (e.node_ip, e.type) for cidr, e in plan.items()})
         if written or removed:
-            log.info("tunnel map: %d written, %d removed", written, removed)
+            log.info("tunnel map (%s %s): %d written, %d removed", enc.mode, enc.type, written, removed)
 
     def entries(self) -> list[tuple[str, str]]:
-        """(pod CIDR network address, node IP) rows, as cilium-dbg bpf tunnel list prints them."""
-        if not self.ifindex:
-            return []
+        """(pod CIDR network address, node IP) rows, as cilium-dbg bpf tunnel list prints them; an
+        IPIP entry's node is followed by ``(ipip)``."""
         with self.overlay.tunnels() as tunnels:
             rows = sorted(tunnels.entries().items(), key=lambda kv: kv[0])
-        return [(f"{net.network_address}:0", f"{ip}:0") for net, ip in rows]
+        return [(f"{net.network_address}:0", f"{ip}:0" + (" (ipip)" if kind == "ipip" else ""))
+                for net, (ip, kind) in rows]
 
     def close(self) -> None:
         self.overlay.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 from membrane.cli.age import age_since, parse_timestamp
 from membrane.cli.selector_text import format_label_selector, format_labels, selector_string
+from membrane.model.calico_ippool import ippool_row
 
 NONE = "<none>"
 RowFn = Callable[[dict[str, Any], datetime, bool], list[str]]
@@ -336,6 +337,9 @@ KINDS: dict[str, KindColumns] = {
     "ciliumloadbalancerippools": KindColumns(False, ("NAME", "DISABLED", "CONFLICTING", "IPS AVAILABLE", "AGE"), (),
                                              ip_pool_row),
     "leases": KindColumns(True, ("NAME", "HOLDER", "AGE"), (), lease_row),
+    "ippools.crd.projectcalico.org": KindColumns(
+        False, ("NAME", "CIDR", "AGE"), ("IPIPMODE", "VXLANMODE", "NATOUTGOING", "DISABLED"),
+        lambda pool, now, wide: [*ippool_row(pool, False), _age(pool, now), *ippool_row(pool, wide)[2:]]),
 }
 
 ALIASES = {
@@ -360,5 +364,7 @@ ALIASES = {
 
 def resolve_kind(kind: str) -> str:
     """Canonical plural for a plural, singular, short name or Kind (``Pod``, ``po``, ``cnp``…)."""
+    if kind in ("IPPool", "ippools.crd.projectcalico.org", "ippool.crd.projectcalico.org"):  # Calico's
+        return "ippools.crd.projectcalico.org"
     lowered = kind.lower()
     return ALIASES.get(lowered, lowered)

@@ -82,9 +82,11 @@ class Kubelet:
         config = ClusterConfig.from_dict(json.loads(kv.value)) if kv is not None else ClusterConfig()
         self.max_pods = config.max_pods_per_node
         record = load_record(self.lab)
-        # Tunnel mode: the underlay router learns no pod routes; pod traffic crosses it encapsulated.
+        # Tunnel mode / encapsulation: the underlay router learns no pod routes; pod traffic crosses
+        # it encapsulated (CrossSubnet: only between subnets, which is all the router sees).
         # BGP on: the router learns them from the nodes' speakers (membrane.lab.frr), never from here.
-        if record is not None and config.routing_mode != "tunnel" and not config.bgp_control_plane_enabled:
+        if (record is not None and config.routing_mode != "tunnel" and config.encapsulation_mode == "Never"
+                and not config.bgp_control_plane_enabled):
             self.router = RouterRoutes(self.lab, record.topology)
         for sb in self.runtime.load_all():
             self.sandboxes[sb.uid] = sb

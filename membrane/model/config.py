@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from membrane.model.encap import ENCAP_MODES, ENCAP_TYPES
 from membrane.model.errors import ValidationError
 from membrane.model.ipmasq import IpMasqConfig, check_cidrs
 
@@ -32,6 +33,9 @@ class ClusterConfig:
     auto_direct_node_routes: bool = True  # no effect in tunnel mode: pod CIDRs are reached through the tunnel
     tunnel_protocol: str = "vxlan"
     tunnel_port: int = 8472  # Cilium's VXLAN default
+    # Calico-style encapsulation in native routing (membrane.model.encap): Always | CrossSubnet | Never.
+    encapsulation_mode: str = "Never"
+    encapsulation_type: str = "vxlan"  # vxlan | ipip (IP-in-IP built in BPF, bpf/lib/ipip.h)
     max_pods_per_node: int = 110
     policy_enforcement_mode: str = "default"
     debug: bool = False  # debug.enabled: the agent logs at debug level
@@ -77,6 +81,8 @@ class ClusterConfig:
         "autoDirectNodeRoutes": "auto_direct_node_routes",
         "tunnelProtocol": "tunnel_protocol",
         "tunnelPort": "tunnel_port",
+        "encapsulation.mode": "encapsulation_mode",
+        "encapsulation.type": "encapsulation_type",
         "maxPods": "max_pods_per_node",
         "policyEnforcementMode": "policy_enforcement_mode",
         "hubble.eventBufferCapacity": "hubble_event_buffer_capacity",
@@ -144,6 +150,16 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: encryption.type ipsec is not implemented yet; use wireguard")
         if not 1 <= self.tunnel_port <= 65535:
             raise ValidationError(f"{prefix}: tunnelPort must be between 1 and 65535")
+        if self.encapsulation_mode not in ENCAP_MODES:
+            raise ValidationError(f"{prefix}: encapsulation.mode {self.encapsulation_mode!r} is not one of "
+                                  f"{', '.join(ENCAP_MODES)}")
+        if self.encapsulation_type not in ENCAP_TYPES:
+            raise ValidationError(f"{prefix}: encapsulation.type {self.encapsulation_type!r} is not one of "
+                                  f"{', '.join(ENCAP_TYPES)}")
+        if relations and self.routing_mode == "tunnel" and self.encapsulation_mode != "Never":
+            raise ValidationError(f"{prefix}: encapsulation.mode={self.encapsulation_mode} applies to "
+                                  "routingMode=native; routingMode=tunnel always encapsulates with tunnelProtocol "
+                                  "(set one or the other)")
         if not self.cluster_pool_ipv4_pod_cidr_list:
             raise ValidationError(f"{prefix}: clusterPoolIPv4PodCIDRList must not be empty")
         for cidr in self.cluster_pool_ipv4_pod_cidr_list:

@@ -73,6 +73,8 @@ _OPTIONS = {
     "auto_direct_node_routes": "EnableAutoDirectRouting",
     "tunnel_protocol": "TunnelProtocol",
     "tunnel_port": "TunnelPort",
+    "encapsulation_mode": "EncapsulationMode",
+    "encapsulation_type": "EncapsulationType",
     "max_pods_per_node": "MaxPods",
     "policy_enforcement_mode": "EnablePolicy",
     "enable_ipv4_masquerade": "EnableIPv4Masquerade",

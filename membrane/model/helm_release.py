@@ -30,6 +30,8 @@ IMMUTABLE = {
     "routing_mode": "pods were created with the MTU and routes of the routing mode the lab was created with",
     "tunnel_protocol": "the nodes' tunnel devices were created with it",
     "tunnel_port": "the nodes' tunnel devices were created with it",
+    "encapsulation_mode": "pods were created with the MTU and routes of the encapsulation the lab was created with",
+    "encapsulation_type": "pods were created with the MTU of the encapsulation the lab was created with",
 }
 
 

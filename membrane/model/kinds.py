@@ -20,6 +20,7 @@ class KindInfo:
     short_names: tuple[str, ...] = ()
     namespaced: bool = True
     read_only: bool = False  # users cannot apply or delete it (the cluster manages it)
+    qualified_only: bool = False  # its names belong to another kind: only Kind or plural.group find it
 
     @property
     def api_version(self) -> str:
@@ -33,6 +34,8 @@ class KindInfo:
     @property
     def names(self) -> tuple[str, ...]:
         """Every lower-case name ``lookup_kind`` accepts for this kind (group-qualified forms aside)."""
+        if self.qualified_only:
+            return ()
         return tuple(dict.fromkeys((self.singular, self.plural, *self.short_names)))  # "endpoints" is both
 
 
@@ -72,6 +75,10 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("CiliumCIDRGroup", ("cilium.io/v2alpha1", "cilium.io/v2"), "cilium.io", "ciliumcidrgroups", ("ccg",),
              namespaced=False),
     KindInfo("Event", ("v1",), "core", "events", ("ev",), read_only=True),
+    # Calico's pool (encapsulation modes, membrane.model.calico_ippool); "ippools" stays Cilium's
+    # LB pool as before, so this one is named IPPool or ippools.crd.projectcalico.org.
+    KindInfo("IPPool", ("crd.projectcalico.org/v1", "projectcalico.org/v3"), "crd.projectcalico.org", "ippools",
+             namespaced=False, qualified_only=True),
 )
 
 _BY_NAME = MappingProxyType({name: info for info in KINDS for name in info.names})
@@ -83,15 +90,18 @@ def lookup_kind(name: str) -> KindInfo:
 
     Raises ValidationError ``the server doesn't have a resource type "foo"`` for anything else.
     """
+    exact = _BY_KIND.get(name.strip())  # a manifest's kind: IPPool is Calico's, not "ippool" (Cilium's LB pool)
+    if exact is not None:
+        return exact
     key = name.strip().lower()
     info = _BY_NAME.get(key)
     if info is not None:
         return info
     base, dot, group = key.partition(".")
     if dot:
-        info = _BY_NAME.get(base)
-        if info is not None and group == info.group and base in (info.singular, info.plural):
-            return info
+        for info in KINDS:
+            if group == info.group and base in (info.singular, info.plural):
+                return info
     raise ValidationError(f"the server doesn't have a resource type {show(name)}")
 
 

@@ -20,6 +20,7 @@ from membrane.model.bgp import (
     check_bgp_node_config_override,
     check_bgp_peer_config,
 )
+from membrane.model.calico_ippool import check_calico_ip_pool
 from membrane.model.cidrgroup import check_cidr_group
 from membrane.model.configmap import FIELDS as CONFIGMAP_FIELDS
 from membrane.model.configmap import check_configmap
@@ -69,6 +70,7 @@ _RULES = MappingProxyType({
     "CiliumBGPNodeConfigOverride": _KindRules(check_bgp_node_config_override),
     "ConfigMap": _KindRules(check_configmap, fields=CONFIGMAP_FIELDS),
     "CiliumCIDRGroup": _KindRules(check_cidr_group),
+    "IPPool": _KindRules(check_calico_ip_pool),
 })
 
 

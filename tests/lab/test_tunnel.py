@@ -107,6 +107,14 @@ def test_pods_talk_across_a_router_that_knows_no_pod_routes(lab: tuple[Lab, dict
     assert cli_ip not in out and srv_ip not in out
 
 
+def test_the_node_reaches_a_pod_on_the_other_node_through_the_tunnel(lab: tuple[Lab, dict]) -> None:
+    lab_, pods = lab
+    srv_ip = pods["tun-srv"]["status"]["podIP"]
+    out = lab_.node_exec("k8s-ctr", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3",
+                         f"http://{srv_ip}/", check=False).stdout.strip()
+    assert out == "200", "node-to-remote-pod failed in tunnel mode"
+
+
 def test_pods_get_the_mtu_less_the_tunnel_overhead(lab: tuple[Lab, dict]) -> None:
     lab_, _ = lab
     assert lab_.exec("tun-cli", "cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1450"

@@ -29,10 +29,14 @@ class TunnelKey(ctypes.Structure):
     _fields_ = [("prefixlen", c_uint32), ("ip4", c_uint32)]
 
 
-class TunnelValue(ctypes.Structure):
-    """struct tunnel_value."""
+TUNNEL_F_IPIP = 1 << 0  # IP-in-IP built in BPF (bpf/lib/ipip.h) instead of the VXLAN device
+TUNNEL_TYPES = {"vxlan": 0, "ipip": TUNNEL_F_IPIP}
 
-    _fields_ = [("node_ip", c_uint32), ("pad", c_uint32)]
+
+class TunnelValue(ctypes.Structure):
+    """struct tunnel_value: the owning node's address (network order) and TUNNEL_F_* flags."""
+
+    _fields_ = [("node_ip", c_uint32), ("flags", c_uint32)]
 
 
 class TunnelConfig(ctypes.Structure):
@@ -76,23 +80,31 @@ class TunnelMap(PinnedMap):
     KEY = TunnelKey
     VALUE = TunnelValue
 
-    def entries(self) -> dict[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+    def entries(self) -> dict[ipaddress.IPv4Network, tuple[ipaddress.IPv4Address, str]]:
+        """Pod CIDR -> (node IP, "vxlan" | "ipip")."""
         out = {}
         value = TunnelValue()
         for key in list(map_keys(self.fd, TunnelKey, what=self.NAME)):
             if map_lookup(self.fd, key, value, what=self.NAME):
-                out[ipaddress.IPv4Network((_addr(key.ip4), key.prefixlen))] = _addr(value.node_ip)
+                kind = "ipip" if value.flags & TUNNEL_F_IPIP else "vxlan"
+                out[ipaddress.IPv4Network((_addr(key.ip4), key.prefixlen))] = (_addr(value.node_ip), kind)
         return out
 
-    def sync(self, wanted: Mapping[str, str]) -> tuple[int, int]:
-        """Make the map hold exactly ``wanted`` (pod CIDR -> node IP); returns (written, removed).
-        Writes before it removes, so a CIDR that stays is never missing."""
-        want = {ipaddress.IPv4Network(c): ipaddress.IPv4Address(ip) for c, ip in wanted.items()}
+    def sync(self, wanted: Mapping[str, str | tuple[str, str]]) -> tuple[int, int]:
+        """Make the map hold exactly ``wanted`` (pod CIDR -> node IP, or (node IP, "vxlan" | "ipip"));
+        returns (written, removed). Writes before it removes, so a CIDR that stays is never missing."""
+        want: dict[ipaddress.IPv4Network, tuple[ipaddress.IPv4Address, str]] = {}
+        for cidr, target in wanted.items():
+            ip, kind = (target, "vxlan") if isinstance(target, str) else target
+            if kind not in TUNNEL_TYPES:
+                raise ValidationError(f"tunnel type {kind!r} is not one of {', '.join(TUNNEL_TYPES)}", cidr)
+            want[ipaddress.IPv4Network(cidr)] = (ipaddress.IPv4Address(ip), kind)
         have = self.entries()
         written = removed = 0
-        for net, node_ip in sorted(want.items(), key=lambda kv: str(kv[0])):
-            if have.get(net) != node_ip:
-                map_update(self.fd, tunnel_key(net), TunnelValue(node_ip=_u32(node_ip)), what=f"{self.NAME} {net}")
+        for net, (node_ip, kind) in sorted(want.items(), key=lambda kv: str(kv[0])):
+            if have.get(net) != (node_ip, kind):
+                value = TunnelValue(node_ip=_u32(node_ip), flags=TUNNEL_TYPES[kind])
+                map_update(self.fd, tunnel_key(net), value, what=f"{self.NAME} {net}")
                 written += 1
         for net in sorted(set(have) - set(want), key=str):
             removed += bool(map_delete(self.fd, tunnel_key(net), what=f"{self.NAME} {net}"))
