@@ -58,7 +58,8 @@ class CNIService:
         namespace = args.get("K8S_POD_NAMESPACE", "default")
         pod = args.get("K8S_POD_NAME", cid[:12])
         try:
-            ep = self.net.add_endpoint(cid, ifname, netns, namespace, pod, self._labels_for(namespace, pod))
+            with self.net.stats.stage("total"):
+                ep = self.net.add_endpoint(cid, ifname, netns, namespace, pod, self._labels_for(namespace, pod))
         except RangeFull as exc:
             raise _fail(500, ERR_IPAM, str(exc), f"pod {namespace}/{pod} on pod CIDR {self.net.pod_cidr}") from None
         except OSError as exc:

@@ -474,6 +474,7 @@ class Agent:
             "identity-range": {"min-identity": 256, "max-identity": 65535},
             "modules-health": health,
             "endpoint-count": len(self.net.endpoints),
+            "endpoint-regeneration": self.net.stats.summary(),  # pod start, by stage (issue 16)
             "router-ip": self.net.router_ip,
             "datapath-metrics": self.net.metrics(),
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},

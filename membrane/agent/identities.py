@@ -89,14 +89,16 @@ class EndpointIdentities:
             applied = self._applied.get(key)
             if applied is not None and applied[0] == labels:
                 continue
-            new = self.refs.acquire(labels)
+            with self.net.stats.stage("identityAllocation"):
+                new = self.refs.acquire(labels)
             self.net.set_identity(ep.container_id, ep.ifname, new)
             self._applied[key] = (labels, new)
             if applied is not None and applied[1] != new:
                 self.refs.release(applied[1])
             if ep.identity != new:
                 log.info("endpoint %d %s: identity %d", ep.id, ep.pod_key, new)
-        self._publish_ipcache(lease)
+        with self.net.stats.stage("ipcachePublish"):
+            self._publish_ipcache(lease)
         if not self._reconciled:
             self._withdraw_stale()
             self._reconciled = True

@@ -78,6 +78,7 @@ class Observability:
         self.hubble_metrics = HubbleMetrics(self.registry, list(metrics_enabled))
         self.agent_metrics = AgentMetrics(self.registry, AgentSources(
             endpoint_states=endpoint_states, policy=policy_info, datapath=self._datapath_counters))
+        net.stats.subscribe(self.agent_metrics.observe_endpoint_regeneration)
         self.index = PodIndex(pods, identity_of, cluster)
         self.pipeline: FlowPipeline | None = None
         self.servers: list[Any] = []

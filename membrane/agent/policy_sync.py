@@ -277,6 +277,7 @@ class PolicySync:
         if not changed and not full:
             return
         self.last_sync_seconds = time.monotonic() - start
+        self.net.stats.observe("policyCalculation", self.last_sync_seconds)
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
 

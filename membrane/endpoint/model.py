@@ -6,6 +6,7 @@ endpoint and persisted with it so an agent restart finds the same IDs.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -79,8 +80,9 @@ class EndpointTable:
     def list(self) -> list[Endpoint]:
         return sorted(self._by_key.values(), key=lambda ep: ep.id)
 
-    def next_id(self) -> int:
-        used = {ep.id for ep in self._by_key.values()}
+    def next_id(self, exclude: Collection[int] = ()) -> int:
+        """The lowest free ID, skipping ``exclude`` (IDs of endpoints still being created)."""
+        used = {ep.id for ep in self._by_key.values()} | set(exclude)
         for candidate in range(1, MAX_ENDPOINT_ID + 1):
             if candidate not in used:
                 return candidate

@@ -134,7 +134,7 @@ class Kubelet:
                 if time.monotonic() >= next_try:
                     with self.lock:
                         self.inflight.add(uid)
-                    self.pool.submit(self._start_pod, pod, node)
+                    self.pool.submit(self._start_pod, pod, node, time.monotonic())
         for uid, sb in list(self.sandboxes.items()):
             if uid not in by_uid and uid not in self.inflight:
                 self._teardown(sb)
@@ -173,9 +173,13 @@ class Kubelet:
                                f"{pod['metadata']['name']} to {placement.node}", "default-scheduler")
 
     # ---- pod start / stop ----------------------------------------------------------------------------
-    def _start_pod(self, pod: dict[str, Any], node: str) -> None:
+    def _start_pod(self, pod: dict[str, Any], node: str, queued: float | None = None) -> None:
         uid = pod["metadata"]["uid"]
         sb = self.runtime.new_sandbox(pod, node)
+        stages: dict[str, float] = {}  # seconds per stage of this start, for bench/ (cni-timings.jsonl)
+        t_start = time.monotonic()
+        if queued is not None:
+            stages["queue"] = t_start - queued
         try:
             self.runtime.create_sandbox(sb, RESOLV_CONF.format(ns=sb.namespace))
             deadline = time.monotonic() + 10
@@ -184,13 +188,16 @@ class Kubelet:
                     raise RuntimeError("pod sandbox did not start")
                 time.sleep(0.01)
             t0 = time.monotonic()
+            stages["sandbox"] = t0 - t_start
             result = self.runtime.cni("ADD", sb, self.paths.agent_socket(node))
-            self._record_timing("ADD", sb, time.monotonic() - t0)
+            t1 = time.monotonic()
             ips = result.get("ips") or []
             sb.ip = ips[0]["address"].split("/")[0] if ips else ""
             self.runtime.save(sb)
             for c in pod["spec"]["containers"]:
                 self._start_container(sb, c)
+            stages["containers"] = time.monotonic() - t1
+            self._record_timing("ADD", sb, t1 - t0, stages)
             with self.lock:
                 self.sandboxes[uid] = sb
                 self.failures.pop(uid, None)
@@ -209,10 +216,11 @@ class Kubelet:
                 self.inflight.discard(uid)
             self.wake.set()
 
-    def _record_timing(self, command: str, sb: Sandbox, seconds: float) -> None:
-        """CNI timings as the runtime sees them (exec of the plugin included), for bench/."""
+    def _record_timing(self, command: str, sb: Sandbox, seconds: float, stages: dict[str, float] | None = None) -> None:
+        """CNI timings as the runtime sees them (exec of the plugin included), for bench/; ``stages``:
+        the other steps of the pod's start (queue wait for a worker, sandbox, container start)."""
         line = json.dumps({"command": command, "pod": sb.key, "node": sb.node, "seconds": round(seconds, 6),
-                           "time": time.time()})
+                           "time": time.time(), **{k: round(v, 6) for k, v in (stages or {}).items()}})
         with self.lock, open(f"{self.paths.run_dir}/cni-timings.jsonl", "a") as fh:
             fh.write(line + "\n")
 

@@ -18,6 +18,7 @@ from membrane.datapath.maps.lb import Frontend
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicySlot, Verdict
 from membrane.endpoint.model import Endpoint
 from membrane.endpoint.routing import NodeInfo
+from membrane.endpoint.start_stats import StageTimes
 from membrane.identity.allocator import encode_labels
 from membrane.identity.labels import pod_identity_labels
 from membrane.loadbalancer.endpointslices import endpoint_slices
@@ -224,6 +225,7 @@ class Net:
         self.datapath = dp
         self.eps = eps
         self.flags: dict[str, tuple[bool, bool]] = {}
+        self.stats = StageTimes()  # where the policy computation's time goes
 
     @property
     def endpoints(self) -> Net:
