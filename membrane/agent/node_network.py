@@ -44,6 +44,7 @@ class NodeNetwork:
         self._added_at: dict[tuple[str, str], float] = {}  # endpoint key -> when ADD made it (monotonic)
         self._pending: dict[tuple[str, str], threading.Event] = {}  # ADDs plumbing outside the lock
         self._pending_ids: set[int] = set()  # their endpoint IDs
+        self._regenerated: dict[tuple[str, str], threading.Event] = {}  # set once the policy is in place
 
     # ---- start-up -------------------------------------------------------------------------------
     def start(self, pod_cidr: str) -> None:
@@ -200,6 +201,7 @@ class NodeNetwork:
         with self.lock:
             ep = self.endpoints.remove(container_id, ifname)
             self._added_at.pop((container_id, ifname), None)
+            self._regenerated.pop((container_id, ifname), None)
             if ep is None:
                 # The veth may exist without a record (a crash mid-ADD): remove it anyway.
                 links.delete_link(host_veth_name(container_id, ifname))
@@ -242,6 +244,19 @@ class NodeNetwork:
             if changed:
                 self._persist()
 
+    def update_all_labels(self, labels_of: Callable[[str, str], dict[str, str]]) -> None:
+        """Every endpoint's pod labels from ``labels_of(namespace, pod)``, in one pass (the per-pod
+        ``update_labels`` for each endpoint scanned the table each time: O(n²) per pod event)."""
+        with self.lock:
+            changed = False
+            for ep in self.endpoints.list():
+                labels = labels_of(ep.namespace, ep.pod_name)
+                if ep.labels != labels:
+                    ep.labels = dict(labels)
+                    changed = True
+            if changed:
+                self._persist()
+
     def metrics(self) -> dict[str, dict[str, int]]:
         """Datapath counters as ``{"<reason>/<direction>": {"packets", "bytes"}}`` (0 = forwarded)."""
         if self.datapath is None:
@@ -265,6 +280,23 @@ class NodeNetwork:
             ep.state = STATE_READY
             self.datapath.endpoints.update(ep.ipv4, self._record(ep))
             self._persist()
+
+    def policy_realized(self, container_id: str, ifname: str, identity: int) -> None:
+        """The policy of ``identity`` is in the map and the endpoint's enforcement flags follow it: if
+        that is still the endpoint's identity, its first regeneration is done (a waiting ADD returns)."""
+        with self.lock:
+            ep = self.endpoints.get(container_id, ifname)
+            if ep is None or not identity or ep.identity != identity:
+                return
+            event = self._regenerated.setdefault(ep.key, threading.Event())
+        event.set()
+
+    def wait_regenerated(self, container_id: str, ifname: str, timeout: float) -> bool:
+        """Wait until the endpoint has its identity and its policy is in place (Cilium's "endpoint
+        regeneration before ready"); False after ``timeout`` seconds."""
+        with self.lock:
+            event = self._regenerated.setdefault((container_id, ifname), threading.Event())
+        return event.wait(timeout)
 
     def set_policy_enforcement(self, container_id: str, ifname: str, ingress: bool, egress: bool) -> None:
         """Switch policy enforcement of an endpoint per direction (the flags of its BPF map entry)."""

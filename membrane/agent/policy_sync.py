@@ -336,6 +336,8 @@ class PolicySync:
                 continue  # keeps the flags of step 1 until its rows are in
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ing, egr)
+            if ep_id in self._resolved:  # its first packet may go now: an ADD waiting for this returns
+                self.net.policy_realized(ep.container_id, ep.ifname, self._resolved[ep_id][0])
         if failed is not None:
             raise failed
         self._behind.clear()

@@ -21,9 +21,10 @@ from typing import Any
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 WINDOW = 4096  # samples kept per scope for the percentiles
 
-# The stages of one pod's start in the order they happen; ``total`` is the whole CNI ADD in the agent.
+# The stages of one pod's start; ``total`` is the whole CNI ADD in the agent, ``waitingForPolicy`` the
+# part of it after the plumbing, until identity and policy are in place.
 SCOPES = ("waitingForLock", "ipam", "veth", "endpointMap", "bpfAttach", "route", "persist", "total",
-          "identityAllocation", "ipcachePublish", "policyCalculation", "waitingForIdentity")
+          "identityAllocation", "ipcachePublish", "policyCalculation", "waitingForIdentity", "waitingForPolicy")
 
 Listener = Callable[[str, float], None]
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from membrane.lab.deployments import DeploymentController
-from membrane.lab.pod_status import container_statuses, pod_status
+from membrane.lab.pod_status import container_statuses, needs_listening_ports, pod_status
 from membrane.lab.processes import is_alive
 from membrane.lab.record import load_record
 from membrane.lab.router import RouterRoutes
@@ -137,7 +137,11 @@ class Kubelet:
                     self.pool.submit(self._start_pod, pod, node, time.monotonic())
         for uid, sb in list(self.sandboxes.items()):
             if uid not in by_uid and uid not in self.inflight:
-                self._teardown(sb)
+                # On the pool, like starts: one pod's teardown (grace periods, CNI DEL) must not hold
+                # up this loop, which writes every other pod's status.
+                with self.lock:
+                    self.inflight.add(uid)
+                self.pool.submit(self._teardown_in_pool, sb)
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
         for pod in pods:
@@ -243,6 +247,16 @@ class Kubelet:
             return
         self.runtime.start_container(sb, c["name"], argv, env)
 
+    def _teardown_in_pool(self, sb: Sandbox) -> None:
+        try:
+            self._teardown(sb)
+        except Exception:
+            log.exception("tearing down pod %s failed (will retry)", sb.key)
+        finally:
+            with self.lock:
+                self.inflight.discard(sb.uid)
+            self.wake.set()
+
     def _teardown(self, sb: Sandbox) -> None:
         error = self.runtime.destroy(sb, self.paths.agent_socket(sb.node))
         if error:
@@ -251,8 +265,8 @@ class Kubelet:
         with self.lock:
             self.sandboxes.pop(sb.uid, None)
         self.last_status.pop(sb.uid, None)
-        for key in [k for k in self._image_errors if k[0] == sb.uid]:
-            del self._image_errors[key]
+        for key in [k for k in list(self._image_errors) if k[0] == sb.uid]:
+            self._image_errors.pop(key, None)
         log.info("pod %s removed", sb.key)
 
     def _terminate(self, pod: dict[str, Any], sb: Sandbox | None) -> None:
@@ -306,7 +320,8 @@ class Kubelet:
                     if pod.get("spec", {}).get("restartPolicy", "Always") == "Never":
                         continue
                 self._start_container(sb, c)
-        statuses = container_statuses(pod, sb, self.runtime.listening_tcp_ports(sb), self._image_errors)
+        listening = self.runtime.listening_tcp_ports(sb) if needs_listening_ports(pod) else set()
+        statuses = container_statuses(pod, sb, listening, self._image_errors)
         self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
 
     def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:

@@ -140,3 +140,16 @@ def test_add_after_a_restart_finds_the_endpoint_and_new_adds_do_not_reuse_its_ip
         assert again.leftovers() == {"ips": {}, "map": [], "endpoints": 0}
     finally:
         again.net.close()
+
+
+def test_an_add_waits_for_identity_and_policy_of_the_current_identity(node: Node, make_netns) -> None:
+    ep = node.add(make_netns("w"), "w")
+    assert not node.net.wait_regenerated(ep.container_id, "eth0", 0.05)  # no identity yet
+    node.net.set_identity(ep.container_id, "eth0", 300)
+    node.net.policy_realized(ep.container_id, "eth0", 299)  # a policy computed for an older identity
+    assert not node.net.wait_regenerated(ep.container_id, "eth0", 0.05)
+    node.net.policy_realized(ep.container_id, "eth0", 300)
+    assert node.net.wait_regenerated(ep.container_id, "eth0", 0.05)
+    assert node.net.stats.summary()["waitingForIdentity"]["count"] == 1
+    node.remove("w")
+    assert not node.net.wait_regenerated(ep.container_id, "eth0", 0.01)  # gone with the endpoint
