@@ -23,12 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench.churn_stages import agent_stages, kubelet_stages, read_timings, render
 from bench.harness import Measurement
+from membrane.lab.kubelet import START_WORKERS
 from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.resources import ResourceStore
 
 PODS = int(os.environ.get("MEMBRANE_BENCH_PODS", "300"))
-WORKERS = 8  # the lab kubelet's pod-start parallelism
+WORKERS = START_WORKERS  # the lab kubelet's pod-start parallelism; the baseline uses the same
 MEMBRANE = os.path.join(os.path.dirname(sys.executable), "membrane")
 
 NODES = ["k8s-ctr", "k8s-w1", "k8s-w2"]

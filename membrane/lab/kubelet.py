@@ -41,6 +41,8 @@ log = logging.getLogger("membrane.lab.kubelet")
 
 RESOLV_CONF = "nameserver 10.96.0.10\nsearch {ns}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
 RETRY_BACKOFF = (1, 2, 4, 8, 15, 30)
+START_WORKERS = 16  # pods started in parallel (each mostly waits: on processes, the CNI plugin, the agent)
+STOP_WORKERS = 8  # pods stopped in parallel, on their own pool: a grace period never delays a start
 
 
 def now_iso() -> str:
@@ -48,7 +50,7 @@ def now_iso() -> str:
 
 
 class Kubelet:
-    def __init__(self, lab: str, cluster: str = "default", workers: int = 8) -> None:
+    def __init__(self, lab: str, cluster: str = "default", workers: int = START_WORKERS) -> None:
         self.lab = lab
         self.paths = LabPaths(lab)
         self.client = EtcdClient(self.paths.etcd_endpoint)
@@ -65,6 +67,7 @@ class Kubelet:
         self.terminating: set[str] = set()  # uids of pods being stopped after a graceful delete
         self._unschedulable: dict[str, str] = {}  # pod uid -> the FailedScheduling message last recorded
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podstart")
+        self.stop_pool = ThreadPoolExecutor(max_workers=STOP_WORKERS, thread_name_prefix="podstop")
         self.lock = threading.Lock()
         self.sandboxes: dict[str, Sandbox] = {}  # by pod uid
         self.inflight: set[str] = set()
@@ -102,6 +105,7 @@ class Kubelet:
             # for a moment so one sync handles many, instead of one full pass per event.
             self.stop_event.wait(0.1)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.stop_pool.shutdown(wait=True, cancel_futures=True)
 
     def _objects(self, mirror: Mirror) -> list[dict[str, Any]]:
         return [self.store.decode(kv) for kv in mirror.items()]
@@ -127,7 +131,7 @@ class Kubelet:
             if pod_is_terminating(pod):  # deleted with a grace period: stop it, then remove the object
                 if uid not in self.inflight and uid not in self.terminating:
                     self.terminating.add(uid)
-                    self.pool.submit(self._terminate, pod, self.sandboxes.get(uid))
+                    self.stop_pool.submit(self._terminate, pod, self.sandboxes.get(uid))
                 continue
             if node and uid not in self.sandboxes and uid not in self.inflight:
                 attempts, next_try, _r, _m = self.failures.get(uid, (0, 0.0, "", ""))
@@ -137,11 +141,11 @@ class Kubelet:
                     self.pool.submit(self._start_pod, pod, node, time.monotonic())
         for uid, sb in list(self.sandboxes.items()):
             if uid not in by_uid and uid not in self.inflight:
-                # On the pool, like starts: one pod's teardown (grace periods, CNI DEL) must not hold
+                # On the stop pool: one pod's teardown (grace periods, CNI DEL) must not hold
                 # up this loop, which writes every other pod's status.
                 with self.lock:
                     self.inflight.add(uid)
-                self.pool.submit(self._teardown_in_pool, sb)
+                self.stop_pool.submit(self._teardown_in_pool, sb)
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
         for pod in pods:
