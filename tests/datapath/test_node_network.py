@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -153,3 +154,31 @@ def test_an_add_waits_for_identity_and_policy_of_the_current_identity(node: Node
     assert node.net.stats.summary()["waitingForIdentity"]["count"] == 1
     node.remove("w")
     assert not node.net.wait_regenerated(ep.container_id, "eth0", 0.01)  # gone with the endpoint
+
+
+def test_an_add_whose_policy_never_comes_fails_after_its_timeout_and_leaves_nothing(node: Node, make_netns) -> None:
+    from membrane.agent.api import APIFailure
+    from membrane.agent.cni_service import ERR_TRY_AGAIN, CNIService
+
+    pod = make_netns("t")
+    cni = CNIService(node.net, lambda _ns, _pod: {"app": "x"}, lambda: "")
+    cni.regeneration_timeout = 0.2  # nobody allocates an identity here: the wait must give up
+    body = {"containerID": "cidt", "ifname": "eth0", "netns": f"/run/netns/{pod}",
+            "args": {"K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": "t"}, "netconf": {"cniVersion": "1.0.0"}}
+    with pytest.raises(APIFailure) as failure:
+        node.run(cni.add, body)
+    assert failure.value.status == 503 and failure.value.body["code"] == ERR_TRY_AGAIN
+    assert "identity and policy" in failure.value.body["msg"]
+    assert not node.link_exists("t")
+    assert node.leftovers() == {"ips": {}, "map": [], "endpoints": 0}
+    # once identity and policy come, the same ADD answers with the endpoint's address
+    def regenerate() -> None:  # what the identity and policy controllers do, once the endpoint exists
+        while node.net.endpoints.get("cidt", "eth0") is None:
+            time.sleep(0.01)
+        node.net.set_identity("cidt", "eth0", 300)
+        node.net.policy_realized("cidt", "eth0", 300)
+
+    threading.Thread(target=regenerate, daemon=True).start()
+    cni.regeneration_timeout = 10
+    result = node.run(cni.add, body)["result"]
+    assert result["ips"][0]["address"].endswith("/32") and node.link_exists("t")
