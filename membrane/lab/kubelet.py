@@ -78,6 +78,8 @@ class Kubelet:
         self.max_pods = 110
         self.router: RouterRoutes | None = None
         self._image_errors: dict[tuple[str, str], tuple[str, str]] = {}
+        self._queued: list[tuple[dict[str, Any], dict[str, Any], str]] | None = None  # statuses of this pass
+        self._bound: set[str] = set()  # pods bound to a node in this pass
 
     # ---- main loop ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -111,6 +113,14 @@ class Kubelet:
         return [self.store.decode(kv) for kv in mirror.items()]
 
     def sync(self) -> None:
+        self._queued = []
+        self._bound = set()
+        try:
+            self._sync()
+        finally:
+            self._flush_statuses()
+
+    def _sync(self) -> None:
         pods = self._objects(self.pods)
         nodes = self._objects(self.nodes)
         if self.router is not None:
@@ -177,6 +187,7 @@ class Kubelet:
                 log.debug("binding %s failed: %s", pod["metadata"]["name"], exc)
                 continue
             self._unschedulable.pop(uid, None)
+            self._bound.add(uid)
             self.events.record(pod, NORMAL, "Scheduled", f"Successfully assigned {pod['metadata'].get('namespace')}/"
                                f"{pod['metadata']['name']} to {placement.node}", "default-scheduler")
 
@@ -329,18 +340,39 @@ class Kubelet:
         self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
 
     def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        """Write a changed status; during a sync pass, queued and written by ``_flush_statuses``."""
         uid = pod["metadata"]["uid"]
+        if uid in self._bound:  # bound in this pass: its resourceVersion is stale, the next pass writes it
+            return
         fingerprint = json.dumps(status, sort_keys=True)
         if self.last_status.get(uid) == fingerprint and pod.get("status"):
             return
         old = pod.get("status", {})
         status.setdefault("startTime", old.get("startTime") or now_iso())
         pod["status"] = status
+        if self._queued is not None:
+            self._queued.append((pod, status, fingerprint))
+            return
         try:
             self.store.put_object(pod, expected_revision=int(pod["metadata"]["resourceVersion"]))
             self.last_status[uid] = fingerprint
         except Exception as exc:
             log.debug("status of %s not written: %s", pod["metadata"]["name"], exc)
+
+    def _flush_statuses(self) -> None:
+        """The pass's status writes in a few transactions (each a compare-and-swap on the pod's revision),
+        not two round trips per pod one after the other: during a burst these writes paced Ready."""
+        queued, self._queued = self._queued or [], None
+        if not queued:
+            return
+        try:
+            done = self.store.update_statuses([(pod, status) for pod, status, _f in queued])
+        except Exception as exc:
+            log.debug("%d pod statuses not written: %s", len(queued), exc)
+            return
+        for (pod, _status, fingerprint), ok in zip(queued, done, strict=True):
+            if ok:
+                self.last_status[pod["metadata"]["uid"]] = fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:
