@@ -11,7 +11,6 @@ it answers — the floor any CNI sits on.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -22,15 +21,18 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from bench.churn_stages import agent_stages, kubelet_stages, read_timings, render
 from bench.harness import Measurement
+from membrane.lab.kubelet import START_WORKERS
 from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.resources import ResourceStore
 
 PODS = int(os.environ.get("MEMBRANE_BENCH_PODS", "300"))
-WORKERS = 8  # the lab kubelet's pod-start parallelism
+WORKERS = START_WORKERS  # the lab kubelet's pod-start parallelism; the baseline uses the same
 MEMBRANE = os.path.join(os.path.dirname(sys.executable), "membrane")
 
+NODES = ["k8s-ctr", "k8s-w1", "k8s-w2"]
 PROBE_NODE = "k8s-w2"
 PROBE_POD = f"""apiVersion: v1
 kind: Pod
@@ -66,8 +68,8 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def _ours(run: int) -> tuple[float, list[float], list[float]]:
-    """(pods/s, CNI ADD seconds per pod, seconds from apply to first packet per pod)."""
+def _ours(run: int) -> tuple[float, list[float], list[float], dict[str, tuple[float, float, int]]]:
+    """(pods/s, CNI ADD seconds per pod, seconds from apply to first packet per pod, per-stage p50/p99)."""
     lab = f"bench{secrets.token_hex(2)}"
     marks = tempfile.mkdtemp(prefix="membrane-bench-ttfp-")
     try:
@@ -90,10 +92,12 @@ def _ours(run: int) -> tuple[float, list[float], list[float]]:
                 raise RuntimeError(f"only {ready}/{PODS} pods Ready after 600 s")
             time.sleep(0.5)
         elapsed = time.monotonic() - start
-        with open(f"/run/membrane/{lab}/cni-timings.jsonl") as fh:
-            adds = [json.loads(line)["seconds"] for line in fh if '"ADD"' in line][1:]  # [0]: the probe pod
+        lines = read_timings(f"/run/membrane/{lab}/cni-timings.jsonl")[1:]  # [0]: the probe pod
+        adds = [line["seconds"] for line in lines]
         first = _first_packets(marks, wall0, deadline=time.monotonic() + 30)
-        return PODS / elapsed, adds, first
+        stages = {**kubelet_stages(lines), **agent_stages(lab, NODES)}
+        print(render(stages), flush=True)
+        return PODS / elapsed, adds, first, stages
     finally:
         subprocess.run([MEMBRANE, "--lab", lab, "lab", "delete"], capture_output=True, timeout=300)
         shutil.rmtree(marks, ignore_errors=True)
@@ -177,9 +181,17 @@ def run(runs: int) -> list[Measurement]:
     ttfp_note = ("time to first packet: from the apply (baseline: the burst's start) until the pod's first ping "
                  "reply — ours from a probe pod on k8s-w2, the baseline from its scratch node")
     rows["first50"].notes = rows["first99"].notes = ttfp_note
+    stage_rows: dict[str, Measurement] = {}
     for i in range(runs):
         b_rate, b_lat, b_first = _baseline()
-        o_rate, o_lat, o_first = _ours(i)
+        o_rate, o_lat, o_first, o_stages = _ours(i)
+        for stage, (p50, p99, _n) in o_stages.items():
+            for label, value in (("p50", p50), ("p99", p99)):
+                key = f"{stage} {label}"
+                if key not in stage_rows:
+                    stage_rows[key] = Measurement(name, f"stage {key}", "ms", [], higher_is_better=False,
+                                                  notes="per-stage profile of pod starts (no baseline)")
+                stage_rows[key].subject.append(value * 1e3)
         print(f"  run {i + 1}: ours {o_rate:.1f} pods/s (ADD p50 {statistics.median(o_lat) * 1e3:.1f} ms, first "
               f"packet p50 {statistics.median(o_first):.1f} s), baseline {b_rate:.1f} pods/s (first packet p50 "
               f"{statistics.median(b_first):.2f} s)", flush=True)
@@ -189,4 +201,4 @@ def run(runs: int) -> list[Measurement]:
                                    ("first50", o_first, b_first, 50), ("first99", o_first, b_first, 99)):
             rows[key].subject.append(_percentile(ours, p) * 1e3)
             rows[key].baseline.append(_percentile(bare, p) * 1e3)
-    return [rate, *rows.values()]
+    return [rate, *rows.values(), *stage_rows.values()]

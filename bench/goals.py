@@ -121,9 +121,17 @@ GOALS: list[Goal] = [
          benchmark="policy", metric="apply → first allowed connection", baseline="iptables", op="<=",
          target=1.5, anchor="cluster path (CLI, etcd, agents) within 1.5× of one local iptables-restore; "
                             "Cilium ~600 ms on 1000 nodes"),
+    # Issue 16 (pod start at the speed of the kernel); the issue also asks that the policy benchmark's
+    # 1 000-pod setup be no slower per pod than the 300-pod churn: two benchmarks, not expressible here.
     Goal("churn", "pods/s to Ready vs bare netns+veth plumbing",
-         benchmark="pod churn", metric="pods/s", baseline="bare", op=">=", target=0.05, stretch=True,
-         anchor="stretch: ~0.04× today; kube-burner pod churn of Cilium's scale reports"),
+         benchmark="pod churn", metric="pods/s", baseline="bare", op=">=", target=0.25,
+         anchor="issue 16: a quarter of bare kernel plumbing (was 0.05×); kube-burner churn of Cilium's scale reports"),
+    Goal("churn", "CNI ADD p99 as the runtime sees it (plugin exec included)",
+         benchmark="pod churn", metric="CNI ADD p99", kind="absolute", op="<=", target=300.0,
+         anchor="issue 16: Cilium's CNI ADD is tens of milliseconds"),
+    Goal("churn", "time to first packet p99, from the apply of 300 replicas",
+         benchmark="pod churn", metric="time to first packet p99", kind="absolute", op="<=", target=5000.0,
+         anchor="Cilium scale tests: pod startup latency p99 < 5 s at 100 pods/node"),
     Goal("scale", "resolve every identity's policy, 150k endpoints / 10k policies",
          benchmark="control plane at scale", metric="resolve every identity's policy", kind="absolute",
          op="<=", target=60.0, anchor="Cilium scale report shape; a full recompute within a minute"),

@@ -24,6 +24,7 @@ ERR_IO = 5
 ERR_TRY_AGAIN = 11
 ERR_NOT_AVAILABLE = 50
 ERR_IPAM = 100  # plugin-specific range starts at 100
+REGENERATION_TIMEOUT = 30.0  # seconds an ADD waits for the endpoint's identity and policy
 
 
 def _fail(status: int, code: int, msg: str, details: str = "") -> APIFailure:
@@ -35,6 +36,7 @@ class CNIService:
         self.net = net
         self._labels_for = labels_for
         self._ready = ready  # returns "" when ready, else the reason
+        self.regeneration_timeout = REGENERATION_TIMEOUT
 
     def _request(self, body: Any, need_netns: bool = True) -> tuple[str, str, str, dict[str, str], dict[str, Any]]:
         if not isinstance(body, dict):
@@ -57,12 +59,22 @@ class CNIService:
             raise _fail(400, ERR_UNKNOWN_CONTAINER, f"network namespace {netns} does not exist")
         namespace = args.get("K8S_POD_NAMESPACE", "default")
         pod = args.get("K8S_POD_NAME", cid[:12])
-        try:
-            ep = self.net.add_endpoint(cid, ifname, netns, namespace, pod, self._labels_for(namespace, pod))
-        except RangeFull as exc:
-            raise _fail(500, ERR_IPAM, str(exc), f"pod {namespace}/{pod} on pod CIDR {self.net.pod_cidr}") from None
-        except OSError as exc:
-            raise _fail(500, ERR_IO, f"setting up the pod network failed: {exc}", f"pod {namespace}/{pod}") from None
+        with self.net.stats.stage("total"):
+            try:
+                ep = self.net.add_endpoint(cid, ifname, netns, namespace, pod, self._labels_for(namespace, pod))
+            except RangeFull as exc:
+                raise _fail(500, ERR_IPAM, str(exc), f"pod {namespace}/{pod} on pod CIDR {self.net.pod_cidr}") from None
+            except OSError as exc:
+                raise _fail(500, ERR_IO, f"setting up the pod network failed: {exc}", f"pod {namespace}/{pod}") from None
+            # Like Cilium's CNI ADD, answer once the endpoint has its identity and its policy is in the
+            # map: the container starts after this, so its first packet already meets its policy.
+            with self.net.stats.stage("waitingForPolicy"):
+                regenerated = self.net.wait_regenerated(cid, ifname, self.regeneration_timeout)
+            if not regenerated:
+                self.net.remove_endpoint(cid, ifname)  # nothing stays behind; the runtime retries
+                raise _fail(503, ERR_TRY_AGAIN, "timeout waiting for the endpoint's identity and policy",
+                            f"pod {namespace}/{pod}: not regenerated within {self.regeneration_timeout:.0f} s "
+                            "(is the kvstore reachable?)")
         log.info("endpoint %d %s/%s %s on %s", ep.id, namespace, pod, ep.ipv4, ep.host_ifname)
         result = build_add_result(
             netconf.get("cniVersion", "1.0.0"), ifname, ep.host_ifname, ep.host_mac, ep.pod_mac, netns,

@@ -29,6 +29,7 @@ from membrane.agent.node_routes import sync_node_routes
 from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timestamp
 from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
+from membrane.agent.pod_objects import DecodedObjects
 from membrane.agent.policy_names import PolicyNames
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.tunnel_sync import TunnelSync
@@ -76,6 +77,7 @@ class Agent:
         self.config = ClusterConfig()
         self.nodes_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Node/")
         self.pods_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Pod/")
+        self.pod_objects = DecodedObjects(self.pods_mirror)  # each pod decoded once per revision (issue 16)
         self.ns_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Namespace/")
         self.ipcache_mirror = Mirror(self.client, self.resources.layout.ipcache_prefix)
         self.policy_mirrors = [Mirror(self.client, f"{self.prefix}/resources/{kind}/") for kind in POLICY_KINDS]
@@ -354,8 +356,7 @@ class Agent:
         sync_node_routes(desired)
 
     def _sync_labels(self) -> None:
-        for ep in self.net.endpoints.list():
-            self.net.update_labels(ep.pod_key, self._labels_for(ep.namespace, ep.pod_name))
+        self.net.update_all_labels(self._labels_for)
 
     def _ipcache_identity(self, ip: str) -> int:
         dp = self.net.datapath
@@ -368,8 +369,7 @@ class Agent:
         return states
 
     def _pod(self, namespace: str, pod: str) -> dict[str, Any] | None:
-        kv = self.pods_mirror.get(f"{self.prefix}/resources/core/Pod/{namespace}/{pod}")
-        return json.loads(kv.value) if kv is not None else None
+        return self.pod_objects.get(f"{self.prefix}/resources/core/Pod/{namespace}/{pod}")  # shared: read only
 
     def _namespace_labels(self, namespace: str) -> dict[str, str]:
         kv = self.ns_mirror.get(f"{self.prefix}/resources/core/Namespace/_/{namespace}")
@@ -564,6 +564,7 @@ class Agent:
             "identity-range": {"min-identity": 256, "max-identity": 65535},
             "modules-health": health,
             "endpoint-count": len(self.net.endpoints),
+            "endpoint-regeneration": self.net.stats.summary(),  # pod start, by stage (issue 16)
             "router-ip": self.net.router_ip,
             "datapath-metrics": self.net.metrics(),
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},

@@ -32,6 +32,7 @@ from membrane.store.layout import StoreLayout
 from membrane.store.txn import StoreTxnOps
 
 log = logging.getLogger(__name__)
+PUBLISH_BATCH = 100  # ipcache writes per etcd transaction (etcd's default limit is 128 operations)
 
 
 class EndpointIdentities:
@@ -43,7 +44,8 @@ class EndpointIdentities:
         self.node = node
         self.cluster = cluster
         self.net = net
-        self.allocator = IdentityAllocator(client, StoreTxnOps(), layout.identities_prefix)
+        self._txn_ops = StoreTxnOps()
+        self.allocator = IdentityAllocator(client, self._txn_ops, layout.identities_prefix)
         self.refs = NodeIdentities(self.allocator, node, 0)
         self._pod_of = pod_of
         self._ns_labels = namespace_labels
@@ -53,6 +55,8 @@ class EndpointIdentities:
         self._applied: dict[tuple[str, str], tuple[LabelSet, int]] = {}
         self._published: dict[str, str] = {}  # ipcache key -> value we wrote
         self._filter = LabelFilter.default()
+        self._label_memo: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str], LabelSet]] = {}
+        self._entry_memo: dict[tuple[str, int], tuple[str, str]] = {}  # (ip, identity) -> (key, value)
 
     def security_labels(self, key: tuple[str, str]) -> list[str] | None:
         """The identity-relevant labels last applied to an endpoint (``source:key=value``)."""
@@ -62,12 +66,21 @@ class EndpointIdentities:
     def labels_for(self, namespace: str, pod_name: str) -> LabelSet | None:
         pod = self._pod_of(namespace, pod_name)
         if pod is None:
+            self._label_memo.pop((namespace, pod_name), None)
             return None
+        ns_labels = self._ns_labels(namespace)
+        memo = self._label_memo.get((namespace, pod_name))
+        # The pod lookup hands out one object per revision: the same object and namespace labels give
+        # the same identity labels, without filtering them again (this runs per endpoint per pod event).
+        if memo is not None and memo[0] is pod and memo[1] == ns_labels:
+            return memo[2]
         spec = pod.get("spec", {})
-        return pod_identity_labels(
-            pod.get("metadata", {}).get("labels") or {}, namespace, self._ns_labels(namespace),
+        labels = pod_identity_labels(
+            pod.get("metadata", {}).get("labels") or {}, namespace, ns_labels,
             spec.get("serviceAccountName") or spec.get("serviceAccount") or "default", self.cluster,
             label_filter=self._filter)
+        self._label_memo[(namespace, pod_name)] = (pod, ns_labels, labels)
+        return labels
 
     def sync(self) -> None:
         lease = self._lease()
@@ -89,14 +102,16 @@ class EndpointIdentities:
             applied = self._applied.get(key)
             if applied is not None and applied[0] == labels:
                 continue
-            new = self.refs.acquire(labels)
+            with self.net.stats.stage("identityAllocation"):
+                new = self.refs.acquire(labels)
             self.net.set_identity(ep.container_id, ep.ifname, new)
             self._applied[key] = (labels, new)
             if applied is not None and applied[1] != new:
                 self.refs.release(applied[1])
             if ep.identity != new:
                 log.info("endpoint %d %s: identity %d", ep.id, ep.pod_key, new)
-        self._publish_ipcache(lease)
+        with self.net.stats.stage("ipcachePublish"):
+            self._publish_ipcache(lease)
         if not self._reconciled:
             self._withdraw_stale()
             self._reconciled = True
@@ -113,16 +128,28 @@ class EndpointIdentities:
                 log.info("dropping this node's reference to identity %d: no endpoint uses it", n)
                 self.allocator.release(self.node, n)
 
+    def _entry(self, ip: str, identity: int) -> tuple[str, str]:
+        """The ipcache key and value of one endpoint, encoded once per (IP, identity)."""
+        hit = self._entry_memo.get((ip, identity))
+        if hit is None:
+            entry = IPCacheEntry.of(f"{ip}/32", identity, Source.KVSTORE, node=self.node)
+            hit = (self.layout.ipcache_key(f"{ip}/32"), json.dumps(entry.to_dict(), sort_keys=True))
+            self._entry_memo[(ip, identity)] = hit
+        return hit
+
     def _publish_ipcache(self, lease: int) -> None:
-        want: dict[str, str] = {}
-        for ep in self.net.endpoints.list():
-            if ep.identity:
-                entry = IPCacheEntry.of(f"{ep.ipv4}/32", ep.identity, Source.KVSTORE, node=self.node)
-                want[self.layout.ipcache_key(f"{ep.ipv4}/32")] = json.dumps(entry.to_dict(), sort_keys=True)
+        """Write what changed since the last run, in transactions of up to ``PUBLISH_BATCH`` entries (one
+        round trip for a burst of new pods instead of one per pod)."""
+        want = dict(self._entry(ep.ipv4, ep.identity) for ep in self.net.endpoints.list() if ep.identity)
+        if len(self._entry_memo) > 2 * len(want) + 64:  # endpoints gone or relabelled
+            self._entry_memo = {k: v for k, v in self._entry_memo.items() if v[0] in want}
+        ops = [self._txn_ops.put(key, value, lease=lease) for key, value in want.items()
+               if self._published.get(key) != value]
+        gone = [key for key in self._published if key not in want]
+        ops += [self._txn_ops.delete(key) for key in gone]
+        for i in range(0, len(ops), PUBLISH_BATCH):
+            self.client.txn([], ops[i:i + PUBLISH_BATCH])
         for key, value in want.items():
-            if self._published.get(key) != value:
-                self.client.put(key, value, lease=lease)
-                self._published[key] = value
-        for key in [k for k in self._published if k not in want]:
-            self.client.delete(key)
+            self._published[key] = value
+        for key in gone:
             del self._published[key]

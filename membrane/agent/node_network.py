@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED, POLICY_INGRESS_ENFORCED, EndpointRecord
 from membrane.endpoint.model import STATE_READY, STATE_WAITING_FOR_IDENTITY, Endpoint, EndpointTable
 from membrane.endpoint.routing import endpoint_route
+from membrane.endpoint.start_stats import StageTimes
 from membrane.ipam.host_scope import HostScopeAllocator
 from membrane.model.naming import host_veth_name
 
@@ -38,6 +40,11 @@ class NodeNetwork:
         self.router_ip = ""
         self.pod_mtu = 1500  # lowered by the tunnel overhead in tunnel mode (set before start)
         self.on_change: Callable[[], None] = lambda: None  # endpoints added or removed
+        self.stats = StageTimes()  # where pod starts spend their time, by stage
+        self._added_at: dict[tuple[str, str], float] = {}  # endpoint key -> when ADD made it (monotonic)
+        self._pending: dict[tuple[str, str], threading.Event] = {}  # ADDs plumbing outside the lock
+        self._pending_ids: set[int] = set()  # their endpoint IDs
+        self._regenerated: dict[tuple[str, str], threading.Event] = {}  # set once the policy is in place
 
     # ---- start-up -------------------------------------------------------------------------------
     def start(self, pod_cidr: str) -> None:
@@ -98,51 +105,103 @@ class NodeNetwork:
     # ---- endpoints --------------------------------------------------------------------------------
     def add_endpoint(self, container_id: str, ifname: str, netns: str, namespace: str, pod: str,
                      labels: dict[str, str]) -> Endpoint:
-        with self.lock:
-            existing = self.endpoints.get(container_id, ifname)
-            if existing is not None:
-                return existing
-            assert self.allocator is not None and self.datapath is not None
-            ip = self.allocator.allocate(f"{namespace}/{pod}")  # RangeFull propagates; nothing made yet
-            host_if = host_veth_name(container_id, ifname)
-            made_link = made_route = made_map = False
+        """Create the endpoint, or return the one that exists. The node lock covers only the bookkeeping
+        (IP, endpoint ID, table, state file); the kernel work runs outside it, so concurrent ADDs of
+        different pods overlap, while a second ADD of the same pod waits for the first."""
+        key = (container_id, ifname)
+        t0 = time.monotonic()
+        while True:
+            with self.lock:
+                existing = self.endpoints.get(container_id, ifname)
+                if existing is not None:
+                    return existing
+                busy = self._pending.get(key)
+                if busy is None:
+                    self.stats.observe("waitingForLock", time.monotonic() - t0)
+                    assert self.allocator is not None and self.datapath is not None
+                    with self.stats.stage("ipam"):
+                        ip = self.allocator.allocate(f"{namespace}/{pod}")  # RangeFull propagates; nothing made yet
+                    ep_id = self.endpoints.next_id(exclude=self._pending_ids)
+                    self._pending[key] = threading.Event()
+                    self._pending_ids.add(ep_id)
+                    break
+            busy.wait()
+        try:
+            ep = self._plumb(container_id, ifname, netns, namespace, pod, labels, ip, ep_id)
             try:
+                with self.lock:
+                    with self.stats.stage("persist"):
+                        self.endpoints.put(ep)
+                        self._persist()
+                    self._added_at[key] = time.monotonic()
+            except BaseException:
+                with self.lock:
+                    self.endpoints.remove(container_id, ifname)
+                self._unplumb(ep.ipv4, ep.host_ifname, route=True, entry=True, link=True)
+                raise
+        except BaseException:
+            with self.lock:
+                self.allocator.release(ip)
+                self._persist()
+            raise
+        finally:
+            with self.lock:
+                self._pending_ids.discard(ep_id)
+                self._pending.pop(key).set()
+        self.on_change()
+        return ep
+
+    def _plumb(self, container_id: str, ifname: str, netns: str, namespace: str, pod: str,
+               labels: dict[str, str], ip: str, ep_id: int) -> Endpoint:
+        """The kernel side of an ADD (veth, addresses, endpoint map entry, programs, route), undone in
+        reverse on any failure, so nothing is left behind."""
+        assert self.datapath is not None
+        host_if = host_veth_name(container_id, ifname)
+        made_link = made_route = made_map = False
+        try:
+            with self.stats.stage("veth"):
                 veth = links.create_pod_veth(host_if, netns, ifname, mtu=self.pod_mtu)
                 made_link = True
                 links.configure_pod_side(netns, ifname, ip, self.router_ip)
                 sysctl.set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")
-                ep = Endpoint(
-                    id=self.endpoints.next_id(), container_id=container_id, ifname=ifname, netns=netns,
-                    namespace=namespace, pod_name=pod, ipv4=ip, host_ifname=host_if,
-                    host_ifindex=veth.host_ifindex, host_mac=veth.host_mac, pod_mac=veth.pod_mac,
-                    labels=dict(labels), state=STATE_WAITING_FOR_IDENTITY,
-                )
-                # The entry (and its device binding) before the programs that check against it.
+            ep = Endpoint(
+                id=ep_id, container_id=container_id, ifname=ifname, netns=netns,
+                namespace=namespace, pod_name=pod, ipv4=ip, host_ifname=host_if,
+                host_ifindex=veth.host_ifindex, host_mac=veth.host_mac, pod_mac=veth.pod_mac,
+                labels=dict(labels), state=STATE_WAITING_FOR_IDENTITY,
+            )
+            # The entry (and its device binding) before the programs that check against it.
+            with self.stats.stage("endpointMap"):
                 self.datapath.endpoints.update(ip, self._record(ep))
                 made_map = True
+            with self.stats.stage("bpfAttach"):
                 self.datapath.attach_endpoint(veth.host_ifindex)
+            with self.stats.stage("route"):
                 routes.replace_route(endpoint_route(ip, host_if))
                 made_route = True
-                self.endpoints.put(ep)
-                self._persist()
-                self.on_change()
-                return ep
-            except BaseException:
-                self.endpoints.remove(container_id, ifname)
-                if made_route:
-                    routes.delete_route(endpoint_route(ip, host_if))
-                if made_map:
-                    self.datapath.endpoints.delete(ip)
-                if made_link:
-                    links.delete_link(host_if)
-                self.allocator.release(ip)
-                self._persist()
-                raise
+            return ep
+        except BaseException:
+            self._unplumb(ip, host_if, route=made_route, entry=made_map, link=made_link)
+            raise
+
+    def _unplumb(self, ip: str, host_if: str, route: bool, entry: bool, link: bool) -> None:
+        assert self.datapath is not None
+        if route:
+            routes.delete_route(endpoint_route(ip, host_if))
+        if entry:
+            self.datapath.endpoints.delete(ip)
+        if link:
+            links.delete_link(host_if)
 
     def remove_endpoint(self, container_id: str, ifname: str) -> Endpoint | None:
-        """Idempotent: removing an unknown endpoint is fine (CNI DEL may be repeated)."""
+        """Idempotent: removing an unknown endpoint is fine (CNI DEL may be repeated). Waits for an
+        ADD of the same endpoint that is still plumbing."""
+        while (busy := self._pending.get((container_id, ifname))) is not None:
+            busy.wait()
         with self.lock:
             ep = self.endpoints.remove(container_id, ifname)
+            self._added_at.pop((container_id, ifname), None)
+            self._regenerated.pop((container_id, ifname), None)
             if ep is None:
                 # The veth may exist without a record (a crash mid-ADD): remove it anyway.
                 links.delete_link(host_veth_name(container_id, ifname))
@@ -185,6 +244,19 @@ class NodeNetwork:
             if changed:
                 self._persist()
 
+    def update_all_labels(self, labels_of: Callable[[str, str], dict[str, str]]) -> None:
+        """Every endpoint's pod labels from ``labels_of(namespace, pod)``, in one pass (the per-pod
+        ``update_labels`` for each endpoint scanned the table each time: O(n²) per pod event)."""
+        with self.lock:
+            changed = False
+            for ep in self.endpoints.list():
+                labels = labels_of(ep.namespace, ep.pod_name)
+                if ep.labels != labels:
+                    ep.labels = dict(labels)
+                    changed = True
+            if changed:
+                self._persist()
+
     def metrics(self) -> dict[str, dict[str, int]]:
         """Datapath counters as ``{"<reason>/<direction>": {"packets", "bytes"}}`` (0 = forwarded)."""
         if self.datapath is None:
@@ -203,9 +275,28 @@ class NodeNetwork:
                 return
             assert self.datapath is not None
             ep.identity = identity
+            if ep.state != STATE_READY and (added := self._added_at.pop(ep.key, None)) is not None:
+                self.stats.observe("waitingForIdentity", time.monotonic() - added)
             ep.state = STATE_READY
             self.datapath.endpoints.update(ep.ipv4, self._record(ep))
             self._persist()
+
+    def policy_realized(self, container_id: str, ifname: str, identity: int) -> None:
+        """The policy of ``identity`` is in the map and the endpoint's enforcement flags follow it: if
+        that is still the endpoint's identity, its first regeneration is done (a waiting ADD returns)."""
+        with self.lock:
+            ep = self.endpoints.get(container_id, ifname)
+            if ep is None or not identity or ep.identity != identity:
+                return
+            event = self._regenerated.setdefault(ep.key, threading.Event())
+        event.set()
+
+    def wait_regenerated(self, container_id: str, ifname: str, timeout: float) -> bool:
+        """Wait until the endpoint has its identity and its policy is in place (Cilium's "endpoint
+        regeneration before ready"); False after ``timeout`` seconds."""
+        with self.lock:
+            event = self._regenerated.setdefault((container_id, ifname), threading.Event())
+        return event.wait(timeout)
 
     def set_policy_enforcement(self, container_id: str, ifname: str, ingress: bool, egress: bool) -> None:
         """Switch policy enforcement of an endpoint per direction (the flags of its BPF map entry)."""

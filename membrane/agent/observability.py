@@ -81,6 +81,7 @@ class Observability:
         self.agent_metrics = AgentMetrics(self.registry, AgentSources(
             endpoint_states=endpoint_states, policy=policy_info, datapath=self._datapath_counters,
             controllers_failing=controllers_failing, unreachable_nodes=self._unreachable_nodes))
+        net.stats.subscribe(self.agent_metrics.observe_endpoint_regeneration)
         self.index = PodIndex(pods, identity_of, cluster)
         self.pipeline: FlowPipeline | None = None
         self.servers: list[Any] = []

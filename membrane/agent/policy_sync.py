@@ -315,6 +315,7 @@ class PolicySync:
             return
         self.generation += 1
         self.last_sync_seconds = time.monotonic() - start
+        self.net.stats.observe("policyCalculation", self.last_sync_seconds)
         log.info("policy: %d endpoint(s) recomputed, %d rules, in %.1f ms", recomputed, self.repo.rule_count(),
                  self.last_sync_seconds * 1e3)
 
@@ -393,6 +394,8 @@ class PolicySync:
                 continue  # keeps the flags of step 1 until its rows are in
             ing, egr = want_flags.get(ep_id, (False, False))
             self.net.set_policy_enforcement(ep.container_id, ep.ifname, ing, egr)
+            if ep_id in self._resolved:  # its first packet may go now: an ADD waiting for this returns
+                self.net.policy_realized(ep.container_id, ep.ifname, self._resolved[ep_id][0])
         if (scope is None or HOST_ENDPOINT_ID in scope) and not (failed is not None and self.reconciler.not_done(
                 [slot for slot, _v in self.table.by_index("endpoint", HOST_ENDPOINT_ID)])):
             self._enforce_host(gaining=True)

@@ -7,9 +7,7 @@ Every problem raises CNIError with the spec's code: 4 for the environment, 6 for
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from membrane.api.cni_errors import (
@@ -36,19 +34,35 @@ REQUIRED_ENV = {
     "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
 }
 
-_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_NETWORK_NAME = _CONTAINER_ID
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.-")
 IFNAMSIZ = 16
 
 
-@dataclass
+def _valid_id(text: str) -> bool:
+    """libcni's ``^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$`` for container IDs and network names (no ``re``: the
+    plugin execs once per pod and every import counts)."""
+    return bool(text) and text[0] in _ALNUM and all(ch in _ID_CHARS for ch in text)
+
+
 class CNIRequest:
-    command: str
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: dict[str, str] = field(default_factory=dict)
-    netconf: dict[str, Any] = field(default_factory=dict)
+    """One invocation (a plain class, not a dataclass: ``dataclasses`` imports ``inspect``)."""
+
+    def __init__(self, command: str, container_id: str = "", netns: str = "", ifname: str = "",
+                 args: dict[str, str] | None = None, netconf: dict[str, Any] | None = None) -> None:
+        self.command = command
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args: dict[str, str] = {} if args is None else args
+        self.netconf: dict[str, Any] = {} if netconf is None else netconf
+
+    def __repr__(self) -> str:
+        return (f"CNIRequest(command={self.command!r}, container_id={self.container_id!r}, netns={self.netns!r}, "
+                f"ifname={self.ifname!r}, args={self.args!r}, netconf={self.netconf!r})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CNIRequest) and vars(self) == vars(other)
 
     @property
     def cni_version(self) -> str:
@@ -72,7 +86,7 @@ class CNIRequest:
 def validate_container_id(container_id: str) -> None:
     if not container_id:
         raise CNIError(UNKNOWN_CONTAINER, "missing containerID")
-    if not _CONTAINER_ID.match(container_id):
+    if not _valid_id(container_id):
         raise CNIError(INVALID_ENVIRONMENT, "invalid characters in containerID",
                        f"CNI_CONTAINERID {container_id!r}: must start with a letter or digit, then only "
                        "letters, digits, '_', '.' and '-'")
@@ -136,7 +150,7 @@ def validate_netconf(command: str, netconf: dict[str, Any]) -> None:
     name = netconf.get("name")
     if name is None or name == "":
         raise CNIError(INVALID_NETWORK_CONFIG, "missing network name", "netconf field \"name\" is required")
-    if not isinstance(name, str) or not _NETWORK_NAME.match(name):
+    if not isinstance(name, str) or not _valid_id(name):
         raise CNIError(INVALID_NETWORK_CONFIG, "invalid characters found in network name", repr(name))
     version = netconf.get("cniVersion", "0.1.0")  # libcni reads a missing cniVersion as 0.1.0
     if not isinstance(version, str):

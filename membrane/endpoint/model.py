@@ -6,7 +6,8 @@ endpoint and persisted with it so an agent restart finds the same IDs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 MAX_ENDPOINT_ID = 4095
@@ -50,12 +51,18 @@ class Endpoint:
         return f"{self.namespace}/{self.pod_name}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A plain copy (not ``dataclasses.asdict``, whose deep copy made the state file O(n) slow per pod)."""
+        out = {name: getattr(self, name) for name in _FIELDS}
+        out["labels"] = dict(self.labels)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Endpoint:
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELDS = tuple(f.name for f in fields(Endpoint))
 
 
 class EndpointTable:
@@ -79,8 +86,9 @@ class EndpointTable:
     def list(self) -> list[Endpoint]:
         return sorted(self._by_key.values(), key=lambda ep: ep.id)
 
-    def next_id(self) -> int:
-        used = {ep.id for ep in self._by_key.values()}
+    def next_id(self, exclude: Collection[int] = ()) -> int:
+        """The lowest free ID, skipping ``exclude`` (IDs of endpoints still being created)."""
+        used = {ep.id for ep in self._by_key.values()} | set(exclude)
         for candidate in range(1, MAX_ENDPOINT_ID + 1):
             if candidate not in used:
                 return candidate

@@ -82,6 +82,12 @@ class AgentMetrics:
             ["scope"],
             REGENERATION_BUCKETS,
         )
+        self.endpoint_regeneration = registry.histogram(
+            "cilium_endpoint_regeneration_time_stats_seconds",
+            "Endpoint regeneration time stats labeled by the scope",
+            ["scope"],
+            REGENERATION_BUCKETS,
+        )
         self.map_ops = registry.counter(
             "cilium_bpf_map_ops_total",
             "Total operations on map, tagged by map name",
@@ -129,6 +135,10 @@ class AgentMetrics:
     def observe_policy_regeneration(self, scope: str, seconds: float) -> None:
         """A timed step of policy regeneration (``policyCalculation``, ``mapSync``, ``total``…)."""
         self.regeneration.observe([scope], seconds)
+
+    def observe_endpoint_regeneration(self, scope: str, seconds: float) -> None:
+        """A timed stage of an endpoint's creation (``ipam``, ``veth``, ``bpfAttach``, ``total``…)."""
+        self.endpoint_regeneration.observe([scope], seconds)
 
     def set_endpoint_states(self, states: Mapping[str, int]) -> None:
         self.endpoint_state.clear()

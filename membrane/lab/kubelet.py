@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from membrane.lab.deployments import DeploymentController
-from membrane.lab.pod_status import container_statuses, pod_status
+from membrane.lab.pod_status import container_statuses, needs_listening_ports, pod_status
 from membrane.lab.processes import is_alive
 from membrane.lab.record import load_record
 from membrane.lab.router import RouterRoutes
@@ -41,6 +41,8 @@ log = logging.getLogger("membrane.lab.kubelet")
 
 RESOLV_CONF = "nameserver 10.96.0.10\nsearch {ns}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
 RETRY_BACKOFF = (1, 2, 4, 8, 15, 30)
+START_WORKERS = 16  # pods started in parallel (each mostly waits: on processes, the CNI plugin, the agent)
+STOP_WORKERS = 8  # pods stopped in parallel, on their own pool: a grace period never delays a start
 
 
 def now_iso() -> str:
@@ -48,7 +50,7 @@ def now_iso() -> str:
 
 
 class Kubelet:
-    def __init__(self, lab: str, cluster: str = "default", workers: int = 8) -> None:
+    def __init__(self, lab: str, cluster: str = "default", workers: int = START_WORKERS) -> None:
         self.lab = lab
         self.paths = LabPaths(lab)
         self.client = EtcdClient(self.paths.etcd_endpoint)
@@ -65,6 +67,7 @@ class Kubelet:
         self.terminating: set[str] = set()  # uids of pods being stopped after a graceful delete
         self._unschedulable: dict[str, str] = {}  # pod uid -> the FailedScheduling message last recorded
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podstart")
+        self.stop_pool = ThreadPoolExecutor(max_workers=STOP_WORKERS, thread_name_prefix="podstop")
         self.lock = threading.Lock()
         self.sandboxes: dict[str, Sandbox] = {}  # by pod uid
         self.inflight: set[str] = set()
@@ -75,6 +78,8 @@ class Kubelet:
         self.max_pods = 110
         self.router: RouterRoutes | None = None
         self._image_errors: dict[tuple[str, str], tuple[str, str]] = {}
+        self._queued: list[tuple[dict[str, Any], dict[str, Any], str]] | None = None  # statuses of this pass
+        self._bound: set[str] = set()  # pods bound to a node in this pass
 
     # ---- main loop ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -105,11 +110,20 @@ class Kubelet:
             # for a moment so one sync handles many, instead of one full pass per event.
             self.stop_event.wait(0.1)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.stop_pool.shutdown(wait=True, cancel_futures=True)
 
     def _objects(self, mirror: Mirror) -> list[dict[str, Any]]:
         return [self.store.decode(kv) for kv in mirror.items()]
 
     def sync(self) -> None:
+        self._queued = []
+        self._bound = set()
+        try:
+            self._sync()
+        finally:
+            self._flush_statuses()
+
+    def _sync(self) -> None:
         pods = self._objects(self.pods)
         nodes = self._objects(self.nodes)
         if self.router is not None:
@@ -130,17 +144,21 @@ class Kubelet:
             if pod_is_terminating(pod):  # deleted with a grace period: stop it, then remove the object
                 if uid not in self.inflight and uid not in self.terminating:
                     self.terminating.add(uid)
-                    self.pool.submit(self._terminate, pod, self.sandboxes.get(uid))
+                    self.stop_pool.submit(self._terminate, pod, self.sandboxes.get(uid))
                 continue
             if node and uid not in self.sandboxes and uid not in self.inflight:
                 attempts, next_try, _r, _m = self.failures.get(uid, (0, 0.0, "", ""))
                 if time.monotonic() >= next_try:
                     with self.lock:
                         self.inflight.add(uid)
-                    self.pool.submit(self._start_pod, pod, node)
+                    self.pool.submit(self._start_pod, pod, node, time.monotonic())
         for uid, sb in list(self.sandboxes.items()):
             if uid not in by_uid and uid not in self.inflight:
-                self._teardown(sb)
+                # On the stop pool: one pod's teardown (grace periods, CNI DEL) must not hold
+                # up this loop, which writes every other pod's status.
+                with self.lock:
+                    self.inflight.add(uid)
+                self.stop_pool.submit(self._teardown_in_pool, sb)
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
         for pod in pods:
@@ -172,13 +190,18 @@ class Kubelet:
                 log.debug("binding %s failed: %s", pod["metadata"]["name"], exc)
                 continue
             self._unschedulable.pop(uid, None)
+            self._bound.add(uid)
             self.events.record(pod, NORMAL, "Scheduled", f"Successfully assigned {pod['metadata'].get('namespace')}/"
                                f"{pod['metadata']['name']} to {placement.node}", "default-scheduler")
 
     # ---- pod start / stop ----------------------------------------------------------------------------
-    def _start_pod(self, pod: dict[str, Any], node: str) -> None:
+    def _start_pod(self, pod: dict[str, Any], node: str, queued: float | None = None) -> None:
         uid = pod["metadata"]["uid"]
         sb = self.runtime.new_sandbox(pod, node)
+        stages: dict[str, float] = {}  # seconds per stage of this start, for bench/ (cni-timings.jsonl)
+        t_start = time.monotonic()
+        if queued is not None:
+            stages["queue"] = t_start - queued
         try:
             self.runtime.create_sandbox(sb, RESOLV_CONF.format(ns=sb.namespace))
             deadline = time.monotonic() + 10
@@ -187,13 +210,16 @@ class Kubelet:
                     raise RuntimeError("pod sandbox did not start")
                 time.sleep(0.01)
             t0 = time.monotonic()
+            stages["sandbox"] = t0 - t_start
             result = self.runtime.cni("ADD", sb, self.paths.agent_socket(node))
-            self._record_timing("ADD", sb, time.monotonic() - t0)
+            t1 = time.monotonic()
             ips = result.get("ips") or []
             sb.ip = ips[0]["address"].split("/")[0] if ips else ""
             self.runtime.save(sb)
             for c in pod["spec"]["containers"]:
                 self._start_container(sb, c)
+            stages["containers"] = time.monotonic() - t1
+            self._record_timing("ADD", sb, t1 - t0, stages)
             with self.lock:
                 self.sandboxes[uid] = sb
                 self.failures.pop(uid, None)
@@ -212,10 +238,11 @@ class Kubelet:
                 self.inflight.discard(uid)
             self.wake.set()
 
-    def _record_timing(self, command: str, sb: Sandbox, seconds: float) -> None:
-        """CNI timings as the runtime sees them (exec of the plugin included), for bench/."""
+    def _record_timing(self, command: str, sb: Sandbox, seconds: float, stages: dict[str, float] | None = None) -> None:
+        """CNI timings as the runtime sees them (exec of the plugin included), for bench/; ``stages``:
+        the other steps of the pod's start (queue wait for a worker, sandbox, container start)."""
         line = json.dumps({"command": command, "pod": sb.key, "node": sb.node, "seconds": round(seconds, 6),
-                           "time": time.time()})
+                           "time": time.time(), **{k: round(v, 6) for k, v in (stages or {}).items()}})
         with self.lock, open(f"{self.paths.run_dir}/cni-timings.jsonl", "a") as fh:
             fh.write(line + "\n")
 
@@ -238,6 +265,16 @@ class Kubelet:
             return
         self.runtime.start_container(sb, c["name"], argv, env)
 
+    def _teardown_in_pool(self, sb: Sandbox) -> None:
+        try:
+            self._teardown(sb)
+        except Exception:
+            log.exception("tearing down pod %s failed (will retry)", sb.key)
+        finally:
+            with self.lock:
+                self.inflight.discard(sb.uid)
+            self.wake.set()
+
     def _teardown(self, sb: Sandbox) -> None:
         error = self.runtime.destroy(sb, self.paths.agent_socket(sb.node))
         if error:
@@ -246,8 +283,8 @@ class Kubelet:
         with self.lock:
             self.sandboxes.pop(sb.uid, None)
         self.last_status.pop(sb.uid, None)
-        for key in [k for k in self._image_errors if k[0] == sb.uid]:
-            del self._image_errors[key]
+        for key in [k for k in list(self._image_errors) if k[0] == sb.uid]:
+            self._image_errors.pop(key, None)
         log.info("pod %s removed", sb.key)
 
     def _terminate(self, pod: dict[str, Any], sb: Sandbox | None) -> None:
@@ -301,22 +338,44 @@ class Kubelet:
                     if pod.get("spec", {}).get("restartPolicy", "Always") == "Never":
                         continue
                 self._start_container(sb, c)
-        statuses = container_statuses(pod, sb, self.runtime.listening_tcp_ports(sb), self._image_errors)
+        listening = self.runtime.listening_tcp_ports(sb) if needs_listening_ports(pod) else set()
+        statuses = container_statuses(pod, sb, listening, self._image_errors)
         self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
 
     def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        """Write a changed status; during a sync pass, queued and written by ``_flush_statuses``."""
         uid = pod["metadata"]["uid"]
+        if uid in self._bound:  # bound in this pass: its resourceVersion is stale, the next pass writes it
+            return
         fingerprint = json.dumps(status, sort_keys=True)
         if self.last_status.get(uid) == fingerprint and pod.get("status"):
             return
         old = pod.get("status", {})
         status.setdefault("startTime", old.get("startTime") or now_iso())
         pod["status"] = status
+        if self._queued is not None:
+            self._queued.append((pod, status, fingerprint))
+            return
         try:
             self.store.put_object(pod, expected_revision=int(pod["metadata"]["resourceVersion"]))
             self.last_status[uid] = fingerprint
         except Exception as exc:
             log.debug("status of %s not written: %s", pod["metadata"]["name"], exc)
+
+    def _flush_statuses(self) -> None:
+        """The pass's status writes in a few transactions (each a compare-and-swap on the pod's revision),
+        not two round trips per pod one after the other: during a burst these writes paced Ready."""
+        queued, self._queued = self._queued or [], None
+        if not queued:
+            return
+        try:
+            done = self.store.update_statuses([(pod, status) for pod, status, _f in queued])
+        except Exception as exc:
+            log.debug("%d pod statuses not written: %s", len(queued), exc)
+            return
+        for (pod, _status, fingerprint), ok in zip(queued, done, strict=True):
+            if ok:
+                self.last_status[pod["metadata"]["uid"]] = fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:

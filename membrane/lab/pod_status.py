@@ -11,6 +11,17 @@ from typing import Any
 from membrane.lab.runtime import Sandbox
 
 
+def declared_tcp_ports(container: dict[str, Any]) -> list[int]:
+    """The TCP ``containerPort``s of a container: it is ready once all of them listen."""
+    return [p["containerPort"] for p in container.get("ports", []) or [] if p.get("protocol", "TCP") == "TCP"]
+
+
+def needs_listening_ports(pod: dict[str, Any]) -> bool:
+    """Whether any container's readiness depends on listening ports (reading a pod's /proc/<pid>/net/tcp
+    walks the kernel's whole TCP table: done for every pod on every pass it made pod starts O(n²))."""
+    return any(declared_tcp_ports(c) for c in pod.get("spec", {}).get("containers", []))
+
+
 def container_statuses(pod: dict[str, Any], sb: Sandbox, listening: set[int],
                        image_errors: dict[tuple[str, str], tuple[str, str]]) -> list[dict[str, Any]]:
     out = []
@@ -21,8 +32,7 @@ def container_statuses(pod: dict[str, Any], sb: Sandbox, listening: set[int],
         if err:
             st.update(ready=False, started=False, state={"waiting": {"reason": err[0], "message": err[1]}})
         elif name in sb.containers:
-            tcp_ports = [p["containerPort"] for p in c.get("ports", []) or [] if p.get("protocol", "TCP") == "TCP"]
-            ready = all(p in listening for p in tcp_ports)
+            ready = all(p in listening for p in declared_tcp_ports(c))
             st.update(ready=ready, started=True, state={"running": {}})
         else:
             st.update(ready=False, started=False, state={"waiting": {"reason": "ContainerCreating"}})

@@ -18,6 +18,7 @@ from membrane.datapath.maps.lb import Frontend
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicySlot, Verdict
 from membrane.endpoint.model import Endpoint
 from membrane.endpoint.routing import NodeInfo
+from membrane.endpoint.start_stats import StageTimes
 from membrane.identity.allocator import encode_labels
 from membrane.identity.labels import pod_identity_labels
 from membrane.loadbalancer.endpointslices import endpoint_slices
@@ -224,6 +225,11 @@ class Net:
         self.datapath = dp
         self.eps = eps
         self.flags: dict[str, tuple[bool, bool]] = {}
+        self.stats = StageTimes()  # where the policy computation's time goes
+        self.realized: list[tuple[str, int]] = []  # (container id, identity) whose policy is in place
+
+    def policy_realized(self, container_id: str, _ifname: str, identity: int) -> None:
+        self.realized.append((container_id, identity))
 
     @property
     def endpoints(self) -> Net:
@@ -279,15 +285,18 @@ def test_enforcement_waits_for_a_failed_slot_and_switches_on_once_it_is_in():
     allow = PolicySlot(7, DIR_INGRESS, 301, 6, 80, 16)
     net.datapath.faults.fail("mb_policy", allow)
     policies.put("/cnp/allow", ALLOW_CLIENT)
+    net.realized.clear()
     with pytest.raises(NotApplied, match="1 slot"):
         sync.sync()
     assert net.flags["c7"] == (False, False)  # the client would be refused: do not enforce yet
+    assert ("c7", 300) not in net.realized  # an ADD waiting for its policy keeps waiting
     assert PolicySlot(7, DIR_INGRESS, 1, 0, 0, 0) in net.datapath.policy.slots  # the other row is in
     assert sync.reconciler.status(allow).state == ERROR  # type: ignore[union-attr]
     net.datapath.faults.clear()
     clock.now += 1
     sync.sync()  # nothing changed in the store: the endpoint left behind is applied again
     assert allow in net.datapath.policy.slots and net.flags["c7"] == (True, False)
+    assert net.realized == [("c7", 300)]  # a waiting ADD returns only now
     assert sync.reconciler.health().healthy
 
 

@@ -14,6 +14,7 @@ from membrane.cli.policy_simulate import pod_infos
 from membrane.datapath.fake import Faults, MemPolicyMap
 from membrane.datapath.maps.policy import DIR_EGRESS, PolicySlot, Verdict
 from membrane.endpoint.model import Endpoint
+from membrane.endpoint.start_stats import StageTimes
 from membrane.identity.allocator import encode_labels
 from membrane.identity.labels import LabelSet, pod_identity_labels
 from membrane.model.validate import validate_object
@@ -224,8 +225,12 @@ class FakeNet:
     def __init__(self, log: list[tuple[str, Any]], eps: list[Endpoint]) -> None:
         self.datapath = FakeDatapath(LoggedPolicyMap(log))
         self.endpoints = FakeEndpoints(eps)
+        self.stats = StageTimes()
 
     def set_policy_enforcement(self, container_id: str, ifname: str, ingress: bool, egress: bool) -> None:
+        pass
+
+    def policy_realized(self, container_id: str, ifname: str, identity: int) -> None:
         pass
 
 
