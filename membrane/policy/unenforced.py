@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+ENFORCED_L7 = ("http",)  # rules: kinds a proxy enforces (membrane/proxy)
 L7_RULES = "L7 rules accepted, not enforced yet; the port is enforced at L4 (all traffic on it allowed)"
 TLS_FIELD = "accepted, not enforced yet (no TLS inspection); the port is enforced at L4"
 FQDN = "DNS-based peers accepted, not enforced yet (no DNS proxy): this item selects no peer"
@@ -65,7 +66,8 @@ def _item(path: str, item: Mapping[str, Any]) -> Iterator[Unenforced]:
         yield Unenforced(f"{path}.authentication", AUTH)
     for j, port_rule in enumerate(item.get("toPorts") or []):
         ppath = f"{path}.toPorts[{j}]"
-        if port_rule.get("rules"):
+        rules = port_rule.get("rules") or {}
+        if rules and any(k not in ENFORCED_L7 for k in rules):  # HTTP goes through the L7 proxy
             yield Unenforced(f"{ppath}.rules", L7_RULES)
         for key in ("terminatingTLS", "originatingTLS", "serverNames", "listener"):
             if port_rule.get(key):
