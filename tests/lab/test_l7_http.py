@@ -121,8 +121,8 @@ def test_proxy_port_status_and_bad_input(lab: Lab, demo: dict[str, Any]) -> None
     assert "redirects active on ports 10000-20000" in lab.run("status").stdout
     # garbage on the HTTP port: a 400 from the proxy, which keeps serving
     ip = ds["status"]["podIP"]
-    raw = ("import socket; s = socket.create_connection((%r, 80), 3); s.sendall(b'GARBAGE\\r\\n\\r\\n'); "
-           "print(s.recv(200).decode())" % ip)
+    raw = (f"import socket; s = socket.create_connection(({ip!r}, 80), 3); s.sendall(b'GARBAGE\\r\\n\\r\\n'); "
+           "print(s.recv(200).decode())")
     proc = lab.exec("tiefighter", sys.executable, "-c", raw, check=False)
     assert proc.stdout.startswith("HTTP/1.1 400"), proc.stdout
     assert curl(lab, "tiefighter", "-XPOST", f"http://{ip}/v1/request-landing") == (0, "Ship landed\n\n200")
