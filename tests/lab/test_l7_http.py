@@ -130,3 +130,27 @@ def test_proxy_port_status_and_bad_input(lab: Lab, demo: dict[str, Any]) -> None
     proc = lab.run("apply", "-f", "-", input=bad.replace("name: rule1", "name: bad-rule"), check=False)
     assert proc.returncode != 0 and "rules.http[0].method" in proc.stderr and "regular expression" in proc.stderr
     assert lab.run("get", "cnp", "bad-rule", check=False).returncode != 0
+
+
+def test_egress_l7_client_side(lab: Lab, demo: dict[str, Any]) -> None:
+    """client-egress-l7 style: tiefighter's own rules, enforced by the proxy on its node, towards the
+    replica on its node and the one across the underlay (rule1 removed: the ingress proxy is not chained)."""
+    lab.run("delete", "--ignore-not-found", "-f", "-", input=read("starwars-rule1.yaml"))
+    lab.apply(read("starwars-egress-l7.yaml"))
+    try:
+        ips = [p["status"]["podIP"] for n, p in demo.items() if n.startswith("deathstar")]
+        lab.wait_for(lambda: curl(lab, "tiefighter", "-XPUT", f"http://{ips[0]}/v1/exhaust-port")[1]
+                     == "Access denied\n\n403", 20, "the egress policy in force")
+        for ip in ips:
+            assert curl(lab, "tiefighter", "-XPUT", f"http://{ip}/v1/exhaust-port") == (0, "Access denied\n\n403"), ip
+            assert curl(lab, "tiefighter", "-XPOST", f"http://{ip}/v1/request-landing") == (0, "Ship landed\n\n200"), ip
+            rc, out = curl(lab, "tiefighter", f"http://{ip}/v1")
+            assert rc == 0 and out.endswith("\n200") and "Death Star" in out, ip
+        # xwing has no egress policy: unaffected
+        assert "Panic: deathstar exploded" in curl(lab, "xwing", "-XPUT", f"http://{ips[0]}/v1/exhaust-port")[1]
+        egress = [f for f in flows(lab, "--type", "l7", "--traffic-direction", "egress", "--http-method", "PUT")
+                  if f["verdict"] == "DROPPED"]
+        assert egress and egress[0]["source"]["pod_name"] == "tiefighter"
+    finally:
+        lab.run("delete", "--ignore-not-found", "-f", "-", input=read("starwars-egress-l7.yaml"), check=False)
+        lab.apply(read("starwars-rule1.yaml"))
