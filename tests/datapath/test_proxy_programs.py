@@ -38,7 +38,7 @@ def mac(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
 
-def test_egress_redirect_goes_to_the_stack_for_every_packet_of_the_connection(node: Node) -> None:
+def test_egress_redirect_goes_to_the_stack_for_every_packet_of_the_connection(node: Node) -> None:  # noqa: F811 (the imported fixture)
     node.enforce(A, POLICY_EGRESS_ENFORCED)
     node.policy.update(PolicyRule(ep_id=A[1].ep_id, direction=DIR_EGRESS, identity=ID_B, protocol=TCP, port=80,
                                   proxy_port=PROXY))
@@ -50,7 +50,7 @@ def test_egress_redirect_goes_to_the_stack_for_every_packet_of_the_connection(no
     assert "ProxyPort=10001" in rows[0].describe()
 
 
-def test_ingress_redirect_reenters_through_the_destination_lxc(node: Node) -> None:
+def test_ingress_redirect_reenters_through_the_destination_lxc(node: Node) -> None:  # noqa: F811 (the imported fixture)
     node.enforce(B, POLICY_INGRESS_ENFORCED)
     node.policy.update(PolicyRule(**{**allow_a_to_b().__dict__, "proxy_port": PROXY}))
     frame = ethernet(B[1].pod_mac, B[1].lxc_mac, ETH_P_IP, ipv4(A[0], B[0], tcp(40000, 80, SYN), ttl=63, proto=TCP))
@@ -67,7 +67,7 @@ def test_ingress_redirect_reenters_through_the_destination_lxc(node: Node) -> No
     assert node.deliver(A[0], B, tcp(40002, 80, SYN), TCP) == TC_ACT_OK
 
 
-def test_a_deny_still_wins_over_a_redirected_allow(node: Node) -> None:
+def test_a_deny_still_wins_over_a_redirected_allow(node: Node) -> None:  # noqa: F811 (the imported fixture)
     node.enforce(B, POLICY_INGRESS_ENFORCED)
     node.policy.update(PolicyRule(**{**allow_a_to_b().__dict__, "proxy_port": PROXY}))
     node.policy.update(PolicyRule(ep_id=B[1].ep_id, direction=1, identity=ID_A, deny=True))
