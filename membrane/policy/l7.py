@@ -65,6 +65,9 @@ def l7_port_rules(port_rules: Sequence[Mapping[str, Any]], specs: Callable[[Any]
             if kind in rules:
                 items = tuple(json.dumps(item or {}, sort_keys=True) for item in rules.get(kind) or [])
                 out.append(L7PortRule(specs(pr.get("ports")), kind, items))
+        if rules.get("l7proto"):  # generic (proxylib) rules: kept, so they are seen as not enforced
+            items = tuple(json.dumps(item or {}, sort_keys=True) for item in rules.get("l7") or [])
+            out.append(L7PortRule(specs(pr.get("ports")), f"l7proto:{rules['l7proto']}", items))
     return tuple(out)
 
 

@@ -84,3 +84,9 @@ def test_bad_l7_input_is_rejected_with_its_field_path(rules, port, want):
     with pytest.raises(ValidationError) as err:
         validate_object(obj, "test")
     assert f"spec.ingress[0].toPorts[0].{want}" in str(err.value)
+
+
+def test_generic_l7proto_rules_are_kept_but_get_no_proxy():
+    r = resolve(cnp("g", ingress=[{"toPorts": ports("80", rules={"l7proto": "r2d2", "l7": [{"cmd": "READ"}]})}]))
+    assert redirects(r.l7) == {Redirect("ingress", 6, 80, "l7proto:r2d2")}
+    assert all(x.proxy_port == 0 for x in map_rules(7, r, {}))  # the agent has no such proxy: plain L4
