@@ -5,8 +5,10 @@ A ``toPorts`` entry with ``rules:`` (one kind: ``http``, ``dns`` or ``kafka``) m
 and the proxy decides per request. Reference §3.4: an L7 rule on a port also allows the port at L4
 (its L4 entries are made as for any allow); a deny at L3/L4 still wins (the datapath never reaches
 the proxy); a peer that another rule allows on the same port *without* L7 rules gets "allow all" on
-that port (still through the proxy, never refused); different L7 kinds on one port are an import
-error. Rules are kept as canonical JSON strings so that resolved policy stays hashable; the proxies
+that port (still through the proxy, never refused). Different L7 kinds on one port are an import error
+in Cilium; here (one port rule is refused at apply) two policies can still meet on a port: the first
+kind seen keeps it and the other rules' peers get no request allowed there (fail closed, never a
+resolution error that would stop the node's whole policy). Rules are kept as canonical JSON strings so that resolved policy stays hashable; the proxies
 compile them (:mod:`membrane.policy.l7http`).
 """
 
@@ -16,8 +18,6 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from membrane.model.errors import ValidationError
 
 L7_KINDS = ("http", "dns", "kafka")
 PROTO_TCP, PROTO_UDP = 6, 17
@@ -93,8 +93,7 @@ def resolve_l7(allows: Iterable[Any], peers_of: PeersOf, ports_of: PortsOf, spec
                                 continue
                             key = (rule.direction, proto, first)
                             if kinds.setdefault(key, l7.kind) != l7.kind:
-                                raise ValidationError(f"{rule.origin}: port {first} has both {kinds[key]} and "
-                                                      f"{l7.kind} L7 rules", "policy")
+                                continue  # two kinds on one port: the first stays, the other's peers get nothing
                             entries.add(L7Entry(rule.direction, proto, first, peer, l7.kind, l7.rules))
     if not entries:
         return frozenset()

@@ -49,10 +49,11 @@ def test_deny_still_wins_over_l7():
     assert [x.deny for x in rules if x.port == 80 and x.identity == CLIENT] == [True]
 
 
-def test_mixed_kinds_on_one_port_are_an_import_error():
-    with pytest.raises(ValidationError, match="port 80 has both"):
-        resolve(cnp("a", egress=[{"toPorts": ports("80", rules=GET)}])
+def test_two_kinds_from_two_policies_on_one_port_fail_closed():
+    r = resolve(cnp("a", egress=[{"toPorts": ports("80", rules=GET)}])
                 + cnp("b", egress=[{"toPorts": ports("80", rules={"kafka": [{"topic": "t"}]})}]))
+    assert {x.kind for x in redirects(r.l7)} == {"http"}  # one kind per port, no resolution error
+    assert rules_for(r.l7, Redirect("egress", 6, 80, "http"), OTHER) == [{"method": "GET"}]
 
 
 def test_map_slots_of_exactly_the_redirected_port_carry_the_proxy_port():
