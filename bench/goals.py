@@ -141,6 +141,10 @@ GOALS: list[Goal] = [
     Goal("policy_cidr", "CIDR policy apply → enforced p99",
          benchmark="CIDR policy", metric="p99, CIDR", kind="absolute", op="<=", target=1000.0,
          anchor="issue 11: in force once apply has propagated (< 1 s), never after a periodic sync (30 s)"),
+    *[Goal("l7proxy", f"HTTP keep-alive requests/s through the L7 proxy, {n} connection(s), vs direct",
+           benchmark="HTTP L7 proxy", metric=("requests/s", f"{n} connection"), baseline="direct", op=">=",
+           target=0.5, anchor="issue 12: at least half of direct (Envoy's overhead is sub-millisecond)")
+      for n in (1, 16)],
 ]
 
 

@@ -56,6 +56,7 @@
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
 #include "host_firewall.h"
+#include "proxy.h"
 
 #define IDENTITY_REMOTE_NODE 6
 
@@ -334,6 +335,8 @@ int to_netdev(struct __sk_buff *skb)
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	node_ip = cfg->node_ip;
+	/* An egress L7 proxy's upstream connection to another node: its replies come back to the proxy. */
+	proxy_track_upstream(skb, t.saddr, t.daddr, t.sport, t.dport, t.proto, t.tcp_flags);
 	if (t.saddr == node_ip) {
 		/* The node's own traffic: the host firewall's egress (host_firewall.h), unless it is service
 		 * traffic this node forwards (redirected out of the device, it passes here too). */

@@ -18,6 +18,7 @@
 #include "ipv4.h"
 #include "events.h"
 #include "to_endpoint.h"
+#include "proxy.h"
 
 #define DROP_NO_TUNNEL_KEY 147 /* "Error retrieving tunnel key" */
 
@@ -55,6 +56,8 @@ int from_overlay(struct __sk_buff *skb)
 	verdict = to_endpoint_ipv4(skb, &ctx);
 	if (verdict != REASON_FORWARDED)
 		return drop_notify(skb, &ctx, (__u8)verdict);
+	if (ctx.proxy_port) /* the endpoint's L7 rules: to the proxy first (proxy.h) */
+		return proxy_divert_ingress(skb, &ctx);
 	return bpf_redirect_peer(ifindex, 0);
 }
 

@@ -148,7 +148,7 @@ struct policy_key {
 struct policy_entry {
 	__u8  flags;      /* POLICY_F_* */
 	__u8  pad1;       /* must be 0 */
-	__u16 proxy_port; /* network byte order; 0 = no L7 proxy (the only value used today) */
+	__u16 proxy_port; /* network byte order; 0 = no L7 proxy, else the connection is redirected (proxy.h) */
 	__u32 pad2;       /* must be 0 */
 	__u64 packets;    /* new connections this entry decided */
 	__u64 bytes;      /* bytes of their first packets */
@@ -189,6 +189,7 @@ struct ct_key {
 #define CT_F_TX_CLOSING (1 << 0) /* FIN seen in the original direction */
 #define CT_F_RX_CLOSING (1 << 1) /* FIN seen in the reply direction */
 #define CT_F_SEEN_REPLY (1 << 2) /* a reply passed */
+#define CT_F_PROXY_UPSTREAM (1 << 4) /* a proxy's upstream connection: replies go to the proxy (proxy.h) */
 
 struct ct_entry {
 	__u64 tx_packets; /* original direction */
@@ -203,7 +204,7 @@ struct ct_entry {
 	__u32 tx_last_report; /* ct_now() of the last event reported for the original direction */
 	__u32 rx_last_report; /* ... and for the reply direction (monitor aggregation, events.h) */
 	__u16 rev_nat_index; /* service translation to undo on replies (mb_lb_revnat), 0 = none */
-	__u16 pad;        /* must be 0 */
+	__u16 proxy_port; /* host order: the connection goes through the L7 proxy on this port (proxy.h), 0 = none */
 	__u32 backend_id; /* CT_SERVICE entries: the backend chosen for the connection (mb_lb_be) */
 	__u32 pad2;       /* must be 0 */
 };

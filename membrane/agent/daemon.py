@@ -32,6 +32,7 @@ from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.pod_objects import DecodedObjects
 from membrane.agent.policy_names import PolicyNames
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
+from membrane.agent.proxy_sync import ProxyManager, hubble_sink, secret_lookup
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.agent.wireguard_sync import WireguardSync
 from membrane.datapath.linux import links
@@ -107,6 +108,8 @@ class Agent:
         self.wireguard: WireguardSync | None = None
         self._encap_budget: int | None = None  # MTU headroom the pods got (set at start)
         self._encap_ignored = ""  # why an IPPool's encapsulation is not followed, if it is not
+        self.proxy: ProxyManager | None = None  # L7 proxies (agent/proxy_sync.py)
+        self.secrets_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Secret/")  # headerMatches secrets
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -166,9 +169,16 @@ class Agent:
         policy.on_import = lambda obj, why: events.record(
             obj, WARNING, "PolicyImportFailed" if why.startswith("policy not imported") else "PolicyNotEnforced", why)
 
+        # L7 proxies: redirect ports for the policy map, L7 flows into Hubble (agent/proxy_sync.py)
+        proxy = self.proxy = ProxyManager(self.node, self._ipcache_identity, *hubble_sink(lambda: self.observability),
+                                          secret_value=secret_lookup(self.secrets_mirror))
+        proxy.start(self.net.router_ip or "")
+        policy.proxy_ports = proxy.ports_for
+
         def policy_run() -> None:
             before = policy.cidr_prefixes()
             policy.sync()
+            proxy.retain(policy.l7_endpoints())
             if policy.cidr_prefixes() != before:  # CIDR identities a rule named: into the BPF ipcache now
                 self.controllers.get("sync-bpf-ipcache").trigger()
 
@@ -280,6 +290,8 @@ class Agent:
             self.tunnel.close()
         if self.wireguard is not None:
             self.wireguard.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.net.close()
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
@@ -304,7 +316,7 @@ class Agent:
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
                 self.services_mirror, self.slices_mirror, self.configmaps_mirror, self.cidr_groups_mirror,
-                self.ippools_mirror, *self.policy_mirrors)
+                self.ippools_mirror, self.secrets_mirror, *self.policy_mirrors)
 
     def _encapsulation(self) -> Encapsulation:
         """The effective encapsulation; an IPPool that needs more MTU headroom than the pods got when
@@ -452,7 +464,7 @@ class Agent:
             out.append({"endpoint": slot.ep_id, "direction": "ingress" if slot.direction == 1 else "egress",
                         "identity": slot.identity, "protocol": slot.protocol, "port": slot.port,
                         "port_prefix": slot.port_prefix, "verdict": "deny" if state.verdict.deny else "allow",
-                        "packets": state.packets, "bytes": state.bytes})
+                        "packets": state.packets, "bytes": state.bytes, "proxy_port": state.verdict.proxy_port})
         return out
 
     def _routing_status(self) -> dict[str, Any]:
@@ -571,6 +583,7 @@ class Agent:
             "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
             "encryption": self._encryption(),
             "bgp": self.bgp.status() if self.bgp is not None else {"enabled": False},
+            **({"proxy": self.proxy.status()} if self.proxy is not None else {}),
         }
 
     def _encryption(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ REQUIRES = "accepted, not enforced yet (deprecated in Cilium): it does not narro
 AUTH = "mutual authentication accepted, not enforced yet: traffic the rule allows passes unauthenticated"
 HOST_POLICY = ("host policy accepted, not enforced: the host firewall is off (hostFirewall.enabled=false), so the "
                "selected nodes' traffic is not filtered")
+_PROXIED_KINDS = {"http"}  # L7 kinds whose proxies enforce them (membrane.proxy.http)
 _CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 _DIRECTIONS = ("ingress", "ingressDeny", "egress", "egressDeny")
 
@@ -66,7 +67,7 @@ def _item(path: str, item: Mapping[str, Any]) -> Iterator[Unenforced]:
         yield Unenforced(f"{path}.authentication", AUTH)
     for j, port_rule in enumerate(item.get("toPorts") or []):
         ppath = f"{path}.toPorts[{j}]"
-        if port_rule.get("rules"):
+        if port_rule.get("rules") and not set(port_rule["rules"]) <= _PROXIED_KINDS:
             yield Unenforced(f"{ppath}.rules", L7_RULES)
         for key in ("terminatingTLS", "originatingTLS", "serverNames", "listener"):
             if port_rule.get(key):

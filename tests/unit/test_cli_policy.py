@@ -54,8 +54,9 @@ L7 = textwrap.dedent("""\
       - toFQDNs: [{matchName: example.com}]
       - toPorts:
         - ports: [{port: "80", protocol: TCP}]
-          rules: {http: [{method: GET, path: /}]}
+          rules: {kafka: [{topic: empire-announce}]}
     """)
+HTTP_L7 = L7.replace("{kafka: [{topic: empire-announce}]}", "{http: [{method: GET, path: /}]}")
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -91,6 +92,12 @@ def test_validate_notes_l7_and_unsupported_peers():
     assert errors == []
     assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[0].toFQDNs: {FQDN}",
                    f"  note: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+
+
+def test_validate_no_longer_notes_http_rules():
+    out, errors = validate_documents([("l7.yaml", yaml.safe_load(HTTP_L7))])
+    assert errors == []
+    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[0].toFQDNs: {FQDN}"]
 
 
 def test_apply_warns_once_per_unenforced_field_and_never_for_enforced_policies():

@@ -41,7 +41,8 @@ def test_each_unenforced_field_is_named_by_path():
     obj = policy(specs=[
         {"endpointSelector": SEL,
          "egress": [{"toFQDNs": [{"matchName": "x.example"}]},
-                    {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}], "rules": {"http": [{"path": "/"}]}}]},
+                    {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}], "rules": {"kafka": [{"topic": "t"}]}}]},
+                    {"toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}], "rules": {"http": [{"path": "/"}]}}]},
                     {"toServices": [{"k8sService": {"serviceName": "s", "namespace": "default"}}]},
                     {"toCIDRSet": [{"cidr": "10.0.0.0/8"}, {"cidrGroupRef": "g"}]}]},
         {"endpointSelector": SEL,

@@ -22,6 +22,7 @@ CT_F_TX_CLOSING = 1 << 0
 CT_F_RX_CLOSING = 1 << 1
 CT_F_SEEN_REPLY = 1 << 2
 CT_F_HAIRPIN = 1 << 3  # a pod reaching itself through a service, SNATed to 169.254.42.1 (bpf/lib/lb.h)
+CT_F_PROXY_UPSTREAM = 1 << 4  # an L7 proxy's upstream connection: replies go to the proxy (bpf/lib/proxy.h)
 PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP", 132: "SCTP"}
 
 
@@ -55,7 +56,7 @@ class CtEntry(ctypes.Structure):
         ("tx_last_report", c_uint32),
         ("rx_last_report", c_uint32),
         ("rev_nat_index", c_uint16),
-        ("pad", c_uint16),
+        ("proxy_port", c_uint16),  # host order; the connection goes through this L7 proxy port (bpf/lib/proxy.h)
         ("backend_id", c_uint32),
         ("pad2", c_uint32),
     ]
@@ -88,6 +89,7 @@ class CtRow:
     rx_flags_seen: int
     flags: int
     src_identity: int
+    proxy_port: int = 0
 
     @property
     def closing(self) -> bool:
@@ -98,12 +100,14 @@ class CtRow:
         proto = PROTOCOLS.get(self.protocol, str(self.protocol))
         way = {CT_INGRESS: "IN", CT_SERVICE: "SVC"}.get(self.direction, "OUT")
         names = [name for bit, name in ((CT_F_TX_CLOSING, "TxClosing"), (CT_F_RX_CLOSING, "RxClosing"),
-                                        (CT_F_SEEN_REPLY, "SeenReply"), (CT_F_HAIRPIN, "Hairpin"))
+                                        (CT_F_SEEN_REPLY, "SeenReply"), (CT_F_HAIRPIN, "Hairpin"),
+                                                          (CT_F_PROXY_UPSTREAM, "ProxyUpstream"))
                  if self.flags & bit]
         return (f"{proto} {way} {self.saddr}:{self.sport} -> {self.daddr}:{self.dport} expires={self.expires_in} "
                 f"RxPackets={self.rx_packets} RxBytes={self.rx_bytes} RxFlagsSeen={self.rx_flags_seen:#04x} "
                 f"TxPackets={self.tx_packets} TxBytes={self.tx_bytes} TxFlagsSeen={self.tx_flags_seen:#04x} "
-                f"Flags={'|'.join(names) or '0'} SourceSecurityID={self.src_identity}")
+                f"Flags={'|'.join(names) or '0'} SourceSecurityID={self.src_identity}"
+                + (f" ProxyPort={self.proxy_port}" if self.proxy_port else ""))
 
 
 def ct_row(key: CtKey, entry: CtEntry, now: int) -> CtRow:
@@ -112,7 +116,7 @@ def ct_row(key: CtKey, entry: CtEntry, now: int) -> CtRow:
         daddr=_address(key.daddr), dport=_port(key.dport), expires_in=entry.lifetime - now,
         tx_packets=entry.tx_packets, tx_bytes=entry.tx_bytes, rx_packets=entry.rx_packets, rx_bytes=entry.rx_bytes,
         tx_flags_seen=entry.tx_flags_seen, rx_flags_seen=entry.rx_flags_seen, flags=entry.flags,
-        src_identity=entry.src_identity,
+        src_identity=entry.src_identity, proxy_port=entry.proxy_port,
     )
 
 
