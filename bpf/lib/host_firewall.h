@@ -51,6 +51,7 @@ static __always_inline int host_fw_verdict(struct __sk_buff *skb, const struct i
 	struct l4_info l4;
 	struct ct_key key;
 	int ret, report = 0;
+	__u32 proxy_port = 0; /* the host endpoint has no L7 redirects: a host policy's rules stay L3/L4 */
 
 	ctx->protocol = ip4->protocol;
 	ctx->ep_id = ep_id;
@@ -62,7 +63,7 @@ static __always_inline int host_fw_verdict(struct __sk_buff *skb, const struct i
 	ctx->dport = l4.policy_port;
 	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
 	if (l4.trackable || l4.related) {
-		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report, l4.related)) {
+		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report, l4.related, &proxy_port)) {
 		case CT_ESTABLISHED:
 		case CT_REPLY:
 		case CT_RELATED:
@@ -73,13 +74,14 @@ static __always_inline int host_fw_verdict(struct __sk_buff *skb, const struct i
 	}
 	if (flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED)) {
 		ctx->trace_reason = TRACE_REASON_NEW;
-		ret = policy_verdict(ep_id, ctx->direction, peer, ip4->protocol, l4.policy_port, skb->len, &match_type);
+		ret = policy_verdict(ep_id, ctx->direction, peer, ip4->protocol, l4.policy_port, skb->len, &match_type,
+				     &proxy_port);
 		emit_policy_verdict(skb, ctx, match_type, ret);
 		if (ret != REASON_FORWARDED)
 			return ret;
 	}
 	if (l4.trackable)
-		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity);
+		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity, 0);
 	return REASON_FORWARDED;
 }
 
