@@ -134,11 +134,17 @@ class Request:
     client_id: str
     topics: tuple[TopicParts, ...] = ()  # in request order
     all_topics: bool = False  # Metadata asking for every topic (null or empty list)
+    acks: int = -1  # Produce only: 0 means the client expects no response
+    topics_span: tuple[int, int] = (0, 0)  # Metadata only: where the topics array lies in ``frame``
     frame: bytes = field(default=b"", repr=False, compare=False)  # the whole frame, size included
 
     @property
     def api_name(self) -> str:
         return API_NAMES.get(self.api_key, str(self.api_key))
+
+    @property
+    def expects_response(self) -> bool:
+        return not (self.api_key == PRODUCE and self.acks == 0)
 
     @property
     def topic_names(self) -> tuple[str, ...]:
@@ -186,6 +192,13 @@ def parse_request(frame: bytes) -> Request:
     r.tagged_fields(flex)
     topics: tuple[TopicParts, ...] = ()
     all_topics = False
+    acks = -1
+    if key == PRODUCE:
+        peek = Reader(frame, r.pos)
+        if version >= 3:
+            peek.string(flex, nullable=True)
+        acks = peek.int16()
+    span_from = r.pos
     if key in TOPIC_VERSIONS:
         found = _TOPIC_READERS[key](r, version, flex)
         if found is None:
@@ -193,7 +206,8 @@ def parse_request(frame: bytes) -> Request:
         else:
             topics = tuple(found)
             all_topics = key == METADATA and not found and version < 1
-    return Request(key, version, correlation, client, topics, all_topics, frame)
+    span = (span_from, r.pos) if key == METADATA else (0, 0)
+    return Request(key, version, correlation, client, topics, all_topics, acks, span, frame)
 
 
 # ---- topic readers (the fields before the topics skipped; each returns None for "every topic") ------------------

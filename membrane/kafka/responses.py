@@ -21,6 +21,8 @@ from membrane.kafka.protocol import (
     PRODUCE,
     TOPIC_AUTHORIZATION_FAILED,
     TOPIC_VERSIONS,
+    KafkaError,
+    Reader,
     Request,
     TopicParts,
     flexible,
@@ -158,6 +160,12 @@ def _metadata(w: Writer, v: int, req: Request, code: int) -> None:
         w.string(None)  # cluster_id
     if v >= 1:
         w.int32(-1)  # controller_id
+    _metadata_topics(w, v, req, code)
+    if 8 <= v <= 10:
+        w.int32(INT32_MIN)  # cluster_authorized_operations
+
+
+def _metadata_topics(w: Writer, v: int, req: Request, code: int) -> None:
     w.array(len(req.topics))
     for t in req.topics:
         w.int16(code).string(t.name)
@@ -169,8 +177,6 @@ def _metadata(w: Writer, v: int, req: Request, code: int) -> None:
         if v >= 8:
             w.int32(INT32_MIN)  # topic_authorized_operations
         w.tags()
-    if 8 <= v <= 10:
-        w.int32(INT32_MIN)  # cluster_authorized_operations
 
 
 def _offset_commit(w: Writer, v: int, req: Request, code: int) -> None:
@@ -209,4 +215,46 @@ def error_response(req: Request, code: int = TOPIC_AUTHORIZATION_FAILED) -> byte
     build(w, req.api_version, req, code)
     w.tags()
     body = w.bytes()
+    return struct.pack("!i", len(body)) + body
+
+
+# ---- Metadata: the broker's list with the denied topics -----------------------------------------------------------
+# Clients ignore a Metadata answer without brokers (kafka-python drops it; the error never surfaces), so
+# a denied Metadata request (v1+) goes to the broker asking for no topic at all, and the broker's answer
+# (its brokers, cluster and controller) gets the denied topics with error 29 spliced in.
+
+def metadata_without_topics(req: Request) -> bytes | None:
+    """The request frame asking the broker for no topic (None for v0, where an empty list means all)."""
+    if req.api_key != METADATA or req.api_version < 1 or req.topics_span == (0, 0):
+        return None
+    start, end = req.topics_span
+    body = req.frame[4:start] + Writer(flexible(METADATA, req.api_version)).array(0).bytes() + req.frame[end:]
+    return struct.pack("!i", len(body)) + body
+
+
+def splice_denied_metadata(req: Request, broker_frame: bytes, code: int = TOPIC_AUTHORIZATION_FAILED) -> bytes:
+    """The broker's answer to :func:`metadata_without_topics` with ``req``'s topics, each failing with
+    ``code``; KafkaError if it is not such an answer."""
+    v = req.api_version
+    flex = flexible(METADATA, v)
+    r = Reader(broker_frame, 4)
+    if r.int32() != req.correlation_id:
+        raise KafkaError("metadata answer for another correlation id")
+    r.tagged_fields(flex)
+    if v >= 3:
+        r.int32()
+    for _ in range(max(r.array_len(flex), 0)):
+        r.int32(), r.string(flex), r.int32()
+        if v >= 1:
+            r.string(flex, nullable=True)
+        r.tagged_fields(flex)
+    if v >= 2:
+        r.string(flex, nullable=True)
+    r.int32()  # controller_id
+    head = r.pos
+    if r.array_len(flex) != 0:
+        raise KafkaError("metadata answer names topics that were not asked for")
+    w = Writer(flex)
+    _metadata_topics(w, v, req, code)
+    body = broker_frame[4:head] + w.bytes() + broker_frame[r.pos:]
     return struct.pack("!i", len(body)) + body

@@ -39,8 +39,6 @@ from membrane.kafka.protocol import (
 from membrane.kafka.responses import error_response
 from membrane.kafka.rules import allowed, compile_rules, denied_topics
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # kafka-python loads its schemas so
-
 TOPICS = [("empire-announce", (0, 2)), ("deathstar-plans", (1,))]
 
 
@@ -226,3 +224,22 @@ def test_truncations_and_bit_flips_of_real_requests():
             except KafkaError:
                 pass
     assert refused > tried // 2
+
+
+@pytest.mark.parametrize("version", range(1, TOPIC_VERSIONS[3] + 1))
+def test_a_denied_metadata_request_keeps_the_broker_list_with_the_topics_failing(version):
+    from membrane.kafka.responses import metadata_without_topics, splice_denied_metadata
+    req = parse_request(encode(_metadata(version)))
+    ask = parse_request(metadata_without_topics(req))  # type: ignore[arg-type]
+    assert (ask.api_version, ask.correlation_id, ask.topics, ask.all_topics) == (version, 77, (), False)
+    B = MetadataResponse.MetadataResponseBroker
+    broker = MetadataResponse[version](throttle_time_ms=0, brokers=[B(node_id=0, host="10.0.1.7", port=9092)],
+                                       cluster_id="c", controller_id=0, topics=[])
+    broker.with_header(correlation_id=77)
+    spliced = splice_denied_metadata(req, bytes(broker.encode(header=True, framed=True)))
+    decoded = MetadataResponse[version].decode(spliced, header=True, framed=True).to_dict()
+    assert [(b["host"], b["port"]) for b in decoded["brokers"]] == [("10.0.1.7", 9092)]
+    assert [(t["name"], t["error_code"]) for t in decoded["topics"]] == [(n, 29) for n, _ in TOPICS]
+    with pytest.raises(KafkaError, match="another correlation id"):
+        broker.with_header(correlation_id=78)
+        splice_denied_metadata(req, bytes(broker.encode(header=True, framed=True)))
