@@ -31,6 +31,7 @@ from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
+from membrane.fqdn.cache import cache_rows
 from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
 from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
@@ -330,6 +331,8 @@ class Agent:
         self.api.route("GET", "/v1/services", lambda _b: self.service_list())
         self.api.route("GET", "/v1/bpf/l2", lambda _b: self.l2.entries() if self.l2 else [])
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
+        self.api.route("GET", "/v1/fqdn/cache", lambda _b: cache_rows(self.policy.dns_cache, time.monotonic(),
+                                                                      time.time()) if self.policy else [])
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
 

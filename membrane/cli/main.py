@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         bpf_cmds,
         connectivity_cmd,
         describe_cmd,
+        fqdn_cmds,
         helm_cmds,
         hubble_cmds,
         metrics_cmds,
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe_cmd.add_parser(sub, _lab_arg)
     workload_cmds.add_parsers(sub, _lab_arg)
     rollout_cmd.add_parser(sub, _lab_arg)
+    fqdn_cmds.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
     _lab_arg(p)

@@ -135,3 +135,18 @@ class DNSCache:
 def _ip_key(ip: str) -> tuple[int, int]:
     addr = ipaddress.ip_address(ip)
     return addr.version, int(addr)
+
+
+def cache_rows(cache: DNSCache, now: float, wall_now: float, endpoint: int | None = None) -> list[dict[str, object]]:
+    """``fqdn cache list`` rows: one per endpoint, name, source and expiry, with the IPs comma-joined.
+
+    ``source`` is ``lookup`` for live entries and ``connection`` for zombies (kept for a connection);
+    ``expiration`` is wall-clock seconds (``now`` is the monotonic time the entries were written with).
+    """
+    groups: dict[tuple[int, str, str, int, float], list[str]] = {}
+    for e in cache.entries(endpoint):
+        key = (e.endpoint, e.name, "connection" if e.zombie else "lookup", e.ttl, e.expires)
+        groups.setdefault(key, []).append(e.ip)
+    return [{"endpoint": ep, "source": source, "fqdn": name, "ttl": ttl,
+             "expiration": wall_now + (expires - now), "ips": ips}
+            for (ep, name, source, ttl, expires), ips in groups.items()]

@@ -135,3 +135,25 @@ def test_a_cname_chain_name_selects_the_ips_too():
 
 def test_ipv6_labels_write_colons_as_dashes():
     assert "cidr:2001-db8--1/128" in ip_labels("2001:db8::1", ["a.example"])
+
+
+def test_cache_list_rows_group_ips_per_lookup_and_mark_zombies():
+    from membrane.cli.fqdn_cmds import render_cache, select
+    from membrane.fqdn.cache import cache_rows
+    c = DNSCache()
+    c.update(7, "one.one.one.one", ["1.1.1.1", "1.0.0.1"], ttl=300, now=100.0)
+    c.update(9, "ipinfo.io", ["34.117.59.81"], ttl=60, now=100.0)
+    c.expire(161.0, in_use=lambda ip: True)  # ipinfo.io is past its TTL but a connection uses it
+    rows = cache_rows(c, now=170.0, wall_now=1_700_000_000.0)
+    assert rows == [
+        {"endpoint": 7, "source": "lookup", "fqdn": "one.one.one.one.", "ttl": 300,
+         "expiration": 1_700_000_000.0 + 230.0, "ips": ["1.0.0.1", "1.1.1.1"]},
+        {"endpoint": 9, "source": "connection", "fqdn": "ipinfo.io.", "ttl": 60,
+         "expiration": 1_700_000_000.0 - 10.0, "ips": ["34.117.59.81"]}]
+    assert select(rows, None, "*.one.one", None) == []
+    assert [r["endpoint"] for r in select(rows, None, "*.one.one.one", None)] == [7]
+    assert [r["endpoint"] for r in select(rows, None, "", "connection")] == [9]
+    assert [r["endpoint"] for r in select(rows, 9, "", None)] == [9]
+    text = render_cache(rows).splitlines()
+    assert text[0].split() == ["Endpoint", "Source", "FQDN", "TTL", "ExpirationTime", "IPs"]
+    assert text[1].split() == ["7", "lookup", "one.one.one.one.", "300", "2023-11-14T22:17:10.000Z", "1.0.0.1,1.1.1.1"]
