@@ -46,6 +46,7 @@
 #include "tunnel.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
+#include "proxy.h"
 
 /* Drop a frame the pod of `ep` (NULL: the device is no known endpoint) sent with an address or
  * MAC not its own, reported as sent by that endpoint whatever the packet claims. */
@@ -98,6 +99,8 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	verdict = ipv4_policy_verdict(skb, ip4, ctx, rev_nat_index);
 	if (verdict != REASON_FORWARDED)
 		return drop_notify(skb, ctx, (__u8)verdict);
+	if (ctx->proxy_port) /* L7: egress rules, or a reply to a proxy's upstream socket (proxy.h) */
+		return proxy_to_stack(skb, ctx);
 	/* A service connection of the pod to itself: source 169.254.42.1 (lb.h). */
 	if (rev_nat_index && ip4->saddr == ip4->daddr) {
 		verdict = lb4_hairpin_snat(skb);
@@ -162,6 +165,9 @@ int from_container(struct __sk_buff *skb)
 	__u16 proto;
 
 	event_ctx_init(&ctx, METRIC_EGRESS);
+	/* An ingress L7 redirect coming back in for the proxy (proxy.h); pods cannot set marks. */
+	if (mark_is(skb, MARK_MAGIC_TO_PROXY))
+		return CTX_ACT_OK;
 	if (!PKT_HAS(eth, sizeof(*eth), data_end))
 		return drop_notify(skb, &ctx, DROP_INVALID);
 	proto = bpf_ntohs(eth->h_proto);
@@ -209,6 +215,8 @@ int to_container(struct __sk_buff *skb)
 		verdict = to_endpoint_ipv4(skb, &ctx);
 		if (verdict != REASON_FORWARDED)
 			return drop_notify(skb, &ctx, (__u8)verdict);
+		if (ctx.proxy_port) /* the endpoint's L7 rules: to the proxy first (proxy.h) */
+			return proxy_divert_ingress(skb, &ctx);
 		return CTX_ACT_OK;
 	}
 	update_metrics(skb->len, METRIC_INGRESS, REASON_FORWARDED);

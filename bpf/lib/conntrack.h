@@ -137,7 +137,7 @@ static __always_inline int ct_account(struct ct_entry *entry, __u32 now, __u8 pr
  * error's quoted tuple (ct_key_init), which only looks for a live entry in either direction
  * (CT_RELATED, always reported) and accounts nothing on it. */
 static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, int *report,
-						int related)
+						int related, __u16 *proxy_port)
 {
 	struct ct_key reverse = {};
 	struct ct_entry *entry;
@@ -148,6 +148,7 @@ static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 t
 		goto related;
 	if (!related && entry && ct_live(entry, now, key->protocol, tcp_flags)) {
 		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 0);
+		*proxy_port = entry->proxy_port;
 		return CT_ESTABLISHED;
 	}
 	reverse.saddr = key->daddr;
@@ -161,6 +162,7 @@ static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 t
 		goto related;
 	if (!related && entry && ct_live(entry, now, key->protocol, tcp_flags)) {
 		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 1);
+		*proxy_port = entry->proxy_port;
 		return CT_REPLY;
 	}
 	return CT_NEW;
@@ -171,12 +173,14 @@ related:
 
 /* Record a new connection whose first packet policy allowed (replacing a stale entry). An
  * insert that fails (it cannot for an LRU map short of memory) leaves the packet allowed. */
-static __always_inline void ct_create(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, __u32 src_identity)
+static __always_inline void ct_create(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, __u32 src_identity,
+				      __u16 proxy_port)
 {
 	struct ct_entry entry = {};
 	__u32 now = ct_now();
 
 	entry.src_identity = src_identity;
+	entry.proxy_port = proxy_port;
 	entry.lifetime = 0;
 	ct_account(&entry, now, key->protocol, tcp_flags, bytes, 0);
 	bpf_map_update_elem(&mb_ct, key, &entry, BPF_ANY);

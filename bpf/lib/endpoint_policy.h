@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "events.h"
 #include "lb.h"
+#include "proxy.h"
 
 /* Identities of an IPv4 packet's ends and the endpoint on our side of the hook (its source at
  * from_container, its destination at to_container), into ctx; returns that endpoint or NULL. */
@@ -44,13 +45,19 @@ static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *c
  * its source at from_container (METRIC_EGRESS), its destination at to_container
  * (METRIC_INGRESS). Fills ctx for the packet's events and, at from_container, traces
  * FROM_LXC. A new connection's entry records rev_nat_index (service translation, lb.h).
+ * L7 (proxy.h): sets ctx->proxy_port when the packet must go to a proxy: at egress for any
+ * packet of a redirected connection (the pod's own L7 rules, or a reply to a proxy's upstream
+ * connection); at ingress for a redirected connection's packets from the client, never for a
+ * proxy's own upstream packets (MARK_MAGIC_FROM_PROXY), which skip the policy the proxy enforced.
  * Returns REASON_FORWARDED or the DROP_* reason. */
 static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx,
 					       __u16 rev_nat_index)
 {
 	__u8 direction = ctx->direction, match_type = POLICY_MATCH_NONE;
 	int egress = direction == METRIC_EGRESS;
+	int from_proxy = !egress && mark_is(skb, MARK_MAGIC_FROM_PROXY);
 	struct endpoint_info *ep;
+	__u16 proxy_port = 0;
 	struct l4_info l4;
 	struct ct_key key;
 	int ret, report = 0;
@@ -64,7 +71,7 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 	ctx->dport = l4.policy_port;
 	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
 	if (l4.trackable || l4.related) {
-		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report, l4.related)) {
+		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report, l4.related, &proxy_port)) {
 		case CT_ESTABLISHED:
 			ctx->trace_reason = TRACE_REASON_ESTABLISHED;
 			goto tracked;
@@ -83,21 +90,27 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 	ep = ipv4_identities(ctx, ip4);
 	if (egress)
 		emit_trace(skb, ctx, TRACE_FROM_LXC);
-	if (ep && (ep->flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED))) {
+	if (from_proxy) {
+		proxy_port = mark_proxy_port(skb); /* replies go back to the proxy's upstream socket */
+	} else if (ep && (ep->flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED))) {
 		ret = policy_verdict(ep->ep_id, direction, egress ? ctx->dst_identity : ctx->src_identity, ip4->protocol,
-				     l4.policy_port, skb->len, &match_type);
+				     l4.policy_port, skb->len, &match_type, &proxy_port);
 		emit_policy_verdict(skb, ctx, match_type, ret);
 		if (ret != REASON_FORWARDED)
 			return ret;
 	}
 	if (l4.trackable) {
-		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity);
+		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity, proxy_port);
 		if (rev_nat_index)
 			lb4_ct_set_rev_nat(&key, rev_nat_index);
 	}
+	if (l4.trackable && !from_proxy)
+		ctx->proxy_port = proxy_port;
 	return REASON_FORWARDED;
 
 tracked:
+	if (egress || (!from_proxy && ctx->trace_reason == TRACE_REASON_ESTABLISHED))
+		ctx->proxy_port = proxy_port;
 	ctx->report = report;
 	if (report) {
 		ipv4_identities(ctx, ip4);

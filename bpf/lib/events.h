@@ -26,6 +26,7 @@ struct event_ctx {
 	__u8  report;       /* write trace events for this packet */
 	__u8  protocol;     /* IP protocol, 0 if not IPv4 */
 	__u32 tunnel_identity; /* from the overlay: the sender's identity (VNI); 0: ask the ipcache */
+	__u16 proxy_port;   /* L7 redirect of this packet's connection (host order), 0 = none (proxy.h) */
 };
 
 static __always_inline void event_ctx_init(struct event_ctx *ctx, __u8 direction)

@@ -144,7 +144,7 @@ struct policy_key {
 struct policy_entry {
 	__u8  flags;      /* POLICY_F_* */
 	__u8  pad1;       /* must be 0 */
-	__u16 proxy_port; /* network byte order; 0 = no L7 proxy (the only value used today) */
+	__u16 proxy_port; /* network byte order; 0 = no L7 proxy, else the connection is redirected (proxy.h) */
 	__u32 pad2;       /* must be 0 */
 	__u64 packets;    /* new connections this entry decided */
 	__u64 bytes;      /* bytes of their first packets */
@@ -199,7 +199,7 @@ struct ct_entry {
 	__u32 tx_last_report; /* ct_now() of the last event reported for the original direction */
 	__u32 rx_last_report; /* ... and for the reply direction (monitor aggregation, events.h) */
 	__u16 rev_nat_index; /* service translation to undo on replies (mb_lb_revnat), 0 = none */
-	__u16 pad;        /* must be 0 */
+	__u16 proxy_port; /* host order: the connection goes through the L7 proxy on this port (proxy.h), 0 = none */
 	__u32 backend_id; /* CT_SERVICE entries: the backend chosen for the connection (mb_lb_be) */
 	__u32 pad2;       /* must be 0 */
 };

@@ -74,9 +74,10 @@ static __always_inline void policy_probe_identity(struct policy_key *key, __u16 
 
 /* Verdict of endpoint ep_id's policy in `direction` for a new connection with a peer of
  * `identity`: REASON_FORWARDED, DROP_POLICY or DROP_POLICY_DENY. Counts the deciding entry and
- * sets *match_type to its POLICY_MATCH_* (POLICY_MATCH_NONE when nothing matched). */
+ * sets *match_type to its POLICY_MATCH_* (POLICY_MATCH_NONE when nothing matched) and, for an
+ * allow, *proxy_port to its L7 proxy port (host order, 0 = none). */
 static __always_inline int policy_verdict(__u16 ep_id, __u8 direction, __u32 identity, __u8 protocol, __u16 port,
-					  __u32 bytes, __u8 *match_type)
+					  __u32 bytes, __u8 *match_type, __u16 *proxy_port)
 {
 	struct policy_match match = {};
 	struct policy_key key = {};
@@ -101,6 +102,7 @@ static __always_inline int policy_verdict(__u16 ep_id, __u8 direction, __u32 ide
 		return DROP_POLICY_DENY;
 	if (!match.allow)
 		return DROP_POLICY;
+	*proxy_port = bpf_ntohs(match.allow->proxy_port); /* the deciding allow's L7 redirect (proxy.h) */
 	return REASON_FORWARDED;
 }
 

@@ -13,6 +13,7 @@
 #include "ipv4.h"
 #include "lb.h"
 #include "metrics.h"
+#include "proxy.h"
 
 /* Ingress of the endpoint an IPv4 packet is addressed to: a hairpin reply's address first,
  * conntrack and ingress policy, the frontend back on a translated reply, the TO_LXC trace.
@@ -43,6 +44,8 @@ static __always_inline int to_endpoint_ipv4(struct __sk_buff *skb, struct event_
 		if (verdict != REASON_FORWARDED)
 			return verdict;
 	}
+	if (ctx->proxy_port) /* the caller diverts it to the proxy (proxy.h) */
+		return REASON_FORWARDED;
 	emit_trace(skb, ctx, TRACE_TO_LXC);
 	update_metrics(skb->len, METRIC_INGRESS, REASON_FORWARDED);
 	return REASON_FORWARDED;
@@ -59,6 +62,8 @@ static __always_inline int to_endpoint_redirect_peer(struct __sk_buff *skb, __u3
 	verdict = to_endpoint_ipv4(skb, &ctx);
 	if (verdict != REASON_FORWARDED)
 		return drop_notify(skb, &ctx, (__u8)verdict);
+	if (ctx.proxy_port) /* the endpoint's L7 rules: to the proxy first (proxy.h) */
+		return proxy_divert_ingress(skb, &ctx);
 	return bpf_redirect_peer(lxc_ifindex, 0);
 }
 

@@ -28,6 +28,7 @@ from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timesta
 from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
+from membrane.agent.proxy_sync import ProxyManager, hubble_sink
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
@@ -95,6 +96,7 @@ class Agent:
         self.l2: L2Announcer | None = None
         self.ipcache: IPCacheSync | None = None
         self.tunnel: TunnelSync | None = None
+        self.proxy: ProxyManager | None = None  # L7 proxies (agent/proxy_sync.py)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -143,9 +145,15 @@ class Agent:
         policy.on_import = lambda obj, why: events.record(
             obj, WARNING, "PolicyImportFailed" if why.startswith("policy not imported") else "PolicyNotEnforced", why)
 
+        # L7 proxies: redirect ports for the policy map, L7 flows into Hubble (agent/proxy_sync.py)
+        proxy = self.proxy = ProxyManager(self.node, self._ipcache_identity, *hubble_sink(lambda: self.observability))
+        proxy.start(self.net.router_ip or "")
+        policy.proxy_ports = proxy.ports_for
+
         def policy_run() -> None:
             before = policy.cidr_prefixes()
             policy.sync()
+            proxy.retain(policy.l7_endpoints())
             if policy.cidr_prefixes() != before:  # CIDR identities a rule named: into the BPF ipcache now
                 self.controllers.get("sync-bpf-ipcache").trigger()
 
@@ -226,6 +234,8 @@ class Agent:
             mirror.stop()
         if self.tunnel is not None:
             self.tunnel.close()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.net.close()
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
@@ -481,5 +491,6 @@ class Agent:
             "datapath-metrics": self.net.metrics(),
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
             "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
+            **({"proxy": self.proxy.status()} if self.proxy is not None else {}),
         }
 

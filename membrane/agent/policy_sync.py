@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from membrane.agent.ipcache_sync import NotApplied
@@ -75,12 +75,17 @@ def label_map(labels: LabelSet) -> dict[str, str]:
     return {f"{lb.source}:{lb.key}": lb.value for lb in labels}
 
 
-def map_rules(ep_id: int, resolved: ResolvedPolicy) -> list[PolicyRule]:
-    """The engine's prefix-form entries as map rules (a prefix of the port is a port range)."""
+def map_rules(ep_id: int, resolved: ResolvedPolicy,
+              proxy_ports: Mapping[tuple[str, int, int], int] | None = None) -> list[PolicyRule]:
+    """The engine's prefix-form entries as map rules (a prefix of the port is a port range). An allow
+    of exactly a redirected port carries its proxy port (``proxy_ports``: (direction, protocol, port))."""
     out = []
     for e in resolved.entries:
+        proxy = 0
+        if proxy_ports and not e.deny and e.port_prefix_len == 16:
+            proxy = proxy_ports.get((e.direction, e.protocol, e.port), 0)
         out.append(PolicyRule(ep_id, DIR_INGRESS if e.direction == "ingress" else DIR_EGRESS, e.identity,
-                              e.protocol, *_port_range(e), deny=e.deny))
+                              e.protocol, *_port_range(e), deny=e.deny, proxy_port=proxy))
     if resolved.ingress_enforced:
         # allow-localhost (Cilium's default): the node itself may always reach its pods.
         out.append(PolicyRule(ep_id, DIR_INGRESS, HOST_IDENTITY))
@@ -115,6 +120,9 @@ class PolicySync:
         self._context = PolicyContext()
         # called with (policy object, message) when a policy is refused or only partly enforced (events)
         self.on_import: Callable[[dict[str, Any], str], None] | None = None
+        # L7 redirects: (endpoint id, resolved policy) -> proxy port per (direction, protocol, port); the
+        # agent's proxy manager (agent/proxy_sync.py), None = no proxies (L7 rules stay plain L4 allows)
+        self.proxy_ports: Callable[[int, ResolvedPolicy], Mapping[tuple[str, int, int], int]] | None = None
         self.repo = PolicyRepository()
         self.cidrs = LocalIdentityAllocator(max_id=FQDN_MIN_IDENTITY - 1)  # the rest is for FQDN IPs
         self.identities: dict[int, LabelSet] = {}
@@ -194,7 +202,8 @@ class PolicySync:
                     continue
                 if self.on_import is not None:
                     skipped = sorted({u for r in rules for u in r.unsupported} | ({"L7 rules"} if any(
-                        r.has_l7 for r in rules) else set()))
+                        r.has_l7 and (self.proxy_ports is None or any(p.kind != "http" for p in r.l7))
+                        for r in rules) else set()))
                     if skipped:
                         self.on_import(obj, f"imported, but not enforced here: {', '.join(skipped)}")
                 dirty |= self.repo.set_policy(origin, rules)
@@ -348,7 +357,7 @@ class PolicySync:
     def _prime(self, fresh: set[int], changed: set[int]) -> None:
         """Add the slots of the ``fresh`` CIDR identities to the map, the rest of it left as it was."""
         rules = [r for ep_id in changed if (now := self._resolved.get(ep_id)) is not None
-                 for r in map_rules(ep_id, now[1]) if r.identity in fresh]
+                 for r in map_rules(ep_id, now[1], self._proxy_ports(ep_id, now[1])) if r.identity in fresh]
         if rules:
             self._write(desired_slots(rules), {r.ep_id for r in rules}, remove=False)
 
@@ -363,7 +372,7 @@ class PolicySync:
                                             ep.policy_egress and egr)
         # 2. the map holds exactly the resolved entries of the endpoints we have (of those in scope)
         rules = [rule for ep_id, (_i, r) in self._resolved.items() if scope is None or ep_id in scope
-                 for rule in map_rules(ep_id, r)]
+                 for rule in map_rules(ep_id, r, self._proxy_ports(ep_id, r))]
         failed: NotApplied | None = None
         try:
             self._write(desired_slots(rules), scope)
@@ -380,8 +389,17 @@ class PolicySync:
             raise failed
         self._behind.clear()
 
+    def _proxy_ports(self, ep_id: int, resolved: ResolvedPolicy) -> Mapping[tuple[str, int, int], int] | None:
+        if self.proxy_ports is None or not resolved.l7:
+            return None
+        return self.proxy_ports(ep_id, resolved)
+
     def _named_ports(self, ep: Endpoint) -> NamedPorts:
         return pod_named_ports(self.pod_of(ep.namespace, ep.pod_name) or {})
+
+    def l7_endpoints(self) -> list[int]:
+        """The endpoints whose policy redirects something to a proxy."""
+        return [ep_id for ep_id, (_i, r) in self._resolved.items() if r.l7]
 
     def resolved(self) -> list[dict[str, Any]]:
         out = []

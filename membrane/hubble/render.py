@@ -9,6 +9,7 @@ from datetime import UTC, tzinfo
 from google.protobuf import json_format
 
 from membrane.hubble import monitor
+from membrane.hubble.l7flow import l7_type_text
 from membrane.hubble.packet import summary as l34_summary
 from membrane.hubble.proto.flow import flow_pb2
 from membrane.hubble.proto.observer import observer_pb2
@@ -64,7 +65,7 @@ def event_type_text(flow: flow_pb2.Flow) -> str:
         direction = flow_pb2.TrafficDirection.Name(flow.traffic_direction)
         return f"policy-verdict:{match} {direction}"
     if flow.Type == flow_pb2.L7:
-        return "l7-request" if flow.l7.type == flow_pb2.REQUEST else "l7-response"
+        return l7_type_text(flow)
     return "UNKNOWN"
 
 

@@ -6,6 +6,7 @@ Structural validation: known fields, value syntax, and the combinations Cilium r
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 from typing import Any
 
@@ -110,7 +111,12 @@ def _check_tls(data: Any, path: str) -> None:
 def _check_http(data: Any, path: str) -> None:
     f = Fields(data, path, HTTP_RULE_FIELDS)
     for key in ("method", "path", "host"):
-        f.string(key)
+        pattern = f.string(key)
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise invalid(f.at(key), pattern, f"is not a valid regular expression: {exc}") from None
     f.strings("headers")
     for hpath, item in f.each("headerMatches"):
         h = Fields(item, hpath, HEADER_MATCH_FIELDS)
@@ -168,6 +174,10 @@ def check_port_rule(data: Any, path: str, *, deny: bool = False) -> dict[str, An
     if deny:
         return f.data
     l7 = _check_l7_rules(f.raw("rules"), f.at("rules")) if f.has("rules") else ""
+    if l7 in ("http", "kafka"):
+        for (_port, protocol), (ppath, _item) in zip(ports, f.each("ports", max_items=MAX_PORTS), strict=True):
+            if protocol not in ("TCP", "ANY"):
+                raise invalid(f"{ppath}.protocol", protocol, f"{l7} rules need TCP")
     if l7 == "dns":
         for port, _protocol in ports:
             if port in ("", "0"):

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from membrane.model.datapath_codes import DROP_POLICY, DROP_POLICY_DENY
+from membrane.policy.l7 import L7Entry
 
 PROTO_ANY, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6, PROTO_SCTP = 0, 1, 6, 17, 58, 132
 PROTOCOL_NUMBERS = {"TCP": PROTO_TCP, "UDP": PROTO_UDP, "SCTP": PROTO_SCTP, "ICMP": PROTO_ICMP, "ICMPV6": PROTO_ICMPV6}
@@ -101,6 +102,7 @@ class ResolvedPolicy:
     ingress_enforced: bool
     egress_enforced: bool
     entries: frozenset[PolicyEntry] = frozenset()
+    l7: frozenset[L7Entry] = frozenset()  # redirected ports and their L7 rules (membrane.policy.l7)
     _index: dict[tuple[int, str], list[PolicyEntry]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
+from membrane.policy.l7 import resolve_l7
 from membrane.policy.mapstate import (
     ANY_PORT_PROTOCOLS,
     PROTO_ANY,
@@ -96,16 +97,23 @@ def resolve_selected(
     def peers(peer: int, name: str) -> PortSet:
         return peer_port_numbers(peer_named_ports, peer, name)
 
+    def lookup_of(rule: Rule) -> NameLookup:
+        return own if rule.direction == INGRESS else peers
+
     for rule in selecting:
         if not rule.deny and not enforced[rule.direction]:
             continue  # allows change nothing while the direction allows everything
-        lookup = own if rule.direction == INGRESS else peers
+        lookup = lookup_of(rule)
         by_peer = any(spec.name for spec in rule.ports or ()) and rule.direction == EGRESS
         fixed = None if by_peer else _l4(rule, 0, lookup)  # the same L4 for every peer
         for peer in _peer_identities(rule, cache, entities):
             for protocol, port, plen in fixed if fixed is not None else _l4(rule, peer, lookup):
                 entries.add(PolicyEntry(peer, rule.direction, protocol, port, plen, rule.deny))
-    return ResolvedPolicy(enforced[INGRESS], enforced[EGRESS], normalize(entries))
+    allows = [r for r in selecting if not r.deny and enforced[r.direction]]
+    l7 = resolve_l7(allows, lambda r: _peer_identities(r, cache, entities),
+                    lambda r, peer: _l4(r, peer, lookup_of(r)),
+                    lambda spec, r, peer: _expand(spec, peer, lookup_of(r))) if any(r.l7 for r in allows) else frozenset()
+    return ResolvedPolicy(enforced[INGRESS], enforced[EGRESS], normalize(entries), l7)
 
 
 def _check_mode(mode: str) -> None:

@@ -21,6 +21,7 @@ from membrane.model.labels import LabelSelector, Requirement
 from membrane.model.policy_ports import icmp_type_number
 from membrane.policy.cidrgroups import group_selectors
 from membrane.policy.context import PolicyContext
+from membrane.policy.l7 import L7PortRule, l7_port_rules
 from membrane.policy.selector import (
     NAMESPACE_KEY,
     NAMESPACE_LABELS_PREFIX,
@@ -84,6 +85,7 @@ class Rule:
     ports: tuple[PortSpec, ...] | None = None  # None: every port and protocol (incl. ICMP)
     icmps: tuple[ICMPSpec, ...] = ()
     has_l7: bool = False
+    l7: tuple[L7PortRule, ...] = ()  # the L7 parts of its toPorts (membrane.policy.l7)
     node_selector: EndpointSelector | None = None  # clusterwide host policy (subject = host endpoints)
     unsupported: tuple[str, ...] = ()  # peer kinds accepted but not enforced here
     fqdns: tuple[str, ...] = ()  # toFQDNs selectors (canonical text); their selectors are in ``endpoints``
@@ -215,6 +217,7 @@ def _rule_of_item(
         ports=ports,
         icmps=icmps,
         has_l7=any(pr.get("rules") for pr in port_rules),
+        l7=l7_port_rules(port_rules, _port_specs) if not deny else (),
         node_selector=node_selector,
         unsupported=tuple(k for k in _UNSUPPORTED_PEERS if item.get(k)),
         fqdns=fqdns,

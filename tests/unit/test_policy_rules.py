@@ -105,12 +105,12 @@ def test_spec_and_specs_are_all_imported_with_default_deny_per_direction():
 def test_ports_icmps_l7_and_l3_wildcard():
     (ports_rule, icmp_rule) = cnp({"ingress": [
         {"toPorts": [{"ports": [{"port": "80", "endPort": 90, "protocol": "TCP"}, {"port": "http"}, {"port": 53,
-                                                                                                  "protocol": "UDP"}],
+                                                                                                  "protocol": "TCP"}],
                       "rules": {"http": [{}]}}]},
         {"fromEntities": ["world"], "icmps": [{"fields": [{"type": 8}, {"family": "IPv6", "type": "EchoRequest"}]}]},
     ]})
     assert ports_rule.l3_wildcard and ports_rule.has_l7 and not ports_rule.l4_all
-    assert ports_rule.ports == (PortSpec(80, 90, "TCP"), PortSpec(0, 0, "ANY", "http"), PortSpec(53, 0, "UDP"))
+    assert ports_rule.ports == (PortSpec(80, 90, "TCP"), PortSpec(0, 0, "ANY", "http"), PortSpec(53, 0, "TCP"))
     assert not icmp_rule.l3_wildcard and icmp_rule.entities == ("world",)
     assert [(i.family, i.type) for i in icmp_rule.icmps] == [("IPv4", 8), ("IPv6", 128)]
 

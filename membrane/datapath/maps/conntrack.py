@@ -55,7 +55,7 @@ class CtEntry(ctypes.Structure):
         ("tx_last_report", c_uint32),
         ("rx_last_report", c_uint32),
         ("rev_nat_index", c_uint16),
-        ("pad", c_uint16),
+        ("proxy_port", c_uint16),  # host order; the connection goes through this L7 proxy port (bpf/lib/proxy.h)
         ("backend_id", c_uint32),
         ("pad2", c_uint32),
     ]
@@ -88,6 +88,7 @@ class CtRow:
     rx_flags_seen: int
     flags: int
     src_identity: int
+    proxy_port: int = 0
 
     @property
     def closing(self) -> bool:
@@ -103,7 +104,8 @@ class CtRow:
         return (f"{proto} {way} {self.saddr}:{self.sport} -> {self.daddr}:{self.dport} expires={self.expires_in} "
                 f"RxPackets={self.rx_packets} RxBytes={self.rx_bytes} RxFlagsSeen={self.rx_flags_seen:#04x} "
                 f"TxPackets={self.tx_packets} TxBytes={self.tx_bytes} TxFlagsSeen={self.tx_flags_seen:#04x} "
-                f"Flags={'|'.join(names) or '0'} SourceSecurityID={self.src_identity}")
+                f"Flags={'|'.join(names) or '0'} SourceSecurityID={self.src_identity}"
+                + (f" ProxyPort={self.proxy_port}" if self.proxy_port else ""))
 
 
 def ct_row(key: CtKey, entry: CtEntry, now: int) -> CtRow:
@@ -112,7 +114,7 @@ def ct_row(key: CtKey, entry: CtEntry, now: int) -> CtRow:
         daddr=_address(key.daddr), dport=_port(key.dport), expires_in=entry.lifetime - now,
         tx_packets=entry.tx_packets, tx_bytes=entry.tx_bytes, rx_packets=entry.rx_packets, rx_bytes=entry.rx_bytes,
         tx_flags_seen=entry.tx_flags_seen, rx_flags_seen=entry.rx_flags_seen, flags=entry.flags,
-        src_identity=entry.src_identity,
+        src_identity=entry.src_identity, proxy_port=entry.proxy_port,
     )
 
 

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Redirection of a connection to a node-local L7 proxy (HTTP, DNS, Kafka; membrane/proxy).
+ *
+ * A policy slot may carry a proxy port (mb_policy, policy.h); a new connection that slot
+ * allows records it in its conntrack entry (ct_entry.proxy_port), so every later packet of the
+ * connection takes the same way. The packet is then handed to the node's IP stack with
+ * skb->mark = proxy_port << 16 | MARK_MAGIC_TO_PROXY, where the agent's rules deliver it to the
+ * proxy's listening socket with its original destination kept (datapath/linux/tproxy.py):
+ *
+ *   ip rule fwmark 0x200/0xf00 lookup 2004;  ip route local 0.0.0.0/0 dev lo table 2004
+ *   nft: meta mark <mark of port P> tproxy ip to :P   (an established socket first, else P's listener)
+ *
+ * Why nftables TPROXY rather than bpf_sk_assign at tc: both need the mark and the local route,
+ * but TPROXY also finds the proxy's *established* transparent sockets (the accepted client
+ * side and the upstream side bound to the client's address) in the kernel, so the program only
+ * sets a mark; with bpf_sk_assign every packet would need two socket lookups in an already large
+ * program, and the lookup key differs per direction. One nft rule per redirect is cheap.
+ *
+ * Egress (the pod's own L7 rules): from_container marks the packet and leaves it to the stack.
+ * Ingress (the destination's L7 rules): the packet is at the destination's to_container (or
+ * about to be redirected into its namespace); it goes back in through the ingress of the
+ * destination's lxc device, addressed to that device's MAC, where from_container sees the mark
+ * (a pod cannot set it: the veth scrubs the mark when a packet crosses namespaces) and lets it
+ * into the stack.
+ *
+ * The proxy's upstream connections carry MARK_MAGIC_FROM_PROXY (SO_MARK, with the port in the
+ * upper 16 bits): the destination's ingress does not redirect them again (the proxy has
+ * enforced the policy) and records the port, so the destination's replies, addressed to the
+ * client's address that the proxy's transparent upstream socket uses, go to the stack marked
+ * and reach that socket.
+ */
+#ifndef MEMBRANE_PROXY_H
+#define MEMBRANE_PROXY_H
+
+#include "common.h"
+#include "endpoints.h"
+#include "eth.h"
+#include "events.h"
+#include "ipv4.h"
+
+#define MARK_MAGIC_MASK       0x0F00
+#define MARK_MAGIC_TO_PROXY   0x0200
+#define MARK_MAGIC_FROM_PROXY 0x0A00
+
+static __always_inline int mark_is(const struct __sk_buff *skb, __u32 magic)
+{
+	return (skb->mark & MARK_MAGIC_MASK) == magic;
+}
+
+static __always_inline __u16 mark_proxy_port(const struct __sk_buff *skb)
+{
+	return (__u16)(skb->mark >> 16);
+}
+
+/* Into the node's stack, marked for the proxy listening on ctx->proxy_port (host order). */
+static __always_inline int proxy_to_stack(struct __sk_buff *skb, struct event_ctx *ctx)
+{
+	skb->mark = ((__u32)ctx->proxy_port << 16) | MARK_MAGIC_TO_PROXY;
+	emit_trace(skb, ctx, TRACE_TO_PROXY);
+	return CTX_ACT_OK;
+}
+
+/* An ingress redirect: back in through the destination endpoint's lxc device (see above). */
+static __always_inline int proxy_divert_ingress(struct __sk_buff *skb, struct event_ctx *ctx)
+{
+	struct endpoint_info *ep;
+	struct ethhdr *eth;
+	struct iphdr *ip4;
+
+	ip4 = ipv4_header(skb);
+	if (!ip4)
+		return CTX_ACT_DROP;
+	ep = lookup_ip4_endpoint(ip4->daddr);
+	if (!ep)
+		return CTX_ACT_DROP;
+	eth = ctx_data(skb);
+	if (!PKT_HAS(eth, sizeof(*eth), ctx_data_end(skb)))
+		return CTX_ACT_DROP;
+	__builtin_memcpy(eth->h_dest, ep->lxc_mac, ETH_ALEN);
+	skb->mark = ((__u32)ctx->proxy_port << 16) | MARK_MAGIC_TO_PROXY;
+	emit_trace(skb, ctx, TRACE_TO_PROXY);
+	return bpf_redirect(ep->ifindex, BPF_F_INGRESS);
+}
+
+#endif /* MEMBRANE_PROXY_H */

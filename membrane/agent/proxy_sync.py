@@ -1,0 +1,153 @@
+"""The agent's proxy manager: proxy ports for redirects, listeners, TPROXY rules and L7 flows.
+
+Policy resolution says, per endpoint, which (direction, protocol, port) are redirected and with
+which L7 rules (``ResolvedPolicy.l7``). Before the policy controller writes map slots carrying a
+proxy port, it asks :meth:`ProxyManager.ports_for`: that allocates the port (10000-20000, one per
+endpoint redirect, kept while the redirect lives), starts its transparent listener and installs its
+TPROXY rule — so a slot never names a port nothing listens on. :meth:`retain` releases what no
+endpoint uses any more (after the slots are gone). Every accepted connection is described from
+this state (endpoint, rules, identities from the BPF ipcache) and handed to the handler of its kind
+(:mod:`membrane.proxy.registry`); L7 records become Hubble flows through :meth:`emit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from membrane.datapath.linux import tproxy
+from membrane.hubble.l7flow import L7Record, Lookup, l7_flow
+from membrane.policy.l7 import Redirect, redirects, rules_for
+from membrane.policy.mapstate import ResolvedPolicy
+from membrane.proxy.http import handle_http
+from membrane.proxy.ports import PortAllocator
+from membrane.proxy.registry import L7Context, Registry
+from membrane.proxy.server import PORT_RANGE, ProxyServer, upstream_opener
+
+log = logging.getLogger(__name__)
+
+RedirectKey = tuple[str, int, int]  # (direction, protocol, port)
+
+
+def default_registry() -> Registry:
+    reg = Registry()
+    reg.register("http", handle_http)
+    return reg
+
+
+class ProxyManager:
+    def __init__(self, node: str, identity_of: Callable[[str], int], lookup: Lookup,
+                 sink: Callable[[Any], None], registry: Registry | None = None) -> None:
+        self.node = node
+        self.identity_of = identity_of
+        self.lookup = lookup
+        self.sink = sink  # a finished Hubble flow: into the ring and the metrics
+        self.registry = registry or default_registry()
+        self.ports = PortAllocator(*PORT_RANGE)
+        self.server = ProxyServer(self.registry, self.describe)
+        self._lock = threading.Lock()
+        self._by_port: dict[int, tuple[int, Redirect]] = {}  # proxy port -> (endpoint id, redirect)
+        self._policy: dict[int, ResolvedPolicy] = {}  # endpoint id -> its resolved policy
+        self._installed: set[int] = set()
+        self.ip = ""
+        self.problem = ""
+
+    def start(self, ip: str = "") -> None:
+        self.ip = ip
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        try:
+            tproxy.remove()
+        except Exception as exc:  # best effort at shutdown
+            log.debug("tproxy cleanup: %s", exc)
+
+    # ---- policy side --------------------------------------------------------------------------
+    def ports_for(self, ep_id: int, resolved: ResolvedPolicy) -> Mapping[RedirectKey, int]:
+        """The proxy port of each redirect of the endpoint, listening and routed before returning."""
+        wanted = sorted(redirects(resolved.l7))
+        out: dict[RedirectKey, int] = {}
+        with self._lock:
+            self._policy[ep_id] = resolved
+            for r in wanted:
+                if self.registry.get(r.kind) is None:
+                    continue  # no proxy for this kind yet: the port stays a plain L4 allow
+                port = self.ports.get((ep_id, r.direction, r.protocol, r.port))
+                self._by_port[port] = (ep_id, r)
+                out[(r.direction, r.protocol, r.port)] = port
+            self._install()
+        return out
+
+    def retain(self, endpoints: Iterable[int]) -> None:
+        """Release the ports of endpoints and redirects that are gone."""
+        with self._lock:
+            live = set(endpoints)
+            self._policy = {i: p for i, p in self._policy.items() if i in live}
+            keys = [(i, r.direction, r.protocol, r.port) for i, p in self._policy.items()
+                    for r in redirects(p.l7) if self.registry.get(r.kind) is not None]
+            for port in self.ports.retain(keys):
+                self._by_port.pop(port, None)
+            self._install()
+
+    def _install(self) -> None:
+        ports = set(self._by_port)
+        for port in ports - self._installed:
+            self.server.listen(port)
+        if ports != self._installed:
+            if ports:
+                tproxy.ensure_routing()
+            tproxy.set_ports(ports)
+        for port in self._installed - ports:
+            self.server.close(port)
+        self._installed = ports
+
+    # ---- proxy side ---------------------------------------------------------------------------
+    def describe(self, port: int, client: tuple[str, int], original: tuple[str, int]) -> L7Context | None:
+        with self._lock:
+            found = self._by_port.get(port)
+            if found is None:
+                return None
+            ep_id, redirect = found
+            resolved = self._policy.get(ep_id)
+        if resolved is None:
+            return None
+        src_id, dst_id = self.identity_of(client[0]), self.identity_of(original[0])
+        peer = src_id if redirect.direction == "ingress" else dst_id
+        return L7Context(redirect=redirect, endpoint_id=ep_id, client=client, original_dst=original,
+                         src_identity=src_id, dst_identity=dst_id, rules=rules_for(resolved.l7, redirect, peer),
+                         open_upstream=upstream_opener(client, original, port), emit=self.emit)
+
+    def emit(self, record: L7Record) -> None:
+        """The one way L7 records reach Hubble."""
+        try:
+            self.sink(l7_flow(record, self.lookup, self.node))
+        except Exception as exc:
+            log.warning("L7 flow not recorded: %s", exc)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            rows = [{"proxy": r.kind, "name": f"{ep}:{r.direction}:{r.port}", "proxy-port": port}
+                    for port, (ep, r) in sorted(self._by_port.items())]
+        return {"ip": self.ip, "port-range": f"{PORT_RANGE[0]}-{PORT_RANGE[1]}", "total-redirects": len(rows),
+                "envoy-deployment-mode": "none (membrane proxies)", "redirects": rows,
+                "connections": self.server.connections, "errors": self.server.errors}
+
+
+def hubble_sink(observability: Callable[[], Any]) -> tuple[Lookup, Callable[[Any], None]]:
+    """(endpoint lookup, flow sink) over the agent's observability, once it runs (flows before are dropped)."""
+
+    def lookup(ip: str) -> Any:
+        obs = observability()
+        return obs.index.lookup(ip) if obs is not None else None
+
+    def sink(flow: Any) -> None:
+        obs = observability()
+        if obs is None:
+            return
+        obs.ring.append(flow)
+        obs.hubble_metrics.process(flow)
+
+    return lookup, sink
