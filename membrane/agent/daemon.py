@@ -37,6 +37,8 @@ from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
 from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
+from membrane.proxy.dns import DNSAnswerer, UDPListener
+from membrane.proxy.dns import tcp_handler as dns_tcp_handler
 from membrane.state.reconciler import Reconciler
 from membrane.store.etcd import EtcdClient
 from membrane.store.events import EventRecorder
@@ -149,6 +151,11 @@ class Agent:
         proxy = self.proxy = ProxyManager(self.node, self._ipcache_identity, *hubble_sink(lambda: self.observability))
         proxy.start(self.net.router_ip or "")
         policy.proxy_ports = proxy.ports_for
+        # DNS proxy (proxy/dns.py): answers go through policy.learn_dns (toFQDNs) before they are released
+        dns_answers = DNSAnswerer(policy.learn_dns)
+        proxy.registry.register("dns", dns_tcp_handler(dns_answers))
+        proxy.udp_factory = lambda port: UDPListener(port, proxy.describe, dns_answers)
+        self.controllers.add(Controller("fqdn-gc", lambda: policy.expire_dns(), interval=5))
 
         def policy_run() -> None:
             before = policy.cidr_prefixes()

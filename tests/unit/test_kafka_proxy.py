@@ -1,4 +1,4 @@
-"""The lab's Kafka broker and the agent's Kafka proxy on loopback, driven by real clients nobody here wrote:
+"""The lab's Kafka broker and the Kafka proxy handler (membrane.proxy.kafka) on loopback, driven by real clients nobody here wrote:
 kafka-python and kcat (librdkafka). With the Cilium guide's rule for empire-hq (produce to
 empire-announce and deathstar-plans), producing to an allowed topic succeeds and to another gets
 TOPIC_AUTHORIZATION_FAILED, with the connection kept. No root, no redirect: the proxy is the bootstrap
@@ -16,14 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from membrane.agent.kafka_proxy import KafkaRecord, serve
-from membrane.kafka.rules import compile_rules
+from membrane.hubble.l7flow import L7Record
 from membrane.lab.workloads.kafka import Broker, create_topics
+from membrane.proxy.kafka import handle_kafka
+from tests.unit.l7_harness import LoopServer, context
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-EMPIRE_HQ = compile_rules([{"role": "produce", "topic": "deathstar-plans"},
-                           {"role": "produce", "topic": "empire-announce"}])
+EMPIRE_HQ = [{"role": "produce", "topic": "deathstar-plans"}, {"role": "produce", "topic": "empire-announce"}]
 
 
 def listener() -> socket.socket:
@@ -46,23 +46,22 @@ kafka_brokers: list[Broker] = []
 
 
 @pytest.fixture
-def kafka() -> Iterator[tuple[int, int, list[KafkaRecord]]]:
+def kafka() -> Iterator[tuple[int, int, list[L7Record]]]:
     """(broker port, proxy port, the proxy's records); the broker advertises the proxy."""
-    broker_sock, proxy_sock = listener(), listener()
-    proxy_port = proxy_sock.getsockname()[1]
-    broker = Broker("127.0.0.1", proxy_port)
-    create_topics(broker, "empire-announce:1:1,deathstar-plans:1:1,rebel-plans:1:1")
-    records: list[KafkaRecord] = []
-    threading.Thread(target=accept_loop, args=(broker_sock, broker), daemon=True).start()
+    broker_sock = listener()
     upstream = broker_sock.getsockname()[:2]
-    threading.Thread(target=serve, args=(proxy_sock, lambda c, lo: EMPIRE_HQ, lambda c, lo: upstream, records.append),
-                     daemon=True).start()
+    records: list[L7Record] = []
+    proxy = LoopServer(handle_kafka, lambda client: context("kafka", 9092, upstream, EMPIRE_HQ, records, client,
+                                                            direction="ingress"))
+    broker = Broker("127.0.0.1", proxy.port)
+    create_topics(broker, "empire-announce:1:1,deathstar-plans:1:1,rebel-plans:1:1")
+    threading.Thread(target=accept_loop, args=(broker_sock, broker), daemon=True).start()
     try:
         kafka_brokers.append(broker)
-        yield broker_sock.getsockname()[1], proxy_port, records
+        yield upstream[1], proxy.port, records
     finally:
         broker_sock.close()
-        proxy_sock.close()
+        proxy.close()
 
 
 def producer(port: int):  # type: ignore[no-untyped-def]
@@ -103,9 +102,11 @@ def test_kafka_python_through_the_proxy_allowed_topic_ok_denied_topic_refused(ka
         p.send("rebel-plans", b"nope").get(timeout=10)
     p.close()
     dropped = [r for r in records if r.verdict == "DROPPED"]
-    assert dropped and {r.api_key for r in dropped} == {"metadata"} and {r.topic for r in dropped} == {"rebel-plans"}
-    assert dropped[0].error_code == 29 and dropped[0].summary().endswith("topic 'rebel-plans'")
-    assert any(r.verdict == "FORWARDED" and r.api_key == "produce" and r.topic == "empire-announce" for r in records)
+    assert dropped and {r.kafka["api_key"] for r in dropped} == {"metadata"}
+    assert {r.kafka["topic"] for r in dropped} == {"rebel-plans"}
+    assert dropped[0].kafka["error_code"] == 29 and dropped[0].summary.endswith("topic 'rebel-plans'")
+    assert any(r.verdict == "FORWARDED" and r.kafka["api_key"] == "produce" and r.kafka["topic"] == "empire-announce"
+               for r in records)
     # the producer now asks metadata for both topics in one request, denied as a whole as in Cilium (a
     # request naming several topics needs all of them allowed); a new one is fine
     p = producer(proxy_port)
