@@ -204,6 +204,7 @@ class Agent:
             hubble_tls=self.config.hubble_tls_enabled,
             view=ClusterView(self.services_mirror, self.slices_mirror, self.nodes_mirror, self.policy_mirrors,
                              self.ipcache_mirror, self.resources.layout.parse_ipcache_key))
+        self.observability.index.names_of = policy.dns_cache.names_of  # observe --fqdn (DNS proxy's names)
         try:
             self.observability.start()
         except Exception as exc:  # observability must never keep the datapath from running

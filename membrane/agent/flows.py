@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from membrane.datapath.maps import events as dpev
@@ -65,6 +65,8 @@ class PodIndex:
         self._lock = threading.Lock()
         self._stale = True
         pods.subscribe(lambda *_: self._mark())
+        # DNS names the DNS proxy learned for an IP (source_names/destination_names, observe --fqdn)
+        self.names_of: Callable[[str], Iterable[str]] = lambda _ip: ()
 
     def _mark(self) -> None:
         self._stale = True
@@ -86,7 +88,8 @@ class PodIndex:
             pod = self._by_ip.get(ip)
         identity = self._identity_of(ip)
         if pod is None:
-            return EndpointInfo(identity=identity) if identity else None
+            names = sorted(n.rstrip(".") for n in self.names_of(ip))
+            return EndpointInfo(identity=identity, names=names) if identity or names else None
         meta = pod["metadata"]
         labels = [f"k8s:{k}={v}" for k, v in sorted((meta.get("labels") or {}).items())]
         labels.append(f"k8s:io.kubernetes.pod.namespace={meta['namespace']}")

@@ -12,9 +12,23 @@ Pure: times come from the caller (monotonic seconds), nothing here reads a clock
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(fn: F) -> F:
+    """The DNS proxy writes while Hubble and the CLI read: one lock per cache."""
+    @functools.wraps(fn)
+    def wrapper(self: DNSCache, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 DEFAULT_MIN_TTL = 0  # tofqdns-min-ttl (Cilium ≥ 1.x default; older releases used 3600)
 DEFAULT_MAX_IPS_PER_NAME = 1000  # tofqdns-endpoint-max-ip-per-hostname
@@ -51,8 +65,10 @@ class DNSCache:
         self.max_ips_per_name = max_ips_per_name
         self._entries: dict[tuple[int, str], dict[str, CacheEntry]] = {}  # (ep, name) -> ip -> entry
         self._by_ip: dict[str, set[tuple[int, str]]] = {}  # ip -> {(ep, name)}
+        self._lock = threading.RLock()
 
     # ---- learning ---------------------------------------------------------------------------------
+    @_locked
     def update(self, endpoint: int, name: str, ips: Iterable[str], ttl: int, now: float) -> bool:
         """Record an answer; True when an IP is new for the name (the selections may change)."""
         name = canonical_name(name)
@@ -85,6 +101,7 @@ class DNSCache:
             if not users:
                 del self._by_ip[ip]
 
+    @_locked
     def expire(self, now: float, in_use: Callable[[str], bool] = lambda _ip: False) -> list[CacheEntry]:
         """Remove the entries whose time is up; those whose IP ``in_use`` says a connection still uses
         become zombies instead (and go once it no longer does). Returns what was removed."""
@@ -102,6 +119,7 @@ class DNSCache:
                 removed.append(entry)
         return removed
 
+    @_locked
     def forget_endpoint(self, endpoint: int) -> list[CacheEntry]:
         """Drop an endpoint's entries (it was deleted)."""
         gone = [e for (ep, _n), slot in self._entries.items() if ep == endpoint for e in slot.values()]
@@ -110,24 +128,29 @@ class DNSCache:
         return gone
 
     # ---- questions ------------------------------------------------------------------------------------
+    @_locked
     def names_of(self, ip: str) -> set[str]:
         """Every name some endpoint resolved to ``ip`` (zombies included: they are still selected)."""
         return {name for _ep, name in self._by_ip.get(ip, ())}
 
+    @_locked
     def ips(self) -> set[str]:
         return set(self._by_ip)
 
+    @_locked
     def lookup(self, name: str, endpoint: int | None = None) -> set[str]:
         """The live (non-zombie) IPs of ``name``, for one endpoint or all of them."""
         name = canonical_name(name)
         return {e.ip for (ep, n), slot in self._entries.items() if n == name and endpoint in (None, ep)
                 for e in slot.values() if not e.zombie}
 
+    @_locked
     def entries(self, endpoint: int | None = None) -> list[CacheEntry]:
         """Every entry (of one endpoint), by endpoint, name and IP."""
         out = [e for (ep, _n), slot in self._entries.items() if endpoint in (None, ep) for e in slot.values()]
         return sorted(out, key=lambda e: (e.endpoint, e.name, _ip_key(e.ip)))
 
+    @_locked
     def __len__(self) -> int:
         return sum(len(slot) for slot in self._entries.values())
 

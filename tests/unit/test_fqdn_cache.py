@@ -157,3 +157,23 @@ def test_cache_list_rows_group_ips_per_lookup_and_mark_zombies():
     text = render_cache(rows).splitlines()
     assert text[0].split() == ["Endpoint", "Source", "FQDN", "TTL", "ExpirationTime", "IPs"]
     assert text[1].split() == ["7", "lookup", "one.one.one.one.", "300", "2023-11-14T22:17:10.000Z", "1.0.0.1,1.1.1.1"]
+
+
+def test_hubble_names_an_ip_by_what_the_dns_proxy_learned():
+    from membrane.agent.flows import PodIndex
+
+    class Pods:
+        def items(self) -> list:
+            return []
+
+        def subscribe(self, _cb: object) -> None:
+            pass
+
+    c = DNSCache()
+    c.update(7, "one.one.one.one", ["1.1.1.1"], ttl=60, now=0.0)
+    index = PodIndex(Pods(), lambda ip: 16777217 if ip == "1.1.1.1" else 0, "default")  # type: ignore[arg-type]
+    assert index.lookup("1.1.1.1").names == []  # type: ignore[union-attr]
+    index.names_of = c.names_of
+    info = index.lookup("1.1.1.1")
+    assert info is not None and info.names == ["one.one.one.one"] and info.identity == 16777217
+    assert index.lookup("9.9.9.9") is None
