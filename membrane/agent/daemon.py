@@ -351,6 +351,8 @@ class Agent:
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
         self.api.route("GET", "/v1/fqdn/cache", lambda _b: cache_rows(self.policy.dns_cache, time.monotonic(),
                                                                       time.time()) if self.policy else [])
+        self.api.route("POST", "/v1/fqdn/cache/clean",
+                       lambda _b: {"cleaned": self.policy.clean_dns() if self.policy else 0})
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
 

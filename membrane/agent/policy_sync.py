@@ -263,6 +263,13 @@ class PolicySync:
                 self._sync()
             return len(gone)
 
+    def clean_dns(self) -> int:
+        """Forget what the DNS proxy learned (``fqdn cache clean``): the FQDN identities go with it."""
+        with self._lock:
+            n = self.dns_cache.clear()
+            self._sync()
+            return n
+
     def cidr_prefixes(self) -> dict[str, int]:
         """prefix -> CIDR identity the BPF ipcache must hold now (the ipcache controller reads it too)."""
         return self._published_cidrs

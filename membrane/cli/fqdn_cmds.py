@@ -19,8 +19,9 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     fsub = p.add_subparsers(dest="fqdn_cmd", required=True)
     q = fsub.add_parser("cache", help="the DNS cache of a node")
     lab_arg(q)
-    q.add_argument("cache_cmd", choices=("list",))
-    q.add_argument("--node", default=None, help="the node whose agent to ask (default: the first)")
+    q.add_argument("cache_cmd", choices=("list", "clean"), help="list, or clean (forget every name learned)")
+    q.add_argument("--node", default=None, help="the node whose agent to ask (list: default the first; "
+                   "clean: default every node)")
     q.add_argument("-e", "--endpoint", type=int, default=None, help="only this endpoint's lookups")
     q.add_argument("-p", "--matchpattern", default="", help="only names this matchPattern selects")
     q.add_argument("-s", "--source", choices=("lookup", "connection"), default=None)
@@ -46,7 +47,23 @@ def select(rows: Sequence[Mapping[str, Any]], endpoint: int | None, pattern: str
             and (not key or key_matches(key, str(r["fqdn"]))) and (source is None or r["source"] == source)]
 
 
+def _clean(args: argparse.Namespace) -> int:
+    from membrane.api.unixhttp import APIError, request_json
+    from membrane.cli.commands import CLIError
+    from membrane.model.naming import LabPaths
+
+    for node in _nodes(args.lab, args.node):
+        try:
+            done = request_json(LabPaths(args.lab).agent_socket(node), "POST", "/v1/fqdn/cache/clean", {}, timeout=10)
+        except (OSError, APIError) as exc:
+            raise CLIError(f"agent on {node} is not reachable: {exc}") from None
+        print(f"Cleaned {done['cleaned']} entries from the DNS cache of {node}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.cache_cmd == "clean":
+        return _clean(args)
     node = _nodes(args.lab, args.node)[0]
     rows = select(_ask(args.lab, node, "/v1/fqdn/cache"), args.endpoint, args.matchpattern, args.source)
     print(json.dumps(rows, indent=2) if args.output == "json" else render_cache(rows))

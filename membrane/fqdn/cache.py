@@ -127,6 +127,14 @@ class DNSCache:
             self._drop(e.endpoint, e.name, e.ip)
         return gone
 
+    @_locked
+    def clear(self) -> int:
+        """Forget every entry (``fqdn cache clean``); returns how many there were."""
+        n = sum(len(slot) for slot in self._entries.values())
+        self._entries.clear()
+        self._by_ip.clear()
+        return n
+
     # ---- questions ------------------------------------------------------------------------------------
     @_locked
     def names_of(self, ip: str) -> set[str]:

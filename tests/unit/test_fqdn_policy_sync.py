@@ -93,3 +93,10 @@ def test_deleting_the_policy_releases_the_identities():
     sync.policy_mirrors[0].delete("/cnp/to-one")  # type: ignore[attr-defined]
     sync.sync()
     assert sync.cidr_prefixes() == {} and net.datapath.policy.slots == {}
+
+
+def test_cleaning_the_cache_takes_the_learned_ips_out():
+    sync, net, _p, _s = agent()
+    sync.learn_dns(7, "one.one.one.one", ["1.1.1.1"], ttl=300, now=10.0)
+    assert sync.clean_dns() == 1
+    assert sync.cidr_prefixes() == {} and egress_identities(net) == set()
