@@ -202,7 +202,7 @@ class PolicySync:
                     continue
                 if self.on_import is not None:
                     skipped = sorted({u for r in rules for u in r.unsupported} | ({"L7 rules"} if any(
-                        r.has_l7 and (self.proxy_ports is None or any(p.kind != "http" for p in r.l7))
+                        r.has_l7 and (self.proxy_ports is None or any(p.kind not in ("http", "dns", "kafka") for p in r.l7))
                         for r in rules) else set()))
                     if skipped:
                         self.on_import(obj, f"imported, but not enforced here: {', '.join(skipped)}")

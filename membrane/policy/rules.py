@@ -34,7 +34,7 @@ from membrane.policy.services import service_peers
 
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_LABEL = f"k8s:{NAMESPACE_KEY}"
-_UNSUPPORTED_PEERS = ("toFQDNs",)  # until the DNS proxy learns IPs in the agent, toFQDNs selects none
+_UNSUPPORTED_PEERS: tuple[str, ...] = ()
 _PEER_KEYS = {
     INGRESS: ("fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups"),
     EGRESS: ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toFQDNs"),

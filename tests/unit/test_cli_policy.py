@@ -20,7 +20,7 @@ from membrane.cli.policy_cmds import (
     validate_documents,
 )
 from membrane.model.validate import validate_object
-from membrane.policy.unenforced import FQDN, L7_RULES
+from membrane.policy.unenforced import L7_RULES
 
 FIXTURES = Path(__file__).parent / "fixtures" / "model"
 
@@ -89,8 +89,7 @@ def test_validate_reports_every_error_precisely_and_fails(tmp_path, capsys):
 def test_validate_notes_l7_and_unsupported_peers():
     out, errors = validate_documents([("l7.yaml", yaml.safe_load(L7))])
     assert errors == []
-    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[0].toFQDNs: {FQDN}",
-                   f"  note: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
 
 
 def test_apply_warns_once_per_unenforced_field_and_never_for_enforced_policies():
@@ -98,7 +97,6 @@ def test_apply_warns_once_per_unenforced_field_and_never_for_enforced_policies()
     good = validate_object(yaml.safe_load(GOOD), "test")
     assert apply_warnings([good]) == []
     assert apply_warnings([good, l7]) == [
-        f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
         f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
 
 
@@ -117,8 +115,7 @@ def test_apply_prints_warnings_on_stderr_and_still_succeeds(tmp_path, capsys, mo
     assert main(["apply", "-f", write(tmp_path, "l7.yaml", L7)]) == 0
     out, err = capsys.readouterr()
     assert out == "ciliumnetworkpolicy.cilium.io/l7 created\n"
-    assert err.splitlines() == [f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
-                                f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+    assert err.splitlines() == [f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
     assert [o["metadata"]["name"] for o in stored] == ["l7"]
 
 
@@ -190,10 +187,9 @@ def test_policy_get_text_ends_with_notes_and_revision():
     l7 = validate_object(yaml.safe_load(L7), "test")
     text = render_policy_get([l7], 42)
     lines = text.splitlines()
-    assert lines[-3:] == [f"Note: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
-                          f"Note: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}",
+    assert lines[-2:] == [f"Note: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}",
                           "Revision: 42"]
-    rules = json.loads("\n".join(lines[:-3]))
+    rules = json.loads("\n".join(lines[:-2]))
     assert len(rules) == 1 and rules[0]["egress"][0] == {"toFQDNs": [{"matchName": "example.com"}]}
     assert render_policy_get([], 7) == "[]\nRevision: 7"
 

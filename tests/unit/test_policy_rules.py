@@ -135,7 +135,7 @@ def test_cidr_peers_and_except():
 def test_tofqdns_selects_the_identities_labelled_with_the_selector_in_any_namespace():
     (rule,) = cnp({"egress": [{"toFQDNs": [{"matchName": "Example.com."}, {"matchPattern": "*.example.com"}],
                                "toPorts": [{"ports": [{"port": "443"}]}]}]})
-    assert rule.unsupported == ("toFQDNs",)  # reported until the DNS proxy runs in the agent
+    assert rule.unsupported == ()
     assert rule.fqdns == ("example.com", "*.example.com")
     assert not rule.l3_wildcard and len(rule.peer_selectors) == 2
     by_name, by_pattern = rule.peer_selectors
