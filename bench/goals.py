@@ -118,6 +118,10 @@ GOALS: list[Goal] = [
     Goal("scale", "resolve every identity's policy, 150k endpoints / 10k policies",
          benchmark="control plane at scale", metric="resolve every identity's policy", kind="absolute",
          op="<=", target=60.0, anchor="Cilium scale report shape; a full recompute within a minute"),
+    *[Goal("l7proxy", f"HTTP keep-alive requests/s through the L7 proxy, {n} connection(s), vs direct",
+           benchmark="HTTP L7 proxy", metric=("requests/s", f"{n} connection"), baseline="direct", op=">=",
+           target=0.5, anchor="issue 12: at least half of direct (Envoy's overhead is sub-millisecond)")
+      for n in (1, 16)],
 ]
 
 

@@ -51,6 +51,7 @@
 #include "fib.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
+#include "proxy.h"
 
 #define IDENTITY_REMOTE_NODE 6
 
@@ -293,6 +294,8 @@ int to_netdev(struct __sk_buff *skb)
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	node_ip = cfg->node_ip;
+	/* An egress L7 proxy's upstream connection to another node: its replies come back to the proxy. */
+	proxy_track_upstream(skb, t.saddr, t.daddr, t.sport, t.dport, t.proto, t.tcp_flags);
 	if (t.saddr == node_ip)
 		return CTX_ACT_OK;
 	if (t.proto != IPPROTO_ICMP) {

@@ -131,13 +131,22 @@ static __always_inline int ct_account(struct ct_entry *entry, __u32 now, __u8 pr
 	return report;
 }
 
+/* An entry's L7 redirect as ct_lookup reports it: the proxy port, with CT_PROXY_UPSTREAM when the
+ * connection is a proxy's own upstream connection (proxy.h). */
+#define CT_PROXY_UPSTREAM (1U << 16)
+
+static __always_inline __u32 ct_proxy(const struct ct_entry *entry)
+{
+	return entry->proxy_port | ((entry->flags & CT_F_PROXY_UPSTREAM) ? CT_PROXY_UPSTREAM : 0);
+}
+
 /* Look the packet up as part of a connection first seen at this hook (`key`, built with
  * ct_key_init for this hook's direction) or as a reply to one first seen at the other hook.
  * Sets *report for a live entry (see monitor aggregation above). `related`: the key is an ICMP
  * error's quoted tuple (ct_key_init), which only looks for a live entry in either direction
  * (CT_RELATED, always reported) and accounts nothing on it. */
 static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, int *report,
-						int related, __u16 *proxy_port)
+						int related, __u32 *proxy)
 {
 	struct ct_key reverse = {};
 	struct ct_entry *entry;
@@ -148,7 +157,7 @@ static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 t
 		goto related;
 	if (!related && entry && ct_live(entry, now, key->protocol, tcp_flags)) {
 		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 0);
-		*proxy_port = entry->proxy_port;
+		*proxy = ct_proxy(entry);
 		return CT_ESTABLISHED;
 	}
 	reverse.saddr = key->daddr;
@@ -162,7 +171,7 @@ static __always_inline enum ct_status ct_lookup(const struct ct_key *key, __u8 t
 		goto related;
 	if (!related && entry && ct_live(entry, now, key->protocol, tcp_flags)) {
 		*report = ct_account(entry, now, key->protocol, tcp_flags, bytes, 1);
-		*proxy_port = entry->proxy_port;
+		*proxy = ct_proxy(entry);
 		return CT_REPLY;
 	}
 	return CT_NEW;
@@ -174,13 +183,15 @@ related:
 /* Record a new connection whose first packet policy allowed (replacing a stale entry). An
  * insert that fails (it cannot for an LRU map short of memory) leaves the packet allowed. */
 static __always_inline void ct_create(const struct ct_key *key, __u8 tcp_flags, __u32 bytes, __u32 src_identity,
-				      __u16 proxy_port)
+				      __u32 proxy)
 {
 	struct ct_entry entry = {};
 	__u32 now = ct_now();
 
 	entry.src_identity = src_identity;
-	entry.proxy_port = proxy_port;
+	entry.proxy_port = (__u16)proxy;
+	if (proxy & CT_PROXY_UPSTREAM)
+		entry.flags = CT_F_PROXY_UPSTREAM;
 	entry.lifetime = 0;
 	ct_account(&entry, now, key->protocol, tcp_flags, bytes, 0);
 	bpf_map_update_elem(&mb_ct, key, &entry, BPF_ANY);

@@ -45,10 +45,12 @@ static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *c
  * its source at from_container (METRIC_EGRESS), its destination at to_container
  * (METRIC_INGRESS). Fills ctx for the packet's events and, at from_container, traces
  * FROM_LXC. A new connection's entry records rev_nat_index (service translation, lb.h).
- * L7 (proxy.h): sets ctx->proxy_port when the packet must go to a proxy: at egress for any
- * packet of a redirected connection (the pod's own L7 rules, or a reply to a proxy's upstream
- * connection); at ingress for a redirected connection's packets from the client, never for a
- * proxy's own upstream packets (MARK_MAGIC_FROM_PROXY), which skip the policy the proxy enforced.
+ * L7 (proxy.h): sets ctx->proxy_port when the packet must go to a proxy: the packets from the
+ * client of a redirected connection (at egress for the pod's own L7 rules, at ingress for the
+ * destination's), and the replies on a proxy's upstream connection (CT_F_PROXY_UPSTREAM), at either
+ * hook. A proxy's upstream packets are not redirected again: the ingress proxy's
+ * (MARK_MAGIC_FROM_PROXY) skip the policy the proxy enforced; the egress proxy's
+ * (MARK_MAGIC_FROM_PROXY_EGRESS) meet the destination's ingress policy as any packet does.
  * Returns REASON_FORWARDED or the DROP_* reason. */
 static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx,
 					       __u16 rev_nat_index)
@@ -56,8 +58,9 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 	__u8 direction = ctx->direction, match_type = POLICY_MATCH_NONE;
 	int egress = direction == METRIC_EGRESS;
 	int from_proxy = !egress && mark_is(skb, MARK_MAGIC_FROM_PROXY);
+	int from_egress_proxy = !egress && mark_is(skb, MARK_MAGIC_FROM_PROXY_EGRESS);
 	struct endpoint_info *ep;
-	__u16 proxy_port = 0;
+	__u32 proxy_port = 0;
 	struct l4_info l4;
 	struct ct_key key;
 	int ret, report = 0;
@@ -91,7 +94,7 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 	if (egress)
 		emit_trace(skb, ctx, TRACE_FROM_LXC);
 	if (from_proxy) {
-		proxy_port = mark_proxy_port(skb); /* replies go back to the proxy's upstream socket */
+		proxy_port = 0; /* the ingress proxy enforced this endpoint's policy */
 	} else if (ep && (ep->flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED))) {
 		ret = policy_verdict(ep->ep_id, direction, egress ? ctx->dst_identity : ctx->src_identity, ip4->protocol,
 				     l4.policy_port, skb->len, &match_type, &proxy_port);
@@ -99,18 +102,25 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 		if (ret != REASON_FORWARDED)
 			return ret;
 	}
+	/* A proxy's upstream connection: replies go back to the proxy's socket (not redirected again;
+	 * an egress proxy towards a destination with its own L7 rules is not chained). */
+	if (from_proxy || from_egress_proxy)
+		proxy_port = mark_proxy_port(skb) | CT_PROXY_UPSTREAM;
 	if (l4.trackable) {
 		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity, proxy_port);
 		if (rev_nat_index)
 			lb4_ct_set_rev_nat(&key, rev_nat_index);
 	}
-	if (l4.trackable && !from_proxy)
-		ctx->proxy_port = proxy_port;
+	if (l4.trackable && !(proxy_port & CT_PROXY_UPSTREAM))
+		ctx->proxy_port = (__u16)proxy_port;
 	return REASON_FORWARDED;
 
 tracked:
-	if (egress || (!from_proxy && ctx->trace_reason == TRACE_REASON_ESTABLISHED))
-		ctx->proxy_port = proxy_port;
+	/* Client packets of a redirected connection; replies on a proxy's upstream connection. */
+	if ((ctx->trace_reason == TRACE_REASON_ESTABLISHED && !(proxy_port & CT_PROXY_UPSTREAM) && !from_proxy &&
+	     !from_egress_proxy) ||
+	    (ctx->trace_reason == TRACE_REASON_REPLY && (proxy_port & CT_PROXY_UPSTREAM)))
+		ctx->proxy_port = (__u16)proxy_port;
 	ctx->report = report;
 	if (report) {
 		ipv4_identities(ctx, ip4);

@@ -185,6 +185,7 @@ struct ct_key {
 #define CT_F_TX_CLOSING (1 << 0) /* FIN seen in the original direction */
 #define CT_F_RX_CLOSING (1 << 1) /* FIN seen in the reply direction */
 #define CT_F_SEEN_REPLY (1 << 2) /* a reply passed */
+#define CT_F_PROXY_UPSTREAM (1 << 4) /* a proxy's upstream connection: replies go to the proxy (proxy.h) */
 
 struct ct_entry {
 	__u64 tx_packets; /* original direction */

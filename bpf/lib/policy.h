@@ -77,7 +77,7 @@ static __always_inline void policy_probe_identity(struct policy_key *key, __u16 
  * sets *match_type to its POLICY_MATCH_* (POLICY_MATCH_NONE when nothing matched) and, for an
  * allow, *proxy_port to its L7 proxy port (host order, 0 = none). */
 static __always_inline int policy_verdict(__u16 ep_id, __u8 direction, __u32 identity, __u8 protocol, __u16 port,
-					  __u32 bytes, __u8 *match_type, __u16 *proxy_port)
+					  __u32 bytes, __u8 *match_type, __u32 *proxy_port)
 {
 	struct policy_match match = {};
 	struct policy_key key = {};

@@ -23,16 +23,19 @@
  * (a pod cannot set it: the veth scrubs the mark when a packet crosses namespaces) and lets it
  * into the stack.
  *
- * The proxy's upstream connections carry MARK_MAGIC_FROM_PROXY (SO_MARK, with the port in the
- * upper 16 bits): the destination's ingress does not redirect them again (the proxy has
- * enforced the policy) and records the port, so the destination's replies, addressed to the
- * client's address that the proxy's transparent upstream socket uses, go to the stack marked
- * and reach that socket.
+ * The proxies' upstream connections carry MARK_MAGIC_FROM_PROXY (ingress proxy) or
+ * MARK_MAGIC_FROM_PROXY_EGRESS (SO_MARK, with the proxy port in the upper 16 bits). Where such a
+ * connection is first seen — the local destination's ingress, or to_netdev for a destination on
+ * another node — its conntrack entry gets CT_F_PROXY_UPSTREAM and the port, so the replies,
+ * addressed to the client's own address that the transparent upstream socket uses, go to the
+ * stack marked (from_container for a local destination; the client's ingress hook, back through
+ * its lxc ingress, for a remote one) and reach that socket, not the client pod.
  */
 #ifndef MEMBRANE_PROXY_H
 #define MEMBRANE_PROXY_H
 
 #include "common.h"
+#include "conntrack.h"
 #include "endpoints.h"
 #include "eth.h"
 #include "events.h"
@@ -40,7 +43,8 @@
 
 #define MARK_MAGIC_MASK       0x0F00
 #define MARK_MAGIC_TO_PROXY   0x0200
-#define MARK_MAGIC_FROM_PROXY 0x0A00
+#define MARK_MAGIC_FROM_PROXY 0x0A00        /* the ingress proxy's upstream connections */
+#define MARK_MAGIC_FROM_PROXY_EGRESS 0x0B00 /* the egress proxy's upstream connections */
 
 static __always_inline int mark_is(const struct __sk_buff *skb, __u32 magic)
 {
@@ -80,6 +84,33 @@ static __always_inline int proxy_divert_ingress(struct __sk_buff *skb, struct ev
 	skb->mark = ((__u32)ctx->proxy_port << 16) | MARK_MAGIC_TO_PROXY;
 	emit_trace(skb, ctx, TRACE_TO_PROXY);
 	return bpf_redirect(ep->ifindex, BPF_F_INGRESS);
+}
+
+/* to_netdev: an egress proxy's upstream connection to another node. Its first packet records the
+ * connection as CT_EGRESS with CT_F_PROXY_UPSTREAM, so its replies, at the client's ingress hook,
+ * go to the proxy; later packets are accounted (FIN/RST end the entry's long lifetime). Addresses
+ * and ports in network byte order. */
+static __always_inline void proxy_track_upstream(struct __sk_buff *skb, __u32 saddr, __u32 daddr, __u16 sport,
+						 __u16 dport, __u8 protocol, __u8 tcp_flags)
+{
+	struct ct_entry *entry;
+	struct ct_key key = {};
+
+	if (!mark_is(skb, MARK_MAGIC_FROM_PROXY_EGRESS))
+		return;
+	key.saddr = saddr;
+	key.daddr = daddr;
+	key.sport = sport;
+	key.dport = dport;
+	key.protocol = protocol;
+	key.direction = CT_EGRESS;
+	if (ct_is_syn(protocol, tcp_flags)) {
+		ct_create(&key, tcp_flags, skb->len, 0, mark_proxy_port(skb) | CT_PROXY_UPSTREAM);
+		return;
+	}
+	entry = bpf_map_lookup_elem(&mb_ct, &key);
+	if (entry)
+		ct_account(entry, ct_now(), protocol, tcp_flags, skb->len, 0);
 }
 
 #endif /* MEMBRANE_PROXY_H */

@@ -392,7 +392,7 @@ class Agent:
             out.append({"endpoint": slot.ep_id, "direction": "ingress" if slot.direction == 1 else "egress",
                         "identity": slot.identity, "protocol": slot.protocol, "port": slot.port,
                         "port_prefix": slot.port_prefix, "verdict": "deny" if state.verdict.deny else "allow",
-                        "packets": state.packets, "bytes": state.bytes})
+                        "packets": state.packets, "bytes": state.bytes, "proxy_port": state.verdict.proxy_port})
         return out
 
     def _kpr_status(self) -> dict[str, Any]:

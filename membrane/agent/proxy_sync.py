@@ -132,7 +132,8 @@ class ProxyManager:
         peer = src_id if redirect.direction == "ingress" else dst_id
         return L7Context(redirect=redirect, endpoint_id=ep_id, client=client, original_dst=original,
                          src_identity=src_id, dst_identity=dst_id, rules=rules_for(resolved.l7, redirect, peer),
-                         open_upstream=upstream_opener(client, original, port), emit=self.emit)
+                         open_upstream=upstream_opener(client, original, port, redirect.direction),
+                         emit=self.emit)
 
     def emit(self, record: L7Record) -> None:
         """The one way L7 records reach Hubble."""

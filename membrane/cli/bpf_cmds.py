@@ -227,7 +227,7 @@ def render_policy_entries(rows: Sequence[Mapping[str, Any]], labels_of: LabelsOf
         protocol, port, prefix = int(row.get("protocol", 0)), int(row.get("port", 0)), int(row.get("port_prefix", 0))
         lines.append("\t".join((
             str(row.get("verdict", "")).capitalize(), str(row.get("direction", "")).capitalize(), labels[0],
-            port_proto(protocol, port, prefix), "NONE", "disabled", str(row.get("bytes", 0)),
+            port_proto(protocol, port, prefix), str(row.get("proxy_port") or "NONE"), "disabled", str(row.get("bytes", 0)),
             str(row.get("packets", 0)), str(key_prefix(protocol, prefix)),
         )))
         lines.extend("\t\t" + extra + "\t\t\t\t\t\t" for extra in labels[1:])

@@ -28,6 +28,7 @@ class Daemon:
     state: str  # what lab status says: running, STOPPED (lab stop), UNRESPONSIVE, ...
     ok: bool
     errors: list[str] = field(default_factory=list)  # failing components an agent reports
+    proxy: dict[str, Any] | None = None  # an agent's L7 proxy status (ip, port-range, total-redirects)
 
 
 @dataclass
@@ -94,6 +95,12 @@ def render(status: ClusterStatus) -> str:
         lines.append(f"{'Agents:' if i == 0 else ''}\t{a.name.removeprefix('agent-')}\t{state}")
     lines.append(f"Cluster Pods:\t{status.pods_managed}/{status.pods_total} managed by Membrane")
     lines.append(f"Image versions\tmembrane-agent\tmembrane {VERSION}: {len(agents)}")
+    proxies = [(a.name.removeprefix("agent-"), a.proxy) for a in agents if a.proxy is not None]
+    if proxies:
+        total = sum(int(p.get("total-redirects", 0)) for _n, p in proxies)
+        ips = ", ".join(f"{n} {p.get('ip', '')}" for n, p in proxies)
+        lines.append(f"Proxy Status:\tOK, ip {ips}, {total} redirects active on ports "
+                     f"{proxies[0][1].get('port-range', '')}")
     for i, (component, where, message) in enumerate(status.errors()):
         lines.append(f"{'Errors:' if i == 0 else ''}\t{component}\t{where}\t{message}")
     return tabwrite("\n".join(lines), minwidth=0, padding=4)
@@ -125,7 +132,9 @@ def gather(lab: str) -> ClusterStatus:
         if ok and name.startswith("agent-"):
             socket = LabPaths(lab).agent_socket(name.removeprefix("agent-"))
             try:
-                daemon.errors = failing_components(request_json(socket, "GET", "/v1/status", timeout=5))
+                agent_status = request_json(socket, "GET", "/v1/status", timeout=5)
+                daemon.errors = failing_components(agent_status)
+                daemon.proxy = agent_status.get("proxy") if isinstance(agent_status, dict) else None
                 for ep in request_json(socket, "GET", "/v1/endpoints", timeout=5):
                     for addr in (((ep.get("status") or {}).get("networking") or {}).get("addressing") or []):
                         managed_ips.add(addr.get("ipv4", ""))

@@ -52,6 +52,10 @@ _HELP = {
     "ipv4": "IPv4 flows only", "ipv6": "IPv6 flows only",
     "cel-expression": "flows for which a CEL expression over _flow is true (e.g. '_flow.verdict == Verdict.DROPPED')",
     "all-namespaces": "flows of every namespace (the default; conflicts with -n)",
+    "http-status": "HTTP responses with this status code (e.g. 403, or 5+ for any 5xx)",
+    "http-method": "HTTP flows with this method (e.g. GET)",
+    "http-path": "HTTP flows whose URL path matches this regex",
+    "http-url": "HTTP flows whose URL matches this regex",
 }
 
 

@@ -56,6 +56,7 @@ ONE_FIELD = {
     "from-service": "source_service", "to-service": "destination_service",
     "from-workload": "source_workload", "to-workload": "destination_workload",
     "protocol": "protocol", "node-name": "node_name", "uuid": "uuid",
+    "http-status": "http_status_code", "http-method": "http_method", "http-path": "http_path", "http-url": "http_url",
     "from-fqdn": "source_fqdn", "to-fqdn": "destination_fqdn",
 }
 TCP_FLAGS = ("SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")

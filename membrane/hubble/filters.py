@@ -7,6 +7,7 @@ import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import urlsplit
 
 from membrane.hubble import monitor
 from membrane.hubble.proto.flow import flow_pb2
@@ -225,6 +226,12 @@ def compile_filter(flt: flow_pb2.FlowFilter) -> Predicate:
         add(lambda f, v=methods: f.l7.http.method.upper() in v)
     if flt.http_status_code:
         add(lambda f, v=list(flt.http_status_code): _status_matches(v, f.l7.http.code))
+    if flt.http_path:
+        add(lambda f, r=[re.compile(p) for p in flt.http_path]: (
+            bool(f.l7.http.url) and any(x.search(urlsplit(f.l7.http.url).path) for x in r)))
+    if flt.http_url:
+        add(lambda f, r=[re.compile(p) for p in flt.http_url]: (
+            bool(f.l7.http.url) and any(x.search(f.l7.http.url) for x in r)))
     if flt.dns_query:
         add(
             lambda f, r=[re.compile(q) for q in flt.dns_query]: (

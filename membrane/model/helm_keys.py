@@ -113,7 +113,7 @@ KEYS: dict[str, Entry] = {
     "hostPort.enabled": Fixed(True, "HostPorts are always served", "EnableHostPort"),
     "loadBalancer.mode": Fixed("snat", "NodePort and LoadBalancer traffic is SNATed; DSR is not implemented yet",
                                "NodePortMode", refuse_other=True),
-    "l7Proxy": Fixed(False, "the L7 proxy is not implemented yet", "EnableL7Proxy", refuse_other=True),
+    "l7Proxy": Fixed(True, "the L7 proxies always run (membrane/proxy): L7 rules are enforced", "EnableL7Proxy"),
     "socketLB.enabled": Fixed(False, "socket-level load balancing is not implemented yet", "EnableSocketLB",
                               refuse_other=True),
     # ---- meaningless in a lab ------------------------------------------------------------------

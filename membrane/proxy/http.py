@@ -42,7 +42,8 @@ class _Peer:
             event = self.h.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), IDLE_TIMEOUT)
+            async with asyncio.timeout(IDLE_TIMEOUT):  # no task per read, unlike wait_for
+                data = await self.reader.read(READ_SIZE)
             self.h.receive_data(data)
 
     async def send(self, *events: Any) -> None:

@@ -6,8 +6,9 @@ hands them connections whose local address is the original destination. For each
 connection the server asks ``describe(proxy_port, client, original_dst)`` for the
 :class:`~membrane.proxy.registry.L7Context` (endpoint, identities from the ipcache, rules) and runs
 the registered handler of the redirect's kind. Upstream connections are made from the client's own
-address (IP_TRANSPARENT + bind) with SO_MARK = port << 16 | 0x0A00 (MARK_MAGIC_FROM_PROXY), so the
-destination's datapath does not redirect them again and routes its replies back here.
+address (IP_TRANSPARENT + bind) with SO_MARK = port << 16 | 0x0A00 (ingress proxy: the destination's
+policy is not checked again) or 0x0B00 (egress proxy: the destination's ingress policy applies), so the
+datapath does not redirect them again and routes their replies back here (bpf/lib/proxy.h).
 """
 
 from __future__ import annotations
@@ -26,14 +27,23 @@ log = logging.getLogger(__name__)
 
 IP_TRANSPARENT = 19
 SO_MARK = 36
-MARK_MAGIC_FROM_PROXY = 0x0A00
+MARK_MAGIC_FROM_PROXY = 0x0A00  # the ingress proxy's upstream connections
+MARK_MAGIC_FROM_PROXY_EGRESS = 0x0B00  # the egress proxy's: the destination's ingress policy still applies
 PORT_RANGE = (10000, 20000)
 
 Describe = Callable[[int, tuple[str, int], tuple[str, int]], L7Context | None]
 
 
+def _tcp_socket() -> socket.socket:
+    # proto IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on sockets that say so, and without it a
+    # response written as headers + body waits out the client's delayed ACK (40 ms per request).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def transparent_listener(port: int, host: str = "0.0.0.0") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = _tcp_socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
     sock.bind((host, port))
@@ -45,7 +55,7 @@ def transparent_listener(port: int, host: str = "0.0.0.0") -> socket.socket:
 async def open_transparent(src_ip: str, dst: tuple[str, int], mark: int,
                            timeout: float = 5.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A TCP connection to ``dst`` from ``src_ip`` (any address: IP_TRANSPARENT) with SO_MARK ``mark``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = _tcp_socket()
     try:
         sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
@@ -129,6 +139,7 @@ class ProxyServer:
             writer.close()
 
 
-def upstream_opener(client: tuple[str, int], original: tuple[str, int], port: int) -> Callable[[], Any]:
-    mark = (port << 16) | MARK_MAGIC_FROM_PROXY
+def upstream_opener(client: tuple[str, int], original: tuple[str, int], port: int,
+                    direction: str = "ingress") -> Callable[[], Any]:
+    mark = (port << 16) | (MARK_MAGIC_FROM_PROXY if direction == "ingress" else MARK_MAGIC_FROM_PROXY_EGRESS)
     return lambda: open_transparent(client[0], original, mark)

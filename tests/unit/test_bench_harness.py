@@ -69,8 +69,9 @@ def test_goals_met_missed_not_measured_failed_and_no_match():
             BenchRun("churn", 5.0, error="OSError: x")]
     checked = evaluate(results, runs)
     status = [r.status for r in checked]
-    assert [g.suite for g in GOALS] == ["datapath"] * 11 + ["services"] * 2 + ["policy", "churn", "scale"]
-    assert status == ["MET", "MISSED", *["NO MATCH"] * 9, "MET", "NO MATCH", "not measured", "FAILED", "not measured"]
+    assert [g.suite for g in GOALS] == ["datapath"] * 11 + ["services"] * 2 + ["policy", "churn", "scale"] + ["l7proxy"] * 2
+    assert status == ["MET", "MISSED", *["NO MATCH"] * 9, "MET", "NO MATCH", "not measured", "FAILED", "not measured",
+                      "not measured", "not measured"]
     by_what = {r.goal.what: r for r in checked}
     rr = next(r for r in by_what.values() if r.goal.what.startswith("TCP_RR"))
     assert rr.checks[0].value == pytest.approx(0.96) and rr.checks[0].runs == 3
@@ -78,7 +79,7 @@ def test_goals_met_missed_not_measured_failed_and_no_match():
     assert "| ≥ 0.95× | 0.96× [0.94–0.97] (3 runs) | MET |" in text
     assert "| FAILED |" in text and "| not measured |" in text and "| NO MATCH |" in text
     assert "churn failed: OSError: x" in text and "(stretch)" in text
-    assert text.splitlines()[-1] == "2 of 16 goals met, 1 MISSED, 1 FAILED, 10 NO MATCH, 2 not measured"
+    assert text.splitlines()[-1] == "2 of 18 goals met, 1 MISSED, 1 FAILED, 10 NO MATCH, 4 not measured"
     assert json.dumps([r.to_dict() for r in by_what.values()])
 
 

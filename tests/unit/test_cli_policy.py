@@ -54,8 +54,10 @@ L7 = textwrap.dedent("""\
       - toFQDNs: [{matchName: example.com}]
       - toPorts:
         - ports: [{port: "80", protocol: TCP}]
-          rules: {http: [{method: GET, path: /}]}
+          rules: {l7proto: r2d2, l7: [{cmd: READ}]}
     """)
+HTTP_L7 = L7.replace("{l7proto: r2d2, l7: [{cmd: READ}]}", "{http: [{method: GET, path: /}]}")
+KAFKA_L7 = L7.replace("{l7proto: r2d2, l7: [{cmd: READ}]}", "{kafka: [{topic: empire-announce}]}")
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -90,6 +92,13 @@ def test_validate_notes_l7_and_unsupported_peers():
     out, errors = validate_documents([("l7.yaml", yaml.safe_load(L7))])
     assert errors == []
     assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+
+
+@pytest.mark.parametrize("text", [HTTP_L7, KAFKA_L7])
+def test_validate_no_longer_notes_http_kafka_rules_or_tofqdns(text):
+    out, errors = validate_documents([("l7.yaml", yaml.safe_load(text))])
+    assert errors == []
+    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)"]
 
 
 def test_apply_warns_once_per_unenforced_field_and_never_for_enforced_policies():

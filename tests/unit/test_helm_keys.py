@@ -51,7 +51,7 @@ def test_tutorial_misspelling_warns_names_the_real_key_and_changes_nothing() -> 
 
 
 def test_features_not_built_are_refused_once_per_feature_but_off_is_fine() -> None:
-    _resolve("l2announcements.enabled=false", "egressGateway.enabled=false", "l7Proxy=false")
+    _resolve("l2announcements.enabled=false", "egressGateway.enabled=false")
     with pytest.raises(ValidationError) as err:
         _resolve("egressGateway.enabled=true", "egressGateway.reconciliationTriggerInterval=2s",
                  "encryption.enabled=true")
@@ -60,8 +60,9 @@ def test_features_not_built_are_refused_once_per_feature_but_off_is_fine() -> No
             in str(err.value)), str(err.value)
     with pytest.raises(ValidationError, match="tunnelProtocol geneve is not implemented yet"):
         _resolve("routingMode=tunnel", "tunnelProtocol=geneve")
-    with pytest.raises(ValidationError, match="l7Proxy=true: the L7 proxy is not implemented yet"):
-        _resolve("l7Proxy=true")
+    # the L7 proxy exists and always runs: true is the fixed value, false only warns
+    assert _resolve("l7Proxy=true")[1] == []
+    assert "L7 proxies always run" in _resolve("l7Proxy=false")[1][0]
 
 
 @pytest.mark.parametrize("key, hint", [

@@ -146,3 +146,32 @@ def test_exposition_text() -> None:
         "# TYPE hubble_flows_processed_total counter\n"
         'hubble_flows_processed_total{protocol="TCP",type="Drop",subtype="",verdict="DROPPED"} 1\n'
     )
+
+
+def _http(kind: str, code: int = 0, direction: str = "INGRESS", latency: int = 0) -> flow_pb2.Flow:
+    return flow(event_type={"type": 129}, Type="L7", traffic_direction=direction,
+                l7={"type": kind, "latency_ns": str(latency),
+                    "http": {"method": "POST", "protocol": "HTTP/1.1", "code": code, "url": "http://d/v1"}})
+
+
+def test_http_v2_counts_responses_by_status_and_reporter_with_a_duration_histogram() -> None:
+    reg = Registry()
+    hm = HubbleMetrics(reg, ["httpV2:labelsContext=source_namespace"])
+    hm.process(_http("REQUEST"))
+    hm.process(_http("RESPONSE", 200, latency=3_000_000))
+    hm.process(_http("RESPONSE", 403, direction="EGRESS", latency=1_000_000))
+    assert value(reg, "hubble_http_requests_total", method="POST", protocol="HTTP/1.1", status="200",
+                 reporter="server", source_namespace="default") == 1
+    assert value(reg, "hubble_http_requests_total", method="POST", protocol="HTTP/1.1", status="403",
+                 reporter="client", source_namespace="default") == 1
+    text = reg.exposition("hubble_http_request_duration_seconds")
+    assert 'hubble_http_request_duration_seconds_bucket{method="POST",reporter="server",source_namespace="default",le="0.005"} 1' in text
+
+
+def test_http_v1_counts_requests_and_responses_apart() -> None:
+    reg = Registry()
+    hm = HubbleMetrics(reg, ["http"])
+    hm.process(_http("REQUEST"))
+    hm.process(_http("RESPONSE", 200))
+    assert value(reg, "hubble_http_requests_total", method="POST", protocol="HTTP/1.1", reporter="server") == 1
+    assert value(reg, "hubble_http_responses_total", method="POST", status="200", reporter="server") == 1

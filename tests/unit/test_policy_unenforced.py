@@ -40,7 +40,9 @@ def test_each_unenforced_field_is_named_by_path():
     obj = policy(specs=[
         {"endpointSelector": SEL,
          "egress": [{"toFQDNs": [{"matchName": "x.example"}]},  # enforced: the DNS proxy learns its IPs
-                    {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}], "rules": {"http": [{"path": "/"}]}}]},
+                    {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}],
+                                  "rules": {"l7proto": "r2d2", "l7": [{"cmd": "READ"}]}}]},
+                    {"toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}], "rules": {"http": [{"path": "/"}]}}]},
                     {"toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{"matchName": "a"}]}}]},
                     {"toPorts": [{"ports": [{"port": "9092", "protocol": "TCP"}], "rules": {"kafka": [{"role": "produce"}]}}]},
                     {"toServices": [{"k8sService": {"serviceName": "s", "namespace": "default"}}]},

@@ -22,6 +22,7 @@ CT_F_TX_CLOSING = 1 << 0
 CT_F_RX_CLOSING = 1 << 1
 CT_F_SEEN_REPLY = 1 << 2
 CT_F_HAIRPIN = 1 << 3  # a pod reaching itself through a service, SNATed to 169.254.42.1 (bpf/lib/lb.h)
+CT_F_PROXY_UPSTREAM = 1 << 4  # an L7 proxy's upstream connection: replies go to the proxy (bpf/lib/proxy.h)
 PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP", 132: "SCTP"}
 
 
@@ -99,7 +100,8 @@ class CtRow:
         proto = PROTOCOLS.get(self.protocol, str(self.protocol))
         way = {CT_INGRESS: "IN", CT_SERVICE: "SVC"}.get(self.direction, "OUT")
         names = [name for bit, name in ((CT_F_TX_CLOSING, "TxClosing"), (CT_F_RX_CLOSING, "RxClosing"),
-                                        (CT_F_SEEN_REPLY, "SeenReply"), (CT_F_HAIRPIN, "Hairpin"))
+                                        (CT_F_SEEN_REPLY, "SeenReply"), (CT_F_HAIRPIN, "Hairpin"),
+                                                          (CT_F_PROXY_UPSTREAM, "ProxyUpstream"))
                  if self.flags & bit]
         return (f"{proto} {way} {self.saddr}:{self.sport} -> {self.daddr}:{self.dport} expires={self.expires_in} "
                 f"RxPackets={self.rx_packets} RxBytes={self.rx_bytes} RxFlagsSeen={self.rx_flags_seen:#04x} "
