@@ -18,6 +18,13 @@ metadata: {name: client, labels: {app: client}}
 spec:
   nodeName: k8s-w1
   containers: [{name: c, image: curlimages/curl}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, protocol: TCP}]
 """
 
 POLICY = """
@@ -31,7 +38,7 @@ spec:
       toPorts:
         - ports: [{port: "53", protocol: ANY}]
           rules:
-            dns: [{matchName: one.one.one.one}, {matchPattern: "*.cluster.local"}]
+            dns: [{matchName: one.one.one.one}, {matchPattern: "*.*.svc.cluster.local"}]
     - toFQDNs: [{matchName: one.one.one.one}]
       toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 """
@@ -71,6 +78,12 @@ def test_allowed_name_resolves_and_its_ips_are_reachable(lab: Lab, client: dict)
 
 def test_a_name_the_dns_rules_do_not_allow_is_refused(lab: Lab, client: dict) -> None:
     assert _nslookup(lab, "ipinfo.io.") == "REFUSED"
+
+
+def test_a_service_name_resolves_through_the_search_list(lab: Lab, client: dict) -> None:
+    cluster_ip = json.loads(lab.run("get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
+    # "web" -> web.default.svc.cluster.local (the pod's first search domain), allowed by *.*.svc.cluster.local
+    assert _nslookup(lab, "web") == cluster_ip
 
 
 def test_an_ip_no_tofqdns_selector_selects_stays_unreachable(lab: Lab, client: dict) -> None:
