@@ -28,7 +28,7 @@ from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timesta
 from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
-from membrane.agent.proxy_sync import ProxyManager, hubble_sink
+from membrane.agent.proxy_sync import ProxyManager, hubble_sink, secret_lookup
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
@@ -99,6 +99,7 @@ class Agent:
         self.ipcache: IPCacheSync | None = None
         self.tunnel: TunnelSync | None = None
         self.proxy: ProxyManager | None = None  # L7 proxies (agent/proxy_sync.py)
+        self.secrets_mirror = Mirror(self.client, f"{self.prefix}/resources/core/Secret/")  # headerMatches secrets
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -148,7 +149,8 @@ class Agent:
             obj, WARNING, "PolicyImportFailed" if why.startswith("policy not imported") else "PolicyNotEnforced", why)
 
         # L7 proxies: redirect ports for the policy map, L7 flows into Hubble (agent/proxy_sync.py)
-        proxy = self.proxy = ProxyManager(self.node, self._ipcache_identity, *hubble_sink(lambda: self.observability))
+        proxy = self.proxy = ProxyManager(self.node, self._ipcache_identity, *hubble_sink(lambda: self.observability),
+                                          secret_value=secret_lookup(self.secrets_mirror))
         proxy.start(self.net.router_ip or "")
         policy.proxy_ports = proxy.ports_for
         # DNS proxy (proxy/dns.py): answers go through policy.learn_dns (toFQDNs) before they are released
@@ -268,7 +270,7 @@ class Agent:
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
                 self.services_mirror, self.slices_mirror, self.configmaps_mirror, self.cidr_groups_mirror,
-                *self.policy_mirrors)
+                self.secrets_mirror, *self.policy_mirrors)
 
     def _policy_context(self) -> PolicyContext:
         """The CIDR groups and Services policies name, from the mirrors (policy_sync compares them)."""

@@ -12,6 +12,7 @@ this state (endpoint, rules, identities from the BPF ipcache) and handed to the 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +20,7 @@ from typing import Any
 
 from membrane.datapath.linux import tproxy
 from membrane.hubble.l7flow import L7Record, Lookup, l7_flow
+from membrane.model.secret import secret_value
 from membrane.policy.l7 import PROTO_UDP, Redirect, redirects, rules_for
 from membrane.policy.mapstate import ResolvedPolicy
 from membrane.proxy.http import handle_http
@@ -41,11 +43,13 @@ def default_registry() -> Registry:
 
 class ProxyManager:
     def __init__(self, node: str, identity_of: Callable[[str], int], lookup: Lookup,
-                 sink: Callable[[Any], None], registry: Registry | None = None) -> None:
+                 sink: Callable[[Any], None], registry: Registry | None = None, *,
+                 secret_value: Callable[[str, str], str | None] | None = None) -> None:
         self.node = node
         self.identity_of = identity_of
         self.lookup = lookup
         self.sink = sink  # a finished Hubble flow: into the ring and the metrics
+        self.secret_value = secret_value  # (namespace, name) -> a Secret's one value (headerMatches secrets)
         self.registry = registry or default_registry()
         self.ports = PortAllocator(*PORT_RANGE)
         self.server = ProxyServer(self.registry, self.describe)
@@ -133,7 +137,7 @@ class ProxyManager:
         return L7Context(redirect=redirect, endpoint_id=ep_id, client=client, original_dst=original,
                          src_identity=src_id, dst_identity=dst_id, rules=rules_for(resolved.l7, redirect, peer),
                          open_upstream=upstream_opener(client, original, port, redirect.direction),
-                         emit=self.emit)
+                         emit=self.emit, extra={"secret_value": self.secret_value} if self.secret_value else {})
 
     def emit(self, record: L7Record) -> None:
         """The one way L7 records reach Hubble."""
@@ -149,6 +153,16 @@ class ProxyManager:
         return {"ip": self.ip, "port-range": f"{PORT_RANGE[0]}-{PORT_RANGE[1]}", "total-redirects": len(rows),
                 "envoy-deployment-mode": "none (membrane proxies)", "redirects": rows,
                 "connections": self.server.connections, "errors": self.server.errors}
+
+
+def secret_lookup(secrets: Any) -> Callable[[str, str], str | None]:
+    """(namespace, name) -> the value of the Secret with one entry, from the agent's Secret mirror."""
+
+    def value(namespace: str, name: str) -> str | None:
+        kv = secrets.get(f"{secrets.prefix}{namespace or 'default'}/{name}")
+        return secret_value(json.loads(kv.value)) if kv is not None else None
+
+    return value
 
 
 def hubble_sink(observability: Callable[[], Any]) -> tuple[Lookup, Callable[[Any], None]]:

@@ -308,6 +308,10 @@ def configmap_row(cm: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return [_name(cm), str(count), _age(cm, now)]
 
 
+def secret_row(s: dict[str, Any], now: datetime, wide: bool) -> list[str]:
+    return [_name(s), str(_get(s, "type") or "Opaque"), str(len(_get(s, "data") or {})), _age(s, now)]
+
+
 def generic_row(obj: dict[str, Any], now: datetime, wide: bool) -> list[str]:
     return [_name(obj), _age(obj, now)]
 
@@ -328,6 +332,7 @@ KINDS: dict[str, KindColumns] = {
                             ("SELECTOR",), service_row),
     "endpoints": KindColumns(True, ("NAME", "ENDPOINTS", "AGE"), (), endpoints_row),
     "configmaps": KindColumns(True, ("NAME", "DATA", "AGE"), (), configmap_row),
+    "secrets": KindColumns(True, ("NAME", "TYPE", "DATA", "AGE"), (), secret_row),
     "endpointslices": KindColumns(True, ("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (),
                                   endpoint_slice_row),
     "networkpolicies": KindColumns(True, ("NAME", "POD-SELECTOR", "AGE"), (), network_policy_row),
@@ -347,7 +352,7 @@ ALIASES = {
     "namespace": "namespaces", "ns": "namespaces",
     "service": "services", "svc": "services",
     "ep": "endpoints", "endpointslice": "endpointslices",
-    "configmap": "configmaps", "cm": "configmaps",
+    "configmap": "configmaps", "cm": "configmaps", "secret": "secrets",
     "networkpolicy": "networkpolicies", "netpol": "networkpolicies",
     "ciliumnetworkpolicy": "ciliumnetworkpolicies", "cnp": "ciliumnetworkpolicies",
     "ciliumclusterwidenetworkpolicy": "ciliumclusterwidenetworkpolicies",

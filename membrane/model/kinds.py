@@ -43,6 +43,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Node", ("v1",), "core", "nodes", ("no",), namespaced=False, read_only=True),
     KindInfo("Service", ("v1",), "core", "services", ("svc",)),
     KindInfo("ConfigMap", ("v1",), "core", "configmaps", ("cm",)),
+    KindInfo("Secret", ("v1",), "core", "secrets"),
     KindInfo("Endpoints", ("v1",), "core", "endpoints", ("ep",), read_only=True),
     KindInfo("EndpointSlice", ("discovery.k8s.io/v1",), "discovery.k8s.io", "endpointslices", read_only=True),
     KindInfo("CiliumNetworkPolicy", ("cilium.io/v2",), "cilium.io", "ciliumnetworkpolicies", ("cnp", "ciliumnp")),

@@ -36,6 +36,8 @@ from membrane.model.netpol import check_network_policy
 from membrane.model.node import READ_ONLY_REASON, check_node
 from membrane.model.pod import check_pod
 from membrane.model.policy import check_cilium_policy
+from membrane.model.secret import FIELDS as SECRET_FIELDS
+from membrane.model.secret import check_secret
 from membrane.model.service import check_service
 
 _ENVELOPE = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -68,6 +70,7 @@ _RULES = MappingProxyType({
     "CiliumBGPAdvertisement": _KindRules(check_bgp_advertisement),
     "CiliumBGPNodeConfigOverride": _KindRules(check_bgp_node_config_override),
     "ConfigMap": _KindRules(check_configmap, fields=CONFIGMAP_FIELDS),
+    "Secret": _KindRules(check_secret, fields=SECRET_FIELDS),
     "CiliumCIDRGroup": _KindRules(check_cidr_group),
 })
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from membrane.policy.l7 import redirects
 from membrane.policy.mapstate import ALLOW, PROTOCOL_NUMBERS, ResolvedPolicy, verdict
 from membrane.policy.namedports import peer_named_ports
 from membrane.policy.repository import PolicyRepository
@@ -61,9 +62,12 @@ class Outcome:
     verdict: str  # allow | deny | default-deny
     reason: int = 0  # 0, 181 or 133
     direction: str = ""  # the side that dropped it: egress (at src) or ingress (at dst)
+    l7: str = ""  # allowed, but through an L7 proxy that decides per request: "http ingress", ...
 
     def __str__(self) -> str:
-        return self.verdict if self.verdict == ALLOW else f"{self.verdict} ({self.direction}, {self.reason})"
+        if self.verdict == ALLOW:
+            return f"{ALLOW} (L7-filtered: {self.l7})" if self.l7 else ALLOW
+        return f"{self.verdict} ({self.direction}, {self.reason})"
 
 
 @dataclass(frozen=True)
@@ -108,11 +112,30 @@ def connection_outcome(
     src: PodInfo, dst: PodInfo, probe: Probe, policies: Mapping[str, ResolvedPolicy]
 ) -> Outcome:
     protocol = PROTOCOL_NUMBERS[probe.protocol]
+    l7 = []
     for pod, peer, direction in ((src, dst, EGRESS), (dst, src, INGRESS)):
         result, reason = verdict(policies[pod.key], peer.identity, protocol, probe.port, direction)
         if result != ALLOW:
             return Outcome(result, reason, direction)
-    return Outcome(ALLOW)
+        kind = redirected(policies[pod.key], peer.identity, protocol, probe.port, direction)
+        if kind:
+            l7.append(f"{kind} {direction}")
+    return Outcome(ALLOW, l7=", ".join(l7))
+
+
+def redirected(policy: ResolvedPolicy, peer: int, protocol: int, port: int, direction: str) -> str:
+    """The L7 kind whose proxy sees this allowed connection ("" if none): as the datapath decides, the
+    allow that wins (the peer's own entries first, then any peer's) redirects when it is exactly the
+    redirected port (the entry that carries the proxy port, see agent policy_sync.map_rules)."""
+    if not policy.l7:
+        return ""
+    entry = policy.lookup(peer, direction, protocol, port) or policy.lookup(0, direction, protocol, port)
+    if entry is None or entry.deny or entry.port_prefix_len != 16:
+        return ""
+    for r in redirects(policy.l7):
+        if (r.direction, r.protocol, r.port) == (direction, protocol, port):
+            return r.kind
+    return ""
 
 
 def default_probes(pods: Iterable[PodInfo], *rule_sets: Iterable[Rule]) -> list[Probe]:

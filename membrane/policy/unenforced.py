@@ -11,13 +11,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ENFORCED_L7 = ("http", "dns", "kafka")  # rules: kinds a proxy enforces (membrane/proxy)
 L7_RULES = "L7 rules accepted, not enforced yet; the port is enforced at L4 (all traffic on it allowed)"
 TLS_FIELD = "accepted, not enforced yet (no TLS inspection); the port is enforced at L4"
 REQUIRES = "accepted, not enforced yet (deprecated in Cilium): it does not narrow the rule's peers"
 AUTH = "mutual authentication accepted, not enforced yet: traffic the rule allows passes unauthenticated"
 HOST_POLICY = ("host policy accepted, not enforced: the host firewall (hostFirewall.enabled) is not supported "
                "yet, so the selected nodes' traffic is not filtered")
+_PROXIED_KINDS = {"http", "dns", "kafka"}  # L7 kinds whose proxies enforce them (membrane.proxy)
 _CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 _DIRECTIONS = ("ingress", "ingressDeny", "egress", "egressDeny")
 
@@ -63,8 +63,7 @@ def _item(path: str, item: Mapping[str, Any]) -> Iterator[Unenforced]:
         yield Unenforced(f"{path}.authentication", AUTH)
     for j, port_rule in enumerate(item.get("toPorts") or []):
         ppath = f"{path}.toPorts[{j}]"
-        rules = port_rule.get("rules") or {}
-        if rules and any(k not in ENFORCED_L7 for k in rules):  # HTTP, DNS and Kafka go through the L7 proxies
+        if port_rule.get("rules") and not set(port_rule["rules"]) <= _PROXIED_KINDS:
             yield Unenforced(f"{ppath}.rules", L7_RULES)
         for key in ("terminatingTLS", "originatingTLS", "serverNames", "listener"):
             if port_rule.get(key):

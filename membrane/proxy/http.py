@@ -87,6 +87,7 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
     client = _Peer(h11.SERVER, conn.reader, conn.writer)
     upstream: _Peer | None = None
     rules = compiled_rules(ctx)
+    secret_value = ctx.extra.get("secret_value") or (lambda _ns, _name: None)
     ingress = ctx.redirect.direction == "ingress"
 
     def record(kind: str, verdict: str, http: dict[str, Any], latency: int = 0) -> None:
@@ -111,7 +112,7 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
             host = next((v for k, v in headers if k.lower() == "host"), ctx.original_dst[0])
             info = {"method": method, "url": f"http://{host}{target}", "protocol": f"HTTP/{_text(event.http_version)}",
                     "headers": headers}
-            decision = decide(rules, method, target, headers)
+            decision = decide(rules, method, target, headers, secret_value)
             if not decision.allowed:
                 await _drain_body(client)
                 record(REQUEST, DROPPED, info)

@@ -154,3 +154,56 @@ def test_egress_l7_client_side(lab: Lab, demo: dict[str, Any]) -> None:
     finally:
         lab.run("delete", "--ignore-not-found", "-f", "-", input=read("starwars-egress-l7.yaml"), check=False)
         lab.apply(read("starwars-rule1.yaml"))
+
+
+SET_HEADER = """
+apiVersion: v1
+kind: Secret
+metadata: {name: header-token}
+stringData: {value: "Bearer from-a-secret"}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: whoami
+  labels: {app: whoami}
+spec:
+  containers:
+    - name: whoami
+      image: traefik/whoami
+      ports: [{containerPort: 80}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: set-header}
+spec:
+  endpointSelector:
+    matchLabels: {class: xwing}
+  egress:
+    - toEndpoints: [{matchLabels: {app: whoami}}]
+      toPorts:
+        - ports: [{port: "80", protocol: TCP}]
+          rules:
+            http:
+              - headerMatches:
+                  - name: X-Token
+                    secret: {namespace: default, name: header-token}
+                    mismatch: REPLACE
+"""
+
+
+def test_header_matches_secret_replaces_the_header(lab: Lab, demo: dict[str, Any]) -> None:
+    """client-egress-l7-set-header style: the proxy sets X-Token from a Secret; whoami echoes it."""
+    lab.apply(SET_HEADER)
+    try:
+        ip = lab.wait_pods_ready(["whoami"])["whoami"]["status"]["podIP"]
+
+        def replaced() -> str:
+            out = curl(lab, "xwing", "-H", "X-Token: wrong", f"http://{ip}/")[1]
+            return out if "X-Token: Bearer from-a-secret" in out else ""
+
+        out = lab.wait_for(replaced, 20, "the header set from the Secret")
+        assert "X-Token: wrong" not in out and out.endswith("\n200")
+        assert "X-Token: Bearer from-a-secret" in curl(lab, "xwing", f"http://{ip}/")[1]  # missing: set too
+    finally:
+        lab.run("delete", "--ignore-not-found", "-f", "-", input=SET_HEADER, check=False)

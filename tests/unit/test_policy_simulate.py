@@ -94,3 +94,16 @@ def test_default_probes_cover_ranges_and_icmp():
 
 def test_enforcement_mode_never_means_no_change():
     assert simulate(PODS, [], rules_from_object(DENY_ALL_INGRESS_X_A), mode="never") == []
+
+
+def test_l7_rules_make_pairs_l7_filtered_at_the_port_level():
+    l7 = cnp("l7", {"endpointSelector": {"matchLabels": {"pod": "a"}},
+                    "ingress": [{"fromEndpoints": [{"matchLabels": {"pod": "b"}}],
+                                 "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}],
+                                              "rules": {"http": [{"method": "GET"}]}}]}]})
+    plain = cnp("l7", {"endpointSelector": {"matchLabels": {"pod": "a"}},
+                       "ingress": [{"fromEndpoints": [{"matchLabels": {"pod": "b"}}],
+                                    "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]})
+    changes = simulate(PODS, rules_from_object(plain), rules_from_object(l7), probes=[Probe("TCP", 80)])
+    assert [(c.src, c.dst, str(c.before), str(c.after)) for c in changes] == [
+        ("x/b", "x/a", "allow", "allow (L7-filtered: http ingress)")]
