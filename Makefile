@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := clang llvm libbpf-dev bpftool etcd-server etcd-client iproute2 iputils-ping iputils-arping curl iperf3 iptables nftables dnsutils gcc gcc-multilib util-linux procps tcpdump chromium chromium-driver wireguard-go wireguard-tools frr
+APT_PACKAGES := clang llvm libbpf-dev bpftool etcd-server etcd-client iproute2 iputils-ping iputils-arping curl iperf3 iptables nftables dnsutils gcc gcc-multilib util-linux procps tcpdump chromium chromium-driver wireguard-go wireguard-tools frr kcat
 BPF_SRC := $(wildcard bpf/*.c)
 BPF_OBJ := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/lib/*.h)

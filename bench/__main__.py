@@ -17,7 +17,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 # name -> module with run(runs); imported only when that benchmark runs, so one broken module is one
 # failed benchmark, and --help needs none of them.
 MODULES = {name: f"bench.{name}" for name in ("churn", "datapath", "policy", "services", "scale", "events", "l2lbipam",
-                                               "clusterip", "policy_cidr", "l7proxy")}
+                                               "clusterip", "policy_cidr", "l7proxy", "l7dns")}
 # What `make bench` runs (the table, within its 20-minute budget). ``events`` (Hubble's cost) and
 # ``clusterip`` (pod→ClusterIP vs pod IP; the datapath benchmark's ClusterIP row covers it against the
 # kernel) run by name.

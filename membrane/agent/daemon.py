@@ -38,11 +38,14 @@ from membrane.agent.wireguard_sync import WireguardSync
 from membrane.datapath.linux import links
 from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
+from membrane.fqdn.cache import cache_rows
 from membrane.model.config import ClusterConfig
 from membrane.model.encap import Encapsulation, effective_encapsulation, fit_headroom
 from membrane.model.event import WARNING
 from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
+from membrane.proxy.dns import DNSAnswerer, UDPListener
+from membrane.proxy.dns import tcp_handler as dns_tcp_handler
 from membrane.state.reconciler import Reconciler
 from membrane.store.etcd import EtcdClient
 from membrane.store.events import EventRecorder
@@ -174,6 +177,11 @@ class Agent:
                                           secret_value=secret_lookup(self.secrets_mirror))
         proxy.start(self.net.router_ip or "")
         policy.proxy_ports = proxy.ports_for
+        # DNS proxy (proxy/dns.py): answers go through policy.learn_dns (toFQDNs) before they are released
+        dns_answers = DNSAnswerer(policy.learn_dns)
+        proxy.registry.register("dns", dns_tcp_handler(dns_answers))
+        proxy.udp_factory = lambda port: UDPListener(port, proxy.describe, dns_answers)
+        self.controllers.add(Controller("fqdn-gc", lambda: policy.expire_dns(), interval=5))
 
         def policy_run() -> None:
             before = policy.cidr_prefixes()
@@ -227,6 +235,7 @@ class Agent:
                              self.ipcache_mirror, self.resources.layout.parse_ipcache_key),
             controllers_failing=lambda: sum(not c["healthy"] for c in self.controllers.statuses()))
         self.observability.attribute_policy = PolicyNames(policy)
+        self.observability.index.names_of = policy.dns_cache.names_of  # observe --fqdn (DNS proxy's names)
         try:
             self.observability.start()
         except Exception as exc:  # observability must never keep the datapath from running
@@ -417,6 +426,10 @@ class Agent:
         self.api.route("GET", "/v1/bgp/peers", lambda _b: self.bgp.peers() if self.bgp and self.bgp.enabled else [])
         self.api.route("GET", "/v1/bgp/routes", lambda _b: self.bgp.routes() if self.bgp and self.bgp.enabled else {})
         self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
+        self.api.route("GET", "/v1/fqdn/cache", lambda _b: cache_rows(self.policy.dns_cache, time.monotonic(),
+                                                                      time.time()) if self.policy else [])
+        self.api.route("POST", "/v1/fqdn/cache/clean",
+                       lambda _b: {"cleaned": self.policy.clean_dns() if self.policy else 0})
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
 

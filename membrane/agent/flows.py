@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from membrane.datapath.maps import events as dpev
@@ -66,6 +66,8 @@ class PodIndex:
         self._lock = threading.Lock()
         self._stale = True
         pods.subscribe(lambda *_: self._mark())
+        # DNS names the DNS proxy learned for an IP (source_names/destination_names, observe --fqdn)
+        self.names_of: Callable[[str], Iterable[str]] = lambda _ip: ()
 
     def _mark(self) -> None:
         self._stale = True
@@ -89,7 +91,8 @@ class PodIndex:
             infos = self._infos
         identity = self._identity_of(ip)
         if pod is None:
-            return EndpointInfo(identity=identity) if identity else None
+            names = tuple(sorted(n.rstrip(".") for n in self.names_of(ip)))
+            return EndpointInfo(identity=identity, names=names) if identity or names else None
         cached = infos.get(ip)
         if cached is not None and cached.identity == identity:
             return cached

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -48,8 +49,10 @@ from membrane.datapath.maps.policy import (
     desired_slots,
 )
 from membrane.endpoint.model import Endpoint
+from membrane.fqdn.cache import DNSCache
+from membrane.fqdn.identities import FQDN_MIN_IDENTITY, FQDNIdentities
 from membrane.identity.allocator import decode_labels
-from membrane.identity.labels import LabelSet
+from membrane.identity.labels import Label, LabelSet
 from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.node_cidr import host_labels_with_cidr, remote_node_labels
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities, reserved_labels
@@ -136,7 +139,7 @@ class PolicySync:
         # agent's proxy manager (agent/proxy_sync.py), None = no proxies (L7 rules stay plain L4 allows)
         self.proxy_ports: Callable[[int, ResolvedPolicy], Mapping[tuple[str, int, int], int]] | None = None
         self.repo = PolicyRepository()
-        self.cidrs = LocalIdentityAllocator()
+        self.cidrs = LocalIdentityAllocator(max_id=FQDN_MIN_IDENTITY - 1)  # the rest is for FQDN IPs
         self.identities: dict[int, LabelSet] = {}
         self._policies: dict[str, tuple[int, Origin]] = {}  # store key -> (mod revision, origin)
         self._contextual: set[str] = set()  # store keys of policies that name CIDR groups or Services
@@ -150,6 +153,10 @@ class PolicySync:
         self.last_sync_seconds = 0.0
         self.entities: dict[str, frozenset[int]] = {}  # entity name -> identities, as of the last sync
         self.generation = 0  # bumped whenever a sync changed what the rules resolve to (caches key on it)
+        # toFQDNs: what the DNS proxy let through, and the identities of the IPs selectors select
+        self.dns_cache = DNSCache()
+        self.fqdn = FQDNIdentities()
+        self._lock = threading.RLock()  # sync() and the DNS proxy's learn_dns() take turns
         self.table: Table[PolicySlot, Verdict] = Table("policy-slots", initialized=False)
         self.table.add_index("endpoint", lambda slot, _v: (slot.ep_id,))
         extra = {} if clock is None else {"clock": clock}
@@ -212,7 +219,7 @@ class PolicySync:
                     continue
                 if self.on_import is not None:
                     skipped = sorted({u for r in rules for u in r.unsupported} | ({"L7 rules"} if any(
-                        r.has_l7 and (self.proxy_ports is None or any(p.kind != "http" for p in r.l7))
+                        r.has_l7 and (self.proxy_ports is None or any(p.kind not in ("http", "dns", "kafka") for p in r.l7))
                         for r in rules) else set()))
                     if skipped:
                         self.on_import(obj, f"imported, but not enforced here: {', '.join(skipped)}")
@@ -260,13 +267,49 @@ class PolicySync:
         """policyCIDRMatchMode=[nodes]: remote node IP -> the identity the ipcache must give it."""
         return dict(self._node_cidrs)
 
+    def _fold_fqdns(self, dirty: set[int]) -> None:
+        """IPs the DNS cache holds for names a ``toFQDNs`` selector matches get (or lose) their identities."""
+        changes = self.fqdn.update(self.repo.fqdn_keys(), self.dns_cache)
+        for n, labels in changes.upserted.items():
+            self._set_identity(n, LabelSet(Label.parse(k) for k in labels), dirty)
+        for n in changes.removed:
+            self._drop_identity(n, dirty)
+
+    def _local_prefixes(self) -> dict[str, int]:
+        """The policy CIDR prefixes and the FQDN IPs (an IP a selector selects wins its /32)."""
+        return {**self.cidrs.prefixes(), **self.fqdn.prefixes()}
+
+    def learn_dns(self, ep_id: int, name: str, ips: list[str], ttl: int, now: float | None = None) -> None:
+        """The DNS proxy's hook, called before it releases an allowed answer: record the IPs and, when a
+        ``toFQDNs`` selector selects a new one, put its identity's policy map entries and then its ipcache
+        entry in place (raises NotApplied if they are not in), so the pod's first connection to an IP it
+        just resolved is allowed."""
+        with self._lock:
+            if self.dns_cache.update(ep_id, name, ips, ttl, time.monotonic() if now is None else now):
+                self._sync()
+
+    def expire_dns(self, now: float | None = None, in_use: Callable[[str], bool] = lambda _ip: False) -> int:
+        """Drop the DNS cache's expired IPs (those ``in_use`` by a connection wait) and what they selected."""
+        with self._lock:
+            gone = self.dns_cache.expire(time.monotonic() if now is None else now, in_use)
+            if gone:
+                self._sync()
+            return len(gone)
+
+    def clean_dns(self) -> int:
+        """Forget what the DNS proxy learned (``fqdn cache clean``): the FQDN identities go with it."""
+        with self._lock:
+            n = self.dns_cache.clear()
+            self._sync()
+            return n
+
     def cidr_prefixes(self) -> dict[str, int]:
         """prefix -> CIDR identity the BPF ipcache must hold now (the ipcache controller reads it too)."""
         return self._published_cidrs
 
     def _publish_cidrs(self, *, release: bool) -> None:
         """Bring the ipcache's CIDR entries to the allocator's: additions only, or (``release``) exactly."""
-        current = self.cidrs.prefixes()
+        current = self._local_prefixes()
         want = current if release else {**self._published_cidrs, **current}
         if want == self._published_cidrs and not self._ipcache_behind:
             return
@@ -277,18 +320,23 @@ class PolicySync:
 
     # ---- the controller run -------------------------------------------------------------------------
     def sync(self) -> None:
+        with self._lock:
+            self._sync()
+
+    def _sync(self) -> None:
         start = time.monotonic()
         dirty: set[int] = set()
         self._fold_identities(dirty)
         self._fold_policies(dirty)
         self._fold_cidrs(dirty)
+        self._fold_fqdns(dirty)
         dirty |= self.repo.set_peer_named_ports(self.peer_ports())
         mode = self.mode()
         full = mode != self._last_mode
         self._last_mode = mode
         if self.net.datapath is None:
             return
-        fresh = set(self.cidrs.prefixes().values()) - set(self._published_cidrs.values())
+        fresh = set(self._local_prefixes().values()) - set(self._published_cidrs.values())
         entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
         self.entities = entities

@@ -21,9 +21,10 @@ from typing import Any
 from membrane.datapath.linux import tproxy
 from membrane.hubble.l7flow import L7Record, Lookup, l7_flow
 from membrane.model.secret import secret_value
-from membrane.policy.l7 import Redirect, redirects, rules_for
+from membrane.policy.l7 import PROTO_UDP, Redirect, redirects, rules_for
 from membrane.policy.mapstate import ResolvedPolicy
 from membrane.proxy.http import handle_http
+from membrane.proxy.kafka import handle_kafka
 from membrane.proxy.ports import PortAllocator
 from membrane.proxy.registry import L7Context, Registry
 from membrane.proxy.server import PORT_RANGE, ProxyServer, upstream_opener
@@ -36,6 +37,7 @@ RedirectKey = tuple[str, int, int]  # (direction, protocol, port)
 def default_registry() -> Registry:
     reg = Registry()
     reg.register("http", handle_http)
+    reg.register("kafka", handle_kafka)
     return reg
 
 
@@ -55,6 +57,10 @@ class ProxyManager:
         self._by_port: dict[int, tuple[int, Redirect]] = {}  # proxy port -> (endpoint id, redirect)
         self._policy: dict[int, ResolvedPolicy] = {}  # endpoint id -> its resolved policy
         self._installed: set[int] = set()
+        # UDP redirects (DNS) are served by listeners of their own (membrane.proxy.dns.UDPListener): the
+        # factory makes one for a proxy port; a kind is only redirected over UDP when it is set
+        self.udp_factory: Callable[[int], Any] | None = None
+        self._udp: dict[int, Any] = {}
         self.ip = ""
         self.problem = ""
 
@@ -64,6 +70,8 @@ class ProxyManager:
 
     def stop(self) -> None:
         self.server.stop()
+        for listener in self._udp.values():
+            listener.close()
         try:
             tproxy.remove()
         except Exception as exc:  # best effort at shutdown
@@ -77,7 +85,7 @@ class ProxyManager:
         with self._lock:
             self._policy[ep_id] = resolved
             for r in wanted:
-                if self.registry.get(r.kind) is None:
+                if self.registry.get(r.kind) is None or (r.protocol == PROTO_UDP and self.udp_factory is None):
                     continue  # no proxy for this kind yet: the port stays a plain L4 allow
                 port = self.ports.get((ep_id, r.direction, r.protocol, r.port))
                 self._by_port[port] = (ep_id, r)
@@ -99,13 +107,19 @@ class ProxyManager:
     def _install(self) -> None:
         ports = set(self._by_port)
         for port in ports - self._installed:
-            self.server.listen(port)
+            if self._by_port[port][1].protocol == PROTO_UDP and self.udp_factory is not None:
+                self._udp[port] = self.udp_factory(port)
+            else:
+                self.server.listen(port)
         if ports != self._installed:
             if ports:
                 tproxy.ensure_routing()
             tproxy.set_ports(ports)
         for port in self._installed - ports:
-            self.server.close(port)
+            if port in self._udp:
+                self._udp.pop(port).close()
+            else:
+                self.server.close(port)
         self._installed = ports
 
     # ---- proxy side ---------------------------------------------------------------------------

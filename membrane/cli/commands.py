@@ -47,6 +47,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import bpf_cmds
 
         return bpf_cmds.run(args)
+    if cmd == "fqdn":
+        from membrane.cli import fqdn_cmds
+
+        return fqdn_cmds.run(args)
     if cmd == "policy":
         from membrane.cli import policy_cmds
 

@@ -24,6 +24,11 @@ _DNS_EGRESS = """  - toEndpoints:
     toPorts:
       - ports: [{port: "53", protocol: UDP}, {port: "53", protocol: TCP}]
 """
+# DNS through the DNS proxy (every name), as cilium-cli's dns-only and to-fqdns policies have it
+_DNS_PROXIED = _DNS_EGRESS + """        rules:
+          dns: [{matchPattern: "*"}]
+"""
+WORLD_NAME = "one.one.one.one"
 _ALLOW_ALL_EGRESS = "  egress:\n  - toEntities: [all]\n"
 _ALLOW_ALL_INGRESS = "  ingress:\n  - fromEntities: [all]\n"
 
@@ -150,5 +155,8 @@ POLICIES: dict[str, list[str]] = {
     "client-egress-to-cidr-deny": [cnp("client-egress-to-cidr-deny", CLIENT + _ALLOW_ALL_EGRESS + f"""  egressDeny:
   - toCIDR: [{DENIED_CIDR}]
 """)],
-    "dns-only": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_EGRESS)],
+    "dns-only": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED)],
+    "to-fqdns": [cnp("client-egress-to-fqdns", CLIENT + "  egress:\n" + _DNS_PROXIED + f"""  - toFQDNs: [{{matchName: {WORLD_NAME}}}]
+    toPorts: [{{ports: [{{port: "80", protocol: TCP}}]}}]
+""")],
 }

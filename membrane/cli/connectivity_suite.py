@@ -16,6 +16,7 @@ from membrane.cli.connectivity_policies import DENIED_CIDR, NAMESPACE, OTHER_CID
 ECHO_PORT = 8080
 HOST_PORT = 4000
 WORLD_NAME = "one.one.one.one"
+OTHER_WORLD_NAME = "ipinfo.io"
 CLIENTS = ("client", "client2")
 ECHOES = ("echo-same-node", "echo-other-node")
 
@@ -109,6 +110,12 @@ def _pod_to_world(t: Topology) -> list[ActionSpec]:
                        _pod_text(t, s), f"{WORLD_NAME}:80") for s in CLIENTS]
 
 
+def _pod_to_world_2(t: Topology) -> list[ActionSpec]:
+    """The world's other name, which a toFQDNs on WORLD_NAME does not select."""
+    return [ActionSpec("pod-to-world-2", s, "world", _pod_place(t, s), _curl(f"http://{OTHER_WORLD_NAME}/"),
+                       _pod_text(t, s), f"{OTHER_WORLD_NAME}:80") for s in CLIENTS]
+
+
 def _pod_to_cidr(t: Topology) -> list[ActionSpec]:
     out = []
     for s in CLIENTS:
@@ -159,7 +166,7 @@ def _pod_to_dns(t: Topology) -> list[ActionSpec]:
 
 SCENARIOS: dict[str, Callable[[Topology], list[ActionSpec]]] = {
     "pod-to-pod": _pod_to_pod, "client-to-client": _client_to_client, "pod-to-service": _pod_to_service,
-    "pod-to-hostport": _pod_to_hostport, "pod-to-nodeport": _pod_to_nodeport, "pod-to-world": _pod_to_world,
+    "pod-to-hostport": _pod_to_hostport, "pod-to-nodeport": _pod_to_nodeport, "pod-to-world": _pod_to_world, "pod-to-world-2": _pod_to_world_2,
     "pod-to-cidr": _pod_to_cidr, "pod-to-host": _pod_to_host, "host-to-pod": _host_to_pod,
     "node-to-node": _node_to_node, "outside-to-nodeport": _outside_to_nodeport, "dns-lookup": _pod_to_dns,
 }
@@ -257,7 +264,7 @@ TESTS: tuple[ConnTest, ...] = (
     _missing("echo-ingress-auth-always-fail", "mutual authentication"),
     _missing("echo-ingress-mutual-auth-spiffe", "mutual authentication"),
     _test("dns-only", "dns-lookup pod-to-pod pod-to-world", lambda a: a.scenario == "dns-lookup"),
-    _missing("to-fqdns", "toFQDNs (DNS proxy)"),
+    _test("to-fqdns", "pod-to-world pod-to-world-2 dns-lookup", lambda a: a.scenario != "pod-to-world-2"),
     _missing("echo-ingress-l7", _L7),
     _missing("echo-ingress-l7-named-port", _L7),
     _missing("client-egress-l7-method", _L7),

@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         connectivity_cmd,
         describe_cmd,
         encrypt_cmds,
+        fqdn_cmds,
         helm_cmds,
         hubble_cmds,
         metrics_cmds,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     workload_cmds.add_parsers(sub, _lab_arg)
     rollout_cmd.add_parser(sub, _lab_arg)
     encrypt_cmds.add_parser(sub, _lab_arg)
+    fqdn_cmds.add_parser(sub, _lab_arg)
 
     p = sub.add_parser("identity", help="security identities (cilium-dbg identity list|get)")
     _lab_arg(p)

@@ -47,6 +47,7 @@ _HELP = {
     "tcp-flags": "TCP flows with all these flags set (e.g. SYN or SYN,ACK; repeat to OR)",
     "uuid": "the flow with this UUID",
     "workload": "flows from or to a workload (name or kind/name, e.g. Deployment/web)",
+    "fqdn": "flows from or to a DNS name the DNS proxy saw resolved (pattern, e.g. '*.cilium.io')",
     "reply": "true: only replies, false: only requests (flows whose direction is known)",
     "ipv4": "IPv4 flows only", "ipv6": "IPv6 flows only",
     "cel-expression": "flows for which a CEL expression over _flow is true (e.g. '_flow.verdict == Verdict.DROPPED')",

@@ -44,6 +44,7 @@ EITHER_END = {
     "identity": ("source_identity", "destination_identity"),
     "service": ("source_service", "destination_service"),
     "workload": ("source_workload", "destination_workload"),
+    "fqdn": ("source_fqdn", "destination_fqdn"),
 }
 # flags that set one field in both filters
 ONE_FIELD = {
@@ -56,6 +57,7 @@ ONE_FIELD = {
     "from-workload": "source_workload", "to-workload": "destination_workload",
     "protocol": "protocol", "node-name": "node_name", "uuid": "uuid",
     "http-status": "http_status_code", "http-method": "http_method", "http-path": "http_path", "http-url": "http_url",
+    "from-fqdn": "source_fqdn", "to-fqdn": "destination_fqdn",
 }
 TCP_FLAGS = ("SYN", "FIN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 CONFLICTS = (
@@ -68,6 +70,7 @@ CONFLICTS = (
     ("identity", "to-identity"), ("identity", "from-identity"),
     ("service", "to-service"), ("service", "from-service"),
     ("workload", "to-workload"), ("workload", "from-workload"),
+    ("fqdn", "to-fqdn"), ("fqdn", "from-fqdn"),
     ("all-namespaces", "namespace"), ("all-namespaces", "from-namespace"), ("all-namespaces", "to-namespace"),
 )
 # flags without a value

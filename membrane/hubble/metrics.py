@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from membrane.hubble import exposition
+from membrane.hubble.dns_kafka_metrics import DNSKafkaMetrics
 from membrane.hubble.l7metrics import HTTPMetrics
 from membrane.hubble.packet import icmp_type_name
 from membrane.model import datapath_codes as codes
@@ -151,8 +152,9 @@ class Registry:
 CONTENT_TYPE = exposition.CONTENT_TYPE
 
 # ---- Hubble flow metrics ----------------------------------------------------------------------------------
-HANDLERS = ("flow", "drop", "tcp", "port-distribution", "icmp", "http", "httpV2")  # http*: l7metrics.py
-NOT_YET = ("dns", "kafka", "flows-to-world")  # accepted, counted once their L7 proxy exists
+HANDLERS = ("flow", "drop", "tcp", "port-distribution", "icmp", "http", "httpV2",  # http*: l7metrics.py
+            "dns", "kafka")  # dns_kafka_metrics.py
+NOT_YET = ("flows-to-world",)  # accepted, not counted yet
 LABELS_CONTEXT = (
     "source_ip",
     "source_namespace",
@@ -294,11 +296,13 @@ class HubbleMetrics:
             )
             self._handlers.append((handler, family, ctx))
         self._http = HTTPMetrics(registry, self.options, context_value)
+        self._dns_kafka = DNSKafkaMetrics(registry, self.options, context_value)
 
     def process(self, flow: Any) -> None:
         for handler, family, ctx in self._handlers:
             handler(flow, family, ctx)
         self._http.process(flow)
+        self._dns_kafka.process(flow)
 
     def lost(self, source: str, count: int = 1) -> None:
         """``source``: perf_event_ring_buffer, observer_events_queue or hubble_ring_buffer."""

@@ -62,3 +62,32 @@ def check_fqdn_selector(data: Any, path: str) -> dict[str, Any]:
         allowed = "a-z, A-Z, 0-9, '-', '_' and '.'" + (" and '*'" if key == "matchPattern" else "")
         raise invalid(f.at(key), value, f"may only contain {allowed}")
     return f.data
+
+
+def selector_key(selector: dict[str, str]) -> str:
+    """A validated selector's canonical text: lower case, no trailing dot (``*.cilium.io``).
+
+    A ``matchName`` and a star-free ``matchPattern`` of the same name select the same names, so they
+    share a key; the key is what names the selector in identity labels (``fqdn:<key>``).
+    """
+    text = (selector.get("matchName") or selector.get("matchPattern") or "").strip().lower()
+    return text[:-1] if text.endswith(".") and text != "." else text
+
+
+def key_matches(key: str, name: str) -> bool:
+    """Whether a DNS name is selected by the selector with canonical text ``key``."""
+    if "*" not in key:
+        return _fqdn(name) == _fqdn(key)
+    return _compiled(key).fullmatch(_fqdn(name)) is not None
+
+
+_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    found = _REGEX_CACHE.get(pattern)
+    if found is None:
+        if len(_REGEX_CACHE) > 4096:
+            _REGEX_CACHE.clear()
+        found = _REGEX_CACHE[pattern] = re.compile(pattern_regex(pattern))
+    return found

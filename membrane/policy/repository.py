@@ -26,7 +26,7 @@ from membrane.policy.mapstate import ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, changed_names
 from membrane.policy.resolve import resolve_selected
 from membrane.policy.rules import EGRESS, Origin, Rule
-from membrane.policy.selector import CIDRSelector, Network, Selector
+from membrane.policy.selector import CIDRSelector, EndpointSelector, Network, Selector
 from membrane.policy.selectorcache import SelectorCache
 
 _ENTITY_WILDCARDS = ("all", "none")
@@ -110,6 +110,11 @@ class PolicyRepository:
     def prefixes(self) -> set[Network]:
         """CIDR prefixes (with excepts) the ipcache must hold CIDR identities for (as ``prefixes_used``)."""
         return {p for sel in self._by_peer.selectors() if isinstance(sel, CIDRSelector) for p in sel.prefixes()}
+
+    def fqdn_keys(self) -> set[str]:
+        """The ``toFQDNs`` selectors in force (canonical text): the DNS proxy's IPs they select need identities."""
+        return {r.key[5:] for sel in self._by_peer.selectors() if isinstance(sel, EndpointSelector)
+                for r in sel.requirements if r.key.startswith("fqdn:") and r.operator == "Exists"}
 
     # resolution -------------------------------------------------------------------------------
     def selecting(self, identity: int) -> list[Rule]:

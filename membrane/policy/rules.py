@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from membrane.model.fqdn import selector_key
 from membrane.model.labels import LabelSelector, Requirement
 from membrane.model.policy_ports import icmp_type_number
 from membrane.policy.cidrgroups import group_selectors
@@ -34,7 +35,7 @@ from membrane.policy.services import service_peers
 
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_LABEL = f"k8s:{NAMESPACE_KEY}"
-_UNSUPPORTED_PEERS = ("toFQDNs",)
+_UNSUPPORTED_PEERS: tuple[str, ...] = ()
 _PEER_KEYS = {
     INGRESS: ("fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes", "fromGroups"),
     EGRESS: ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toGroups", "toServices", "toFQDNs"),
@@ -87,7 +88,8 @@ class Rule:
     has_l7: bool = False
     l7: tuple[L7PortRule, ...] = ()  # the L7 parts of its toPorts (membrane.policy.l7)
     node_selector: EndpointSelector | None = None  # clusterwide host policy (subject = host endpoints)
-    unsupported: tuple[str, ...] = ()  # peer kinds accepted but not enforced here (toFQDNs, ...)
+    unsupported: tuple[str, ...] = ()  # peer kinds accepted but not enforced here
+    fqdns: tuple[str, ...] = ()  # toFQDNs selectors (canonical text); their selectors are in ``endpoints``
     log: str = ""  # the policy's ``log.value``: copied into Hubble's ``policy_log`` for flows it decides
 
     @property
@@ -194,6 +196,8 @@ def _rule_of_item(
             cidrs.extend(group_selectors(c, context.cidr_groups))
     for entry in item.get("toServices") or []:
         endpoints.extend(service_peers(entry, context.services, origin.namespace))
+    fqdns = tuple(dict.fromkeys(selector_key(s) for s in item.get("toFQDNs") or []))
+    endpoints.extend(fqdn_selector(k) for k in fqdns)
     has_peer_field = any(item.get(k) is not None for k in _PEER_KEYS[direction])
     port_rules = item.get("toPorts") or []
     icmps = tuple(
@@ -219,7 +223,14 @@ def _rule_of_item(
         l7=l7_port_rules(port_rules, _port_specs) if not deny else (),
         node_selector=node_selector,
         unsupported=tuple(k for k in _UNSUPPORTED_PEERS if item.get(k)),
+        fqdns=fqdns,
     )
+
+
+def fqdn_selector(key: str) -> EndpointSelector:
+    """A ``toFQDNs`` selector: the identities the DNS proxy gave the IPs its names resolved to carry
+    ``fqdn:<key>`` (membrane.fqdn.identities). Never namespace-scoped: those identities have none."""
+    return EndpointSelector.of([Requirement(f"fqdn:{key}", "Exists")])
 
 
 def _icmp_type(field: Mapping[str, Any]) -> int:

@@ -13,12 +13,11 @@ from typing import Any
 
 L7_RULES = "L7 rules accepted, not enforced yet; the port is enforced at L4 (all traffic on it allowed)"
 TLS_FIELD = "accepted, not enforced yet (no TLS inspection); the port is enforced at L4"
-FQDN = "DNS-based peers accepted, not enforced yet (no DNS proxy): this item selects no peer"
 REQUIRES = "accepted, not enforced yet (deprecated in Cilium): it does not narrow the rule's peers"
 AUTH = "mutual authentication accepted, not enforced yet: traffic the rule allows passes unauthenticated"
 HOST_POLICY = ("host policy accepted, not enforced: the host firewall is off (hostFirewall.enabled=false), so the "
                "selected nodes' traffic is not filtered")
-_PROXIED_KINDS = {"http"}  # L7 kinds whose proxies enforce them (membrane.proxy.http)
+_PROXIED_KINDS = {"http", "dns", "kafka"}  # L7 kinds whose proxies enforce them (membrane.proxy)
 _CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 _DIRECTIONS = ("ingress", "ingressDeny", "egress", "egressDeny")
 
@@ -57,8 +56,6 @@ def _rules(obj: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
 
 
 def _item(path: str, item: Mapping[str, Any]) -> Iterator[Unenforced]:
-    if item.get("toFQDNs"):
-        yield Unenforced(f"{path}.toFQDNs", FQDN)
     for key in ("fromRequires", "toRequires"):
         if item.get(key):
             yield Unenforced(f"{path}.{key}", REQUIRES)

@@ -42,7 +42,7 @@ def test_full_suite_passes_with_named_skips(lab: Lab, tmp_path: object) -> None:
     assert "Flow validation [" not in proc.stdout, "Hubble's flows disagree with an action"
     skips = re.findall(r"Skipping test \[([\w-]+)\] \[\d+/\d+\] \((.*)\)", proc.stdout)
     assert len(skips) == skipped and all(why.startswith("needs ") for _name, why in skips)
-    assert ("to-fqdns", "needs toFQDNs (DNS proxy)") in skips
+    assert ("local-redirect-policy", "needs local redirect policy") in skips
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert (int(suite.get("tests", "0")), suite.get("failures"), int(suite.get("skipped", "0"))) == (

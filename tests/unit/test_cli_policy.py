@@ -20,7 +20,7 @@ from membrane.cli.policy_cmds import (
     validate_documents,
 )
 from membrane.model.validate import validate_object
-from membrane.policy.unenforced import FQDN, L7_RULES
+from membrane.policy.unenforced import L7_RULES
 
 FIXTURES = Path(__file__).parent / "fixtures" / "model"
 
@@ -54,9 +54,10 @@ L7 = textwrap.dedent("""\
       - toFQDNs: [{matchName: example.com}]
       - toPorts:
         - ports: [{port: "80", protocol: TCP}]
-          rules: {kafka: [{topic: empire-announce}]}
+          rules: {l7proto: r2d2, l7: [{cmd: READ}]}
     """)
-HTTP_L7 = L7.replace("{kafka: [{topic: empire-announce}]}", "{http: [{method: GET, path: /}]}")
+HTTP_L7 = L7.replace("{l7proto: r2d2, l7: [{cmd: READ}]}", "{http: [{method: GET, path: /}]}")
+KAFKA_L7 = L7.replace("{l7proto: r2d2, l7: [{cmd: READ}]}", "{kafka: [{topic: empire-announce}]}")
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -90,14 +91,14 @@ def test_validate_reports_every_error_precisely_and_fails(tmp_path, capsys):
 def test_validate_notes_l7_and_unsupported_peers():
     out, errors = validate_documents([("l7.yaml", yaml.safe_load(L7))])
     assert errors == []
-    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[0].toFQDNs: {FQDN}",
-                   f"  note: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
 
 
-def test_validate_no_longer_notes_http_rules():
-    out, errors = validate_documents([("l7.yaml", yaml.safe_load(HTTP_L7))])
+@pytest.mark.parametrize("text", [HTTP_L7, KAFKA_L7])
+def test_validate_no_longer_notes_http_kafka_rules_or_tofqdns(text):
+    out, errors = validate_documents([("l7.yaml", yaml.safe_load(text))])
     assert errors == []
-    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)", f"  note: spec.egress[0].toFQDNs: {FQDN}"]
+    assert out == ["valid: CiliumNetworkPolicy/l7 (2 rules)"]
 
 
 def test_apply_warns_once_per_unenforced_field_and_never_for_enforced_policies():
@@ -105,7 +106,6 @@ def test_apply_warns_once_per_unenforced_field_and_never_for_enforced_policies()
     good = validate_object(yaml.safe_load(GOOD), "test")
     assert apply_warnings([good]) == []
     assert apply_warnings([good, l7]) == [
-        f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
         f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
 
 
@@ -124,8 +124,7 @@ def test_apply_prints_warnings_on_stderr_and_still_succeeds(tmp_path, capsys, mo
     assert main(["apply", "-f", write(tmp_path, "l7.yaml", L7)]) == 0
     out, err = capsys.readouterr()
     assert out == "ciliumnetworkpolicy.cilium.io/l7 created\n"
-    assert err.splitlines() == [f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
-                                f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
+    assert err.splitlines() == [f"Warning: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}"]
     assert [o["metadata"]["name"] for o in stored] == ["l7"]
 
 
@@ -197,10 +196,9 @@ def test_policy_get_text_ends_with_notes_and_revision():
     l7 = validate_object(yaml.safe_load(L7), "test")
     text = render_policy_get([l7], 42)
     lines = text.splitlines()
-    assert lines[-3:] == [f"Note: CiliumNetworkPolicy/default/l7: spec.egress[0].toFQDNs: {FQDN}",
-                          f"Note: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}",
+    assert lines[-2:] == [f"Note: CiliumNetworkPolicy/default/l7: spec.egress[1].toPorts[0].rules: {L7_RULES}",
                           "Revision: 42"]
-    rules = json.loads("\n".join(lines[:-3]))
+    rules = json.loads("\n".join(lines[:-2]))
     assert len(rules) == 1 and rules[0]["egress"][0] == {"toFQDNs": [{"matchName": "example.com"}]}
     assert render_policy_get([], 7) == "[]\nRevision: 7"
 

@@ -33,7 +33,8 @@ def test_cilium_names_and_enough_runnable_tests() -> None:
         assert name in BY_NAME
     assert len(BY_NAME) == len(TESTS)
     assert sum(1 for t in TESTS if not t.missing) >= 30
-    assert BY_NAME["to-fqdns"].missing == "toFQDNs (DNS proxy)"
+    assert BY_NAME["local-redirect-policy"].missing == "local redirect policy"
+    assert not BY_NAME["to-fqdns"].missing and "toFQDNs" in POLICIES["to-fqdns"][0]
     assert "L7" in BY_NAME["echo-ingress-l7"].missing
 
 
@@ -92,7 +93,7 @@ def _results() -> list[Result]:
     ok = ActionResult("no-policies/pod-to-pod/curl-0", "a -> b", True, True, "success")
     bad = ActionResult("client-egress/pod-to-pod/curl-1", "a -> c", False, False, "got success")
     return [Result("no-policies", actions=[ok]), Result("client-egress", actions=[ok, bad]),
-            Result("to-fqdns", skipped="needs toFQDNs (DNS proxy)")]
+            Result("local-redirect-policy", skipped="needs local redirect policy")]
 
 
 def test_summary_lines() -> None:
@@ -111,7 +112,7 @@ def test_junit_xml() -> None:
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert cases["to-fqdns"].find("skipped") is not None
+    assert cases["local-redirect-policy"].find("skipped") is not None
     assert cases["client-egress"].find("failure") is not None
     assert cases["no-policies"].find("failure") is None
 

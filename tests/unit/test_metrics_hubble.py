@@ -122,7 +122,7 @@ def test_metric_options_parsing() -> None:
     assert [o.name for o in opts] == ["dns", "drop", "tcp", "flow"]
     assert opts[0].options == (("query", ""), ("ignoreAAAA", ""))
     assert opts[3].labels_context == ("source_ip",)
-    assert HubbleMetrics(Registry(), opts_text := "dns drop").unsupported == ["dns"] and opts_text
+    assert HubbleMetrics(Registry(), opts_text := "flows-to-world drop").unsupported == ["flows-to-world"] and opts_text
     with pytest.raises(ValueError, match="unknown Hubble metric"):
         parse_metric_options(["bogus"])
     with pytest.raises(ValueError, match="labelsContext"):
@@ -175,3 +175,37 @@ def test_http_v1_counts_requests_and_responses_apart() -> None:
     hm.process(_http("RESPONSE", 200))
     assert value(reg, "hubble_http_requests_total", method="POST", protocol="HTTP/1.1", reporter="server") == 1
     assert value(reg, "hubble_http_responses_total", method="POST", status="200", reporter="server") == 1
+
+
+def _dns(kind: str, verdict: str = "FORWARDED", **dns: object) -> flow_pb2.Flow:
+    return flow(event_type={"type": 129}, Type="L7", verdict=verdict, traffic_direction="EGRESS",
+                l7={"type": kind, "dns": {"query": "one.one.one.one.", "qtypes": ["A"], **dns}})
+
+
+def test_dns_counts_queries_denials_responses_and_record_types() -> None:
+    reg = Registry()
+    hm = HubbleMetrics(reg, ["dns:query;labelsContext=source_namespace"])
+    hm.process(_dns("REQUEST"))
+    hm.process(_dns("REQUEST", "DROPPED", query="ipinfo.io."))
+    hm.process(_dns("RESPONSE", ips=["1.1.1.1", "1.0.0.1"], rrtypes=["A"], ttl=300))
+    assert value(reg, "hubble_dns_queries_total", rcode="", qtypes="A", ips_returned="0", query="one.one.one.one.",
+                 source_namespace="default") == 1
+    assert value(reg, "hubble_dns_queries_total", rcode="Policy denied", qtypes="A", ips_returned="0",
+                 query="ipinfo.io.", source_namespace="default") == 1
+    assert value(reg, "hubble_dns_responses_total", rcode="No Error", qtypes="A", ips_returned="2",
+                 query="one.one.one.one.", source_namespace="default") == 1
+    assert value(reg, "hubble_dns_response_types_total", type="A", qtypes="A", query="one.one.one.one.",
+                 source_namespace="default") == 1
+    ignoring = HubbleMetrics(reg2 := Registry(), ["dns:ignoreAAAA"])
+    ignoring.process(_dns("REQUEST", qtypes=["AAAA"]))
+    assert "hubble_dns_queries_total{" not in reg2.exposition()
+
+
+def test_kafka_counts_requests_by_topic_key_and_error() -> None:
+    reg = Registry()
+    hm = HubbleMetrics(reg, ["kafka"])
+    hm.process(flow(event_type={"type": 129}, Type="L7", verdict="DROPPED", traffic_direction="INGRESS",
+                    l7={"type": "REQUEST", "kafka": {"topic": "rebel-plans", "api_key": "produce", "error_code": 29}}))
+    assert value(reg, "hubble_kafka_requests_total", topic="rebel-plans", api_key="produce", error_code="29",
+                 reporter="server") == 1
+    assert "hubble_kafka_request_duration_seconds_bucket" in reg.exposition("hubble_kafka_request_duration_seconds")

@@ -232,3 +232,14 @@ def test_agent_and_debug_events_take_selection_flags_only() -> None:
     assert parse().events is None
     with pytest.raises(FilterError, match="observe debug-events takes no filter flags"):
         observe.build_events_request(parse("debug-events", "--pod", "x"))
+
+
+def test_fqdn_flags_match_the_names_hubble_knows_for_an_ip() -> None:
+    from membrane.hubble.filters import compile_filter
+    assert filters("--fqdn", "*.one.one") == ([{"source_fqdn": ["*.one.one"]}, {"destination_fqdn": ["*.one.one"]}], [])
+    assert filters("--to-fqdn", "one.one.one.one") == ([{"destination_fqdn": ["one.one.one.one"]}], [])
+    with pytest.raises(FilterError, match="cannot be combined"):
+        filters("--fqdn", "a", "--to-fqdn", "b")
+    match = compile_filter(flow_pb2.FlowFilter(destination_fqdn=["*.one.one"]))
+    assert match(flow_pb2.Flow(destination_names=["one.one.one.one"]))
+    assert not match(flow_pb2.Flow(destination_names=["ipinfo.io"]))

@@ -132,10 +132,17 @@ def test_cidr_peers_and_except():
         ipaddress.ip_network(n) for n in ("10.0.0.0/8", "1.2.3.4/32", "0.0.0.0/0")}
 
 
-def test_unsupported_peer_kinds_select_nothing_but_are_reported():
-    (rule,) = cnp({"egress": [{"toFQDNs": [{"matchName": "example.com"}], "toPorts": [{"ports": [{"port": "443"}]}]}]})
-    assert rule.unsupported == ("toFQDNs",)
-    assert not rule.l3_wildcard and rule.peer_selectors == ()
+def test_tofqdns_selects_the_identities_labelled_with_the_selector_in_any_namespace():
+    (rule,) = cnp({"egress": [{"toFQDNs": [{"matchName": "Example.com."}, {"matchPattern": "*.example.com"}],
+                               "toPorts": [{"ports": [{"port": "443"}]}]}]})
+    assert rule.unsupported == ()
+    assert rule.fqdns == ("example.com", "*.example.com")
+    assert not rule.l3_wildcard and len(rule.peer_selectors) == 2
+    by_name, by_pattern = rule.peer_selectors
+    assert matches(by_name, {"fqdn:example.com": "", "cidr:192.0.2.1/32": "", "reserved:world": ""})
+    assert not matches(by_name, {"fqdn:*.example.com": "", "reserved:world": ""})
+    assert matches(by_pattern, {"fqdn:*.example.com": ""})
+    assert not matches(by_name, {"cidr:192.0.2.1/32": "", "reserved:world": ""})
 
 
 def test_not_a_policy():

@@ -5,7 +5,6 @@ from __future__ import annotations
 from membrane.model.validate import validate_object
 from membrane.policy.unenforced import (
     AUTH,
-    FQDN,
     HOST_POLICY,
     L7_RULES,
     REQUIRES,
@@ -40,9 +39,12 @@ def test_enforced_l3_l4_policy_has_no_notes():
 def test_each_unenforced_field_is_named_by_path():
     obj = policy(specs=[
         {"endpointSelector": SEL,
-         "egress": [{"toFQDNs": [{"matchName": "x.example"}]},
-                    {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}], "rules": {"kafka": [{"topic": "t"}]}}]},
+         "egress": [{"toFQDNs": [{"matchName": "x.example"}]},  # enforced: the DNS proxy learns its IPs
+                    {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}],
+                                  "rules": {"l7proto": "r2d2", "l7": [{"cmd": "READ"}]}}]},
                     {"toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}], "rules": {"http": [{"path": "/"}]}}]},
+                    {"toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{"matchName": "a"}]}}]},
+                    {"toPorts": [{"ports": [{"port": "9092", "protocol": "TCP"}], "rules": {"kafka": [{"role": "produce"}]}}]},
                     {"toServices": [{"k8sService": {"serviceName": "s", "namespace": "default"}}]},
                     {"toCIDRSet": [{"cidr": "10.0.0.0/8"}, {"cidrGroupRef": "g"}]}]},
         {"endpointSelector": SEL,
@@ -50,13 +52,12 @@ def test_each_unenforced_field_is_named_by_path():
                      {"toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}], "serverNames": ["a.example"]}]}]},
     ])
     assert unenforced_fields(obj) == [
-        Unenforced("specs[0].egress[0].toFQDNs", FQDN),
         Unenforced("specs[0].egress[1].toPorts[0].rules", L7_RULES),
         Unenforced("specs[1].ingress[0].fromRequires", REQUIRES),
         Unenforced("specs[1].ingress[0].authentication", AUTH),
         Unenforced("specs[1].ingress[1].toPorts[0].serverNames", TLS_FIELD),
     ]
-    assert str(unenforced_fields(obj)[0]) == f"specs[0].egress[0].toFQDNs: {FQDN}"
+    assert str(unenforced_fields(obj)[0]) == f"specs[0].egress[1].toPorts[0].rules: {L7_RULES}"
 
 
 def test_disabled_authentication_is_enforced_as_written():

@@ -89,6 +89,9 @@ _SPECS: Mapping[str, ImageSpec] = MappingProxyType({
     "ubuntu": ImageSpec(cmd=("/bin/bash",), idle_by_default=True),
     "debian": ImageSpec(cmd=("bash",), idle_by_default=True),
     "registry.k8s.io/pause": ImageSpec(entrypoint=("/pause",), programs={"pause": ("idle", ())}),
+    # Kafka brokers of Cilium's Kafka guides: the lab's single-node broker (membrane.lab.workloads.kafka)
+    "wurstmeister/kafka": ImageSpec(entrypoint=("start-kafka.sh",), programs={"start-kafka.sh": ("kafka", ())}),
+    "spotify/kafkaproxy": ImageSpec(entrypoint=("supervisord", "-n"), programs={"supervisord": ("kafka", ())}),
     # Cluster DNS: the lab's DNS workload stands in for CoreDNS (the pod's ``-conf`` is ignored, the lab
     # comes from $MEMBRANE_LAB).
     "registry.k8s.io/coredns/coredns": ImageSpec(entrypoint=("/coredns",), programs={"coredns": ("dns", ())}),
