@@ -172,8 +172,8 @@ def test_hubble_names_an_ip_by_what_the_dns_proxy_learned():
     c = DNSCache()
     c.update(7, "one.one.one.one", ["1.1.1.1"], ttl=60, now=0.0)
     index = PodIndex(Pods(), lambda ip: 16777217 if ip == "1.1.1.1" else 0, "default")  # type: ignore[arg-type]
-    assert index.lookup("1.1.1.1").names == []  # type: ignore[union-attr]
+    assert not index.lookup("1.1.1.1").names  # type: ignore[union-attr]
     index.names_of = c.names_of
     info = index.lookup("1.1.1.1")
-    assert info is not None and info.names == ["one.one.one.one"] and info.identity == 16777217
+    assert info is not None and list(info.names) == ["one.one.one.one"] and info.identity == 16777217
     assert index.lookup("9.9.9.9") is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import json_format
 
+from membrane.hubble.exposition import parse
 from membrane.hubble.metrics import HubbleMetrics, Registry, parse_metric_options
 from membrane.hubble.proto.flow import flow_pb2
 
@@ -165,7 +166,8 @@ def test_http_v2_counts_responses_by_status_and_reporter_with_a_duration_histogr
     assert value(reg, "hubble_http_requests_total", method="POST", protocol="HTTP/1.1", status="403",
                  reporter="client", source_namespace="default") == 1
     text = reg.exposition("hubble_http_request_duration_seconds")
-    assert 'hubble_http_request_duration_seconds_bucket{method="POST",reporter="server",source_namespace="default",le="0.005"} 1' in text
+    assert ("hubble_http_request_duration_seconds_bucket", {"method": "POST", "reporter": "server",
+            "source_namespace": "default", "le": "0.005"}, 1.0) in parse(text)
 
 
 def test_http_v1_counts_requests_and_responses_apart() -> None:

@@ -9,6 +9,7 @@ import pytest
 from membrane.endpoint.model import Endpoint, EndpointTable
 from membrane.endpoint.start_stats import BUCKETS, StageTimes, percentile
 from membrane.hubble.agent_metrics import AgentMetrics
+from membrane.hubble.exposition import parse
 from membrane.hubble.metrics import Registry
 
 
@@ -63,9 +64,9 @@ def test_listeners_feed_the_prometheus_histogram() -> None:
     stats = StageTimes()
     stats.subscribe(metrics.observe_endpoint_regeneration)
     stats.observe("total", 0.02)
-    text = registry.exposition()
-    assert 'cilium_endpoint_regeneration_time_stats_seconds_bucket{scope="total",le="0.025"} 1' in text
-    assert 'cilium_endpoint_regeneration_time_stats_seconds_count{scope="total"} 1' in text
+    samples = parse(registry.exposition())
+    assert ("cilium_endpoint_regeneration_time_stats_seconds_bucket", {"scope": "total", "le": "0.025"}, 1.0) in samples
+    assert ("cilium_endpoint_regeneration_time_stats_seconds_count", {"scope": "total"}, 1.0) in samples
 
 
 def test_concurrent_observations_are_all_counted() -> None:
