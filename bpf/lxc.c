@@ -101,7 +101,7 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	if (verdict != REASON_FORWARDED)
 		return drop_notify(skb, ctx, (__u8)verdict);
 	/* Host firewall: a packet for the node meets the host endpoint's ingress (host_firewall.h). */
-	if (host_fw_from_pod(skb, ip4, ctx->trace_reason, src->sec_identity) != REASON_FORWARDED)
+	if (host_fw_from_pod(skb, ctx->trace_reason, src->sec_identity) != REASON_FORWARDED)
 		return CTX_ACT_DROP;
 	if (ctx->proxy_port) /* L7: egress rules, or a reply to a proxy's upstream socket (proxy.h) */
 		return proxy_to_stack(skb, ctx);

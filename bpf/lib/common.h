@@ -22,14 +22,25 @@
 /* Is [ptr, ptr + len) inside the packet? The verifier needs this before every access. */
 #define PKT_HAS(ptr, len, data_end) ((void *)(ptr) + (len) <= (void *)(data_end))
 
+/* skb->data and skb->data_end, loaded from the context at each call. Written as one load in inline
+ * assembly so that clang cannot keep `&skb->data_end` in a register or on the stack and load through
+ * it later: the verifier refuses a load through a modified context pointer ("dereference of modified
+ * ctx ptr"), which is what clang produced once from_netdev re-read the packet after IP-in-IP decap. */
 static __always_inline void *ctx_data(const struct __sk_buff *skb)
 {
-	return (void *)(long)skb->data;
+	void *data;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(data) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
+	return data;
 }
 
 static __always_inline void *ctx_data_end(const struct __sk_buff *skb)
 {
-	return (void *)(long)skb->data_end;
+	void *data_end;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(data_end)
+		     : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+	return data_end;
 }
 
 #endif /* MEMBRANE_COMMON_H */

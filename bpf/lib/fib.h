@@ -41,7 +41,10 @@ static __always_inline int fib_redirect_v4(struct __sk_buff *skb, struct iphdr *
 	fib.family = AF_INET;
 	fib.tos = ip4->tos;
 	fib.l4_protocol = ip4->protocol;
-	fib.tot_len = bpf_ntohs(ip4->tot_len); /* > MTU: FRAG_NEEDED, the stack answers */
+	/* > MTU: FRAG_NEEDED, the stack answers. A GSO packet's tot_len is the whole super-packet of a
+	 * bulk TCP stream, which leaves as MTU-sized segments: for it tot_len 0 lets the kernel check the
+	 * skb itself (is_skb_forwardable knows GSO), else every such packet went up the stack. */
+	fib.tot_len = skb->gso_size ? 0 : bpf_ntohs(ip4->tot_len);
 	fib.ipv4_src = ip4->saddr;
 	fib.ipv4_dst = ip4->daddr;
 	fib.ifindex = skb->ifindex;

@@ -125,27 +125,38 @@ static __always_inline int host_fw_to_netdev(struct __sk_buff *skb)
 	return CTX_ACT_OK;
 }
 
-/* from_container, after the pod (identity `pod_identity`) had its own egress allow the packet
- * (`trace_reason`: the pod's conntrack): a packet for one of the node's addresses meets the host
- * endpoint's ingress. A reply or related error (to a connection the node started) passes.
- * REASON_FORWARDED, or the drop reason, already reported with the host endpoint. */
-static __always_inline int host_fw_from_pod(struct __sk_buff *skb, const struct iphdr *ip4, __u8 trace_reason,
-					    __u32 pod_identity)
+/* The host endpoint's ingress for a packet a local pod (identity `pod_identity`) sends to one of the
+ * node's addresses. A global BPF function: the verifier checks it once, on its own, rather than on
+ * every path of from_container, which is otherwise past the verifier's instruction budget with the
+ * pod's policy, L7 redirects, encapsulation and this second policy check all inlined. */
+__attribute__((noinline)) int host_fw_pod_to_host(struct __sk_buff *skb, __u32 pod_identity)
 {
-	struct host_endpoint *hep;
+	struct host_endpoint *hep = host_fw_endpoint();
 	struct event_ctx ctx;
+	struct iphdr *ip4;
 	int ret;
 
-	if (trace_reason == TRACE_REASON_REPLY || trace_reason == TRACE_REASON_RELATED)
+	if (!hep)
 		return REASON_FORWARDED;
-	hep = host_fw_endpoint();
-	if (!hep || ipcache_identity(ip4->daddr) != IDENTITY_HOST)
+	ip4 = ipv4_header(skb);
+	if (!ip4 || ipcache_identity(ip4->daddr) != IDENTITY_HOST)
 		return REASON_FORWARDED;
 	event_ctx_init(&ctx, METRIC_INGRESS);
 	ret = host_fw_verdict(skb, ip4, &ctx, hep, pod_identity);
 	if (ret != REASON_FORWARDED)
 		drop_notify(skb, &ctx, (__u8)ret);
 	return ret;
+}
+
+/* from_container, after the pod (identity `pod_identity`) had its own egress allow the packet
+ * (`trace_reason`: the pod's conntrack): a packet for one of the node's addresses meets the host
+ * endpoint's ingress. A reply or related error (to a connection the node started) passes.
+ * REASON_FORWARDED, or the drop reason, already reported with the host endpoint. */
+static __always_inline int host_fw_from_pod(struct __sk_buff *skb, __u8 trace_reason, __u32 pod_identity)
+{
+	if (trace_reason == TRACE_REASON_REPLY || trace_reason == TRACE_REASON_RELATED)
+		return REASON_FORWARDED;
+	return host_fw_pod_to_host(skb, pod_identity);
 }
 
 #endif /* MEMBRANE_HOST_FIREWALL_H */
