@@ -230,8 +230,9 @@ class Agent(AgentIntrospection):
         self.net.close()
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
-        """Every reconciler writing this node's BPF maps (ipcache, policy, load balancer)."""
-        owners = (self.ipcache, self.policy, self.lb)
+        """Every reconciler writing this node's BPF maps (endpoints, ipcache, policy, load balancer,
+        ip-masq-agent, tunnel)."""
+        owners = (self.net, self.ipcache, self.policy, self.lb, self.ipmasq, self.tunnel)
         return [owner.reconciler for owner in owners if owner is not None]
 
     def _attach_host_device(self) -> None:

@@ -84,6 +84,14 @@ class TunnelMap(PinnedMap):
                 out[ipaddress.IPv4Network((_addr(key.ip4), key.prefixlen))] = _addr(value.node_ip)
         return out
 
+    def update(self, prefix: str, node_ip: str) -> None:
+        """One row: pod CIDR ``prefix`` is reached through ``node_ip`` (the reconciler's write)."""
+        map_update(self.fd, tunnel_key(prefix), TunnelValue(node_ip=_u32(ipaddress.IPv4Address(node_ip))),
+                   what=f"{self.NAME} {prefix}")
+
+    def delete(self, prefix: str) -> bool:
+        return map_delete(self.fd, tunnel_key(prefix), what=f"{self.NAME} {prefix}")
+
     def sync(self, wanted: Mapping[str, str]) -> tuple[int, int]:
         """Make the map hold exactly ``wanted`` (pod CIDR -> node IP); returns (written, removed).
         Writes before it removes, so a CIDR that stays is never missing."""
