@@ -30,11 +30,11 @@ from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.tunnel_sync import TunnelSync
+from membrane.api.agent_config import AgentConfig
 from membrane.datapath.linux import links
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import TUNNEL_OVERHEAD, ClusterConfig
 from membrane.model.event import WARNING
-from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
 from membrane.state.reconciler import Reconciler
 from membrane.store.etcd import EtcdClient
@@ -45,7 +45,6 @@ from membrane.store.resources import ResourceStore
 log = logging.getLogger(__name__)
 CT_GC_INTERVAL = 30.0  # seconds between conntrack garbage collections
 
-UNDERLAY_DEV = "eth1"
 
 
 def node_info(obj: dict[str, Any]) -> NodeInfo:
@@ -59,13 +58,14 @@ def node_info(obj: dict[str, Any]) -> NodeInfo:
 
 
 class Agent(AgentIntrospection):
-    def __init__(self, lab: str, node: str, cluster: str = "default") -> None:
-        self.lab = lab
-        self.node = node
-        self.cluster = cluster
-        self.paths = LabPaths(lab)
-        self.etcd_endpoint = self.paths.etcd_endpoint
-        self.underlay_device = UNDERLAY_DEV
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.agent_config = cfg  # this host's settings; self.config is the cluster's (from the store)
+        self.node = node = cfg.node
+        self.cluster = cluster = cfg.cluster
+        self.etcd_endpoint = cfg.etcd_endpoint
+        self.underlay_device = cfg.underlay_device
+        self.pin_dir = f"{cfg.bpf_pin_dir}/{node}"
+        self.state_dir = f"{cfg.state_dir}/nodes/{node}"
         self.client = EtcdClient(self.etcd_endpoint)
         self.resources = ResourceStore(self.client, cluster)
         self.prefix = f"/membrane/{cluster}"
@@ -82,14 +82,14 @@ class Agent(AgentIntrospection):
         self.ipmasq = IpMasqSync(self.configmaps_mirror, lambda: self.config, lambda: self.net.datapath)
         self.cidr_groups_mirror = Mirror(self.client, f"{self.prefix}/resources/cilium.io/CiliumCIDRGroup/")
         self.policy: PolicySync | None = None
-        self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
+        self.net = NodeNetwork(f"{self.state_dir}/state.json", self.pin_dir)
         self.controllers = ControllerSet()
-        self.api = APIServer(self.paths.agent_socket(node))
+        self.api = APIServer(cfg.api_socket)
         self.started = time.time()
         self.ready_reason = "starting"
         self._stop = threading.Event()
         self.node_status = NodeStatus(self.client, self.resources, self.nodes_mirror, self.prefix, node,
-                                      self.paths.node_state_dir(node), self._me, lambda: self.net.router_ip)
+                                      self.state_dir, self._me, lambda: self.net.router_ip)
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
@@ -117,7 +117,7 @@ class Agent(AgentIntrospection):
         self.net.start(pod_cidr)
         self._attach_host_device()
         if self.config.routing_mode == "tunnel":
-            self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port)
+            self.tunnel = TunnelSync(self.node, self._nodes, self.pin_dir, self.config.tunnel_port)
             self.tunnel.start()
             tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
             self.nodes_mirror.subscribe(lambda *_: tunnel_ctrl.trigger())
@@ -184,7 +184,7 @@ class Agent(AgentIntrospection):
         self.pods_mirror.subscribe(lambda events: lb_ctrl.trigger() if LBSync.pods_changed_matter(events) else None)
         self._start_l2()
         self.observability = Observability(
-            self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
+            self.agent_config, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
             capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled,
             hubble_tls=self.config.hubble_tls_enabled,
@@ -203,7 +203,7 @@ class Agent(AgentIntrospection):
     def _start_l2(self) -> None:
         """L2 announcements (l2announcements.enabled): ARP for the Services whose lease this node wins."""
         l2 = L2Announcer(self.node, self.client, self.resources.layout, self.prefix, self.config,
-                         self.services_mirror, self.nodes_mirror, [UNDERLAY_DEV])
+                         self.services_mirror, self.nodes_mirror, [self.underlay_device])
         self.l2 = l2
         ctrl = self.controllers.add(Controller("l2-announcements", l2.sync, interval=l2.retry))
         l2.start(ctrl.trigger)
@@ -241,9 +241,9 @@ class Agent(AgentIntrospection):
         if me is None or not me.internal_ip:
             raise RuntimeError(f"node {self.node} has no InternalIP")
         assert self.net.datapath is not None
-        ifindex = links.link_index(UNDERLAY_DEV)
+        ifindex = links.link_index(self.underlay_device)
         if ifindex is None:
-            raise RuntimeError(f"underlay device {UNDERLAY_DEV} not found")
+            raise RuntimeError(f"underlay device {self.underlay_device} not found (--underlay-device)")
         self.net.datapath.attach_host_device(ifindex, me.internal_ip, self.config.ipv4_native_routing_cidr,
                                              masquerade=self.config.enable_ipv4_masquerade,
                                              host_routing=not self.config.bpf_host_legacy_routing,
@@ -281,7 +281,7 @@ class Agent(AgentIntrospection):
     def _sync_routes(self) -> None:
         # Tunnel mode: other nodes' pod CIDRs are reached through the tunnel, not by routes.
         direct = self.config.auto_direct_node_routes and self.config.routing_mode != "tunnel"
-        desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, direct)
+        desired = node_routes(self.node, self._nodes(), self.underlay_device, direct)
         sync_node_routes(desired)
 
     def _sync_labels(self) -> None:
