@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.harness import Measurement
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.resources import ResourceStore
 

@@ -89,7 +89,9 @@ class Agent(AgentIntrospection):
         self.ready_reason = "starting"
         self._stop = threading.Event()
         self.node_status = NodeStatus(self.client, self.resources, self.nodes_mirror, self.prefix, node,
-                                      self.state_dir, self._me, lambda: self.net.router_ip)
+                                      self.state_dir, self._me, lambda: self.net.router_ip,
+                                      sockets={"apiSocket": cfg.api_socket, "hubbleSocket": cfg.hubble_socket,
+                                               "metricsSocket": cfg.metrics_socket})
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
         self.lb: LBSync | None = None

@@ -9,10 +9,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from membrane.cli import target as cli_target
 from membrane.cli.arguments import CLIError, check_name, check_namespace, parse_selector, split_resource_names
 from membrane.model.errors import ValidationError
 from membrane.model.kinds import KindInfo, lookup_kind
-from membrane.model.naming import LabPaths, pod_hostname
+from membrane.model.naming import pod_hostname
 
 __all__ = ["CLIError", "dispatch"]
 
@@ -79,20 +80,6 @@ def dispatch(args: argparse.Namespace) -> int:
     return handlers[cmd](args)
 
 
-def _store(lab: str) -> Any:
-    from membrane.lab.record import load_record
-    from membrane.store.etcd import EtcdClient
-    from membrane.store.resources import ResourceStore
-
-    record = load_record(lab)
-    if record is None:
-        raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
-    paths = LabPaths(lab)
-    from membrane.lab.daemons import MAX_TXN_OPS
-
-    return ResourceStore(EtcdClient(paths.etcd_endpoint), record.topology.config.cluster_name, max_txn_ops=MAX_TXN_OPS)
-
-
 def _resource_ref(info: KindInfo) -> str:
     return info.plural.rstrip("s") if info.group == "core" else f"{info.kind.lower()}.{info.group}"
 
@@ -144,7 +131,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         info = lookup_kind(obj["kind"])
         if info.read_only:
             raise CLIError(f"{obj['kind']} {obj['metadata']['name']}: is managed by the cluster and cannot be applied")
-    store = _store(args.lab)
+    store = cli_target.cluster_store(args.lab)
     _check_namespaces(store, objs)
     _keep_bindings(store, objs)
     try:
@@ -186,7 +173,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     check_namespace(args.namespace)
     args.kind, args.names = split_resource_names(args.kind, args.names)
     info = _kind(args.kind) if args.kind and not args.filename else None
-    store = _store(args.lab)
+    store = cli_target.cluster_store(args.lab)
     targets: list[tuple[KindInfo, str, str]] = []
     if args.filename:
         if args.kind:
@@ -264,7 +251,7 @@ def cmd_get(args: argparse.Namespace) -> int:
               for info in kinds} if args.field_selector else {}
     if args.watch and (len(kinds) != 1 or output not in (None, "wide")):
         raise CLIError("watch is only supported on a single resource type, with the table output")
-    store = _store(args.lab)
+    store = cli_target.cluster_store(args.lab)
     now = datetime.now(UTC)
     collected: list[dict[str, Any]] = []
     rc = 0
@@ -376,7 +363,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         changes = parse_label_assignments(args.labels)
     except ValidationError as exc:
         raise CLIError(str(exc)) from None
-    store = _store(args.lab)
+    store = cli_target.cluster_store(args.lab)
     for _attempt in range(5):
         obj = store.get(info.group, info.kind, ns, args.name)
         if obj is None:
@@ -400,7 +387,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 # ---- exec --------------------------------------------------------------------------------------------
 def cmd_exec(args: argparse.Namespace) -> int:
-    from membrane.lab.runtime import Runtime
+    from membrane.cli.lab_cmds import lab_exists, pod_sandbox_pids
 
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     check_namespace(args.namespace)
@@ -408,30 +395,24 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not cmd:
         raise CLIError("usage: membrane exec [-n NS] POD -- COMMAND [ARGS...]")
     ns = args.namespace or "default"
-    if load_record_or_none(args.lab) is None:
+    if not lab_exists(args.lab):
         raise CLIError(f"lab {args.lab!r} not found")
     # The sandbox records are local to the lab: exec works even while the cluster store is down.
-    sb = next((s for s in Runtime(args.lab).load_all() if s.namespace == ns and s.name == args.pod), None)
-    if sb is None or sb.pause is None:
-        pod = _store(args.lab).get("core", "Pod", ns, args.pod)
+    pid = pod_sandbox_pids(args.lab, ns).get((ns, args.pod))
+    if pid is None:
+        pod = cli_target.cluster_store(args.lab).get("core", "Pod", ns, args.pod)
         if pod is None:
             raise CLIError(f'pods "{args.pod}" not found in namespace {ns}')
         phase = pod.get("status", {}).get("phase", "Pending")
         raise CLIError(f"pod {ns}/{args.pod} has no running sandbox (phase {phase})")
-    argv = ["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *cmd]
-    env = dict(os.environ, HOSTNAME=pod_hostname(sb.name))
+    argv = ["nsenter", "-t", str(pid), "--net", "--uts", "--mount", "--", *cmd]
+    env = dict(os.environ, HOSTNAME=pod_hostname(args.pod))
     sys.stdout.flush()
     try:
         os.execvpe("nsenter", argv, env)
     except OSError as exc:
         raise CLIError(f"exec failed: {exc}") from None
     return 0  # not reached
-
-
-def load_record_or_none(lab: str) -> Any:
-    from membrane.lab.record import load_record
-
-    return load_record(lab)
 
 
 def print_json(data: Any) -> None:

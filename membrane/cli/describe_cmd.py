@@ -29,7 +29,8 @@ def add_parser(sub: Any, lab_arg: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from membrane.cli import get_support
-    from membrane.cli.commands import _kind, _store
+    from membrane.cli.commands import _kind
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     kind, names = split_resource_names(args.kind, args.names)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if len(infos) != 1:
         raise CLIError("describe takes one resource type")
     info = infos[0]
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     ns = None if (args.all_namespaces or not info.namespaced) else (args.namespace or "default")
     rc = 0
     if names:

@@ -240,10 +240,10 @@ def stored_policies(store: Any, namespace: str | None) -> tuple[list[dict[str, A
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
+    from membrane.cli.target import cluster_store
 
     namespace = None if args.all_namespaces else args.namespace
-    objs, revision = stored_policies(_store(args.lab), namespace)
+    objs, revision = stored_policies(cluster_store(args.lab), namespace)
     if args.output == "json":
         rules = [rule for obj in objs for rule in policy_rules_json(obj)]
         print(json.dumps({"policy": rules, "notes": policy_notes(objs), "revision": revision}, indent=2))

@@ -43,12 +43,12 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
+    from membrane.cli.target import cluster_store
     from membrane.cli.workload_cmds import parse_duration
 
     ns, name = _target(args)
     timeout = parse_duration(args.timeout) if args.rollout_cmd == "status" else 0.0
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     if args.rollout_cmd == "status":
         return _status(store, ns, name, timeout)
     if args.rollout_cmd == "history":

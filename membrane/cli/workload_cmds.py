@@ -83,14 +83,14 @@ def run(args: argparse.Namespace) -> int:
 
 # ---- logs -------------------------------------------------------------------------------------------------
 def cmd_logs(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
-    from membrane.model.naming import LabPaths
+    from membrane.cli.lab_cmds import pod_log_path
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     ns = args.namespace or "default"
     kind, _, name = args.pod.rpartition("/")
     check_name(name)
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     if kind in ("deploy", "deployment", "deployments", "deployment.apps"):
         pod = _deployment_pod(store, ns, name)
         name = pod["metadata"]["name"]
@@ -108,7 +108,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         container = containers[0]
     elif container not in containers:
         raise CLIError(f"container {container} is not valid for pod {name}")
-    path = LabPaths(args.lab).pod_log(ns, name, container)
+    path = pod_log_path(args.lab, ns, name, container)
     if args.previous:
         if args.follow:
             raise CLIError("only one of follow (-f) or previous (-p) is allowed")
@@ -155,7 +155,8 @@ def _deployment_pod(store: Any, ns: str, name: str) -> dict[str, Any]:
 
 # ---- scale ------------------------------------------------------------------------------------------------
 def cmd_scale(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _kind, _store
+    from membrane.cli.commands import _kind
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     kind, names = split_resource_names(args.kind, args.names)
@@ -167,7 +168,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise CLIError(f"cannot scale {info.plural}: only deployments can be scaled here")
     if not names:
         raise CLIError("resource(s) were provided, but no name was specified")
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     ns = args.namespace or "default"
     rc = 0
     for name in names:
@@ -192,7 +193,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
 # ---- wait -------------------------------------------------------------------------------------------------
 def cmd_wait(args: argparse.Namespace) -> int:
     from membrane.cli import get_support
-    from membrane.cli.commands import _kind, _store
+    from membrane.cli.commands import _kind
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     kind, names = split_resource_names(args.kind, args.names)
@@ -205,7 +207,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     info = infos[0]
     if not names and not args.all and selector is None:
         raise CLIError("resource(s) were provided, but no name was specified")
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     ns = None if (args.all_namespaces or not info.namespaced) else (args.namespace or "default")
     ref = info.kind.lower() if info.group == "core" else f"{info.kind.lower()}.{info.group}"
     if names:

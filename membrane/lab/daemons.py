@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from membrane.api.agent_config import AgentConfig
 from membrane.api.operator_config import OperatorConfig
 from membrane.lab import processes
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import load_record
 from membrane.lab.supervisor import SupervisedState, read_state
 from membrane.lab.topology import LabTopology
-from membrane.model.naming import NETNS_DIR, LabPaths
+from membrane.model.naming import NETNS_DIR
 
 ETCD_BIN = "/usr/bin/etcd"
 UNDERLAY_DEVICE = "eth1"  # each node namespace's link to the lab's underlay bridge (builder.py)
