@@ -34,6 +34,7 @@ LabelsOf = Callable[[int], Sequence[str]]
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``bpf`` command and its maps (called from membrane.cli.main)."""
     p = sub.add_parser("bpf", help="the node's BPF maps (cilium-dbg bpf ...)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     bsub = p.add_subparsers(dest="bpf_map", required=True)
     q = bsub.add_parser("ipcache", help="IP/prefix -> identity")

@@ -19,6 +19,11 @@ __all__ = ["CLIError", "dispatch"]
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    """The handler the command's sub-parser registered (``set_defaults(handler=...)`` in its
+    module's ``add_parser``), else the commands below, which are registered in main itself."""
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
     cmd = args.command
     if cmd == "version":
         print("membrane 0.1.0")
@@ -32,42 +37,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import lab_cmds
 
         return lab_cmds.run(args)
-    if cmd == "dbg" and args.dbg_cmd == "config":
-        from membrane.cli import dbg_config
-
-        return dbg_config.run(args)
     if cmd == "identity":
         from membrane.cli import identity_cmds
 
         return identity_cmds.run(args)
-    if cmd == "bpf":
-        from membrane.cli import bpf_cmds
-
-        return bpf_cmds.run(args)
-    if cmd == "policy":
-        from membrane.cli import policy_cmds
-
-        return policy_cmds.run(args)
-    if cmd == "hubble":
-        from membrane.cli import hubble_cmds
-
-        return hubble_cmds.run(args)
-    if cmd in ("observe", "metrics"):
-        from membrane.cli import metrics_cmds, observe
-
-        return (observe if cmd == "observe" else metrics_cmds).run(args)
-    if cmd == "connectivity":
-        from membrane.cli import connectivity_cmd
-
-        return connectivity_cmd.run(args)
-    if cmd == "rollout":
-        from membrane.cli import rollout_cmd
-
-        return rollout_cmd.run(args)
-    if cmd in ("describe", "logs", "scale", "wait"):
-        from membrane.cli import describe_cmd, workload_cmds
-
-        return (describe_cmd if cmd == "describe" else workload_cmds).run(args)
     if cmd == "status" and args.node is None:
         from membrane.cli import cluster_status
 
@@ -172,7 +145,7 @@ def _check_namespaces(store: Any, objs: list[dict[str, Any]]) -> None:
 def cmd_delete(args: argparse.Namespace) -> int:
     check_namespace(args.namespace)
     args.kind, args.names = split_resource_names(args.kind, args.names)
-    info = _kind(args.kind) if args.kind and not args.filename else None
+    info = resolve_kind(args.kind) if args.kind and not args.filename else None
     store = cli_target.cluster_store(args.lab)
     targets: list[tuple[KindInfo, str, str]] = []
     if args.filename:
@@ -225,7 +198,7 @@ def _delete_namespaced_objects(store: Any, namespaces: list[str]) -> None:
         store.delete_many(keys)
 
 
-def _kind(name: str) -> KindInfo:
+def resolve_kind(name: str) -> KindInfo:
     try:
         return lookup_kind(name)
     except ValidationError as exc:
@@ -244,7 +217,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     selector = parse_selector(args.selector) if args.selector else None
     if cilium_kinds.handles(args.kind):  # CiliumEndpoints / CiliumIdentities: synthesised, not stored
         return cilium_kinds.run_get(args)
-    kinds = get_support.kinds(args.kind, _kind)
+    kinds = get_support.kinds(args.kind, resolve_kind)
     if not kinds:
         raise CLIError("You must specify the type of resource to get.")
     fields = {info.kind: get_support.parse_field_selector(args.field_selector, info)
@@ -357,7 +330,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     check_namespace(args.namespace)
     check_name(args.name)
-    info = _kind(args.kind)
+    info = resolve_kind(args.kind)
     ns = (args.namespace or "default") if info.namespaced else ""
     try:
         changes = parse_label_assignments(args.labels)

@@ -41,6 +41,7 @@ WORKERS = 4
 
 def add_parser(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("connectivity", help="cilium-cli's connectivity test against the lab")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     csub = p.add_subparsers(dest="connectivity_cmd", required=True)
     q = csub.add_parser("test", help="deploy cilium-test-1 and run the connectivity tests")
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.junit_file and not os.path.isdir(os.path.dirname(os.path.abspath(args.junit_file))):
         raise CLIError(f"--junit-file {args.junit_file}: directory does not exist")
     store = cluster_store(args.lab)
-    topo = _deploy(store, args.lab, args.timeout)
+    topo = deploy_test_pods(store, args.lab, args.timeout)
     print(f"ℹ️  [{NAMESPACE}] client on {topo.pods['client'].node}, echo-other-node on "
           f"{topo.pods['echo-other-node'].node}, {len(topo.nodes)} nodes", flush=True)
     results: list[TestResult] = []
@@ -106,7 +107,7 @@ def _node_ips(store: Any) -> dict[str, str]:
     return out
 
 
-def _deploy(store: Any, lab: str, timeout: float) -> Topology:
+def deploy_test_pods(store: Any, lab: str, timeout: float) -> Topology:
     from membrane.model.validate import validate_object
 
     nodes = _node_ips(store)

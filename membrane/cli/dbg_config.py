@@ -22,6 +22,7 @@ from membrane.model.helm_release import effective_options
 def add_parser(dsub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     """``config`` under ``membrane dbg`` (``dsub``: the dbg command's sub-parsers)."""
     q = dsub.add_parser("config", help="the agent's effective configuration (cilium-dbg config)")
+    q.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(q)
     q.add_argument("-a", "--all", action="store_true", help="read-only and read-write options")
     q.add_argument("-r", "--read-only", action="store_true", help="read-only options only")

@@ -17,6 +17,7 @@ DEFAULT_UI_PORT = 12000
 
 def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     p = subparsers.add_parser("hubble", help="Hubble tools (ui)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     if lab_arg is not None:
         lab_arg(p)
     hsub = p.add_subparsers(dest="hubble_cmd", required=True, metavar="COMMAND")

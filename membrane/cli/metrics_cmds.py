@@ -78,6 +78,7 @@ def metrics_address(args: argparse.Namespace) -> str:
 
 def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     p = subparsers.add_parser("metrics", help="agent metrics (cilium-dbg metrics list)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     if lab_arg is not None:
         lab_arg(p)
     msub = p.add_subparsers(dest="metrics_cmd", required=True)

@@ -69,6 +69,7 @@ class _FilterFlag(argparse.Action):
 
 def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     p = subparsers.add_parser("observe", help="observe flows (hubble observe)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     if lab_arg is not None:
         lab_arg(p)
     p.add_argument("events", nargs="?", choices=tuple(_EVENT_CALLS), default=None,

@@ -24,6 +24,7 @@ POLICY_STORE_KINDS = (("cilium.io", "CiliumNetworkPolicy"), ("cilium.io", "Ciliu
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``policy`` command (called from membrane.cli.main)."""
     p = sub.add_parser("policy", help="network policies: validate, get, simulate")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     psub = p.add_subparsers(dest="policy_cmd", required=True)
     q = psub.add_parser("validate", help="check policy files without storing them")

@@ -16,6 +16,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 def add_parser(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("rollout", help="manage a Deployment's rollout (kubectl rollout)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     rsub = p.add_subparsers(dest="rollout_cmd", required=True)
     for verb, text in (("status", "wait for the rollout to finish"), ("restart", "restart every pod, rolling"),

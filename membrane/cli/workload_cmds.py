@@ -21,6 +21,7 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+
 
 def add_parsers(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("logs", help="print a pod container's log (kubectl logs)")
+    p.set_defaults(handler=run)
     lab_arg(p)
     p.add_argument("pod", help="POD, pod/POD or deployment/NAME (one of its pods)")
     p.add_argument("-n", "--namespace", default=None)
@@ -30,6 +31,7 @@ def add_parsers(sub: Any, lab_arg: Any) -> None:
     p.add_argument("--tail", type=int, default=-1, help="lines from the end (-1: all)")
 
     p = sub.add_parser("scale", help="set a Deployment's replicas (kubectl scale)")
+    p.set_defaults(handler=run)
     lab_arg(p)
     p.add_argument("kind", help="deployment NAME or deployment/NAME")
     p.add_argument("names", nargs="*")
@@ -37,6 +39,7 @@ def add_parsers(sub: Any, lab_arg: Any) -> None:
     p.add_argument("-n", "--namespace", default=None)
 
     p = sub.add_parser("wait", help="wait until resources meet a condition (kubectl wait)")
+    p.set_defaults(handler=run)
     lab_arg(p)
     p.add_argument("kind", help="KIND [NAME...] or KIND/NAME")
     p.add_argument("names", nargs="*")
@@ -155,7 +158,7 @@ def _deployment_pod(store: Any, ns: str, name: str) -> dict[str, Any]:
 
 # ---- scale ------------------------------------------------------------------------------------------------
 def cmd_scale(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _kind
+    from membrane.cli.commands import resolve_kind
     from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
@@ -163,7 +166,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"\d+", args.replicas) or int(args.replicas) > 2**31 - 1:
         raise CLIError(f"invalid argument {args.replicas!r} for --replicas: a non-negative integer is required")
     replicas = int(args.replicas)
-    info = _kind(kind or "")
+    info = resolve_kind(kind or "")
     if info.kind != "Deployment":
         raise CLIError(f"cannot scale {info.plural}: only deployments can be scaled here")
     if not names:
@@ -193,7 +196,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 # ---- wait -------------------------------------------------------------------------------------------------
 def cmd_wait(args: argparse.Namespace) -> int:
     from membrane.cli import get_support
-    from membrane.cli.commands import _kind
+    from membrane.cli.commands import resolve_kind
     from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
@@ -201,7 +204,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     mode, ctype, value = parse_for(args.for_)
     timeout = parse_duration(args.timeout)
     selector = parse_selector(args.selector)
-    infos = get_support.kinds(kind or "", _kind)
+    infos = get_support.kinds(kind or "", resolve_kind)
     if len(infos) != 1:
         raise CLIError("wait takes one resource type")
     info = infos[0]

@@ -54,7 +54,8 @@ def build_parser(prog: str, description: str, options: Sequence[Option]) -> argp
     parser.add_argument("--config-file", default=None, metavar="PATH",
                         help="YAML or JSON file of options (env: MEMBRANE_CONFIG_FILE)")
     for opt in options:
-        default = f"default: {opt.default!r}" if not opt.required else "required"
+        shown = ",".join(opt.default) if opt.kind == "list" else opt.default
+        default = f"default: {shown!r}" if not opt.required else "required"
         text = f"{opt.help} (env: {opt.env}; {default})"
         if opt.kind == "bool":
             parser.add_argument(opt.flag, dest=opt.attr, action="store_const", const=True, default=None, help=text)
