@@ -35,7 +35,7 @@ def lab_target(lab: str) -> Target:
         raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
     paths = LabPaths(lab)
     return Target(paths.etcd_endpoint, record.topology.config.cluster_name, where=f"lab {lab!r}",
-                  max_txn_ops=MAX_TXN_OPS, run_dir=paths.run_dir)
+                  max_txn_ops=MAX_TXN_OPS, run_dir=paths.run_dir, nodes=tuple(n.name for n in record.topology.nodes))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ class Target:
     where: str = ""  # for messages: "lab 'x'" or "etcd URL"
     max_txn_ops: int = 128  # etcd's default --max-txn-ops
     run_dir: str = ""  # a lab's run directory (its sockets when the store has none, relay, TLS); "" elsewhere
+    nodes: tuple[str, ...] = ()  # a lab's nodes, known without the store (which may be down)
 
 
 _lab_target: Callable[[str], Target] | None = None
@@ -80,6 +81,8 @@ def node_entries(lab: str) -> dict[str, dict[str, Any]]:
         with EtcdClient(t.etcd_endpoint, timeout=5.0) as client:
             kvs, _rev = client.get_prefix(prefix)
     except (StoreError, OSError) as exc:
+        if t.run_dir:  # a lab's agents are reachable at their usual sockets while its etcd is down
+            return {}
         raise CLIError(f"{t.where}: store not reachable: {exc}") from None
     out = {}
     for kv in kvs:
@@ -91,12 +94,23 @@ def node_entries(lab: str) -> dict[str, dict[str, Any]]:
 
 
 def node_names(lab: str) -> list[str]:
-    """The cluster's nodes: its Node objects, and any node whose agent has an entry."""
-    names = {obj["metadata"]["name"] for obj in cluster_store(lab).list("core", "Node")[0]}
-    return sorted(names | set(node_entries(lab)))
+    """The cluster's nodes: its Node objects, and any node whose agent has an entry (a lab's own list
+    when its store cannot be read)."""
+    from membrane.store.errors import StoreError
+
+    t = target(lab)
+    try:
+        names = {obj["metadata"]["name"] for obj in cluster_store(lab).list("core", "Node")[0]}
+    except (StoreError, OSError) as exc:
+        if t.nodes:
+            return list(t.nodes)
+        raise CLIError(f"{t.where}: store not reachable: {exc}") from None
+    return sorted(names | set(t.nodes) | set(node_entries(lab)))
 
 
 def pick_nodes(lab: str, only: str | None) -> list[str]:
+    if only and only in target(lab).nodes:  # a lab knows its nodes: no store round trip (it may be down)
+        return [only]
     names = node_names(lab)
     if only:
         if only not in names:
@@ -114,11 +128,12 @@ def relay_target(lab: str) -> str:
 
 
 def agent_socket(lab: str, node: str, kind: str = "apiSocket") -> str:
-    """Where node's agent serves its API (or ``hubbleSocket``/``metricsSocket``), from its node entry."""
+    """Where node's agent serves its API (or ``hubbleSocket``/``metricsSocket``), from its node entry.
+    A lab's agents use fixed names under its run directory, reachable while etcd is down."""
+    t = target(lab)
+    if t.run_dir:
+        return f"{t.run_dir}/{SOCKET_NAMES[kind]}-{node}.sock"
     entry = node_entries(lab).get(node) or {}
     if entry.get(kind):
         return str(entry[kind])
-    t = target(lab)
-    if t.run_dir:  # a lab names its sockets the same way: one can be reached while its entry has expired
-        return f"{t.run_dir}/{SOCKET_NAMES[kind]}-{node}.sock"
     raise CLIError(f"node {node}: its agent has published no {kind} in {t.where} (is the agent running?)")
