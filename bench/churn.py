@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bench.churn_stages import agent_stages, kubelet_stages, read_timings, render
 from bench.harness import Measurement
 from membrane.lab.kubelet import START_WORKERS
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.resources import ResourceStore
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from membrane.api.unixhttp import request_json
 from membrane.endpoint.start_stats import percentile
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 
 KUBELET_STAGES = ("queue", "sandbox", "seconds", "containers")
 KUBELET_NAMES = {"queue": "kubelet: wait for a worker", "sandbox": "kubelet: sandbox (netns, pause)",

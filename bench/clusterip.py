@@ -26,7 +26,7 @@ from bench.netbench import (
     wait_pods,
     wait_until,
 )
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 
 SERVICE = f"""apiVersion: v1
 kind: Service

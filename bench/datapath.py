@@ -55,7 +55,7 @@ from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
 from membrane.datapath.maps.policy import DIR_INGRESS, PolicyMap, PolicyRule
 from membrane.ipcache.cache import IPCacheEntry, Source
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.layout import StoreLayout
 from membrane.store.txn import Op

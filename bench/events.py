@@ -32,8 +32,8 @@ from bench.netbench import (
 )
 from membrane.datapath.monitor import set_events_enabled
 from membrane.lab.daemons import daemon_state
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import load_record
-from membrane.model.naming import LabPaths
 
 FLOOD_SECONDS = float(os.environ.get("MEMBRANE_BENCH_FLOOD_SECONDS", "4"))
 AGENT_CPU = "0"

@@ -25,8 +25,8 @@ import time
 
 from bench.harness import Measurement
 from membrane.lab.daemons import daemon_state
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import load_record
-from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.resources import ResourceStore
 

@@ -30,7 +30,7 @@ import time
 from bench.harness import Measurement
 from bench.netbench import bench_lab, build_rr, membrane, wait_pods
 from membrane.datapath.maps.policy import PolicyMap
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 
 PODS = int(os.environ.get("MEMBRANE_BENCH_POLICY_PODS", "1000"))
 POLICIES = int(os.environ.get("MEMBRANE_BENCH_POLICIES", "10000"))

@@ -26,7 +26,7 @@ import time
 from bench.harness import Measurement
 from bench.netbench import bench_lab, membrane, wait_pods
 from bench.policy import PROBE
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 
 SAMPLES = int(os.environ.get("MEMBRANE_BENCH_CIDR_SAMPLES", "20"))
 BASE = 7300

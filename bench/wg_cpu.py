@@ -19,7 +19,7 @@ import sys
 import time
 
 from membrane.datapath.linux.wireguard import WireguardError, uapi_get
-from membrane.model.naming import RUN_ROOT
+from membrane.lab.paths import RUN_ROOT
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

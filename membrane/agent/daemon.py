@@ -17,16 +17,17 @@ from typing import Any
 from membrane.agent.api import APIServer
 from membrane.agent.bgp_speaker import BGPSpeaker
 from membrane.agent.cni_service import CNIService
-from membrane.agent.controllers import Controller, ControllerSet, reconciler_status
+from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.identities import EndpointIdentities
+from membrane.agent.introspection import AgentIntrospection
 from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.ipmasq_sync import IpMasqSync, configmaps_prefix
 from membrane.agent.l2_announcer import L2Announcer
 from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
-from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus, timestamp
+from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus
 from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.pod_objects import DecodedObjects
@@ -35,6 +36,7 @@ from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.proxy_sync import ProxyManager, hubble_sink, secret_lookup
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.agent.wireguard_sync import WireguardSync
+from membrane.api.agent_config import AgentConfig
 from membrane.datapath.linux import links
 from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
@@ -42,7 +44,6 @@ from membrane.fqdn.cache import cache_rows
 from membrane.model.config import ClusterConfig
 from membrane.model.encap import Encapsulation, effective_encapsulation, fit_headroom
 from membrane.model.event import WARNING
-from membrane.model.naming import LabPaths
 from membrane.policy.context import PolicyContext
 from membrane.proxy.dns import DNSAnswerer, UDPListener
 from membrane.proxy.dns import tcp_handler as dns_tcp_handler
@@ -55,8 +56,6 @@ from membrane.store.resources import ResourceStore
 log = logging.getLogger(__name__)
 CT_GC_INTERVAL = 30.0  # seconds between conntrack garbage collections
 
-VERSION = "0.1.0"
-UNDERLAY_DEV = "eth1"
 
 
 def node_info(obj: dict[str, Any]) -> NodeInfo:
@@ -69,13 +68,16 @@ def node_info(obj: dict[str, Any]) -> NodeInfo:
                     annotations.get(ROUTER_IP_ANNOTATION, ""))
 
 
-class Agent:
-    def __init__(self, lab: str, node: str, cluster: str = "default") -> None:
-        self.lab = lab
-        self.node = node
-        self.cluster = cluster
-        self.paths = LabPaths(lab)
-        self.client = EtcdClient(self.paths.etcd_endpoint)
+class Agent(AgentIntrospection):
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.agent_config = cfg  # this host's settings; self.config is the cluster's (from the store)
+        self.node = node = cfg.node
+        self.cluster = cluster = cfg.cluster
+        self.etcd_endpoint = cfg.etcd_endpoint
+        self.underlay_device = cfg.underlay_device
+        self.pin_dir = f"{cfg.bpf_pin_dir}/{node}"
+        self.state_dir = f"{cfg.state_dir}/nodes/{node}"
+        self.client = EtcdClient(self.etcd_endpoint)
         self.resources = ResourceStore(self.client, cluster)
         self.prefix = f"/membrane/{cluster}"
         self.config = ClusterConfig()
@@ -93,14 +95,16 @@ class Agent:
         self.cidr_groups_mirror = Mirror(self.client, f"{self.prefix}/resources/cilium.io/CiliumCIDRGroup/")
         self.ippools_mirror = Mirror(self.client, f"{self.prefix}/resources/crd.projectcalico.org/IPPool/")
         self.policy: PolicySync | None = None
-        self.net = NodeNetwork(f"{self.paths.node_state_dir(node)}/state.json", self.paths.bpffs_dir(node))
+        self.net = NodeNetwork(f"{self.state_dir}/state.json", self.pin_dir)
         self.controllers = ControllerSet()
-        self.api = APIServer(self.paths.agent_socket(node))
+        self.api = APIServer(cfg.api_socket)
         self.started = time.time()
         self.ready_reason = "starting"
         self._stop = threading.Event()
         self.node_status = NodeStatus(self.client, self.resources, self.nodes_mirror, self.prefix, node,
-                                      self.paths.node_state_dir(node), self._me, lambda: self.net.router_ip)
+                                      self.state_dir, self._me, lambda: self.net.router_ip,
+                                      sockets={"apiSocket": cfg.api_socket, "hubbleSocket": cfg.hubble_socket,
+                                               "metricsSocket": cfg.metrics_socket})
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
@@ -135,7 +139,7 @@ class Agent:
         self.net.pod_mtu -= WG_OVERHEAD if self.config.encryption_enabled else self._encap_budget
         self.net.start(pod_cidr)
         self._attach_host_device()
-        self.tunnel = TunnelSync(self.node, self._nodes, self.paths.bpffs_dir(self.node), self.config.tunnel_port,
+        self.tunnel = TunnelSync(self.node, self._nodes, self.pin_dir, self.config.tunnel_port,
                                  self._encapsulation)
         self.tunnel.start()
         tunnel_ctrl = self.controllers.add(Controller("sync-tunnel-map", self.tunnel.sync, interval=30))
@@ -227,7 +231,7 @@ class Agent:
         self._start_l2()
         self._start_bgp()
         self.observability = Observability(
-            self.lab, self.node, self.cluster, self.net, self.pods_mirror, self._ipcache_identity,
+            self.agent_config, self.net, self.pods_mirror, self._ipcache_identity,
             self._endpoint_states, lambda: (len(policy.repo.rules()), self.ipcache_mirror.revision),
             capacity=self.config.hubble_event_buffer_capacity, metrics_enabled=self.config.hubble_metrics_enabled,
             hubble_tls=self.config.hubble_tls_enabled,
@@ -250,7 +254,7 @@ class Agent:
         """encryption.enabled (type wireguard): cilium_wg0 and its peers (membrane.agent.wireguard_sync)."""
         if not self.config.encryption_enabled:
             return
-        self.wireguard = WireguardSync(self.node, self.paths.node_state_dir(self.node), self.nodes_mirror,
+        self.wireguard = WireguardSync(self.node, self.state_dir, self.nodes_mirror,
                                        self.resources)
         self.wireguard.start()
         ctrl = self.controllers.add(Controller("wireguard", self.wireguard.sync, interval=10))
@@ -260,7 +264,7 @@ class Agent:
     def _start_l2(self) -> None:
         """L2 announcements (l2announcements.enabled): ARP for the Services whose lease this node wins."""
         l2 = L2Announcer(self.node, self.client, self.resources.layout, self.prefix, self.config,
-                         self.services_mirror, self.nodes_mirror, [UNDERLAY_DEV])
+                         self.services_mirror, self.nodes_mirror, [self.underlay_device])
         self.l2 = l2
         ctrl = self.controllers.add(Controller("l2-announcements", l2.sync, interval=l2.retry))
         l2.start(ctrl.trigger)
@@ -271,7 +275,7 @@ class Agent:
         """BGP control plane v2 (bgpControlPlane.enabled): this node's ExaBGP speaker (membrane.agent.bgp_speaker)."""
         bgp = BGPSpeaker(self.node, self.client, self.resources, self.prefix, self.config.bgp_control_plane_enabled,
                          self.services_mirror, self.slices_mirror, self.nodes_mirror,
-                         f"{self.paths.node_state_dir(self.node)}/bgp")
+                         f"{self.state_dir}/bgp")
         self.bgp = bgp
         ctrl = self.controllers.add(Controller("bgp-control-plane", bgp.sync, interval=1 if bgp.enabled else 30))
         bgp.start(ctrl.trigger)
@@ -304,8 +308,9 @@ class Agent:
         self.net.close()
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
-        """Every reconciler writing this node's BPF maps (ipcache, policy, load balancer)."""
-        owners = (self.ipcache, self.policy, self.lb, self.wireguard)
+        """Every reconciler writing this node's BPF maps (endpoints, ipcache, policy, load balancer,
+        ip-masq-agent, tunnel) and the WireGuard peers."""
+        owners = (self.net, self.ipcache, self.policy, self.lb, self.ipmasq, self.tunnel, self.wireguard)
         return [owner.reconciler for owner in owners if owner is not None]
 
     def _attach_host_device(self) -> None:
@@ -314,9 +319,9 @@ class Agent:
         if me is None or not me.internal_ip:
             raise RuntimeError(f"node {self.node} has no InternalIP")
         assert self.net.datapath is not None
-        ifindex = links.link_index(UNDERLAY_DEV)
+        ifindex = links.link_index(self.underlay_device)
         if ifindex is None:
-            raise RuntimeError(f"underlay device {UNDERLAY_DEV} not found")
+            raise RuntimeError(f"underlay device {self.underlay_device} not found (--underlay-device)")
         self.net.datapath.attach_host_device(ifindex, me.internal_ip, self.config.ipv4_native_routing_cidr,
                                              masquerade=self.config.enable_ipv4_masquerade,
                                              host_routing=not self.config.bpf_host_legacy_routing,
@@ -373,7 +378,7 @@ class Agent:
         cross_subnet = self._encapsulation().mode == "CrossSubnet"
         direct = (self.config.auto_direct_node_routes or cross_subnet) and self.config.routing_mode != "tunnel"
         direct = direct and not self.config.encryption_enabled  # WireGuard routes them into cilium_wg0
-        desired = node_routes(self.node, self._nodes(), UNDERLAY_DEV, direct)
+        desired = node_routes(self.node, self._nodes(), self.underlay_device, direct)
         sync_node_routes(desired)
 
     def _sync_labels(self) -> None:
@@ -400,6 +405,12 @@ class Agent:
     def _labels_for(self, namespace: str, pod: str) -> dict[str, str]:
         obj = self._pod(namespace, pod)
         return dict((obj or {}).get("metadata", {}).get("labels", {}) or {})
+
+    def _ct_gc(self) -> None:
+        """Expired conntrack entries leave the map (Cilium's CT garbage collector)."""
+        dp = self.net.datapath
+        if dp is not None and (removed := dp.conntrack.gc()):
+            log.info("conntrack gc: %d expired entries removed", removed)
 
     # ---- API ---------------------------------------------------------------------------------------
     def _serve_api(self) -> None:
@@ -433,52 +444,9 @@ class Agent:
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
 
-    def endpoint_list(self) -> list[dict[str, Any]]:
-        """Endpoints in the shape of Cilium's models.Endpoint, plus our own flat fields."""
-        out = []
-        for ep in self.net.endpoints.list():
-            labels = self.identities.security_labels(ep.key) if self.identities is not None else None
-            if labels is None:
-                labels = sorted([f"k8s:{k}={v}" for k, v in ep.labels.items()]
-                                + [f"k8s:io.kubernetes.pod.namespace={ep.namespace}"])
-            out.append({
-                "id": ep.id,
-                "status": {
-                    "identity": {"id": ep.identity} if ep.identity else {},
-                    "labels": {"security-relevant": labels},
-                    "networking": {"addressing": [{"ipv4": ep.ipv4}], "interface-name": ep.host_ifname,
-                                   "interface-index": ep.host_ifindex, "mac": ep.pod_mac, "host-mac": ep.host_mac},
-                    "policy": {"realized": {"policy-enabled": ep.policy_enabled}},
-                    "state": ep.state,
-                    "external-identifiers": {"container-id": ep.container_id, "pod-name": ep.pod_key},
-                },
-                "namespace": ep.namespace,
-                "pod_name": ep.pod_name,
-                "labels": ep.labels,
-                "ipv4": ep.ipv4,
-                "host_ifname": ep.host_ifname,
-            })
-        if self.policy is not None and self.policy.host_firewall is not None:  # the host endpoint (host firewall)
-            me = self._me()
-            ips = [ip for ip in (me.internal_ip, me.router_ip) if ip] if me is not None else []
-            out.extend(self.policy.host_firewall.endpoint_rows(ips, self.policy.host_resolved()))
-        return out
-
     def _node_object(self) -> dict[str, Any] | None:
         kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/_/{self.node}")  # cluster-scoped: "_"
         return json.loads(kv.value) if kv is not None else None
-
-    def bpf_policy(self) -> list[dict[str, Any]]:
-        dp = self.net.datapath
-        if dp is None:
-            return []
-        out = []
-        for slot, state in sorted(dp.policy.items().items()):
-            out.append({"endpoint": slot.ep_id, "direction": "ingress" if slot.direction == 1 else "egress",
-                        "identity": slot.identity, "protocol": slot.protocol, "port": slot.port,
-                        "port_prefix": slot.port_prefix, "verdict": "deny" if state.verdict.deny else "allow",
-                        "packets": state.packets, "bytes": state.bytes, "proxy_port": state.verdict.proxy_port})
-        return out
 
     def _routing_status(self) -> dict[str, Any]:
         """Tunnel [vxlan] (routingMode=tunnel or encapsulation Always), Tunnel [ipip, CrossSubnet] …"""
@@ -488,117 +456,5 @@ class Agent:
                 "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source,
                                   "ignored": self._encap_ignored}}
 
-    def _kpr_status(self) -> dict[str, Any]:
-        me = next((n for n in self._nodes() if n.name == self.node), None)
-        maglev = self.config.lb_algorithm == "maglev"
-        return {
-            "mode": "True", "device-list": [{"name": UNDERLAY_DEV, "ip": [me.internal_ip] if me else []}],
-            "direct-routing-device": UNDERLAY_DEV,
-            "features": {
-                "nodePort": {"enabled": True, "mode": "SNAT", "algorithm": "Maglev" if maglev else "Random",
-                             "lutSize": self.config.maglev_table_size, "portMin": 30000, "portMax": 32767,
-                             "acceleration": "Disabled"},
-                "externalIPs": {"enabled": True}, "hostPort": {"enabled": True},
-                "sessionAffinity": {"enabled": True}, "gracefulTermination": {"enabled": True},
-                "socketLB": {"enabled": False}, "socketLBTracing": {"enabled": False},
-                "bpfSocketLBHostnsOnly": False, "nat46X64": {"enabled": False}, "annotations": [],
-            },
-        }
-
-    def bpf_nat(self) -> list[dict[str, str]]:
-        dp = self.net.datapath
-        return [{"text": rec.describe()} for rec in dp.nat.entries()] if dp is not None else []
-
-    def bpf_lb(self) -> dict[str, Any]:
-        dp = self.net.datapath
-        if dp is None:
-            return {"services": [], "revnat": []}
-        return {"services": [[r.service, f"{r.backend} ({r.rev_nat_index}) ({r.slot})"] for r in dp.lb.services()],
-                "revnat": [[str(i), addr] for i, addr in dp.lb.revnat()]}
-
-    def service_list(self) -> list[dict[str, Any]]:
-        if self.lb is None:
-            return []
-        return [{"id": fe.id, "frontend": fe.address, "type": fe.type, "service": fe.service,
-                 "backends": [b.address + (" (terminating)" if b.terminating else "") for b in fe.backends]}
-                for fe in self.lb.frontends()]
-
-    def bpf_ct(self) -> list[dict[str, str]]:
-        dp = self.net.datapath
-        return [{"text": row.describe()} for row in dp.conntrack.rows()] if dp is not None else []
-
-    def bpf_ct_flush(self) -> dict[str, int]:
-        dp = self.net.datapath
-        return {"flushed": dp.conntrack.flush() if dp is not None else 0}
-
-    def _ct_gc(self) -> None:
-        """Expired conntrack entries leave the map (Cilium's CT garbage collector)."""
-        dp = self.net.datapath
-        if dp is not None and (removed := dp.conntrack.gc()):
-            log.info("conntrack gc: %d expired entries removed", removed)
-
-    def bpf_ipcache(self) -> list[list[str]]:
-        dp = self.net.datapath
-        return [list(row) for row in dp.ipcache.rows()] if dp is not None else []
-
-    def status(self) -> dict[str, Any]:
-        """Agent status in the vocabulary of Cilium's models.StatusResponse (see membrane.cli.dbg_status)."""
-        mirror_ok = self.nodes_mirror.healthy and self.pods_mirror.healthy
-        err = self.nodes_mirror.last_error or self.pods_mirror.last_error or ""
-        ipam: dict[str, Any] = {}
-        if self.net.allocator is not None:
-            used = self.net.allocator.used()
-            ipam = {"ipv4": {"allocated": len(used), "capacity": self.net.allocator.capacity,
-                             "cidr": self.net.pod_cidr}, "allocations": used}
-        controllers = []
-        health = []
-        for c in self.controllers.statuses():
-            controllers.append({"name": c["name"], "status": {
-                "success-count": c["success_count"], "failure-count": c["failure_count"],
-                "consecutive-failure-count": c["consecutive_failures"],
-                "last-success-timestamp": timestamp(c["last_success"]), "last-failure-timestamp": timestamp(c["last_failure"]),
-                "last-failure-msg": c["last_error"]}})
-            health.append({"module-id": f"agent.controller.{c['name']}", "level": "OK" if c["healthy"] else "Degraded",
-                           "message": c["last_error"] if not c["healthy"] else "running"})
-        reconcilers = [reconciler_status(rec.health().to_dict()) for rec in self.reconcilers()]
-        for r in reconcilers:
-            health.append({"module-id": f"agent.reconciler.{r['name']}", "level": "OK" if r["healthy"] else "Degraded",
-                           "message": r["last-error"] if not r["healthy"] else f"{r['rows']} rows applied"})
-        return {
-            "node": self.node,
-            "ready": not self.ready_reason,
-            "kvstore": {"state": "Ok" if mirror_ok else "Failure",
-                        "msg": f"etcd: 1/1 connected: {self.paths.etcd_endpoint}" if mirror_ok
-                        else f"etcd: 0/1 connected: {self.paths.etcd_endpoint}: {err}"},
-            "kubernetes": {"state": "Disabled", "msg": ""},
-            "membrane": {"state": "Ok" if not self.ready_reason else "Warning",
-                         "msg": f"{VERSION} (node {self.node})" if not self.ready_reason else self.ready_reason},
-            "ipam": ipam,
-            "routing": {**self._routing_status(),
-                        "intra-host-routing-mode": "Legacy" if self.config.bpf_host_legacy_routing else "BPF"},
-            "attach-mode": "tc",
-            "datapath-mode": "veth",
-            "kube-proxy-replacement": self._kpr_status(),
-            "masquerading": {"enabled": self.config.enable_ipv4_masquerade, "mode": "BPF",
-                             "enabledProtocols": {"ipv4": self.config.enable_ipv4_masquerade, "ipv6": False},
-                             "snat-exclusion-cidr-v4": self.config.ipv4_native_routing_cidr,
-                             "ip-masq-agent": self.config.ip_masq_agent_enabled,
-                             "ip-masq-agent-status": self.ipmasq.status()},
-            "controllers": controllers,
-            "reconcilers": reconcilers,
-            "identity-range": {"min-identity": 256, "max-identity": 65535},
-            "modules-health": health,
-            "endpoint-count": len(self.net.endpoints),
-            "endpoint-regeneration": self.net.stats.summary(),  # pod start, by stage (issue 16)
-            "router-ip": self.net.router_ip,
-            "datapath-metrics": self.net.metrics(),
-            "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
-            "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
-            "encryption": self._encryption(),
-            "bgp": self.bgp.status() if self.bgp is not None else {"enabled": False},
-            **({"proxy": self.proxy.status()} if self.proxy is not None else {}),
-        }
-
     def _encryption(self) -> dict[str, Any]:
         return self.wireguard.status() if self.wireguard is not None else {"mode": "Disabled", "msg": ""}
-

@@ -4,7 +4,8 @@ The configuration comes from the ``kube-system/ip-masq-agent`` ConfigMap when on
 (Cilium reads the same ConfigMap, mounted as a file), else from the Helm values
 (``ipMasqAgent.config``); membrane.model.ipmasq adds the defaults. With ``ipMasqAgent.enabled=false``
 the map is kept empty. A ConfigMap that does not parse (apply refuses those, so only a store written
-by other means) keeps the last good prefixes and is reported in the status.
+by other means) keeps the last good prefixes and is reported in the status. The prefixes are a
+desired table written to the map by a reconciler (ops in membrane.datapath.maps.prefix_ops).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from membrane.datapath.loader import NodeDatapath
+from membrane.datapath.maps.prefix_ops import IpMasqOps, prefix_text
 from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
 from membrane.model.ipmasq import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, IpMasqConfig, config_of_configmap
+from membrane.state.reconciler import Reconciler
+from membrane.state.table import Table
 from membrane.store.mirror import Mirror
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,10 @@ class IpMasqSync:
         self._datapath = datapath
         self.source = "helm values"
         self.error = ""
+        self.table: Table[str, bool] = Table("ipmasq", initialized=False)
+        self.reconciler: Reconciler[str, bool] = Reconciler(
+            self.table, IpMasqOps(lambda: dp.ipmasq if (dp := self._datapath()) is not None else None),
+            name="bpf-ipmasq", prune_interval=60.0)
 
     def wanted(self) -> IpMasqConfig | None:
         """The configuration in force; None when ip-masq-agent is off. Raises ValidationError for a
@@ -66,9 +74,12 @@ class IpMasqSync:
             self.error = str(exc)
             return
         self.error = ""
-        added, removed = dp.ipmasq.sync(wanted.prefixes() if wanted is not None else [])
-        if added or removed:
-            log.info("ip-masq-agent: %d prefixes added, %d removed (%s)", added, removed, self.source)
+        rows = {prefix_text(p): True for p in (wanted.prefixes() if wanted is not None else [])}
+        if rows.keys() != self.table.keys():
+            log.info("ip-masq-agent: %d prefixes (%s)", len(rows), self.source)
+        self.table.replace_all(rows)
+        self.table.mark_initialized()
+        self.reconciler.run_once()
 
     def prefixes(self) -> list[ipaddress.IPv4Network]:
         dp = self._datapath()

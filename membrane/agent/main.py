@@ -1,29 +1,28 @@
-"""``membrane-agent``: the node daemon entry point."""
+"""``membrane-agent``: the node daemon entry point (``membrane-agent --help`` lists every option)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 
-from membrane.model.naming import DEFAULT_LAB
+from membrane.agent.config import load_agent_config
+from membrane.model.options import OptionError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="membrane-agent", description="Membrane node agent")
-    parser.add_argument("--lab", default=DEFAULT_LAB, help="lab name (sockets under /run/membrane/<lab>)")
-    parser.add_argument("--node", required=True, help="this node's name")
-    parser.add_argument("--cluster", default="default", help="cluster name (etcd prefix)")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
+    try:
+        cfg = load_agent_config(argv)
+    except OptionError as exc:
+        print(f"membrane-agent: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format=f"%(asctime)s %(levelname)s agent[{args.node}] %(name)s: %(message)s",
+        level=logging.DEBUG if cfg.debug else logging.INFO,
+        format=f"%(asctime)s %(levelname)s agent[{cfg.node}] %(name)s: %(message)s",
     )
     from membrane.agent.daemon import Agent
 
-    agent = Agent(args.lab, args.node, args.cluster)
+    agent = Agent(cfg)
 
     def _terminate(signum: int, _frame: object) -> None:
         logging.getLogger("membrane.agent").info("signal %d: stopping", signum)

@@ -1,5 +1,11 @@
 """The node's pod networking: IPAM, endpoints, veths, per-endpoint routes and the BPF endpoint map.
 
+The endpoint map is written only by its reconciler (``reconciler``, ops in
+membrane.datapath.maps.endpoint_ops): a change puts the endpoint's row into ``table`` and runs a
+reconciler step in the caller's thread, and fails (rolling back) unless the row is in the map, so
+the entry is there before the programs that check against it. Failed removals and drift are
+repaired by the reconciler's own retries and periodic prune.
+
 Every change is all-or-nothing: a failed endpoint creation rolls back the veth, route, map entry and
 IP it made, so nothing leaks. State is persisted after each change so a restart restores it.
 """
@@ -16,16 +22,24 @@ from typing import Any
 from membrane.agent.local_state import LocalState, load_state, save_state
 from membrane.datapath.linux import links, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
+from membrane.datapath.maps.endpoint_ops import EndpointsOps
 from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED, POLICY_INGRESS_ENFORCED, EndpointRecord
 from membrane.endpoint.model import STATE_READY, STATE_WAITING_FOR_IDENTITY, Endpoint, EndpointTable
 from membrane.endpoint.routing import endpoint_route
 from membrane.endpoint.start_stats import StageTimes
 from membrane.ipam.host_scope import HostScopeAllocator
 from membrane.model.naming import host_veth_name
+from membrane.state.reconciler import Reconciler
+from membrane.state.table import Table
 
 log = logging.getLogger(__name__)
 
 HOST_DEVICE = "membrane_host"
+PRUNE_SECONDS = 60.0
+
+
+class EndpointNotApplied(RuntimeError):
+    """An endpoint's map entry could not be written (its reconciler retries it)."""
 
 
 class NodeNetwork:
@@ -45,6 +59,11 @@ class NodeNetwork:
         self._pending: dict[tuple[str, str], threading.Event] = {}  # ADDs plumbing outside the lock
         self._pending_ids: set[int] = set()  # their endpoint IDs
         self._regenerated: dict[tuple[str, str], threading.Event] = {}  # set once the policy is in place
+        self.table: Table[str, EndpointRecord] = Table("endpoints", initialized=False)
+        self.reconciler: Reconciler[str, EndpointRecord] = Reconciler(
+            self.table, EndpointsOps(lambda: self.datapath.endpoints if self.datapath is not None else None,
+                                     self.table.items), name="bpf-endpoints", prune_interval=PRUNE_SECONDS)
+        self._map_lock = threading.Lock()  # parallel ADDs write the endpoints table one at a time
 
     # ---- start-up -------------------------------------------------------------------------------
     def start(self, pod_cidr: str) -> None:
@@ -81,22 +100,20 @@ class NodeNetwork:
             if ifindex is None:
                 log.info("endpoint %d (%s): veth %s is gone, releasing %s", ep.id, ep.pod_key, ep.host_ifname, ep.ipv4)
                 self.allocator.release(ep.ipv4)
-                self.datapath.endpoints.delete(ep.ipv4)
                 continue
             ep.host_ifindex = ifindex
             keep.append(ep)
         valid_ips = set()
         # Entries before programs: from_container drops what comes from a device it cannot bind.
+        # The first reconciler step also prunes: entries of endpoints not kept and stale bindings go.
         for ep in keep:
             self.endpoints.put(ep)
-            self.datapath.endpoints.update(ep.ipv4, self._record(ep))
+            self.table.upsert(ep.ipv4, self._record(ep))
             routes.replace_route(endpoint_route(ep.ipv4, ep.host_ifname))
             valid_ips.add(ep.ipv4)
+        self.table.mark_initialized()
+        self._apply(valid_ips)
         self.datapath.reattach_all([ep.host_ifindex for ep in keep])
-        for ip in list(self.datapath.endpoints.keys()):
-            if ip not in valid_ips:
-                self.datapath.endpoints.delete(ip)
-        self.datapath.endpoints.prune_devices()
         # Allocations without an endpoint (a crash between allocate and persist) are released.
         for ip, owner in list(self.allocator.used().items()):
             if owner != "router" and ip not in valid_ips:
@@ -172,8 +189,8 @@ class NodeNetwork:
             )
             # The entry (and its device binding) before the programs that check against it.
             with self.stats.stage("endpointMap"):
-                self.datapath.endpoints.update(ip, self._record(ep))
                 made_map = True
+                self._write(ep)
             with self.stats.stage("bpfAttach"):
                 self.datapath.attach_endpoint(veth.host_ifindex)
             with self.stats.stage("route"):
@@ -189,7 +206,7 @@ class NodeNetwork:
         if route:
             routes.delete_route(endpoint_route(ip, host_if))
         if entry:
-            self.datapath.endpoints.delete(ip)
+            self._unwrite(ip)
         if link:
             links.delete_link(host_if)
 
@@ -208,7 +225,7 @@ class NodeNetwork:
                 return None
             assert self.allocator is not None and self.datapath is not None
             routes.delete_route(endpoint_route(ep.ipv4, ep.host_ifname))
-            self.datapath.endpoints.delete(ep.ipv4)
+            self._unwrite(ep.ipv4)
             links.delete_link(ep.host_ifname)
             self.allocator.release(ep.ipv4)
             self._persist()
@@ -278,7 +295,7 @@ class NodeNetwork:
             if ep.state != STATE_READY and (added := self._added_at.pop(ep.key, None)) is not None:
                 self.stats.observe("waitingForIdentity", time.monotonic() - added)
             ep.state = STATE_READY
-            self.datapath.endpoints.update(ep.ipv4, self._record(ep))
+            self._write(ep)
             self._persist()
 
     def policy_realized(self, container_id: str, ifname: str, identity: int) -> None:
@@ -306,8 +323,27 @@ class NodeNetwork:
                 return
             assert self.datapath is not None
             ep.policy_ingress, ep.policy_egress = ingress, egress
-            self.datapath.endpoints.update(ep.ipv4, self._record(ep))
+            self._write(ep)
             self._persist()
+
+    def _write(self, ep: Endpoint) -> None:
+        """The endpoint's row into the table and, through the reconciler, into the map."""
+        with self._map_lock:
+            self.table.upsert(ep.ipv4, self._record(ep))
+            self._apply({ep.ipv4})
+
+    def _unwrite(self, ip: str) -> None:
+        """The row out; a failed delete stays queued in the reconciler, which retries it."""
+        with self._map_lock:
+            self.table.delete(ip)
+            self.reconciler.run_once()
+
+    def _apply(self, ips: set[str]) -> None:
+        self.reconciler.run_once()
+        behind = self.reconciler.not_done(ips)
+        if behind:
+            raise EndpointNotApplied(f"endpoint map: {len(behind)} entr(y/ies) not applied: "
+                                     f"{next(iter(behind.values())).message or 'pending'}")
 
     def _record(self, ep: Endpoint) -> EndpointRecord:
         flags = (POLICY_INGRESS_ENFORCED if ep.policy_ingress else 0) | (POLICY_EGRESS_ENFORCED if ep.policy_egress else 0)

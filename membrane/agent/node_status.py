@@ -38,7 +38,8 @@ def timestamp(t: float) -> str:
 
 class NodeStatus:
     def __init__(self, client: EtcdClient, resources: ResourceStore, nodes_mirror: Mirror, prefix: str, node: str,
-                 state_dir: str, me: Callable[[], NodeInfo | None], router_ip: Callable[[], str]) -> None:
+                 state_dir: str, me: Callable[[], NodeInfo | None], router_ip: Callable[[], str],
+                 sockets: dict[str, str] | None = None) -> None:
         self.client = client
         self.resources = resources
         self.nodes_mirror = nodes_mirror
@@ -47,6 +48,7 @@ class NodeStatus:
         self._lease_file = f"{state_dir}/endpoint-lease"
         self._me = me
         self._router_ip = router_ip
+        self.sockets = dict(sockets or {})  # published so that clients find this agent from the store
         self.liveness_lease = 0
         self.endpoint_lease = 0
 
@@ -90,6 +92,7 @@ class NodeStatus:
             "podCIDRs": list(me.pod_cidrs) if me else [],
             "routerIP": self._router_ip(),
             "heartbeat": time.time(),
+            **self.sockets,
         }
         self.client.put(f"{self.prefix}/nodes/{self.node}", json.dumps(record), lease=self.liveness_lease)
         self._mark_up()

@@ -1,12 +1,12 @@
 """The agent's observability: flow ring + Observer gRPC server (Hubble API) and the /metrics endpoint.
 
-Sockets: ``/run/membrane/<lab>/hubble-<node>.sock`` (local, mode 0660) and TCP :4244 in the node's
+Sockets (under the agent's ``--run-dir``): ``hubble-<node>.sock`` (local, mode 0660) and TCP :4244 in the node's
 namespace for the Observer API. TCP :4244 takes only mutual TLS (``hubble.tls.enabled``, the default):
-the node's server certificate from ``/run/membrane/<lab>/tls/``, clients must present a certificate
+the node's server certificate from ``--tls-dir`` (default ``<run-dir>/tls``), clients must present a certificate
 of the lab's Hubble CA; without its certificate files the agent serves no TCP at all rather than
 plaintext. ``hubble.tls.enabled=false`` serves plaintext, as Cilium does then.
 
-``/run/membrane/<lab>/metrics-<node>.sock`` and TCP :9962 on all addresses, plaintext, serve Prometheus
+``<run-dir>/metrics-<node>.sock`` and TCP :9962 on all addresses, plaintext, serve Prometheus
 metrics (the cilium_* agent metrics and the hubble_* flow metrics), where Cilium's agent binds
 ``prometheus.port`` (its metrics carry no flows, only counts); TCP :9965 serves the hubble_* families
 alone, where Cilium serves ``hubble.metrics.port``.
@@ -25,6 +25,7 @@ from typing import Any
 from membrane.agent.flows import FlowPipeline, PodIndex
 from membrane.agent.hubble_feed import AgentEventFeed, ServiceResolver, peer_table
 from membrane.agent.node_network import NodeNetwork
+from membrane.api.agent_config import AgentConfig
 from membrane.hubble import agent_events
 from membrane.hubble.agent_metrics import AgentMetrics, AgentSources
 from membrane.hubble.events import EndpointInfo, PolicyAttributor
@@ -33,7 +34,6 @@ from membrane.hubble.ring import FlowRing
 from membrane.hubbleserver.observer import SERVER_PORT, ObserverServer
 from membrane.hubbleserver.tls import ServerTLS, TLSConfigError
 from membrane.metricsserver.server import MetricsServer
-from membrane.model.naming import LabPaths
 from membrane.model.node_conditions import unreachable
 from membrane.store.mirror import Mirror
 
@@ -60,13 +60,14 @@ class ClusterView:
 
 
 class Observability:
-    def __init__(self, lab: str, node: str, cluster: str, net: NodeNetwork, pods: Mirror,
+    def __init__(self, cfg: AgentConfig, net: NodeNetwork, pods: Mirror,
                  identity_of: Callable[[str], int], endpoint_states: Callable[[], Mapping[str, int]],
                  policy_info: Callable[[], tuple[int, int]], capacity: int = FLOW_CAPACITY,
                  metrics_enabled: Sequence[str] = DEFAULT_HUBBLE_METRICS, hubble_tls: bool = True,
                  view: ClusterView | None = None, controllers_failing: Callable[[], int] | None = None) -> None:
-        self.paths = LabPaths(lab)
-        self.cluster = cluster
+        self.cfg = cfg
+        node = cfg.node
+        self.cluster = cluster = cfg.cluster
         self.view = view
         self.agent_events = AgentEventFeed(node)
         self.services: ServiceResolver | None = None
@@ -103,21 +104,22 @@ class Observability:
         tcp_addr: str | None = f"0.0.0.0:{OBSERVER_PORT}"
         credentials = None
         if self.hubble_tls:
-            cert, key = self.paths.hubble_server_pair(self.node)
+            tls = self.cfg.hubble_tls_dir
+            cert, key = f"{tls}/hubble-server-{self.node}.crt", f"{tls}/hubble-server-{self.node}.key"
             try:
-                credentials = ServerTLS(cert, key, self.paths.hubble_ca_cert).credentials()
+                credentials = ServerTLS(cert, key, f"{tls}/ca.crt").credentials()
             except TLSConfigError as exc:
                 self.listen_problem = f"TCP :{OBSERVER_PORT} not served: TLS: {exc}"
                 log.error("Hubble %s (the unix socket still serves)", self.listen_problem)
                 tcp_addr = None
         own = peers.snapshot()[0].get(self.node) if peers is not None else None
-        observer = ObserverServer(self.ring, self.node, f"{self.paths.run_dir}/hubble-{self.node}.sock",
+        observer = ObserverServer(self.ring, self.node, self.cfg.hubble_socket,
                                   tcp_addr, tcp_credentials=credentials, address=own.address if own else "",
                                   perf_lost=self._perf_lost, agent_events=self.agent_events.ring, peers=peers,
                                   on_lost=self.hubble_metrics.lost)
         observer.start()
         self.servers.append(observer)
-        for address in (f"{self.paths.run_dir}/metrics-{self.node}.sock", ("0.0.0.0", METRICS_PORT)):
+        for address in (self.cfg.metrics_socket, ("0.0.0.0", METRICS_PORT)):
             server = MetricsServer(address, self.registry.exposition)
             server.start()
             self.servers.append(server)

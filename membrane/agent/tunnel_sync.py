@@ -2,11 +2,12 @@
 encapsulation.mode=Always|CrossSubnet by vxlan or ipip (Helm values or a Calico IPPool).
 
 mb_tunnel is kept equal to ``tunnel_plan`` (membrane.model.encap): the pod CIDRs of the nodes this
-node encapsulates toward, each to its InternalIP and type. VXLAN entries go through the
-collect-metadata device cilium_vxlan with bpf/overlay.c on it (created when first needed); IPIP
-entries are encapsulated in BPF (bpf/lib/ipip.h) and need no device. Nodes left out of the map are
-reached natively (auto-direct-node-routes on the same subnet). The device lives in the node's
-namespace, so it goes away with the node; ``membrane bpf tunnel list`` shows the map.
+node encapsulates toward, each to its InternalIP and type. The rows are a desired table written by a
+reconciler (ops in membrane.datapath.maps.prefix_ops). VXLAN entries go through the collect-metadata
+device cilium_vxlan with bpf/overlay.c on it (created when first needed); IPIP entries are
+encapsulated in BPF (bpf/lib/ipip.h) and need no device. Nodes left out of the map are reached
+natively (auto-direct-node-routes on the same subnet). The device lives in the node's namespace, so
+it goes away with the node; ``membrane bpf tunnel list`` shows the map.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import logging
 from collections.abc import Callable
 
 from membrane.datapath.linux import links
+from membrane.datapath.maps.prefix_ops import TunnelOps
+from membrane.datapath.maps.tunnel import TunnelMap
 from membrane.datapath.overlay import Overlay
 from membrane.endpoint.routing import NodeInfo
 from membrane.model.encap import Encapsulation, tunnel_plan
+from membrane.state.reconciler import Reconciler
+from membrane.state.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +44,14 @@ class TunnelSync:
         self._encapsulation = encapsulation or (lambda: Encapsulation("Always", "vxlan", "routingMode"))
         self.overlay = Overlay(pin_dir)
         self.ifindex = 0  # cilium_vxlan, once created
+        self.map: TunnelMap | None = None
+        self.table: Table[str, tuple[str, str]] = Table("tunnel", initialized=False)
+        self.reconciler: Reconciler[str, tuple[str, str]] = Reconciler(
+            self.table, TunnelOps(lambda: self.map, self.table.items), name="bpf-tunnel", prune_interval=60.0)
 
     def start(self) -> None:
-        """The VXLAN device and its program when the encapsulation needs them; then the map."""
+        """The map; the VXLAN device and its program when the encapsulation needs them."""
+        self.map = self.overlay.tunnels()
         enc = self._encapsulation()
         if enc.enabled and enc.type == "vxlan":
             self._ensure_vxlan()
@@ -55,22 +65,31 @@ class TunnelSync:
         log.info("tunnel routing: %s (ifindex %d, UDP %d)", TUNNEL_DEVICE, self.ifindex, self.port)
 
     def sync(self) -> None:
+        if self.map is None:
+            return
         enc = self._encapsulation()
         plan = tunnel_plan(self.node, self._nodes(), enc)
         if any(e.type == "vxlan" for e in plan.values()):
             self._ensure_vxlan()
-        with self.overlay.tunnels() as tunnels:
-            written, removed = tunnels.sync({cidr: (e.node_ip, e.type) for cidr, e in plan.items()})
-        if written or removed:
-            log.info("tunnel map (%s %s): %d written, %d removed", enc.mode, enc.type, written, removed)
+        rows = {cidr: (e.node_ip, e.type) for cidr, e in plan.items()}
+        if rows != self.table.items():
+            log.info("tunnel map (%s %s): %d remote pod CIDRs", enc.mode, enc.type, len(rows))
+        self.table.replace_all(rows)
+        self.table.mark_initialized()
+        self.reconciler.run_once()
 
     def entries(self) -> list[tuple[str, str]]:
         """(pod CIDR network address, node IP) rows, as cilium-dbg bpf tunnel list prints them; an
         IPIP entry's node is followed by ``(ipip)``."""
-        with self.overlay.tunnels() as tunnels:
-            rows = sorted(tunnels.entries().items(), key=lambda kv: kv[0])
+        if self.map is None:
+            return []
+        rows = sorted(self.map.entries().items(), key=lambda kv: kv[0])
         return [(f"{net.network_address}:0", f"{ip}:0" + (" (ipip)" if kind == "ipip" else ""))
                 for net, (ip, kind) in rows]
 
     def close(self) -> None:
+        self.reconciler.stop()
+        if self.map is not None:
+            self.map.close()
+            self.map = None
         self.overlay.close()

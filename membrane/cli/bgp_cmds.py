@@ -14,13 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from membrane.cli.age import go_duration
-from membrane.cli.node_cmds import _ask, _nodes
+from membrane.cli.node_cmds import ask_agent
 from membrane.cli.tabwriter import tabwrite
+from membrane.cli.target import pick_nodes
 
 
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("bgp", help="BGP peers and routes of the nodes' speakers (cilium bgp ...)")
     lab_arg(p)
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     bsub = p.add_subparsers(dest="bgp_cmd", required=True)
     q = bsub.add_parser("peers", help="each node's BGP sessions (cilium bgp peers)")
     lab_arg(q)
@@ -88,12 +90,12 @@ def _family(prefix: str, afi: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     now = time.time()
     if args.bgp_cmd == "peers":
-        rows = [{"node": n, **r} for n in _nodes(args.lab, args.node) for r in _ask(args.lab, n, "/v1/bgp/peers")]
+        rows = [{"node": n, **r} for n in pick_nodes(args.lab, args.node) for r in ask_agent(args.lab, n, "/v1/bgp/peers")]
         print(json.dumps(rows, indent=2) if args.output == "json" else render_peers(rows, now))
         return 0
     rows = []
-    for n in _nodes(args.lab, args.node):
-        data = _ask(args.lab, n, "/v1/bgp/routes") or {}
+    for n in pick_nodes(args.lab, args.node):
+        data = ask_agent(args.lab, n, "/v1/bgp/routes") or {}
         rows += [{"node": n, **r} for r in data.get(args.table) or [] if _family(r["prefix"], args.afi)]
     print(json.dumps(rows, indent=2) if args.output == "json" else render_routes(args.table, rows, now))
     return 0

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from membrane.cli.commands import CLIError
-from membrane.cli.node_cmds import _ask, _nodes
+from membrane.cli.node_cmds import ask_agent
 from membrane.cli.tabwriter import tabwrite
+from membrane.cli.target import pick_nodes
 
 POLICY_HEADER = ("POLICY", "DIRECTION", "LABELS (source:key[=value])", "PORT/PROTO", "PROXY PORT", "AUTH TYPE",
                  "BYTES", "PACKETS", "PREFIX")
@@ -33,6 +34,7 @@ LabelsOf = Callable[[int], Sequence[str]]
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``bpf`` command and its maps (called from membrane.cli.main)."""
     p = sub.add_parser("bpf", help="the node's BPF maps (cilium-dbg bpf ...)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     bsub = p.add_subparsers(dest="bpf_map", required=True)
     q = bsub.add_parser("ipcache", help="IP/prefix -> identity")
@@ -93,15 +95,15 @@ def run(args: argparse.Namespace) -> int:
     if args.bpf_map == "tunnel":
         return _tunnel(args)
     if args.bpf_map == "nat":
-        rows = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/nat")
+        rows = ask_agent(args.lab, pick_nodes(args.lab, args.node)[0], "/v1/bpf/nat")
         print("\n".join(r["text"] for r in rows))
         return 0
     return _policy(args)
 
 
 def _lb(args: argparse.Namespace) -> int:
-    node = _nodes(args.lab, args.node)[0]
-    data = _ask(args.lab, node, "/v1/bpf/lb")
+    node = pick_nodes(args.lab, args.node)[0]
+    data = ask_agent(args.lab, node, "/v1/bpf/lb")
     rows = data["revnat"] if args.revnat else data["services"]
     if args.output == "json":
         print(json.dumps(rows, indent=2))
@@ -123,8 +125,8 @@ def render_l2(rows: Sequence[Mapping[str, Any]], with_node: bool) -> str:
 
 def _l2(args: argparse.Namespace) -> int:
     rows = []
-    for node in _nodes(args.lab, args.node):
-        rows += [{"node": node, **r} for r in _ask(args.lab, node, "/v1/bpf/l2")]
+    for node in pick_nodes(args.lab, args.node):
+        rows += [{"node": node, **r} for r in ask_agent(args.lab, node, "/v1/bpf/l2")]
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return 0
@@ -134,8 +136,8 @@ def _l2(args: argparse.Namespace) -> int:
 
 # ---- ipcache -----------------------------------------------------------------------------------------
 def _ipcache(args: argparse.Namespace) -> int:
-    node = _nodes(args.lab, args.node)[0]
-    rows = _ask(args.lab, node, "/v1/bpf/ipcache")
+    node = pick_nodes(args.lab, args.node)[0]
+    rows = ask_agent(args.lab, node, "/v1/bpf/ipcache")
     if args.output == "json":
         print(json.dumps([{"prefix": p, "value": v} for p, v in rows], indent=2))
         return 0
@@ -151,7 +153,7 @@ def render_ipmasq(prefixes: Sequence[str]) -> str:
 
 
 def _ipmasq(args: argparse.Namespace) -> int:
-    prefixes = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/ipmasq")
+    prefixes = ask_agent(args.lab, pick_nodes(args.lab, args.node)[0], "/v1/bpf/ipmasq")
     print(json.dumps(prefixes, indent=2) if args.output == "json" else render_ipmasq(prefixes))
     return 0
 
@@ -163,7 +165,7 @@ def render_tunnel(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _tunnel(args: argparse.Namespace) -> int:
-    rows = _ask(args.lab, _nodes(args.lab, args.node)[0], "/v1/bpf/tunnel")
+    rows = ask_agent(args.lab, pick_nodes(args.lab, args.node)[0], "/v1/bpf/tunnel")
     print(json.dumps(rows, indent=2) if args.output == "json" else render_tunnel(rows))
     return 0
 
@@ -175,18 +177,18 @@ def render_ct(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _ct(args: argparse.Namespace) -> int:
-    node = _nodes(args.lab, args.node)[0]
+    node = pick_nodes(args.lab, args.node)[0]
     if args.bpf_cmd == "flush":
         from membrane.api.unixhttp import APIError, request_json
-        from membrane.model.naming import LabPaths
+        from membrane.cli.target import agent_socket
 
         try:
-            flushed = request_json(LabPaths(args.lab).agent_socket(node), "POST", "/v1/bpf/ct/flush", {}, timeout=10)
+            flushed = request_json(agent_socket(args.lab, node), "POST", "/v1/bpf/ct/flush", {}, timeout=10)
         except (OSError, APIError) as exc:
             raise CLIError(f"agent on {node} is not reachable: {exc}") from None
         print(f"Flushed {flushed['flushed']} entries from mb_ct on {node}")
         return 0
-    text = render_ct(_ask(args.lab, node, "/v1/bpf/ct"))
+    text = render_ct(ask_agent(args.lab, node, "/v1/bpf/ct"))
     if text:
         print(text)
     return 0
@@ -259,11 +261,11 @@ def identity_labels_lookup(lab: str) -> LabelsOf:
 
     known: dict[int, LabelSet] = dict(reserved_identities())
     try:
-        from membrane.cli.commands import _store
+        from membrane.cli.target import cluster_store
         from membrane.identity.allocator import IdentityAllocator
         from membrane.store.txn import StoreTxnOps
 
-        store = _store(lab)
+        store = cluster_store(lab)
         known.update(IdentityAllocator(store.client, StoreTxnOps(), store.layout.identities_prefix).list())
     except Exception as exc:  # the datapath view stays useful without the store
         print(f"warning: identity labels unavailable ({exc}); showing numbers", file=sys.stderr)
@@ -288,9 +290,9 @@ def _policy(args: argparse.Namespace) -> int:
             raise CLIError(f"endpoint {args.endpoint!r}: expected a number") from None
     sections = []
     holders = []
-    for node in _nodes(args.lab, args.node):
+    for node in pick_nodes(args.lab, args.node):
         try:
-            endpoints = _ask(args.lab, node, "/v1/endpoints")
+            endpoints = ask_agent(args.lab, node, "/v1/endpoints")
         except CLIError as exc:
             if args.node is not None:
                 raise
@@ -300,7 +302,7 @@ def _policy(args: argparse.Namespace) -> int:
         ids = sorted(by_id) if wanted is None else [wanted] if wanted in by_id else []
         if not ids:
             continue
-        rows = _ask(args.lab, node, "/v1/bpf/policy")
+        rows = ask_agent(args.lab, node, "/v1/bpf/policy")
         for ep_id in ids:
             sections.append((node, by_id[ep_id], [r for r in rows if int(r.get("endpoint", -1)) == ep_id]))
         holders.append(node)

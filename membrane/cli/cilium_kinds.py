@@ -112,12 +112,13 @@ def render_identities(objs: list[Mapping[str, Any]]) -> str:
 
 
 def _endpoints(lab: str) -> list[dict[str, Any]]:
-    from membrane.cli.node_cmds import _ask, _nodes
+    from membrane.cli.node_cmds import ask_agent
+    from membrane.cli.target import pick_nodes
 
     out = []
-    for node in _nodes(lab, None):
+    for node in pick_nodes(lab, None):
         try:
-            eps = _ask(lab, node, "/v1/endpoints")
+            eps = ask_agent(lab, node, "/v1/endpoints")
         except CLIError as exc:
             print(f"warning: {exc}", file=sys.stderr)
             continue
@@ -126,11 +127,11 @@ def _endpoints(lab: str) -> list[dict[str, Any]]:
 
 
 def _identities(lab: str) -> list[dict[str, Any]]:
-    from membrane.cli.commands import _store
+    from membrane.cli.target import cluster_store
     from membrane.identity.allocator import IdentityAllocator
     from membrane.store.txn import StoreTxnOps
 
-    store = _store(lab)
+    store = cluster_store(lab)
     allocated = IdentityAllocator(store.client, StoreTxnOps(), store.layout.identities_prefix).list()
     return [cilium_identity(n, allocated[n]) for n in sorted(allocated)]
 

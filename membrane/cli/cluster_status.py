@@ -119,24 +119,27 @@ def to_json(status: ClusterStatus) -> dict[str, Any]:
 
 # ---- gathering -------------------------------------------------------------------------------------------
 def gather(lab: str) -> ClusterStatus:
+    """A lab: its daemons as ``lab status`` sees them. Another cluster (``--etcd``): the store, then
+    one agent per node, found from the store (membrane.cli.target)."""
     from membrane.api.unixhttp import APIError, request_json
     from membrane.cli.dbg_status import agent_warnings, failing_components
-    from membrane.cli.lab_cmds import daemon_health
-    from membrane.lab import daemons as lab_daemons
-    from membrane.lab.record import load_record
-    from membrane.model.naming import LabPaths
+    from membrane.cli.target import addressed_by_etcd, agent_socket, node_entries, node_names
 
-    record = load_record(lab)
-    if record is None:
-        raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
+    if addressed_by_etcd():
+        entries = node_entries(lab)
+        rows = [("etcd", "running", True)]
+        rows += [(f"agent-{n}", "running" if n in entries else "NO HEARTBEAT", n in entries) for n in node_names(lab)]
+    else:
+        from membrane.cli.lab_cmds import lab_daemons
+
+        rows = lab_daemons(lab)
     found: list[Daemon] = []
     managed_ips: set[str] = set()
-    for name, rec in sorted(record.processes.items(), key=lambda kv: (kv[0].startswith("agent-"), kv[0])):
-        text, ok = daemon_health(lab, name, rec, lab_daemons.daemon_state(lab, name))
+    for name, text, ok in rows:
         daemon = Daemon(name, text, ok)
         if ok and name.startswith("agent-"):
-            socket = LabPaths(lab).agent_socket(name.removeprefix("agent-"))
             try:
+                socket = agent_socket(lab, name.removeprefix("agent-"))
                 page = request_json(socket, "GET", "/v1/status", timeout=5)
                 daemon.errors = failing_components(page)
                 daemon.warnings = agent_warnings(page)
@@ -144,14 +147,14 @@ def gather(lab: str) -> ClusterStatus:
                 for ep in request_json(socket, "GET", "/v1/endpoints", timeout=5):
                     for addr in (((ep.get("status") or {}).get("networking") or {}).get("addressing") or []):
                         managed_ips.add(addr.get("ipv4", ""))
-            except (OSError, APIError) as exc:
+            except (OSError, APIError, CLIError) as exc:
                 daemon.ok, daemon.state = False, f"UNRESPONSIVE ({exc})"[:60]
         found.append(daemon)
     total = managed = 0
     try:
-        from membrane.cli.commands import _store
+        from membrane.cli.target import cluster_store
 
-        for pod in _store(lab).list("core", "Pod")[0]:
+        for pod in cluster_store(lab).list("core", "Pod")[0]:
             if (pod.get("spec") or {}).get("hostNetwork") or not (pod.get("spec") or {}).get("nodeName"):
                 continue
             total += 1

@@ -9,15 +9,21 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from membrane.cli import target as cli_target
 from membrane.cli.arguments import CLIError, check_name, check_namespace, parse_selector, split_resource_names
 from membrane.model.errors import ValidationError
 from membrane.model.kinds import KindInfo, lookup_kind
-from membrane.model.naming import LabPaths, pod_hostname
+from membrane.model.naming import pod_hostname
 
 __all__ = ["CLIError", "dispatch"]
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    """The handler the command's sub-parser registered (``set_defaults(handler=...)`` in its
+    module's ``add_parser``), else the commands below, which are registered in main itself."""
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
     cmd = args.command
     if cmd == "version":
         print("membrane 0.1.0")
@@ -31,54 +37,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from membrane.cli import lab_cmds
 
         return lab_cmds.run(args)
-    if cmd == "dbg" and args.dbg_cmd == "config":
-        from membrane.cli import dbg_config
-
-        return dbg_config.run(args)
     if cmd == "identity":
         from membrane.cli import identity_cmds
 
         return identity_cmds.run(args)
-    if cmd == "bgp":
-        from membrane.cli import bgp_cmds
-
-        return bgp_cmds.run(args)
-    if cmd == "bpf":
-        from membrane.cli import bpf_cmds
-
-        return bpf_cmds.run(args)
-    if cmd == "fqdn":
-        from membrane.cli import fqdn_cmds
-
-        return fqdn_cmds.run(args)
-    if cmd == "policy":
-        from membrane.cli import policy_cmds
-
-        return policy_cmds.run(args)
-    if cmd == "hubble":
-        from membrane.cli import hubble_cmds
-
-        return hubble_cmds.run(args)
-    if cmd in ("observe", "metrics"):
-        from membrane.cli import metrics_cmds, observe
-
-        return (observe if cmd == "observe" else metrics_cmds).run(args)
-    if cmd == "connectivity":
-        from membrane.cli import connectivity_cmd
-
-        return connectivity_cmd.run(args)
-    if cmd == "encrypt":
-        from membrane.cli import encrypt_cmds
-
-        return encrypt_cmds.run(args)
-    if cmd == "rollout":
-        from membrane.cli import rollout_cmd
-
-        return rollout_cmd.run(args)
-    if cmd in ("describe", "logs", "scale", "wait"):
-        from membrane.cli import describe_cmd, workload_cmds
-
-        return (describe_cmd if cmd == "describe" else workload_cmds).run(args)
     if cmd == "status" and args.node is None:
         from membrane.cli import cluster_status
 
@@ -89,20 +51,6 @@ def dispatch(args: argparse.Namespace) -> int:
         return node_cmds.run(args)
     handlers = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "label": cmd_label, "exec": cmd_exec}
     return handlers[cmd](args)
-
-
-def _store(lab: str) -> Any:
-    from membrane.lab.record import load_record
-    from membrane.store.etcd import EtcdClient
-    from membrane.store.resources import ResourceStore
-
-    record = load_record(lab)
-    if record is None:
-        raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
-    paths = LabPaths(lab)
-    from membrane.lab.daemons import MAX_TXN_OPS
-
-    return ResourceStore(EtcdClient(paths.etcd_endpoint), record.topology.config.cluster_name, max_txn_ops=MAX_TXN_OPS)
 
 
 def _resource_ref(info: KindInfo) -> str:
@@ -156,7 +104,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         info = lookup_kind(obj["kind"])
         if info.read_only:
             raise CLIError(f"{obj['kind']} {obj['metadata']['name']}: is managed by the cluster and cannot be applied")
-    store = _store(args.lab)
+    store = cli_target.cluster_store(args.lab)
     _check_namespaces(store, objs)
     _keep_bindings(store, objs)
     try:
@@ -197,8 +145,8 @@ def _check_namespaces(store: Any, objs: list[dict[str, Any]]) -> None:
 def cmd_delete(args: argparse.Namespace) -> int:
     check_namespace(args.namespace)
     args.kind, args.names = split_resource_names(args.kind, args.names)
-    info = _kind(args.kind) if args.kind and not args.filename else None
-    store = _store(args.lab)
+    info = resolve_kind(args.kind) if args.kind and not args.filename else None
+    store = cli_target.cluster_store(args.lab)
     targets: list[tuple[KindInfo, str, str]] = []
     if args.filename:
         if args.kind:
@@ -250,7 +198,7 @@ def _delete_namespaced_objects(store: Any, namespaces: list[str]) -> None:
         store.delete_many(keys)
 
 
-def _kind(name: str) -> KindInfo:
+def resolve_kind(name: str) -> KindInfo:
     try:
         return lookup_kind(name)
     except ValidationError as exc:
@@ -269,14 +217,14 @@ def cmd_get(args: argparse.Namespace) -> int:
     selector = parse_selector(args.selector) if args.selector else None
     if cilium_kinds.handles(args.kind):  # CiliumEndpoints / CiliumIdentities: synthesised, not stored
         return cilium_kinds.run_get(args)
-    kinds = get_support.kinds(args.kind, _kind)
+    kinds = get_support.kinds(args.kind, resolve_kind)
     if not kinds:
         raise CLIError("You must specify the type of resource to get.")
     fields = {info.kind: get_support.parse_field_selector(args.field_selector, info)
               for info in kinds} if args.field_selector else {}
     if args.watch and (len(kinds) != 1 or output not in (None, "wide")):
         raise CLIError("watch is only supported on a single resource type, with the table output")
-    store = _store(args.lab)
+    store = cli_target.cluster_store(args.lab)
     now = datetime.now(UTC)
     collected: list[dict[str, Any]] = []
     rc = 0
@@ -382,13 +330,13 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     check_namespace(args.namespace)
     check_name(args.name)
-    info = _kind(args.kind)
+    info = resolve_kind(args.kind)
     ns = (args.namespace or "default") if info.namespaced else ""
     try:
         changes = parse_label_assignments(args.labels)
     except ValidationError as exc:
         raise CLIError(str(exc)) from None
-    store = _store(args.lab)
+    store = cli_target.cluster_store(args.lab)
     for _attempt in range(5):
         obj = store.get(info.group, info.kind, ns, args.name)
         if obj is None:
@@ -412,7 +360,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 # ---- exec --------------------------------------------------------------------------------------------
 def cmd_exec(args: argparse.Namespace) -> int:
-    from membrane.lab.runtime import Runtime
+    from membrane.cli.lab_cmds import lab_exists, pod_sandbox_pids
 
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     check_namespace(args.namespace)
@@ -420,30 +368,24 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not cmd:
         raise CLIError("usage: membrane exec [-n NS] POD -- COMMAND [ARGS...]")
     ns = args.namespace or "default"
-    if load_record_or_none(args.lab) is None:
+    if not lab_exists(args.lab):
         raise CLIError(f"lab {args.lab!r} not found")
     # The sandbox records are local to the lab: exec works even while the cluster store is down.
-    sb = next((s for s in Runtime(args.lab).load_all() if s.namespace == ns and s.name == args.pod), None)
-    if sb is None or sb.pause is None:
-        pod = _store(args.lab).get("core", "Pod", ns, args.pod)
+    pid = pod_sandbox_pids(args.lab, ns).get((ns, args.pod))
+    if pid is None:
+        pod = cli_target.cluster_store(args.lab).get("core", "Pod", ns, args.pod)
         if pod is None:
             raise CLIError(f'pods "{args.pod}" not found in namespace {ns}')
         phase = pod.get("status", {}).get("phase", "Pending")
         raise CLIError(f"pod {ns}/{args.pod} has no running sandbox (phase {phase})")
-    argv = ["nsenter", "-t", str(sb.pause.pid), "--net", "--uts", "--mount", "--", *cmd]
-    env = dict(os.environ, HOSTNAME=pod_hostname(sb.name))
+    argv = ["nsenter", "-t", str(pid), "--net", "--uts", "--mount", "--", *cmd]
+    env = dict(os.environ, HOSTNAME=pod_hostname(args.pod))
     sys.stdout.flush()
     try:
         os.execvpe("nsenter", argv, env)
     except OSError as exc:
         raise CLIError(f"exec failed: {exc}") from None
     return 0  # not reached
-
-
-def load_record_or_none(lab: str) -> Any:
-    from membrane.lab.record import load_record
-
-    return load_record(lab)
 
 
 def print_json(data: Any) -> None:

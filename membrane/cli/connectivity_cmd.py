@@ -34,7 +34,6 @@ from membrane.cli.connectivity_suite import (
     compile_filters,
     selected,
 )
-from membrane.model.naming import LabPaths
 
 SETTLE_SECONDS = 10.0  # how long an action may take to see what its test's policy must give
 WORKERS = 4
@@ -42,6 +41,7 @@ WORKERS = 4
 
 def add_parser(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("connectivity", help="cilium-cli's connectivity test against the lab")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     csub = p.add_subparsers(dest="connectivity_cmd", required=True)
     q = csub.add_parser("test", help="deploy cilium-test-1 and run the connectivity tests")
@@ -58,7 +58,7 @@ def add_parser(sub: Any, lab_arg: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
+    from membrane.cli.target import cluster_store
 
     if args.connectivity_cmd == "perf":
         from membrane.cli import connectivity_perf
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--test: invalid regular expression: {exc}") from None
     if args.junit_file and not os.path.isdir(os.path.dirname(os.path.abspath(args.junit_file))):
         raise CLIError(f"--junit-file {args.junit_file}: directory does not exist")
-    store = _store(args.lab)
-    topo = _deploy(store, args.lab, args.timeout)
+    store = cluster_store(args.lab)
+    topo = deploy_test_pods(store, args.lab, args.timeout)
     print(f"ℹ️  [{NAMESPACE}] client on {topo.pods['client'].node}, echo-other-node on "
           f"{topo.pods['echo-other-node'].node}, {len(topo.nodes)} nodes", flush=True)
     results: list[TestResult] = []
@@ -107,7 +107,7 @@ def _node_ips(store: Any) -> dict[str, str]:
     return out
 
 
-def _deploy(store: Any, lab: str, timeout: float) -> Topology:
+def deploy_test_pods(store: Any, lab: str, timeout: float) -> Topology:
     from membrane.model.validate import validate_object
 
     nodes = _node_ips(store)
@@ -165,7 +165,7 @@ def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology, flows: str) 
             print(f"  ℹ️  📜 Applying {obj['kind']} '{obj['metadata']['name']}' to namespace '{NAMESPACE}'", flush=True)
         store.apply_many(policies)
         time.sleep(1.0)
-    sandboxes = _pause_pids(lab)
+    sandboxes = pause_pids(lab)
     specs = test.actions(topo)
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
@@ -195,17 +195,20 @@ def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology, flows: str) 
     return out
 
 
-def _pause_pids(lab: str) -> dict[str, int]:
-    from membrane.lab.runtime import Runtime
+def pause_pids(lab: str) -> dict[str, int]:
+    """Pod name -> sandbox PID of the test pods (the lab's runtime: the checks run in its namespaces)."""
+    from membrane.cli.lab_cmds import pod_sandbox_pids
 
-    return {sb.name: sb.pause.pid for sb in Runtime(lab).load_all() if sb.namespace == NAMESPACE and sb.pause}
+    return {name: pid for (_ns, name), pid in pod_sandbox_pids(lab, NAMESPACE).items()}
 
 
 def _argv(lab: str, sandboxes: dict[str, int], spec: ActionSpec) -> list[str]:
     where, name = spec.place
     if where == "pod":
         return ["nsenter", "-t", str(sandboxes[name]), "--net", "--uts", "--mount", "--", *spec.argv]
-    netns = LabPaths(lab).node_netns(name) if where == "node" else f"{LabPaths(lab).netns_prefix}world"
+    from membrane.cli.lab_cmds import place_netns
+
+    netns = place_netns(lab, where, name)
     return ["ip", "netns", "exec", netns, *spec.argv]
 
 

@@ -66,14 +66,14 @@ def _measure(client_pid: int, server_pid: int, host: str, test: str, duration: f
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
-    from membrane.cli.connectivity_cmd import _deploy, _pause_pids
+    from membrane.cli.connectivity_cmd import deploy_test_pods, pause_pids
+    from membrane.cli.target import cluster_store
     from membrane.model.validate import validate_object
 
     if args.duration <= 0:
         raise CLIError("--duration must be positive")
-    store = _store(args.lab)
-    topo = _deploy(store, args.lab, args.timeout)
+    store = cluster_store(args.lab)
+    topo = deploy_test_pods(store, args.lab, args.timeout)
     roles = ("echo-same-node", "echo-other-node")
     store.apply_many([validate_object(yaml.safe_load(_SERVICE.format(role=r, iperf=IPERF_PORT, rr=RR_PORT)), "perf")
                       for r in roles])
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             if ip:
                 services[r] = ip
         time.sleep(0.3)
-    pids = _pause_pids(args.lab)
+    pids = pause_pids(args.lab)
     client = pids[topo.pods["client"].name]
     rows = [["Scenario", "Node", "Test", "Duration", "Value"]]
     for role in roles:

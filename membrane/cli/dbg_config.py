@@ -14,14 +14,15 @@ from typing import Any
 
 from membrane.api.unixhttp import APIError, request_json
 from membrane.cli.arguments import CLIError
+from membrane.cli.target import agent_socket, pick_nodes
 from membrane.model.config import ClusterConfig
 from membrane.model.helm_release import effective_options
-from membrane.model.naming import LabPaths
 
 
 def add_parser(dsub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     """``config`` under ``membrane dbg`` (``dsub``: the dbg command's sub-parsers)."""
     q = dsub.add_parser("config", help="the agent's effective configuration (cilium-dbg config)")
+    q.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(q)
     q.add_argument("-a", "--all", action="store_true", help="read-only and read-write options")
     q.add_argument("-r", "--read-only", action="store_true", help="read-only options only")
@@ -47,17 +48,9 @@ def render(config: dict[str, Any], show_all: bool, read_only: bool = False) -> s
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.lab.record import load_record
-
-    record = load_record(args.lab)
-    if record is None:
-        raise CLIError(f"lab {args.lab!r} not found")
-    names = [n.name for n in record.topology.nodes]
-    node = args.node or names[0]
-    if node not in names:
-        raise CLIError(f"node {node!r} not in lab {args.lab!r} (nodes: {', '.join(names)})")
+    node = pick_nodes(args.lab, args.node)[0]
     try:
-        answer = request_json(LabPaths(args.lab).agent_socket(node), "GET", "/v1/config", timeout=5)
+        answer = request_json(agent_socket(args.lab, node), "GET", "/v1/config", timeout=5)
     except (OSError, APIError) as exc:
         raise CLIError(f"agent on {node} is not reachable: {exc}") from None
     config = answer.get("config") or {}

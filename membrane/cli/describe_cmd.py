@@ -19,6 +19,7 @@ from membrane.model.event import about
 
 def add_parser(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("describe", help="show details of resources (kubectl describe)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     p.add_argument("kind", help="pods, services, nodes, deployments, cnp, … or KIND/NAME")
     p.add_argument("names", nargs="*")
@@ -29,16 +30,17 @@ def add_parser(sub: Any, lab_arg: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from membrane.cli import get_support
-    from membrane.cli.commands import _kind, _store
+    from membrane.cli.commands import resolve_kind
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     kind, names = split_resource_names(args.kind, args.names)
     selector = parse_selector(args.selector)
-    infos = get_support.kinds(kind or "", _kind)
+    infos = get_support.kinds(kind or "", resolve_kind)
     if len(infos) != 1:
         raise CLIError("describe takes one resource type")
     info = infos[0]
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     ns = None if (args.all_namespaces or not info.namespaced) else (args.namespace or "default")
     rc = 0
     if names:

@@ -11,12 +11,14 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from membrane.cli.node_cmds import _ask, _nodes
+from membrane.cli.node_cmds import ask_agent
+from membrane.cli.target import pick_nodes
 
 
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("encrypt", help="transparent encryption (cilium-dbg encrypt status)")
     lab_arg(p)
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     esub = p.add_subparsers(dest="encrypt_cmd", required=True)
     q = esub.add_parser("status", help="WireGuard device, public key and peers of a node")
     lab_arg(q)
@@ -45,8 +47,8 @@ def render_encrypt_status(status: Mapping[str, Any], verbose: bool = False) -> s
 
 
 def run(args: argparse.Namespace) -> int:
-    nodes = _nodes(args.lab, args.node)
-    answers = {node: _ask(args.lab, node, "/v1/encrypt/status") for node in nodes}
+    nodes = pick_nodes(args.lab, args.node)
+    answers = {node: ask_agent(args.lab, node, "/v1/encrypt/status") for node in nodes}
     if args.output == "json":
         print(json.dumps(answers if args.node is None else answers[nodes[0]], indent=2))
         return 0

@@ -8,14 +8,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from membrane.cli.node_cmds import _ask, _nodes
+from membrane.cli.node_cmds import ask_agent
 from membrane.cli.tabwriter import tabwrite
+from membrane.cli.target import pick_nodes
 from membrane.model.fqdn import key_matches, selector_key
 
 
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("fqdn", help="DNS names the DNS proxy learned (cilium-dbg fqdn cache list)")
     lab_arg(p)
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     fsub = p.add_subparsers(dest="fqdn_cmd", required=True)
     q = fsub.add_parser("cache", help="the DNS cache of a node")
     lab_arg(q)
@@ -50,11 +52,11 @@ def select(rows: Sequence[Mapping[str, Any]], endpoint: int | None, pattern: str
 def _clean(args: argparse.Namespace) -> int:
     from membrane.api.unixhttp import APIError, request_json
     from membrane.cli.commands import CLIError
-    from membrane.model.naming import LabPaths
+    from membrane.cli.target import agent_socket
 
-    for node in _nodes(args.lab, args.node):
+    for node in pick_nodes(args.lab, args.node):
         try:
-            done = request_json(LabPaths(args.lab).agent_socket(node), "POST", "/v1/fqdn/cache/clean", {}, timeout=10)
+            done = request_json(agent_socket(args.lab, node), "POST", "/v1/fqdn/cache/clean", {}, timeout=10)
         except (OSError, APIError) as exc:
             raise CLIError(f"agent on {node} is not reachable: {exc}") from None
         print(f"Cleaned {done['cleaned']} entries from the DNS cache of {node}")
@@ -64,7 +66,7 @@ def _clean(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.cache_cmd == "clean":
         return _clean(args)
-    node = _nodes(args.lab, args.node)[0]
-    rows = select(_ask(args.lab, node, "/v1/fqdn/cache"), args.endpoint, args.matchpattern, args.source)
+    node = pick_nodes(args.lab, args.node)[0]
+    rows = select(ask_agent(args.lab, node, "/v1/fqdn/cache"), args.endpoint, args.matchpattern, args.source)
     print(json.dumps(rows, indent=2) if args.output == "json" else render_cache(rows))
     return 0

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from membrane.cli.arguments import CLIError
-from membrane.model.naming import LabPaths
+from membrane.cli.target import relay_target
 
 DEFAULT_UI_PORT = 12000
 
 
 def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     p = subparsers.add_parser("hubble", help="Hubble tools (ui)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     if lab_arg is not None:
         lab_arg(p)
     hsub = p.add_subparsers(dest="hubble_cmd", required=True, metavar="COMMAND")
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--port: {args.port} is not a port (0-65535)")
     from membrane.hubbleserver.ui import UIServer  # grpc only for this command
 
-    target = args.server or f"unix://{LabPaths(args.lab).run_dir}/relay.sock"
+    target = args.server or relay_target(args.lab)
     try:
         server = UIServer(target, args.port)
     except OSError as exc:

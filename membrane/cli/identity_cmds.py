@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from membrane.cli.commands import CLIError, _store
+from membrane.cli.commands import CLIError
 from membrane.cli.tabwriter import tabwrite
+from membrane.cli.target import cluster_store
 from membrane.identity.allocator import IdentityAllocator
 from membrane.identity.labels import LabelSet
 from membrane.identity.render import identity_list_rows
@@ -15,7 +16,7 @@ from membrane.store.txn import StoreTxnOps
 
 
 def run(args: argparse.Namespace) -> int:
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     allocator = IdentityAllocator(store.client, StoreTxnOps(), store.layout.identities_prefix)
     identities: dict[int, LabelSet] = dict(reserved_identities())
     identities.update(allocator.list())

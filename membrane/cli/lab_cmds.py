@@ -9,8 +9,10 @@ import time
 from typing import Any
 
 from membrane.cli.commands import CLIError
+from membrane.cli.target import Target, agent_socket
+from membrane.lab.paths import LabPaths
 from membrane.model.errors import ValidationError
-from membrane.model.naming import NETNS_DIR, LabPaths, validate_lab_name
+from membrane.model.naming import NETNS_DIR, validate_lab_name
 
 
 class _Progress:
@@ -21,6 +23,19 @@ class _Progress:
 
     def __call__(self, message: str) -> None:
         print(f"[{time.monotonic() - self.start:5.1f}s] {message}", flush=True)
+
+
+def lab_target(lab: str) -> Target:
+    """How ``--lab NAME`` is addressed: the lab's etcd and cluster, its sockets as fallbacks."""
+    from membrane.lab.daemons import MAX_TXN_OPS
+    from membrane.lab.record import load_record
+
+    record = load_record(lab)
+    if record is None:
+        raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
+    paths = LabPaths(lab)
+    return Target(paths.etcd_endpoint, record.topology.config.cluster_name, where=f"lab {lab!r}",
+                  max_txn_ops=MAX_TXN_OPS, run_dir=paths.run_dir, nodes=tuple(n.name for n in record.topology.nodes))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,8 +186,7 @@ def daemon_health(lab: str, name: str, supervisor: Any, state: Any) -> tuple[str
         return "STOPPED (SIGSTOP)", False
     if name.startswith("agent-"):
         try:
-            health = request_json(LabPaths(lab).agent_socket(name.removeprefix("agent-")), "GET", "/healthz",
-                                  timeout=2)
+            health = request_json(agent_socket(lab, name.removeprefix("agent-")), "GET", "/healthz", timeout=2)
         except (OSError, APIError):
             return "UNRESPONSIVE", False
         if not health.get("ok"):
@@ -205,3 +219,43 @@ def _exec(args: argparse.Namespace) -> int:
 
     os.execvp("ip", ["ip", "netns", "exec", netns, *vtysh_argv(args.lab, cmd)])
     return 0
+
+
+# ---- what other commands need of a lab: they call these and never import membrane.lab ----------------
+def lab_exists(lab: str) -> bool:
+    from membrane.lab.record import load_record
+
+    return load_record(lab) is not None
+
+
+def lab_daemons(lab: str) -> list[tuple[str, str, bool]]:
+    """(daemon, state text, healthy) for every daemon of the lab, agents last (``membrane status``)."""
+    from membrane.lab import daemons
+    from membrane.lab.record import load_record
+
+    record = load_record(lab)
+    if record is None:
+        raise CLIError(f"lab {lab!r} not found (create it with: membrane lab create --lab {lab})")
+    out = []
+    for name, rec in sorted(record.processes.items(), key=lambda kv: (kv[0].startswith("agent-"), kv[0])):
+        text, ok = daemon_health(lab, name, rec, daemons.daemon_state(lab, name))
+        out.append((name, text, ok))
+    return out
+
+
+def pod_sandbox_pids(lab: str, namespace: str | None = None) -> dict[tuple[str, str], int]:
+    """(namespace, pod) -> PID of its running sandbox (the pause process) in the lab's container runtime."""
+    from membrane.lab.runtime import Runtime
+
+    return {(sb.namespace, sb.name): sb.pause.pid for sb in Runtime(lab).load_all()
+            if sb.pause is not None and namespace in (None, sb.namespace)}
+
+
+def pod_log_path(lab: str, namespace: str, pod: str, container: str) -> str:
+    return LabPaths(lab).pod_log(namespace, pod, container)
+
+
+def place_netns(lab: str, where: str, name: str) -> str:
+    """The network namespace of a lab node (``where == "node"``) or of the world outside it."""
+    paths = LabPaths(lab)
+    return paths.node_netns(name) if where == "node" else f"{paths.netns_prefix}world"

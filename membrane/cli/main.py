@@ -1,6 +1,7 @@
 """``membrane``: the command line, kubectl conventions for resources, cilium-dbg for node internals.
 
-Every command takes ``--lab NAME`` (before or after the command) to address one lab.
+Every command takes ``--lab NAME`` (before or after the command) to address one lab, or
+``--etcd URL`` (and ``--cluster NAME``) to address any cluster through its store (membrane.cli.target).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
+from membrane.cli.target import Target
 from membrane.model.naming import DEFAULT_LAB
 
 
@@ -23,6 +25,10 @@ class _Parser(argparse.ArgumentParser):
 def _lab_arg(p: argparse.ArgumentParser, top: bool = False) -> None:
     kwargs = {"default": DEFAULT_LAB} if top else {"default": argparse.SUPPRESS}
     p.add_argument("--lab", help="lab to address (default: membrane)", **kwargs)
+    none = {"default": None} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--etcd", metavar="URL", help="address the cluster whose store is at URL instead of a lab "
+                   "(env: MEMBRANE_ETCD)", **none)
+    p.add_argument("--cluster", metavar="NAME", help="cluster name in that store (default: default)", **none)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
 
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
-    from membrane.cli import commands
+    from membrane.cli import commands, target
     from membrane.model.errors import ValidationError
+
+    target.register_lab(_lab_target)
+    target.configure(args.etcd, args.cluster)
     from membrane.store.errors import StoreError
 
     try:
@@ -213,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: cluster store: {exc}", file=sys.stderr)
         return 1
+
+
+def _lab_target(lab: str) -> Target:
+    from membrane.cli.lab_cmds import lab_target
+
+    return lab_target(lab)
 
 
 if __name__ == "__main__":

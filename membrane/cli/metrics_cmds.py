@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from membrane.hubble import exposition
-from membrane.model.naming import LabPaths
 
 
 def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -43,19 +42,23 @@ def render_metrics_list(rows: list[tuple[str, str, float]]) -> str:
 def metrics_address(args: argparse.Namespace) -> str:
     if args.server:
         return str(args.server)
-    paths = LabPaths(args.lab)
+    from membrane.cli.arguments import CLIError
+    from membrane.cli.target import agent_socket, pick_nodes, target
+
     if args.operator:
-        return f"{paths.run_dir}/metrics-operator.sock"
+        run_dir = target(args.lab).run_dir
+        if not run_dir:
+            raise CLIError("the operator's metrics socket is not published in the store: give --server ADDRESS")
+        return f"{run_dir}/metrics-operator.sock"
     node = args.node
     if node is None:
-        from membrane.cli.node_cmds import _nodes
-
-        node = _nodes(args.lab, None)[0]  # like cilium-dbg: the local agent; --node picks another
-    return f"{paths.run_dir}/metrics-{node}.sock"
+        node = pick_nodes(args.lab, None)[0]  # like cilium-dbg: the local agent; --node picks another
+    return agent_socket(args.lab, node, "metricsSocket")
 
 
 def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     p = subparsers.add_parser("metrics", help="agent metrics (cilium-dbg metrics list)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     if lab_arg is not None:
         lab_arg(p)
     msub = p.add_subparsers(dest="metrics_cmd", required=True)

@@ -1,4 +1,5 @@
-"""``membrane status`` and ``membrane endpoint list``: ask the node agents over their sockets."""
+"""``membrane status`` and ``membrane endpoint list``: ask the node agents over their sockets (found in
+the store, membrane.cli.target)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,13 @@ from typing import Any
 
 from membrane.api.unixhttp import APIError, request_json
 from membrane.cli.commands import CLIError
-from membrane.model.naming import LabPaths
+from membrane.cli.target import agent_socket, pick_nodes
 
 
-def _nodes(lab: str, only: str | None) -> list[str]:
-    from membrane.lab.record import load_record
-
-    record = load_record(lab)
-    if record is None:
-        raise CLIError(f"lab {lab!r} not found")
-    names = [n.name for n in record.topology.nodes]
-    if only:
-        if only not in names:
-            raise CLIError(f"node {only!r} not in lab {lab!r} (nodes: {', '.join(names)})")
-        return [only]
-    return names
-
-
-def _ask(lab: str, node: str, path: str) -> Any:
+def ask_agent(lab: str, node: str, path: str) -> Any:
+    socket = agent_socket(lab, node)
     try:
-        return request_json(LabPaths(lab).agent_socket(node), "GET", path, timeout=5)
+        return request_json(socket, "GET", path, timeout=5)
     except (OSError, APIError) as exc:
         raise CLIError(f"agent on {node} is not reachable: {exc}") from None
 
@@ -38,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from membrane.cli.printers import render_endpoint_list, render_status
 
     if args.command in ("status", "dbg"):  # one agent's page: a node is always named
-        nodes = _nodes(args.lab, args.node)
-        status = _ask(args.lab, nodes[0], "/v1/status")
+        nodes = pick_nodes(args.lab, args.node)
+        status = ask_agent(args.lab, nodes[0], "/v1/status")
         if args.output == "json":
             print(json.dumps(status, indent=2))
         else:
@@ -51,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "service":
         return _services(args)
     rows: list[dict[str, Any]] = []
-    for node in _nodes(args.lab, args.node):
+    for node in pick_nodes(args.lab, args.node):
         try:
-            eps = _ask(args.lab, node, "/v1/endpoints")
+            eps = ask_agent(args.lab, node, "/v1/endpoints")
         except CLIError as exc:
             print(f"warning: {exc}", file=sys.stderr)
             continue
@@ -71,8 +59,8 @@ def _services(args: argparse.Namespace) -> int:
     """``membrane service list``: ID, frontend, type and backends as the node serves them."""
     from membrane.cli.tabwriter import tabwrite
 
-    node = _nodes(args.lab, args.node)[0]
-    services = _ask(args.lab, node, "/v1/services")
+    node = pick_nodes(args.lab, args.node)[0]
+    services = ask_agent(args.lab, node, "/v1/services")
     if args.output == "json":
         print(json.dumps(services, indent=2))
         return 0

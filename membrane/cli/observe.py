@@ -19,7 +19,6 @@ from membrane.cli import observe_tls
 from membrane.cli.observe_filters import FILTER_FLAGS, SWITCHES, FilterError, build_filters
 from membrane.cli.observe_time import parse_time, to_rfc3339
 from membrane.hubble.timefmt import TIME_FORMATS
-from membrane.model.naming import LabPaths
 
 if TYPE_CHECKING:  # grpc is imported only when a command talks to a server
     from membrane.hubbleserver.tls import ClientTLS
@@ -75,6 +74,7 @@ class _FilterFlag(argparse.Action):
 
 def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     p = subparsers.add_parser("observe", help="observe flows (hubble observe)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     if lab_arg is not None:
         lab_arg(p)
     p.add_argument("events", nargs="?", choices=tuple(_EVENT_CALLS), default=None,
@@ -117,10 +117,11 @@ def server_target(args: argparse.Namespace) -> str:
     """The gRPC target: ``--server`` as given, else the node's or the relay's unix socket in the lab."""
     if args.server:
         return str(args.server)
-    run_dir = LabPaths(args.lab).run_dir
+    from membrane.cli.target import agent_socket, relay_target
+
     if args.node:
-        return f"unix://{run_dir}/hubble-{args.node}.sock"
-    return f"unix://{run_dir}/relay.sock"
+        return f"unix://{agent_socket(args.lab, args.node, 'hubbleSocket')}"
+    return relay_target(args.lab)
 
 
 def build_request(args: argparse.Namespace, now: Any = None) -> dict[str, Any]:

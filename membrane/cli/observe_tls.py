@@ -13,8 +13,6 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from membrane.model.naming import LabPaths
-
 if TYPE_CHECKING:  # grpc is imported only when a command talks to a server
     from membrane.hubbleserver.tls import ClientTLS
 
@@ -61,6 +59,17 @@ def _host_port(target: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def tls_hint(lab: str) -> str:
+    """Where a lab keeps the Hubble client files (nothing to add for other clusters)."""
+    from membrane.cli.target import target
+
+    try:
+        run_dir = target(lab).run_dir
+    except Exception:
+        return ""
+    return f"; the lab's are in {run_dir}/tls/" if run_dir else ""
+
+
 def explain_failure(target: str, tls: ClientTLS | None, lab: str) -> str:
     """Why a TCP server could not be used: nothing listening, plaintext refused, or the TLS handshake's
     own reason (found with a direct handshake using the same files)."""
@@ -75,8 +84,8 @@ def explain_failure(target: str, tls: ClientTLS | None, lab: str) -> str:
     with sock:
         if tls is None:
             return (f"{where}: it does not accept plaintext (Hubble requires mutual TLS on this port: "
-                    f"use --tls --tls-ca-cert-files --tls-client-cert-file --tls-client-key-file; "
-                    f"the lab's are in {LabPaths(lab).tls_dir}/)")
+                    f"use --tls --tls-ca-cert-files --tls-client-cert-file --tls-client-key-file"
+                    f"{tls_hint(lab)})")
         return f"{where}: TLS: {_handshake_error(sock, addr[0], tls)}"
 
 

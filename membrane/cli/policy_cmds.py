@@ -24,6 +24,7 @@ POLICY_STORE_KINDS = (("cilium.io", "CiliumNetworkPolicy"), ("cilium.io", "Ciliu
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``policy`` command (called from membrane.cli.main)."""
     p = sub.add_parser("policy", help="network policies: validate, get, simulate")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     psub = p.add_subparsers(dest="policy_cmd", required=True)
     q = psub.add_parser("validate", help="check policy files without storing them")
@@ -81,14 +82,16 @@ def lab_host_firewall(store: Any) -> bool:
 
 
 def _lab_host_firewall_if_any(lab: str | None) -> bool:
-    """validate works without a lab; when the lab exists its hostFirewall setting counts."""
-    from membrane.lab.record import load_record
+    """validate works without a cluster; when its store answers, its hostFirewall setting counts."""
+    from membrane.cli.target import cluster_store
 
-    if not lab or load_record(lab) is None:
+    if not lab:
         return False
-    from membrane.cli.commands import _store
-
-    return lab_host_firewall(_store(lab))
+    try:
+        store = cluster_store(lab)
+    except Exception:  # no such lab or cluster: validate is offline
+        return False
+    return lab_host_firewall(store)
 
 
 def object_ref(obj: Mapping[str, Any]) -> str:
@@ -263,10 +266,10 @@ def stored_policies(store: Any, namespace: str | None) -> tuple[list[dict[str, A
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
+    from membrane.cli.target import cluster_store
 
     namespace = None if args.all_namespaces else args.namespace
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     objs, revision = stored_policies(store, namespace)
     host_firewall = lab_host_firewall(store)
     if args.output == "json":

@@ -8,6 +8,7 @@ replaced) and prints the pod pairs whose verdict changes. Nothing is written any
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from membrane.cli.commands import CLIError
 from membrane.cli.tabwriter import kubectl_table
 from membrane.identity.labels import LabelSet, pod_identity_labels
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
+from membrane.model.config import ClusterConfig
 from membrane.policy.namedports import pod_named_ports
 from membrane.policy.simulate import Change, PodInfo, Probe
 
@@ -90,10 +92,9 @@ def _load_candidate(filenames: list[str]) -> list[dict[str, Any]]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
     from membrane.cli.policy_cmds import stored_policies
+    from membrane.cli.target import cluster_store, target
     from membrane.identity.allocator import IdentityAllocator
-    from membrane.lab.record import load_record
     from membrane.policy.context import PolicyContext
     from membrane.policy.simulate import simulate
     from membrane.policy.translate import replace_policies, rules_from_object
@@ -104,10 +105,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         probes = [Probe.parse(p) for p in args.port] if args.port else None
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    store = _store(args.lab)
-    record = load_record(args.lab)
-    cluster = record.topology.config.cluster_name if record else "default"
-    mode = record.topology.config.policy_enforcement_mode if record else "default"
+    store = cluster_store(args.lab)
+    cluster = target(args.lab).cluster
+    raw = store.client.get(f"/membrane/{cluster}/config")  # the cluster's settings, as the agents read them
+    mode = ClusterConfig.from_dict(json.loads(raw.value)).policy_enforcement_mode if raw else "default"
     allocated = IdentityAllocator(store.client, StoreTxnOps(), store.layout.identities_prefix).list()
     namespaces = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}) for n in store.list("core", "Namespace")[0]}
     pods = pod_infos(store.list("core", "Pod")[0], namespaces, allocated, cluster)

@@ -16,6 +16,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 def add_parser(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("rollout", help="manage a Deployment's rollout (kubectl rollout)")
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
     lab_arg(p)
     rsub = p.add_subparsers(dest="rollout_cmd", required=True)
     for verb, text in (("status", "wait for the rollout to finish"), ("restart", "restart every pod, rolling"),
@@ -43,12 +44,12 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
+    from membrane.cli.target import cluster_store
     from membrane.cli.workload_cmds import parse_duration
 
     ns, name = _target(args)
     timeout = parse_duration(args.timeout) if args.rollout_cmd == "status" else 0.0
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     if args.rollout_cmd == "status":
         return _status(store, ns, name, timeout)
     if args.rollout_cmd == "history":

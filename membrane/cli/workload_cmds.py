@@ -21,6 +21,7 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+
 
 def add_parsers(sub: Any, lab_arg: Any) -> None:
     p = sub.add_parser("logs", help="print a pod container's log (kubectl logs)")
+    p.set_defaults(handler=run)
     lab_arg(p)
     p.add_argument("pod", help="POD, pod/POD or deployment/NAME (one of its pods)")
     p.add_argument("-n", "--namespace", default=None)
@@ -30,6 +31,7 @@ def add_parsers(sub: Any, lab_arg: Any) -> None:
     p.add_argument("--tail", type=int, default=-1, help="lines from the end (-1: all)")
 
     p = sub.add_parser("scale", help="set a Deployment's replicas (kubectl scale)")
+    p.set_defaults(handler=run)
     lab_arg(p)
     p.add_argument("kind", help="deployment NAME or deployment/NAME")
     p.add_argument("names", nargs="*")
@@ -37,6 +39,7 @@ def add_parsers(sub: Any, lab_arg: Any) -> None:
     p.add_argument("-n", "--namespace", default=None)
 
     p = sub.add_parser("wait", help="wait until resources meet a condition (kubectl wait)")
+    p.set_defaults(handler=run)
     lab_arg(p)
     p.add_argument("kind", help="KIND [NAME...] or KIND/NAME")
     p.add_argument("names", nargs="*")
@@ -83,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
 # ---- logs -------------------------------------------------------------------------------------------------
 def cmd_logs(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _store
-    from membrane.model.naming import LabPaths
+    from membrane.cli.lab_cmds import pod_log_path
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     ns = args.namespace or "default"
     kind, _, name = args.pod.rpartition("/")
     check_name(name)
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     if kind in ("deploy", "deployment", "deployments", "deployment.apps"):
         pod = _deployment_pod(store, ns, name)
         name = pod["metadata"]["name"]
@@ -108,7 +111,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         container = containers[0]
     elif container not in containers:
         raise CLIError(f"container {container} is not valid for pod {name}")
-    path = LabPaths(args.lab).pod_log(ns, name, container)
+    path = pod_log_path(args.lab, ns, name, container)
     if args.previous:
         if args.follow:
             raise CLIError("only one of follow (-f) or previous (-p) is allowed")
@@ -155,19 +158,20 @@ def _deployment_pod(store: Any, ns: str, name: str) -> dict[str, Any]:
 
 # ---- scale ------------------------------------------------------------------------------------------------
 def cmd_scale(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import _kind, _store
+    from membrane.cli.commands import resolve_kind
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     kind, names = split_resource_names(args.kind, args.names)
     if not re.fullmatch(r"\d+", args.replicas) or int(args.replicas) > 2**31 - 1:
         raise CLIError(f"invalid argument {args.replicas!r} for --replicas: a non-negative integer is required")
     replicas = int(args.replicas)
-    info = _kind(kind or "")
+    info = resolve_kind(kind or "")
     if info.kind != "Deployment":
         raise CLIError(f"cannot scale {info.plural}: only deployments can be scaled here")
     if not names:
         raise CLIError("resource(s) were provided, but no name was specified")
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     ns = args.namespace or "default"
     rc = 0
     for name in names:
@@ -192,20 +196,21 @@ def cmd_scale(args: argparse.Namespace) -> int:
 # ---- wait -------------------------------------------------------------------------------------------------
 def cmd_wait(args: argparse.Namespace) -> int:
     from membrane.cli import get_support
-    from membrane.cli.commands import _kind, _store
+    from membrane.cli.commands import resolve_kind
+    from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
     kind, names = split_resource_names(args.kind, args.names)
     mode, ctype, value = parse_for(args.for_)
     timeout = parse_duration(args.timeout)
     selector = parse_selector(args.selector)
-    infos = get_support.kinds(kind or "", _kind)
+    infos = get_support.kinds(kind or "", resolve_kind)
     if len(infos) != 1:
         raise CLIError("wait takes one resource type")
     info = infos[0]
     if not names and not args.all and selector is None:
         raise CLIError("resource(s) were provided, but no name was specified")
-    store = _store(args.lab)
+    store = cluster_store(args.lab)
     ns = None if (args.all_namespaces or not info.namespaced) else (args.namespace or "default")
     ref = info.kind.lower() if info.group == "core" else f"{info.kind.lower()}.{info.group}"
     if names:

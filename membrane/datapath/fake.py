@@ -1,6 +1,6 @@
 """An in-memory node datapath: the agent's maps behind the same interfaces, without root or a kernel.
 
-``FakeDatapath`` has the ``ipcache``, ``policy`` and ``lb`` attributes of ``NodeDatapath``: the
+``FakeDatapath`` has the ``ipcache``, ``endpoints``, ``policy`` and ``lb`` attributes of ``NodeDatapath``: the
 ipcache and policy maps are dicts with the typed methods the agent and the map ops use, and ``lb``
 is the real ``LBMaps`` over in-memory hash maps (so its slot ordering and backend bookkeeping run
 unchanged). ``faults`` makes chosen writes fail, as a full map or a refused update would: tests use
@@ -17,6 +17,7 @@ from typing import Any
 
 from membrane.datapath.bpf.errors import BpfError
 from membrane.datapath.maps import lb as lbm
+from membrane.datapath.maps.endpoints import EndpointRecord
 from membrane.datapath.maps.ipcache import IDENTITY_WORLD, IpcacheEntry, ipv4_prefix
 from membrane.datapath.maps.policy import PolicySlot, SlotState, Verdict
 
@@ -104,6 +105,47 @@ class MemPolicyMap:
         return {slot: SlotState(v, 0, 0) for slot, v in sorted(self.slots.items())}
 
 
+class MemEndpointsMap:
+    """mb_endpoints (pod IP -> record) with mb_lxc (ifindex -> pod IP) kept in step, as EndpointsMap does."""
+
+    NAME = "mb_endpoints"
+
+    def __init__(self, faults: Faults) -> None:
+        self.entries: dict[str, EndpointRecord] = {}
+        self.devices: dict[int, str] = {}
+        self._faults = faults
+
+    def update(self, ip: str, record: EndpointRecord) -> None:
+        self._faults.check(self.NAME, ip)
+        previous = self.entries.get(ip)
+        self.entries[ip] = record
+        self.devices[record.ifindex] = ip
+        if previous is not None and previous.ifindex != record.ifindex and self.devices.get(previous.ifindex) == ip:
+            del self.devices[previous.ifindex]
+
+    def delete(self, ip: str) -> bool:
+        self._faults.check(self.NAME, ip)
+        previous = self.entries.pop(ip, None)
+        if previous is not None and self.devices.get(previous.ifindex) == ip:
+            del self.devices[previous.ifindex]
+        return previous is not None
+
+    def get(self, ip: str) -> EndpointRecord | None:
+        return self.entries.get(ip)
+
+    def items(self) -> list[tuple[str, EndpointRecord]]:
+        return sorted(self.entries.items(), key=lambda kv: ipaddress.IPv4Address(kv[0]))
+
+    def keys(self) -> list[str]:
+        return [ip for ip, _ in self.items()]
+
+    def prune_devices(self) -> list[int]:
+        stale = [i for i, ip in self.devices.items() if ip not in self.entries or self.entries[ip].ifindex != i]
+        for ifindex in stale:
+            del self.devices[ifindex]
+        return stale
+
+
 class MemHashMap:
     """A BPF hash map of fixed key/value structs, keyed by the key's bytes (the kernel's view)."""
 
@@ -142,6 +184,7 @@ class FakeDatapath:
     def __init__(self) -> None:
         self.faults = Faults()
         self.ipcache = MemIpcacheMap(self.faults)
+        self.endpoints = MemEndpointsMap(self.faults)
         self.policy = MemPolicyMap(self.faults)
         self.lb = mem_lb_maps(self.faults)
 

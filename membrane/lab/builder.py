@@ -24,11 +24,12 @@ from membrane.ipam.overlap import check_no_overlap
 from membrane.lab import frr, processes, release
 from membrane.lab.daemons import ETCD_BIN, LabError, daemon_specs, daemon_state, spawn_supervised, state_path
 from membrane.lab.hubble_certs import issue_lab_certs
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import LabRecord, load_record
 from membrane.lab.topology import LabTopology
 from membrane.lab.world import create_world
 from membrane.model.errors import ValidationError
-from membrane.model.naming import NETNS_DIR, LabPaths
+from membrane.model.naming import NETNS_DIR
 from membrane.store.etcd import EtcdClient
 from membrane.store.resources import ResourceStore
 

@@ -8,18 +8,23 @@ PID; the daemon's own PID, its restarts and its last exit are in ``<run dir>/sup
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from dataclasses import dataclass
 
+from membrane.api.agent_config import AgentConfig
+from membrane.api.operator_config import OperatorConfig
 from membrane.lab import processes
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import load_record
 from membrane.lab.supervisor import SupervisedState, read_state
 from membrane.lab.topology import LabTopology
-from membrane.model.naming import NETNS_DIR, LabPaths
+from membrane.model.naming import NETNS_DIR
 
 ETCD_BIN = "/usr/bin/etcd"
+UNDERLAY_DEVICE = "eth1"  # each node namespace's link to the lab's underlay bridge (builder.py)
 MAX_TXN_OPS = 1024  # one `membrane apply` is one transaction: allow big manifests
 
 
@@ -38,10 +43,35 @@ class DaemonSpec:
     cwd: str | None = None
 
 
+def agent_config(lab: str, node: str, cluster: str) -> AgentConfig:
+    """What a lab node's agent is told: the lab's etcd, and its directories under the lab's."""
+    paths = LabPaths(lab)
+    return AgentConfig(node=node, etcd_endpoints=(paths.etcd_endpoint,), cluster=cluster,
+                       underlay_device=UNDERLAY_DEVICE, run_dir=paths.run_dir, state_dir=paths.run_dir,
+                       bpf_pin_dir=paths.bpffs_lab_dir, tls_dir=paths.tls_dir)
+
+
+def agent_config_file(lab: str, node: str) -> str:
+    return f"{LabPaths(lab).run_dir}/config/agent-{node}.json"
+
+
+def write_agent_config(lab: str, cfg: AgentConfig) -> str:
+    """The agent's config file (JSON, which its YAML loader reads); returns its path."""
+    path = agent_config_file(lab, cfg.node)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(cfg.to_file_data(), fh, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
 def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
-    """How each daemon of a lab is started (also used to restart one)."""
+    """How each daemon of a lab is started (also used to restart one). Agents get a config file
+    (``<run dir>/config/agent-<node>.json``) and nothing else."""
     paths = LabPaths(lab)
     cluster = topo.config.cluster_name
+    operator = OperatorConfig(etcd_endpoints=(paths.etcd_endpoint,), cluster=cluster, run_dir=paths.run_dir)
     peer = "unix://etcd-peer.sock:2380"
     specs = {
         "etcd": DaemonSpec(
@@ -52,7 +82,7 @@ def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
             f"{paths.log_dir}/etcd.log", cwd=paths.run_dir),
         "operator": DaemonSpec(
             ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(topo.nodes[0].name)}", _bin("membrane-operator"),
-             "--lab", lab, "--cluster", cluster], f"{paths.log_dir}/operator.log"),
+             "--etcd-endpoints", operator.etcd_endpoint, "--cluster", operator.cluster, "--run-dir", operator.run_dir], f"{paths.log_dir}/operator.log"),
         "kubelet": DaemonSpec(
             [sys.executable, "-m", "membrane.lab.kubelet", "--lab", lab, "--cluster", cluster],
             f"{paths.log_dir}/kubelet.log"),
@@ -61,9 +91,10 @@ def daemon_specs(lab: str, topo: LabTopology) -> dict[str, DaemonSpec]:
                              "-m", "membrane.lab.relay_main", "--lab", lab], f"{paths.log_dir}/relay.log"),
     }
     for node in topo.nodes:
+        config_file = write_agent_config(lab, agent_config(lab, node.name, cluster))
         specs[f"agent-{node.name}"] = DaemonSpec(
             ["nsenter", f"--net={NETNS_DIR}/{paths.node_netns(node.name)}", _bin("membrane-agent"),
-             "--lab", lab, "--node", node.name, "--cluster", cluster], f"{paths.log_dir}/agent-{node.name}.log")
+             "--config-file", config_file], f"{paths.log_dir}/agent-{node.name}.log")
     from membrane.lab import frr  # FRR in the router namespace when BGP is on (membrane.lab.frr)
 
     if frr.wanted(topo):

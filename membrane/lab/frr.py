@@ -21,8 +21,8 @@ import time
 
 from membrane.lab import processes
 from membrane.lab.daemons import DaemonSpec, LabError, spawn_supervised
+from membrane.lab.paths import LabPaths
 from membrane.lab.topology import LabTopology
-from membrane.model.naming import LabPaths
 
 FRR_DIR = "/usr/lib/frr"
 ROUTER_ASN = 65000

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 from membrane.hubbleserver.certs import RELAY_CLIENT_NAME, CertificateAuthority, server_name, server_wildcard
+from membrane.lab.paths import LabPaths
 from membrane.lab.topology import LabTopology
-from membrane.model.naming import LabPaths
 
 KEY_MODE = 0o600
 CERT_MODE = 0o644

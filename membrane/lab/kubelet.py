@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from membrane.lab.deployments import DeploymentController
+from membrane.lab.paths import LabPaths
 from membrane.lab.pod_status import container_statuses, needs_listening_ports, pod_status
 from membrane.lab.processes import is_alive
 from membrane.lab.record import load_record
@@ -30,7 +31,6 @@ from membrane.lab.services import ServiceController
 from membrane.lab.workloads.images import ImageError, resolve
 from membrane.model.config import ClusterConfig
 from membrane.model.event import NORMAL, WARNING
-from membrane.model.naming import LabPaths
 from membrane.model.pod import pod_is_terminating
 from membrane.store.etcd import EtcdClient
 from membrane.store.events import EventRecorder

@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from membrane.lab.paths import RUN_ROOT, LabPaths
 from membrane.lab.processes import ProcRecord
 from membrane.lab.topology import LabTopology
-from membrane.model.naming import RUN_ROOT, LabPaths
 
 
 @dataclass

@@ -20,8 +20,8 @@ from membrane.hubbleserver.certs import server_name
 from membrane.hubbleserver.observer import SERVER_PORT
 from membrane.hubbleserver.relay import Peer, Relay
 from membrane.hubbleserver.tls import ClientTLS, TLSConfigError
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import load_record
-from membrane.model.naming import LabPaths
 
 RELAY_PORT = 4245
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import LabRecord, load_record
 from membrane.lab.topology import resolve_values
 from membrane.model import helm_values
@@ -25,7 +26,6 @@ from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
 from membrane.model.helm_release import upgrade_blockers
 from membrane.model.helm_values import Values
-from membrane.model.naming import LabPaths
 from membrane.store.etcd import EtcdClient
 from membrane.store.txn import Op, mod_revision_eq, version_eq
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from membrane.api.unixhttp import APIError, request_json
 from membrane.lab import daemons, release
+from membrane.lab.paths import LabPaths
 from membrane.lab.record import load_record
 from membrane.model.config import ClusterConfig
-from membrane.model.naming import LabPaths
 
 AGENT_READY_TIMEOUT = 120.0
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from membrane.lab.paths import LabPaths
 from membrane.lab.topology import LabTopology
-from membrane.model.naming import LabPaths
 
 
 def desired_router_routes(nodes: list[dict[str, Any]]) -> dict[str, str]:

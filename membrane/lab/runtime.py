@@ -19,8 +19,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from membrane.lab.paths import LabPaths
 from membrane.lab.processes import ProcRecord, is_alive, spawn, stop
-from membrane.model.naming import NETNS_DIR, LabPaths, pod_hostname
+from membrane.model.naming import NETNS_DIR, pod_hostname
 
 CNI_VERSION = "1.0.0"
 

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from membrane.lab import processes
+from membrane.lab.paths import LabPaths
 from membrane.lab.router import desired_router_routes
 from membrane.lab.topology import LabTopology
-from membrane.model.naming import NETNS_DIR, LabPaths
+from membrane.model.naming import NETNS_DIR
 
 WORLD = "world"
 WORLD_DNS_IP = "198.51.100.53"

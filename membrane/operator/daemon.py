@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from membrane.api.operator_config import OperatorConfig
 from membrane.hubble.metrics import Registry
 from membrane.identity.allocator import IdentityAllocator
 from membrane.identity.gc import identity_gc
@@ -23,7 +24,6 @@ from membrane.ipcache.ownership import identities_in_use, orphaned_by_node
 from membrane.metricsserver.server import MetricsServer
 from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
-from membrane.model.naming import LabPaths
 from membrane.model.node_conditions import agent_conditions, is_up
 from membrane.operator.lbipam import LBIPAM
 from membrane.store.errors import StoreError
@@ -38,9 +38,10 @@ GC_INTERVAL = 15.0  # seconds between identity garbage collections
 
 
 class Operator:
-    def __init__(self, lab: str, cluster: str = "default") -> None:
-        self.paths = LabPaths(lab)
-        self.client = EtcdClient(self.paths.etcd_endpoint)
+    def __init__(self, cfg: OperatorConfig) -> None:
+        self.cfg = cfg
+        cluster = cfg.cluster
+        self.client = EtcdClient(cfg.etcd_endpoint)
         self.resources = ResourceStore(self.client, cluster)
         self.prefix = f"/membrane/{cluster}"
         self.alloc_key = f"{self.prefix}/ipam/cluster-pool"
@@ -59,7 +60,7 @@ class Operator:
                                         ["status"])
         self.m_errors = self.registry.gauge("cilium_operator_ipam_errors", "Nodes whose pod CIDR allocation failed")
         self.lbipam = LBIPAM(self.client, self.resources, self.prefix, self.registry)
-        self.metrics = MetricsServer(f"{self.paths.run_dir}/metrics-operator.sock", self.registry.exposition)
+        self.metrics = MetricsServer(cfg.metrics_socket, self.registry.exposition)
 
     def config(self) -> ClusterConfig:
         kv = self.client.get(f"{self.prefix}/config")

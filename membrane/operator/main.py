@@ -1,28 +1,28 @@
-"""``membrane-operator``: the cluster-wide daemon entry point."""
+"""``membrane-operator``: the cluster-wide daemon entry point (``--help`` lists every option)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 
-from membrane.model.naming import DEFAULT_LAB
+from membrane.model.options import OptionError
+from membrane.operator.config import load_operator_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="membrane-operator", description="Membrane operator")
-    parser.add_argument("--lab", default=DEFAULT_LAB)
-    parser.add_argument("--cluster", default="default")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
+    try:
+        cfg = load_operator_config(argv)
+    except OptionError as exc:
+        print(f"membrane-operator: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
+        level=logging.DEBUG if cfg.debug else logging.INFO,
         format="%(asctime)s %(levelname)s operator %(name)s: %(message)s",
     )
     from membrane.operator.daemon import Operator
 
-    op = Operator(args.lab, args.cluster)
+    op = Operator(cfg)
     signal.signal(signal.SIGTERM, lambda *_: op.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: op.stop_event.set())
     try:

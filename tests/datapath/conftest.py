@@ -16,7 +16,7 @@ import pytest
 
 from membrane.datapath.linux.netns import create_netns, delete_netns
 from membrane.datapath.loader import NodeDatapath, compile_object, find_object, remove_pins
-from membrane.model.naming import BPFFS_ROOT
+from membrane.lab.paths import BPFFS_ROOT
 from tests.datapath.netlab import NodeLab
 
 

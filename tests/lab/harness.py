@@ -10,7 +10,8 @@ import sys
 import time
 from typing import Any
 
-from membrane.model.naming import BPFFS_ROOT, NETNS_DIR, LabPaths
+from membrane.lab.paths import BPFFS_ROOT, LabPaths
+from membrane.model.naming import NETNS_DIR
 
 MEMBRANE = os.path.join(os.path.dirname(sys.executable), "membrane")
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 from tests.lab.harness import Lab, unique_lab
 
 SUBNETS = """

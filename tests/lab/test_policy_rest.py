@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from membrane.datapath.maps.conntrack import ConntrackMap
+from membrane.lab.paths import LabPaths
 from membrane.lab.world import WORLD_NAMES
-from membrane.model.naming import LabPaths
 from tests.lab.harness import Lab
 
 pytestmark = pytest.mark.root

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from membrane.model.naming import LabPaths
+from membrane.lab.paths import LabPaths
 from tests.lab.harness import Lab, unique_lab
 
 ROUTED = """

@@ -20,8 +20,8 @@ import pytest
 
 from membrane.lab import builder
 from membrane.lab.daemons import LabError
+from membrane.lab.paths import LabPaths
 from membrane.lab.topology import build_topology
-from membrane.model.naming import LabPaths
 from tests.lab.harness import Lab, unique_lab
 
 ROUTED = """

@@ -1,7 +1,7 @@
 """Bad command-line arguments (issue 18 item 5): one kubectl-style ``error:`` line, exit 1, no traceback.
 
-Every case here is refused before the cluster store is opened: ``_store`` is replaced by one that
-fails the test if it is called.
+Every case here is refused before the cluster store is opened: ``cluster_store`` is replaced by one
+that fails the test if it is called.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from membrane.cli import commands
+from membrane.cli import target
 from membrane.cli.main import main
 
 
@@ -22,7 +22,7 @@ def no_store(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(lab: str) -> Any:
         raise AssertionError("the store was opened for a bad argument")
 
-    monkeypatch.setattr(commands, "_store", refuse)
+    monkeypatch.setattr(target, "cluster_store", refuse)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -103,7 +103,7 @@ def test_bad_manifest_and_frozen_field_on_apply(tmp_path: Path, capsys, monkeypa
             return [(obj, "configured") for obj in objs]
 
     store = Store()
-    monkeypatch.setattr(commands, "_store", lambda lab: store)
+    monkeypatch.setattr(target, "cluster_store", lambda lab: store)
     manifest = tmp_path / "pod.yaml"
     manifest.write_text(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n---\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from membrane.cli import commands
+from membrane.cli import target
 from membrane.cli.main import main
 from membrane.cli.policy_cmds import (
     apply_warnings,
@@ -120,7 +120,7 @@ def test_apply_prints_warnings_on_stderr_and_still_succeeds(tmp_path, capsys, mo
             stored.extend(objs)
             return [(o, "created") for o in objs]
 
-    monkeypatch.setattr(commands, "_store", lambda lab: Store())
+    monkeypatch.setattr(target, "cluster_store", lambda lab: Store())
     assert main(["apply", "-f", write(tmp_path, "l7.yaml", L7)]) == 0
     out, err = capsys.readouterr()
     assert out == "ciliumnetworkpolicy.cilium.io/l7 created\n"
@@ -149,7 +149,7 @@ def test_validate_never_touches_a_store(tmp_path, monkeypatch):
     def boom(lab):
         raise AssertionError("validate must not open the store")
 
-    monkeypatch.setattr(commands, "_store", boom)
+    monkeypatch.setattr(target, "cluster_store", boom)
     assert main(["policy", "validate", "-f", write(tmp_path, "p.yaml", GOOD)]) == 0
 
 
@@ -231,7 +231,7 @@ def test_policy_get_command_json(monkeypatch, capsys):
                            "spec": {"podSelector": {"matchLabels": {"role": "db"}}, "policyTypes": ["Ingress"]}},
                           "test")
     store = FakeStore({"CiliumNetworkPolicy": [a], "NetworkPolicy": [knp]}, {"NetworkPolicy": 5})
-    monkeypatch.setattr(commands, "_store", lambda lab: store)
+    monkeypatch.setattr(target, "cluster_store", lambda lab: store)
     assert main(["policy", "get", "-A", "-o", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["revision"] == 5 and data["notes"] == []

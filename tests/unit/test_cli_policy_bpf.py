@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from membrane.cli import bpf_cmds, cilium_kinds, commands
+from membrane.cli import bpf_cmds, cilium_kinds, target
 from membrane.cli.bpf_cmds import (
     EMPTY_POLICY,
     key_prefix,
@@ -93,8 +93,8 @@ def fake_agents(monkeypatch):
     def nodes(lab, only):
         return [only] if only else sorted(AGENTS)
 
-    monkeypatch.setattr(bpf_cmds, "_nodes", nodes)
-    monkeypatch.setattr(bpf_cmds, "_ask", lambda lab, node, path: AGENTS[node][path])
+    monkeypatch.setattr(bpf_cmds, "pick_nodes", nodes)
+    monkeypatch.setattr(bpf_cmds, "ask_agent", lambda lab, node, path: AGENTS[node][path])
     monkeypatch.setattr(bpf_cmds, "identity_labels_lookup", lambda lab: labels_of)
 
 
@@ -162,7 +162,7 @@ def test_cilium_identity_object_and_table():
 def test_get_routes_synthesised_kinds(monkeypatch, capsys):
     ceps = [cilium_endpoint(AGENT_EP, "n1"), cilium_endpoint(dict(AGENT_EP, namespace="default", pod_name="d"), "n2")]
     monkeypatch.setattr(cilium_kinds, "_endpoints", lambda lab: ceps)
-    monkeypatch.setattr(commands, "_store", lambda lab: pytest.fail("cep must not read stored kinds"))
+    monkeypatch.setattr(target, "cluster_store", lambda lab: pytest.fail("cep must not read stored kinds"))
     assert main(["get", "cep"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["NAME", "d"]
     assert main(["get", "ciliumendpoints", "-A", "-l", "app=web"]) == 0

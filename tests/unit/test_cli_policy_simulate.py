@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import membrane.lab.record
-from membrane.cli import commands
+from membrane.cli import target
 from membrane.cli.main import main
 from membrane.cli.policy_simulate import UNALLOCATED_BASE, entity_map, pod_infos, pod_key, render_changes
 from membrane.identity.allocator import encode_labels
@@ -98,6 +97,9 @@ class FakeClient:
     def __init__(self, identities: dict) -> None:
         self.kvs = [KV(f"/ids/id/{n}", encode_labels(labels)) for n, labels in identities.items()]
 
+    def get(self, key: str):  # no cluster settings stored: the default enforcement mode
+        return None
+
     def get_prefix(self, prefix: str):
         return [kv for kv in self.kvs if kv.key.startswith(prefix)], 9
 
@@ -139,8 +141,8 @@ CANDIDATE = textwrap.dedent("""\
 def fake_lab(monkeypatch):
     store = FakeStore({"Pod": PODS, "CiliumNetworkPolicy": [CURRENT],
                        "Namespace": [{"metadata": {"name": ns, "labels": labels}} for ns, labels in NS_LABELS.items()]})
-    monkeypatch.setattr(commands, "_store", lambda lab: store)
-    monkeypatch.setattr(membrane.lab.record, "load_record", lambda lab: None)
+    monkeypatch.setattr(target, "cluster_store", lambda lab: store)
+    monkeypatch.setattr(target, "target", lambda lab: target.Target("unix:///nowhere", "default"))
     return store
 
 

@@ -22,8 +22,8 @@ from membrane.hubbleserver.certs import (
     server_wildcard,
 )
 from membrane.lab import hubble_certs
+from membrane.lab import paths as lab_paths
 from membrane.lab.topology import LabNode, LabTopology
-from membrane.model import naming
 from membrane.model.config import ClusterConfig
 from membrane.model.errors import ValidationError
 
@@ -107,10 +107,10 @@ def test_ca_round_trips_through_pem(ca: CertificateAuthority) -> None:
 
 
 def test_lab_writes_keys_0600_in_a_0700_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(naming, "RUN_ROOT", str(tmp_path))
+    monkeypatch.setattr(lab_paths, "RUN_ROOT", str(tmp_path))
     topo = LabTopology([LabNode("k8s-ctr", "192.168.10.100/24"), LabNode("k8s-w1", "192.168.10.101/24")])
     written = hubble_certs.issue_lab_certs("t1", topo)
-    paths = naming.LabPaths("t1")
+    paths = lab_paths.LabPaths("t1")
     assert stat.S_IMODE(os.stat(paths.tls_dir).st_mode) == 0o700
     assert set(written) == {paths.hubble_ca_cert, paths.hubble_ca_key, *paths.hubble_server_pair("k8s-ctr"),
                             *paths.hubble_server_pair("k8s-w1"), *paths.hubble_relay_client_pair}

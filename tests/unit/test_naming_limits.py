@@ -11,8 +11,9 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from membrane.lab.paths import LabPaths
 from membrane.model import names
-from membrane.model.naming import NAME_MAX, LabPaths, host_veth_name, pod_hostname
+from membrane.model.naming import NAME_MAX, host_veth_name, pod_hostname
 
 LABEL = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 SUBDOMAIN = st.lists(LABEL, min_size=1, max_size=6).map(".".join).map(lambda s: s[:253].rstrip("-."))

@@ -7,7 +7,8 @@ import argparse
 import pytest
 from google.protobuf import json_format
 
-from membrane.cli import observe
+from membrane.cli import observe, target
+from membrane.cli.arguments import CLIError
 from membrane.cli.observe_filters import FilterError, build_filters, event_type_filter
 from membrane.hubble.proto.flow import flow_pb2
 from membrane.hubble.proto.observer import observer_pb2
@@ -170,10 +171,19 @@ def test_request_is_a_valid_getflowsrequest() -> None:
     assert msg.blacklist[0].event_type[0].type == 4
 
 
-def test_server_target() -> None:
+def test_server_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = target.Target("unix:///nowhere", run_dir="/run/membrane/membrane")
+    monkeypatch.setattr(target, "target", lambda _lab: lab)
+    monkeypatch.setattr(target, "node_entries", lambda _lab: {})
     assert observe.server_target(parse()) == "unix:///run/membrane/membrane/relay.sock"
     assert observe.server_target(parse("--node", "k8s-w1")) == "unix:///run/membrane/membrane/hubble-k8s-w1.sock"
     assert observe.server_target(parse("--server", "localhost:4245")) == "localhost:4245"
+    # another cluster: the node's socket as its agent published it; no relay without --server
+    monkeypatch.setattr(target, "target", lambda _lab: target.Target("http://etcd:2379", where="etcd http://etcd:2379"))
+    monkeypatch.setattr(target, "node_entries", lambda _lab: {"n1": {"hubbleSocket": "/var/run/membrane/hubble-n1.sock"}})
+    assert observe.server_target(parse("--node", "n1")) == "unix:///var/run/membrane/hubble-n1.sock"
+    with pytest.raises(CLIError, match="relay's address is not in the store: give --server"):
+        observe.server_target(parse())
 
 
 def test_service_flags() -> None:

@@ -62,6 +62,13 @@ class IpMasqMap(PinnedMap):
         keys = list(map_keys(self.fd, IpMasqKey, what=self.NAME))
         return sorted((_prefix(k) for k in keys), key=lambda n: (n.network_address, n.prefixlen))
 
+    def update(self, prefix: str) -> None:
+        """One row: destinations in ``prefix`` are not masqueraded (the reconciler's write)."""
+        map_update(self.fd, ipmasq_key(prefix), IpMasqValue(), what=f"{self.NAME} {prefix}")
+
+    def delete(self, prefix: str) -> bool:
+        return map_delete(self.fd, ipmasq_key(prefix), what=f"{self.NAME} {prefix}")
+
     def sync(self, wanted: Iterable[str | ipaddress.IPv4Network]) -> tuple[int, int]:
         """Make the map hold exactly ``wanted``; returns (added, removed). Adds before it removes,
         so a prefix that stays is never missing."""

@@ -90,6 +90,16 @@ class TunnelMap(PinnedMap):
                 out[ipaddress.IPv4Network((_addr(key.ip4), key.prefixlen))] = (_addr(value.node_ip), kind)
         return out
 
+    def update(self, prefix: str, node_ip: str, kind: str = "vxlan") -> None:
+        """One row: pod CIDR ``prefix`` is reached through ``node_ip`` by ``kind`` (the reconciler's write)."""
+        if kind not in TUNNEL_TYPES:
+            raise ValidationError(f"tunnel type {kind!r} is not one of {', '.join(TUNNEL_TYPES)}", prefix)
+        value = TunnelValue(node_ip=_u32(ipaddress.IPv4Address(node_ip)), flags=TUNNEL_TYPES[kind])
+        map_update(self.fd, tunnel_key(prefix), value, what=f"{self.NAME} {prefix}")
+
+    def delete(self, prefix: str) -> bool:
+        return map_delete(self.fd, tunnel_key(prefix), what=f"{self.NAME} {prefix}")
+
     def sync(self, wanted: Mapping[str, str | tuple[str, str]]) -> tuple[int, int]:
         """Make the map hold exactly ``wanted`` (pod CIDR -> node IP, or (node IP, "vxlan" | "ipip"));
         returns (written, removed). Writes before it removes, so a CIDR that stays is never missing."""

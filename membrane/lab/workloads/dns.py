@@ -215,7 +215,7 @@ class StoreZones:
     KINDS = (("core", "Service"), ("discovery.k8s.io", "EndpointSlice"), ("core", "Pod"))
 
     def __init__(self, lab: str, cluster: str, domain: str = CLUSTER_DOMAIN) -> None:
-        from membrane.model.naming import LabPaths
+        from membrane.lab.paths import LabPaths
         from membrane.store.etcd import EtcdClient
         from membrane.store.layout import StoreLayout
         from membrane.store.mirror import Mirror
