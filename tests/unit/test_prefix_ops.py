@@ -13,19 +13,19 @@ from membrane.state.table import Table
 
 class MemTunnel:
     def __init__(self) -> None:
-        self.rows: dict[str, str] = {}
+        self.rows: dict[str, tuple[str, str]] = {}
         self.refuse: set[str] = set()
 
-    def update(self, prefix: str, node_ip: str) -> None:
+    def update(self, prefix: str, node_ip: str, kind: str = "vxlan") -> None:
         if prefix in self.refuse:
             raise OSError(28, "no space left in map")
-        self.rows[prefix] = node_ip
+        self.rows[prefix] = (node_ip, kind)
 
     def delete(self, prefix: str) -> bool:
         return self.rows.pop(prefix, None) is not None
 
-    def entries(self) -> dict[ipaddress.IPv4Network, ipaddress.IPv4Address]:
-        return {ipaddress.IPv4Network(p): ipaddress.IPv4Address(ip) for p, ip in self.rows.items()}
+    def entries(self) -> dict[ipaddress.IPv4Network, tuple[ipaddress.IPv4Address, str]]:
+        return {ipaddress.IPv4Network(p): (ipaddress.IPv4Address(ip), kind) for p, (ip, kind) in self.rows.items()}
 
 
 class MemIpMasq:
@@ -46,19 +46,23 @@ class MemIpMasq:
 
 def test_tunnel_rows_go_in_a_failing_one_alone_shows_error_and_the_prune_repairs_drift():
     target = MemTunnel()
-    target.rows["10.0.9.0/24"] = "192.168.10.109"  # a node that left
+    target.rows["10.0.9.0/24"] = ("192.168.10.109", "vxlan")  # a node that left
     target.refuse.add("10.0.3.0/24")
-    table: Table[str, str] = Table("tunnel", initialized=False)
-    rec: Reconciler[str, str] = Reconciler(table, TunnelOps(lambda: target, table.items), prune_interval=None)
-    table.replace_all({"10.0.2.0/24": "192.168.10.102", "10.0.3.0/24": "192.168.10.103"})
+    table: Table[str, tuple[str, str]] = Table("tunnel", initialized=False)
+    rec: Reconciler[str, tuple[str, str]] = Reconciler(table, TunnelOps(lambda: target, table.items),
+                                                       prune_interval=None)
+    table.replace_all({"10.0.2.0/24": ("192.168.10.102", "vxlan"), "10.0.3.0/24": ("192.168.10.103", "ipip")})
     table.mark_initialized()
     assert not rec.run_once()
     status = rec.status("10.0.3.0/24")
     assert status is not None and status.state == ERROR and "no space" in status.message
-    assert target.rows == {"10.0.2.0/24": "192.168.10.102"}  # and the departed node's CIDR is pruned
-    target.rows["10.0.2.0/24"] = "192.168.10.199"
+    assert target.rows == {"10.0.2.0/24": ("192.168.10.102", "vxlan")}  # and the departed node's CIDR is pruned
+    target.rows["10.0.2.0/24"] = ("192.168.10.199", "vxlan")
     TunnelOps(lambda: target, table.items).prune(table.keys())
-    assert target.rows == {"10.0.2.0/24": "192.168.10.102"}
+    assert target.rows == {"10.0.2.0/24": ("192.168.10.102", "vxlan")}
+    target.rows["10.0.2.0/24"] = ("192.168.10.102", "ipip")  # the right node, the wrong encapsulation
+    TunnelOps(lambda: target, table.items).prune(table.keys())
+    assert target.rows == {"10.0.2.0/24": ("192.168.10.102", "vxlan")}
 
 
 def test_ipmasq_rows_follow_the_table_and_the_prune_removes_the_rest():
