@@ -40,7 +40,6 @@ from membrane.api.agent_config import AgentConfig
 from membrane.datapath.linux import links
 from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
-from membrane.fqdn.cache import cache_rows
 from membrane.model.config import ClusterConfig
 from membrane.model.encap import Encapsulation, effective_encapsulation, fit_headroom
 from membrane.model.event import WARNING
@@ -420,41 +419,10 @@ class Agent(AgentIntrospection):
         self.api.route("POST", "/v1/cni/check", cni.check)
         self.api.route("POST", "/v1/cni/status", cni.status)
         self.api.route("POST", "/v1/cni/gc", cni.gc)
-        self.api.route("GET", "/v1/status", lambda _b: self.status())
-        self.api.route("GET", "/v1/config", lambda _b: {"config": self.config.to_dict()})
-        self.api.route("GET", "/v1/endpoints", lambda _b: self.endpoint_list())
-        self.api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
-        self.api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())
-        self.api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
-        self.api.route("POST", "/v1/bpf/ct/flush", lambda _b: self.bpf_ct_flush())
-        self.api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
-        self.api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
-        self.api.route("GET", "/v1/bpf/tunnel", lambda _b: self.tunnel.entries() if self.tunnel else [])
-        self.api.route("GET", "/v1/encrypt/status", lambda _b: self._encryption())
-        self.api.route("GET", "/v1/bpf/ipmasq", lambda _b: [str(p) for p in self.ipmasq.prefixes()])
-        self.api.route("GET", "/v1/services", lambda _b: self.service_list())
-        self.api.route("GET", "/v1/bpf/l2", lambda _b: self.l2.entries() if self.l2 else [])
-        self.api.route("GET", "/v1/bgp/peers", lambda _b: self.bgp.peers() if self.bgp and self.bgp.enabled else [])
-        self.api.route("GET", "/v1/bgp/routes", lambda _b: self.bgp.routes() if self.bgp and self.bgp.enabled else {})
-        self.api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
-        self.api.route("GET", "/v1/fqdn/cache", lambda _b: cache_rows(self.policy.dns_cache, time.monotonic(),
-                                                                      time.time()) if self.policy else [])
-        self.api.route("POST", "/v1/fqdn/cache/clean",
-                       lambda _b: {"cleaned": self.policy.clean_dns() if self.policy else 0})
+        self.register_views(self.api)
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()
 
     def _node_object(self) -> dict[str, Any] | None:
         kv = self.nodes_mirror.get(f"{self.prefix}/resources/core/Node/_/{self.node}")  # cluster-scoped: "_"
         return json.loads(kv.value) if kv is not None else None
-
-    def _routing_status(self) -> dict[str, Any]:
-        """Tunnel [vxlan] (routingMode=tunnel or encapsulation Always), Tunnel [ipip, CrossSubnet] …"""
-        enc = self._encapsulation()
-        return {"inter-host-routing-mode": "Tunnel" if enc.enabled else "Native",
-                "tunnel-protocol": enc.describe() if enc.enabled else self.config.tunnel_protocol,
-                "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source,
-                                  "ignored": self._encap_ignored}}
-
-    def _encryption(self) -> dict[str, Any]:
-        return self.wireguard.status() if self.wireguard is not None else {"mode": "Disabled", "msg": ""}

@@ -6,12 +6,15 @@ root (daemon.py) mixes them in. Shapes follow Cilium's models (StatusResponse, E
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from membrane.agent.controllers import reconciler_status
 from membrane.agent.node_status import timestamp
+from membrane.fqdn.cache import cache_rows
 
 if TYPE_CHECKING:
+    from membrane.agent.api import APIServer
     from membrane.agent.bgp_speaker import BGPSpeaker
     from membrane.agent.controllers import ControllerSet
     from membrane.agent.identities import EndpointIdentities
@@ -22,8 +25,11 @@ if TYPE_CHECKING:
     from membrane.agent.observability import Observability
     from membrane.agent.policy_sync import PolicySync
     from membrane.agent.proxy_sync import ProxyManager
+    from membrane.agent.tunnel_sync import TunnelSync
+    from membrane.agent.wireguard_sync import WireguardSync
     from membrane.endpoint.routing import NodeInfo
     from membrane.model.config import ClusterConfig
+    from membrane.model.encap import Encapsulation
     from membrane.state.reconciler import Reconciler
     from membrane.store.mirror import Mirror
 
@@ -47,6 +53,9 @@ class AgentIntrospection:
     observability: Observability | None
     lb: LBSync | None
     l2: L2Announcer | None
+    tunnel: TunnelSync | None
+    wireguard: WireguardSync | None
+    _encap_ignored: str
     policy: PolicySync | None
     bgp: BGPSpeaker | None
     proxy: ProxyManager | None
@@ -57,10 +66,7 @@ class AgentIntrospection:
     def _me(self) -> NodeInfo | None:
         raise NotImplementedError
 
-    def _routing_status(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _encryption(self) -> dict[str, Any]:
+    def _encapsulation(self) -> Encapsulation:
         raise NotImplementedError
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
@@ -214,3 +220,38 @@ class AgentIntrospection:
             **({"proxy": self.proxy.status()} if self.proxy is not None else {}),
         }
 
+    def register_views(self, api: APIServer) -> None:
+        """The routes that show the agent's state (and flush conntrack or the DNS cache); the CNI and health
+        routes are the daemon's."""
+        api.route("GET", "/v1/status", lambda _b: self.status())
+        api.route("GET", "/v1/config", lambda _b: {"config": self.config.to_dict()})
+        api.route("GET", "/v1/endpoints", lambda _b: self.endpoint_list())
+        api.route("GET", "/v1/bpf/ipcache", lambda _b: self.bpf_ipcache())
+        api.route("GET", "/v1/bpf/policy", lambda _b: self.bpf_policy())
+        api.route("GET", "/v1/bpf/ct", lambda _b: self.bpf_ct())
+        api.route("POST", "/v1/bpf/ct/flush", lambda _b: self.bpf_ct_flush())
+        api.route("GET", "/v1/bpf/lb", lambda _b: self.bpf_lb())
+        api.route("GET", "/v1/bpf/nat", lambda _b: self.bpf_nat())
+        api.route("GET", "/v1/bpf/tunnel", lambda _b: self.tunnel.entries() if self.tunnel else [])
+        api.route("GET", "/v1/encrypt/status", lambda _b: self._encryption())
+        api.route("GET", "/v1/bpf/ipmasq", lambda _b: [str(p) for p in self.ipmasq.prefixes()])
+        api.route("GET", "/v1/services", lambda _b: self.service_list())
+        api.route("GET", "/v1/bpf/l2", lambda _b: self.l2.entries() if self.l2 else [])
+        api.route("GET", "/v1/bgp/peers", lambda _b: self.bgp.peers() if self.bgp and self.bgp.enabled else [])
+        api.route("GET", "/v1/bgp/routes", lambda _b: self.bgp.routes() if self.bgp and self.bgp.enabled else {})
+        api.route("GET", "/v1/policy/resolved", lambda _b: self.policy.resolved() if self.policy else [])
+        api.route("GET", "/v1/fqdn/cache", lambda _b: cache_rows(self.policy.dns_cache, time.monotonic(),
+                                                                      time.time()) if self.policy else [])
+        api.route("POST", "/v1/fqdn/cache/clean",
+                       lambda _b: {"cleaned": self.policy.clean_dns() if self.policy else 0})
+
+    def _routing_status(self) -> dict[str, Any]:
+        """Tunnel [vxlan] (routingMode=tunnel or encapsulation Always), Tunnel [ipip, CrossSubnet] …"""
+        enc = self._encapsulation()
+        return {"inter-host-routing-mode": "Tunnel" if enc.enabled else "Native",
+                "tunnel-protocol": enc.describe() if enc.enabled else self.config.tunnel_protocol,
+                "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source,
+                                  "ignored": self._encap_ignored}}
+
+    def _encryption(self) -> dict[str, Any]:
+        return self.wireguard.status() if self.wireguard is not None else {"mode": "Disabled", "msg": ""}

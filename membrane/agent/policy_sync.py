@@ -38,12 +38,11 @@ from typing import Any
 from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.ipcache_sync import NotApplied
 from membrane.agent.node_network import NodeNetwork
+from membrane.agent.policy_fqdn import FQDNPolicy
+from membrane.agent.policy_rows import HOST_IDENTITY, label_map, map_rules
 from membrane.datapath.maps.ops import PolicyOps
 from membrane.datapath.maps.policy import (
-    DIR_EGRESS,
-    DIR_INGRESS,
     PolicyMap,
-    PolicyRule,
     PolicySlot,
     Verdict,
     desired_slots,
@@ -52,14 +51,14 @@ from membrane.endpoint.model import Endpoint
 from membrane.fqdn.cache import DNSCache
 from membrane.fqdn.identities import FQDN_MIN_IDENTITY, FQDNIdentities
 from membrane.identity.allocator import decode_labels
-from membrane.identity.labels import Label, LabelSet
+from membrane.identity.labels import LabelSet
 from membrane.identity.local import LocalIdentityAllocator
 from membrane.identity.node_cidr import host_labels_with_cidr, remote_node_labels
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities, reserved_labels
 from membrane.model.errors import ValidationError
 from membrane.policy.context import PolicyContext, uses_context
 from membrane.policy.hostpolicy import HOST_ENDPOINT_ID
-from membrane.policy.mapstate import PolicyEntry, ResolvedPolicy
+from membrane.policy.mapstate import ResolvedPolicy
 from membrane.policy.namedports import NamedPorts, PeerNamedPorts, pod_named_ports
 from membrane.policy.nodecidr import covered, covered_remote_nodes, host_prefix
 from membrane.policy.repository import PolicyRepository
@@ -71,7 +70,6 @@ from membrane.store.mirror import Mirror
 
 log = logging.getLogger(__name__)
 
-HOST_IDENTITY = 1
 POLICY_KINDS = {  # store key segment -> kind
     "cilium.io/CiliumNetworkPolicy": "CiliumNetworkPolicy",
     "cilium.io/CiliumClusterwideNetworkPolicy": "CiliumClusterwideNetworkPolicy",
@@ -79,36 +77,7 @@ POLICY_KINDS = {  # store key segment -> kind
 }
 
 
-def label_map(labels: LabelSet) -> dict[str, str]:
-    return {f"{lb.source}:{lb.key}": lb.value for lb in labels}
-
-
-def map_rules(ep_id: int, resolved: ResolvedPolicy,
-              proxy_ports: Mapping[tuple[str, int, int], int] | None = None) -> list[PolicyRule]:
-    """The engine's prefix-form entries as map rules (a prefix of the port is a port range). An allow
-    of exactly a redirected port carries its proxy port (``proxy_ports``: (direction, protocol, port))."""
-    out = []
-    for e in resolved.entries:
-        proxy = 0
-        if proxy_ports and not e.deny and e.port_prefix_len == 16:
-            proxy = proxy_ports.get((e.direction, e.protocol, e.port), 0)
-        out.append(PolicyRule(ep_id, DIR_INGRESS if e.direction == "ingress" else DIR_EGRESS, e.identity,
-                              e.protocol, *_port_range(e), deny=e.deny, proxy_port=proxy))
-    if resolved.ingress_enforced:
-        # allow-localhost (Cilium's default): the node itself may always reach its pods.
-        out.append(PolicyRule(ep_id, DIR_INGRESS, HOST_IDENTITY))
-    return out
-
-
-def _port_range(e: PolicyEntry) -> tuple[int, int]:
-    if e.protocol == 0 or e.port_prefix_len == 0:
-        return 0, 0
-    if e.port_prefix_len >= 16:
-        return e.port, 0
-    return e.port, e.port | ((1 << (16 - e.port_prefix_len)) - 1)
-
-
-class PolicySync:
+class PolicySync(FQDNPolicy):
     def __init__(self, net: NodeNetwork, policy_mirrors: list[Mirror], identity_mirror: Mirror, identities_prefix: str,
                  mode: Callable[[], str], cluster: str, pod_of: Callable[[str, str], dict[str, Any] | None],
                  peer_ports: Callable[[], PeerNamedPorts] = dict,
@@ -266,42 +235,6 @@ class PolicySync:
     def node_cidr_identities(self) -> dict[str, int]:
         """policyCIDRMatchMode=[nodes]: remote node IP -> the identity the ipcache must give it."""
         return dict(self._node_cidrs)
-
-    def _fold_fqdns(self, dirty: set[int]) -> None:
-        """IPs the DNS cache holds for names a ``toFQDNs`` selector matches get (or lose) their identities."""
-        changes = self.fqdn.update(self.repo.fqdn_keys(), self.dns_cache)
-        for n, labels in changes.upserted.items():
-            self._set_identity(n, LabelSet(Label.parse(k) for k in labels), dirty)
-        for n in changes.removed:
-            self._drop_identity(n, dirty)
-
-    def _local_prefixes(self) -> dict[str, int]:
-        """The policy CIDR prefixes and the FQDN IPs (an IP a selector selects wins its /32)."""
-        return {**self.cidrs.prefixes(), **self.fqdn.prefixes()}
-
-    def learn_dns(self, ep_id: int, name: str, ips: list[str], ttl: int, now: float | None = None) -> None:
-        """The DNS proxy's hook, called before it releases an allowed answer: record the IPs and, when a
-        ``toFQDNs`` selector selects a new one, put its identity's policy map entries and then its ipcache
-        entry in place (raises NotApplied if they are not in), so the pod's first connection to an IP it
-        just resolved is allowed."""
-        with self._lock:
-            if self.dns_cache.update(ep_id, name, ips, ttl, time.monotonic() if now is None else now):
-                self._sync()
-
-    def expire_dns(self, now: float | None = None, in_use: Callable[[str], bool] = lambda _ip: False) -> int:
-        """Drop the DNS cache's expired IPs (those ``in_use`` by a connection wait) and what they selected."""
-        with self._lock:
-            gone = self.dns_cache.expire(time.monotonic() if now is None else now, in_use)
-            if gone:
-                self._sync()
-            return len(gone)
-
-    def clean_dns(self) -> int:
-        """Forget what the DNS proxy learned (``fqdn cache clean``): the FQDN identities go with it."""
-        with self._lock:
-            n = self.dns_cache.clear()
-            self._sync()
-            return n
 
     def cidr_prefixes(self) -> dict[str, int]:
         """prefix -> CIDR identity the BPF ipcache must hold now (the ipcache controller reads it too)."""
