@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if args.lab_cmd in ("upgrade", "values", "rollout"):
-        from membrane.cli import helm_cmds
+        from membrane.cli import lab_helm_cmds
 
-        return helm_cmds.run(args)
+        return lab_helm_cmds.run(args)
     handlers = {"create": _create, "delete": _delete, "status": _status, "list": _list, "exec": _exec,
                 "stop": _daemon, "start": _daemon, "restart": _daemon}
     return handlers[args.lab_cmd](args)
@@ -68,7 +68,7 @@ def _daemon(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from membrane.cli.helm_cmds import helm_word_warnings, print_warnings, read_values
+    from membrane.cli.lab_helm_cmds import helm_word_warnings, print_warnings, read_values
     from membrane.lab import builder
     from membrane.lab.topology import build_topology
     from membrane.model.helm_values import combine

@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         describe_cmd,
         encrypt_cmds,
         fqdn_cmds,
-        helm_cmds,
         hubble_cmds,
+        lab_helm_cmds,
         metrics_cmds,
         observe,
         policy_cmds,
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--nodes", type=int, default=3)
     q.add_argument("--config", default=None, help="lab.yaml with nodes, router and settings")
     q.add_argument("--topology", default=None, choices=("seed-bgp",), help="a named topology instead of --config")
-    helm_cmds.add_values_args(q)
+    lab_helm_cmds.add_values_args(q)
     q = lsub.add_parser("delete", help="remove the lab and everything it made")
     _lab_arg(q)
     q = lsub.add_parser("status", help="show the lab's nodes and daemons")
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(q)
     q.add_argument("target")
     q.add_argument("cmd", nargs=argparse.REMAINDER)
-    helm_cmds.add_lab_parsers(lsub, _lab_arg)
+    lab_helm_cmds.add_lab_parsers(lsub, _lab_arg)
 
     p = sub.add_parser("completion", help="shell completion script: source <(membrane completion bash)")
     _lab_arg(p)

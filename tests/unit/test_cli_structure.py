@@ -12,7 +12,7 @@ from membrane.cli import bpf_cmds, dbg_config, metrics_cmds, observe, policy_cmd
 from membrane.cli.main import build_parser
 
 CLI = Path(__file__).resolve().parents[2] / "membrane" / "cli"
-LAB_COMMANDS = {"lab_cmds.py", "helm_cmds.py"}
+LAB_COMMANDS = {"lab_cmds.py", "lab_helm_cmds.py"}
 
 
 @pytest.mark.parametrize(("argv", "handler"), [

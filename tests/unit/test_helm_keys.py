@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from membrane.cli.helm_cmds import read_values
+from membrane.cli.lab_helm_cmds import read_values
 from membrane.cli.main import build_parser
 from membrane.lab.release import Release, plan
 from membrane.lab.topology import build_topology
@@ -194,7 +194,7 @@ def test_a_feature_that_lands_in_cluster_config_overrides_its_not_yet_entry(monk
 
 
 def test_helm_words_of_the_seed_lines_are_accepted() -> None:
-    from membrane.cli.helm_cmds import helm_word_warnings
+    from membrane.cli.lab_helm_cmds import helm_word_warnings
 
     install = build_parser().parse_args(helm_commands()[0])
     assert (install.release, install.chart, install.namespace) == ("cilium", "cilium/cilium", "kube-system")

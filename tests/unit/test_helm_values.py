@@ -75,7 +75,7 @@ def test_flatten_keeps_lists_as_leaves() -> None:
 
 
 def test_cli_values_files_merge_in_order_and_set_wins(tmp_path: Path) -> None:
-    from membrane.cli.helm_cmds import read_values
+    from membrane.cli.lab_helm_cmds import read_values
     from membrane.cli.main import build_parser
 
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
@@ -90,7 +90,7 @@ def test_cli_values_files_merge_in_order_and_set_wins(tmp_path: Path) -> None:
 
 def test_cli_missing_values_file_is_named(tmp_path: Path) -> None:
     from membrane.cli.arguments import CLIError
-    from membrane.cli.helm_cmds import read_values
+    from membrane.cli.lab_helm_cmds import read_values
     from membrane.cli.main import build_parser
 
     args = build_parser().parse_args(["lab", "upgrade", "-f", str(tmp_path / "nope.yaml")])
