@@ -117,7 +117,7 @@ metadata: {name: l7-only}
 spec:
   endpointSelector: {matchLabels: {app: webpod}}
   ingress:
-  - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
+  - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {l7proto: r2d2, l7: [{cmd: READ}]}}]
 """
 NO_AGENT = """
 apiVersion: v1
