@@ -34,9 +34,11 @@ CLIENT = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "lab
 CLIENT_SEL = {"matchLabels": {"app": "client"}}
 L7 = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "l7"},
       "spec": {"endpointSelector": CLIENT_SEL,
-               "egress": [{"toFQDNs": [{"matchName": "one.one.one.one"}]},
+               # what stays unenforced: TLS SNI and generic l7proto rules (HTTP, DNS, Kafka and toFQDNs are)
+               "egress": [{"toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}],
+                                        "serverNames": ["one.one.one.one"]}]},
                           {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}],
-                                        "rules": {"http": [{"method": "GET"}]}}]}]}}
+                                        "rules": {"l7proto": "r2d2", "l7": [{"cmd": "READ"}]}}]}]}}
 GROUPS = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "groups"},
           "spec": {"endpointSelector": CLIENT_SEL,
                    "egress": [{"toGroups": [{"aws": {"securityGroupsIds": ["sg-1"]}}]}]}}
@@ -97,7 +99,7 @@ def test_apply_warns_about_unenforced_fields_and_policy_get_notes_them(lab: Lab,
     assert proc.returncode == 0 and "ciliumnetworkpolicy.cilium.io/l7 created" in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("Warning: ")]
     assert [w.split(": ")[1:3] for w in warnings] == [
-        ["CiliumNetworkPolicy/default/l7", "spec.egress[0].toFQDNs"],
+        ["CiliumNetworkPolicy/default/l7", "spec.egress[0].toPorts[0].serverNames"],
         ["CiliumNetworkPolicy/default/l7", "spec.egress[1].toPorts[0].rules"]], proc.stderr
     notes = [line for line in lab.run("policy", "get").stdout.splitlines() if line.startswith("Note: ")]
     assert [n.removeprefix("Note: ") for n in notes] == [w.removeprefix("Warning: ") for w in warnings]
