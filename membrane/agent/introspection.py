@@ -246,8 +246,12 @@ class AgentIntrospection:
                        lambda _b: {"cleaned": self.policy.clean_dns() if self.policy else 0})
 
     def _routing_status(self) -> dict[str, Any]:
-        """Tunnel [vxlan] (routingMode=tunnel or encapsulation Always), Tunnel [ipip, CrossSubnet] …"""
+        """Tunnel [vxlan] (routingMode=tunnel or encapsulation Always), Tunnel [ipip, CrossSubnet] …; with
+        routingMode=tunnel and WireGuard on, Tunnel [wireguard]: WireGuard carries pod traffic instead of VXLAN."""
         enc = self._encapsulation()
+        if self.config.encryption_enabled and self.config.routing_mode == "tunnel":
+            return {"inter-host-routing-mode": "Tunnel", "tunnel-protocol": "wireguard",
+                    "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source, "ignored": ""}}
         return {"inter-host-routing-mode": "Tunnel" if enc.enabled else "Native",
                 "tunnel-protocol": enc.describe() if enc.enabled else self.config.tunnel_protocol,
                 "encapsulation": {"mode": enc.mode, "type": enc.type, "source": enc.source,
