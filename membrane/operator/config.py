@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from membrane.api.config_file import config_file_path, read_config_file
 from membrane.api.operator_config import OPERATOR_OPTIONS, OperatorConfig
-from membrane.model.options import OptionError, build_parser, parse_file_text, resolve
+from membrane.model.options import build_parser, resolve
 
 __all__ = ["OPERATOR_OPTIONS", "OperatorConfig", "load_operator_config"]
 
@@ -17,14 +18,7 @@ def load_operator_config(argv: Sequence[str] | None = None,
                          environ: Mapping[str, str] | None = None) -> OperatorConfig:
     env = dict(os.environ if environ is None else environ)
     args = build_parser("membrane-operator", "Membrane operator", OPERATOR_OPTIONS).parse_args(argv)
-    path = args.config_file or env.get("MEMBRANE_CONFIG_FILE", "")
-    file_data = None
-    if path:
-        try:
-            with open(path) as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise OptionError(f"config file {path}: {exc.strerror}") from None
-        file_data = parse_file_text(text, f"config file {path}")
+    path = config_file_path(args.config_file, env)
+    file_data = read_config_file(path)
     return OperatorConfig(**resolve(OPERATOR_OPTIONS, flags=args, environ=env, file_data=file_data,
                                     file_name=f"config file {path}"))
