@@ -28,6 +28,8 @@ from membrane.proxy.kafka import handle_kafka
 from membrane.proxy.ports import PortAllocator
 from membrane.proxy.registry import L7Context, Registry
 from membrane.proxy.server import PORT_RANGE, ProxyServer, upstream_opener
+from membrane.proxy.tls_sni import KIND as TLS_KIND
+from membrane.proxy.tls_sni import handle_tls_sni
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def default_registry() -> Registry:
     reg = Registry()
     reg.register("http", handle_http)
     reg.register("kafka", handle_kafka)
+    reg.register(TLS_KIND, handle_tls_sni)  # serverNames (l7sni)
     return reg
 
 

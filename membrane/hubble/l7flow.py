@@ -27,7 +27,7 @@ class L7Record:
     """One request or response a proxy saw. ``src``/``dst`` are the connection's ends as the client
     opened it (a response keeps them; Hubble prints it reversed, ``is_reply``)."""
 
-    kind: str  # http | dns | kafka
+    kind: str  # http | dns | kafka | tls
     type: str  # REQUEST | RESPONSE
     verdict: str  # FORWARDED | DROPPED
     src: tuple[str, int]
@@ -118,6 +118,8 @@ def l7_flow(rec: L7Record, lookup: Lookup, node: str, *, uuid_factory: Callable[
         f.l7.kafka.api_key = str(k.get("api_key", ""))
         f.l7.kafka.correlation_id = int(k.get("correlation_id", 0))
         f.l7.kafka.topic = str(k.get("topic", ""))
+        f.Summary = rec.summary
+    else:  # kinds without a record of their own (tls: the SNI proxy's verdicts)
         f.Summary = rec.summary
     return f
 

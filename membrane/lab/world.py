@@ -9,7 +9,8 @@ documentation ranges). It runs there:
   workload in ``--world`` mode) answering WORLD_NAMES,
   NXDOMAIN for anything else; the cluster DNS forwards non-cluster names to it;
 - an HTTP server on port 80 of every world address that reports the caller: ``/ip`` as plain text,
-  any other path as JSON ``{"ip": ...}`` (like ipinfo.io).
+  any other path as JSON ``{"ip": ...}`` (like ipinfo.io);
+- the same over HTTPS on port 443 (``membrane.lab.world_tls``, a certificate made at start).
 
 Routing, without NAT: every node on the world's subnet gets routes to the world prefixes via the world
 address (the router gets them too, so nodes behind it reach the world through their default route),
@@ -181,6 +182,9 @@ def _build(paths: LabPaths, topo: LabTopology, plan: WorldPlan) -> None:
                             "--port", str(HTTP_PORT)], f"{paths.log_dir}/world-http.log")
     _wait_listening(dns, "udp", 53, f"{paths.log_dir}/world-dns.log")
     _wait_listening(http, "tcp", HTTP_PORT, f"{paths.log_dir}/world-http.log")
+    https = processes.spawn([*enter, sys.executable, "-m", "membrane.lab.world_tls", "--port", "443"],
+                            f"{paths.log_dir}/world-https.log")  # TLS for serverNames policy (world_tls.py)
+    _wait_listening(https, "tcp", 443, f"{paths.log_dir}/world-https.log")
 
 
 def _wait_listening(rec: processes.ProcRecord, proto: str, port: int, log: str, timeout: float = 15.0) -> None:

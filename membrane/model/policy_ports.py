@@ -167,6 +167,17 @@ def _check_l7_rules(data: Any, path: str) -> str:
     return present[0] if present else ""
 
 
+_SERVER_NAME = re.compile(r"^[-a-zA-Z0-9_.*]+$")
+
+
+def _check_server_name(name: str, path: str) -> None:
+    """A TLS server name or pattern (``*`` within a label, a leading ``**.``), as ``matchPattern``."""
+    if not name or len(name) > 255:
+        raise invalid(path, name, "must be 1-255 characters")
+    if not _SERVER_NAME.match(name):
+        raise invalid(path, name, "may only contain a-z, A-Z, 0-9, '-', '_', '.' and '*'")
+
+
 def check_port_rule(data: Any, path: str, *, deny: bool = False) -> dict[str, Any]:
     """One ``toPorts`` entry. Deny rules carry ``ports`` only (no L7, TLS or listeners)."""
     f = Fields(data, path, PORT_DENY_RULE_FIELDS if deny else PORT_RULE_FIELDS)
@@ -185,7 +196,8 @@ def check_port_rule(data: Any, path: str, *, deny: bool = False) -> dict[str, An
     for key in ("terminatingTLS", "originatingTLS"):
         if f.has(key):
             _check_tls(f.raw(key), f.at(key))
-    f.strings("serverNames")
+    for npath, name in enumerate(f.strings("serverNames") or []):
+        _check_server_name(name, f"{f.at('serverNames')}[{npath}]")
     if f.has("listener"):
         lst = Fields(f.raw("listener"), f.at("listener"), LISTENER_FIELDS)
         cfg = Fields(lst.mapping("envoyConfig", required=True), lst.at("envoyConfig"), ("kind", "name"))

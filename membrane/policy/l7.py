@@ -1,7 +1,7 @@
 """L7 rules in resolved policy: which ports of an endpoint go through a proxy, with which rules.
 
 A ``toPorts`` entry with ``rules:`` (one kind: ``http``, ``dns`` or ``kafka``) makes its ports
-*redirected*: the map slots allowing them carry a proxy port (chosen by the agent's proxy manager)
+*redirected*: (so does ``serverNames`` without ``rules:``, kind ``tls``, the SNI proxy) the map slots allowing them carry a proxy port (chosen by the agent's proxy manager)
 and the proxy decides per request. Reference §3.4: an L7 rule on a port also allows the port at L4
 (its L4 entries are made as for any allow); a deny at L3/L4 still wins (the datapath never reaches
 the proxy); a peer that another rule allows on the same port *without* L7 rules gets "allow all" on
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 L7_KINDS = ("http", "dns", "kafka")
+TLS_KIND = "tls"  # ``serverNames`` without ``rules:``: the TLS SNI proxy (membrane.proxy.tls_sni)
 PROTO_TCP, PROTO_UDP = 6, 17
 
 
@@ -68,6 +69,9 @@ def l7_port_rules(port_rules: Sequence[Mapping[str, Any]], specs: Callable[[Any]
         if rules.get("l7proto"):  # generic (proxylib) rules: kept, so they are seen as not enforced
             items = tuple(json.dumps(item or {}, sort_keys=True) for item in rules.get("l7") or [])
             out.append(L7PortRule(specs(pr.get("ports")), f"l7proto:{rules['l7proto']}", items))
+        if pr.get("serverNames") and not rules:  # with rules: needs terminatingTLS, not enforced
+            items = tuple(json.dumps({"serverName": n}) for n in pr["serverNames"])
+            out.append(L7PortRule(specs(pr.get("ports")), TLS_KIND, items))
     return tuple(out)
 
 
@@ -88,7 +92,7 @@ def resolve_l7(allows: Iterable[Any], peers_of: PeersOf, ports_of: PortsOf, spec
                     for protocol, first, last in spec_ports(spec, rule, peer):
                         if first == 0 or last != first:
                             continue  # L7 needs one exact port (validated at apply for literal ports)
-                        for proto in (PROTO_TCP, PROTO_UDP) if l7.kind == "dns" and protocol == 0 else (protocol,):
+                        for proto in _protocols(l7.kind, protocol):
                             if proto not in (PROTO_TCP, PROTO_UDP):
                                 continue
                             key = (rule.direction, proto, first)
@@ -112,6 +116,15 @@ def resolve_l7(allows: Iterable[Any], peers_of: PeersOf, ports_of: PortsOf, spec
                         continue
                     entries.add(L7Entry(direction, proto, lport, peer, kind, None))
     return frozenset(entries)
+
+
+def _protocols(kind: str, protocol: int) -> tuple[int, ...]:
+    """The protocols an L7 rule on ``protocol`` (0 = ANY) redirects: DNS both, TLS only TCP."""
+    if kind == TLS_KIND:
+        return (PROTO_TCP,) if protocol in (0, PROTO_TCP) else ()
+    if protocol == 0:
+        return (PROTO_TCP, PROTO_UDP) if kind == "dns" else ()
+    return (protocol,)
 
 
 def _only_l7(rule: Any, port: int, l7_specs: set[Any]) -> bool:

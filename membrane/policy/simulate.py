@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from membrane.policy.l7 import L7_KINDS, redirects
+from membrane.policy.l7 import L7_KINDS, TLS_KIND, redirects
 from membrane.policy.mapstate import ALLOW, PROTOCOL_NUMBERS, ResolvedPolicy, verdict
 from membrane.policy.namedports import peer_named_ports
 from membrane.policy.repository import PolicyRepository
@@ -133,7 +133,7 @@ def redirected(policy: ResolvedPolicy, peer: int, protocol: int, port: int, dire
     if entry is None or entry.deny or entry.port_prefix_len != 16:
         return ""
     for r in redirects(policy.l7):
-        if (r.direction, r.protocol, r.port) == (direction, protocol, port) and r.kind in L7_KINDS:
+        if (r.direction, r.protocol, r.port) == (direction, protocol, port) and r.kind in (*L7_KINDS, TLS_KIND):
             return r.kind
     return ""
 

@@ -67,5 +67,7 @@ def _item(path: str, item: Mapping[str, Any]) -> Iterator[Unenforced]:
         if port_rule.get("rules") and not set(port_rule["rules"]) <= _PROXIED_KINDS:
             yield Unenforced(f"{ppath}.rules", L7_RULES)
         for key in ("terminatingTLS", "originatingTLS", "serverNames", "listener"):
-            if port_rule.get(key):
+            # serverNames alone are enforced by the SNI proxy (membrane.proxy.tls_sni); with L7 rules
+            # they would need terminatingTLS
+            if port_rule.get(key) and (key != "serverNames" or port_rule.get("rules")):
                 yield Unenforced(f"{ppath}.{key}", TLS_FIELD)

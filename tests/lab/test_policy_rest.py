@@ -34,9 +34,10 @@ CLIENT = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "lab
 CLIENT_SEL = {"matchLabels": {"app": "client"}}
 L7 = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "l7"},
       "spec": {"endpointSelector": CLIENT_SEL,
-               # what stays unenforced: TLS SNI and generic l7proto rules (HTTP, DNS, Kafka and toFQDNs are)
+               # what stays unenforced: TLS SNI next to HTTP rules (it needs terminatingTLS) and generic
+               # l7proto rules (HTTP, DNS, Kafka, toFQDNs and serverNames alone are)
                "egress": [{"toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}],
-                                        "serverNames": ["one.one.one.one"]}]},
+                                        "serverNames": ["one.one.one.one"], "rules": {"http": [{}]}}]},
                           {"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}],
                                         "rules": {"l7proto": "r2d2", "l7": [{"cmd": "READ"}]}}]}]}}
 GROUPS = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "groups"},

@@ -49,13 +49,15 @@ def test_each_unenforced_field_is_named_by_path():
                     {"toCIDRSet": [{"cidr": "10.0.0.0/8"}, {"cidrGroupRef": "g"}]}]},
         {"endpointSelector": SEL,
          "ingress": [{"fromEndpoints": [SEL], "fromRequires": [SEL], "authentication": {"mode": "required"}},
-                     {"toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}], "serverNames": ["a.example"]}]}]},
+                     {"toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}], "serverNames": ["a.example"]}]},
+                     {"toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}], "serverNames": ["a.example"],
+                                   "rules": {"http": [{}]}}]}]},
     ])
     assert unenforced_fields(obj) == [
         Unenforced("specs[0].egress[1].toPorts[0].rules", L7_RULES),
         Unenforced("specs[1].ingress[0].fromRequires", REQUIRES),
         Unenforced("specs[1].ingress[0].authentication", AUTH),
-        Unenforced("specs[1].ingress[1].toPorts[0].serverNames", TLS_FIELD),
+        Unenforced("specs[1].ingress[2].toPorts[0].serverNames", TLS_FIELD),  # alone: the SNI proxy enforces it
     ]
     assert str(unenforced_fields(obj)[0]) == f"specs[0].egress[1].toPorts[0].rules: {L7_RULES}"
 
