@@ -185,7 +185,8 @@ def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology, flows: str) 
         text = f"{spec.src_text} -> {spec.dst_text}"
         out.actions.append(ActionResult(name, text, spec.expect_ok, ok, detail, secs))
         mark = "✅" if ok else "❌"
-        print(f"  [.] Action [{name}: {text}] {mark} expected {'success' if spec.expect_ok else 'drop'}"
+        wanted = "success" if spec.expect_ok else f"exit code {spec.fail_code}" if spec.fail_code else "drop"
+        print(f"  [.] Action [{name}: {text}] {mark} expected {wanted}"
               + ("" if ok else f", {detail}"), flush=True)
         if flow_problem:
             print(f"  {'❌' if flows == 'strict' else '⚠️ '} Flow validation [{name}]: {flow_problem}", flush=True)
@@ -230,7 +231,7 @@ def _run_action(lab: str, sandboxes: dict[str, int], spec: ActionSpec,
         proc = subprocess.run(_argv(lab, sandboxes, spec), capture_output=True, text=True, timeout=30)
         succeeded = proc.returncode == 0
         detail = "success" if succeeded else f"{spec.argv[0]} exit code {proc.returncode}"
-        if succeeded == spec.expect_ok:
+        if succeeded == spec.expect_ok and (succeeded or spec.fail_code in (0, proc.returncode)):
             break
     else:
         return False, f"got {detail}", time.monotonic() - started, None

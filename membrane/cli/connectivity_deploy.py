@@ -1,7 +1,7 @@
 """The deployment ``membrane connectivity test`` runs against: cilium-cli's shape in ``cilium-test-1``.
 
-client and client2 (``kind: client``; client2 also ``other: client``) and echo-same-node on one node,
-echo-other-node on another; each echo serves HTTP on 8080 (container port ``http-8080``, hostPort 4000)
+client and client2 (``kind: client``; client2 also ``other: client``) and echo-same-node (``other: echo``)
+on one node, echo-other-node (``first: echo``) on another; each echo is cilium-cli's json-mock serving HTTP on 8080 (container port ``http-8080``, hostPort 4000)
 behind a NodePort Service of its name; every Deployment runs under a service account of its name. The
 host-netns client of cilium-cli is the node's own network namespace (``lab exec NODE``).
 """
@@ -29,8 +29,8 @@ _CLIENT = """        - name: client
           command: [sleep, infinity]
 """
 _ECHO = f"""        - name: echo
-          image: traefik/whoami
-          args: [--port, "{ECHO_PORT}"]
+          image: quay.io/cilium/json-mock
+          env: [{{name: PORT, value: "{ECHO_PORT}"}}]
           ports: [{{name: http-{ECHO_PORT}, containerPort: {ECHO_PORT}, hostPort: {HOST_PORT}}}]
 """
 _SERVICE = f"""apiVersion: v1
@@ -56,7 +56,8 @@ def manifest(same: str, other: str) -> str:
     """Namespace, the four Deployments and the two echo Services, as YAML."""
     docs = [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n"]
     for name, kind, node, extra in (("client", "client", same, ""), ("client2", "client", same, ", other: client"),
-                                    ("echo-same-node", "echo", same, ""), ("echo-other-node", "echo", other, "")):
+                                    ("echo-same-node", "echo", same, ", other: echo"),
+                                    ("echo-other-node", "echo", other, ", first: echo")):
         labels = f"{{name: {name}, kind: {kind}{extra}}}"
         docs.append(_DEPLOYMENT.format(name=name, kind=kind, labels=labels, node=node,
                                        containers=_CLIENT if kind == "client" else _ECHO))

@@ -45,6 +45,38 @@ CLIENT = "  endpointSelector: {matchLabels: {kind: client}}\n"
 ECHO = "  endpointSelector: {matchLabels: {kind: echo}}\n"
 ALL = "  endpointSelector: {}\n"
 
+CLIENT2 = "  endpointSelector: {matchLabels: {other: client}}\n"
+OTHER_WORLD_NAME = "ipinfo.io"
+# the header value client-egress-l7-set-header's policy puts in (cilium-cli: Secret header-match, data.value)
+SECRET = """apiVersion: v1
+kind: Secret
+metadata: {name: header-match, namespace: cilium-test-1}
+stringData: {value: Bearer 123456}
+"""
+
+
+def _echo_ingress_l7(port: str) -> str:
+    """Only client2 may GET /, /public and /private (the latter with X-Very-Secret-Token: 42) on echo."""
+    return f"""  ingress:
+  - fromEndpoints: [{{matchLabels: {{other: client}}, matchExpressions: [{{key: io.cilium.k8s.policy.cluster, operator: Exists}}]}}]
+    toPorts:
+    - ports: [{{port: "{port}", protocol: TCP}}]
+      rules:
+        http:
+        - {{method: GET, path: /$}}
+        - {{method: GET, path: /public$}}
+        - {{method: GET, path: /private$, headers: ["X-Very-Secret-Token: 42"]}}
+"""
+
+
+def _tls_sni(name: str) -> str:
+    return CLIENT + f"""  egress:
+  - toPorts:
+    - ports: [{{port: "443", protocol: TCP}}]
+      serverNames: [{name}]
+"""
+
+
 POLICIES: dict[str, list[str]] = {
     "allow-all-except-world": [cnp("allow-all-except-world", ALL + """  ingress:
   - fromEntities: [cluster]
@@ -158,5 +190,43 @@ POLICIES: dict[str, list[str]] = {
     "dns-only": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED)],
     "to-fqdns": [cnp("client-egress-to-fqdns", CLIENT + "  egress:\n" + _DNS_PROXIED + f"""  - toFQDNs: [{{matchName: {WORLD_NAME}}}]
     toPorts: [{{ports: [{{port: "80", protocol: TCP}}]}}]
+""")],    # L7 (cilium-cli's echo-ingress-l7*, client-egress-l7*, client-egress-tls-sni manifests)
+    "echo-ingress-l7": [cnp("echo-ingress-l7-http", ECHO + _echo_ingress_l7("8080"))],
+    "echo-ingress-l7-named-port": [cnp("echo-ingress-l7-http-named-port", ECHO + _echo_ingress_l7("http-8080"))],
+    "client-egress-l7": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED),
+                         cnp("client-egress-l7-http", CLIENT2 + f"""  egress:
+  - toEndpoints: [{{matchLabels: {{kind: echo}}}}]
+    toPorts:
+    - ports: [{{port: "8080", protocol: TCP}}]
+      rules:
+        http: [{{method: GET, path: /}}]
+  - toFQDNs: [{{matchName: {WORLD_NAME}}}]
+    toPorts:
+    - ports: [{{port: "80", protocol: TCP}}]
+      rules:
+        http: [{{method: GET, path: /}}]
 """)],
+    "client-egress-l7-method": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED),
+                                cnp("client-egress-l7-http-method", CLIENT2 + """  egress:
+  - toEndpoints: [{matchLabels: {kind: echo}, matchExpressions: [{key: io.cilium.k8s.policy.cluster, operator: Exists}]}]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: POST, path: /public$}, {method: POST, path: /private$}]
+""")],
+    "client-egress-l7-set-header": [SECRET, cnp("client-egress-l7-http-matchheader-secret", CLIENT2 + """  egress:
+  - toEndpoints: [{matchLabels: {kind: echo}}]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http:
+        - method: POST
+          path: /auth-header-required$
+          headerMatches:
+          - {name: Authorization, mismatch: REPLACE, secret: {namespace: cilium-test-1, name: header-match}}
+""")],
+    "client-egress-tls-sni": [cnp("client-egress-tls-sni", _tls_sni(WORLD_NAME)),
+                              cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED)],
+    "client-egress-tls-sni-denied": [cnp("client-egress-tls-sni-other", _tls_sni(OTHER_WORLD_NAME)),
+                                     cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED)],
 }

@@ -11,12 +11,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from membrane.cli.connectivity_policies import DENIED_CIDR, NAMESPACE, OTHER_CIDR, POLICIES
+from membrane.cli.connectivity_policies import DENIED_CIDR, NAMESPACE, OTHER_CIDR, OTHER_WORLD_NAME, POLICIES
 
 ECHO_PORT = 8080
 HOST_PORT = 4000
 WORLD_NAME = "one.one.one.one"
-OTHER_WORLD_NAME = "ipinfo.io"
 CLIENTS = ("client", "client2")
 ECHOES = ("echo-same-node", "echo-other-node")
 
@@ -49,10 +48,17 @@ class ActionSpec:
     expect_ok: bool = True
     src_ip: str = ""  # set where both ends are pod IPs, for flow validation
     dst_ip: str = ""
+    fail_code: int = 0  # the exit code an expected failure must have (22 HTTP error, 35 TLS error); 0 = any
+    port: int = 0  # the destination port, path and whether the secret header is sent (L7 expectations)
+    path: str = ""
+    header: bool = False
 
 
-def _curl(url: str) -> tuple[str, ...]:
-    return ("curl", "-sS", "-o", "/dev/null", "--fail", "--connect-timeout", "2", "--max-time", "4", url)
+CURL_HTTP_ERROR, CURL_SSL_ERROR = 22, 35  # curl --fail on an HTTP error (403, 401); a TLS handshake failure
+
+
+def _curl(url: str, *opts: str) -> tuple[str, ...]:
+    return ("curl", "-sS", "-o", "/dev/null", "--fail", "--connect-timeout", "2", "--max-time", "4", *opts, url)
 
 
 def _ping(ip: str) -> tuple[str, ...]:
@@ -164,14 +170,59 @@ def _pod_to_dns(t: Topology) -> list[ActionSpec]:
                        _pod_text(t, s), f"kube-system/kube-dns ({name})") for s in CLIENTS]
 
 
+def _pod_to_world_tls(t: Topology, name: str = WORLD_NAME) -> list[ActionSpec]:
+    """cilium-cli's PodToWorld: http, https and https /index.html to the name (``-k``: the lab world's
+    certificate is made at its start, no pod trusts it)."""
+    out = []
+    for s in CLIENTS:
+        for url, port, opts in ((f"http://{name}", 80, ()), (f"https://{name}", 443, ("-k",)),
+                                (f"https://{name}/index.html", 443, ("-k",))):
+            out.append(ActionSpec("pod-to-world", s, "world", _pod_place(t, s), _curl(url, *opts), _pod_text(t, s),
+                                  f"{url.split('://')[1].split('/')[0]}:{port}", port=port,
+                                  path="/" + url.split("/", 3)[3] if url.count("/") > 2 else "/"))
+    return out
+
+
+ECHO_LABELS = {"echo-same-node": "other", "echo-other-node": "first"}  # cilium-cli's extra echo labels (=echo)
+
+
+def _with_endpoints(method: str = "", path: str = "", echo: str = "") -> Callable[[Topology], list[ActionSpec]]:
+    """cilium-cli's PodToPodWithEndpoints: each client curls /public and /private (then /private with
+    ``X-Very-Secret-Token: 42``), or ``path``, on each echo (or the one whose extra label is ``echo``)."""
+
+    def scenario(t: Topology) -> list[ActionSpec]:
+        out = []
+        for s in CLIENTS:
+            for d in ECHOES:
+                if echo and ECHO_LABELS[d] != echo:
+                    continue
+                base = f"http://{t.pods[d].ip}:{ECHO_PORT}"
+                for p in [path] if path else ["public", "private"]:
+                    for header in (False, True) if p == "private" else (False,):
+                        opts = (("-X", method) if method else ()) + (("-H", "X-Very-Secret-Token: 42") if header else ())
+                        out.append(ActionSpec("pod-to-pod-with-endpoints", s, d, _pod_place(t, s),
+                                              _curl(f"{base}/{p}", *opts), _pod_text(t, s),
+                                              f"{NAMESPACE}/{t.pods[d].name} ({base}/{p})", src_ip=t.pods[s].ip,
+                                              dst_ip=t.pods[d].ip, port=ECHO_PORT, path=f"/{p}", header=header))
+        return out
+
+    return scenario
+
+
 SCENARIOS: dict[str, Callable[[Topology], list[ActionSpec]]] = {
     "pod-to-pod": _pod_to_pod, "client-to-client": _client_to_client, "pod-to-service": _pod_to_service,
     "pod-to-hostport": _pod_to_hostport, "pod-to-nodeport": _pod_to_nodeport, "pod-to-world": _pod_to_world, "pod-to-world-2": _pod_to_world_2,
     "pod-to-cidr": _pod_to_cidr, "pod-to-host": _pod_to_host, "host-to-pod": _host_to_pod,
     "node-to-node": _node_to_node, "outside-to-nodeport": _outside_to_nodeport, "dns-lookup": _pod_to_dns,
+    "pod-to-world-tls": _pod_to_world_tls,
+    "pod-to-world-tls-2": lambda t: _pod_to_world_tls(t, OTHER_WORLD_NAME),
+    "pod-to-pod-with-endpoints": _with_endpoints(),
+    "pod-to-pod-with-endpoints-post-other": _with_endpoints("POST", echo="other"),
+    "pod-to-pod-with-endpoints-first": _with_endpoints(echo="first"),
+    "pod-to-pod-with-endpoints-auth": _with_endpoints("POST", "auth-header-required"),
 }
 
-Expect = Callable[[ActionSpec], bool]
+Expect = Callable[[ActionSpec], bool | int]  # True: must succeed; False: must fail; an int: fail with that exit code
 
 
 def _all(_a: ActionSpec) -> bool:
@@ -194,7 +245,9 @@ class ConnTest:
         out = []
         for scenario in self.scenarios:
             for spec in SCENARIOS[scenario](topo):
-                out.append(ActionSpec(**{**spec.__dict__, "expect_ok": self.expect(spec)}))
+                want = self.expect(spec)
+                code = 0 if isinstance(want, bool) else want
+                out.append(ActionSpec(**{**spec.__dict__, "expect_ok": want is True, "fail_code": code}))
         return out
 
 
@@ -265,15 +318,28 @@ TESTS: tuple[ConnTest, ...] = (
     _missing("echo-ingress-mutual-auth-spiffe", "mutual authentication"),
     _test("dns-only", "dns-lookup pod-to-pod pod-to-world", lambda a: a.scenario == "dns-lookup"),
     _test("to-fqdns", "pod-to-world pod-to-world-2 dns-lookup", lambda a: a.scenario != "pod-to-world-2"),
-    _missing("echo-ingress-l7", _L7),
-    _missing("echo-ingress-l7-named-port", _L7),
-    _missing("client-egress-l7-method", _L7),
-    _missing("client-egress-l7", _L7),
+    _test("echo-ingress-l7", "pod-to-pod-with-endpoints", lambda a: _echo_ingress_l7(a)),
+    _test("echo-ingress-l7-named-port", "pod-to-pod-with-endpoints", lambda a: _echo_ingress_l7(a)),
+    # client: egress default deny under the DNS-only policy; client2: POST to other:echo only (GET first:echo: 403)
+    _test("client-egress-l7-method", "pod-to-pod-with-endpoints-post-other pod-to-pod-with-endpoints-first",
+          lambda a: a.src == "client2" and (a.dst == "echo-same-node" or CURL_HTTP_ERROR)),
+    _test("client-egress-l7", "pod-to-pod pod-to-world",
+          lambda a: a.src == "client2" and (a.path in ("", "/") or CURL_HTTP_ERROR)),
     _missing("client-egress-l7-named-port", _L7),
     _missing("client-egress-l7-tls-headers", _L7),
-    _missing("client-egress-l7-set-header", _L7),
+    _test("client-egress-l7-set-header", "pod-to-pod-with-endpoints-auth",
+          lambda a: True if a.src == "client2" else CURL_HTTP_ERROR),  # client: no policy, json-mock's 401
+    _test("client-egress-tls-sni", "pod-to-world-tls", lambda a: a.port == 443),
+    _test("client-egress-tls-sni-denied", "pod-to-world-tls", lambda a: CURL_SSL_ERROR if a.port == 443 else False),
     _missing("bgp-control-plane-v1", "BGP control plane"),
 )
+
+
+def _echo_ingress_l7(a: ActionSpec) -> bool | int:
+    """Only client2 may GET; /private needs the secret header (403 otherwise); client: ingress default deny."""
+    if a.src != "client2":
+        return False
+    return CURL_HTTP_ERROR if a.path == "/private" and not a.header else True
 
 
 def compile_filters(patterns: list[str]) -> tuple[list[re.Pattern[str]], list[re.Pattern[str]]]:

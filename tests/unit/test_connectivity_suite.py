@@ -35,7 +35,10 @@ def test_cilium_names_and_enough_runnable_tests() -> None:
     assert sum(1 for t in TESTS if not t.missing) >= 30
     assert BY_NAME["local-redirect-policy"].missing == "local redirect policy"
     assert not BY_NAME["to-fqdns"].missing and "toFQDNs" in POLICIES["to-fqdns"][0]
-    assert "L7" in BY_NAME["echo-ingress-l7"].missing
+    assert "L7" in BY_NAME["client-egress-l7-named-port"].missing
+    for name in ("echo-ingress-l7", "echo-ingress-l7-named-port", "client-egress-l7", "client-egress-l7-method",
+                 "client-egress-l7-set-header", "client-egress-tls-sni", "client-egress-tls-sni-denied"):
+        assert not BY_NAME[name].missing and POLICIES[name], name
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -55,6 +58,10 @@ def test_deployment_manifest_is_valid_and_placed() -> None:
         placement(["a"])
     kinds = [validate_object(d, "x")["kind"] for d in yaml.safe_load_all(manifest(same, other))]
     assert kinds == ["Namespace"] + ["Deployment"] * 4 + ["Service"] * 2
+    echoes = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+              for d in yaml.safe_load_all(manifest(same, other)) if d["kind"] == "Deployment"}
+    assert echoes["echo-same-node"] == {"name": "echo-same-node", "kind": "echo", "other": "echo"}
+    assert echoes["echo-other-node"] == {"name": "echo-other-node", "kind": "echo", "first": "echo"}
 
 
 def test_expectations_follow_the_policy() -> None:
@@ -68,6 +75,43 @@ def test_expectations_follow_the_policy() -> None:
     assert cidr == {"cidr-other": True, "cidr-denied": False}
     hosts = {a.dst_text.split()[0]: a.dst for a in BY_NAME["host-entity-egress"].actions(TOPO) if a.scenario == "pod-to-host"}
     assert hosts == {"k8s-ctr": "remote-node", "k8s-w1": "host", "k8s-w2": "remote-node"}
+
+
+def _l7(name: str) -> set[tuple]:
+    return {(a.src, a.dst, a.argv[-1].split(":8080")[-1] if ":8080" in a.argv[-1] else a.argv[-1], a.header,
+             "-X" in a.argv and a.argv[a.argv.index("-X") + 1], a.expect_ok, a.fail_code)
+            for a in BY_NAME[name].actions(TOPO)}
+
+
+def test_echo_ingress_l7_expectations_as_cilium_cli() -> None:
+    got = _l7("echo-ingress-l7")
+    for echo in ("echo-same-node", "echo-other-node"):
+        assert ("client2", echo, "/public", False, False, True, 0) in got
+        assert ("client2", echo, "/private", False, False, False, 22) in got  # 403 from the proxy
+        assert ("client2", echo, "/private", True, False, True, 0) in got  # with X-Very-Secret-Token: 42
+        assert ("client", echo, "/private", True, False, False, 0) in got  # ingress default deny
+    assert len(got) == 2 * 2 * 3
+    assert "http-8080" in POLICIES["echo-ingress-l7-named-port"][0]
+
+
+def test_client_egress_l7_method_and_set_header_expectations() -> None:
+    got = _l7("client-egress-l7-method")
+    assert ("client2", "echo-same-node", "/public", False, "POST", True, 0) in got
+    assert ("client2", "echo-other-node", "/public", False, False, False, 22) in got  # GET: 403
+    assert all(not ok for src, *_rest, ok, _code in got if src == "client")
+    header = _l7("client-egress-l7-set-header")
+    assert {(src, path, method, ok, code) for src, _d, path, _h, method, ok, code in header} == {
+        ("client2", "/auth-header-required", "POST", True, 0), ("client", "/auth-header-required", "POST", False, 22)}
+    assert any(yaml.safe_load(d)["kind"] == "Secret" for d in POLICIES["client-egress-l7-set-header"])
+
+
+def test_tls_sni_expectations() -> None:
+    allowed = {(a.argv[-1], a.expect_ok, a.fail_code) for a in BY_NAME["client-egress-tls-sni"].actions(TOPO)}
+    assert allowed == {("http://one.one.one.one", False, 0), ("https://one.one.one.one", True, 0),
+                       ("https://one.one.one.one/index.html", True, 0)}
+    denied = {(a.argv[-1], a.expect_ok, a.fail_code) for a in BY_NAME["client-egress-tls-sni-denied"].actions(TOPO)}
+    assert ("https://one.one.one.one", False, 35) in denied and ("http://one.one.one.one", False, 0) in denied
+    assert "serverNames: [ipinfo.io]" in POLICIES["client-egress-tls-sni-denied"][0]
 
 
 def test_actions_run_where_they_should() -> None:

@@ -321,6 +321,10 @@ def test_json_mock() -> None:
         assert json.loads(http(port, "GET", "/hostname")[2]) == {"hostname": HOSTNAME}
         status, _, body, _ = http(port, "POST", "/public", [("Content-Type", "application/json")], b'{"body":"x"}')
         assert (status, json.loads(body)) == (201, {"body": "x", "id": 2})
+        # what cilium-cli's client-egress-l7-set-header relies on: 401 without the header, 2xx with it
+        assert http(port, "POST", "/auth-header-required")[0] == 401
+        assert http(port, "POST", "/auth-header-required", [("Authorization", "Bearer 123456")])[0] == 200
+        assert http(port, "GET", "/auth-header-required/public", [("Authorization", "Bearer 123456")])[0] == 200
         assert w.stop() == 0
 
 

@@ -3,7 +3,7 @@
 Listens on $PORT (default 80; ``--port`` wins). ``GET /public`` and ``/private`` list their records,
 ``/public/1`` gets one, ``/db`` the whole database; ``POST /<collection>`` adds a record (201, in memory);
 ``/hostname`` and ``/client-ip`` answer JSON about the server and the caller; ``/auth-header-required…`` wants
-``Authorization: Bearer 123456``; anything else is 404 ``{}``. ``GET /`` is a small HTML index.
+``Authorization: Bearer 123456`` (401 without it; the bare path then answers 200 ``{}``); anything else is 404 ``{}``. ``GET /`` is a small HTML index.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ class JsonMock:
             if req.header("Authorization") != "Bearer 123456":
                 return httpcore.text('Invalid Authorization header, try setting it to "Bearer 123456"', 401,
                                      "text/html; charset=utf-8")
-            path = path.removeprefix("/auth-header-required") or "/"
+            path = path.removeprefix("/auth-header-required")
+            if not path:  # the bare path, as cilium-cli's client-egress-l7-set-header POSTs it: authorized
+                return _json({})
         if path.startswith("/client-ip"):
             return _json({"client-ip": f"::ffff:{req.client[0]}" if "." in req.client[0] else req.client[0]})
         if path.startswith("/hostname"):
