@@ -69,6 +69,22 @@ def _echo_ingress_l7(port: str) -> str:
 """
 
 
+def _client_egress_l7(port: str) -> str:
+    """client2 may GET / on echo (``port``) and on one.one.one.one:80 (toFQDNs), nothing else."""
+    return f"""  egress:
+  - toEndpoints: [{{matchLabels: {{kind: echo}}}}]
+    toPorts:
+    - ports: [{{port: "{port}", protocol: TCP}}]
+      rules:
+        http: [{{method: GET, path: /}}]
+  - toFQDNs: [{{matchName: {WORLD_NAME}}}]
+    toPorts:
+    - ports: [{{port: "80", protocol: TCP}}]
+      rules:
+        http: [{{method: GET, path: /}}]
+"""
+
+
 def _tls_sni(name: str) -> str:
     return CLIENT + f"""  egress:
   - toPorts:
@@ -194,18 +210,9 @@ POLICIES: dict[str, list[str]] = {
     "echo-ingress-l7": [cnp("echo-ingress-l7-http", ECHO + _echo_ingress_l7("8080"))],
     "echo-ingress-l7-named-port": [cnp("echo-ingress-l7-http-named-port", ECHO + _echo_ingress_l7("http-8080"))],
     "client-egress-l7": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED),
-                         cnp("client-egress-l7-http", CLIENT2 + f"""  egress:
-  - toEndpoints: [{{matchLabels: {{kind: echo}}}}]
-    toPorts:
-    - ports: [{{port: "8080", protocol: TCP}}]
-      rules:
-        http: [{{method: GET, path: /}}]
-  - toFQDNs: [{{matchName: {WORLD_NAME}}}]
-    toPorts:
-    - ports: [{{port: "80", protocol: TCP}}]
-      rules:
-        http: [{{method: GET, path: /}}]
-""")],
+                         cnp("client-egress-l7-http", CLIENT2 + _client_egress_l7("8080"))],
+    "client-egress-l7-named-port": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED),
+                                    cnp("client-egress-l7-http-named-port", CLIENT2 + _client_egress_l7("http-8080"))],
     "client-egress-l7-method": [cnp("client-egress-only-dns", CLIENT + "  egress:\n" + _DNS_PROXIED),
                                 cnp("client-egress-l7-http-method", CLIENT2 + """  egress:
   - toEndpoints: [{matchLabels: {kind: echo}, matchExpressions: [{key: io.cilium.k8s.policy.cluster, operator: Exists}]}]

@@ -76,7 +76,7 @@ def _pod_place(t: Topology, role: str) -> tuple[str, str]:
 def _pod_to_pod(t: Topology) -> list[ActionSpec]:
     return [ActionSpec("pod-to-pod", s, d, _pod_place(t, s), _curl(f"http://{t.pods[d].ip}:{ECHO_PORT}/"),
                        _pod_text(t, s), f"{NAMESPACE}/{t.pods[d].name} ({t.pods[d].ip}:{ECHO_PORT})",
-                       src_ip=t.pods[s].ip, dst_ip=t.pods[d].ip)
+                       src_ip=t.pods[s].ip, dst_ip=t.pods[d].ip, port=ECHO_PORT, path="/")
             for s in CLIENTS for d in ECHOES]
 
 
@@ -259,8 +259,22 @@ def _missing(name: str, feature: str) -> ConnTest:
     return ConnTest(name, (), missing=feature)
 
 
+def _echo_ingress_l7(a: ActionSpec) -> bool | int:
+    """Only client2 may GET; /private needs the secret header (403 otherwise); client: ingress default deny."""
+    if a.src != "client2":
+        return False
+    return CURL_HTTP_ERROR if a.path == "/private" and not a.header else True
+
+
+def _client_egress_l7(a: ActionSpec) -> bool | int:
+    """client2: GET / on echo:8080 and one.one.one.one:80 (other paths 403), not 443; client: egress default deny."""
+    if a.src != "client2" or a.port not in (80, ECHO_PORT):
+        return False
+    return a.path in ("", "/") or CURL_HTTP_ERROR
+
+
 _POD_SVC = "pod-to-pod pod-to-service"
-_L7 = "L7 policy (Envoy proxy)"
+_TLS_INTERCEPTION = "TLS interception (terminatingTLS/originatingTLS)"
 TESTS: tuple[ConnTest, ...] = (
     _test("no-policies", "pod-to-pod client-to-client pod-to-service pod-to-hostport pod-to-world pod-to-cidr "
           "pod-to-host host-to-pod dns-lookup"),
@@ -318,28 +332,20 @@ TESTS: tuple[ConnTest, ...] = (
     _missing("echo-ingress-mutual-auth-spiffe", "mutual authentication"),
     _test("dns-only", "dns-lookup pod-to-pod pod-to-world", lambda a: a.scenario == "dns-lookup"),
     _test("to-fqdns", "pod-to-world pod-to-world-2 dns-lookup", lambda a: a.scenario != "pod-to-world-2"),
-    _test("echo-ingress-l7", "pod-to-pod-with-endpoints", lambda a: _echo_ingress_l7(a)),
-    _test("echo-ingress-l7-named-port", "pod-to-pod-with-endpoints", lambda a: _echo_ingress_l7(a)),
+    _test("echo-ingress-l7", "pod-to-pod-with-endpoints", _echo_ingress_l7),
+    _test("echo-ingress-l7-named-port", "pod-to-pod-with-endpoints", _echo_ingress_l7),
     # client: egress default deny under the DNS-only policy; client2: POST to other:echo only (GET first:echo: 403)
     _test("client-egress-l7-method", "pod-to-pod-with-endpoints-post-other pod-to-pod-with-endpoints-first",
           lambda a: a.src == "client2" and (a.dst == "echo-same-node" or CURL_HTTP_ERROR)),
-    _test("client-egress-l7", "pod-to-pod pod-to-world",
-          lambda a: a.src == "client2" and (a.path in ("", "/") or CURL_HTTP_ERROR)),
-    _missing("client-egress-l7-named-port", _L7),
-    _missing("client-egress-l7-tls-headers", _L7),
+    _test("client-egress-l7", "pod-to-pod pod-to-world-tls", _client_egress_l7),
+    _test("client-egress-l7-named-port", "pod-to-pod pod-to-world-tls", _client_egress_l7),
+    _missing("client-egress-l7-tls-headers", _TLS_INTERCEPTION),
     _test("client-egress-l7-set-header", "pod-to-pod-with-endpoints-auth",
           lambda a: True if a.src == "client2" else CURL_HTTP_ERROR),  # client: no policy, json-mock's 401
     _test("client-egress-tls-sni", "pod-to-world-tls", lambda a: a.port == 443),
     _test("client-egress-tls-sni-denied", "pod-to-world-tls", lambda a: CURL_SSL_ERROR if a.port == 443 else False),
     _missing("bgp-control-plane-v1", "BGP control plane"),
 )
-
-
-def _echo_ingress_l7(a: ActionSpec) -> bool | int:
-    """Only client2 may GET; /private needs the secret header (403 otherwise); client: ingress default deny."""
-    if a.src != "client2":
-        return False
-    return CURL_HTTP_ERROR if a.path == "/private" and not a.header else True
 
 
 def compile_filters(patterns: list[str]) -> tuple[list[re.Pattern[str]], list[re.Pattern[str]]]:

@@ -43,7 +43,8 @@ def test_full_suite_passes_with_named_skips(lab: Lab, tmp_path: object) -> None:
     skips = re.findall(r"Skipping test \[([\w-]+)\] \[\d+/\d+\] \((.*)\)", proc.stdout)
     assert len(skips) == skipped and all(why.startswith("needs ") for _name, why in skips)
     assert ("local-redirect-policy", "needs local redirect policy") in skips
-    l7 = {"echo-ingress-l7", "echo-ingress-l7-named-port", "client-egress-l7", "client-egress-l7-method",
+    l7 = {"echo-ingress-l7", "echo-ingress-l7-named-port", "client-egress-l7", "client-egress-l7-named-port",
+          "client-egress-l7-method",
           "client-egress-l7-set-header", "client-egress-tls-sni", "client-egress-tls-sni-denied"}
     assert not l7 & {name for name, _why in skips}
     assert all(f"Test [{name}]" in proc.stdout for name in l7)

@@ -35,8 +35,9 @@ def test_cilium_names_and_enough_runnable_tests() -> None:
     assert sum(1 for t in TESTS if not t.missing) >= 30
     assert BY_NAME["local-redirect-policy"].missing == "local redirect policy"
     assert not BY_NAME["to-fqdns"].missing and "toFQDNs" in POLICIES["to-fqdns"][0]
-    assert "L7" in BY_NAME["client-egress-l7-named-port"].missing
-    for name in ("echo-ingress-l7", "echo-ingress-l7-named-port", "client-egress-l7", "client-egress-l7-method",
+    assert "TLS interception" in BY_NAME["client-egress-l7-tls-headers"].missing
+    for name in ("echo-ingress-l7", "echo-ingress-l7-named-port", "client-egress-l7", "client-egress-l7-named-port",
+                 "client-egress-l7-method",
                  "client-egress-l7-set-header", "client-egress-tls-sni", "client-egress-tls-sni-denied"):
         assert not BY_NAME[name].missing and POLICIES[name], name
 
@@ -103,6 +104,16 @@ def test_client_egress_l7_method_and_set_header_expectations() -> None:
     assert {(src, path, method, ok, code) for src, _d, path, _h, method, ok, code in header} == {
         ("client2", "/auth-header-required", "POST", True, 0), ("client", "/auth-header-required", "POST", False, 22)}
     assert any(yaml.safe_load(d)["kind"] == "Secret" for d in POLICIES["client-egress-l7-set-header"])
+
+
+@pytest.mark.parametrize("name", ["client-egress-l7", "client-egress-l7-named-port"])
+def test_client_egress_l7_expectations(name: str) -> None:
+    got = {(a.src, a.scenario, a.argv[-1].split("//")[1].split(":")[0], a.port, a.expect_ok)
+           for a in BY_NAME[name].actions(TOPO)}
+    assert ("client2", "pod-to-pod", "10.0.1.6", 8080, True) in got
+    assert ("client2", "pod-to-world", "one.one.one.one", 80, True) in got
+    assert ("client2", "pod-to-world", "one.one.one.one", 443, False) in got  # no L7 rule on 443: egress default deny
+    assert {ok for src, *_rest, ok in got if src == "client"} == {False}
 
 
 def test_tls_sni_expectations() -> None:
