@@ -20,7 +20,7 @@ EXPECT = {
     "exec curl-pod -- nslookup webpod": "webpod.default.svc.cluster.local",
     "lab exec world -- curl -s http://192.168.10.101:30080/": "Hostname: webpod-",
     "service list --node k8s-w1": ":30080/TCP",
-    "connectivity test --test ^no-policies": "✅ [cilium-test-1] All 3 tests (37 actions) successful, 55 tests skipped",
+    "connectivity test --test ^no-policies": "✅ [cilium-test-1] All 3 tests (37 actions) successful, 57 tests skipped",
     "get all": "deployment.apps/webpod",
     "describe service webpod": "NodePort:                 http  30080/TCP",
     "get rs": "webpod-",
