@@ -1,8 +1,8 @@
 """L7 rules in resolved policy: which ports of an endpoint go through a proxy, with which rules.
 
-A ``toPorts`` entry with ``rules:`` (one kind: ``http``, ``dns`` or ``kafka``) makes its ports
-*redirected*: (so does ``serverNames`` without ``rules:``, kind ``tls``, the SNI proxy) the map slots allowing them carry a proxy port (chosen by the agent's proxy manager)
-and the proxy decides per request. Reference §3.4: an L7 rule on a port also allows the port at L4
+A ``toPorts`` entry with ``rules:`` (one kind: ``http``, ``dns`` or ``kafka``), or with ``serverNames``
+and no ``rules:`` (kind ``tls``, the SNI proxy), makes its ports *redirected*: the map slots allowing
+them carry a proxy port (chosen by the agent's proxy manager) and the proxy decides per request. Reference §3.4: an L7 rule on a port also allows the port at L4
 (its L4 entries are made as for any allow); a deny at L3/L4 still wins (the datapath never reaches
 the proxy); a peer that another rule allows on the same port *without* L7 rules gets "allow all" on
 that port (still through the proxy, never refused). Different L7 kinds on one port are an import error
