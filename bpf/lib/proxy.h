@@ -113,4 +113,22 @@ static __always_inline void proxy_track_upstream(struct __sk_buff *skb, __u32 sa
 		ct_account(entry, ct_now(), protocol, tcp_flags, skb->len, 0);
 }
 
+/* Chaining, on one node: the egress proxy's upstream connection (key: its first packet at the
+ * destination's ingress hook, CT_INGRESS) meets a destination endpoint whose ingress policy
+ * redirects it too. The connection's own entry (written by the caller) sends it on to the
+ * destination's ingress proxy; the ingress proxy's answers, which the stack routes towards the
+ * client's address and so to the client's ingress hook, must reach the egress proxy's upstream
+ * socket instead: this records the connection as the client's, CT_EGRESS with
+ * CT_F_PROXY_UPSTREAM and the egress proxy's port, as proxy_track_upstream does for a destination
+ * on another node. Both proxies then judge the request, the ingress one seeing the client's address
+ * and so its identity. */
+static __always_inline void proxy_chain_egress(const struct ct_key *key, __u8 tcp_flags, __u32 bytes,
+					       __u32 src_identity, __u16 egress_proxy_port)
+{
+	struct ct_key client = *key;
+
+	client.direction = CT_EGRESS;
+	ct_create(&client, tcp_flags, bytes, src_identity, egress_proxy_port | CT_PROXY_UPSTREAM);
+}
+
 #endif /* MEMBRANE_PROXY_H */
