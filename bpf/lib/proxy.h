@@ -30,6 +30,13 @@
  * addressed to the client's own address that the transparent upstream socket uses, go to the
  * stack marked (from_container for a local destination; the client's ingress hook, back through
  * its lxc ingress, for a remote one) and reach that socket, not the client pod.
+ *
+ * Both proxies on one connection: the egress proxy's upstream connection meets the destination's
+ * ingress policy like any packet, and when that policy redirects too, it goes on to the ingress
+ * proxy (proxy_chain_egress below); across nodes the mark does not travel and the destination node
+ * redirects it as any client's. Either way the ingress proxy sees the client's address, so its
+ * identity, as Cilium's proxies carry the source identity in their socket mark. In tunnel routing the
+ * proxies' packets for another node go into the tunnel at to_netdev (proxy_tunnel.h).
  */
 #ifndef MEMBRANE_PROXY_H
 #define MEMBRANE_PROXY_H
