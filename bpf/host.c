@@ -57,6 +57,7 @@
 #include "to_endpoint.h"
 #include "host_firewall.h"
 #include "proxy.h"
+#include "proxy_tunnel.h"
 
 #define IDENTITY_REMOTE_NODE 6
 
@@ -362,6 +363,10 @@ int to_netdev(struct __sk_buff *skb)
 			return CTX_ACT_OK;
 		}
 	}
+	/* A transparent proxy's packet with a pod's address, for a remote pod: the tunnel (proxy_tunnel.h). */
+	ret = proxy_tunnel_from_stack(skb, t.saddr);
+	if (ret != CTX_ACT_OK)
+		return ret == CTX_ACT_DROP ? host_drop(skb, METRIC_EGRESS, DROP_INVALID) : ret;
 	if (!(cfg->flags & HOST_F_MASQUERADE))
 		return CTX_ACT_OK;
 	if (!lookup_ip4_endpoint(t.saddr))

@@ -48,9 +48,10 @@ static __always_inline struct endpoint_info *ipv4_identities(struct event_ctx *c
  * L7 (proxy.h): sets ctx->proxy_port when the packet must go to a proxy: the packets from the
  * client of a redirected connection (at egress for the pod's own L7 rules, at ingress for the
  * destination's), and the replies on a proxy's upstream connection (CT_F_PROXY_UPSTREAM), at either
- * hook. A proxy's upstream packets are not redirected again: the ingress proxy's
- * (MARK_MAGIC_FROM_PROXY) skip the policy the proxy enforced; the egress proxy's
- * (MARK_MAGIC_FROM_PROXY_EGRESS) meet the destination's ingress policy as any packet does.
+ * hook. The ingress proxy's upstream packets (MARK_MAGIC_FROM_PROXY) skip the policy the proxy
+ * enforced; the egress proxy's (MARK_MAGIC_FROM_PROXY_EGRESS) meet the destination's ingress policy
+ * as any packet does, and its L7 rules too: such a connection is chained through the destination's
+ * ingress proxy.
  * Returns REASON_FORWARDED or the DROP_* reason. */
 static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx,
 					       __u16 rev_nat_index)
@@ -102,9 +103,12 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 		if (ret != REASON_FORWARDED)
 			return ret;
 	}
-	/* A proxy's upstream connection: replies go back to the proxy's socket (not redirected again;
-	 * an egress proxy towards a destination with its own L7 rules is not chained). */
-	if (from_proxy || from_egress_proxy)
+	/* A proxy's upstream connection: replies go back to the proxy's socket. An egress proxy's
+	 * connection to a destination whose own ingress L7 rules apply goes through that endpoint's
+	 * ingress proxy as well (proxy.h, proxy_chain_egress). */
+	if (from_egress_proxy && proxy_port && l4.trackable)
+		proxy_chain_egress(&key, l4.tcp_flags, skb->len, ctx->src_identity, mark_proxy_port(skb));
+	else if (from_proxy || from_egress_proxy)
 		proxy_port = mark_proxy_port(skb) | CT_PROXY_UPSTREAM;
 	if (l4.trackable) {
 		ct_create(&key, l4.tcp_flags, skb->len, ctx->src_identity, proxy_port);
@@ -116,9 +120,9 @@ static __always_inline int ipv4_policy_verdict(struct __sk_buff *skb, const stru
 	return REASON_FORWARDED;
 
 tracked:
-	/* Client packets of a redirected connection; replies on a proxy's upstream connection. */
-	if ((ctx->trace_reason == TRACE_REASON_ESTABLISHED && !(proxy_port & CT_PROXY_UPSTREAM) && !from_proxy &&
-	     !from_egress_proxy) ||
+	/* Client packets of a redirected connection (an egress proxy's too, chained to this endpoint's
+	 * ingress proxy); replies on a proxy's upstream connection. */
+	if ((ctx->trace_reason == TRACE_REASON_ESTABLISHED && !(proxy_port & CT_PROXY_UPSTREAM) && !from_proxy) ||
 	    (ctx->trace_reason == TRACE_REASON_REPLY && (proxy_port & CT_PROXY_UPSTREAM)))
 		ctx->proxy_port = (__u16)proxy_port;
 	ctx->report = report;

@@ -30,6 +30,13 @@
  * addressed to the client's own address that the transparent upstream socket uses, go to the
  * stack marked (from_container for a local destination; the client's ingress hook, back through
  * its lxc ingress, for a remote one) and reach that socket, not the client pod.
+ *
+ * Both proxies on one connection: the egress proxy's upstream connection meets the destination's
+ * ingress policy like any packet, and when that policy redirects too, it goes on to the ingress
+ * proxy (proxy_chain_egress below); across nodes the mark does not travel and the destination node
+ * redirects it as any client's. Either way the ingress proxy sees the client's address, so its
+ * identity, as Cilium's proxies carry the source identity in their socket mark. In tunnel routing the
+ * proxies' packets for another node go into the tunnel at to_netdev (proxy_tunnel.h).
  */
 #ifndef MEMBRANE_PROXY_H
 #define MEMBRANE_PROXY_H
@@ -111,6 +118,24 @@ static __always_inline void proxy_track_upstream(struct __sk_buff *skb, __u32 sa
 	entry = bpf_map_lookup_elem(&mb_ct, &key);
 	if (entry)
 		ct_account(entry, ct_now(), protocol, tcp_flags, skb->len, 0);
+}
+
+/* Chaining, on one node: the egress proxy's upstream connection (key: its first packet at the
+ * destination's ingress hook, CT_INGRESS) meets a destination endpoint whose ingress policy
+ * redirects it too. The connection's own entry (written by the caller) sends it on to the
+ * destination's ingress proxy; the ingress proxy's answers, which the stack routes towards the
+ * client's address and so to the client's ingress hook, must reach the egress proxy's upstream
+ * socket instead: this records the connection as the client's, CT_EGRESS with
+ * CT_F_PROXY_UPSTREAM and the egress proxy's port, as proxy_track_upstream does for a destination
+ * on another node. Both proxies then judge the request, the ingress one seeing the client's address
+ * and so its identity. */
+static __always_inline void proxy_chain_egress(const struct ct_key *key, __u8 tcp_flags, __u32 bytes,
+					       __u32 src_identity, __u16 egress_proxy_port)
+{
+	struct ct_key client = *key;
+
+	client.direction = CT_EGRESS;
+	ct_create(&client, tcp_flags, bytes, src_identity, egress_proxy_port | CT_PROXY_UPSTREAM);
 }
 
 #endif /* MEMBRANE_PROXY_H */

@@ -7,8 +7,8 @@ connection the server asks ``describe(proxy_port, client, original_dst)`` for th
 :class:`~membrane.proxy.registry.L7Context` (endpoint, identities from the ipcache, rules) and runs
 the registered handler of the redirect's kind. Upstream connections are made from the client's own
 address (IP_TRANSPARENT + bind) with SO_MARK = port << 16 | 0x0A00 (ingress proxy: the destination's
-policy is not checked again) or 0x0B00 (egress proxy: the destination's ingress policy applies), so the
-datapath does not redirect them again and routes their replies back here (bpf/lib/proxy.h).
+policy is not checked again) or 0x0B00 (egress proxy: the destination's ingress policy applies, and its
+ingress proxy when it has L7 rules), so the datapath routes their replies back here (bpf/lib/proxy.h).
 """
 
 from __future__ import annotations

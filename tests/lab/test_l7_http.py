@@ -134,7 +134,7 @@ def test_proxy_port_status_and_bad_input(lab: Lab, demo: dict[str, Any]) -> None
 
 def test_egress_l7_client_side(lab: Lab, demo: dict[str, Any]) -> None:
     """client-egress-l7 style: tiefighter's own rules, enforced by the proxy on its node, towards the
-    replica on its node and the one across the underlay (rule1 removed: the ingress proxy is not chained)."""
+    replica on its node and the one across the underlay (rule1 removed: with both, test_l7_across_nodes.py)."""
     lab.run("delete", "--ignore-not-found", "-f", "-", input=read("starwars-rule1.yaml"))
     lab.apply(read("starwars-egress-l7.yaml"))
     try:
