@@ -18,7 +18,7 @@ from membrane.agent.api import APIServer
 from membrane.agent.bgp_speaker import BGPSpeaker
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
-from membrane.agent.egress_sync import EgressSync, policies_prefix
+from membrane.agent.egress_sync import EgressSync, local_addresses, policies_prefix
 from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.introspection import AgentIntrospection
@@ -97,7 +97,8 @@ class Agent(AgentIntrospection):
         # egress gateway (agent/egress_sync.py)
         self.egress_policies_mirror = Mirror(self.client, policies_prefix(self.prefix))
         self.egress = EgressSync(node, self.egress_policies_mirror, self.pods_mirror, self.ns_mirror, self.nodes_mirror,
-                                 lambda: self.config, lambda: self.net.datapath)
+                                 lambda: self.config, lambda: self.net.datapath,
+                                 lambda n: local_addresses(n, self.underlay_device))
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.state_dir}/state.json", self.pin_dir)
         self.controllers = ControllerSet()
@@ -268,6 +269,8 @@ class Agent(AgentIntrospection):
 
     def _start_egress_gateway(self) -> None:
         """egressGateway.enabled: mb_egress_v4 from the policies, pods and nodes (agent/egress_sync.py)."""
+        if self.config.egress_gateway_enabled and self.tunnel is not None:
+            self.tunnel.ensure_vxlan()  # to the gateway node in any routing mode
         ctrl = self.controllers.add(Controller("egress-gateway", self.egress.sync, interval=30))
         for mirror in (self.egress_policies_mirror, self.pods_mirror, self.ns_mirror, self.nodes_mirror):
             mirror.subscribe(lambda *_: ctrl.trigger() if self.config.egress_gateway_enabled else None)

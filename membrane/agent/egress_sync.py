@@ -55,8 +55,10 @@ def gateway_node(obj: dict[str, Any]) -> GatewayNode:
     return GatewayNode(str(meta.get("name", "")), ip, dict(meta.get("labels") or {}), cidrs)
 
 
-def local_addresses(node: str) -> LocalAddresses:
-    return LocalAddresses(node, device_addresses(), default_route_device())
+def local_addresses(node: str, fallback_device: str = "") -> LocalAddresses:
+    """This node's devices; without a default route (single-subnet labs route only the world's
+    prefixes) the underlay device stands in for the default-route device."""
+    return LocalAddresses(node, device_addresses(), default_route_device() or fallback_device)
 
 
 class EgressSync:
