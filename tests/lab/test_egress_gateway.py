@@ -3,7 +3,8 @@
 k8s-w1, the world's ipinfo.io sees 192.168.10.240 for it and k8s-w1's own IP for the other pod;
 ``bpf egress list`` shows the row; deleting the policy restores the normal path; a policy whose
 gateway nodeSelector matches no node drops the traffic with 194 (NO_EGRESS_GATEWAY) in the flows;
-a policy naming both egressIP and interface is refused and nothing is stored."""
+a policy naming both egressIP and interface is refused and nothing is stored. Native and tunnel
+routing alike."""
 
 from __future__ import annotations
 
@@ -54,13 +55,16 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def lab(lab_requirements: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict]]:
+@pytest.fixture(scope="module", params=["native", "tunnel"])
+def lab(lab_requirements: None, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[tuple[Lab, dict]]:
+    """The same lab in both routing modes: the packet reaches the gateway through the VXLAN device
+    either way; the reply returns natively or through the tunnel."""
     cfg = tmp_path_factory.mktemp("lab") / "lab.yaml"
     cfg.write_text(LAB)
     lab = Lab(unique_lab())
     try:
-        lab.create("--config", str(cfg), "--set", "egressGateway.enabled=true")
+        lab.create("--config", str(cfg), "--set", "egressGateway.enabled=true", "--set", f"routingMode={request.param}")
         lab.apply(PODS)
         yield lab, lab.wait_pods_ready(["net-pod", "plain-pod"], timeout=90)
     finally:
