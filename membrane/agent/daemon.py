@@ -169,7 +169,8 @@ class Agent(AgentIntrospection):
         peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
         host_fw = HostFirewall(self.config.host_firewall_enabled, self._node_object,  # hostFirewall.enabled
                                lambda: self.net.datapath.host_endpoint if self.net.datapath is not None else None,
-                               ((self.config.tunnel_port, "UDP"),) if self.config.routing_mode == "tunnel" else ())
+                               ((self.config.tunnel_port, "UDP"),) if self.config.routing_mode == "tunnel"
+                               or self.config.egress_gateway_enabled else ())  # egress gateway: VXLAN too
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
                             self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish,

@@ -140,3 +140,21 @@ def test_egress_ip_with_interface_is_refused_and_nothing_is_stored(lab: tuple[La
     assert "spec.egressGateway: Forbidden: egressIP and interface are mutually exclusive" in proc.stderr, proc.stderr
     got = lab_.run("get", "ciliumegressgatewaypolicies", "-o", "json", check=False)
     assert "\"both\"" not in got.stdout
+
+
+def test_an_egress_ip_the_gateway_does_not_have_drops_with_204(lab: tuple[Lab, dict]) -> None:
+    lab_, pods = lab
+    lab_.apply(POLICY % ("k8s-w2", "192.168.10.249"))
+    pod_ip = pods["net-pod"]["status"]["podIP"]
+    # k8s-w2 resolves its own rows: the address is on none of its devices
+    lab_.wait_for(lambda: [pod_ip, "0.0.0.0/0", "0.0.0.0", "192.168.10.102"] in _egress_rows(lab_, "k8s-w2"),
+                  timeout=20, what="a row without egress IP on the gateway")
+    assert _caller(lab_, "net-pod") == ""
+
+    def dropped() -> list[dict[str, Any]]:
+        return [f for f in _flows(lab_, "--verdict", "DROPPED", "--node", "k8s-w2")
+                if f.get("drop_reason_desc") == "DROP_NO_EGRESS_IP" and f["IP"]["source"] == pod_ip]
+
+    lab_.wait_for(dropped, timeout=15, what="a DROP_NO_EGRESS_IP drop in k8s-w2's flows")
+    lab_.run("delete", "ciliumegressgatewaypolicy", "egress-sample")
+    lab_.wait_for(lambda: _caller(lab_, "net-pod") == W1_IP, timeout=20, what="the normal path back")
