@@ -1,6 +1,7 @@
 """Egress gateway on a real lab (real kernel, real etcd): k8s-w2 carries a second underlay address,
 192.168.10.240, as the egress IP. With a CiliumEgressGatewayPolicy selecting the mediabot pod on
-k8s-w1, the world's ipinfo.io sees 192.168.10.240 for it and k8s-w1's own IP for the other pod;
+k8s-w1 (and its twin on the gateway node), the world's ipinfo.io sees 192.168.10.240 for them and
+k8s-w1's own IP for the other pod;
 ``bpf egress list`` shows the row; deleting the policy restores the normal path; a policy whose
 gateway nodeSelector matches no node drops the traffic with 194 (NO_EGRESS_GATEWAY) in the flows;
 a policy naming both egressIP and interface is refused and nothing is stored. Native and tunnel
@@ -31,6 +32,13 @@ kind: Pod
 metadata: {name: net-pod, labels: {org: empire, class: mediabot}}
 spec:
   nodeName: k8s-w1
+  containers: [{name: c, image: nicolaka/netshoot, command: [sleep, infinity]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gw-pod, labels: {org: empire, class: mediabot}}
+spec:
+  nodeName: k8s-w2
   containers: [{name: c, image: nicolaka/netshoot, command: [sleep, infinity]}]
 ---
 apiVersion: v1
@@ -66,7 +74,7 @@ def lab(lab_requirements: None, tmp_path_factory: pytest.TempPathFactory,
     try:
         lab.create("--config", str(cfg), "--set", "egressGateway.enabled=true", "--set", f"routingMode={request.param}")
         lab.apply(PODS)
-        yield lab, lab.wait_pods_ready(["net-pod", "plain-pod"], timeout=90)
+        yield lab, lab.wait_pods_ready(["net-pod", "gw-pod", "plain-pod"], timeout=90)
     finally:
         lab.delete()
         left = lab.leftovers()
@@ -101,6 +109,7 @@ def test_selected_pod_leaves_with_the_egress_ip_and_others_with_their_node_ip(la
     for _ in range(3):
         assert _caller(lab_, "net-pod") == EGRESS_IP
         assert _caller(lab_, "plain-pod") == W1_IP
+        assert _caller(lab_, "gw-pod") == EGRESS_IP  # a selected pod on the gateway node itself
     # in-cluster destinations inside 0.0.0.0/0 keep the normal path
     rows = _egress_rows(lab_, "k8s-w1")
     assert [pod_ip, "192.168.10.102/32", "0.0.0.0", "Excluded CIDR"] in rows, rows
