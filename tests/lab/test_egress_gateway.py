@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,4 +167,22 @@ def test_an_egress_ip_the_gateway_does_not_have_drops_with_204(lab: tuple[Lab, d
 
     lab_.wait_for(dropped, timeout=15, what="a DROP_NO_EGRESS_IP drop in k8s-w2's flows")
     lab_.run("delete", "ciliumegressgatewaypolicy", "egress-sample")
+    lab_.wait_for(lambda: _caller(lab_, "net-pod") == W1_IP, timeout=20, what="the normal path back")
+
+
+SEED_ALL = Path("/work/shared/seed-data/manifests/egress-gateway-all.yaml")
+
+
+@pytest.mark.skipif(not SEED_ALL.is_file(), reason="seed manifests not present")
+def test_the_seed_policy_applies_unchanged(lab: tuple[Lab, dict]) -> None:
+    """egress-gateway-all.yaml names no egressIP: k8s-w2's default-route device (here its underlay
+    device, the lab has no default route) gives its first address, the node IP."""
+    lab_, _ = lab
+    lab_.run("apply", "-f", str(SEED_ALL))
+    try:
+        lab_.wait_for(lambda: _caller(lab_, "net-pod") == "192.168.10.102", timeout=20,
+                      what="ipinfo.io to see k8s-w2's address")
+        assert _caller(lab_, "plain-pod") == W1_IP
+    finally:
+        lab_.run("delete", "ciliumegressgatewaypolicy", "egress-sample")
     lab_.wait_for(lambda: _caller(lab_, "net-pod") == W1_IP, timeout=20, what="the normal path back")
