@@ -51,6 +51,7 @@
 #include "nat.h"
 #include "ipmasq.h"
 #include "tunnel.h"
+#include "egress_gw.h"
 #include "ipip.h"
 #include "fib.h"
 #include "endpoint_policy.h"
@@ -270,7 +271,8 @@ int from_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
-	if (t.daddr == cfg->node_ip) {
+	/* Replies to the node IP, and on an egress gateway to its egress IPs (egress_gw.h). */
+	if (t.daddr == cfg->node_ip || !lookup_ip4_endpoint(t.daddr)) {
 		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_IN);
 		e = bpf_map_lookup_elem(&mb_nat, &key);
 		if (e)
@@ -326,7 +328,7 @@ int to_netdev(struct __sk_buff *skb)
 	struct host_config *cfg;
 	struct lb4_tuple t;
 	struct nat_key key;
-	__u32 addr, node_ip;
+	__u32 addr, node_ip, snat_addr;
 	__u16 port;
 	int ret;
 
@@ -369,6 +371,13 @@ int to_netdev(struct __sk_buff *skb)
 		return ret == CTX_ACT_DROP ? host_drop(skb, METRIC_EGRESS, DROP_INVALID) : ret;
 	if (!(cfg->flags & HOST_F_MASQUERADE))
 		return CTX_ACT_OK;
+	/* Egress gateway: a pod's packet (of any node) this node is the gateway for (egress_gw.h). */
+	snat_addr = egress_gw_snat_addr(t.saddr, t.daddr, node_ip);
+	if (snat_addr == EGW_SNAT_NO_IP)
+		return host_drop(skb, METRIC_EGRESS, DROP_NO_EGRESS_IP);
+	if (snat_addr)
+		goto snat;
+	snat_addr = node_ip;
 	if (!lookup_ip4_endpoint(t.saddr))
 		return CTX_ACT_OK;
 	if (in_prefix(t.daddr, cfg->native_cidr, cfg->native_prefix))
@@ -377,7 +386,8 @@ int to_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	if (ipcache_is_node(t.daddr)) /* nodes are reached with the pod's own address */
 		return CTX_ACT_OK;
-	ret = nat4_snat(skb, &t, node_ip, &in);
+snat:
+	ret = nat4_snat(skb, &t, snat_addr, &in);
 	if (ret != REASON_FORWARDED)
 		return host_drop(skb, METRIC_EGRESS, ret);
 	return CTX_ACT_OK;

@@ -44,6 +44,7 @@
 #include "lb.h"
 #include "fib.h"
 #include "tunnel.h"
+#include "egress_gw.h"
 #include "endpoint_policy.h"
 #include "to_endpoint.h"
 #include "host_firewall.h"
@@ -128,6 +129,17 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 		verdict = CTX_ACT_OK;
 		/* Tunnel routing: another node's pod CIDR goes into the VXLAN device (tunnel.h). */
 		if (!dst && ip4->ttl > 1) {
+			/* Egress gateway: to the gateway node through the VXLAN device (egress_gw.h). */
+			verdict = egress_gw_from_pod(skb, src->sec_identity);
+			if (verdict == EGW_REDIRECTED) {
+				emit_trace(skb, ctx, TRACE_TO_OVERLAY);
+				return CTX_ACT_REDIRECT;
+			}
+			if (verdict != EGW_PASS)
+				return drop_notify(skb, ctx, (__u8)verdict);
+			ip4 = ipv4_header(skb);
+			if (!ip4)
+				return drop_notify(skb, ctx, DROP_INVALID);
 			verdict = tunnel_redirect_v4(skb, ip4, src->sec_identity);
 			if (verdict == CTX_ACT_DROP)
 				return drop_notify(skb, ctx, DROP_INVALID);

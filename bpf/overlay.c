@@ -19,6 +19,7 @@
 #include "events.h"
 #include "to_endpoint.h"
 #include "proxy.h"
+#include "egress_gw.h"
 
 #define DROP_NO_TUNNEL_KEY 147 /* "Error retrieving tunnel key" */
 
@@ -43,7 +44,15 @@ int from_overlay(struct __sk_buff *skb)
 	if (!ip4)
 		return drop_notify(skb, &ctx, DROP_INVALID);
 	ep = lookup_ip4_endpoint(ip4->daddr);
-	if (!ep || ip4->ttl <= 1)
+	if (!ep) { /* egress gateway traffic this node sends on (egress_gw.h), or the kernel's */
+		verdict = egress_gw_at_gateway(skb, ip4);
+		if (verdict != EGW_PASS && verdict != EGW_REDIRECTED) {
+			ctx.tunnel_identity = key.tunnel_id;
+			return drop_notify(skb, &ctx, (__u8)verdict);
+		}
+		return CTX_ACT_OK;
+	}
+	if (ip4->ttl <= 1)
 		return CTX_ACT_OK;
 	ifindex = ep->ifindex;
 	eth = ctx_data(skb);

@@ -530,6 +530,38 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mb_ipmasq_v4 SEC(".maps");
 
+/* ---- mb_egress_v4: egress gateway policy rows (LPM trie; egress_gw.h) ----------------------- */
+
+/* Cilium's cilium_egress_gw_policy_v4: (source pod IP, destination CIDR) -> the gateway node and
+ * the egress IP. The key's prefixlen counts the 32 bits of saddr plus the destination's bits, so a
+ * lookup with prefixlen 64 finds the longest destination prefix for that exact source. gateway_ip
+ * 0.0.0.0: no gateway node (drop 194); 0.0.0.1: excluded/in-cluster (normal path). egress_ip
+ * 0.0.0.0 on the gateway node: no egress IP (drop 204). Written by the agent only. */
+#define EGRESS_MAP_SIZE 16384
+#define EGRESS_PREFIX_STATIC 32 /* saddr is always matched whole */
+#define EGRESS_GATEWAY_NOT_FOUND 0
+#define EGRESS_GATEWAY_EXCLUDED bpf_htonl(1)
+
+struct egress_key {
+	__u32 prefixlen; /* LPM trie: 32 + significant bits of daddr */
+	__u32 saddr;     /* source pod IPv4, network byte order */
+	__u32 daddr;     /* destination CIDR, network byte order */
+};
+
+struct egress_value {
+	__u32 egress_ip;  /* SNAT address on the gateway, network byte order; 0 = none */
+	__u32 gateway_ip; /* gateway node's InternalIP; 0 = none, 0.0.0.1 = excluded */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, EGRESS_MAP_SIZE);
+	__type(key, struct egress_key);
+	__type(value, struct egress_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mb_egress_v4 SEC(".maps");
+
 /* ---- mb_tunnel: the node owning each remote pod CIDR (tunnel routing; tunnel.h) ----------- */
 
 /* Cilium's cilium_tunnel_map: from_container encapsulates a packet whose destination a prefix

@@ -18,6 +18,7 @@ from membrane.agent.api import APIServer
 from membrane.agent.bgp_speaker import BGPSpeaker
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
+from membrane.agent.egress_sync import EgressSync, local_addresses, policies_prefix
 from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.introspection import AgentIntrospection
@@ -93,6 +94,11 @@ class Agent(AgentIntrospection):
         self.ipmasq = IpMasqSync(self.configmaps_mirror, lambda: self.config, lambda: self.net.datapath)
         self.cidr_groups_mirror = Mirror(self.client, f"{self.prefix}/resources/cilium.io/CiliumCIDRGroup/")
         self.ippools_mirror = Mirror(self.client, f"{self.prefix}/resources/crd.projectcalico.org/IPPool/")
+        # egress gateway (agent/egress_sync.py)
+        self.egress_policies_mirror = Mirror(self.client, policies_prefix(self.prefix))
+        self.egress = EgressSync(node, self.egress_policies_mirror, self.pods_mirror, self.ns_mirror, self.nodes_mirror,
+                                 lambda: self.config, lambda: self.net.datapath,
+                                 lambda n: local_addresses(n, self.underlay_device))
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.state_dir}/state.json", self.pin_dir)
         self.controllers = ControllerSet()
@@ -148,6 +154,7 @@ class Agent(AgentIntrospection):
         self._start_wireguard()
         ipmasq_ctrl = self.controllers.add(Controller("ip-masq-agent", self.ipmasq.sync, interval=30))
         self.configmaps_mirror.subscribe(lambda *_: ipmasq_ctrl.trigger())
+        self._start_egress_gateway()
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
         self.controllers.add(Controller("node-status", self.node_status.publish, interval=5))
         self.controllers.add(Controller("sync-endpoint-labels", self._sync_labels, interval=30))
@@ -162,7 +169,8 @@ class Agent(AgentIntrospection):
         peers = PeerPorts(self.pods_mirror, self.ipcache_mirror, self.resources.layout)
         host_fw = HostFirewall(self.config.host_firewall_enabled, self._node_object,  # hostFirewall.enabled
                                lambda: self.net.datapath.host_endpoint if self.net.datapath is not None else None,
-                               ((self.config.tunnel_port, "UDP"),) if self.config.routing_mode == "tunnel" else ())
+                               ((self.config.tunnel_port, "UDP"),) if self.config.routing_mode == "tunnel"
+                               or self.config.egress_gateway_enabled else ())  # egress gateway: VXLAN too
         policy = PolicySync(self.net, self.policy_mirrors, self.identity_mirror,
                             self.resources.layout.identities_prefix, lambda: self.config.policy_enforcement_mode,
                             self.cluster, self._pod, peer_ports=peers.table, publish_ipcache=ipc.publish,
@@ -260,6 +268,16 @@ class Agent(AgentIntrospection):
         self.wireguard.on_exit = ctrl.trigger
         self.nodes_mirror.subscribe(lambda *_: ctrl.trigger())
 
+    def _start_egress_gateway(self) -> None:
+        """egressGateway.enabled: mb_egress_v4 from the policies, pods and nodes (agent/egress_sync.py)."""
+        if self.config.egress_gateway_enabled and self.tunnel is not None:
+            self.tunnel.ensure_vxlan()  # to the gateway node in any routing mode
+        ctrl = self.controllers.add(Controller("egress-gateway", self.egress.sync, interval=30))
+        for mirror in (self.egress_policies_mirror, self.pods_mirror, self.ns_mirror, self.nodes_mirror):
+            mirror.subscribe(lambda *_: ctrl.trigger() if self.config.egress_gateway_enabled else None)
+        self.api.route("GET", "/v1/bpf/egress", lambda _b: self.egress.entries())
+        self.api.route("GET", "/v1/egress/status", lambda _b: self.egress.status())
+
     def _start_l2(self) -> None:
         """L2 announcements (l2announcements.enabled): ARP for the Services whose lease this node wins."""
         l2 = L2Announcer(self.node, self.client, self.resources.layout, self.prefix, self.config,
@@ -309,7 +327,8 @@ class Agent(AgentIntrospection):
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
         """Every reconciler writing this node's BPF maps (endpoints, ipcache, policy, load balancer,
         ip-masq-agent, tunnel) and the WireGuard peers."""
-        owners = (self.net, self.ipcache, self.policy, self.lb, self.ipmasq, self.tunnel, self.wireguard)
+        owners = (self.net, self.ipcache, self.policy, self.lb, self.ipmasq, self.tunnel, self.wireguard,
+                  self.egress)
         return [owner.reconciler for owner in owners if owner is not None]
 
     def _attach_host_device(self) -> None:
@@ -329,7 +348,7 @@ class Agent(AgentIntrospection):
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,
                 self.services_mirror, self.slices_mirror, self.configmaps_mirror, self.cidr_groups_mirror,
-                self.ippools_mirror, self.secrets_mirror, *self.policy_mirrors)
+                self.ippools_mirror, self.secrets_mirror, self.egress_policies_mirror, *self.policy_mirrors)
 
     def _encapsulation(self) -> Encapsulation:
         """The effective encapsulation; an IPPool that needs more MTU headroom than the pods got when

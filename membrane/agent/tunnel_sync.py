@@ -57,6 +57,11 @@ class TunnelSync:
             self._ensure_vxlan()
         log.info("encapsulation: %s %s (from %s)", enc.mode, enc.type, enc.source)
 
+    def ensure_vxlan(self) -> None:
+        """The VXLAN device whatever the routing: the egress gateway sends selected pods' packets to
+        their gateway node through it (bpf/lib/egress_gw.h)."""
+        self._ensure_vxlan()
+
     def _ensure_vxlan(self) -> None:
         if self.ifindex:
             return

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from membrane.cli.commands import CLIError
+from membrane.cli.egress_cmds import run_egress
 from membrane.cli.node_cmds import ask_agent
 from membrane.cli.tabwriter import tabwrite
 from membrane.cli.target import pick_nodes
@@ -68,6 +69,11 @@ def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> 
     q.add_argument("bpf_cmd", choices=("list",))
     q.add_argument("--node", default=None)
     q.add_argument("-o", "--output", choices=("json",))
+    q = bsub.add_parser("egress", help="egress gateway policy rows (cilium-dbg bpf egress list)")
+    lab_arg(q)
+    q.add_argument("bpf_cmd", choices=("list",))
+    q.add_argument("--node", default=None)
+    q.add_argument("-o", "--output", choices=("json",))
     q = bsub.add_parser("lb", help="service load-balancing maps (cilium-dbg bpf lb list)")
     lab_arg(q)
     q.add_argument("bpf_cmd", choices=("list",))
@@ -94,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return _ipmasq(args)
     if args.bpf_map == "tunnel":
         return _tunnel(args)
+    if args.bpf_map == "egress":
+        return run_egress(args)
     if args.bpf_map == "nat":
         rows = ask_agent(args.lab, pick_nodes(args.lab, args.node)[0], "/v1/bpf/nat")
         print("\n".join(r["text"] for r in rows))

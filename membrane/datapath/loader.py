@@ -20,6 +20,7 @@ from membrane.datapath.bpf.syscalls import prog_info
 from membrane.datapath.bpf.tc import Direction, tc_attach, tc_detach, tc_hook_create, tc_query
 from membrane.datapath.maps.abi import abi_drift
 from membrane.datapath.maps.conntrack import ConntrackMap
+from membrane.datapath.maps.egress import EgressMap
 from membrane.datapath.maps.endpoints import EndpointsMap
 from membrane.datapath.maps.host_endpoint import HostEndpointMap
 from membrane.datapath.maps.ipcache import IpcacheMap
@@ -299,6 +300,11 @@ class NodeDatapath:
     def ipmasq(self) -> IpMasqMap:
         """ip-masq-agent's non-masquerade prefixes (mb_ipmasq_v4)."""
         return self._map(IpMasqMap)
+
+    @property
+    def egress(self) -> EgressMap:
+        """Egress gateway policy rows (mb_egress_v4)."""
+        return self._map(EgressMap)
 
     @property
     def host_endpoint(self) -> HostEndpointMap:

@@ -165,6 +165,8 @@ def _build_network(paths: LabPaths, topo: LabTopology) -> None:
         _ip("link", "set", port, "master", bridges[node.network], "up", netns=ul)
         _ip("link", "set", "lo", "up", netns=ns)
         _ip("addr", "add", node.ip, "dev", "eth1", netns=ns)
+        for extra in node.extra_ips:  # e.g. an egress gateway's egressIP (secondary: node.ip stays first)
+            _ip("addr", "add", extra, "dev", "eth1", netns=ns)
         _ip("link", "set", "eth1", "up", netns=ns)
         _sysctl(ns, "net.ipv4.ip_forward", "1")
     if topo.router is not None:

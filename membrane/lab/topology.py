@@ -9,6 +9,7 @@ labs) or from ``--config lab.yaml``::
       - name: k8s-w1
         ip: 192.168.20.101/24
         podCIDR: 10.244.1.0/24        # used with ipam.mode=kubernetes
+        extraIPs: [192.168.20.240/24] # more addresses on its underlay device (egress gateway egressIP)
     router:                            # optional: one namespace routing between the node subnets
       name: router
       ips: [192.168.10.200/24, 192.168.20.200/24]
@@ -39,6 +40,7 @@ class LabNode:
     name: str
     ip: str  # with prefix length, e.g. 192.168.10.100/24
     pod_cidr: str = ""
+    extra_ips: list[str] = field(default_factory=list)  # secondary addresses of eth1 (egress IPs)
 
     @property
     def address(self) -> str:
@@ -88,7 +90,8 @@ class LabTopology:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "nodes": [{"name": n.name, "ip": n.ip, "podCIDR": n.pod_cidr} for n in self.nodes],
+            "nodes": [{"name": n.name, "ip": n.ip, "podCIDR": n.pod_cidr,
+                       **({"extraIPs": list(n.extra_ips)} if n.extra_ips else {})} for n in self.nodes],
             "router": {"name": self.router.name, "ips": self.router.ips} if self.router else None,
             "config": self.config.to_dict(),
             "values": self.values,
@@ -98,7 +101,8 @@ class LabTopology:
     def from_dict(cls, data: dict[str, Any]) -> LabTopology:
         router = data.get("router")
         return cls(
-            nodes=[LabNode(n["name"], n["ip"], n.get("podCIDR", "")) for n in data["nodes"]],
+            nodes=[LabNode(n["name"], n["ip"], n.get("podCIDR", ""), list(n.get("extraIPs") or []))
+                   for n in data["nodes"]],
             router=LabRouter(router["name"], list(router["ips"])) if router else None,
             config=ClusterConfig.from_dict(data.get("config", {})),
             values=data.get("values") or {},
@@ -175,12 +179,16 @@ def _parse_nodes(items: Any, source: str) -> list[LabNode]:
         where = f"{source}: nodes[{i}]"
         if not isinstance(item, dict):
             raise ValidationError(f"{where}: expected a mapping")
-        unknown = set(item) - {"name", "ip", "podCIDR"}
+        unknown = set(item) - {"name", "ip", "podCIDR", "extraIPs"}
         if unknown:
             raise ValidationError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         if "name" not in item or "ip" not in item:
             raise ValidationError(f"{where}: name and ip are required")
-        out.append(LabNode(str(item["name"]), str(item["ip"]), str(item.get("podCIDR", "") or "")))
+        extra = item.get("extraIPs") or []
+        if not isinstance(extra, list):
+            raise ValidationError(f"{where}.extraIPs: expected a list of addresses with prefix length")
+        out.append(LabNode(str(item["name"]), str(item["ip"]), str(item.get("podCIDR", "") or ""),
+                           [str(e) for e in extra]))
     return out
 
 
@@ -211,6 +219,16 @@ def validate_topology(topo: LabTopology, source: str) -> None:
         if node.address in ips:
             raise ValidationError(f"{where}.ip: duplicate address {node.address}")
         ips.add(node.address)
+        for j, extra in enumerate(node.extra_ips):
+            try:
+                if "/" not in extra:
+                    raise ValueError("give a prefix length, e.g. 192.168.10.240/24")
+                extra_ip = str(ipaddress.IPv4Interface(extra).ip)
+            except ValueError as exc:
+                raise ValidationError(f"{where}.extraIPs[{j}]: {extra!r}: {exc}") from None
+            if extra_ip in ips:
+                raise ValidationError(f"{where}.extraIPs[{j}]: duplicate address {extra_ip}")
+            ips.add(extra_ip)
         if node.pod_cidr:
             try:
                 ipaddress.IPv4Network(node.pod_cidr)

@@ -77,6 +77,7 @@ def plan_world(lab: str, topo: LabTopology) -> WorldPlan:
     paths = LabPaths(lab)
     subnet = topo.nodes[0].network
     taken = {n.address for n in topo.nodes} | {ip.split("/")[0] for ip in (topo.router.ips if topo.router else [])}
+    taken |= {ip.split("/")[0] for n in topo.nodes for ip in n.extra_ips}  # egress IPs
     hosts = list(subnet.hosts())
     preferred = [subnet.network_address + 200] if subnet.num_addresses > 201 else []
     ip = next((str(h) for h in [*preferred, *reversed(hosts)] if str(h) not in taken), None)

@@ -67,6 +67,9 @@ class ClusterConfig:
     # hostFirewall.enabled: CiliumClusterwideNetworkPolicies with nodeSelector filter the nodes' own
     # traffic (the host endpoint, membrane.policy.hostpolicy and bpf/lib/host_firewall.h).
     host_firewall_enabled: bool = False
+    # egressGateway.enabled: CiliumEgressGatewayPolicy rows in mb_egress_v4 (membrane.egressgw); needs
+    # BPF masquerading as in Cilium (kube-proxy replacement is always on here).
+    egress_gateway_enabled: bool = False
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -105,6 +108,7 @@ class ClusterConfig:
         "encryption.enabled": "encryption_enabled",
         "encryption.type": "encryption_type",
         "hostFirewall.enabled": "host_firewall_enabled",
+        "egressGateway.enabled": "egress_gateway_enabled",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -198,6 +202,9 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: {exc}") from None
         if self.ip_masq_agent_enabled and not self.enable_ipv4_masquerade:
             raise ValidationError(f"{prefix}: ipMasqAgent.enabled=true needs BPF masquerading "
+                                  "(bpf.masquerade / enableIPv4Masquerade is false)")
+        if self.egress_gateway_enabled and not self.enable_ipv4_masquerade:
+            raise ValidationError(f"{prefix}: egressGateway.enabled=true needs BPF masquerading "
                                   "(bpf.masquerade / enableIPv4Masquerade is false)")
         timers = (self.l2_announcements_lease_duration, self.l2_announcements_renew_deadline,
                   self.l2_announcements_retry_period)

@@ -103,6 +103,8 @@ DROP_UNSUPPORTED_L2 = 166
 DROP_NAT_NO_MAPPING = 167
 DROP_FIB_LOOKUP = 169
 DROP_POLICY_DENY = 181  # an explicit deny rule
+DROP_NO_EGRESS_GATEWAY = 194  # egress gateway policy matches, no gateway node (bpf/lib/egress_gw.h)
+DROP_NO_EGRESS_IP = 204  # this node is the gateway but has no egress IP for the row
 
 # Drops of a packet whose source (address or MAC) was not its sender's own: the flow names the
 # endpoint that sent it rather than the address it claimed.

@@ -89,6 +89,7 @@ _OPTIONS = {
     "encryption_enabled": "EnableWireguard",
     "encryption_type": "EncryptionType",
     "host_firewall_enabled": "EnableHostFirewall",
+    "egress_gateway_enabled": "EnableIPv4EgressGateway",
 }
 
 KEYS: dict[str, Entry] = {
@@ -136,8 +137,9 @@ KEYS: dict[str, Entry] = {
     # ---- features whose issues have not landed ---------------------------------------------------
     "l2announcements.enabled": NotYet("L2 announcements", False, "EnableL2Announcements"),
     "l2announcements.*": NotYet("L2 announcements"),
-    "egressGateway.enabled": NotYet("the egress gateway", False, "EnableIPv4EgressGateway"),
-    "egressGateway.*": NotYet("the egress gateway"),
+    "egressGateway.reconciliationTriggerInterval": NoEffect("the agents recompute the egress rows on every "
+                                                            "change of policies, pods and nodes in the store"),
+    "egressGateway.*": NotYet("this egress gateway setting"),
     "encryption.nodeEncryption": Fixed(False, "only pod traffic is encrypted; node-to-node encryption is not "
                                        "implemented yet", "EncryptNode", refuse_other=True),
     "encryption.wireguard.userspaceFallback": Fixed(True, "there is no kernel WireGuard here: wireguard-go "

@@ -72,6 +72,8 @@ KINDS: tuple[KindInfo, ...] = (
       )),
     KindInfo("CiliumBGPNodeConfig", ("cilium.io/v2", "cilium.io/v2alpha1"), "cilium.io", "ciliumbgpnodeconfigs",
              ("cbgpnode",), namespaced=False, read_only=True),  # written by each node's agent
+    KindInfo("CiliumEgressGatewayPolicy", ("cilium.io/v2",), "cilium.io", "ciliumegressgatewaypolicies",
+             namespaced=False),  # membrane.model.egress_gw
     KindInfo("Lease", ("coordination.k8s.io/v1",), "coordination.k8s.io", "leases", read_only=True),
     KindInfo("CiliumCIDRGroup", ("cilium.io/v2alpha1", "cilium.io/v2"), "cilium.io", "ciliumcidrgroups", ("ccg",),
              namespaced=False),

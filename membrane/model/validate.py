@@ -25,6 +25,7 @@ from membrane.model.cidrgroup import check_cidr_group
 from membrane.model.configmap import FIELDS as CONFIGMAP_FIELDS
 from membrane.model.configmap import check_configmap
 from membrane.model.deployment import check_deployment
+from membrane.model.egress_gw import check_egress_policy
 from membrane.model.errors import ValidationError
 from membrane.model.fields import Fields, forbidden, invalid, join
 from membrane.model.ippool import check_ip_pool
@@ -74,6 +75,7 @@ _RULES = MappingProxyType({
     "Secret": _KindRules(check_secret, fields=SECRET_FIELDS),
     "CiliumCIDRGroup": _KindRules(check_cidr_group),
     "IPPool": _KindRules(check_calico_ip_pool),
+    "CiliumEgressGatewayPolicy": _KindRules(check_egress_policy),
 })
 
 

@@ -60,7 +60,7 @@ def _map_ids(pin_dir: str) -> dict[str, int]:
 def test_load_pins_maps_and_programs(pin_dir: str, lxc_object: str) -> None:
     with NodeDatapath(pin_dir, object_path=lxc_object) as dp:
         dp.load()
-        assert sorted(os.listdir(pin_dir)) == ["mb_config", "mb_ct", "mb_endpoints", "mb_event_stats", "mb_events",
+        assert sorted(os.listdir(pin_dir)) == ["mb_config", "mb_ct", "mb_egress_v4", "mb_endpoints", "mb_event_stats", "mb_events",
                                                "mb_host_config", "mb_host_ep", "mb_ipcache", "mb_ipmasq_v4", "mb_lb_affinity",
                                                "mb_lb_be", "mb_lb_maglev", "mb_lb_revnat", "mb_lb_svc", "mb_lxc",
                                                "mb_metrics", "mb_nat", "mb_policy", "mb_tunnel", "mb_tunnel_config",

@@ -60,3 +60,28 @@ def test_bad_config_files_are_located(text: str, message: str) -> None:
         build_topology(config_text=text, config_source="lab.yaml")
     assert str(err.value).startswith("lab.yaml")
     assert message in str(err.value)
+
+
+def test_extra_ips_give_a_node_more_underlay_addresses() -> None:
+    text = """
+nodes:
+  - {name: k8s-ctr, ip: 192.168.10.100/24}
+  - {name: k8s-w1, ip: 192.168.10.101/24, extraIPs: [192.168.10.240/24, 192.168.10.241/24]}
+"""
+    topo = build_topology(config_text=text)
+    assert topo.nodes[1].extra_ips == ["192.168.10.240/24", "192.168.10.241/24"]
+    again = type(topo).from_dict(topo.to_dict())
+    assert [n.extra_ips for n in again.nodes] == [[], ["192.168.10.240/24", "192.168.10.241/24"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("[192.168.10.240]", "nodes[0].extraIPs[0]: '192.168.10.240': give a prefix length"),
+    ("[192.168.10.100/24]", "nodes[0].extraIPs[0]: duplicate address 192.168.10.100"),
+    ("[300.1.1.1/24]", "nodes[0].extraIPs[0]: '300.1.1.1/24'"),
+    ("192.168.10.240/24", "nodes[0].extraIPs: expected a list"),
+])
+def test_bad_extra_ips_are_named(extra: str, message: str) -> None:
+    text = f"nodes:\n  - {{name: a, ip: 192.168.10.100/24, extraIPs: {extra}}}\n  - {{name: b, ip: 192.168.10.101/24}}\n"
+    with pytest.raises(ValidationError) as err:
+        build_topology(config_text=text)
+    assert message in str(err.value), str(err.value)

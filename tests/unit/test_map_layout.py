@@ -19,6 +19,7 @@ from membrane.datapath.bpf.btf import Member, StructLayout, ctypes_layout, layou
 from membrane.datapath.loader import compile_object, find_object, repo_root
 from membrane.datapath.maps.abi import MIRRORS, abi_drift
 from membrane.datapath.maps.conntrack import ConntrackMap
+from membrane.datapath.maps.egress import EgressMap
 from membrane.datapath.maps.endpoints import EndpointsMap, LxcMap
 from membrane.datapath.maps.events import EVENT_CAPTURE_LEN, EVENT_MIRRORS, ConfigMap, EventStatsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
@@ -105,7 +106,7 @@ def test_python_btf_reader_agrees_with_bpftool(lxc_object: str) -> None:
 @pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
 @pytest.mark.parametrize("wrapper", [EndpointsMap, LxcMap, MetricsMap, IpcacheMap, PolicyMap, ConntrackMap, ServiceMap,
                                      BackendMap, RevnatMap, MaglevMap, AffinityMap, NatMap, IpMasqMap,
-                                     TunnelMap],
+                                     TunnelMap, EgressMap],
                          ids=lambda w: w.NAME)
 def test_map_definitions_use_the_mirrored_structs(lxc_object: str, wrapper: type) -> None:
     """Each map's BTF key/value types are the structs its Python wrapper mirrors."""

@@ -6,6 +6,7 @@ import ctypes
 
 from membrane.datapath.bpf.btf import ctypes_layout, layout_drift, read_struct_layouts
 from membrane.datapath.maps.conntrack import CtEntry, CtKey
+from membrane.datapath.maps.egress import EGRESS_MIRRORS
 from membrane.datapath.maps.endpoints import EndpointInfo, EndpointKey, LxcInfo, LxcKey
 from membrane.datapath.maps.events import EVENT_MIRRORS
 from membrane.datapath.maps.host_endpoint import HOST_EP_MIRRORS
@@ -35,6 +36,7 @@ MIRRORS: tuple[tuple[str, type[ctypes.Structure]], ...] = (
     *LB_MIRRORS,
     *NAT_MIRRORS,
     *IPMASQ_MIRRORS,
+    *EGRESS_MIRRORS,
     *TUNNEL_MIRRORS,
     *HOST_EP_MIRRORS,
 )
