@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from membrane.agent.local_state import LocalState, load_state, save_state
-from membrane.datapath.linux import links, routes, sysctl
+from membrane.datapath.linux import links, pod_link, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.endpoint_ops import EndpointsOps
 from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED, POLICY_INGRESS_ENFORCED, EndpointRecord
@@ -177,9 +177,8 @@ class NodeNetwork:
         made_link = made_route = made_map = False
         try:
             with self.stats.stage("veth"):
-                veth = links.create_pod_veth(host_if, netns, ifname, mtu=self.pod_mtu)
+                veth = pod_link.create_pod_interface(host_if, netns, ifname, ip, self.router_ip, mtu=self.pod_mtu)
                 made_link = True
-                links.configure_pod_side(netns, ifname, ip, self.router_ip)
                 sysctl.set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")
             ep = Endpoint(
                 id=ep_id, container_id=container_id, ifname=ifname, netns=netns,
