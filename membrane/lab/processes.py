@@ -81,6 +81,10 @@ def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd
             start_new_session=True,
             close_fds=True,
         )
+    stale = _children.get(proc.pid)
+    if stale is not None and stale.returncode is None:
+        # The PID was reaped outside ``_reap`` and reused: the old object must not poll the new process.
+        stale.returncode = 0
     _children[proc.pid] = proc
     st = start_time(proc.pid)
     return ProcRecord(proc.pid, st if st is not None else 0)
