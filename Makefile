@@ -8,9 +8,9 @@ BPF_OBJ := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/lib/*.h)
 LAB ?= membrane
 
-.PHONY: setup deps venv bpf bpffs test unit lint demo demo-down bench clean
+.PHONY: setup deps venv bpf bpffs cni test unit lint demo demo-down bench clean
 
-setup: deps venv bpf bpffs
+setup: deps venv bpf bpffs cni
 
 # apt packages: only when something is missing, so repeated runs stay fast.
 deps: .deps-stamp
@@ -30,6 +30,11 @@ bpf: $(BPF_OBJ)
 build/bpf/%.o: bpf/%.c $(BPF_HDR) | .deps-stamp
 	@mkdir -p build/bpf
 	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I bpf/lib -I /usr/include/x86_64-linux-gnu -c $< -o $@
+
+# The compiled CNI plugin (issue 16): forwards ADD/DEL/CHECK to the agent, execs membrane-cni otherwise.
+cni: $(VENV)/bin/membrane-cni-shim
+$(VENV)/bin/membrane-cni-shim: cni/membrane-cni-shim.c $(VENV)/.stamp | .deps-stamp
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 bpffs:
 	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf

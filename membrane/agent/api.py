@@ -27,6 +27,14 @@ class APIFailure(Exception):
         self.body = body
 
 
+class RawReply:
+    """A route's answer sent as is (``application/octet-stream``) with extra headers, instead of JSON."""
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.body = body
+        self.headers = headers
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     routes: dict[tuple[str, str], Handler]
@@ -70,9 +78,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _reply(self, status: int, data: Any) -> None:
-        payload = json.dumps(data).encode()
+        raw = isinstance(data, RawReply)
+        payload = data.body if raw else json.dumps(data).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        for name, value in data.headers.items() if raw else ():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/octet-stream" if raw else "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

@@ -16,6 +16,7 @@ from typing import Any
 
 from membrane.agent.api import APIServer
 from membrane.agent.bgp_speaker import BGPSpeaker
+from membrane.agent.cni_exec import CNIExec
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.egress_sync import EgressSync, local_addresses, policies_prefix
@@ -438,6 +439,8 @@ class Agent(AgentIntrospection):
         self.api.route("POST", "/v1/cni/check", cni.check)
         self.api.route("POST", "/v1/cni/status", cni.status)
         self.api.route("POST", "/v1/cni/gc", cni.gc)
+        cni_exec = CNIExec({"ADD": cni.add, "DEL": cni.delete, "CHECK": cni.check, "STATUS": cni.status, "GC": cni.gc})
+        self.api.route("POST", "/v1/cni/exec", cni_exec.handle)  # the compiled plugin (issue 16)
         self.register_views(self.api)
         self.api.route("GET", "/healthz", lambda _b: {"ok": not self.ready_reason, "reason": self.ready_reason})
         self.api.start()

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from membrane.agent.local_state import LocalState, load_state, save_state
-from membrane.datapath.linux import links, routes, sysctl
+from membrane.agent.state_writer import StateWriter
+from membrane.datapath.linux import links, pod_link, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.endpoint_ops import EndpointsOps
 from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED, POLICY_INGRESS_ENFORCED, EndpointRecord
@@ -64,6 +65,8 @@ class NodeNetwork:
             self.table, EndpointsOps(lambda: self.datapath.endpoints if self.datapath is not None else None,
                                      self.table.items), name="bpf-endpoints", prune_interval=PRUNE_SECONDS)
         self._map_lock = threading.Lock()  # parallel ADDs write the endpoints table one at a time
+        # The state file, written off the node lock (save_state looked up at each write, for tests)
+        self._writer: StateWriter[LocalState] = StateWriter(lambda state: save_state(self.state_path, state))
 
     # ---- start-up -------------------------------------------------------------------------------
     def start(self, pod_cidr: str) -> None:
@@ -88,7 +91,7 @@ class NodeNetwork:
             self.datapath = NodeDatapath(self.pin_dir)
             self.datapath.load()
             self._restore_endpoints(saved.endpoints)
-            self._persist()
+            self._writer.wait(self._persist())
 
     def _restore_endpoints(self, items: list[dict[str, Any]]) -> None:
         """Re-adopt endpoints whose veth still exists; programs are replaced in place (no traffic gap)."""
@@ -147,13 +150,15 @@ class NodeNetwork:
             ep = self._plumb(container_id, ifname, netns, namespace, pod, labels, ip, ep_id)
             try:
                 with self.lock:
-                    with self.stats.stage("persist"):
-                        self.endpoints.put(ep)
-                        self._persist()
+                    self.endpoints.put(ep)
+                    written = self._persist()
                     self._added_at[key] = time.monotonic()
+                with self.stats.stage("persist"):  # on disk before the ADD answers
+                    self._writer.wait(written)
             except BaseException:
                 with self.lock:
                     self.endpoints.remove(container_id, ifname)
+                    self._added_at.pop(key, None)
                 self._unplumb(ep.ipv4, ep.host_ifname, route=True, entry=True, link=True)
                 raise
         except BaseException:
@@ -177,9 +182,8 @@ class NodeNetwork:
         made_link = made_route = made_map = False
         try:
             with self.stats.stage("veth"):
-                veth = links.create_pod_veth(host_if, netns, ifname, mtu=self.pod_mtu)
+                veth = pod_link.create_pod_interface(host_if, netns, ifname, ip, self.router_ip, mtu=self.pod_mtu)
                 made_link = True
-                links.configure_pod_side(netns, ifname, ip, self.router_ip)
                 sysctl.set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")
             ep = Endpoint(
                 id=ep_id, container_id=container_id, ifname=ifname, netns=netns,
@@ -228,7 +232,7 @@ class NodeNetwork:
             self._unwrite(ep.ipv4)
             links.delete_link(ep.host_ifname)
             self.allocator.release(ep.ipv4)
-            self._persist()
+            self._writer.wait(self._persist())
             self.on_change()
             return ep
 
@@ -313,7 +317,10 @@ class NodeNetwork:
         regeneration before ready"); False after ``timeout`` seconds."""
         with self.lock:
             event = self._regenerated.setdefault((container_id, ifname), threading.Event())
-        return event.wait(timeout)
+        if not event.wait(timeout):
+            return False
+        self._writer.wait(self._writer.requested)  # its identity and policy flags on disk too
+        return True
 
     def set_policy_enforcement(self, container_id: str, ifname: str, ingress: bool, egress: bool) -> None:
         """Switch policy enforcement of an endpoint per direction (the flags of its BPF map entry)."""
@@ -350,13 +357,15 @@ class NodeNetwork:
         return EndpointRecord(ifindex=ep.host_ifindex, ep_id=ep.id, pod_mac=ep.pod_mac, lxc_mac=ep.host_mac,
                               sec_identity=ep.identity, flags=flags)
 
-    def _persist(self) -> None:
+    def _persist(self) -> int:
+        """Hand a snapshot (taken under the node lock, so in order) to the state writer; ``wait`` on
+        the number returned for it to be on disk."""
         assert self.allocator is not None
-        save_state(
-            self.state_path,
+        return self._writer.submit(
             LocalState(self.pod_cidr, self.router_ip, self.allocator.snapshot(), self.endpoints.snapshot()),
         )
 
     def close(self) -> None:
+        self._writer.close()
         if self.datapath is not None:
             self.datapath.close()

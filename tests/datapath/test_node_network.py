@@ -100,7 +100,7 @@ def test_a_failure_at_any_stage_leaves_no_ip_veth_route_or_entry(node: Node, mak
         raise NetError(errno.EIO, f"injected failure at {stage}")
 
     if stage == "veth":
-        monkeypatch.setattr(nn_module.links, "configure_pod_side", boom)
+        monkeypatch.setattr(nn_module.pod_link, "configure_inside", boom)  # the pair exists by then
     elif stage == "endpointMap":
         monkeypatch.setattr(type(node.net.datapath.endpoints), "update", boom)
     elif stage == "bpfAttach":

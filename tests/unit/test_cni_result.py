@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from membrane.api.cni_args import check_known_args, parse_cni_args
 from membrane.api.cni_errors import CNIError
 from membrane.api.cni_result import build_add_result
 from membrane.api.cni_versions import check_version
-from membrane.cni.args import check_known_args, parse_cni_args
 
 NETNS = "/run/netns/lab-pod"
 

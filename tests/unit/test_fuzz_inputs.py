@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from membrane.api.cni_errors import CNIError
+from membrane.api.cni_request import COMMANDS, decode_netconf, read_environment, validate_netconf
 from membrane.cni.main import run as cni_run
-from membrane.cni.request import COMMANDS, decode_netconf, read_environment, validate_netconf
 from membrane.model.errors import ValidationError
 from membrane.model.kinds import KINDS
 from membrane.model.loader import load_text

@@ -1,5 +1,8 @@
 """One CNI invocation read from the environment and stdin, validated the way libcni's skel does.
 
+Shared by the Python plugin (membrane.cni.main) and the agent's ``POST /v1/cni/exec``, which runs the
+same validation for the compiled plugin (cni/membrane-cni-shim.c).
+
 Every problem raises CNIError with the spec's code: 4 for the environment, 6 for undecodable stdin,
 7 for a bad network configuration, 2 for a field this plugin does not support, 1 for versions.
 """
@@ -10,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from membrane.api.cni_args import check_known_args, parse_cni_args
 from membrane.api.cni_errors import (
     DECODING_FAILURE,
     INVALID_ENVIRONMENT,
@@ -19,7 +23,6 @@ from membrane.api.cni_errors import (
     CNIError,
 )
 from membrane.api.cni_versions import check_version
-from membrane.cni.args import check_known_args, parse_cni_args
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 PLUGIN_TYPES = ("membrane-cni", "membrane")
