@@ -63,9 +63,14 @@ class RingBufferReader:
     joins the thread and releases the ring buffer.
     """
 
-    def __init__(self, path: str, on_record: Callable[[bytes], None]) -> None:
+    def __init__(self, path: str, on_record: Callable[[bytes], None],
+                 on_batch: Callable[[list[bytes]], None] | None = None) -> None:
+        """``on_batch``: given, records are collected and handed over as one list per wake-up
+        (what one consume call read) instead of one ``on_record`` call each."""
         self.path = path
         self._on_record = on_record
+        self._on_batch = on_batch
+        self._batch: list[bytes] = []
         self._callback = SAMPLE_FN(self._sample)  # libbpf keeps the pointer: keep the object alive
         self._fd: int | None = None
         self._rb: int | None = None
@@ -78,6 +83,9 @@ class RingBufferReader:
 
     def _sample(self, _ctx: int, data: int, size: int) -> int:
         self.records += 1
+        if self._on_batch is not None:
+            self._batch.append(ctypes.string_at(data, size))
+            return 0
         try:
             self._on_record(ctypes.string_at(data, size))
         except Exception:  # noqa: BLE001 - a consumer bug must not stop the reader
@@ -106,6 +114,13 @@ class RingBufferReader:
 
     def _consume(self) -> None:
         ret = _ringbuf_lib().ring_buffer__consume(self._rb)
+        if self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                self._on_batch(batch)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - a consumer bug must not stop the reader
+                self.callback_errors += 1
+                log.exception("ring buffer %s: batch handler failed", self.path)
         if ret < 0 and ret != -errno.EINTR:
             raise BpfError(-ret, f"ring buffer {self.path}: consume")
 
