@@ -22,6 +22,7 @@ from membrane.datapath.bpf.libbpf import last_errno, lib
 from membrane.datapath.bpf.syscalls import close_fd, map_info, obj_get
 
 BPF_MAP_TYPE_RINGBUF = 27
+BATCH_MAX = 4096  # records handed to on_batch at most at once
 SAMPLE_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 # name -> (restype, argtypes); set on first use (libbpf.py's table has no ring buffer calls)
 _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
@@ -85,7 +86,9 @@ class RingBufferReader:
         self.records += 1
         if self._on_batch is not None:
             self._batch.append(ctypes.string_at(data, size))
-            return 0
+            # libbpf consumes while records keep coming: a full batch stops it (this record is
+            # consumed already) so that a flood is handed over in bounded batches
+            return -errno.EAGAIN if len(self._batch) >= BATCH_MAX else 0
         try:
             self._on_record(ctypes.string_at(data, size))
         except Exception:  # noqa: BLE001 - a consumer bug must not stop the reader
@@ -113,14 +116,17 @@ class RingBufferReader:
         self._thread.start()
 
     def _consume(self) -> None:
-        ret = _ringbuf_lib().ring_buffer__consume(self._rb)
-        if self._batch:
-            batch, self._batch = self._batch, []
-            try:
-                self._on_batch(batch)  # type: ignore[misc]
-            except Exception:  # noqa: BLE001 - a consumer bug must not stop the reader
-                self.callback_errors += 1
-                log.exception("ring buffer %s: batch handler failed", self.path)
+        while True:
+            ret = _ringbuf_lib().ring_buffer__consume(self._rb)
+            if self._batch:
+                batch, self._batch = self._batch, []
+                try:
+                    self._on_batch(batch)  # type: ignore[misc]
+                except Exception:  # noqa: BLE001 - a consumer bug must not stop the reader
+                    self.callback_errors += 1
+                    log.exception("ring buffer %s: batch handler failed", self.path)
+            if ret != -errno.EAGAIN or self._on_batch is None:
+                break
         if ret < 0 and ret != -errno.EINTR:
             raise BpfError(-ret, f"ring buffer {self.path}: consume")
 
