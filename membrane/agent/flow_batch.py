@@ -5,7 +5,8 @@ Traces and drops of IPv4 packets (what a connection flood is made of) become
 header with ``struct``, the addresses and ports by offset), the agent's lookups are asked then (pods,
 identities, Services, a spoofed sender's endpoint: the answers must be those of that moment) and kept
 with the raw record; the ``flow.Flow`` is built by the usual :func:`flow_from_event` when a reader or
-a metric first needs it. Within one batch (what one wake-up of the reader found, events of the same
+a metric first needs it: from scratch, or as a copy of an earlier flow that differs only in UUID, time
+and ports (a flood repeats a handful of those). Within one batch (what one wake-up of the reader found, events of the same
 instant for the agent's state) each address pair is looked up once. Metrics count through ``HubbleMetrics.process_keyed`` with a key made of
 everything the handlers read, so a flood of connections between the same pods builds one flow per
 kind of event, not one per event. Policy verdicts (their policy names are asked of the rules with the
@@ -44,6 +45,7 @@ _PORTS = struct.Struct("!HH")
 _L4_KINDS = {6: "TCP", 17: "UDP", 132: "SCTP"}
 _L4_MIN = {6: 14, 17: 4, 132: 4}  # bytes packet.py needs before it decodes the layer
 _ADDRS_MAX = 8192
+_TEMPLATES_MAX = 8192
 
 ToFlowEvent = Callable[[dpev.DatapathEvent, str], FlowEvent | None]
 CountKeyed = Callable[[Hashable, Callable[[], Any], int], None]
@@ -56,13 +58,16 @@ class _Ends:
 
     def __init__(self, src: EndpointInfo | None, dst: EndpointInfo | None) -> None:
         self.src, self.dst = src, dst
-        self._hash = hash((src, dst))
+        try:
+            self._hash = hash((src, dst))
+        except TypeError:  # an EndpointInfo with list fields: equal to no other (a key of its own)
+            self._hash = id(self)
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Ends) and self.src == other.src and self.dst == other.dst
+        return isinstance(other, _Ends) and self._hash == other._hash and self.src == other.src and self.dst == other.dst
 
 
 class BatchDecoder:
@@ -86,6 +91,7 @@ class BatchDecoder:
         self._lookup_service = lookup_service
         self._attribute_policy = attribute_policy
         self._addrs: dict[bytes, tuple[str, str]] = {}  # 8 address bytes -> their texts
+        self._templates: dict[Hashable, flow_pb2.Flow] = {}  # _template_key -> a flow built from it
         self.decode_errors = 0  # events whose flow could not be built
         self.lazy = 0  # entries made lazily
 
@@ -167,7 +173,7 @@ class BatchDecoder:
         policies = None
         if kind == codes.EVENT_POLICY_VERDICT:
             policies = self._policies(raw, proto, start, l4len, unfragmented)
-        entry = LazyFlow(self._build, raw, (ends.src, ends.dst, services, policies), next_flow_number())
+        entry = LazyFlow(self._build, raw, (ends, services, policies), next_flow_number())
         self.lazy += 1
         if self._count_keyed is None:
             if self._on_flow is not None:
@@ -213,8 +219,51 @@ class BatchDecoder:
         return self._attribute_policy(question)
 
     def _build(self, entry: LazyFlow) -> flow_pb2.Flow:
-        src, dst, services, policies = entry.answers
-        ends = iter((src, dst))
+        key = self._template_key(entry)
+        template = self._templates.get(key) if key is not None else None
+        if template is not None:
+            return self._from_template(template, entry)
+        flow = self._build_new(entry)
+        if key is not None and not flow.Summary.startswith("event not decoded"):
+            if len(self._templates) >= _TEMPLATES_MAX:
+                self._templates.clear()
+            copy = self._templates[key] = flow_pb2.Flow()
+            copy.CopyFrom(flow)
+        return flow
+
+    def _template_key(self, entry: LazyFlow) -> Hashable | None:
+        """What a flow is built from but its UUID, time and ports; None: build it from scratch."""
+        ends, services, policies = entry.answers
+        if policies is not None:
+            return None
+        raw = entry.record
+        cap = int.from_bytes(raw[24:28], "little")
+        start, end = HDR + 14 + (raw[HDR + 14] & 0x0F) * 4, HDR + cap
+        l4len = end - start if end > start else 0
+        proto = raw[HDR + 23]
+        l4 = raw[start + 12 : start + 14] if proto == 6 else b"" if proto in _L4_KINDS else raw[start : start + 2]
+        key = (raw[0:8], raw[16:20], raw[28:48], raw[HDR : HDR + 15], raw[HDR + 20] & 0x1F or raw[HDR + 21], proto,
+               raw[HDR + 26 : HDR + 34], l4len if l4len < 14 else 14, l4, ends,
+               tuple(services.values()) if services else None)
+        return key
+
+    def _from_template(self, template: flow_pb2.Flow, entry: LazyFlow) -> flow_pb2.Flow:
+        f = flow_pb2.Flow()
+        f.CopyFrom(template)
+        f.uuid = uuid_of(entry.seq)
+        f.time.seconds, f.time.nanos = divmod(int.from_bytes(entry.record[8:16], "little") + self.offset_ns,
+                                              1_000_000_000)
+        kind = _L4_KINDS.get(entry.record[HDR + 23])
+        if kind is not None and f.l4.HasField(kind):
+            start = HDR + 14 + (entry.record[HDR + 14] & 0x0F) * 4
+            layer = getattr(f.l4, kind)
+            layer.source_port, layer.destination_port = _PORTS.unpack_from(entry.record, start)
+        return f
+
+    def _build_new(self, entry: LazyFlow) -> flow_pb2.Flow:
+        answers, services, policies = entry.answers
+        src = answers.src
+        ends = iter((src, answers.dst))
         try:
             fev = self._to_flow_event(dpev.decode(entry.record, self.offset_ns), self.node)
             assert fev is not None, "lazy entries are traces, drops and policy verdicts"

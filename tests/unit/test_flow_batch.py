@@ -235,3 +235,37 @@ def test_a_failing_batch_handler_counts_handler_errors() -> None:
     monitor = EventMonitor("/nonexistent", lambda _e: None, on_records=on_records)
     monitor.feed([b"a", b"b"])
     assert monitor.counters().handler_errors == 2
+
+
+def test_flows_copied_from_an_earlier_one_get_their_own_time_ports_and_uuid() -> None:
+    records = [record(codes.EVENT_TRACE, codes.TRACE_TO_LXC, packet=frame, ktime=ktime, protocol=proto, ep_id=12,
+                      direction=dpev.DIRECTION_INGRESS)
+               for ktime, frame, proto in ((5_000_000_001, tcp(A, B, 40000, 8080, SYN), 6),
+                                           (7_123_456_789, tcp(A, B, 40001, 8080, SYN), 6),
+                                           (8_000_000_000, tcp(A, B, 40002, 8081, SYN), 6),
+                                           (9_000_000_000, udp(A, B, 5000, 53), 17),
+                                           (9_500_000_000, udp(A, B, 5001, 54), 17))]
+    dec = decoder()
+    entries, _ = dec.decode(records)
+    built = [e.flow() for e in entries]  # type: ignore[union-attr]
+    # one per kind of flow: 8080 (Service web), 8081 (none), 53 (Service dns), 54 (none); 40001 is a copy
+    assert len(dec._templates) == 4  # noqa: SLF001
+    expected = [eager(r) for r in records]
+    assert [without_uuid(f) for f in built] == [without_uuid(f) for f in expected]  # type: ignore[arg-type]
+    assert [f.l4.TCP.source_port for f in built[:3]] == [40000, 40001, 40002]
+    assert [f.l4.UDP.destination_port for f in built[3:]] == [53, 54]
+    assert built[1].time.ToNanoseconds() == OFFSET + 7_123_456_789
+    assert len({f.uuid for f in built}) == 5
+
+
+def test_endpoint_infos_with_list_fields_still_decode_and_count() -> None:
+    def listy(ip: str) -> EndpointInfo | None:
+        info = lookup(ip)
+        return None if info is None else EndpointInfo(identity=info.identity, labels=list(info.labels))  # type: ignore[arg-type]
+
+    metrics = HubbleMetrics(Registry(), METRICS)
+    dec = BatchDecoder("n1", OFFSET, to_flow_event, listy, count_keyed=metrics.process_keyed)
+    entries, bad = dec.decode(mixed()[:3] * 2)
+    assert bad == 0 and len(entries) == 6
+    assert [e.flow().source.labels for e in entries] == [["k8s:app=a"]] * 6  # type: ignore[union-attr]
+    assert sum(_values(metrics)["hubble_flows_processed_total"].values()) == 6
