@@ -168,8 +168,7 @@ class BatchDecoder:
         if self._lookup_service is not None and unfragmented and proto in _L4_KINDS and l4len >= _L4_MIN[proto]:
             sport, dport = _PORTS.unpack_from(raw, start)
             name = _L4_KINDS[proto]
-            services = {(src_ip, sport, name): self._lookup_service(src_ip, sport, name),
-                        (dst_ip, dport, name): self._lookup_service(dst_ip, dport, name)}
+            services = (self._lookup_service(src_ip, sport, name), self._lookup_service(dst_ip, dport, name))
         policies = None
         if kind == codes.EVENT_POLICY_VERDICT:
             policies = self._policies(raw, proto, start, l4len, unfragmented)
@@ -244,7 +243,7 @@ class BatchDecoder:
         l4 = raw[start + 12 : start + 14] if proto == 6 else b"" if proto in _L4_KINDS else raw[start : start + 2]
         key = (raw[0:8], raw[16:20], raw[28:48], raw[HDR : HDR + 15], raw[HDR + 20] & 0x1F or raw[HDR + 21], proto,
                raw[HDR + 26 : HDR + 34], l4len if l4len < 14 else 14, l4, ends,
-               tuple(services.values()) if services else None)
+               services)
         return key
 
     def _from_template(self, template: flow_pb2.Flow, entry: LazyFlow) -> flow_pb2.Flow:
@@ -264,13 +263,14 @@ class BatchDecoder:
         answers, services, policies = entry.answers
         src = answers.src
         ends = iter((src, answers.dst))
+        owners = iter(services or ())  # flow_from_event asks for the source's, then the destination's
         try:
             fev = self._to_flow_event(dpev.decode(entry.record, self.offset_ns), self.node)
             assert fev is not None, "lazy entries are traces, drops and policy verdicts"
             return flow_from_event(
                 fev, lambda _ip: next(ends), uuid_factory=lambda: uuid_of(entry.seq),
                 lookup_endpoint=lambda _ep: src,
-                lookup_service=(lambda ip, port, kind: services.get((ip, port, kind))) if services else None,
+                lookup_service=(lambda _ip, _port, _kind: next(owners)) if services else None,
                 attribute_policy=(lambda _q: policies) if policies is not None else None)
         except Exception as exc:  # noqa: BLE001 - a reader must still get a flow for its sequence number
             self.decode_errors += 1
