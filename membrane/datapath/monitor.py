@@ -25,6 +25,9 @@ from membrane.datapath.maps.events import (
 )
 
 log = logging.getLogger(__name__)
+# Batch mode: after a wake-up the reader waits this long (seconds) for more records to join the
+# batch; flows show up that much later, the per-wake-up costs are shared by more events.
+BATCH_LINGER = 0.002
 
 
 def monotonic_offset_ns() -> int:
@@ -63,13 +66,15 @@ class EventMonitor:
     def __init__(self, pin_dir: str, on_event: Callable[[DatapathEvent], None],
                  on_records: Callable[[list[bytes]], int] | None = None) -> None:
         """``on_records``: given, it gets the raw records in batches instead (each batch what one
-        wake-up read) and returns how many of them were no event record (decode errors)."""
+        wake-up read, BATCH_LINGER after it) and returns how many of them were no event record
+        (decode errors)."""
         self.pin_dir = pin_dir
         self._on_event = on_event
         self._on_records = on_records
         self.offset_ns = monotonic_offset_ns()  # wall clock minus CLOCK_MONOTONIC
         self._reader = RingBufferReader(os.path.join(pin_dir, EVENTS_MAP), self._on_record,
-                                        on_batch=self.feed if on_records is not None else None)
+                                        on_batch=self.feed if on_records is not None else None,
+                                        linger=BATCH_LINGER if on_records is not None else 0.0)
         self._stats: EventStatsMap | None = None
         self._final_stats = (0, 0)  # (emitted, lost) when stopped
         self._delivered = 0

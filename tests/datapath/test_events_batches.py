@@ -5,6 +5,7 @@ builds from the same records."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -90,3 +91,21 @@ def test_a_full_batch_is_handed_over_and_reading_goes_on(node: Node, monkeypatch
     monitor.stop()
     assert [len(b) for b in batches] == [3, 2]
     assert monitor.counters().delivered == 5
+
+
+def test_records_arriving_while_the_reader_lingers_join_one_batch(node: Node,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("membrane.datapath.monitor.BATCH_LINGER", 3.0)  # the sends below take about 1 s
+    batches: list[list[bytes]] = []
+    monitor = EventMonitor(node.pin_dir, lambda _e: None, on_records=lambda r: batches.append(r) or 0)
+    monitor.start()
+    try:
+        for sport in range(41000, 41004):  # the first wakes the reader, the others arrive while it waits
+            node.exchange(A, B, tcp(sport, 80, SYN))
+            time.sleep(0.3)  # without the linger, the reader would have read each one by now
+        deadline = time.monotonic() + 10
+        while sum(map(len, batches)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        monitor.stop()
+    assert [len(b) for b in batches] == [4]

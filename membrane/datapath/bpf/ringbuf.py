@@ -14,6 +14,7 @@ import logging
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from ctypes import c_int, c_size_t, c_void_p
 
@@ -65,10 +66,13 @@ class RingBufferReader:
     """
 
     def __init__(self, path: str, on_record: Callable[[bytes], None],
-                 on_batch: Callable[[list[bytes]], None] | None = None) -> None:
+                 on_batch: Callable[[list[bytes]], None] | None = None, linger: float = 0.0) -> None:
         """``on_batch``: given, records are collected and handed over as one list per wake-up
-        (what one consume call read) instead of one ``on_record`` call each."""
+        (what one consume call read) instead of one ``on_record`` call each. ``linger``: seconds
+        to wait after a wake-up before reading, so that records arriving meanwhile join the batch
+        (the kernel wakes the reader for the first record after it has caught up)."""
         self.path = path
+        self._linger = linger
         self._on_record = on_record
         self._on_batch = on_batch
         self._batch: list[bytes] = []
@@ -138,6 +142,8 @@ class RingBufferReader:
             poller.register(self._stop_r, select.EPOLLIN)
             while True:
                 ready = {fd for fd, _mask in poller.poll()}
+                if self._linger and self._stop_r not in ready:
+                    time.sleep(self._linger)
                 self._consume()
                 if self._stop_r in ready:
                     return
