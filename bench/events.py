@@ -8,8 +8,6 @@
   (the baseline of this row), and how many events the ring buffer had to drop. On a shared machine the
   pinned agent gets what CPU the others leave, so the flood also reads the agent's own CPU time
   (/proc/PID/stat, all its threads): *flows per agent CPU-second* is events/s/core whatever the load.
-  The agent also works when there is no traffic (controllers, watches); *per added CPU-second*
-  subtracts what it used in the same time without traffic, measured just before the flood.
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from membrane.lab.record import load_record
 
 FLOOD_SECONDS = float(os.environ.get("MEMBRANE_BENCH_FLOOD_SECONDS", "4"))
 AGENT_CPU = "0"
-IDLE_SECONDS = 3.0  # the agent's CPU without traffic, measured this long before each flood
 PATHS = ("same node", "across nodes")
 
 
@@ -61,8 +58,6 @@ def run(runs: int) -> list[Measurement]:
                          baseline_name="events/s the datapath produced")
     lost = Measurement(name, "events/s the full ring buffer dropped", "events/s", [], higher_is_better=False)
     per_cpu = Measurement(name, "flows per agent CPU-second (all its threads) during the flood", "flows/s/core", [])
-    marginal = Measurement(name, "flows per agent CPU-second the flood added (idle agent's CPU subtracted)",
-                           "flows/s/core", [])
     workdir = tempfile.mkdtemp(prefix="membrane-bench-")
     try:
         rr = build_rr(workdir)
@@ -92,16 +87,15 @@ def run(runs: int) -> list[Measurement]:
                               f"off {samples[False].crr:,.0f}/s", flush=True)
                     for pin in pins:
                         set_events_enabled(pin, True)
-                    flows, produced, dropped, cpu_rate, added_rate = _flood(
-                        lab, server_node, clients["same node"], ip["bench-srv"], rr)
+                    flows, produced, dropped, cpu_rate = _flood(lab, server_node, clients["same node"],
+                                                                ip["bench-srv"], rr)
                     ingest.subject.append(flows)
                     ingest.baseline.append(produced)
                     lost.subject.append(dropped)
                     per_cpu.subject.append(cpu_rate)
-                    marginal.subject.append(added_rate)
                     print(f"  run {i + 1} flood: {flows:,.0f} flows/s ingested of {produced:,.0f} events/s "
-                          f"produced, {dropped:,.0f}/s dropped; {cpu_rate:,.0f} flows per agent CPU-second, "
-                          f"{added_rate:,.0f} per added CPU-second", flush=True)
+                          f"produced, {dropped:,.0f}/s dropped; {cpu_rate:,.0f} flows per agent CPU-second",
+                          flush=True)
             finally:
                 servers.close()
                 for pin in pins:
@@ -111,9 +105,9 @@ def run(runs: int) -> list[Measurement]:
         shutil.rmtree(workdir, ignore_errors=True)
     note = (f"traffic pinned to one CPU, the server node's agent to cpu {AGENT_CPU} during the {FLOOD_SECONDS:.0f} s "
             "CRR flood; ratios on/off per row (ingest: flows delivered / events produced)")
-    for m in [*rows.values(), ingest, lost, per_cpu, marginal]:
+    for m in [*rows.values(), ingest, lost, per_cpu]:
         m.notes = note
-    return [*rows.values(), ingest, lost, per_cpu, marginal]
+    return [*rows.values(), ingest, lost, per_cpu]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -123,14 +117,10 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
-def _flood(lab: str, node: str, client_ns: str, server_ip: str,
-           rr: str) -> tuple[float, float, float, float, float]:
+def _flood(lab: str, node: str, client_ns: str, server_ip: str, rr: str) -> tuple[float, float, float, float]:
     agent = daemon_state(lab, f"agent-{node}")  # the agent itself, not its supervisor (lab.json's PID)
     assert agent is not None and agent.pid, f"agent-{node} is not running"
     subprocess.run(["taskset", "-a", "-pc", AGENT_CPU, str(agent.pid)], check=True, capture_output=True)
-    idle_start, idle_cpu = time.monotonic(), _cpu_seconds(agent.pid)
-    time.sleep(IDLE_SECONDS)
-    idle_rate = (_cpu_seconds(agent.pid) - idle_cpu) / (time.monotonic() - idle_start)
     before = _hubble(lab, node).get("events", {})
     cpu_before = _cpu_seconds(agent.pid)
     start = time.monotonic()
@@ -143,6 +133,4 @@ def _flood(lab: str, node: str, client_ns: str, server_ip: str,
     delivered = after.get("delivered", 0) - before.get("delivered", 0)
     dropped = after.get("lost", 0) - before.get("lost", 0)
     produced = after.get("emitted", 0) - before.get("emitted", 0) + dropped  # written + refused
-    added = cpu - idle_rate * elapsed
-    return (delivered / elapsed, produced / elapsed, dropped / elapsed, delivered / cpu if cpu > 0 else 0.0,
-            delivered / added if added > 0 else 0.0)
+    return delivered / elapsed, produced / elapsed, dropped / elapsed, delivered / cpu if cpu > 0 else 0.0
