@@ -40,7 +40,11 @@ from membrane.model import datapath_codes as codes
 log = logging.getLogger(__name__)
 
 HDR = dpev.EVENT_HEADER_LEN  # the frame starts here in a record
-_ETH_IPV4 = b"\x08\x00"
+ETH_P_IP = 0x0800
+# peeks: (type, ep_id, drop_reason, cap_len) of the header; (ethertype, version/IHL, fragment field,
+# protocol, both addresses) of an Ethernet + IPv4 frame
+_PEEK_HEADER = struct.Struct("<BxHxxB17xI")
+_PEEK_IPV4 = struct.Struct("!12xHB5xHxB2x8s")
 _PORTS = struct.Struct("!HH")
 _L4_KINDS = {6: "TCP", 17: "UDP", 132: "SCTP"}
 _L4_MIN = {6: 14, 17: 4, 132: 4}  # bytes packet.py needs before it decodes the layer
@@ -146,24 +150,24 @@ class BatchDecoder:
     def _lazy(self, raw: bytes, batch_ends: dict[bytes, tuple[str, str, _Ends]],
               counts: dict[Hashable, list[Any]]) -> LazyFlow | None:
         """The entry of an IPv4 trace, drop or policy verdict, or None for the eager path."""
-        kind = raw[0]
+        kind, ep_id, drop_reason, cap = _PEEK_HEADER.unpack_from(raw)
         if kind != codes.EVENT_TRACE and kind != codes.EVENT_DROP and kind != codes.EVENT_POLICY_VERDICT:
             return None
-        cap = int.from_bytes(raw[24:28], "little")
-        if cap < 34 or cap > dpev.EVENT_CAPTURE_LEN or raw[HDR + 12 : HDR + 14] != _ETH_IPV4:
+        if cap < 34 or cap > dpev.EVENT_CAPTURE_LEN:
             return None
-        addrs = raw[HDR + 26 : HDR + 34]
+        ethertype, ihl, frag, proto, addrs = _PEEK_IPV4.unpack_from(raw, HDR)
+        if ethertype != ETH_P_IP:
+            return None
         found = batch_ends.get(addrs)
         if found is None:
             found = batch_ends[addrs] = self._ends(addrs)
         src_ip, dst_ip, ends = found
-        if (kind == codes.EVENT_DROP and raw[6] in monitor.SPOOFED_SOURCE_REASONS and raw[2:4] != b"\0\0"
+        if (kind == codes.EVENT_DROP and drop_reason in monitor.SPOOFED_SOURCE_REASONS and ep_id
                 and self._lookup_endpoint is not None):  # the real sender: the endpoint whose hook dropped it
-            ends = _Ends(self._lookup_endpoint(int.from_bytes(raw[2:4], "little")), ends.dst)
-        proto = raw[HDR + 23]
-        start, end = HDR + 14 + (raw[HDR + 14] & 0x0F) * 4, HDR + cap
+            ends = _Ends(self._lookup_endpoint(ep_id), ends.dst)
+        start, end = HDR + 14 + (ihl & 0x0F) * 4, HDR + cap
         l4len = end - start if end > start else 0
-        unfragmented = not (raw[HDR + 20] & 0x1F or raw[HDR + 21])
+        unfragmented = not frag & 0x1FFF
         services = None
         if self._lookup_service is not None and unfragmented and proto in _L4_KINDS and l4len >= _L4_MIN[proto]:
             sport, dport = _PORTS.unpack_from(raw, start)
