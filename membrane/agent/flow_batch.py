@@ -1,16 +1,17 @@
 """Ring-buffer records to flow-ring entries in batches, building no protobuf for what nobody reads.
 
-Traces and drops of IPv4 packets (what a connection flood is made of) become
-:class:`~membrane.hubble.lazyflow.LazyFlow` entries: at arrival the record is only peeked at (the
-header with ``struct``, the addresses and ports by offset), the agent's lookups are asked then (pods,
-identities, Services, a spoofed sender's endpoint: the answers must be those of that moment) and kept
-with the raw record; the ``flow.Flow`` is built by the usual :func:`flow_from_event` when a reader or
+Traces, drops and policy verdicts of IPv4 packets (what a connection flood is made of) become
+:class:`~membrane.hubble.lazyflow.LazyFlow` entries. At arrival the record is only peeked at (two
+``struct`` unpacks), and the agent's lookups are asked then, as the eager path asks them (pods and
+identities, the Services of both ports, a spoofed sender's endpoint, the policies behind a verdict):
+the answers are those of that moment, kept beside the raw record. Within one batch (what one wake-up
+of the reader found) each address pair is looked up once.
+
+The ``flow.Flow`` is built by the usual :func:`flow_from_event`, fed those answers, when a reader or
 a metric first needs it: from scratch, or as a copy of an earlier flow that differs only in UUID, time
-and ports (a flood repeats a handful of those). Within one batch (what one wake-up of the reader found, events of the same
-instant for the agent's state) each address pair is looked up once. Metrics count through ``HubbleMetrics.process_keyed`` with a key made of
-everything the handlers read, so a flood of connections between the same pods builds one flow per
-kind of event, not one per event. Policy verdicts (their policy names are asked of the rules with the
-flow's fields), IPv6 and unusual frames take the eager path, as before.
+and ports. Metrics count through ``HubbleMetrics.process_keyed`` with a key made of everything the
+handlers read, so a flood between the same pods builds one flow per kind of event, not one per event.
+IPv6 and unusual frames (VLAN, no IP header) take the eager path.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The agent's flow pipeline: BPF ring-buffer events → Hubble flows → the node's flow ring and metrics.
 
-Events come from the datapath monitor (epoll on the ring buffer, no busy polling). Each one is turned
-into a ``flow.Flow`` with both ends resolved: pods through the pod mirror (namespace, name, labels,
-workload), everything else through the ipcache identity (host, world, remote-node …).
+Events come from the datapath monitor (epoll on the ring buffer, no busy polling) in batches. Each one
+becomes a flow-ring entry with both ends resolved: pods through the pod mirror (namespace, name,
+labels, workload), everything else through the ipcache identity (host, world, remote-node …); most
+are kept compact until read (membrane.agent.flow_batch).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The agent's Hubble observer subscribes with ``EventMonitor(pin_dir, on_event)``; the monitor
 reads the ring buffer on its own thread (epoll, no polling), decodes each record into a
-:class:`DatapathEvent` and calls ``on_event`` on that thread. ``set_events_enabled`` switches
+:class:`DatapathEvent` and calls ``on_event`` on that thread. With ``on_records`` (batch mode, what
+the agent's flow pipeline uses) it hands over the raw records of each wake-up as one list instead. ``set_events_enabled`` switches
 the datapath's event writing off and on (mb_config), e.g. for the events on/off benchmark.
 """
 
