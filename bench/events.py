@@ -5,7 +5,9 @@
   same run, same node and across nodes. CRR is the case that matters: every connection makes events.
 - **ingest**: the server node's agent pinned to one CPU (``taskset``), a CRR flood pinned to the other
   for a few seconds; flows/s the agent decoded into its flow ring, against events/s the datapath wrote
-  (the baseline of this row), and how many events the ring buffer had to drop.
+  (the baseline of this row), and how many events the ring buffer had to drop. On a shared machine the
+  pinned agent gets what CPU the others leave, so the flood also reads the agent's own CPU time
+  (/proc/PID/stat, all its threads): *flows per agent CPU-second* is events/s/core whatever the load.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def run(runs: int) -> list[Measurement]:
     ingest = Measurement(name, "flows/s ingested by one agent on one core", "flows/s", [],
                          baseline_name="events/s the datapath produced")
     lost = Measurement(name, "events/s the full ring buffer dropped", "events/s", [], higher_is_better=False)
+    per_cpu = Measurement(name, "flows per agent CPU-second (all its threads) during the flood", "flows/s/core", [])
     workdir = tempfile.mkdtemp(prefix="membrane-bench-")
     try:
         rr = build_rr(workdir)
@@ -84,12 +87,15 @@ def run(runs: int) -> list[Measurement]:
                               f"off {samples[False].crr:,.0f}/s", flush=True)
                     for pin in pins:
                         set_events_enabled(pin, True)
-                    flows, produced, dropped = _flood(lab, server_node, clients["same node"], ip["bench-srv"], rr)
+                    flows, produced, dropped, cpu_rate = _flood(lab, server_node, clients["same node"],
+                                                                ip["bench-srv"], rr)
                     ingest.subject.append(flows)
                     ingest.baseline.append(produced)
                     lost.subject.append(dropped)
+                    per_cpu.subject.append(cpu_rate)
                     print(f"  run {i + 1} flood: {flows:,.0f} flows/s ingested of {produced:,.0f} events/s "
-                          f"produced, {dropped:,.0f}/s dropped", flush=True)
+                          f"produced, {dropped:,.0f}/s dropped; {cpu_rate:,.0f} flows per agent CPU-second",
+                          flush=True)
             finally:
                 servers.close()
                 for pin in pins:
@@ -99,23 +105,32 @@ def run(runs: int) -> list[Measurement]:
         shutil.rmtree(workdir, ignore_errors=True)
     note = (f"traffic pinned to one CPU, the server node's agent to cpu {AGENT_CPU} during the {FLOOD_SECONDS:.0f} s "
             "CRR flood; ratios on/off per row (ingest: flows delivered / events produced)")
-    for m in [*rows.values(), ingest, lost]:
+    for m in [*rows.values(), ingest, lost, per_cpu]:
         m.notes = note
-    return [*rows.values(), ingest, lost]
+    return [*rows.values(), ingest, lost, per_cpu]
 
 
-def _flood(lab: str, node: str, client_ns: str, server_ip: str, rr: str) -> tuple[float, float, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def _flood(lab: str, node: str, client_ns: str, server_ip: str, rr: str) -> tuple[float, float, float, float]:
     agent = daemon_state(lab, f"agent-{node}")  # the agent itself, not its supervisor (lab.json's PID)
     assert agent is not None and agent.pid, f"agent-{node} is not running"
     subprocess.run(["taskset", "-a", "-pc", AGENT_CPU, str(agent.pid)], check=True, capture_output=True)
     before = _hubble(lab, node).get("events", {})
+    cpu_before = _cpu_seconds(agent.pid)
     start = time.monotonic()
     subprocess.run(in_ns(client_ns, rr, "crr", server_ip, str(RR_PORT), str(FLOOD_SECONDS)),
                    check=True, capture_output=True, timeout=FLOOD_SECONDS + 30)
     time.sleep(1.0)  # let the agent drain what is queued
     elapsed = time.monotonic() - start
+    cpu = _cpu_seconds(agent.pid) - cpu_before
     after = _hubble(lab, node).get("events", {})
     delivered = after.get("delivered", 0) - before.get("delivered", 0)
     dropped = after.get("lost", 0) - before.get("lost", 0)
     produced = after.get("emitted", 0) - before.get("emitted", 0) + dropped  # written + refused
-    return delivered / elapsed, produced / elapsed, dropped / elapsed
+    return delivered / elapsed, produced / elapsed, dropped / elapsed, delivered / cpu if cpu > 0 else 0.0

@@ -145,6 +145,12 @@ GOALS: list[Goal] = [
            benchmark="HTTP L7 proxy", metric=("requests/s", f"{n} connection"), baseline="direct", op=">=",
            target=0.5, anchor="issue 12: at least half of direct (Envoy's overhead is sub-millisecond)")
       for n in (1, 16)],
+    Goal("events", "flows one agent decodes per CPU-second (all its threads) under a CRR flood",
+         benchmark="flow events", metric="flows per agent CPU-second", kind="absolute", op=">=", target=50_000.0,
+         anchor="issue 15: ≥ 50 000 events/s per core decoded into flows"),
+    Goal("events", "TCP_CRR across nodes with events on vs off, same run",
+         benchmark="flow events", metric=("TCP_CRR", "across nodes"), baseline="events off", op=">=", target=0.9,
+         anchor="issues 15/19: events at Cilium's default aggregation cost ≤ 10% of CRR"),
 ]
 
 

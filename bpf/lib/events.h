@@ -6,6 +6,11 @@
  * from conntrack.h); drops and policy verdicts are always written. Nothing is written while
  * mb_config has CONFIG_F_EVENTS_DISABLED. A full ring buffer loses the record, counted in
  * mb_event_stats.
+ *
+ * As at Cilium's default aggregation (`medium`, like `low` a trace per sent packet only), a packet
+ * a pod sends is not traced where it enters (from-endpoint) but where it is handed on (to-endpoint,
+ * to-stack, to-overlay, to-proxy), so each reported packet costs one trace per node, not two;
+ * CONFIG_F_TRACE_FROM_ENDPOINT writes the from-endpoint traces as well.
  */
 #ifndef MEMBRANE_EVENTS_H
 #define MEMBRANE_EVENTS_H
@@ -36,12 +41,17 @@ static __always_inline void event_ctx_init(struct event_ctx *ctx, __u8 direction
 	ctx->trace_reason = TRACE_REASON_UNKNOWN;
 }
 
-static __always_inline int events_enabled(void)
+/* Is a record of this type (and trace point) written? */
+static __always_inline int events_enabled(__u8 type, __u8 subtype)
 {
 	__u32 key = 0;
 	struct datapath_config *config = bpf_map_lookup_elem(&mb_config, &key);
 
-	return !config || !(config->flags & CONFIG_F_EVENTS_DISABLED);
+	if (!config)
+		return 1;
+	if (config->flags & CONFIG_F_EVENTS_DISABLED)
+		return 0;
+	return type != EVENT_TRACE || subtype != TRACE_FROM_LXC || (config->flags & CONFIG_F_TRACE_FROM_ENDPOINT);
 }
 
 static __always_inline void events_count(int lost)
@@ -69,7 +79,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct event
 	struct event_record *rec;
 	__u32 cap;
 
-	if (!events_enabled() || !EVENT_RECORD_BTF_ID())
+	if (!events_enabled(type, subtype) || !EVENT_RECORD_BTF_ID())
 		return;
 	rec = bpf_ringbuf_reserve(&mb_events, sizeof(*rec), 0);
 	if (!rec) {

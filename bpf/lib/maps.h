@@ -444,6 +444,7 @@ struct {
 
 /* An all-zero entry (what a new array holds) is the default configuration. */
 #define CONFIG_F_EVENTS_DISABLED (1 << 0) /* write no records to mb_events */
+#define CONFIG_F_TRACE_FROM_ENDPOINT (1 << 1) /* write from-endpoint traces too (events.h) */
 
 struct datapath_config {
 	__u32 flags; /* CONFIG_F_* */

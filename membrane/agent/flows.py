@@ -1,8 +1,9 @@
 """The agent's flow pipeline: BPF ring-buffer events → Hubble flows → the node's flow ring and metrics.
 
-Events come from the datapath monitor (epoll on the ring buffer, no busy polling). Each one is turned
-into a ``flow.Flow`` with both ends resolved: pods through the pod mirror (namespace, name, labels,
-workload), everything else through the ipcache identity (host, world, remote-node …).
+Events come from the datapath monitor (epoll on the ring buffer, no busy polling) in batches. Each one
+becomes a flow-ring entry with both ends resolved: pods through the pod mirror (namespace, name,
+labels, workload), everything else through the ipcache identity (host, world, remote-node …); most
+are kept compact until read (membrane.agent.flow_batch).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from membrane.agent.flow_batch import BatchDecoder, CountKeyed
 from membrane.datapath.maps import events as dpev
 from membrane.datapath.monitor import EventMonitor
 from membrane.hubble.events import DatapathEvent as FlowEvent
@@ -107,11 +109,15 @@ class PodIndex:
 
 
 class FlowPipeline:
+    """Records in batches (flow_batch.BatchDecoder) into ``ring``; ``on_flow`` sees the flows
+    built at once, ``count_keyed`` (HubbleMetrics.process_keyed) counts the lazy ones (without
+    it ``on_flow`` sees those too, built)."""
+
     def __init__(self, node: str, pin_dir: str, ring: FlowRing, lookup: Callable[[str], EndpointInfo | None],
-                 on_flow: Callable[[Any], None] = lambda _f: None,
+                 on_flow: Callable[[Any], None] | None = None,
                  lookup_endpoint: Callable[[int], EndpointInfo | None] | None = None,
                  lookup_service: ServiceLookup | None = None,
-                 attribute_policy: PolicyAttributor | None = None) -> None:
+                 attribute_policy: PolicyAttributor | None = None, count_keyed: CountKeyed | None = None) -> None:
         self.node = node
         self._attribute_policy = attribute_policy
         self._lookup_service = lookup_service
@@ -119,8 +125,22 @@ class FlowPipeline:
         self._lookup = lookup
         self._lookup_endpoint = lookup_endpoint
         self._on_flow = on_flow
-        self.monitor = EventMonitor(pin_dir, self._on_event)
-        self.decode_errors = 0
+        self.monitor = EventMonitor(pin_dir, self._on_event, on_records=self._on_records)
+        self.batch = BatchDecoder(node, self.monitor.offset_ns, to_flow_event, lookup, on_flow=on_flow,
+                                  count_keyed=count_keyed, lookup_endpoint=lookup_endpoint,
+                                  lookup_service=lookup_service, attribute_policy=attribute_policy)
+        self._decode_errors = 0
+
+    @property
+    def decode_errors(self) -> int:
+        """Events whose flow could not be built."""
+        return self._decode_errors + self.batch.decode_errors
+
+    def _on_records(self, records: list[bytes]) -> int:
+        entries, bad = self.batch.decode(records)
+        if entries:
+            self.ring.extend(entries)
+        return bad
 
     def start(self) -> None:
         self.monitor.start()
@@ -136,8 +156,9 @@ class FlowPipeline:
             flow = flow_from_event(fev, self._lookup, lookup_endpoint=self._lookup_endpoint,
                                    lookup_service=self._lookup_service, attribute_policy=self._attribute_policy)
         except Exception as exc:  # one bad record must not stop the monitor
-            self.decode_errors += 1
+            self._decode_errors += 1
             log.debug("event not decoded: %s", exc)
             return
         self.ring.append(flow)
-        self._on_flow(flow)
+        if self._on_flow is not None:
+            self._on_flow(flow)

@@ -98,7 +98,8 @@ class Observability:
         self.pipeline = FlowPipeline(self.node, self.net.pin_dir, self.ring, self.index.lookup,
                                      self.hubble_metrics.process, lookup_endpoint=self._endpoint_info,
                                      lookup_service=self.services.lookup if self.services is not None else None,
-                                     attribute_policy=self.attribute_policy)
+                                     attribute_policy=self.attribute_policy,
+                                     count_keyed=self.hubble_metrics.process_keyed)
         self.pipeline.start()
         self.registry.add_collector(self._collect_lost)
         tcp_addr: str | None = f"0.0.0.0:{OBSERVER_PORT}"

@@ -145,7 +145,17 @@ _UUID_BITS = (0x4 << 76) | (0x2 << 62)  # version 4, RFC 4122 variant
 def flow_uuid() -> str:
     """A version-4-shaped UUID, unique within this process: a random base plus a counter (one
     os.urandom per flow would cost as much as building the rest of the flow)."""
-    n = ((_UUID_SEED + next(_UUID_COUNTER)) & _UUID_MASK) | _UUID_BITS
+    return uuid_of(next(_UUID_COUNTER))
+
+
+def next_flow_number() -> int:
+    """Reserve the number of a flow whose UUID (``uuid_of``) is written later."""
+    return next(_UUID_COUNTER)
+
+
+def uuid_of(number: int) -> str:
+    """The UUID of flow ``number`` (from ``next_flow_number``)."""
+    n = ((_UUID_SEED + number) & _UUID_MASK) | _UUID_BITS
     h = f"{n:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

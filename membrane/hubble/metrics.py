@@ -12,7 +12,7 @@ Flows are ``flow.Flow`` protobuf messages (Hubble's field names); enum names com
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from membrane.hubble.packet import icmp_type_name
 from membrane.model import datapath_codes as codes
 
 LabelValues = tuple[str, ...]
+MEMO_MAX = 16384  # HubbleMetrics.process_keyed remembers this many keys, then starts over
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -297,6 +298,9 @@ class HubbleMetrics:
             self._handlers.append((handler, family, ctx))
         self._http = HTTPMetrics(registry, self.options, context_value)
         self._dns_kafka = DNSKafkaMetrics(registry, self.options, context_value)
+        # process_keyed: key -> the (family, label values) the handlers counted for it
+        self._memo: dict[Hashable, list[tuple[MetricFamily, LabelValues]]] = {}
+        self._recording: list[tuple[MetricFamily, LabelValues]] | None = None
 
     def process(self, flow: Any) -> None:
         for handler, family, ctx in self._handlers:
@@ -304,12 +308,33 @@ class HubbleMetrics:
         self._http.process(flow)
         self._dns_kafka.process(flow)
 
+    def process_keyed(self, key: Hashable, build: Callable[[], Any], count: int = 1) -> None:
+        """Count ``count`` L3/L4 flows (traces, drops, policy verdicts: no L7 handler counts those)
+        that ``key`` stands for: ``key`` must determine every field the handlers read. The first
+        flow of a key is built and counted; later flows of the key repeat what it counted
+        without being built."""
+        counted = self._memo.get(key)
+        if counted is None:
+            flow = build()
+            self._recording = counted = []
+            try:
+                for handler, family, ctx in self._handlers:
+                    handler(flow, family, ctx)
+            finally:
+                self._recording = None
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = counted
+            count -= 1
+        if count:
+            for family, values in counted:
+                family.values[values] = family.values.get(values, 0.0) + count
+
     def lost(self, source: str, count: int = 1) -> None:
         """``source``: perf_event_ring_buffer, observer_events_queue or hubble_ring_buffer."""
         self.lost_events.inc([source], count)
 
-    @staticmethod
-    def _inc(family: MetricFamily, flow: Any, ctx: tuple[str, ...], values: tuple[str, ...],
+    def _inc(self, family: MetricFamily, flow: Any, ctx: tuple[str, ...], values: tuple[str, ...],
              ctx_first: bool = False) -> None:
         """Count one flow: ``values`` are the metric's own labels in the family's order; the
         labelsContext values go before them (drop, ``ctx_first``) or after them (the others)."""
@@ -317,6 +342,8 @@ class HubbleMetrics:
             extra = tuple(context_value(flow, name) for name in ctx)
             values = extra + values if ctx_first else values + extra
         family.values[values] = family.values.get(values, 0.0) + 1.0
+        if self._recording is not None:
+            self._recording.append((family, values))
 
     def _flow(self, flow: Any, family: MetricFamily, ctx: tuple[str, ...]) -> None:
         kind, subtype = flow.event_type.type, ""

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, DatapathEvent
+from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, ConfigMap, DatapathEvent
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.monitor import EventMonitor
 from membrane.model.datapath_codes import TRACE_FROM_LXC, TRACE_REASON_NEW, TRACE_REASON_REPLY, TRACE_TO_LXC
@@ -40,6 +40,8 @@ class Collector:
 @pytest.fixture
 def monitored(node: NodeLab) -> Iterator[tuple[NodeLab, Collector, EventMonitor]]:
     collector = Collector()
+    with ConfigMap.open(node.datapath.pin_dir) as config:  # from-endpoint traces too (off by default)
+        config.set_traces_from_endpoint(True)
     monitor = EventMonitor(node.datapath.pin_dir, collector)
     monitor.start()
     try:

@@ -21,6 +21,7 @@ from membrane.datapath.maps.events import (
     DIRECTION_EGRESS,
     DIRECTION_INGRESS,
     EVENT_CAPTURE_LEN,
+    ConfigMap,
     DatapathEvent,
 )
 from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
@@ -116,6 +117,8 @@ def node(pin_dir: str, lxc_object: str) -> Iterator[Node]:
             for ip, record in (A, B):
                 n.endpoints.update(ip, record)
                 n.ipcache.update(f"{ip}/32", IpcacheEntry(record.sec_identity))
+            with ConfigMap.open(pin_dir) as config:  # every trace point, for these tests of trace semantics
+                config.set_traces_from_endpoint(True)
             n.monitor.start()
             yield n
         finally:
@@ -267,3 +270,18 @@ def test_large_packets_are_captured_up_to_128_bytes(node: Node) -> None:
     events = node.events()
     assert [len(e.packet) for e in events] == [EVENT_CAPTURE_LEN, EVENT_CAPTURE_LEN]
     assert events[0].packet == frame[:EVENT_CAPTURE_LEN] and events[0].orig_len == len(frame)
+
+
+def test_by_default_a_sent_packet_is_traced_where_it_leaves_not_where_it_enters(node: Node) -> None:
+    """Cilium's default aggregation: no from-endpoint trace; the to-endpoint one still says all."""
+    with ConfigMap.open(node.pin_dir) as config:
+        config.set_traces_from_endpoint(False)
+        assert not config.traces_from_endpoint() and config.events_enabled()
+    node.exchange(A, B, tcp(40000, 80, SYN))
+    node.exchange(B, A, tcp(80, 40000, SYN | ACK))
+    assert node.send(A, WORLD_IP, tcp(40001, 443, SYN), TCP) == TC_ACT_OK
+    assert traces(node.events()) == [
+        (TRACE_TO_LXC, 2, ID_A, ID_B, TRACE_REASON_NEW),
+        (TRACE_TO_LXC, 1, ID_B, ID_A, TRACE_REASON_REPLY),
+        (TRACE_TO_STACK, 1, ID_A, ID_WORLD, TRACE_REASON_NEW),
+    ]

@@ -40,6 +40,7 @@ DIRECTION_EGRESS = 2
 
 # datapath_config.flags
 CONFIG_F_EVENTS_DISABLED = 1 << 0
+CONFIG_F_TRACE_FROM_ENDPOINT = 1 << 1  # from-endpoint traces too (Cilium's default aggregation has none)
 
 
 class EventRecord(ctypes.Structure):
@@ -211,11 +212,22 @@ class ConfigMap(PinnedMap):
         return not self.read().flags & CONFIG_F_EVENTS_DISABLED
 
     def set_events_enabled(self, enabled: bool) -> None:
+        self._set_flag(CONFIG_F_EVENTS_DISABLED, not enabled)
+
+    def traces_from_endpoint(self) -> bool:
+        return bool(self.read().flags & CONFIG_F_TRACE_FROM_ENDPOINT)
+
+    def set_traces_from_endpoint(self, enabled: bool) -> None:
+        """Write a trace where a pod's packet enters the datapath (from-endpoint) as well as
+        where it leaves it; off by default, as at Cilium's default monitor aggregation."""
+        self._set_flag(CONFIG_F_TRACE_FROM_ENDPOINT, enabled)
+
+    def _set_flag(self, flag: int, on: bool) -> None:
         value = self.read()
-        if enabled:
-            value.flags &= ~CONFIG_F_EVENTS_DISABLED
+        if on:
+            value.flags |= flag
         else:
-            value.flags |= CONFIG_F_EVENTS_DISABLED
+            value.flags &= ~flag
         map_update(self.fd, ArrayKey(0), value, what=self.NAME)
 
 
