@@ -327,9 +327,9 @@ class Agent(AgentIntrospection):
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
         """Every reconciler writing this node's BPF maps (endpoints, ipcache, policy, load balancer,
-        ip-masq-agent, tunnel) and the WireGuard peers."""
+        ip-masq-agent, tunnel, egress gateway, host endpoint) and the WireGuard peers."""
         owners = (self.net, self.ipcache, self.policy, self.lb, self.ipmasq, self.tunnel, self.wireguard,
-                  self.egress)
+                  self.egress, self.policy.host_firewall if self.policy is not None else None)
         return [owner.reconciler for owner in owners if owner is not None]
 
     def _attach_host_device(self) -> None:

@@ -3,9 +3,10 @@
 
 The policy controller (:mod:`membrane.agent.policy_sync`) resolves the host endpoint with the pods
 (:func:`membrane.policy.hostpolicy.resolve_host`) and writes its rows into the same policy map under
-``HOST_ENDPOINT_ID``; this object owns mb_host_ep, the switch bpf/lib/host_firewall.h reads. With the
-host firewall off the entry is cleared at start (a pinned map may hold an earlier lab's), so the
-node's traffic is neither tracked nor filtered.
+``HOST_ENDPOINT_ID``; this object owns mb_host_ep, the switch bpf/lib/host_firewall.h reads, as a
+one-row desired table written by its reconciler (``bpf-host-ep``, ops in
+membrane.datapath.maps.host_endpoint_ops). With the host firewall off the entry is cleared at start (a
+pinned map may hold an earlier lab's), so the node's traffic is neither tracked nor filtered.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from membrane.agent.ipcache_sync import NotApplied
 from membrane.datapath.maps.host_endpoint import HostEndpointMap, HostEndpointState
+from membrane.datapath.maps.host_endpoint_ops import HOST_EP_ROW, HostEndpointOps
 from membrane.policy.hostpolicy import HOST_ENDPOINT_ID, HOST_IDENTITY, host_labels, resolve_host
 from membrane.policy.mapstate import ResolvedPolicy
 from membrane.policy.repository import PolicyRepository
+from membrane.state.reconciler import Reconciler
+from membrane.state.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,10 @@ class HostFirewall:
         self.node_ports = node_ports  # (port, protocol) nodes use between them: the VXLAN port in tunnel routing
         self._node = node
         self._target = target
-        self._written: HostEndpointState | None = None
+        self._written: HostEndpointState | None = None  # what the reconciler last confirmed in mb_host_ep
+        self.table: Table[int, HostEndpointState] = Table("host-endpoint")
+        self.reconciler: Reconciler[int, HostEndpointState] = Reconciler(
+            self.table, HostEndpointOps(target, self.table.items), name="bpf-host-ep", prune_interval=60.0)
         self._labels: dict[str, str] | None = None  # node labels of the last resolution
 
     def node_labels(self) -> dict[str, str]:
@@ -69,14 +77,18 @@ class HostFirewall:
         return self._written
 
     def enforce(self, ingress: bool, egress: bool) -> None:
-        """Write the host endpoint with these directions enforced (off entirely when disabled)."""
+        """The host endpoint with these directions enforced (off entirely when disabled), through the
+        reconciler; ``state()`` follows only once it is in the map."""
         want = HostEndpointState(HOST_ENDPOINT_ID, ingress, egress) if self.enabled else HostEndpointState()
         if want == self._written:
             return
-        target = self._target()
-        if target is None:
-            return
-        target.write(want)
+        self.table.upsert(HOST_EP_ROW, want)
+        self.reconciler.run_once()  # in the caller's thread: the policy controller orders rows and flags
+        behind = self.reconciler.not_done([HOST_EP_ROW]).get(HOST_EP_ROW)
+        if behind is not None:  # the reconciler retries the row; the next call checks again
+            if self._target() is None:
+                return  # no datapath yet: nothing to order against
+            raise NotApplied(f"mb_host_ep: {want} not applied: {behind.message}")
         if self._written is None or (self._written.ingress, self._written.egress) != (want.ingress, want.egress):
             log.info("host endpoint %d: ingress %s, egress %s", want.ep_id, "enforced" if want.ingress else "open",
                      "enforced" if want.egress else "open")

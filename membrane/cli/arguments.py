@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from membrane.model import names
 from membrane.model.errors import ValidationError
+from membrane.model.kinds import KindInfo, lookup_kind
 from membrane.model.labels import LabelSelector
 
 
@@ -71,3 +72,16 @@ def parse_selector(text: str | None) -> LabelSelector | None:
         return LabelSelector.parse(text)
     except ValidationError as exc:
         raise CLIError(str(exc)) from None
+
+
+def resolve_kind(name: str) -> KindInfo:
+    try:
+        return lookup_kind(name)
+    except ValidationError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def resource_ref(info: KindInfo) -> str:
+    """How kubectl names a kind in its output: ``pod``, ``service``, ``ciliumnetworkpolicy.cilium.io``."""
+    return info.plural.rstrip("s") if info.group == "core" else f"{info.kind.lower()}.{info.group}"
+

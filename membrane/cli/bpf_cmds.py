@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from membrane.cli.commands import CLIError
+from membrane.cli.arguments import CLIError
 from membrane.cli.egress_cmds import run_egress
 from membrane.cli.node_cmds import ask_agent
 from membrane.cli.tabwriter import tabwrite

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from membrane.cli.commands import CLIError
+from membrane.cli.arguments import CLIError
 from membrane.cli.tabwriter import kubectl_table
 
 ENDPOINT_NAMES = ("ciliumendpoints", "ciliumendpoint", "cep", "ciliumep", "ciliumendpoints.cilium.io")

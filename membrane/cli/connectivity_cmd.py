@@ -20,16 +20,14 @@ from typing import Any
 import yaml
 
 from membrane.cli.arguments import CLIError
-from membrane.cli.connectivity_deploy import manifest, placement
+from membrane.cli.connectivity_deploy import deploy_test_pods, pause_pids
 from membrane.cli.connectivity_flows import MODES
 from membrane.cli.connectivity_policies import NAMESPACE
 from membrane.cli.connectivity_report import ActionResult, TestResult, junit_xml, summary
 from membrane.cli.connectivity_suite import (
-    ECHOES,
     TESTS,
     ActionSpec,
     ConnTest,
-    PodRef,
     Topology,
     compile_filters,
     selected,
@@ -96,58 +94,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
-# ---- the deployment ------------------------------------------------------------------------------------
-def _node_ips(store: Any) -> dict[str, str]:
-    out = {}
-    for node in store.list("core", "Node")[0]:
-        addrs = node.get("status", {}).get("addresses") or []
-        ip = next((a["address"] for a in addrs if a.get("type") == "InternalIP"), "")
-        if ip:
-            out[node["metadata"]["name"]] = ip
-    return out
-
-
-def deploy_test_pods(store: Any, lab: str, timeout: float) -> Topology:
-    from membrane.model.validate import validate_object
-
-    nodes = _node_ips(store)
-    try:
-        same, other = placement(list(nodes))
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    objs = [validate_object(doc, "connectivity deployment") for doc in yaml.safe_load_all(manifest(same, other))]
-    existing = store.get("apps", "Deployment", NAMESPACE, "client")
-    store.apply_many(objs)
-    if existing is None:
-        print(f"✨ [{NAMESPACE}] Deploying client, client2, echo-same-node, echo-other-node ...", flush=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        pods = _ready_pods(store)
-        services = {}
-        for name in ECHOES:
-            svc = store.get("core", "Service", NAMESPACE, name) or {}
-            spec = svc.get("spec", {})
-            ports = spec.get("ports") or [{}]
-            services[name] = (spec.get("clusterIP", ""), int(ports[0].get("nodePort") or 0))
-        if len(pods) == 4 and all(ip and port for ip, port in services.values()):
-            return Topology(pods, nodes, services)
-        if time.monotonic() > deadline:
-            raise CLIError(f"connectivity test pods not Ready after {timeout:.0f}s (ready: {sorted(pods)}); "
-                           f"see: membrane get pods -n {NAMESPACE}")
-        time.sleep(0.5)
-
-
-def _ready_pods(store: Any) -> dict[str, PodRef]:
-    out: dict[str, PodRef] = {}
-    for pod in store.list("core", "Pod", NAMESPACE)[0]:
-        status = pod.get("status", {})
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        role = (pod["metadata"].get("labels") or {}).get("name", "")
-        if ready and status.get("podIP") and pod["metadata"].get("deletionTimestamp") is None:
-            out[role] = PodRef(pod["metadata"]["name"], status["podIP"], pod["spec"].get("nodeName", ""))
-    return out
-
-
 # ---- running a test ------------------------------------------------------------------------------------
 def _policy_objects(test: ConnTest) -> list[dict[str, Any]]:
     from membrane.model.validate import validate_object
@@ -194,13 +140,6 @@ def _run_test(store: Any, lab: str, test: ConnTest, topo: Topology, flows: str) 
                 out.actions[-1].ok = False
                 out.actions[-1].detail = f"flow validation: {flow_problem}"
     return out
-
-
-def pause_pids(lab: str) -> dict[str, int]:
-    """Pod name -> sandbox PID of the test pods (the lab's runtime: the checks run in its namespaces)."""
-    from membrane.cli.lab_cmds import pod_sandbox_pids
-
-    return {name: pid for (_ns, name), pid in pod_sandbox_pids(lab, NAMESPACE).items()}
 
 
 def _argv(lab: str, sandboxes: dict[str, int], spec: ActionSpec) -> list[str]:

@@ -66,7 +66,7 @@ def _measure(client_pid: int, server_pid: int, host: str, test: str, duration: f
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.cli.connectivity_cmd import deploy_test_pods, pause_pids
+    from membrane.cli.connectivity_deploy import deploy_test_pods, pause_pids
     from membrane.cli.target import cluster_store
     from membrane.model.validate import validate_object
 

@@ -30,7 +30,7 @@ def add_parser(sub: Any, lab_arg: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from membrane.cli import get_support
-    from membrane.cli.commands import resolve_kind
+    from membrane.cli.arguments import resolve_kind
     from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)

@@ -51,7 +51,7 @@ def select(rows: Sequence[Mapping[str, Any]], endpoint: int | None, pattern: str
 
 def _clean(args: argparse.Namespace) -> int:
     from membrane.api.unixhttp import APIError, request_json
-    from membrane.cli.commands import CLIError
+    from membrane.cli.arguments import CLIError
     from membrane.cli.target import agent_socket
 
     for node in pick_nodes(args.lab, args.node):

@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-from membrane.cli.commands import CLIError
+from membrane.cli import lab_helm_cmds
+from membrane.cli.arguments import CLIError
 from membrane.cli.target import Target, agent_socket
 from membrane.lab.paths import LabPaths
 from membrane.model.errors import ValidationError
@@ -38,14 +40,40 @@ def lab_target(lab: str) -> Target:
                   max_txn_ops=MAX_TXN_OPS, run_dir=paths.run_dir, nodes=tuple(n.name for n in record.topology.nodes))
 
 
+def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("lab", help="a multi-node cluster on this machine")
+    lab_arg(p)
+    p.set_defaults(handler=run)  # main dispatches to the handler its sub-parser set
+    lsub = p.add_subparsers(dest="lab_cmd", required=True)
+    q = lsub.add_parser("create", help="build the lab")
+    lab_arg(q)
+    q.add_argument("--nodes", type=int, default=3)
+    q.add_argument("--config", default=None, help="lab.yaml with nodes, router and settings")
+    q.add_argument("--topology", default=None, choices=("seed-bgp",), help="a named topology instead of --config")
+    lab_helm_cmds.add_values_args(q)
+    q = lsub.add_parser("delete", help="remove the lab and everything it made")
+    lab_arg(q)
+    q = lsub.add_parser("status", help="show the lab's nodes and daemons")
+    lab_arg(q)
+    q = lsub.add_parser("list", help="list labs on this machine")
+    lab_arg(q)
+    for verb in ("stop", "start", "restart"):
+        q = lsub.add_parser(verb, help=f"{verb} one lab daemon (etcd, operator, kubelet, agent-<node>)")
+        lab_arg(q)
+        q.add_argument("daemon")
+    q = lsub.add_parser("exec", help="run a command in a lab namespace (a node, router, or underlay)")
+    lab_arg(q)
+    q.add_argument("target")
+    q.add_argument("cmd", nargs=argparse.REMAINDER)
+    lab_helm_cmds.add_lab_parsers(lsub, lab_arg)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         validate_lab_name(args.lab)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if args.lab_cmd in ("upgrade", "values", "rollout"):
-        from membrane.cli import lab_helm_cmds
-
         return lab_helm_cmds.run(args)
     handlers = {"create": _create, "delete": _delete, "status": _status, "list": _list, "exec": _exec,
                 "stop": _daemon, "start": _daemon, "restart": _daemon}

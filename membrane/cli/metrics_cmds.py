@@ -73,7 +73,7 @@ def add_parser(subparsers: Any, lab_arg: Callable[[argparse.ArgumentParser], Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import CLIError
+    from membrane.cli.arguments import CLIError
     from membrane.metricsserver import fetch_metrics
 
     address = metrics_address(args)

@@ -216,7 +216,7 @@ def build_events_request(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import CLIError
+    from membrane.cli.arguments import CLIError
     from membrane.cli.observe_output import EventPrinter, FlowPrinter
 
     try:

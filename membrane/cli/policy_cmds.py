@@ -13,12 +13,10 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from membrane.cli.commands import CLIError
+from membrane.cli.arguments import CLIError
+from membrane.cli.policy_store import stored_policies
 from membrane.identity.labels import NAMESPACE_LABELS_PREFIX, SOURCES
 from membrane.identity.labels import POD_NAMESPACE_LABEL as POD_NAMESPACE
-
-POLICY_STORE_KINDS = (("cilium.io", "CiliumNetworkPolicy"), ("cilium.io", "CiliumClusterwideNetworkPolicy"),
-                      ("networking.k8s.io", "NetworkPolicy"))
 
 
 def add_parser(sub: Any, lab_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -251,18 +249,6 @@ def render_policy_get(objs: list[Mapping[str, Any]], revision: int, host_firewal
     lines.extend(f"Note: {note}" for note in policy_notes(objs, host_firewall))
     lines.append(f"Revision: {revision}")
     return "\n".join(lines)
-
-
-def stored_policies(store: Any, namespace: str | None) -> tuple[list[dict[str, Any]], int]:
-    """CNPs and NetworkPolicies (of ``namespace``, or all) plus every CCNP, and the newest revision read."""
-    objs: list[dict[str, Any]] = []
-    revision = 0
-    for group, kind in POLICY_STORE_KINDS:
-        ns = None if kind == "CiliumClusterwideNetworkPolicy" else namespace
-        found, rev = store.list(group, kind, ns)
-        objs.extend(found)
-        revision = max(revision, int(rev))
-    return objs, revision
 
 
 def cmd_get(args: argparse.Namespace) -> int:

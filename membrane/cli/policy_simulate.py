@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from membrane.cli.commands import CLIError
+from membrane.cli.arguments import CLIError
 from membrane.cli.tabwriter import kubectl_table
 from membrane.identity.labels import LabelSet, pod_identity_labels
 from membrane.identity.reserved import ENTITIES, entity_identities, reserved_identities
@@ -92,7 +92,7 @@ def _load_candidate(filenames: list[str]) -> list[dict[str, Any]]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from membrane.cli.policy_cmds import stored_policies
+    from membrane.cli.policy_store import stored_policies
     from membrane.cli.target import cluster_store, target
     from membrane.identity.allocator import IdentityAllocator
     from membrane.policy.context import PolicyContext

@@ -158,7 +158,7 @@ def _deployment_pod(store: Any, ns: str, name: str) -> dict[str, Any]:
 
 # ---- scale ------------------------------------------------------------------------------------------------
 def cmd_scale(args: argparse.Namespace) -> int:
-    from membrane.cli.commands import resolve_kind
+    from membrane.cli.arguments import resolve_kind
     from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)
@@ -196,7 +196,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 # ---- wait -------------------------------------------------------------------------------------------------
 def cmd_wait(args: argparse.Namespace) -> int:
     from membrane.cli import get_support
-    from membrane.cli.commands import resolve_kind
+    from membrane.cli.arguments import resolve_kind
     from membrane.cli.target import cluster_store
 
     check_namespace(args.namespace)

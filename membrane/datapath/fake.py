@@ -18,6 +18,7 @@ from typing import Any
 from membrane.datapath.bpf.errors import BpfError
 from membrane.datapath.maps import lb as lbm
 from membrane.datapath.maps.endpoints import EndpointRecord
+from membrane.datapath.maps.host_endpoint import HostEndpointState
 from membrane.datapath.maps.ipcache import IDENTITY_WORLD, IpcacheEntry, ipv4_prefix
 from membrane.datapath.maps.policy import PolicySlot, SlotState, Verdict
 
@@ -146,6 +147,23 @@ class MemEndpointsMap:
         return stale
 
 
+class MemHostEndpointMap:
+    """mb_host_ep: the one host endpoint entry (an array map, so it always holds a state)."""
+
+    NAME = "mb_host_ep"
+
+    def __init__(self, faults: Faults) -> None:
+        self.state = HostEndpointState()
+        self._faults = faults
+
+    def read(self) -> HostEndpointState:
+        return self.state
+
+    def write(self, state: HostEndpointState) -> None:
+        self._faults.check(self.NAME, 0)
+        self.state = state
+
+
 class MemHashMap:
     """A BPF hash map of fixed key/value structs, keyed by the key's bytes (the kernel's view)."""
 
@@ -187,6 +205,7 @@ class FakeDatapath:
         self.endpoints = MemEndpointsMap(self.faults)
         self.policy = MemPolicyMap(self.faults)
         self.lb = mem_lb_maps(self.faults)
+        self.host_endpoint = MemHostEndpointMap(self.faults)
 
     def close(self) -> None:
         pass

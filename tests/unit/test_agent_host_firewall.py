@@ -38,6 +38,9 @@ class HostEp:
     def write(self, state: HostEndpointState) -> None:
         self.writes.append((state, set(self.net.datapath.policy.slots)))
 
+    def read(self) -> HostEndpointState:
+        return self.writes[-1][0] if self.writes else HostEndpointState()
+
 
 def with_host(enabled: bool, labels: dict[str, str]) -> tuple[PolicySync, FakeMirror, HostEp]:
     sync, policies, net, _clock = policy_agent()

@@ -16,9 +16,9 @@ from membrane.cli.policy_cmds import (
     cilium_selector,
     policy_rules_json,
     render_policy_get,
-    stored_policies,
     validate_documents,
 )
+from membrane.cli.policy_store import stored_policies
 from membrane.model.validate import validate_object
 from membrane.policy.unenforced import L7_RULES
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from membrane.cli import observe
-from membrane.cli.commands import CLIError
+from membrane.cli.arguments import CLIError
 from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
 from membrane.hubble.ring import FlowRing
 from membrane.hubbleserver.certs import RELAY_CLIENT_NAME, CertificateAuthority, server_name, server_wildcard

@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import json_format
 
 from membrane.cli import observe
-from membrane.cli.commands import CLIError
+from membrane.cli.arguments import CLIError
 from membrane.cli.observe_output import FlowPrinter
 from membrane.cli.observe_status import (
     from_server_status,
