@@ -383,9 +383,10 @@ static __always_inline int to_netdev_v4(struct __sk_buff *skb)
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
+	int traced = netdev_traced_by_pod(skb);
 	int ret = to_netdev_v4(skb);
 
-	if (ret == CTX_ACT_OK) /* leaves through this device: Hubble's to-network (netdev_trace.h) */
+	if (ret == CTX_ACT_OK && !traced) /* leaves through this device: Hubble's to-network (netdev_trace.h) */
 		netdev_trace(skb, TRACE_TO_NETWORK);
 	return ret;
 }

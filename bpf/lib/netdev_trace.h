@@ -2,7 +2,8 @@
 /* from-network / to-network traces of the node device (host.c), for Hubble.
  *
  * from_netdev writes TRACE_FROM_NETWORK for an IPv4 TCP/UDP/ICMP-echo packet arriving at the node,
- * to_netdev TRACE_TO_NETWORK for one it lets leave. Monitor aggregation as conntrack.h does it for
+ * to_netdev TRACE_TO_NETWORK for one it lets leave (but not a pod's packet that from_container
+ * already traced to-network, see netdev_traced_by_pod). Monitor aggregation as conntrack.h does it for
  * the endpoint hooks, per connection and observation point: the first packet, a TCP flag of
  * CT_REPORT_FLAGS not yet seen, then at most one every CT_REPORT_INTERVAL seconds. Its state is
  * mb_netdev_report (an LRU map of this object, not pinned: a restarted agent reports each
@@ -23,6 +24,8 @@
 #include "conntrack.h"
 #include "lb.h"
 #include "nat.h"
+#include "endpoints.h"
+#include "fib.h"
 
 #define NETDEV_REPORT_MAP_SIZE 65536
 
@@ -147,6 +150,19 @@ __attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
 	ctx->report = 1;
 	emit_trace(skb, ctx, (__u8)point);
 	return 0;
+}
+
+/* With eBPF host routing, from_container redirects a pod's packet straight to the node device and
+ * writes its to-network trace itself (lxc.c, with the endpoint's conntrack): to_netdev must not
+ * write a second one. Asked before to_netdev translates the packet (masquerade). */
+static __always_inline int netdev_traced_by_pod(struct __sk_buff *skb)
+{
+	struct iphdr *ip4;
+
+	if (!host_routing_enabled())
+		return 0;
+	ip4 = ipv4_header(skb);
+	return ip4 && lookup_ip4_endpoint(ip4->saddr);
 }
 
 #endif /* MEMBRANE_NETDEV_TRACE_H */

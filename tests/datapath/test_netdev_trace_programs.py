@@ -129,6 +129,17 @@ def test_conntrack_of_the_pod_gives_the_direction(node: Node) -> None:
                    (TRACE_FROM_NETWORK, ID_PEER, ID_POD, TRACE_REASON_REPLY, DIRECTION_EGRESS)], got
 
 
+def test_with_host_routing_a_pod_packet_is_left_to_from_container(node: Node) -> None:
+    """from_container redirects it to the device and writes its to-network trace itself (lxc.c): to_netdev
+    writes none, but still one for the node's own packets."""
+    with HostConfigMap.open(node.pin_dir) as config:
+        config.write(HostSettings(NODE_IP, "10.0.0.0/8", host_routing=True))
+    assert node.run("to_netdev", frame(POD[0], PEER, tcp(40002, 80, SYN))) == TC_ACT_OK
+    assert node.run("to_netdev", frame(NODE_IP, PEER, tcp(40003, 80, SYN))) == TC_ACT_OK
+    got = node.traces()
+    assert [(p, s) for p, s, _, _, _ in got] == [(TRACE_TO_NETWORK, ID_HOST)], got
+
+
 def test_udp_and_the_node_own_traffic_are_traced_and_events_off_silences_them(node: Node, pin_dir: str) -> None:
     node.run("to_netdev", frame(NODE_IP, OTHER_NODE, struct.pack("!HHHH", 5000, 53, 8, 0), proto=UDP))
     set_events_enabled(pin_dir, False)
