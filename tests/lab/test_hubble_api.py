@@ -260,6 +260,10 @@ def test_unmodified_hubble_cli_output_formats_l7_and_tcp_4245(lab: Lab, app: dic
     assert "TIMESTAMP:" in dicts and "VERDICT: FORWARDED" in dicts
     network = hubble("observe", "--last", "2000", "--type", "trace:to-network", "--to-ip", backend)
     assert " to-network FORWARDED " in network and "default/webpod-1:80" in network, network[-500:]
+    on_device = [json.loads(line)["flow"] for line in hubble("observe", "--last", "2000", "-o", "json", "--interface",
+                                                               "eth1", "--to-ip", backend).splitlines() if line]
+    assert on_device and all(f["interface"]["name"] == "eth1" for f in on_device), on_device[-1:]
+    assert {f["trace_observation_point"] for f in on_device} >= {"FROM_NETWORK"}, on_device[-1:]
     lab.apply(L7_POLICY)
     try:
         def l7_flows() -> str:
