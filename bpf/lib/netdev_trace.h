@@ -154,8 +154,9 @@ __attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
 
 /* With eBPF host routing, from_container redirects a pod's packet straight to the node device and
  * writes its to-network trace itself (lxc.c, with the endpoint's conntrack): to_netdev must not
- * write a second one. Asked before to_netdev translates the packet (masquerade). */
-static __always_inline int netdev_traced_by_pod(struct __sk_buff *skb)
+ * write a second one. Asked before to_netdev translates the packet (masquerade). A global function
+ * too: inlined, its two answers would double the states the verifier walks through to_netdev. */
+__attribute__((noinline)) int netdev_traced_by_pod(struct __sk_buff *skb)
 {
 	struct iphdr *ip4;
 
