@@ -8,7 +8,7 @@ BPF_OBJ := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/lib/*.h)
 LAB ?= membrane
 
-.PHONY: setup deps venv bpf bpffs cni test unit lint demo demo-down bench clean
+.PHONY: setup deps venv bpf bpffs cni test unit lint demo demo-down bench clean hubble-cli
 
 setup: deps venv bpf bpffs cni
 
@@ -62,6 +62,10 @@ bench: setup $(VENV)/.bench-stamp
 $(VENV)/.bench-stamp: $(VENV)/.stamp pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]' --config-settings editable_mode=compat
 	@touch $@
+
+# the unmodified hubble CLI into build/hubble/bin (scripts/hubble-cli.sh); not part of `make test`
+hubble-cli:
+	scripts/hubble-cli.sh
 
 clean:
 	rm -rf build .deps-stamp

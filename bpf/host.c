@@ -32,6 +32,7 @@
  * Host firewall (host_firewall.h, hostFirewall.enabled): what from_netdev leaves to the node for
  * its own addresses meets the host endpoint's ingress, and what the node sends (source node IP)
  * its egress, at to_netdev.
+ * Both write Hubble's from-network / to-network traces, aggregated per connection (netdev_trace.h).
  * Everything else passes untouched. Configuration: mb_host_config (node IP, native routing
  * CIDR, flags), written by the loader before the programs are attached.
  */
@@ -59,6 +60,7 @@
 #include "host_firewall.h"
 #include "proxy.h"
 #include "proxy_tunnel.h"
+#include "netdev_trace.h"
 
 #define IDENTITY_REMOTE_NODE 6
 
@@ -271,6 +273,7 @@ int from_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
+	netdev_trace(skb, TRACE_FROM_NETWORK); /* Hubble's from-network (netdev_trace.h) */
 	/* Replies to the node IP, and on an egress gateway to its egress IPs (egress_gw.h). */
 	if (t.daddr == cfg->node_ip || !lookup_ip4_endpoint(t.daddr)) {
 		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_IN);
@@ -319,8 +322,7 @@ static __always_inline int host_forwarded_service(const struct lb4_tuple *t)
 	return bpf_map_lookup_elem(&mb_ct, &ckey) != NULL;
 }
 
-SEC("tc")
-int to_netdev(struct __sk_buff *skb)
+static __always_inline int to_netdev_v4(struct __sk_buff *skb)
 {
 	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
@@ -391,6 +393,17 @@ snat:
 	if (ret != REASON_FORWARDED)
 		return host_drop(skb, METRIC_EGRESS, ret);
 	return CTX_ACT_OK;
+}
+
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	int traced = netdev_traced_by_pod(skb);
+	int ret = to_netdev_v4(skb);
+
+	if (ret == CTX_ACT_OK && !traced) /* leaves through this device: Hubble's to-network (netdev_trace.h) */
+		netdev_trace(skb, TRACE_TO_NETWORK);
+	return ret;
 }
 
 char _license[] SEC("license") = "GPL";

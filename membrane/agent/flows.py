@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from membrane.agent.flow_batch import BatchDecoder, CountKeyed
+from membrane.agent.ifnames import interface_name
 from membrane.datapath.maps import events as dpev
 from membrane.datapath.monitor import EventMonitor
 from membrane.hubble.events import DatapathEvent as FlowEvent
@@ -37,7 +38,7 @@ def to_flow_event(ev: dpev.DatapathEvent, node: str) -> FlowEvent | None:
         kind=kind, packet=ev.packet, timestamp_ns=ev.timestamp_ns, node_name=node,
         observation_point=ev.subtype if kind == "trace" else 0, trace_reason=ev.trace_reason,
         drop_reason=ev.drop_reason, src_identity=ev.src_identity, dst_identity=ev.dst_identity,
-        endpoint_id=ev.ep_id, ifindex=ev.ifindex,
+        endpoint_id=ev.ep_id, ifindex=ev.ifindex, ifname=interface_name(ev.ifindex),
         ingress=(ev.direction == dpev.DIRECTION_INGRESS) if ev.direction else None,
         action=_ACTIONS.get(ev.action, "allow"), policy_match_type=ev.match_type,
     )

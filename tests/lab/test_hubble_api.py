@@ -233,6 +233,64 @@ def test_unmodified_hubble_cli(lab: Lab, app: dict, hubble) -> None:  # type: ig
     assert "FORWARDED" in line
 
 
+L7_POLICY = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: hb-l7}
+spec:
+  endpointSelector: {matchLabels: {app: webpod}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: hb-client}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET, path: "/"}]}}]
+"""
+
+
+def test_unmodified_hubble_cli_output_formats_l7_and_tcp_4245(lab: Lab, app: dict, hubble) -> None:  # type: ignore[no-untyped-def]
+    """Every output format of `hubble observe`, L7 flows as the CLI prints them, the node device's
+    to-network traces, and the relay on TCP :4245 inside the first node's namespace."""
+    backend = app["pods"]["webpod-1"]["status"]["podIP"]
+    lab.exec("hb-client", "curl", "-s", "--max-time", "3", f"http://{backend}/")
+    table = hubble("observe", "--last", "100", "-o", "table", "--to-ip", backend)
+    assert table.splitlines()[0].split()[:4] == ["TIMESTAMP", "SOURCE", "DESTINATION", "TYPE"], table[:300]
+    assert "default/webpod-1:80" in table
+    jsonpb = [json.loads(line) for line in hubble("observe", "--last", "100", "-o", "jsonpb").splitlines() if line]
+    assert jsonpb and all(set(r) & {"flow", "node_status", "lost_events"} for r in jsonpb)
+    assert any("time" in r and r.get("node_name") for r in jsonpb)
+    dicts = hubble("observe", "--last", "20", "-o", "dict", "--to-ip", backend)
+    assert "TIMESTAMP:" in dicts and "VERDICT: FORWARDED" in dicts
+    network = hubble("observe", "--last", "2000", "--type", "trace:to-network", "--to-ip", backend)
+    assert " to-network FORWARDED " in network and "default/webpod-1:80" in network, network[-500:]
+    on_device = [json.loads(line)["flow"] for line in hubble("observe", "--last", "2000", "-o", "json", "--interface",
+                                                               "eth1", "--to-ip", backend).splitlines() if line]
+    assert on_device and all(f["interface"]["name"] == "eth1" for f in on_device), on_device[-1:]
+    assert {f["trace_observation_point"] for f in on_device} >= {"FROM_NETWORK"}, on_device[-1:]
+    lab.apply(L7_POLICY)
+    try:
+        def l7_flows() -> str:
+            lab.exec("hb-client", "curl", "-s", "--max-time", "3", f"http://{backend}/", check=False)
+            out = hubble("observe", "--last", "1000", "--type", "l7", "--to-ip", backend)
+            return out if "http-request FORWARDED" in out else ""
+        compact = lab.wait_for(l7_flows, 30, "L7 HTTP flows through the relay")
+        assert f"(HTTP/1.1 GET http://{backend}/)" in compact, compact[-500:]
+        l7 = [json.loads(line)["flow"] for line in hubble("observe", "--last", "1000", "--type", "l7", "-o", "json",
+                                                           "--http-method", "GET").splitlines() if line]
+        requests = [f for f in l7 if f["l7"]["type"] == "REQUEST"]
+        assert requests and requests[-1]["l7"]["http"]["url"] == f"http://{backend}/", l7[-1:]
+        assert any(f["l7"]["type"] == "RESPONSE" and f["l7"]["http"]["code"] == 200 for f in l7), l7[-2:]
+        responses = hubble("observe", "--last", "1000", "--type", "l7", "--http-status", "200")
+        assert "http-response FORWARDED (HTTP/1.1 200 " in responses, responses[-500:]
+    finally:
+        lab.run("delete", "cnp", "hb-l7", check=False)
+    first = "k8s-ctr" if any(n["metadata"]["name"] == "k8s-ctr" for n in lab.get_json("nodes")) else \
+        sorted(n["metadata"]["name"] for n in lab.get_json("nodes"))[0]
+    binary = _hubble_bin()
+    assert binary
+    over_tcp = lab.node_exec(first, binary, "status", "--server", "localhost:4245").stdout
+    assert "Healthcheck (via localhost:4245): Ok" in over_tcp, over_tcp
+    nodes = lab.node_exec(first, binary, "list", "nodes", "--server", "localhost:4245").stdout
+    assert nodes.count("Connected") == len(lab.get_json("nodes")), nodes
+
+
 NAMED_POLICIES = """
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -278,3 +336,41 @@ def test_policy_verdicts_name_the_policies(lab: Lab, app: dict) -> None:
         assert named[-1]["policy_log"] == ["webpod-81-denied"]
     finally:
         lab.run("delete", "cnp", "hb-names-allow", "hb-names-deny", check=False)
+
+
+def test_cross_node_flow_is_to_network_on_the_source_and_from_network_on_the_destination(lab: Lab, app: dict) -> None:
+    """The node device's traces (bpf/lib/netdev_trace.h): hb-client on k8s-ctr to webpod-1 on k8s-w1
+    leaves k8s-ctr's eth1 (to-network) and enters k8s-w1's (from-network), each printed as Hubble does."""
+    client = app["pods"]["hb-client"]["status"]["podIP"]
+    backend = app["pods"]["webpod-1"]["status"]["podIP"]
+
+    def seen(point: str) -> list[dict]:
+        lab.exec("hb-client", "curl", "-s", "--max-time", "2", f"http://{backend}/", check=False)
+        out = lab.run("observe", "--last", "2000", "-o", "json", "--type", f"trace:{point}", "--from-ip", client,
+                      "--to-ip", backend, timeout=30).stdout
+        return [json.loads(line)["flow"] for line in out.splitlines() if line.strip()]
+    leaving = lab.wait_for(lambda: seen("to-network"), 20, "to-network flows of hb-client -> webpod-1")
+    arriving = lab.wait_for(lambda: seen("from-network"), 20, "from-network flows of hb-client -> webpod-1")
+    assert {f["node_name"].split("/")[-1] for f in leaving} == {"k8s-ctr"}, leaving
+    assert {f["node_name"].split("/")[-1] for f in arriving} == {"k8s-w1"}, arriving
+    for flows, point in ((leaving, "TO_NETWORK"), (arriving, "FROM_NETWORK")):
+        assert all(f["trace_observation_point"] == point and f["verdict"] == "FORWARDED" for f in flows)
+        assert all(f["source"]["pod_name"] == "hb-client" and f["destination"]["pod_name"] == "webpod-1"
+                   for f in flows), flows
+    syn = [f for f in leaving if f["l4"]["TCP"].get("flags", {}).get("SYN") and not f["l4"]["TCP"]["flags"].get("ACK")]
+    assert syn and syn[0]["traffic_direction"] == "EGRESS" and syn[0]["is_reply"] is False, syn[:1]
+    per_connection: dict[int, int] = {}
+    for f in leaving:
+        per_connection[f["l4"]["TCP"]["source_port"]] = per_connection.get(f["l4"]["TCP"]["source_port"], 0) + 1
+    # one trace per packet leaving, even with host routing (from_container's, none of to_netdev's), and
+    # aggregated: SYN, the first ACK, FIN (a new flag each), not the request's and response's packets
+    assert max(per_connection.values()) <= 4, [(f["l4"]["TCP"], f.get("interface")) for f in leaving]
+    compact = lab.run("observe", "--last", "2000", "--type", "trace:to-network", "--from-ip", client,
+                      "--to-ip", backend).stdout
+    assert "default/hb-client:" in compact and " -> default/webpod-1:80 " in compact
+    assert " to-network FORWARDED (TCP Flags: SYN)" in compact, compact
+    replies = lab.run("observe", "--last", "2000", "--type", "trace:from-network", "--from-ip", backend,
+                      "--to-ip", client, "-o", "json").stdout
+    got = [json.loads(line)["flow"] for line in replies.splitlines() if line.strip()]
+    assert got and all(f["node_name"].split("/")[-1] == "k8s-ctr" for f in got), got[:1]
+    assert any(f.get("is_reply") is True for f in got), got[:1]

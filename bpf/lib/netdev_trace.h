@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* from-network / to-network traces of the node device (host.c), for Hubble.
+ *
+ * from_netdev writes TRACE_FROM_NETWORK for an IPv4 TCP/UDP/ICMP-echo packet arriving at the node,
+ * to_netdev TRACE_TO_NETWORK for one it lets leave (but not a pod's packet that from_container
+ * already traced to-network, see netdev_traced_by_pod). Monitor aggregation as conntrack.h does it for
+ * the endpoint hooks, per connection and observation point: the first packet, a TCP flag of
+ * CT_REPORT_FLAGS not yet seen, then at most one every CT_REPORT_INTERVAL seconds. Its state is
+ * mb_netdev_report (an LRU map of this object, not pinned: a restarted agent reports each
+ * connection once more). The connection's direction (trace reason) comes from the endpoints'
+ * conntrack entries (mb_ct) without accounting on them; a first packet not seen there yet
+ * (the destination's hooks run after from_netdev) is NEW for a TCP SYN, unknown otherwise.
+ *
+ * netdev_trace is a global BPF function: the verifier checks it once, on its own, instead of on
+ * every path of the two programs; its locals live in a per-CPU scratch map (mb_netdev_scratch).
+ */
+#ifndef MEMBRANE_NETDEV_TRACE_H
+#define MEMBRANE_NETDEV_TRACE_H
+
+#include "common.h"
+#include "maps.h"
+#include "events.h"
+#include "ipcache.h"
+#include "conntrack.h"
+#include "lb.h"
+#include "nat.h"
+#include "endpoints.h"
+#include "fib.h"
+
+#define NETDEV_REPORT_MAP_SIZE 65536
+
+struct netdev_report_key {
+	__u32 saddr; /* network byte order */
+	__u32 daddr;
+	__u16 sport; /* network byte order; ICMP echo: identifier */
+	__u16 dport;
+	__u8  protocol;
+	__u8  point; /* TRACE_FROM_NETWORK or TRACE_TO_NETWORK */
+	__u16 pad;   /* must be 0 */
+};
+
+struct netdev_report {
+	__u32 last;       /* ct_now() of the last report */
+	__u8  flags_seen; /* TCP flags of the packets seen so far */
+	__u8  pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NETDEV_REPORT_MAP_SIZE);
+	__type(key, struct netdev_report_key);
+	__type(value, struct netdev_report);
+} mb_netdev_report SEC(".maps");
+
+/* netdev_trace's working memory: its caller (from_netdev, to_netdev) leaves too little of the
+ * 512-byte stack the verifier allows a program and the functions it calls together. */
+struct netdev_scratch {
+	struct event_ctx ctx;
+	struct lb4_tuple t;
+	struct netdev_report_key key;
+	struct netdev_report fresh;
+	struct ct_key ct;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netdev_scratch);
+} mb_netdev_scratch SEC(".maps");
+
+/* Should this packet of the connection be reported at `point`? Updates the aggregation state. */
+static __always_inline int netdev_report(struct netdev_scratch *s, __u8 point)
+{
+	const struct lb4_tuple *t = &s->t;
+	struct netdev_report *seen;
+	__u32 now = ct_now();
+
+	__builtin_memset(&s->key, 0, sizeof(s->key));
+	s->key.saddr = t->saddr;
+	s->key.daddr = t->daddr;
+	s->key.sport = t->sport;
+	s->key.dport = t->dport;
+	s->key.protocol = t->proto;
+	s->key.point = point;
+	seen = bpf_map_lookup_elem(&mb_netdev_report, &s->key);
+	if (!seen) {
+		__builtin_memset(&s->fresh, 0, sizeof(s->fresh));
+		s->fresh.last = now;
+		s->fresh.flags_seen = t->tcp_flags;
+		bpf_map_update_elem(&mb_netdev_report, &s->key, &s->fresh, BPF_ANY);
+		return 1;
+	}
+	if (!(t->tcp_flags & CT_REPORT_FLAGS & ~seen->flags_seen) && seen->last + CT_REPORT_INTERVAL > now)
+		return 0;
+	seen->last = now;
+	seen->flags_seen |= t->tcp_flags;
+	return 1;
+}
+
+/* Is there a conntrack entry (endpoint hooks) for saddr -> daddr as the connection's first packet? */
+static __always_inline int netdev_ct_has(struct ct_key *key, __u32 saddr, __u32 daddr, __u16 sport, __u16 dport,
+					 __u8 proto)
+{
+	lb4_ct_key(key, saddr, daddr, sport, dport, proto, CT_EGRESS);
+	if (bpf_map_lookup_elem(&mb_ct, key))
+		return 1;
+	key->direction = CT_INGRESS;
+	return bpf_map_lookup_elem(&mb_ct, key) != NULL;
+}
+
+static __always_inline __u8 netdev_trace_reason(struct netdev_scratch *s)
+{
+	const struct lb4_tuple *t = &s->t;
+
+	if (netdev_ct_has(&s->ct, t->saddr, t->daddr, t->sport, t->dport, t->proto))
+		return ct_is_syn(t->proto, t->tcp_flags) ? TRACE_REASON_NEW : TRACE_REASON_ESTABLISHED;
+	if (netdev_ct_has(&s->ct, t->daddr, t->saddr, t->dport, t->sport, t->proto))
+		return TRACE_REASON_REPLY;
+	return ct_is_syn(t->proto, t->tcp_flags) ? TRACE_REASON_NEW : TRACE_REASON_UNKNOWN;
+}
+
+/* Write a `point` trace (TRACE_FROM_NETWORK / TRACE_TO_NETWORK) for the packet if aggregation
+ * reports it. Always returns 0. */
+__attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
+{
+	struct netdev_scratch *s;
+	struct event_ctx *ctx;
+	__u32 zero = 0;
+
+	s = bpf_map_lookup_elem(&mb_netdev_scratch, &zero);
+	if (!s || !events_enabled())
+		return 0;
+	__builtin_memset(&s->t, 0, sizeof(s->t));
+	if (!nat4_tuple(skb, &s->t) || !netdev_report(s, (__u8)point))
+		return 0;
+	ctx = &s->ctx;
+	event_ctx_init(ctx, 0);
+	ctx->trace_reason = netdev_trace_reason(s);
+	/* The connection's direction as Hubble gives it (the same for its replies): one started on
+	 * this side (its packets leaving, its replies arriving) is egress, one started on the other
+	 * side ingress; unknown (0) while the connection is not known. */
+	if (ctx->trace_reason != TRACE_REASON_UNKNOWN)
+		ctx->direction = (point == TRACE_TO_NETWORK) == (ctx->trace_reason != TRACE_REASON_REPLY) ?
+				 METRIC_EGRESS : METRIC_INGRESS;
+	ctx->src_identity = ipcache_identity(s->t.saddr);
+	ctx->dst_identity = ipcache_identity(s->t.daddr);
+	ctx->protocol = s->t.proto;
+	ctx->dport = bpf_ntohs(s->t.dport);
+	ctx->report = 1;
+	emit_trace(skb, ctx, (__u8)point);
+	return 0;
+}
+
+/* With eBPF host routing, from_container redirects a pod's packet straight to the node device and
+ * writes its to-network trace itself (lxc.c, with the endpoint's conntrack): to_netdev must not
+ * write a second one. Asked before to_netdev translates the packet (masquerade). A global function
+ * too: inlined, its two answers would double the states the verifier walks through to_netdev. */
+__attribute__((noinline)) int netdev_traced_by_pod(struct __sk_buff *skb)
+{
+	struct iphdr *ip4;
+
+	if (!host_routing_enabled())
+		return 0;
+	ip4 = ipv4_header(skb);
+	return ip4 && lookup_ip4_endpoint(ip4->saddr);
+}
+
+#endif /* MEMBRANE_NETDEV_TRACE_H */
