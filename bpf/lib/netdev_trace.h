@@ -129,7 +129,7 @@ __attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
 	__u32 zero = 0;
 
 	s = bpf_map_lookup_elem(&mb_netdev_scratch, &zero);
-	if (!s || !events_enabled())
+	if (!s || !events_enabled(EVENT_TRACE, (__u8)point))
 		return 0;
 	__builtin_memset(&s->t, 0, sizeof(s->t));
 	if (!nat4_tuple(skb, &s->t) || !netdev_report(s, (__u8)point))
