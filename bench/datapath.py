@@ -50,6 +50,13 @@ from bench.netbench import (
     wait_pods,
     wait_until,
 )
+from bench.tunnel_pairing import (
+    TUNNEL_BASELINE,
+    TunnelRows,
+    kernel_tunnel_pair,
+    kernel_tunnel_wanted,
+    routing_label,
+)
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED, EndpointRecord, EndpointsMap
 from membrane.datapath.maps.ipcache import IpcacheMap
 from membrane.datapath.maps.lb import Backend, Frontend, LBMaps
@@ -74,20 +81,8 @@ PATHS = ("same node", "across nodes")
 METRICS = (("TCP 1 stream", "Gbit/s", "gbits"), ("TCP_RR", "req/s", "rr"), ("TCP_CRR", "conn/s", "crr"))
 
 
-def routing_label(settings: list[str]) -> str:
-    """How the lab's nodes reach each other, as a suffix of the Membrane rows: "" for native routing,
-    " [VXLAN tunnel]" (routingMode=tunnel), " [BPF IPIP Always]" (encapsulation.*), else the settings."""
-    values = dict(kv.split("=", 1) for kv in settings if "=" in kv)
-    if values.get("routingMode") == "tunnel":
-        return " [VXLAN tunnel]"
-    mode = values.get("encapsulation.mode", "Never")
-    if mode != "Never":
-        kind = values.get("encapsulation.type", "vxlan")
-        return f" [{'BPF IPIP' if kind == 'ipip' else 'VXLAN'} {mode}]"
-    return f" [{' '.join(settings)}]" if settings else ""
-
-
 ROUTING = routing_label(LAB_SETTINGS)
+KERNEL_TUNNEL = kernel_tunnel_wanted(LAB_SETTINGS)  # also pair across-node rows with a kernel VXLAN tunnel
 VARIANTS = {
     "iptables": f"iptables, {IPTABLES_RULES // 1000}k FORWARD rules",
     "open": f"Membrane, no policy{ROUTING}",
@@ -254,8 +249,14 @@ class Rows:
         self.rows = {(v, metric, path): Measurement(name, f"{metric} {path}, {label}", unit, [],
                                                     baseline_name=BASELINE)
                      for v, label in VARIANTS.items() for metric, unit, _ in METRICS for path in PATHS}
+        self.tunnel = TunnelRows(name, VARIANTS, METRICS) if KERNEL_TUNNEL else None
 
-    def add(self, variant: str, path: str, ours: Sample, kernel: Sample) -> None:
+    def all(self) -> list[Measurement]:
+        return list(self.rows.values()) + (self.tunnel.measurements() if self.tunnel else [])
+
+    def add(self, variant: str, path: str, ours: Sample, kernel: Sample, tunnel: Sample | None = None) -> None:
+        if self.tunnel:
+            self.tunnel.add(variant, path, ours, tunnel)
         for metric, _, attr in METRICS:
             row = self.rows[(variant, metric, path)]
             row.subject.append(getattr(ours, attr))
@@ -280,16 +281,17 @@ def run(runs: int) -> list[Measurement]:
             paths = LabPaths(lab)
             prefix = paths.netns_prefix
             with routed_pair(prefix, "k", 77) as kernel, routed_pair(prefix, "i", 78) as ipt, \
-                    routed_pair(prefix, "p", 79) as kp:
-                notes = _in_lab(lab, runs, rows, rr, kernel, ipt, kp)
+                    routed_pair(prefix, "p", 79) as kp, kernel_tunnel_pair(prefix, KERNEL_TUNNEL) as vx:
+                notes = _in_lab(lab, runs, rows, rr, kernel, ipt, kp, vx)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    for m in rows.rows.values():
+    for m in rows.all():
         m.notes = notes
-    return list(rows.rows.values())
+    return rows.all()
 
 
-def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: RoutedPair, kp: RoutedPair) -> str:
+def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: RoutedPair, kp: RoutedPair,
+            vx: RoutedPair | None) -> str:
     paths = LabPaths(lab)
     membrane(lab, "apply", "-f", "-", input=PODS)
     pods = wait_pods(lab, ["bench-srv", "bench-open", "bench-cli-local", "bench-cli-remote"])
@@ -311,7 +313,8 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
     policy.add_fillers()
     publish_identity_fillers(lab, node_pins)
     fill_s = time.perf_counter() - t0
-    server_ns = (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns, kp.server_ns)
+    server_ns = (netns["bench-srv"], netns["bench-open"], kernel.server_ns, ipt.server_ns, kp.server_ns,
+                 *([vx.server_ns] if vx else []))
     servers = [Servers(ns, rr) for ns in server_ns]
     try:
         for ns in server_ns:
@@ -330,11 +333,14 @@ def _in_lab(lab: str, runs: int, rows: Rows, rr: str, kernel: RoutedPair, ipt: R
             for path in PATHS:
                 base = _sample(kernel.clients()[path], kernel.server_ip, rr)
                 _show(i + 1, path, BASELINE, base)
+                tunnel = _sample(vx.clients()[path], vx.server_ip, rr) if vx and path == "across nodes" else None
+                if tunnel:
+                    _show(i + 1, path, TUNNEL_BASELINE, tunnel)
                 for variant in order:
                     client_map, server_ip = targets[variant]
                     ours = _sample(client_map[path], server_ip, rr)
                     _show(i + 1, path, VARIANTS[variant], ours)
-                    rows.add(variant, path, ours, base)
+                    rows.add(variant, path, ours, base, tunnel)
             if policy.entries() < FILLERS:
                 lost += 1
         t0 = time.perf_counter()

@@ -111,6 +111,13 @@ GOALS: list[Goal] = [
                                              "throughput (50 bytes/packet, no VXLAN offload on veth)"),
                             ("BPF IPIP", "Calico IPIP: 20 bytes/packet; our encap is in BPF, no ipip device"))
       for test, target in (("TCP_RR", 0.85), ("TCP 1 stream", 0.7))],
+    # The same tunnel run also measures a kernel VXLAN tunnel (bench/tunnel_pairing.py): what our datapath
+    # adds on top of the encapsulation itself.
+    *[Goal("datapath", f"{test} pod→pod across nodes over VXLAN tunnel, no policy, vs kernel VXLAN tunnel",
+           benchmark="datapath", metric=(f"{test} across nodes", "no policy", "[VXLAN tunnel"),
+           baseline="kernel VXLAN tunnel", op=">=", target=target,
+           anchor="Cilium over VXLAN vs kernel VXLAN: on par (its eBPF path replaces the kernel's forwarding)")
+      for test, target in (("TCP_RR", 0.9), ("TCP 1 stream", 0.8))],
     Goal("services", "one Service update, 1000 services: eBPF LB maps vs iptables-restore full",
          benchmark="services", metric="update, 1000 svc", baseline=("iptables", "full"), op="<=",
          target=0.01, anchor="kube-proxy full sync rewrites every rule; a map update touches one Service"),

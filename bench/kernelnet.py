@@ -7,7 +7,9 @@ pod on node 2. Pods are wired as Membrane wires them — an IPv4 /32 on ``eth0``
 node's router IP on-link, a host-side veth with a /32 route to the pod — but the node forwards with its
 ordinary routing table (the router IP is a local address on ``lo``, so the node's ARP answers for it) and
 reaches the other node's pods through a route via that node's underlay address, as Cilium's native routing
-with ``autoDirectNodeRoutes`` does.
+with ``autoDirectNodeRoutes`` does. With ``tunnel=True`` the nodes reach each other's pods through a kernel
+VXLAN device instead (``vxlan0``, VNI 1, UDP 8472 like Cilium's default, point to point to the other node's
+underlay address) and every pod interface has MTU 1450, the 50 bytes Membrane's tunnel mode takes off too.
 
 ``iptables_forward_rules(ns, count)`` loads ``count`` non-matching filter FORWARD rules (one per remote
 source address and port, the way per-peer allow rules of an iptables CNI or policy engine grow), followed by
@@ -53,10 +55,29 @@ def _sysctl(netns: str, key: str, value: str) -> None:
         raise RuntimeError(f"sysctl {key} in {netns}: {proc.stderr.strip()}")
 
 
-def _add_pod(node_ns: str, pod_ns: str, host_if: str, pod_ip: str, router_ip: str) -> None:
+VXLAN_PORT, VXLAN_OVERHEAD = 8472, 50
+
+
+def node_setup(i: int, subnet: int, tunnel: bool) -> str:
+    """``ip -batch`` lines for node ``i`` (1 or 2): its underlay address, its router IP and the route to the other
+    node's pod CIDR, via the other node's underlay address or, with ``tunnel``, through ``vxlan0``."""
+    other = 3 - i
+    lines = [f"addr add {UNDERLAY_CIDR.format(i)} dev eth1", "link set eth1 up", f"addr add 10.{subnet}.{i}.1/32 dev lo"]
+    if not tunnel:
+        return "\n".join([*lines, f"route add 10.{subnet}.{other}.0/24 via 192.0.2.{other} dev eth1", ""])
+    return "\n".join([
+        *lines,
+        f"link add vxlan0 type vxlan id 1 local 192.0.2.{i} remote 192.0.2.{other} dstport {VXLAN_PORT} dev eth1",
+        f"addr add 10.{subnet}.{i}.1/32 dev vxlan0",  # the source of its ARP requests for the other router IP
+        "link set vxlan0 up",
+        f"route add 10.{subnet}.{other}.0/24 via 10.{subnet}.{other}.1 dev vxlan0 onlink", ""])
+
+
+def _add_pod(node_ns: str, pod_ns: str, host_if: str, pod_ip: str, router_ip: str, mtu: int | None = None) -> None:
     _ip("netns", "add", pod_ns)
+    mtu_arg = f" mtu {mtu}" if mtu else ""
     _ip("-batch", "-", netns=node_ns, input=(
-        f"link add {host_if} type veth peer name eth0 netns {pod_ns}\n"
+        f"link add {host_if}{mtu_arg} type veth peer name eth0{mtu_arg} netns {pod_ns}\n"
         f"link set {host_if} up\n"
         f"route add {pod_ip}/32 dev {host_if}\n"))
     _ip("-batch", "-", netns=pod_ns, input=(
@@ -68,8 +89,9 @@ def _add_pod(node_ns: str, pod_ns: str, host_if: str, pod_ip: str, router_ip: st
 
 
 @contextmanager
-def routed_pair(prefix: str, tag: str, subnet: int) -> Iterator[RoutedPair]:
-    """Two nodes with plain kernel routing; ``subnet`` picks the pod CIDRs 10.<subnet>.{1,2}.0/24."""
+def routed_pair(prefix: str, tag: str, subnet: int, tunnel: bool = False) -> Iterator[RoutedPair]:
+    """Two nodes with plain kernel routing (or a kernel VXLAN tunnel between them, ``tunnel``); ``subnet`` picks
+    the pod CIDRs 10.<subnet>.{1,2}.0/24."""
     underlay = f"{prefix}{tag}-ul"
     nodes = (f"{prefix}{tag}-n1", f"{prefix}{tag}-n2")
     server, local, remote = f"{prefix}{tag}-srv", f"{prefix}{tag}-cl", f"{prefix}{tag}-cr"
@@ -84,18 +106,15 @@ def routed_pair(prefix: str, tag: str, subnet: int) -> Iterator[RoutedPair]:
         for i, ns in enumerate(nodes, start=1):
             _ip("link", "add", f"n{i}", "type", "veth", "peer", "name", "eth1", "netns", ns, netns=underlay)
             _ip("link", "set", f"n{i}", "master", "br0", "up", netns=underlay)
-            _ip("-batch", "-", netns=ns, input=(
-                f"addr add {UNDERLAY_CIDR.format(i)} dev eth1\n"
-                "link set eth1 up\n"
-                f"addr add 10.{subnet}.{i}.1/32 dev lo\n"
-                f"route add 10.{subnet}.{3 - i}.0/24 via 192.0.2.{3 - i} dev eth1\n"))
+            _ip("-batch", "-", netns=ns, input=node_setup(i, subnet, tunnel))
             _sysctl(ns, "net.ipv4.ip_forward", "1")
         server_ip = f"10.{subnet}.1.10"
         for pod_ns, node_ns, host_if, ip in ((server, nodes[0], "lxcsrv", server_ip),
                                             (local, nodes[0], "lxccl", f"10.{subnet}.1.11"),
                                             (remote, nodes[1], "lxccr", f"10.{subnet}.2.11")):
             created.append(pod_ns)
-            _add_pod(node_ns, pod_ns, host_if, ip, f"10.{subnet}.{1 if node_ns == nodes[0] else 2}.1")
+            _add_pod(node_ns, pod_ns, host_if, ip, f"10.{subnet}.{1 if node_ns == nodes[0] else 2}.1",
+                     1500 - VXLAN_OVERHEAD if tunnel else None)
         yield RoutedPair(nodes, server, server_ip, local, remote)
     finally:
         for ns in reversed(created):

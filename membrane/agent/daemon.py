@@ -43,7 +43,7 @@ from membrane.datapath.linux import links
 from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
-from membrane.model.encap import Encapsulation, effective_encapsulation, fit_headroom
+from membrane.model.encap import Encapsulation, effective_encapsulation, fit_headroom, pod_mtu_headroom
 from membrane.model.event import WARNING
 from membrane.policy.context import PolicyContext
 from membrane.proxy.dns import DNSAnswerer, UDPListener
@@ -141,7 +141,7 @@ class Agent(AgentIntrospection):
         log.info("node %s: pod CIDR %s", self.node, pod_cidr)
         # Encapsulation (tunnel_sync.py): pod MTU lowered by its overhead (VXLAN 50, IPIP 20). WireGuard
         # replaces it: pod traffic between nodes goes into cilium_wg0 (not VXLAN-in-WireGuard).
-        self._encap_budget = self._encapsulation().overhead
+        self._encap_budget = pod_mtu_headroom(self._encapsulation(), self.config.egress_gateway_enabled)
         self.net.pod_mtu -= WG_OVERHEAD if self.config.encryption_enabled else self._encap_budget
         self.net.start(pod_cidr)
         self._attach_host_device()

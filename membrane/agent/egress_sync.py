@@ -72,6 +72,7 @@ class EgressSync:
         self._datapath = datapath
         self._local = local
         self.errors: dict[str, str] = {}  # policy name -> why it is skipped
+        self.policy_count = 0  # policies applied at the last sync
         self.table: Table[tuple[str, str], tuple[str, str]] = Table("egress", initialized=False)
         self.reconciler: Reconciler[tuple[str, str], tuple[str, str]] = Reconciler(
             self.table, EgressOps(lambda: dp.egress if (dp := self._datapath()) is not None else None,
@@ -91,6 +92,7 @@ class EgressSync:
             if self.errors.get(name) != why:
                 log.error("CiliumEgressGatewayPolicy %s skipped: %s", name, why)
         self.errors = errors
+        self.policy_count = len(out)
         return out
 
     def wanted(self) -> dict[tuple[str, str], tuple[str, str]]:
@@ -130,4 +132,4 @@ class EgressSync:
 
     def status(self) -> dict[str, Any]:
         return {"enabled": self._config().egress_gateway_enabled, "rows": len(self.table.items()),
-                "skipped-policies": dict(self.errors)}
+                "policies": self.policy_count, "skipped-policies": dict(self.errors)}

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from membrane.agent.api import APIServer
     from membrane.agent.bgp_speaker import BGPSpeaker
     from membrane.agent.controllers import ControllerSet
+    from membrane.agent.egress_sync import EgressSync
     from membrane.agent.identities import EndpointIdentities
     from membrane.agent.ipmasq_sync import IpMasqSync
     from membrane.agent.l2_announcer import L2Announcer
@@ -49,6 +50,7 @@ class AgentIntrospection:
     pods_mirror: Mirror
     controllers: ControllerSet
     ipmasq: IpMasqSync
+    egress: EgressSync
     identities: EndpointIdentities | None
     observability: Observability | None
     lb: LBSync | None
@@ -216,6 +218,7 @@ class AgentIntrospection:
             "hubble": self.observability.status() if self.observability is not None else {"state": "Disabled"},
             "l2-announcements": self.l2.status() if self.l2 is not None else {"enabled": False},
             "encryption": self._encryption(),
+            "egress-gateway": self.egress.status(),  # rendered by membrane.cli.egress_status
             "bgp": self.bgp.status() if self.bgp is not None else {"enabled": False},
             **({"proxy": self.proxy.status()} if self.proxy is not None else {}),
         }

@@ -64,6 +64,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from membrane.cli.age import time_since
+from membrane.cli.egress_status import egress_gateway_lines
 from membrane.cli.tabwriter import tabwrite
 
 
@@ -320,6 +321,7 @@ def _tail(status: dict[str, Any], verbose: bool) -> list[str]:
         lines += _kpr_details(status)
     if isinstance(enc := status.get("encryption"), dict):
         lines.append(f"Encryption:\t{enc.get('mode', '')}\t{enc.get('msg', '')}")
+    lines += egress_gateway_lines(status)
     if isinstance(bgp := status.get("bgp"), dict) and bgp.get("enabled"):
         peers = bgp.get("peers") or {}
         up = sum(1 for s in peers.values() if s == "established")

@@ -135,3 +135,12 @@ def fit_headroom(wanted: Encapsulation, fallback: Encapsulation, headroom: int |
         return wanted, ""
     return fallback, (f"{wanted.source} ({wanted.type} {wanted.mode}) not followed: it needs {wanted.overhead} "
                       f"bytes of MTU headroom, pods were created with {headroom}; recreate the lab with the mode")
+
+
+def pod_mtu_headroom(encap: Encapsulation, egress_gateway: bool) -> int:
+    """Bytes the pods' MTU leaves below the underlay's: the encapsulation's overhead and, with the egress
+    gateway enabled, at least VXLAN's, in native routing too, because a selected pod's packets reach the
+    gateway node through the VXLAN device (a full-size packet would fragment on the outer header). Like
+    Cilium, every pod gets it, selected or not: a policy can select a running pod, whose MTU and TCP MSS
+    are already fixed."""
+    return max(encap.overhead, OVERHEAD["vxlan"] if egress_gateway else 0)

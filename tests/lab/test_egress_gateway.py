@@ -10,6 +10,7 @@ routing alike."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,15 @@ def test_selected_pod_leaves_with_the_egress_ip_and_others_with_their_node_ip(la
     # in-cluster destinations inside 0.0.0.0/0 keep the normal path
     rows = _egress_rows(lab_, "k8s-w1")
     assert [pod_ip, "192.168.10.102/32", "0.0.0.0", "Excluded CIDR"] in rows, rows
+
+
+def test_pods_leave_room_for_the_vxlan_hop_and_status_shows_the_gateway(lab: tuple[Lab, dict]) -> None:
+    """In native routing too: a full-size packet to the gateway must fit VXLAN on the 1500-byte underlay."""
+    lab_, _ = lab
+    assert lab_.exec("net-pod", "cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1450"
+    assert lab_.exec("plain-pod", "cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1450"  # as Cilium: every pod
+    status = lab_.run("status", "--node", "k8s-w1").stdout
+    assert re.search(r"Egress Gateway:\s+Enabled\s+\[1 policy, \d+ entries in mb_egress_v4\]", status), status
 
 
 def test_deleting_the_policy_restores_the_normal_path(lab: tuple[Lab, dict]) -> None:
