@@ -15,17 +15,16 @@ import time
 from typing import Any
 
 from membrane.agent.api import APIServer
-from membrane.agent.bgp_speaker import BGPSpeaker
 from membrane.agent.cni_exec import CNIExec
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.egress_sync import EgressSync, local_addresses, policies_prefix
+from membrane.agent.features import AgentFeatures
 from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.introspection import AgentIntrospection
 from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.ipmasq_sync import IpMasqSync, configmaps_prefix
-from membrane.agent.l2_announcer import L2Announcer
 from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
 from membrane.agent.node_routes import sync_node_routes
@@ -37,7 +36,6 @@ from membrane.agent.policy_names import PolicyNames
 from membrane.agent.policy_sync import POLICY_KINDS, PolicySync
 from membrane.agent.proxy_sync import ProxyManager, hubble_sink, secret_lookup
 from membrane.agent.tunnel_sync import TunnelSync
-from membrane.agent.wireguard_sync import WireguardSync
 from membrane.api.agent_config import AgentConfig
 from membrane.datapath.linux import links
 from membrane.endpoint.encryption import WG_OVERHEAD
@@ -69,7 +67,7 @@ def node_info(obj: dict[str, Any]) -> NodeInfo:
                     annotations.get(ROUTER_IP_ANNOTATION, ""))
 
 
-class Agent(AgentIntrospection):
+class Agent(AgentFeatures, AgentIntrospection):
     def __init__(self, cfg: AgentConfig) -> None:
         self.agent_config = cfg  # this host's settings; self.config is the cluster's (from the store)
         self.node = node = cfg.node
@@ -114,11 +112,11 @@ class Agent(AgentIntrospection):
         self.identities: EndpointIdentities | None = None
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
-        self.l2: L2Announcer | None = None
-        self.bgp: BGPSpeaker | None = None
+        self.l2 = None  # optional features: typed in AgentFeatures
+        self.bgp = None
         self.ipcache: IPCacheSync | None = None
         self.tunnel: TunnelSync | None = None
-        self.wireguard: WireguardSync | None = None
+        self.wireguard = None
         self._encap_budget: int | None = None  # MTU headroom the pods got (set at start)
         self._encap_ignored = ""  # why an IPPool's encapsulation is not followed, if it is not
         self.proxy: ProxyManager | None = None  # L7 proxies (agent/proxy_sync.py)
@@ -257,48 +255,6 @@ class Agent(AgentIntrospection):
             rec.start()  # retries failed rows with backoff and prunes periodically, between controller runs
         self.ready_reason = ""
         log.info("agent ready on node %s (router IP %s)", self.node, self.net.router_ip)
-
-    def _start_wireguard(self) -> None:
-        """encryption.enabled (type wireguard): cilium_wg0 and its peers (membrane.agent.wireguard_sync)."""
-        if not self.config.encryption_enabled:
-            return
-        self.wireguard = WireguardSync(self.node, self.state_dir, self.nodes_mirror,
-                                       self.resources)
-        self.wireguard.start()
-        ctrl = self.controllers.add(Controller("wireguard", self.wireguard.sync, interval=10))
-        self.wireguard.on_exit = ctrl.trigger
-        self.nodes_mirror.subscribe(lambda *_: ctrl.trigger())
-
-    def _start_egress_gateway(self) -> None:
-        """egressGateway.enabled: mb_egress_v4 from the policies, pods and nodes (agent/egress_sync.py)."""
-        if self.config.egress_gateway_enabled and self.tunnel is not None:
-            self.tunnel.ensure_vxlan()  # to the gateway node in any routing mode
-        ctrl = self.controllers.add(Controller("egress-gateway", self.egress.sync, interval=30))
-        for mirror in (self.egress_policies_mirror, self.pods_mirror, self.ns_mirror, self.nodes_mirror):
-            mirror.subscribe(lambda *_: ctrl.trigger() if self.config.egress_gateway_enabled else None)
-        self.api.route("GET", "/v1/bpf/egress", lambda _b: self.egress.entries())
-        self.api.route("GET", "/v1/egress/status", lambda _b: self.egress.status())
-
-    def _start_l2(self) -> None:
-        """L2 announcements (l2announcements.enabled): ARP for the Services whose lease this node wins."""
-        l2 = L2Announcer(self.node, self.client, self.resources.layout, self.prefix, self.config,
-                         self.services_mirror, self.nodes_mirror, [self.underlay_device])
-        self.l2 = l2
-        ctrl = self.controllers.add(Controller("l2-announcements", l2.sync, interval=l2.retry))
-        l2.start(ctrl.trigger)
-        for mirror in (self.services_mirror, self.nodes_mirror):
-            mirror.subscribe(lambda *_: ctrl.trigger())
-
-    def _start_bgp(self) -> None:
-        """BGP control plane v2 (bgpControlPlane.enabled): this node's ExaBGP speaker (membrane.agent.bgp_speaker)."""
-        bgp = BGPSpeaker(self.node, self.client, self.resources, self.prefix, self.config.bgp_control_plane_enabled,
-                         self.services_mirror, self.slices_mirror, self.nodes_mirror,
-                         f"{self.state_dir}/bgp")
-        self.bgp = bgp
-        ctrl = self.controllers.add(Controller("bgp-control-plane", bgp.sync, interval=1 if bgp.enabled else 30))
-        bgp.start(ctrl.trigger)
-        for mirror in (self.services_mirror, self.slices_mirror, self.nodes_mirror):
-            mirror.subscribe(lambda *_: ctrl.trigger())
 
     def run_forever(self) -> None:
         self._stop.wait()
