@@ -153,13 +153,19 @@ class NodeNetwork:
                     self.endpoints.put(ep)
                     written = self._persist()
                     self._added_at[key] = time.monotonic()
+                # Identity and policy start now, while the state file is written, not after it: the
+                # ADD still answers only once the file is on disk and the policy is in place.
+                self.on_change()
                 with self.stats.stage("persist"):  # on disk before the ADD answers
                     self._writer.wait(written)
             except BaseException:
                 with self.lock:
                     self.endpoints.remove(container_id, ifname)
                     self._added_at.pop(key, None)
+                    # its policy may already be realized: a retried ADD must wait for its own
+                    self._regenerated.pop(key, None)
                 self._unplumb(ep.ipv4, ep.host_ifname, route=True, entry=True, link=True)
+                self.on_change()  # the identity reference and policy rows it may have got go too
                 raise
         except BaseException:
             with self.lock:
@@ -170,7 +176,6 @@ class NodeNetwork:
             with self.lock:
                 self._pending_ids.discard(ep_id)
                 self._pending.pop(key).set()
-        self.on_change()
         return ep
 
     def _plumb(self, container_id: str, ifname: str, netns: str, namespace: str, pod: str,

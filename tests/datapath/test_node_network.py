@@ -157,6 +157,47 @@ def test_an_add_waits_for_identity_and_policy_of_the_current_identity(node: Node
     assert not node.net.wait_regenerated(ep.container_id, "eth0", 0.01)  # gone with the endpoint
 
 
+def test_identity_and_policy_start_while_the_adds_state_file_is_written(node: Node, make_netns, monkeypatch) -> None:
+    # issue 16: the ADD used to trigger the identity controller only once its state file was on disk
+    triggered = threading.Event()
+    seen: list[bool] = []
+    real = nn_module.save_state
+
+    def slow_save(path: str, state: object) -> None:
+        seen.append(triggered.wait(2.0))  # the write of the new endpoint: is its identity work under way?
+        real(path, state)
+
+    node.net.on_change = triggered.set
+    monkeypatch.setattr(nn_module, "save_state", slow_save)
+    ep = node.add(make_netns("o"), "o")
+    assert seen and seen[0], "the identity controller was triggered only after the state file was written"
+    assert node.net.endpoints.get(ep.container_id, "eth0") is not None
+
+
+def test_an_add_whose_state_write_fails_after_its_policy_came_does_not_keep_it(node: Node, make_netns,
+                                                                                monkeypatch) -> None:
+    pod = make_netns("r")
+
+    def controllers() -> None:  # identity and policy arrive while the state file is being written
+        ep = node.net.endpoints.get("cidr", "eth0")
+        if ep is not None:
+            node.net.set_identity("cidr", "eth0", 300)
+            node.net.policy_realized("cidr", "eth0", 300)
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise NetError(errno.EIO, "injected failure at persist")
+
+    node.net.on_change = controllers
+    monkeypatch.setattr(nn_module, "save_state", boom)
+    with pytest.raises(NetError, match="injected failure"):
+        node.add(pod, "r")
+    monkeypatch.undo()
+    node.net.on_change = lambda: None
+    ep = node.add(pod, "r")  # the runtime retries; this endpoint has no identity or policy yet
+    assert not node.net.wait_regenerated(ep.container_id, "eth0", 0.05)
+    assert node.leftovers()["endpoints"] == 1
+
+
 def test_an_add_whose_policy_never_comes_fails_after_its_timeout_and_leaves_nothing(node: Node, make_netns) -> None:
     from membrane.agent.api import APIFailure
     from membrane.agent.cni_service import ERR_TRY_AGAIN, CNIService
