@@ -139,7 +139,7 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
                 record(REQUEST, DROPPED, info)
                 await _local_reply(client, 403, DENIED_BODY)
             else:
-                record(REQUEST, FORWARDED, {**info, "headers": decision.headers})
+                forwarded = {**info, "headers": decision.headers}
                 if upstream is None:
                     try:
                         reader, writer = await ctx.open_upstream()
@@ -147,14 +147,17 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
                     except (TimeoutError, OSError) as exc:
                         log.info("http proxy: upstream %s: %s", ctx.original_dst, exc)
                         await _drain_body(client)
+                        record(REQUEST, FORWARDED, forwarded)
                         await _local_reply(client, 503, UPSTREAM_FAILED_BODY)
                         record(RESPONSE, FORWARDED, {**info, "code": 503}, time.monotonic_ns() - start)
                         if client.h.our_state is h11.MUST_CLOSE:
                             return
                         client.h.start_next_cycle()
                         continue
-                upstream.queue(h11.Request(method=event.method, target=event.target,
-                                           headers=decision.headers, http_version=event.http_version))
+                # unchanged headers: the parsed request goes as it came (no second validation, bytes kept)
+                upstream.queue(event if decision.headers == headers else
+                               h11.Request(method=event.method, target=event.target, headers=decision.headers,
+                                           http_version=event.http_version))
                 while True:  # the request body
                     part = await client.next_event(upstream)
                     if isinstance(part, h11.Data):
@@ -163,7 +166,10 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
                         upstream.queue(part)
                         break
                     else:
+                        record(REQUEST, FORWARDED, forwarded)
                         return
+                await upstream.flush()  # the request leaves first; its flow is built while the upstream answers
+                record(REQUEST, FORWARDED, forwarded)
                 code = 0
                 while True:  # the response, interim responses included
                     part = await upstream.next_event(client)
@@ -176,9 +182,7 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
                         return
                     if isinstance(part, (h11.Response, h11.InformationalResponse)):
                         code = part.status_code
-                        client.queue(h11.Response(status_code=part.status_code, headers=part.headers.raw_items(),
-                                                  http_version=part.http_version, reason=part.reason)
-                                     if isinstance(part, h11.Response) else part)
+                        client.queue(part)  # as parsed: h11 re-frames it for the client's side
                     elif isinstance(part, h11.Data):
                         client.queue(part)
                     elif isinstance(part, h11.EndOfMessage):
