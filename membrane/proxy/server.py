@@ -1,4 +1,5 @@
-"""The proxy server: one asyncio loop on a thread, one transparent listener per redirect.
+"""The proxy server: asyncio loops on threads (listeners on the first, connections spread over all; see
+:func:`worker_count`), one transparent listener per redirect.
 
 Listeners are IPv4 TCP sockets with IP_TRANSPARENT on 0.0.0.0:<proxy port> in the node's network
 namespace; the datapath's redirect (bpf/lib/proxy.h + the TPROXY rule, datapath/linux/tproxy.py)
