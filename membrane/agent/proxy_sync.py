@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from membrane.datapath.linux import tproxy
-from membrane.hubble.l7flow import L7Record, Lookup, l7_flow
+from membrane.hubble.l7flow import EndpointCache, L7Record, Lookup, l7_flow
 from membrane.model.secret import secret_value
 from membrane.policy.l7 import PROTO_UDP, Redirect, redirects, rules_for
 from membrane.policy.mapstate import ResolvedPolicy
@@ -140,12 +140,12 @@ class ProxyManager:
         return L7Context(redirect=redirect, endpoint_id=ep_id, client=client, original_dst=original,
                          src_identity=src_id, dst_identity=dst_id, rules=rules_for(resolved.l7, redirect, peer),
                          open_upstream=upstream_opener(client, original, port, redirect.direction),
-                         emit=self.emit, extra={"secret_value": self.secret_value} if self.secret_value else {})
+                         emit=_ConnectionEmitter(self), extra={"secret_value": self.secret_value} if self.secret_value else {})
 
-    def emit(self, record: L7Record) -> None:
+    def emit(self, record: L7Record, endpoints: EndpointCache | None = None) -> None:
         """The one way L7 records reach Hubble."""
         try:
-            self.sink(l7_flow(record, self.lookup, self.node))
+            self.sink(l7_flow(record, self.lookup, self.node, endpoints=endpoints))
         except Exception as exc:
             log.warning("L7 flow not recorded: %s", exc)
 
@@ -156,6 +156,23 @@ class ProxyManager:
         return {"ip": self.ip, "port-range": f"{PORT_RANGE[0]}-{PORT_RANGE[1]}", "total-redirects": len(rows),
                 "envoy-deployment-mode": "none (membrane proxies)", "redirects": rows,
                 "connections": self.server.connections, "errors": self.server.errors}
+
+
+class _ConnectionEmitter:
+    """``ctx.emit`` of one proxied connection: its flows' endpoint messages are looked up and built
+    once per connection (its two ends do not change), not twice per request; the cache is made on
+    the first record, so an idle connection costs a slot."""
+
+    __slots__ = ("manager", "endpoints")
+
+    def __init__(self, manager: ProxyManager) -> None:
+        self.manager = manager
+        self.endpoints: EndpointCache | None = None
+
+    def __call__(self, record: L7Record) -> None:
+        if self.endpoints is None:
+            self.endpoints = {}
+        self.manager.emit(record, self.endpoints)
 
 
 def secret_lookup(secrets: Any) -> Callable[[str, str], str | None]:

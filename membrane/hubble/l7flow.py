@@ -68,8 +68,22 @@ def http_summary(rec: L7Record) -> str:
     return f"{proto} {h.get('code', 0)} {ms}ms ({h.get('method', '')} {h.get('url', '')})"
 
 
+EndpointCache = dict[tuple[str, int], flow_pb2.Endpoint]
+
+
+def _cached_endpoint(cache: EndpointCache | None, lookup: Lookup, ip: str, identity: int) -> flow_pb2.Endpoint:
+    if cache is None:
+        return _endpoint(lookup(ip), identity)
+    ep = cache.get((ip, identity))
+    if ep is None:
+        ep = cache[(ip, identity)] = _endpoint(lookup(ip), identity)
+    return ep
+
+
 def l7_flow(rec: L7Record, lookup: Lookup, node: str, *, uuid_factory: Callable[[], str] = lambda: str(
-        uuidlib.uuid4())) -> flow_pb2.Flow:
+        uuidlib.uuid4()), endpoints: EndpointCache | None = None) -> flow_pb2.Flow:
+    """``endpoints``: a cache of the source/destination messages by (ip, identity) a caller keeps for
+    as long as they hold (the proxies: one connection), so a flow does not look them up each time."""
     f = flow_pb2.Flow(uuid=uuid_factory(), node_name=node, Type=flow_pb2.L7)
     f.time.FromNanoseconds(rec.timestamp_ns or time.time_ns())
     f.emitter.name = "Hubble"
@@ -84,8 +98,8 @@ def l7_flow(rec: L7Record, lookup: Lookup, node: str, *, uuid_factory: Callable[
         f.l4.UDP.source_port, f.l4.UDP.destination_port = sport, dport
     else:
         f.l4.TCP.source_port, f.l4.TCP.destination_port = sport, dport
-    f.source.CopyFrom(_endpoint(lookup(sip), sid))
-    f.destination.CopyFrom(_endpoint(lookup(dip), did))
+    f.source.CopyFrom(_cached_endpoint(endpoints, lookup, sip, sid))
+    f.destination.CopyFrom(_cached_endpoint(endpoints, lookup, dip, did))
     f.is_reply.value = reply
     f.reply = reply
     f.traffic_direction = flow_pb2.INGRESS if rec.ingress else flow_pb2.EGRESS

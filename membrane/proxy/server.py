@@ -1,4 +1,5 @@
-"""The proxy server: one asyncio loop on a thread, one transparent listener per redirect.
+"""The proxy server: asyncio loops on threads (listeners on the first, connections spread over all; see
+:func:`worker_count`), one transparent listener per redirect.
 
 Listeners are IPv4 TCP sockets with IP_TRANSPARENT on 0.0.0.0:<proxy port> in the node's network
 namespace; the datapath's redirect (bpf/lib/proxy.h + the TPROXY rule, datapath/linux/tproxy.py)
@@ -14,7 +15,9 @@ ingress proxy when it has L7 rules), so the datapath routes their replies back h
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -68,58 +71,113 @@ async def open_transparent(src_ip: str, dst: tuple[str, int], mark: int,
     return await asyncio.open_connection(sock=sock)
 
 
+def worker_count() -> int:
+    """Event loops serving connections: one per CPU (at most 4). A proxied request's cost is mostly its
+    two sends, and a send runs the receiving side's datapath (veth, BPF, TPROXY) in the sender's
+    thread with the GIL released, so a second loop overlaps that kernel work instead of waiting for it."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 class ProxyServer:
-    def __init__(self, registry: Registry, describe: Describe) -> None:
+    """Listeners on one loop (its thread: ``l7-proxy``); each accepted connection is served to its end
+    on one of ``workers`` loops (``l7-proxy``, ``l7-proxy-1`` …), round-robin."""
+
+    def __init__(self, registry: Registry, describe: Describe, workers: int | None = None) -> None:
         self.registry = registry
         self.describe = describe
         self.loop = asyncio.new_event_loop()
-        self._servers: dict[int, asyncio.base_events.Server] = {}
-        self._thread = threading.Thread(target=self._run, name="l7-proxy", daemon=True)
+        self._loops = [self.loop] + [asyncio.new_event_loop() for _ in range((workers or worker_count()) - 1)]
+        self._next = itertools.cycle(self._loops)
+        self._accepting: dict[int, tuple[socket.socket, asyncio.Task[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # the connections being served, on any loop
+        self._threads = [threading.Thread(target=self._run, args=(loop,), daemon=True,
+                                          name="l7-proxy" if i == 0 else f"l7-proxy-{i}")
+                         for i, loop in enumerate(self._loops)]
         self.connections = 0
         self.errors = 0
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
+        if not self._threads[0].is_alive():
             return
-        for port in list(self._servers):
+        for port in list(self._accepting):
             self.close(port)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        for loop, thread in zip(self._loops, self._threads, strict=True):
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
 
     def _call(self, coro: Any) -> Any:
         fut: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return fut.result(10)
 
     def ports(self) -> list[int]:
-        return sorted(self._servers)
+        return sorted(self._accepting)
 
     def listen(self, port: int) -> None:
         """Start the listener of proxy port ``port`` (idempotent)."""
-        if port in self._servers:
+        if port in self._accepting:
             return
         sock = transparent_listener(port)
 
-        async def start() -> asyncio.base_events.Server:
-            return await asyncio.start_server(lambda r, w: self._accepted(port, r, w), sock=sock)
+        async def start() -> asyncio.Task[None]:
+            return asyncio.get_running_loop().create_task(self._accept(port, sock))
 
-        self._servers[port] = self._call(start())
+        self._accepting[port] = (sock, self._call(start()))
 
     def close(self, port: int) -> None:
-        server = self._servers.pop(port, None)
-        if server is None:
+        """Stop accepting on ``port``; connections already accepted run to their end."""
+        found = self._accepting.pop(port, None)
+        if found is None:
             return
+        sock, task = found
 
         async def stop() -> None:
-            server.close()
+            task.cancel()
+            sock.close()
 
         self._call(stop())
+
+    async def _accept(self, port: int, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:  # e.g. EMFILE: the listener stays, the connection is lost
+                self.errors += 1
+                log.warning("proxy port %d: accept failed: %s", port, exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            target = next(self._next)
+            if target is loop:
+                self._spawn(port, conn)
+            else:
+                target.call_soon_threadsafe(self._spawn, port, conn)
+
+    def _spawn(self, port: int, conn: socket.socket) -> None:
+        """On the loop that serves ``conn``: its task, held until done (a loop keeps only weak ones)."""
+        task = asyncio.get_running_loop().create_task(self._serve(port, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, port: int, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except OSError as exc:
+            sock.close()
+            log.debug("proxy port %d: accepted connection gone: %s", port, exc)
+            return
+        await self._accepted(port, reader, writer)
 
     async def _accepted(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

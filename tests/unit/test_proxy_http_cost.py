@@ -1,0 +1,98 @@
+"""What keeps the HTTP proxy cheap per request: one write per response to the client, and a
+connection's flow endpoints built once (membrane.proxy.http, membrane.hubble.l7flow)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from membrane.hubble.events import EndpointInfo
+from membrane.hubble.l7flow import FORWARDED, REQUEST, RESPONSE, L7Record, l7_flow
+from membrane.policy.l7 import Redirect
+from membrane.proxy.http import handle_http
+from membrane.proxy.registry import Conn, L7Context
+from tests.unit.test_proxy_http import req
+
+BODY = b'{"ok": true}'
+RESPONSE_BYTES = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
+
+
+class CountingWriter:
+    """The accepted connection's writer, counting the writes the handler makes."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer, self.writes = writer, 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.writer.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.writer, name)
+
+
+async def _one_write_upstream() -> asyncio.base_events.Server:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buf = b""
+        while chunk := await reader.read(65536):
+            buf += chunk
+            while b"\r\n\r\n" in buf:
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                writer.write(RESPONSE_BYTES)  # head and body in one write
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+def test_a_response_reaches_the_client_in_one_write():
+    async def main() -> tuple[bytes, int]:
+        up = await _one_write_upstream()
+        port = up.sockets[0].getsockname()[1]
+        counted: list[CountingWriter] = []
+
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            w = CountingWriter(writer)
+            counted.append(w)
+            ctx = L7Context(Redirect("ingress", 6, 80, "http"), 1, ("10.0.1.2", 40000), ("10.0.1.3", 80), 258, 259,
+                            [{}], lambda: asyncio.open_connection("127.0.0.1", port), lambda _r: None)
+            try:
+                await handle_http(Conn(reader, w), ctx)  # type: ignore[arg-type]
+            finally:
+                writer.close()
+
+        px = await asyncio.start_server(accepted, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", px.sockets[0].getsockname()[1])
+        got = b""
+        for _ in range(3):  # keep-alive: one request at a time, each answered whole
+            writer.write(req("GET", "/v1"))
+            await writer.drain()
+            want = len(got) + len(RESPONSE_BYTES)
+            while len(got) < want:
+                got += await asyncio.wait_for(reader.read(65536), 5)
+        writer.close()
+        px.close()
+        up.close()
+        return got, counted[0].writes
+
+    got, writes = asyncio.run(main())
+    assert got.count(b"HTTP/1.1 200 OK") == 3 and got.endswith(BODY)
+    assert writes == 3  # head + body + end of each response together, not one write per event
+
+
+def test_flow_endpoints_are_looked_up_once_per_cache():
+    asked: list[str] = []
+
+    def lookup(ip: str) -> EndpointInfo:
+        asked.append(ip)
+        return EndpointInfo(identity=9, namespace="default", pod_name=f"pod-{ip}", labels=("k8s:app=x",))
+
+    def record(kind: str) -> L7Record:
+        return L7Record("http", kind, FORWARDED, ("10.0.1.2", 40000), ("10.0.1.3", 80), 258, 259, True,
+                        http={"method": "GET", "url": "http://x/", "code": 200})
+
+    cache: dict = {}
+    flows = [l7_flow(record(kind), lookup, "n", endpoints=cache) for kind in (REQUEST, RESPONSE, REQUEST, RESPONSE)]
+    assert sorted(asked) == ["10.0.1.2", "10.0.1.3"]  # two ends, each once, for four flows
+    uncached = l7_flow(record(RESPONSE), lookup, "n")
+    assert flows[1].source == uncached.source and flows[1].destination == uncached.destination
+    assert flows[1].source.pod_name == "pod-10.0.1.3" and flows[1].source.identity == 259
