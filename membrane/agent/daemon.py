@@ -20,6 +20,7 @@ from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.egress_sync import EgressSync, local_addresses, policies_prefix
 from membrane.agent.features import AgentFeatures
+from membrane.agent.host_device import HostDevice
 from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.identities import EndpointIdentities
 from membrane.agent.introspection import AgentIntrospection
@@ -38,6 +39,7 @@ from membrane.agent.proxy_sync import ProxyManager, hubble_sink, secret_lookup
 from membrane.agent.tunnel_sync import TunnelSync
 from membrane.api.agent_config import AgentConfig
 from membrane.datapath.linux import links
+from membrane.datapath.maps.nat import HostSettings
 from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
@@ -100,6 +102,7 @@ class Agent(AgentFeatures, AgentIntrospection):
                                  lambda n: local_addresses(n, self.underlay_device))
         self.policy: PolicySync | None = None
         self.net = NodeNetwork(f"{self.state_dir}/state.json", self.pin_dir)
+        self.host_device = HostDevice(lambda: self.net.datapath)  # from/to-netdev on the underlay device
         self.controllers = ControllerSet()
         self.api = APIServer(cfg.api_socket)
         self.started = time.time()
@@ -283,10 +286,11 @@ class Agent(AgentFeatures, AgentIntrospection):
 
     def reconcilers(self) -> list[Reconciler[Any, Any]]:
         """Every reconciler writing this node's BPF maps (endpoints, ipcache, policy, load balancer,
-        ip-masq-agent, tunnel, egress gateway, host endpoint) and the WireGuard peers."""
+        ip-masq-agent, tunnel, egress gateway, host endpoint), the devices' programs and the WireGuard peers."""
         owners = (self.net, self.ipcache, self.policy, self.lb, self.ipmasq, self.tunnel, self.wireguard,
-                  self.egress, self.policy.host_firewall if self.policy is not None else None)
-        return [owner.reconciler for owner in owners if owner is not None]
+                  self.egress, self.policy.host_firewall if self.policy is not None else None, self.host_device)
+        devices = [self.tunnel.device_reconciler] if self.tunnel is not None else []
+        return [owner.reconciler for owner in owners if owner is not None] + devices
 
     def _attach_host_device(self) -> None:
         """from-netdev / to-netdev on the underlay device: NodePort, ExternalIPs, LB IPs, BPF masquerade."""
@@ -297,10 +301,9 @@ class Agent(AgentFeatures, AgentIntrospection):
         ifindex = links.link_index(self.underlay_device)
         if ifindex is None:
             raise RuntimeError(f"underlay device {self.underlay_device} not found (--underlay-device)")
-        self.net.datapath.attach_host_device(ifindex, me.internal_ip, self.config.ipv4_native_routing_cidr,
-                                             masquerade=self.config.enable_ipv4_masquerade,
-                                             host_routing=not self.config.bpf_host_legacy_routing,
-                                             ip_masq_agent=self.config.ip_masq_agent_enabled)
+        self.host_device.attach(self.underlay_device, ifindex, HostSettings(
+            me.internal_ip, self.config.ipv4_native_routing_cidr, masquerade=self.config.enable_ipv4_masquerade,
+            host_routing=not self.config.bpf_host_legacy_routing, ip_masq_agent=self.config.ip_masq_agent_enabled))
 
     def _mirrors(self) -> tuple[Mirror, ...]:
         return (self.nodes_mirror, self.pods_mirror, self.ns_mirror, self.ipcache_mirror, self.identity_mirror,

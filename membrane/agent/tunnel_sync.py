@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from membrane.datapath.device_ops import OverlayDeviceOps
 from membrane.datapath.linux import links
 from membrane.datapath.maps.prefix_ops import TunnelOps
 from membrane.datapath.maps.tunnel import TunnelMap
@@ -48,6 +49,11 @@ class TunnelSync:
         self.table: Table[str, tuple[str, str]] = Table("tunnel", initialized=False)
         self.reconciler: Reconciler[str, tuple[str, str]] = Reconciler(
             self.table, TunnelOps(lambda: self.map, self.table.items), name="bpf-tunnel", prune_interval=60.0)
+        # cilium_vxlan's program and mb_tunnel_config (ops in membrane.datapath.device_ops)
+        self.devices: Table[str, int] = Table("tunnel-device")
+        self.device_reconciler: Reconciler[str, int] = Reconciler(
+            self.devices, OverlayDeviceOps(self.overlay, self.devices.items), name="bpf-tunnel-device",
+            prune_interval=60.0)
 
     def start(self) -> None:
         """The map; the VXLAN device and its program when the encapsulation needs them."""
@@ -65,8 +71,13 @@ class TunnelSync:
     def _ensure_vxlan(self) -> None:
         if self.ifindex:
             return
-        self.ifindex = links.ensure_vxlan(TUNNEL_DEVICE, self.port)
-        self.overlay.attach(self.ifindex)
+        ifindex = links.ensure_vxlan(TUNNEL_DEVICE, self.port)
+        self.devices.upsert(TUNNEL_DEVICE, ifindex)
+        self.device_reconciler.run_once()
+        behind = self.device_reconciler.not_done([TUNNEL_DEVICE]).get(TUNNEL_DEVICE)
+        if behind is not None:  # retried by the reconciler; encapsulation stays off until then
+            raise RuntimeError(f"from_overlay on {TUNNEL_DEVICE}: {behind.message or behind.state}")
+        self.ifindex = ifindex
         log.info("tunnel routing: %s (ifindex %d, UDP %d)", TUNNEL_DEVICE, self.ifindex, self.port)
 
     def sync(self) -> None:
@@ -94,6 +105,7 @@ class TunnelSync:
 
     def close(self) -> None:
         self.reconciler.stop()
+        self.device_reconciler.stop()
         if self.map is not None:
             self.map.close()
             self.map = None

@@ -62,6 +62,11 @@ class Overlay:
     def attached(self, ifindex: int) -> int | None:
         return tc_query(ifindex, Direction.INGRESS, TC_HANDLE, TC_PRIORITY)
 
+    def config_ifindex(self) -> int:
+        """The device from_container encapsulates into (mb_tunnel_config), 0 when none."""
+        with TunnelConfigMap.open(self.pin_dir) as config:
+            return config.read()
+
     def tunnels(self) -> TunnelMap:
         return TunnelMap.open(self.pin_dir)
 
