@@ -124,6 +124,10 @@ def test_status_and_tunnel_map(lab: tuple[Lab, dict]) -> None:
     lab_, _ = lab
     status = lab_.run("status", "--node", "k8s-ctr").stdout
     assert re.search(r"^Routing:\s+Network: Tunnel \[vxlan\]\s+Host: BPF", status, re.M), status
+    # the devices' programs are reconciler rows (agent/host_device.py, agent/tunnel_sync.py)
+    devices = {r["name"]: r for r in lab_.agent_status("k8s-ctr")["reconcilers"]}
+    for name in ("bpf-host-device", "bpf-tunnel-device"):
+        assert devices[name]["rows"] == 1 and devices[name]["done"] == 1, devices[name]
     lines = lab_.run("bpf", "tunnel", "list", "--node", "k8s-ctr").stdout.splitlines()
     assert lines[0].split() == ["TUNNEL", "VALUE"] and [line.split() for line in lines[1:]] == [
         ["10.244.1.0:0", "192.168.20.101:0"]]
