@@ -116,9 +116,13 @@ def test_upgrade_lines_of_features_not_built_are_refused_and_change_nothing(
     lab, _ = seed_lab
     before_values = lab.run("lab", "values", "-o", "json").stdout
     before_pids = _agent_pids(lab)
-    for argv in helm_commands()[2:]:  # [1], ip-masq-agent, is built: see the last test
-        if "l2announcements.enabled=true" in argv or "encryption.type=wireguard" in argv:
-            continue  # L2 announcements and WireGuard are built: those upgrades would go through
+    built = ("l2announcements.enabled=true", "encryption.type=wireguard", "egressGateway.enabled=true")
+    seeds = [argv for argv in helm_commands()[2:]  # [1], ip-masq-agent, is built: see the last test
+             if not any(key in argv for key in built)]  # those upgrades would go through
+    upgrade = ["lab", "upgrade", "cilium", "cilium/cilium", "--namespace", "kube-system", "--reuse-values"]
+    not_built = [[*upgrade, "--set", "bandwidthManager.enabled=true"],
+                 [*upgrade, "--set", "cluster.id=2", "--set", "debug.enabled=true"]]
+    for argv in seeds + not_built:
         proc = lab.run(*argv, check=False)
         assert proc.returncode == 1, proc
         assert "is not implemented yet" in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
