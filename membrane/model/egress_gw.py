@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from membrane.model.fields import Fields, as_str, forbidden, index, invalid, missing
+from membrane.model.fields import Fields, forbidden, index, invalid, ipv4_cidr_list_item, missing
 from membrane.model.labels import LabelSelector
 
 SPEC_FIELDS = ("selectors", "destinationCIDRs", "excludedCIDRs", "egressGateway", "egressGateways")
@@ -58,19 +58,8 @@ class EgressPolicy:
 def _cidrs(f: Fields, key: str, *, required: bool) -> list[ipaddress.IPv4Network]:
     out: list[ipaddress.IPv4Network] = []
     for where, raw in f.each(key, required=required, non_empty=required):
-        text = as_str(raw, where).strip()
-        try:
-            net = ipaddress.ip_network(text, strict=False) if "/" in text else None
-        except ValueError:
-            net = None
-        if net is None:
-            raise invalid(where, raw, "must be a valid CIDR value, (e.g. 10.9.8.0/24)")
-        if not isinstance(net, ipaddress.IPv4Network):
-            raise invalid(where, raw, "IPv6 is not enabled; egress gateway policies take IPv4 CIDRs only")
-        for j, other in enumerate(out):
-            if net.overlaps(other):
-                what = "duplicates" if net == other else "overlaps"
-                raise invalid(where, raw, f"{what} {index(f.at(key), j)} ({other})")
+        net = ipv4_cidr_list_item(where, raw, out, f.at(key),
+                                  "IPv6 is not enabled; egress gateway policies take IPv4 CIDRs only")
         out.append(net)
     return out
 

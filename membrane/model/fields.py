@@ -180,6 +180,26 @@ def check_cidr(value: str, path: str, *, allow_bare_ip: bool = False) -> str:
     return value
 
 
+def ipv4_cidr_list_item(where: str, raw: Any, earlier: list[ipaddress.IPv4Network], list_path: str,
+                        ipv6_reason: str) -> ipaddress.IPv4Network:
+    """Item ``where`` of the IPv4 CIDR list at ``list_path``: a CIDR (host bits tolerated), IPv4
+    (``ipv6_reason`` says why not IPv6), overlapping none of the ``earlier`` items."""
+    text = as_str(raw, where).strip()
+    try:
+        net = ipaddress.ip_network(text, strict=False) if "/" in text else None
+    except ValueError:
+        net = None
+    if net is None:
+        raise invalid(where, raw, "must be a valid CIDR value, (e.g. 10.9.8.0/24)")
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise invalid(where, raw, ipv6_reason)
+    for j, other in enumerate(earlier):
+        if net.overlaps(other):
+            what = "duplicates" if net == other else "overlaps"
+            raise invalid(where, raw, f"{what} {index(list_path, j)} ({other})")
+    return net
+
+
 class Fields:
     """One mapping under validation: known keys only, typed getters, defaults written in place."""
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from membrane.model.errors import ValidationError
-from membrane.model.fields import Fields, as_bool, as_list, as_str, index, invalid, join
+from membrane.model.fields import Fields, as_bool, as_list, as_str, index, ipv4_cidr_list_item, join
 
 CONFIGMAP_NAMESPACE = "kube-system"
 CONFIGMAP_NAME = "ip-masq-agent"
@@ -55,20 +55,8 @@ def check_cidrs(values: Any, path: str) -> list[str]:
     out: list[str] = []
     nets: list[ipaddress.IPv4Network] = []
     for i, raw in enumerate(as_list(values, path)):
-        where = index(path, i)
-        text = as_str(raw, where).strip()
-        try:
-            net = ipaddress.ip_network(text, strict=False) if "/" in text else None
-        except ValueError:
-            net = None
-        if net is None:
-            raise invalid(where, raw, "must be a valid CIDR value, (e.g. 10.9.8.0/24)")
-        if not isinstance(net, ipaddress.IPv4Network):
-            raise invalid(where, raw, "IPv6 is not enabled; only IPv4 CIDRs are masqueraded")
-        for j, other in enumerate(nets):
-            if net.overlaps(other):
-                what = "duplicates" if net == other else "overlaps"
-                raise invalid(where, raw, f"{what} {index(path, j)} ({other})")
+        net = ipv4_cidr_list_item(index(path, i), raw, nets, path,
+                                  "IPv6 is not enabled; only IPv4 CIDRs are masqueraded")
         nets.append(net)
         out.append(str(net))
     return out
