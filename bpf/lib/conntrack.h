@@ -6,10 +6,11 @@
  * protocols; 10 once a TCP connection has seen FIN both ways or a RST. A TCP SYN (without ACK)
  * that meets a closing entry starts a new connection, which is checked by policy again.
  *
- * Monitor aggregation (Cilium's `medium`): a lookup also says whether the packet is worth an
- * event: the first packet of each direction, a TCP flag of CT_REPORT_FLAGS not yet seen in its
- * direction (so SYN, SYN-ACK, the handshake ACK, FIN and RST), and otherwise at most one packet
- * per direction every CT_REPORT_INTERVAL seconds.
+ * Monitor aggregation (monitor_aggregation.h, at Cilium's default `medium`): a lookup also says
+ * whether the packet is worth an event: the first packet of each direction, a TCP flag of the
+ * report flags (default all) not yet seen in its direction (so SYN, SYN-ACK, the handshake ACK,
+ * the first data (PSH), FIN and RST), and otherwise at most one packet per direction every report
+ * interval (default 5 s). Below medium every packet is.
  *
  * Related ICMP errors: an error about a tracked connection's packet (l4.h reads the tuple it
  * quotes) is CT_RELATED and passes without policy, as in Cilium; it neither creates nor refreshes
@@ -24,14 +25,13 @@
 
 #include "l4.h"
 #include "maps.h"
+#include "monitor_aggregation.h"
 
 #define CT_SYN_TIMEOUT   60
 #define CT_TCP_LIFETIME  21600
 #define CT_ANY_LIFETIME  60
 #define CT_CLOSE_TIMEOUT 10
 #define NSEC_PER_SEC     1000000000ULL
-#define CT_REPORT_INTERVAL 5
-#define CT_REPORT_FLAGS  (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_FIN | TCP_FLAG_RST)
 
 #define CT_F_CLOSING (CT_F_TX_CLOSING | CT_F_RX_CLOSING)
 
@@ -94,7 +94,7 @@ static __always_inline int ct_account(struct ct_entry *entry, __u32 now, __u8 pr
 	__u32 lifetime;
 	int report = 0;
 
-	if ((tcp_flags & CT_REPORT_FLAGS & ~seen) || *last_report == 0 || *last_report + CT_REPORT_INTERVAL <= now) {
+	if (ct_report_due(*last_report, seen, tcp_flags, now)) {
 		*last_report = now;
 		report = 1;
 	}

@@ -7,10 +7,10 @@
  * mb_config has CONFIG_F_EVENTS_DISABLED. A full ring buffer loses the record, counted in
  * mb_event_stats.
  *
- * As at Cilium's default aggregation (`medium`, like `low` a trace per sent packet only), a packet
- * a pod sends is not traced where it enters (from-endpoint) but where it is handed on (to-endpoint,
- * to-stack, to-overlay, to-proxy), so each reported packet costs one trace per node, not two;
- * CONFIG_F_TRACE_FROM_ENDPOINT writes the from-endpoint traces as well.
+ * Which traces are written is monitor aggregation's call (monitor_aggregation.h, trace_wanted):
+ * at Cilium's default level (`medium`) a packet a pod sends is not traced where it enters
+ * (from-endpoint) but where it is handed on (to-endpoint, to-stack, to-overlay, to-proxy), and only
+ * if conntrack reports it; at `none` every packet at every point.
  */
 #ifndef MEMBRANE_EVENTS_H
 #define MEMBRANE_EVENTS_H
@@ -19,6 +19,7 @@
 #include "drop.h"
 #include "maps.h"
 #include "metrics.h"
+#include "monitor_aggregation.h"
 
 /* What the events of one packet say, filled in as the packet is processed. */
 struct event_ctx {
@@ -41,17 +42,13 @@ static __always_inline void event_ctx_init(struct event_ctx *ctx, __u8 direction
 	ctx->trace_reason = TRACE_REASON_UNKNOWN;
 }
 
-/* Is a record of this type (and trace point) written? */
-static __always_inline int events_enabled(__u8 type, __u8 subtype)
+/* Are records written at all? (Which traces: trace_wanted.) */
+static __always_inline int events_enabled(void)
 {
 	__u32 key = 0;
 	struct datapath_config *config = bpf_map_lookup_elem(&mb_config, &key);
 
-	if (!config)
-		return 1;
-	if (config->flags & CONFIG_F_EVENTS_DISABLED)
-		return 0;
-	return type != EVENT_TRACE || subtype != TRACE_FROM_LXC || (config->flags & CONFIG_F_TRACE_FROM_ENDPOINT);
+	return !config || !(config->flags & CONFIG_F_EVENTS_DISABLED);
 }
 
 static __always_inline void events_count(int lost)
@@ -79,7 +76,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct event
 	struct event_record *rec;
 	__u32 cap;
 
-	if (!events_enabled(type, subtype) || !EVENT_RECORD_BTF_ID())
+	if (!events_enabled() || !EVENT_RECORD_BTF_ID())
 		return;
 	rec = bpf_ringbuf_reserve(&mb_events, sizeof(*rec), 0);
 	if (!rec) {
@@ -114,10 +111,11 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct event
 	events_count(0);
 }
 
-/* A trace at observation point `point` (TRACE_*), if monitor aggregation reports this packet. */
+/* A trace at observation point `point` (TRACE_*), if monitor aggregation lets it be written
+ * (ctx->report: conntrack reports this packet). */
 static __always_inline void emit_trace(struct __sk_buff *skb, const struct event_ctx *ctx, __u8 point)
 {
-	if (ctx->report)
+	if (trace_wanted(point, ctx->report))
 		emit_event(skb, ctx, EVENT_TRACE, point, 0, POLICY_MATCH_NONE, 0);
 }
 

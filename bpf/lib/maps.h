@@ -444,11 +444,13 @@ struct {
 
 /* An all-zero entry (what a new array holds) is the default configuration. */
 #define CONFIG_F_EVENTS_DISABLED (1 << 0) /* write no records to mb_events */
-#define CONFIG_F_TRACE_FROM_ENDPOINT (1 << 1) /* write from-endpoint traces too (events.h) */
 
+/* Monitor aggregation (monitor_aggregation.h); each field's 0 is Cilium's default. */
 struct datapath_config {
-	__u32 flags; /* CONFIG_F_* */
-	__u32 pad;   /* must be 0 */
+	__u32 flags;           /* CONFIG_F_* */
+	__u8  aggregation;     /* level + 1 (1 none .. 5 maximum); 0: medium */
+	__u8  report_flags;    /* TCP flags whose first sighting is reported; 0: all */
+	__u16 report_interval; /* seconds between reports of an active connection; 0: 5 */
 };
 
 struct {

@@ -3,9 +3,11 @@
  *
  * from_netdev writes TRACE_FROM_NETWORK for an IPv4 TCP/UDP/ICMP-echo packet arriving at the node,
  * to_netdev TRACE_TO_NETWORK for one it lets leave (but not a pod's packet that from_container
- * already traced to-network, see netdev_traced_by_pod). Monitor aggregation as conntrack.h does it for
- * the endpoint hooks, per connection and observation point: the first packet, a TCP flag of
- * CT_REPORT_FLAGS not yet seen, then at most one every CT_REPORT_INTERVAL seconds. Its state is
+ * already traced to-network, see netdev_traced_by_pod), as monitor aggregation (monitor_aggregation.h)
+ * lets them: from-network only at level none (from lowest on, nothing is traced where a packet is
+ * received, as in Cilium); to-network, from medium on, aggregated per connection as conntrack.h does it
+ * for the endpoint hooks (ct_report_due: the first packet, a report flag not yet seen, then one per
+ * interval). Its state is
  * mb_netdev_report (an LRU map of this object, not pinned: a restarted agent reports each
  * connection once more). The connection's direction (trace reason) comes from the endpoints'
  * conntrack entries (mb_ct) without accounting on them; a first packet not seen there yet
@@ -91,7 +93,7 @@ static __always_inline int netdev_report(struct netdev_scratch *s, __u8 point)
 		bpf_map_update_elem(&mb_netdev_report, &s->key, &s->fresh, BPF_ANY);
 		return 1;
 	}
-	if (!(t->tcp_flags & CT_REPORT_FLAGS & ~seen->flags_seen) && seen->last + CT_REPORT_INTERVAL > now)
+	if (!ct_report_due(seen->last, seen->flags_seen, t->tcp_flags, now))
 		return 0;
 	seen->last = now;
 	seen->flags_seen |= t->tcp_flags;
@@ -128,8 +130,11 @@ __attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
 	struct event_ctx *ctx;
 	__u32 zero = 0;
 
+	/* Asked first: at the default level a from-network trace costs only this call. */
+	if (!trace_wanted(point, 1))
+		return 0;
 	s = bpf_map_lookup_elem(&mb_netdev_scratch, &zero);
-	if (!s || !events_enabled(EVENT_TRACE, (__u8)point))
+	if (!s)
 		return 0;
 	__builtin_memset(&s->t, 0, sizeof(s->t));
 	if (!nat4_tuple(skb, &s->t) || !netdev_report(s, (__u8)point))

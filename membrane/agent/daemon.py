@@ -40,6 +40,7 @@ from membrane.agent.tunnel_sync import TunnelSync
 from membrane.api.agent_config import AgentConfig
 from membrane.datapath.linux import links
 from membrane.datapath.maps.nat import HostSettings
+from membrane.datapath.monitor import set_monitor_aggregation
 from membrane.endpoint.encryption import WG_OVERHEAD
 from membrane.endpoint.routing import NodeInfo, node_routes
 from membrane.model.config import ClusterConfig
@@ -145,6 +146,7 @@ class Agent(AgentFeatures, AgentIntrospection):
         self._encap_budget = pod_mtu_headroom(self._encapsulation(), self.config.egress_gateway_enabled)
         self.net.pod_mtu -= WG_OVERHEAD if self.config.encryption_enabled else self._encap_budget
         self.net.start(pod_cidr)
+        set_monitor_aggregation(self.pin_dir, self.config.monitor_aggregation())  # Hubble traces (bpf.monitorAggregation)
         self._attach_host_device()
         self.tunnel = TunnelSync(self.node, self._nodes, self.pin_dir, self.config.tunnel_port,
                                  self._encapsulation)

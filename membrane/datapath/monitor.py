@@ -4,7 +4,8 @@ The agent's Hubble observer subscribes with ``EventMonitor(pin_dir, on_event)``;
 reads the ring buffer on its own thread (epoll, no polling), decodes each record into a
 :class:`DatapathEvent` and calls ``on_event`` on that thread. With ``on_records`` (batch mode, what
 the agent's flow pipeline uses) it hands over the raw records of each wake-up as one list instead. ``set_events_enabled`` switches
-the datapath's event writing off and on (mb_config), e.g. for the events on/off benchmark.
+the datapath's event writing off and on (mb_config), e.g. for the events on/off benchmark;
+``set_monitor_aggregation`` sets how many trace events it writes (membrane.model.monitor_aggregation).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from membrane.datapath.maps.events import (
     EventStatsMap,
     decode,
 )
+from membrane.model.monitor_aggregation import MonitorAggregation
 
 log = logging.getLogger(__name__)
 # Batch mode: after a wake-up the reader waits this long (seconds) for more records to join the
@@ -44,6 +46,17 @@ def set_events_enabled(pin_dir: str, enabled: bool) -> None:
     them by default)."""
     with ConfigMap.open(pin_dir) as config:
         config.set_events_enabled(enabled)
+
+
+def set_monitor_aggregation(pin_dir: str, agg: MonitorAggregation) -> None:
+    """Trace events of the node pinned at ``pin_dir`` from now on at ``agg`` (the agent's setting)."""
+    with ConfigMap.open(pin_dir) as config:
+        config.set_aggregation(agg)
+
+
+def monitor_aggregation(pin_dir: str) -> MonitorAggregation:
+    with ConfigMap.open(pin_dir) as config:
+        return config.aggregation()
 
 
 def events_enabled(pin_dir: str) -> bool:

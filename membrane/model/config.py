@@ -13,6 +13,7 @@ from typing import Any
 from membrane.model.encap import ENCAP_MODES, ENCAP_TYPES
 from membrane.model.errors import ValidationError
 from membrane.model.ipmasq import IpMasqConfig, check_cidrs
+from membrane.model.monitor_aggregation import MonitorAggregation
 
 IPAM_MODES = ("cluster-pool", "kubernetes")
 ROUTING_MODES = ("native", "tunnel")
@@ -70,6 +71,11 @@ class ClusterConfig:
     # egressGateway.enabled: CiliumEgressGatewayPolicy rows in mb_egress_v4 (membrane.egressgw); needs
     # BPF masquerading as in Cilium (kube-proxy replacement is always on here).
     egress_gateway_enabled: bool = False
+    # Monitor aggregation of Hubble's trace events (membrane.model.monitor_aggregation): Cilium's
+    # bpf.monitorAggregation / monitorInterval / monitorFlags, with its defaults.
+    bpf_monitor_aggregation: str = "medium"
+    bpf_monitor_interval: str = "5s"
+    bpf_monitor_flags: str = "all"
 
     # Helm key -> attribute. Keys are the ones Cilium's chart uses, so tutorial flags apply unchanged.
     HELM_KEYS = {
@@ -109,6 +115,9 @@ class ClusterConfig:
         "encryption.type": "encryption_type",
         "hostFirewall.enabled": "host_firewall_enabled",
         "egressGateway.enabled": "egress_gateway_enabled",
+        "bpf.monitorAggregation": "bpf_monitor_aggregation",
+        "bpf.monitorInterval": "bpf_monitor_interval",
+        "bpf.monitorFlags": "bpf_monitor_flags",
     }
 
     def set(self, key: str, raw: str) -> None:
@@ -210,6 +219,7 @@ class ClusterConfig:
                   self.l2_announcements_retry_period)
         for key, text in zip(("leaseDuration", "leaseRenewDeadline", "leaseRetryPeriod"), timers, strict=True):
             parse_duration(text, f"{prefix}: l2announcements.{key}")
+        self.monitor_aggregation(prefix)
         if relations:
             self.l2_timers(prefix)
 
@@ -225,6 +235,11 @@ class ClusterConfig:
             raise ValidationError(f"{prefix}: l2announcements.leaseRenewDeadline ({self.l2_announcements_renew_deadline}) "
                                   "must be at least 20% larger than a positive leaseRetryPeriod")
         return duration, renew, retry
+
+    def monitor_aggregation(self, prefix: str = "config") -> MonitorAggregation:
+        """The datapath's trace aggregation from bpf.monitorAggregation / monitorInterval / monitorFlags."""
+        return MonitorAggregation.parse(self.bpf_monitor_aggregation, self.bpf_monitor_interval,
+                                        self.bpf_monitor_flags, prefix)
 
     def ip_masq_config(self) -> IpMasqConfig:
         """ip-masq-agent's configuration from the Helm values (ipMasqAgent.config)."""

@@ -90,6 +90,9 @@ _OPTIONS = {
     "encryption_type": "EncryptionType",
     "host_firewall_enabled": "EnableHostFirewall",
     "egress_gateway_enabled": "EnableIPv4EgressGateway",
+    "bpf_monitor_aggregation": "MonitorAggregation",
+    "bpf_monitor_interval": "MonitorAggregationInterval",
+    "bpf_monitor_flags": "MonitorAggregationFlags",
 }
 
 KEYS: dict[str, Entry] = {

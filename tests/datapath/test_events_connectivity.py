@@ -13,6 +13,7 @@ from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, C
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.monitor import EventMonitor
 from membrane.model.datapath_codes import TRACE_FROM_LXC, TRACE_REASON_NEW, TRACE_REASON_REPLY, TRACE_TO_LXC
+from membrane.model.monitor_aggregation import NONE, MonitorAggregation
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root
@@ -40,8 +41,8 @@ class Collector:
 @pytest.fixture
 def monitored(node: NodeLab) -> Iterator[tuple[NodeLab, Collector, EventMonitor]]:
     collector = Collector()
-    with ConfigMap.open(node.datapath.pin_dir) as config:  # from-endpoint traces too (off by default)
-        config.set_traces_from_endpoint(True)
+    with ConfigMap.open(node.datapath.pin_dir) as config:  # every trace point (monitor aggregation none)
+        config.set_aggregation(MonitorAggregation(NONE))
     monitor = EventMonitor(node.datapath.pin_dir, collector)
     monitor.start()
     try:
@@ -68,7 +69,7 @@ def test_a_ping_between_pods_is_traced_live(monitored: tuple[NodeLab, Collector,
     assert result.returncode == 0, result.stdout + result.stderr
     assert ping_counts(result.stdout) == (3, 3)
 
-    events = collector.wait_for(lambda seen: len(seen) >= 4)
+    events = collector.wait_for(lambda seen: len(seen) >= 12)
     first = [(e.observation_point, e.ifindex, e.src_identity, e.dst_identity, e.direction, e.trace_reason)
              for e in events[:4]]
     assert first == [
@@ -81,7 +82,7 @@ def test_a_ping_between_pods_is_traced_live(monitored: tuple[NodeLab, Collector,
     # The echo request's ICMP type (8) and the reply's (0), from the captured bytes.
     assert [e.packet[14 + 20] for e in events[:4]] == [8, 8, 0, 0]
     assert abs(events[0].timestamp_ns - time.time_ns()) < 60 * 10**9
-    # Later echoes ride the same conntrack entry: aggregated away (unless 5 s went by).
-    assert len(events) <= 8
+    # Monitor aggregation none: every echo and reply at both hooks (medium: test_events_programs.py).
+    assert len(events) == 12
     counters = monitor.counters()
     assert counters.lost == 0 and counters.received == counters.delivered == len(collector.events)

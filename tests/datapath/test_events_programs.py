@@ -38,12 +38,12 @@ from membrane.model.datapath_codes import (
     POLICY_MATCH_NONE,
     POLICY_MATCH_PROTO_ONLY,
     TRACE_FROM_LXC,
-    TRACE_REASON_ESTABLISHED,
     TRACE_REASON_NEW,
     TRACE_REASON_REPLY,
     TRACE_TO_LXC,
     TRACE_TO_STACK,
 )
+from membrane.model.monitor_aggregation import LOW, MEDIUM, NONE, MonitorAggregation
 from tests.datapath.packets import ETH_P_IP, ethernet, icmp_echo, ipv4, send_as
 
 pytestmark = pytest.mark.root
@@ -118,7 +118,7 @@ def node(pin_dir: str, lxc_object: str) -> Iterator[Node]:
                 n.endpoints.update(ip, record)
                 n.ipcache.update(f"{ip}/32", IpcacheEntry(record.sec_identity))
             with ConfigMap.open(pin_dir) as config:  # every trace point, for these tests of trace semantics
-                config.set_traces_from_endpoint(True)
+                config.set_aggregation(MonitorAggregation(NONE))
             n.monitor.start()
             yield n
         finally:
@@ -207,7 +207,11 @@ def test_an_l3_only_allow_has_match_type_l3_only(node: Node) -> None:
     assert verdict.match_type == POLICY_MATCH_L3_ONLY and verdict.action == POLICY_ACTION_ALLOW
 
 
-def test_an_established_stream_is_aggregated_to_a_handful_of_traces(node: Node) -> None:
+STREAM_PACKETS = 3 + 2 * 100 + 2  # handshake, 100 requests and their ACKs, both FINs
+
+
+def _stream(node: Node) -> list[DatapathEvent]:
+    """A whole TCP connection A -> B through both hooks; the events it made."""
     node.exchange(A, B, tcp(40000, 80, SYN))
     node.exchange(B, A, tcp(80, 40000, SYN | ACK))
     node.exchange(A, B, tcp(40000, 80, ACK))
@@ -218,17 +222,44 @@ def test_an_established_stream_is_aggregated_to_a_handful_of_traces(node: Node) 
     node.exchange(B, A, tcp(80, 40000, FIN | ACK))
     events = node.events()
     assert all(e.is_trace for e in events)
-    # Per hook: SYN, SYN-ACK, the handshake ACK, and each side's FIN. One extra report per
-    # direction and hook may come from the 5 s interval if the machine is very slow.
+    return events
+
+
+@pytest.mark.parametrize("level,per_packet", [(NONE, [TRACE_FROM_LXC, TRACE_TO_LXC]), (LOW, [TRACE_TO_LXC])],
+                         ids=["none", "low"])
+def test_below_medium_every_packet_is_traced(node: Node, level: int, per_packet: list[int]) -> None:
+    """none: at both hooks; low (and lowest): not where the packet is received (from-endpoint)."""
+    with ConfigMap.open(node.pin_dir) as config:
+        config.set_aggregation(MonitorAggregation(level))
+    events = _stream(node)
+    assert [e.observation_point for e in events] == per_packet * STREAM_PACKETS
+
+
+def test_at_medium_an_established_stream_is_aggregated_to_a_handful_of_traces(node: Node) -> None:
+    with ConfigMap.open(node.pin_dir) as config:
+        config.set_aggregation(MonitorAggregation())  # Cilium's default: medium, 5 s, all flags
+    events = _stream(node)
+    # to-endpoint only: SYN, SYN-ACK, the handshake ACK, the first data (PSH not seen yet in its
+    # direction) and each side's FIN. One extra report per direction may come from the 5 s interval
+    # if the machine is very slow.
     reported = [(e.observation_point, e.trace_reason) for e in events]
-    assert len(reported) <= 10 + 4, reported
-    assert reported[:4] == [(TRACE_FROM_LXC, TRACE_REASON_NEW), (TRACE_TO_LXC, TRACE_REASON_NEW),
-                            (TRACE_FROM_LXC, TRACE_REASON_REPLY), (TRACE_TO_LXC, TRACE_REASON_REPLY)]
-    assert reported[-2:] == [(TRACE_FROM_LXC, TRACE_REASON_REPLY), (TRACE_TO_LXC, TRACE_REASON_REPLY)]
-    fins = [e for e in events if e.packet[14 + 20 + 13] & FIN]
-    assert len(fins) == 4  # both FINs, at both hooks
-    assert sum(1 for e in events if e.trace_reason == TRACE_REASON_ESTABLISHED) >= 2  # ACK and FIN
-    assert node.monitor.counters().received == len(events) < 20
+    assert 6 <= len(reported) <= 6 + 2, reported
+    assert {point for point, _ in reported} == {TRACE_TO_LXC}
+    assert reported[:2] == [(TRACE_TO_LXC, TRACE_REASON_NEW), (TRACE_TO_LXC, TRACE_REASON_REPLY)]
+    assert reported[-1] == (TRACE_TO_LXC, TRACE_REASON_REPLY)
+    assert sum(1 for e in events if e.packet[14 + 20 + 13] & FIN) == 2
+    assert 1 <= sum(1 for e in events if e.packet[14 + 20 + 13] & PSH) <= 2
+    assert node.monitor.counters().received == len(events)
+
+
+def test_monitor_flags_choose_the_tcp_flags_whose_first_sighting_is_reported(node: Node) -> None:
+    """bpf.monitorFlags=syn,fin,rst: the handshake ACK and the first data are not reported."""
+    with ConfigMap.open(node.pin_dir) as config:
+        config.set_aggregation(MonitorAggregation(MEDIUM, 5, 0x01 | 0x02 | 0x04))
+    events = _stream(node)
+    flags = [e.packet[14 + 20 + 13] for e in events]
+    assert SYN in flags and SYN | ACK in flags and flags.count(FIN | ACK) == 2, flags
+    assert len(events) <= 4 + 2 and not any(f == ACK or f & PSH for f in flags), flags
 
 
 def test_drops_are_never_aggregated(node: Node) -> None:
@@ -275,8 +306,8 @@ def test_large_packets_are_captured_up_to_128_bytes(node: Node) -> None:
 def test_by_default_a_sent_packet_is_traced_where_it_leaves_not_where_it_enters(node: Node) -> None:
     """Cilium's default aggregation: no from-endpoint trace; the to-endpoint one still says all."""
     with ConfigMap.open(node.pin_dir) as config:
-        config.set_traces_from_endpoint(False)
-        assert not config.traces_from_endpoint() and config.events_enabled()
+        config.set_aggregation(MonitorAggregation())
+        assert config.aggregation() == MonitorAggregation(MEDIUM, 5, 0xFF) and config.events_enabled()
     node.exchange(A, B, tcp(40000, 80, SYN))
     node.exchange(B, A, tcp(80, 40000, SYN | ACK))
     assert node.send(A, WORLD_IP, tcp(40001, 443, SYN), TCP) == TC_ACT_OK

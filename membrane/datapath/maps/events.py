@@ -25,6 +25,7 @@ from membrane.model.datapath_codes import (
     TRACE_REASON_RELATED,
     TRACE_REASON_REPLY,
 )
+from membrane.model.monitor_aggregation import MAXIMUM, MonitorAggregation
 
 EVENTS_MAP = "mb_events"
 CONFIG_MAP = "mb_config"
@@ -40,7 +41,6 @@ DIRECTION_EGRESS = 2
 
 # datapath_config.flags
 CONFIG_F_EVENTS_DISABLED = 1 << 0
-CONFIG_F_TRACE_FROM_ENDPOINT = 1 << 1  # from-endpoint traces too (Cilium's default aggregation has none)
 
 
 class EventRecord(ctypes.Structure):
@@ -88,7 +88,8 @@ class ArrayKey(ctypes.Structure):
 class DatapathConfig(ctypes.Structure):
     """struct datapath_config (mb_config, key 0)."""
 
-    _fields_ = [("flags", c_uint32), ("pad", c_uint32)]
+    _fields_ = [("flags", c_uint32), ("aggregation", c_uint8), ("report_flags", c_uint8),
+                ("report_interval", c_uint16)]
 
 
 class EventStats(ctypes.Structure):
@@ -214,13 +215,17 @@ class ConfigMap(PinnedMap):
     def set_events_enabled(self, enabled: bool) -> None:
         self._set_flag(CONFIG_F_EVENTS_DISABLED, not enabled)
 
-    def traces_from_endpoint(self) -> bool:
-        return bool(self.read().flags & CONFIG_F_TRACE_FROM_ENDPOINT)
+    def aggregation(self) -> MonitorAggregation:
+        """The monitor aggregation the datapath applies (a fresh map's zeros are Cilium's defaults)."""
+        value, default = self.read(), MonitorAggregation()
+        level = value.aggregation - 1 if 0 < value.aggregation <= MAXIMUM + 1 else default.level
+        return MonitorAggregation(level, value.report_interval or default.interval, value.report_flags or default.flags)
 
-    def set_traces_from_endpoint(self, enabled: bool) -> None:
-        """Write a trace where a pod's packet enters the datapath (from-endpoint) as well as
-        where it leaves it; off by default, as at Cilium's default monitor aggregation."""
-        self._set_flag(CONFIG_F_TRACE_FROM_ENDPOINT, enabled)
+    def set_aggregation(self, agg: MonitorAggregation) -> None:
+        """Trace events from now on at ``agg`` (bpf/lib/monitor_aggregation.h); other switches kept."""
+        value = self.read()
+        value.aggregation, value.report_flags, value.report_interval = agg.level + 1, agg.flags & 0xFF, agg.interval
+        map_update(self.fd, ArrayKey(0), value, what=self.NAME)
 
     def _set_flag(self, flag: int, on: bool) -> None:
         value = self.read()
