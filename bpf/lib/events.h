@@ -45,16 +45,14 @@ static __always_inline void event_ctx_init(struct event_ctx *ctx, __u8 direction
 /* Are records written at all? (Which traces: trace_wanted.) */
 static __always_inline int events_enabled(void)
 {
-	__u32 key = 0;
-	struct datapath_config *config = bpf_map_lookup_elem(&mb_config, &key);
+	struct datapath_config *config = bpf_map_lookup_elem(&mb_config, &array_key0);
 
 	return !config || !(config->flags & CONFIG_F_EVENTS_DISABLED);
 }
 
 static __always_inline void events_count(int lost)
 {
-	__u32 key = 0;
-	struct event_stats *stats = bpf_map_lookup_elem(&mb_event_stats, &key);
+	struct event_stats *stats = bpf_map_lookup_elem(&mb_event_stats, &array_key0);
 
 	if (!stats)
 		return;
@@ -69,14 +67,15 @@ static __always_inline void events_count(int lost)
  * which the layout check of its Python mirror reads: this does. libbpf makes it a constant. */
 #define EVENT_RECORD_BTF_ID() __builtin_btf_type_id(*(struct event_record *)0, 0)
 
-/* Write one record; verdict fields only matter for EVENT_POLICY_VERDICT. */
-static __always_inline void emit_event(struct __sk_buff *skb, const struct event_ctx *ctx, __u8 type, __u8 subtype,
-				       __u8 drop_reason, __u8 match_type, __u8 action)
+/* Write one record, events being enabled (asked by the caller); verdict fields only matter for
+ * EVENT_POLICY_VERDICT. */
+static __always_inline void write_event(struct __sk_buff *skb, const struct event_ctx *ctx, __u8 type, __u8 subtype,
+					__u8 drop_reason, __u8 match_type, __u8 action)
 {
 	struct event_record *rec;
 	__u32 cap;
 
-	if (!events_enabled() || !EVENT_RECORD_BTF_ID())
+	if (!EVENT_RECORD_BTF_ID())
 		return;
 	rec = bpf_ringbuf_reserve(&mb_events, sizeof(*rec), 0);
 	if (!rec) {
@@ -111,12 +110,20 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct event
 	events_count(0);
 }
 
+/* Write one record if events are enabled. */
+static __always_inline void emit_event(struct __sk_buff *skb, const struct event_ctx *ctx, __u8 type, __u8 subtype,
+				       __u8 drop_reason, __u8 match_type, __u8 action)
+{
+	if (events_enabled())
+		write_event(skb, ctx, type, subtype, drop_reason, match_type, action);
+}
+
 /* A trace at observation point `point` (TRACE_*), if monitor aggregation lets it be written
  * (ctx->report: conntrack reports this packet). */
 static __always_inline void emit_trace(struct __sk_buff *skb, const struct event_ctx *ctx, __u8 point)
 {
-	if (trace_wanted(point, ctx->report))
-		emit_event(skb, ctx, EVENT_TRACE, point, 0, POLICY_MATCH_NONE, 0);
+	if (trace_wanted(point, ctx->report)) /* asks whether events are enabled too */
+		write_event(skb, ctx, EVENT_TRACE, point, 0, POLICY_MATCH_NONE, 0);
 }
 
 /* The verdict of policy on a new connection: `reason` is REASON_FORWARDED or the drop reason. */

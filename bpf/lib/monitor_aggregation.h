@@ -14,11 +14,9 @@
  * Drops and policy verdicts are written at every level. The settings are in mb_config (maps.h),
  * written by the agent; the all-zero entry (a fresh map) is medium, 5 s, all TCP flags.
  *
- * trace_wanted is a global BPF function with scalar arguments: the verifier checks it once, on its
- * own, instead of on every path of from_container and the other programs that inline emit_trace.
- * ct_report_due is inlined: conntrack runs inside global functions already (host_fw_pod_to_host),
- * and one more call level there would pass the 512-byte stack the verifier allows a chain of calls
- * (each level costs at least 32 bytes).
+ * Both are inlined, not global BPF functions: from_netdev and the global functions conntrack runs in
+ * (host_fw_pod_to_host) are close to the 512 bytes of stack the verifier allows a chain of calls,
+ * and each call level costs a frame.
  */
 #ifndef MEMBRANE_MONITOR_AGGREGATION_H
 #define MEMBRANE_MONITOR_AGGREGATION_H
@@ -31,6 +29,11 @@
 #define MONITOR_AGG_LOW     2
 #define MONITOR_AGG_MEDIUM  3 /* TRACE_AGGREGATE_ACTIVE_CT */
 #define MONITOR_AGG_MAXIMUM 4
+
+/* Key 0 of a one-entry array (mb_config, mb_event_stats, ...), in .rodata: a lookup with it takes
+ * no stack of the nearly full frames of from_netdev and netdev_trace, and none at all in the two
+ * global functions below (a global function without stack adds nothing to a chain's 512 bytes). */
+static const __u32 array_key0 = 0;
 
 #define MONITOR_DEFAULT_INTERVAL 5    /* seconds */
 #define MONITOR_DEFAULT_FLAGS    0xff /* every TCP flag */
@@ -48,11 +51,10 @@ static __always_inline int trace_point_receives(__u32 point)
 	return point >= TRACE_FROM_LXC && point <= TRACE_FROM_NETWORK;
 }
 
-/* Write a trace at `point` (TRACE_*)? `report`: conntrack reported the packet (ct_report_due). */
-__attribute__((noinline)) int trace_wanted(__u32 point, __u32 report)
+/* Write a trace at `point` (TRACE_*) under `config` (mb_config's entry, NULL: defaults)? `report`:
+ * conntrack reported the packet (ct_report_due). */
+static __always_inline int trace_wanted_by(const struct datapath_config *config, __u32 point, __u32 report)
 {
-	__u32 key = 0;
-	struct datapath_config *config = bpf_map_lookup_elem(&mb_config, &key);
 	__u32 level = monitor_level(config);
 
 	if (config && (config->flags & CONFIG_F_EVENTS_DISABLED))
@@ -62,13 +64,17 @@ __attribute__((noinline)) int trace_wanted(__u32 point, __u32 report)
 	return level < MONITOR_AGG_MEDIUM || report;
 }
 
-/* Does conntrack report this packet of a connection's direction? `last`: ct_now() of the
- * direction's last report (0: none yet), `seen`: the TCP flags its packets carried so far. Below
- * medium every packet is reported (its traces are not aggregated). */
-static __always_inline int ct_report_due(__u32 last, __u32 seen, __u32 tcp_flags, __u32 now)
+__attribute__((noinline)) int trace_wanted(__u32 point, __u32 report)
 {
-	__u32 key = 0;
-	struct datapath_config *config = bpf_map_lookup_elem(&mb_config, &key);
+	return trace_wanted_by(bpf_map_lookup_elem(&mb_config, &array_key0), point, report);
+}
+
+/* Does conntrack report this packet of a connection's direction, under `config` (NULL: defaults)?
+ * `last`: ct_now() of the direction's last report (0: none yet), `seen`: the TCP flags its packets
+ * carried so far. Below medium every packet is reported (its traces are not aggregated). */
+static __always_inline int ct_report_due_by(const struct datapath_config *config, __u32 last, __u32 seen,
+					    __u32 tcp_flags, __u32 now)
+{
 	__u32 interval = MONITOR_DEFAULT_INTERVAL;
 	__u32 mask = MONITOR_DEFAULT_FLAGS;
 
@@ -79,6 +85,11 @@ static __always_inline int ct_report_due(__u32 last, __u32 seen, __u32 tcp_flags
 	if (config && config->report_flags)
 		mask = config->report_flags;
 	return (tcp_flags & mask & ~seen) || last == 0 || last + interval <= now;
+}
+
+__attribute__((noinline)) int ct_report_due(__u32 last, __u32 seen, __u32 tcp_flags, __u32 now)
+{
+	return ct_report_due_by(bpf_map_lookup_elem(&mb_config, &array_key0), last, seen, tcp_flags, now);
 }
 
 #endif /* MEMBRANE_MONITOR_AGGREGATION_H */

@@ -62,6 +62,7 @@ struct netdev_scratch {
 	struct netdev_report_key key;
 	struct netdev_report fresh;
 	struct ct_key ct;
+	struct ipcache_key ipk; /* netdev_identity's key: not on the stack (see netdev_trace) */
 };
 
 struct {
@@ -100,6 +101,18 @@ static __always_inline int netdev_report(struct netdev_scratch *s, __u8 point)
 	return 1;
 }
 
+/* ipcache_identity with its key in the scratch map: netdev_trace's frame must stay within 32 bytes,
+ * as from_netdev's takes the rest of the 512 the verifier allows both. */
+static __always_inline __u32 netdev_identity(struct netdev_scratch *s, __u32 ip4)
+{
+	struct ipcache_value *value;
+
+	s->ipk.prefixlen = 32;
+	s->ipk.ip4 = ip4;
+	value = bpf_map_lookup_elem(&mb_ipcache, &s->ipk);
+	return value ? value->sec_identity : IDENTITY_WORLD;
+}
+
 /* Is there a conntrack entry (endpoint hooks) for saddr -> daddr as the connection's first packet? */
 static __always_inline int netdev_ct_has(struct ct_key *key, __u32 saddr, __u32 daddr, __u16 sport, __u16 dport,
 					 __u8 proto)
@@ -128,17 +141,17 @@ __attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
 {
 	struct netdev_scratch *s;
 	struct event_ctx *ctx;
-	__u32 zero = 0;
 
-	/* Asked first: at the default level a from-network trace costs only this call. */
+	/* Asked first: at the default level a from-network trace costs only this lookup. */
 	if (!trace_wanted(point, 1))
 		return 0;
-	s = bpf_map_lookup_elem(&mb_netdev_scratch, &zero);
+	s = bpf_map_lookup_elem(&mb_netdev_scratch, &array_key0);
 	if (!s)
 		return 0;
 	__builtin_memset(&s->t, 0, sizeof(s->t));
 	if (!nat4_tuple(skb, &s->t) || !netdev_report(s, (__u8)point))
 		return 0;
+	point = s->key.point; /* reloaded: fewer values live across the calls above, a smaller frame */
 	ctx = &s->ctx;
 	event_ctx_init(ctx, 0);
 	ctx->trace_reason = netdev_trace_reason(s);
@@ -148,12 +161,12 @@ __attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
 	if (ctx->trace_reason != TRACE_REASON_UNKNOWN)
 		ctx->direction = (point == TRACE_TO_NETWORK) == (ctx->trace_reason != TRACE_REASON_REPLY) ?
 				 METRIC_EGRESS : METRIC_INGRESS;
-	ctx->src_identity = ipcache_identity(s->t.saddr);
-	ctx->dst_identity = ipcache_identity(s->t.daddr);
+	ctx->src_identity = netdev_identity(s, s->t.saddr);
+	ctx->dst_identity = netdev_identity(s, s->t.daddr);
 	ctx->protocol = s->t.proto;
 	ctx->dport = bpf_ntohs(s->t.dport);
 	ctx->report = 1;
-	emit_trace(skb, ctx, (__u8)point);
+	write_event(skb, ctx, EVENT_TRACE, (__u8)point, 0, POLICY_MATCH_NONE, 0); /* trace_wanted_by: asked above */
 	return 0;
 }
 
