@@ -1,6 +1,7 @@
 """Hubble's from-network / to-network traces of the node-device programs (netdev_trace.h), packet by
-packet (BPF_PROG_TEST_RUN), read back through EventMonitor: one per connection and observation
-point at the start, on a new TCP flag and then every few seconds, never one per packet."""
+packet (BPF_PROG_TEST_RUN), read back through EventMonitor, under monitor aggregation: at the default
+(medium) to-network once per connection at the start, on a new TCP flag and then every few seconds,
+never one per packet, and from-network never (as from lowest on); at none both for every packet."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from membrane.datapath.bpf.bpf_object import BpfObject
 from membrane.datapath.bpf.syscalls import prog_test_run
 from membrane.datapath.loader import compile_object, find_object
 from membrane.datapath.maps.endpoints import EndpointRecord, EndpointsMap
-from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, DatapathEvent
+from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, ConfigMap, DatapathEvent
 from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
 from membrane.datapath.maps.nat import HostConfigMap, HostSettings
 from membrane.datapath.monitor import EventMonitor, set_events_enabled
@@ -26,6 +27,7 @@ from membrane.model.datapath_codes import (
     TRACE_REASON_UNKNOWN,
     TRACE_TO_NETWORK,
 )
+from membrane.model.monitor_aggregation import LOW, NONE, MonitorAggregation
 from tests.datapath.packets import ETH_P_IP, ethernet, ipv4, send_as
 
 pytestmark = pytest.mark.root
@@ -107,17 +109,39 @@ def test_a_pod_connection_leaving_is_to_network_once_per_flag(node: Node) -> Non
                    (TRACE_TO_NETWORK, ID_POD, ID_PEER, TRACE_REASON_UNKNOWN, 0)], got
 
 
-def test_a_connection_arriving_is_from_network(node: Node) -> None:
-    assert node.run("from_netdev", frame(PEER, POD[0], tcp(40000, 80, SYN))) == TC_ACT_OK
-    for _ in range(10):
-        node.run("from_netdev", frame(PEER, POD[0], tcp(40000, 80, SYN)))
+def aggregate(node: Node, level: int) -> None:
+    with ConfigMap.open(node.pin_dir) as config:
+        config.set_aggregation(MonitorAggregation(level))
+
+
+def test_at_the_default_level_nothing_is_traced_where_a_packet_arrives(node: Node) -> None:
+    """Medium, like lowest and low: no from-network trace (Cilium's trace.h, TRACE_AGGREGATE_RX)."""
+    for _ in range(3):
+        assert node.run("from_netdev", frame(PEER, POD[0], tcp(40000, 80, SYN))) == TC_ACT_OK
+    assert node.traces() == []
+
+
+def test_without_aggregation_every_arriving_packet_is_from_network(node: Node) -> None:
+    aggregate(node, NONE)
+    for _ in range(11):
+        assert node.run("from_netdev", frame(PEER, POD[0], tcp(40000, 80, SYN))) == TC_ACT_OK
     got = node.traces()
-    assert got == [(TRACE_FROM_NETWORK, ID_PEER, ID_POD, TRACE_REASON_NEW, DIRECTION_INGRESS)], got
+    assert got == [(TRACE_FROM_NETWORK, ID_PEER, ID_POD, TRACE_REASON_NEW, DIRECTION_INGRESS)] * 11, got
+
+
+def test_at_low_every_leaving_packet_is_to_network_and_none_arriving(node: Node) -> None:
+    aggregate(node, LOW)
+    for flags in (SYN, ACK, ACK | PSH, ACK | PSH, ACK):
+        assert node.run("to_netdev", frame(POD[0], PEER, tcp(40000, 80, flags))) == TC_ACT_OK
+    assert node.run("from_netdev", frame(PEER, POD[0], tcp(80, 40000, SYN | ACK))) == TC_ACT_OK
+    got = node.traces()
+    assert [t[0] for t in got] == [TRACE_TO_NETWORK] * 5, got
 
 
 def test_conntrack_of_the_pod_gives_the_direction(node: Node) -> None:
     """The pod's from_container records its connection (CT_EGRESS): what leaves is established, the
     peer's answer coming back from the network a reply; both are the pod's egress connection."""
+    aggregate(node, NONE)  # from-network too
     with EndpointsMap.open(node.pin_dir) as endpoints:
         send_as(endpoints, POD[0])
     syn = ethernet(POD[1].lxc_mac, POD[1].pod_mac, ETH_P_IP, ipv4(POD[0], PEER, tcp(40001, 80, SYN), proto=TCP))
