@@ -11,15 +11,20 @@ import os
 import shutil
 import subprocess
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from membrane.datapath.maps.events import ConfigMap
 from membrane.hubble.proto.flow import flow_pb2
 from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
 from membrane.hubble.proto.peer import peer_pb2, peer_pb2_grpc
+from membrane.model.monitor_aggregation import NONE, MonitorAggregation
 from tests.lab.harness import Lab
 from tests.unit.test_dashboards import DASHBOARDS, expressions, family_of, metric_names
 
@@ -54,6 +59,24 @@ spec:
   ingress: [{fromEndpoints: [{}]}]
 """
 TIMEOUT = 15
+
+
+@contextmanager
+def every_packet_traced(lab: Lab) -> Iterator[None]:
+    """Monitor aggregation none on every node while the block runs (as bpf.monitorAggregation=none
+    would set it, without restarting the agents), then the lab's own level (the default, medium)."""
+    pins = [f"{lab.paths.bpffs_lab_dir}/{n['metadata']['name']}" for n in lab.get_json("nodes")]
+    before = []
+    for pin in pins:
+        with ConfigMap.open(pin) as config:
+            before.append(config.aggregation())
+            config.set_aggregation(MonitorAggregation(NONE))
+    try:
+        yield
+    finally:
+        for pin, agg in zip(pins, before, strict=True):
+            with ConfigMap.open(pin) as config:
+                config.set_aggregation(agg)
 
 
 def _channel(lab: Lab, sock: str = "relay.sock") -> grpc.Channel:
@@ -260,8 +283,11 @@ def test_unmodified_hubble_cli_output_formats_l7_and_tcp_4245(lab: Lab, app: dic
     assert "TIMESTAMP:" in dicts and "VERDICT: FORWARDED" in dicts
     network = hubble("observe", "--last", "2000", "--type", "trace:to-network", "--to-ip", backend)
     assert " to-network FORWARDED " in network and "default/webpod-1:80" in network, network[-500:]
-    on_device = [json.loads(line)["flow"] for line in hubble("observe", "--last", "2000", "-o", "json", "--interface",
-                                                               "eth1", "--to-ip", backend).splitlines() if line]
+    with every_packet_traced(lab):  # from-network: not traced at the default aggregation (medium)
+        lab.exec("hb-client", "curl", "-s", "--max-time", "3", f"http://{backend}/")
+        on_device = [json.loads(line)["flow"] for line in hubble("observe", "--last", "2000", "-o", "json",
+                                                                   "--interface", "eth1", "--to-ip",
+                                                                   backend).splitlines() if line]
     assert on_device and all(f["interface"]["name"] == "eth1" for f in on_device), on_device[-1:]
     assert {f["trace_observation_point"] for f in on_device} >= {"FROM_NETWORK"}, on_device[-1:]
     lab.apply(L7_POLICY)
@@ -340,37 +366,46 @@ def test_policy_verdicts_name_the_policies(lab: Lab, app: dict) -> None:
 
 def test_cross_node_flow_is_to_network_on_the_source_and_from_network_on_the_destination(lab: Lab, app: dict) -> None:
     """The node device's traces (bpf/lib/netdev_trace.h): hb-client on k8s-ctr to webpod-1 on k8s-w1
-    leaves k8s-ctr's eth1 (to-network) and enters k8s-w1's (from-network), each printed as Hubble does."""
+    leaves k8s-ctr's eth1 (to-network) and enters k8s-w1's (from-network), each printed as Hubble does.
+    At the default monitor aggregation (medium) there is no from-network trace, as in Cilium: the new
+    connection is still seen leaving and where it is delivered (to-endpoint)."""
     client = app["pods"]["hb-client"]["status"]["podIP"]
     backend = app["pods"]["webpod-1"]["status"]["podIP"]
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # flows of this test only
 
-    def seen(point: str) -> list[dict]:
+    def seen(point: str, since: str = "") -> list[dict]:
         lab.exec("hb-client", "curl", "-s", "--max-time", "2", f"http://{backend}/", check=False)
-        out = lab.run("observe", "--last", "2000", "-o", "json", "--type", f"trace:{point}", "--from-ip", client,
+        window = ["--since", since] if since else ["--last", "2000"]
+        out = lab.run("observe", *window, "-o", "json", "--type", f"trace:{point}", "--from-ip", client,
                       "--to-ip", backend, timeout=30).stdout
         return [json.loads(line)["flow"] for line in out.splitlines() if line.strip()]
     leaving = lab.wait_for(lambda: seen("to-network"), 20, "to-network flows of hb-client -> webpod-1")
-    arriving = lab.wait_for(lambda: seen("from-network"), 20, "from-network flows of hb-client -> webpod-1")
+    delivered = lab.wait_for(lambda: seen("to-endpoint"), 20, "to-endpoint flows of hb-client -> webpod-1")
+    assert any(f["l4"]["TCP"].get("flags", {}).get("SYN") for f in delivered), delivered[:1]
+    assert {f["node_name"].split("/")[-1] for f in delivered} == {"k8s-w1"}, delivered[:1]
+    assert seen("from-network", since=start) == [], "from-network traced at the default aggregation"
     assert {f["node_name"].split("/")[-1] for f in leaving} == {"k8s-ctr"}, leaving
-    assert {f["node_name"].split("/")[-1] for f in arriving} == {"k8s-w1"}, arriving
-    for flows, point in ((leaving, "TO_NETWORK"), (arriving, "FROM_NETWORK")):
-        assert all(f["trace_observation_point"] == point and f["verdict"] == "FORWARDED" for f in flows)
-        assert all(f["source"]["pod_name"] == "hb-client" and f["destination"]["pod_name"] == "webpod-1"
-                   for f in flows), flows
     syn = [f for f in leaving if f["l4"]["TCP"].get("flags", {}).get("SYN") and not f["l4"]["TCP"]["flags"].get("ACK")]
     assert syn and syn[0]["traffic_direction"] == "EGRESS" and syn[0]["is_reply"] is False, syn[:1]
     per_connection: dict[int, int] = {}
     for f in leaving:
         per_connection[f["l4"]["TCP"]["source_port"]] = per_connection.get(f["l4"]["TCP"]["source_port"], 0) + 1
     # one trace per packet leaving, even with host routing (from_container's, none of to_netdev's), and
-    # aggregated: SYN, the first ACK, FIN (a new flag each), not the request's and response's packets
+    # aggregated: SYN, the first ACK, the request (PSH), FIN (a new flag each), not the other packets
     assert max(per_connection.values()) <= 4, [(f["l4"]["TCP"], f.get("interface")) for f in leaving]
     compact = lab.run("observe", "--last", "2000", "--type", "trace:to-network", "--from-ip", client,
                       "--to-ip", backend).stdout
     assert "default/hb-client:" in compact and " -> default/webpod-1:80 " in compact
     assert " to-network FORWARDED (TCP Flags: SYN)" in compact, compact
-    replies = lab.run("observe", "--last", "2000", "--type", "trace:from-network", "--from-ip", backend,
-                      "--to-ip", client, "-o", "json").stdout
+    with every_packet_traced(lab):
+        arriving = lab.wait_for(lambda: seen("from-network", "10s"), 20, "from-network flows of hb-client -> webpod-1")
+        replies = lab.run("observe", "--since", "20s", "--type", "trace:from-network", "--from-ip", backend,
+                          "--to-ip", client, "-o", "json").stdout
+    assert {f["node_name"].split("/")[-1] for f in arriving} == {"k8s-w1"}, arriving
+    for flows, point in ((leaving, "TO_NETWORK"), (arriving, "FROM_NETWORK")):
+        assert all(f["trace_observation_point"] == point and f["verdict"] == "FORWARDED" for f in flows)
+        assert all(f["source"]["pod_name"] == "hb-client" and f["destination"]["pod_name"] == "webpod-1"
+                   for f in flows), flows
     got = [json.loads(line)["flow"] for line in replies.splitlines() if line.strip()]
     assert got and all(f["node_name"].split("/")[-1] == "k8s-ctr" for f in got), got[:1]
     assert any(f.get("is_reply") is True for f in got), got[:1]
