@@ -13,7 +13,7 @@ from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, C
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.monitor import EventMonitor
 from membrane.model.datapath_codes import TRACE_FROM_LXC, TRACE_REASON_NEW, TRACE_REASON_REPLY, TRACE_TO_LXC
-from membrane.model.monitor_aggregation import NONE, MonitorAggregation
+from membrane.model.monitor_aggregation import LOW, MEDIUM, NONE, MonitorAggregation
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root
@@ -86,3 +86,26 @@ def test_a_ping_between_pods_is_traced_live(monitored: tuple[NodeLab, Collector,
     assert len(events) == 12
     counters = monitor.counters()
     assert counters.lost == 0 and counters.received == counters.delivered == len(collector.events)
+
+
+@pytest.mark.parametrize("level,expected", [
+    (MEDIUM, [TRACE_TO_LXC, TRACE_TO_LXC]),  # the first echo and the first reply: conntrack reports those
+    (LOW, [TRACE_TO_LXC] * 6),  # every packet, where it is handed to its pod only
+], ids=["medium", "low"])
+def test_monitor_aggregation_decides_which_traces_real_pings_make(
+        monitored: tuple[NodeLab, Collector, EventMonitor], level: int, expected: list[int]) -> None:
+    node, collector, monitor = monitored
+    with ConfigMap.open(node.datapath.pin_dir) as config:
+        config.set_aggregation(MonitorAggregation(level))
+    a = node.add_pod("a", "10.200.0.10")
+    b = node.add_pod("b", "10.200.0.11")
+    _with_identity(node, a, ID_A)
+    _with_identity(node, b, ID_B)
+
+    result = ping(a, b.ip, count=3, interval=0.05)
+    assert ping_counts(result.stdout) == (3, 3), result.stdout + result.stderr
+    collector.wait_for(lambda seen: len(seen) >= len(expected))
+    time.sleep(0.5)  # anything more would have arrived by now
+    assert [e.observation_point for e in collector.events] == expected
+    assert [e.trace_reason for e in collector.events][:2] == [TRACE_REASON_NEW, TRACE_REASON_REPLY]
+    assert monitor.counters().lost == 0

@@ -65,7 +65,7 @@ TIMEOUT = 15
 def every_packet_traced(lab: Lab) -> Iterator[None]:
     """Monitor aggregation none on every node while the block runs (as bpf.monitorAggregation=none
     would set it, without restarting the agents), then the lab's own level (the default, medium)."""
-    pins = [f"{lab.paths.bpffs_lab_dir}/{n['metadata']['name']}" for n in lab.get_json("nodes")]
+    pins = [lab.paths.bpffs_dir(n["metadata"]["name"]) for n in lab.get_json("nodes")]
     before = []
     for pin in pins:
         with ConfigMap.open(pin) as config:
