@@ -54,6 +54,7 @@ from membrane.store.etcd import EtcdClient
 from membrane.store.events import EventRecorder
 from membrane.store.mirror import Mirror
 from membrane.store.resources import ResourceStore
+from membrane.store.watch import WatchEvent
 
 log = logging.getLogger(__name__)
 CT_GC_INTERVAL = 30.0  # seconds between conntrack garbage collections
@@ -218,12 +219,13 @@ class Agent(AgentFeatures, AgentIntrospection):
             mirror.subscribe(lambda *_: policy_ctrl.trigger())
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 
-        def pods_changed(*_: object) -> None:
+        def pods_changed(events: list[WatchEvent]) -> None:
             self.controllers.get("sync-endpoint-labels").trigger()
+            ids.pods_changed(events)  # [podcpu] the identity controller looks at these pods' endpoints only
             ident_ctrl.trigger()
 
         self.pods_mirror.subscribe(pods_changed)
-        self.ns_mirror.subscribe(lambda *_: ident_ctrl.trigger())
+        self.ns_mirror.subscribe(lambda *_: (ids.everything_changed(), ident_ctrl.trigger()))
         self.net.on_change = ident_ctrl.trigger
         self.controllers.add(Controller("ct-gc", self._ct_gc, interval=CT_GC_INTERVAL))
         ipc_ctrl = self.controllers.add(Controller("sync-bpf-ipcache", ipc.sync, interval=30))

@@ -23,6 +23,7 @@ from membrane.hubble.events import EndpointInfo, PolicyAttributor, ServiceLookup
 from membrane.hubble.ring import FlowRing
 from membrane.model import datapath_codes as codes
 from membrane.store.mirror import Mirror
+from membrane.store.watch import WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -57,40 +58,51 @@ def workloads_of(pod: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 class PodIndex:
-    """IP → endpoint information, rebuilt from the pod mirror when it changes."""
+    """IP → endpoint information, kept current by the pod mirror's events: a pod's change costs that pod
+    (it used to decode every pod in the cluster at the first lookup after any pod changed, O(n) per pod
+    during churn)."""
 
     def __init__(self, pods: Mirror, identity_of: Callable[[str], int], cluster: str) -> None:
         self._pods = pods
         self.pods = pods
         self._identity_of = identity_of
         self._cluster = cluster
-        self._by_ip: dict[str, dict[str, Any]] = {}
-        self._infos: dict[str, EndpointInfo] = {}  # ip -> what lookup last said (until the pods change)
+        self._by_key: dict[str, str] = {}  # pod key -> its IP
+        self._by_ip: dict[str, dict[str, dict[str, Any]]] = {}  # ip -> pod key -> pod (the last key wins)
+        self._infos: dict[str, EndpointInfo] = {}  # ip -> what lookup last said (until that IP's pod changes)
         self._lock = threading.Lock()
-        self._stale = True
-        pods.subscribe(lambda *_: self._mark())
+        pods.subscribe(self._on_events)  # the current pods first, then every change
         # DNS names the DNS proxy learned for an IP (source_names/destination_names, observe --fqdn)
         self.names_of: Callable[[str], Iterable[str]] = lambda _ip: ()
 
-    def _mark(self) -> None:
-        self._stale = True
-
-    def _rebuild(self) -> None:
-        by_ip = {}
-        for kv in self._pods.items():
-            pod = json.loads(kv.value)
-            ip = pod.get("status", {}).get("podIP")
-            if ip:
-                by_ip[ip] = pod
-        self._by_ip = by_ip
-        self._stale = False
+    def _on_events(self, events: list[WatchEvent]) -> None:
+        with self._lock:
+            for ev in events:
+                key = ev.kv.key
+                old = self._by_key.pop(key, None)
+                if old is not None:
+                    held = self._by_ip[old]
+                    del held[key]
+                    if not held:
+                        del self._by_ip[old]
+                    self._infos.pop(old, None)
+                if ev.type == "DELETE":
+                    continue
+                try:
+                    pod = json.loads(ev.kv.value)
+                    ip = pod.get("status", {}).get("podIP")
+                except (ValueError, AttributeError):
+                    log.warning("flows: ignoring pod %s: not a JSON object", key)
+                    continue
+                if ip:
+                    self._by_key[key] = ip
+                    self._by_ip.setdefault(ip, {})[key] = pod
+                    self._infos.pop(ip, None)
 
     def lookup(self, ip: str) -> EndpointInfo | None:
         with self._lock:
-            if self._stale:
-                self._rebuild()
-                self._infos = {}
-            pod = self._by_ip.get(ip)
+            held = self._by_ip.get(ip)
+            pod = held[max(held)] if held else None
             infos = self._infos
         identity = self._identity_of(ip)
         if pod is None:
@@ -105,7 +117,10 @@ class PodIndex:
         info = EndpointInfo(identity=identity, namespace=meta["namespace"], pod_name=meta["name"],
                             labels=tuple(sorted(labels)), workloads=tuple(workloads_of(pod)),
                             cluster_name=self._cluster)
-        infos[ip] = info
+        with self._lock:
+            held = self._by_ip.get(ip)
+            if held and held[max(held)] is pod:  # not changed meanwhile: cache it
+                infos[ip] = info
         return info
 
 

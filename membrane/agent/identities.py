@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from membrane.agent.node_network import NodeNetwork
+from membrane.endpoint.model import Endpoint
 from membrane.identity.allocator import IdentityAllocator
 from membrane.identity.labelfilter import LabelFilter
 from membrane.identity.labels import LabelSet, pod_identity_labels
@@ -30,8 +33,10 @@ from membrane.ipcache.ownership import stale_owned
 from membrane.store.etcd import EtcdClient
 from membrane.store.layout import StoreLayout
 from membrane.store.txn import StoreTxnOps
+from membrane.store.watch import WatchEvent
 
 log = logging.getLogger(__name__)
+FULL_PASS_SECONDS = 30.0  # the incremental runs' safety net: every endpoint looked at again this often
 PUBLISH_BATCH = 100  # ipcache writes per etcd transaction (etcd's default limit is 128 operations)
 
 
@@ -57,6 +62,16 @@ class EndpointIdentities:
         self._filter = LabelFilter.default()
         self._label_memo: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str], LabelSet]] = {}
         self._entry_memo: dict[tuple[str, int], tuple[str, str]] = {}  # (ip, identity) -> (key, value)
+        # Incremental runs: what changed since the last run (endpoints from the table's change log, pods
+        # from the pod mirror's events); a full pass every FULL_PASS_SECONDS and after any failure.
+        self._dirty_lock = threading.Lock()
+        self._dirty_pods: set[tuple[str, str]] = set()
+        self._full = True
+        self._last_full = 0.0
+        self._ep_version = 0
+        self._eps_of_pod: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (namespace, pod) -> endpoint keys
+        self._pod_of_ep: dict[tuple[str, str], tuple[str, str]] = {}
+        self._ipcache_key_of: dict[tuple[str, str], str] = {}  # endpoint key -> the ipcache key published
 
     def security_labels(self, key: tuple[str, str]) -> list[str] | None:
         """The identity-relevant labels last applied to an endpoint (``source:key=value``)."""
@@ -82,6 +97,18 @@ class EndpointIdentities:
         self._label_memo[(namespace, pod_name)] = (pod, ns_labels, labels)
         return labels
 
+    def pods_changed(self, events: list[WatchEvent]) -> None:
+        """The pod mirror's events: only the endpoints of these pods need another look."""
+        with self._dirty_lock:
+            for ev in events:
+                namespace, _, name = ev.kv.key.rpartition("/")
+                self._dirty_pods.add((namespace.rpartition("/")[2], name))
+
+    def everything_changed(self) -> None:
+        """Look at every endpoint on the next run (a namespace's labels changed)."""
+        with self._dirty_lock:
+            self._full = True
+
     def sync(self) -> None:
         lease = self._lease()
         if lease != self._lease_used:
@@ -91,30 +118,80 @@ class EndpointIdentities:
             self._published.clear()
             self._lease_used = lease
             self._reconciled = False
+            self.everything_changed()
+        with self.net.lock:
+            changed, version = self.net.endpoints.changed_since(self._ep_version)
+        with self._dirty_lock:
+            pods, self._dirty_pods = self._dirty_pods, set()
+            full = self._full or changed is None or time.monotonic() - self._last_full >= FULL_PASS_SECONDS
+            self._full = False
+        self._ep_version = version
+        try:
+            if full:
+                self._last_full = time.monotonic()
+                self._sync_all(lease)
+            else:
+                keys = set(changed or ()) | {k for pod in pods for k in self._eps_of_pod.get(pod, ())}
+                self._sync_some(keys, lease)
+        except BaseException:
+            self.everything_changed()  # what this run did not finish, the next one redoes whole
+            raise
+        if not self._reconciled:
+            self._withdraw_stale()
+            self._reconciled = True
+
+    def _sync_all(self, lease: int) -> None:
+        """Every endpoint: the periodic pass, and after a start, a new lease or a failed run."""
         live = {ep.key: ep for ep in self.net.endpoints.list()}
         for key in [k for k in self._applied if k not in live]:
             _labels, old = self._applied.pop(key)
             self.refs.release(old)
-        for key, ep in live.items():
-            labels = self.labels_for(ep.namespace, ep.pod_name)
-            if labels is None:
-                continue
-            applied = self._applied.get(key)
-            if applied is not None and applied[0] == labels:
-                continue
-            with self.net.stats.stage("identityAllocation"):
-                new = self.refs.acquire(labels)
-            self.net.set_identity(ep.container_id, ep.ifname, new)
-            self._applied[key] = (labels, new)
-            if applied is not None and applied[1] != new:
-                self.refs.release(applied[1])
-            if ep.identity != new:
-                log.info("endpoint %d %s: identity %d", ep.id, ep.pod_key, new)
+        self._eps_of_pod, self._pod_of_ep = {}, {}
+        for ep in live.values():
+            self._index(ep)
+            self._apply(ep)
         with self.net.stats.stage("ipcachePublish"):
             self._publish_ipcache(lease)
-        if not self._reconciled:
-            self._withdraw_stale()
-            self._reconciled = True
+
+    def _sync_some(self, keys: set[tuple[str, str]], lease: int) -> None:
+        """Only the endpoints added, removed or whose pod changed since the last run: O(1) per pod."""
+        eps = {key: self.net.endpoints.get(*key) for key in keys}
+        for key, ep in eps.items():
+            if ep is None:
+                if key in self._applied:
+                    self.refs.release(self._applied.pop(key)[1])
+                pod = self._pod_of_ep.pop(key, None)
+                held = self._eps_of_pod.get(pod) if pod is not None else None
+                if pod is not None and held is not None:
+                    held.discard(key)
+                    if not held:
+                        del self._eps_of_pod[pod]
+                continue
+            self._index(ep)
+            self._apply(ep)
+        with self.net.stats.stage("ipcachePublish"):
+            self._publish_some(eps, lease)
+
+    def _index(self, ep: Endpoint) -> None:
+        pod = (ep.namespace, ep.pod_name)
+        self._pod_of_ep[ep.key] = pod
+        self._eps_of_pod.setdefault(pod, set()).add(ep.key)
+
+    def _apply(self, ep: Endpoint) -> None:
+        labels = self.labels_for(ep.namespace, ep.pod_name)
+        if labels is None:
+            return
+        applied = self._applied.get(ep.key)
+        if applied is not None and applied[0] == labels:
+            return
+        with self.net.stats.stage("identityAllocation"):
+            new = self.refs.acquire(labels)
+        self.net.set_identity(ep.container_id, ep.ifname, new)
+        self._applied[ep.key] = (labels, new)
+        if applied is not None and applied[1] != new:
+            self.refs.release(applied[1])
+        if ep.identity != new:
+            log.info("endpoint %d %s: identity %d", ep.id, ep.pod_key, new)
 
     def _withdraw_stale(self) -> None:
         """Drop what an earlier incarnation of this agent published for endpoints that are gone."""
@@ -137,10 +214,37 @@ class EndpointIdentities:
             self._entry_memo[(ip, identity)] = hit
         return hit
 
+    def _publish_some(self, eps: dict[tuple[str, str], Endpoint | None], lease: int) -> None:
+        """The ipcache entries of these endpoints only (the others did not change)."""
+        ops = []
+        written: dict[str, str | None] = {}
+        for key, ep in eps.items():
+            old = self._ipcache_key_of.get(key)
+            new = self._entry(ep.ipv4, ep.identity) if ep is not None and ep.identity else None
+            if old is not None and (new is None or new[0] != old) and old in self._published:
+                ops.append(self._txn_ops.delete(old))
+                written[old] = None
+            if new is not None and self._published.get(new[0]) != new[1]:
+                ops.append(self._txn_ops.put(new[0], new[1], lease=lease))
+                written[new[0]] = new[1]
+            if new is None:
+                self._ipcache_key_of.pop(key, None)
+            else:
+                self._ipcache_key_of[key] = new[0]
+        for i in range(0, len(ops), PUBLISH_BATCH):
+            self.client.txn([], ops[i:i + PUBLISH_BATCH])
+        for k, value in written.items():
+            if value is None:
+                self._published.pop(k, None)
+            else:
+                self._published[k] = value
+
     def _publish_ipcache(self, lease: int) -> None:
         """Write what changed since the last run, in transactions of up to ``PUBLISH_BATCH`` entries (one
         round trip for a burst of new pods instead of one per pod)."""
-        want = dict(self._entry(ep.ipv4, ep.identity) for ep in self.net.endpoints.list() if ep.identity)
+        with_ids = [ep for ep in self.net.endpoints.list() if ep.identity]
+        self._ipcache_key_of = {ep.key: self._entry(ep.ipv4, ep.identity)[0] for ep in with_ids}
+        want = dict(self._entry(ep.ipv4, ep.identity) for ep in with_ids)
         if len(self._entry_memo) > 2 * len(want) + 64:  # endpoints gone or relabelled
             self._entry_memo = {k: v for k, v in self._entry_memo.items() if v[0] in want}
         ops = [self._txn_ops.put(key, value, lease=lease) for key, value in want.items()

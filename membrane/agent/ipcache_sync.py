@@ -20,15 +20,19 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from ipaddress import ip_network
 
 from membrane.datapath.maps.ipcache import IPCACHE_F_NODE, IpcacheEntry
 from membrane.datapath.maps.ops import IpcacheOps, IpcacheTarget
 from membrane.endpoint.routing import NodeInfo
 from membrane.ipcache.cache import IPCacheEntry, cidr_entries, merge, node_entries
+from membrane.ipcache.merged import MergedIPCache
 from membrane.state.reconciler import Reconciler
 from membrane.state.table import Table
+from membrane.store.kv import KV
 from membrane.store.layout import StoreLayout
 from membrane.store.mirror import Mirror
+from membrane.store.watch import WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +59,87 @@ class IPCacheSync:
         extra = {} if clock is None else {"clock": clock}
         self.reconciler: Reconciler[str, IpcacheEntry] = Reconciler(
             self.table, IpcacheOps(target, self.table.items), name="bpf-ipcache", prune_interval=PRUNE_SECONDS, **extra)
+        # Incremental refresh: the mirror's events name the keys that changed since the last run, and only
+        # those are decoded and re-merged (a mirror without events is read whole each run).
+        self._merged = MergedIPCache()
+        self._flagged: set[str] = set()
+        self._dirty_lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._full = True
+        subscribe = getattr(mirror, "subscribe", None)
+        self._incremental = subscribe is not None
+        if subscribe is not None:
+            subscribe(self._on_events, replay=False)
 
-    def desired(self) -> dict[str, int]:
-        published = []
-        for kv in self.mirror.items():
-            try:
-                prefix = self.layout.parse_ipcache_key(kv.key)
-                published.append(IPCacheEntry.from_dict(prefix, json.loads(kv.value)))
-            except (ValueError, KeyError) as exc:
-                log.warning("ignoring ipcache key %s: %s", kv.key, exc)
+    def _on_events(self, events: list[WatchEvent]) -> None:
+        with self._dirty_lock:
+            self._dirty.update(ev.kv.key for ev in events)
+
+    def _decode(self, kv: KV | None) -> IPCacheEntry | None:
+        if kv is None:
+            return None
+        try:
+            return IPCacheEntry.from_dict(self.layout.parse_ipcache_key(kv.key), json.loads(kv.value))
+        except (ValueError, KeyError) as exc:
+            log.warning("ignoring ipcache key %s: %s", kv.key, exc)
+            return None
+
+    def _others(self) -> tuple[list[IPCacheEntry], set[str]]:
+        """The entries of every source but the published ones (nodes, CIDR prefixes of policy), and the
+        prefixes of remote nodes that carry CIDR identities of their own (flagged as nodes)."""
         nodes = [node_entries(n.name, [ip for ip in (n.internal_ip, n.router_ip) if ip], own_node=self.node)
                  for n in self._nodes() if n.internal_ip]
         own = self._node_identities()  # nodes mode: remote node IPs with identities of their own
         if own:
             nodes = [[replace(e, identity=own.get(str(e.prefix.network_address), e.identity))
                       if e.prefix.prefixlen == e.prefix.max_prefixlen else e for e in entries] for entries in nodes]
-        cache = merge([published, *nodes, cidr_entries(self._cidrs())])
+        return [e for entries in nodes for e in entries] + cidr_entries(self._cidrs()), {f"{ip}/32" for ip in own}
+
+    def desired(self) -> dict[str, int]:
+        """Every prefix's identity, merged from scratch (the incremental ``refresh`` must agree with it)."""
+        published = [e for kv in self.mirror.items() if (e := self._decode(kv)) is not None]
+        cache = merge([published, self._others()[0]])
         # The datapath is IPv4-only for now.
         return {str(e.prefix): e.identity for e in cache if e.prefix.version == 4}
 
     def refresh(self) -> int:
-        """Make the desired table current (only changed prefixes get a new revision); returns it."""
+        """Make the desired table current (only changed prefixes get a new revision); returns it. Costs
+        what changed since the last run: the published keys the mirror's events named, and the prefixes
+        of nodes and CIDRs when those changed."""
+        if not self._incremental:
+            return self._refresh_all()
+        with self._lock:
+            with self._dirty_lock:
+                full, dirty = self._full, self._dirty
+                self._full, self._dirty = False, set()
+            others, flagged = self._others()
+            touched = self._merged.set_others(others)
+            if full:
+                kvs = {kv.key: kv for kv in self.mirror.items()}
+                dirty = set(kvs) | self._merged.published_keys()
+                for key in dirty:
+                    touched |= self._merged.put(key, self._decode(kvs.get(key)))
+            else:
+                for key in dirty:
+                    touched |= self._merged.put(key, self._decode(self.mirror.get(key)))
+            entries = self._merged.entries()
+            if full:
+                touched = set(entries)
+            chosen = {str(p): e for p in touched if (e := entries.get(p)) is not None}
+            names = {str(p) for p in touched} | (flagged ^ self._flagged) | (set(self.table.keys()) if full else set())
+            self._flagged = flagged
+            for name in names - set(chosen):  # a node's flag changed, or a row no source has any more
+                e = entries.get(ip_network(name))
+                if e is not None:
+                    chosen[name] = e
+            rows = {name: IpcacheEntry(identity=e.identity, flags=IPCACHE_F_NODE if name in flagged else 0)
+                    for name, e in chosen.items() if e.prefix.version == 4}
+            self.table.upsert_many({k: v for k, v in rows.items() if self.table.get(k) != v})
+            self.table.delete_many([name for name in names if name not in rows and name in self.table])
+            self.table.mark_initialized()
+            return self.table.revision
+
+    def _refresh_all(self) -> int:
         with self._lock:
             flagged = {f"{ip}/32" for ip in self._node_identities()}
             rows = {prefix: IpcacheEntry(identity=identity, flags=IPCACHE_F_NODE if prefix in flagged else 0)

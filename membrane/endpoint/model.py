@@ -6,6 +6,7 @@ endpoint and persisted with it so an agent restart finds the same IDs.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -65,11 +66,19 @@ class Endpoint:
 _FIELDS = tuple(f.name for f in fields(Endpoint))
 
 
+LOG_SLACK = 1024
+
+
 class EndpointTable:
     """The node's endpoints, by (container ID, ifname), with ID allocation. Not thread-safe: the agent locks."""
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], Endpoint] = {}
+        # Which endpoints were put or removed, newest last, with the version of that change: controllers
+        # ask ``changed_since`` for the endpoints that changed instead of going over all of them.
+        self.version = 0
+        self._log: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._forgotten = 0  # changes up to this version may be missing from the log
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -96,9 +105,33 @@ class EndpointTable:
 
     def put(self, ep: Endpoint) -> None:
         self._by_key[ep.key] = ep
+        self._changed(ep.key)
 
     def remove(self, container_id: str, ifname: str) -> Endpoint | None:
-        return self._by_key.pop((container_id, ifname), None)
+        ep = self._by_key.pop((container_id, ifname), None)
+        if ep is not None:
+            self._changed(ep.key)
+        return ep
+
+    def _changed(self, key: tuple[str, str]) -> None:
+        self.version += 1
+        self._log[key] = self.version
+        self._log.move_to_end(key)
+        if len(self._log) > 2 * len(self._by_key) + LOG_SLACK:  # keys of endpoints long gone
+            while len(self._log) > len(self._by_key) + LOG_SLACK // 2:
+                _key, self._forgotten = self._log.popitem(last=False)
+
+    def changed_since(self, version: int) -> tuple[list[tuple[str, str]] | None, int]:
+        """The keys of endpoints put or removed after ``version`` (newest first) and the current version;
+        None instead of the keys if the log no longer reaches back that far (then look at all)."""
+        if version < self._forgotten:
+            return None, self.version
+        out = []
+        for key in reversed(self._log):
+            if self._log[key] <= version:
+                break
+            out.append(key)
+        return out, self.version
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [ep.to_dict() for ep in self.list()]
