@@ -67,8 +67,10 @@ def proc_state(rec: ProcRecord) -> str:
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str | None = None) -> ProcRecord:
-    """Start a daemon in its own session (so a terminal's ^C does not reach it), output to log_path."""
+def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str | None = None,
+          pass_fds: tuple[int, ...] = ()) -> ProcRecord:
+    """Start a daemon in its own session (so a terminal's ^C does not reach it), output to log_path;
+    ``pass_fds``: descriptors it inherits (every other one is closed)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -80,6 +82,7 @@ def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
         )
     stale = _children.get(proc.pid)
     if stale is not None and stale.returncode is None:
