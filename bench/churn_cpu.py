@@ -28,14 +28,20 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _times(pid: int) -> tuple[float, float]:
-    """(own CPU seconds, reaped children's CPU seconds) of a process; zeros if it is gone."""
+    """(own CPU seconds, reaped children's CPU seconds) of a process; zeros if it is gone. ``stat``'s
+    utime + stime count the whole thread group but in clock ticks, which round a pause's ~1 ms to
+    nothing; so a single-threaded process's own time comes from ``schedstat`` (nanoseconds). Reaped
+    children's time is a sum, so ticks do there."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
+        own = (int(fields[11]) + int(fields[12])) / CLK_TCK  # after the comm: utime [11], stime [12]
+        if int(fields[17]) == 1:  # num_threads
+            with open(f"/proc/{pid}/schedstat") as fh:
+                own = int(fh.read().split()[0]) / 1e9
+    except (OSError, IndexError, ValueError):
         return 0.0, 0.0
-    # after the comm: state is [0], utime [11], stime [12], cutime [13], cstime [14]
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK, (int(fields[13]) + int(fields[14])) / CLK_TCK
+    return own, (int(fields[13]) + int(fields[14])) / CLK_TCK  # cutime [13], cstime [14]
 
 
 def _daemon_pids(lab: str) -> dict[str, list[int]]:
