@@ -80,6 +80,7 @@ class Kubelet:
         self._image_errors: dict[tuple[str, str], tuple[str, str]] = {}
         self._queued: list[tuple[dict[str, Any], dict[str, Any], str]] | None = None  # statuses of this pass
         self._bound: set[str] = set()  # pods bound to a node in this pass
+        self._decoded_pods: dict[str, tuple[int, dict[str, Any]]] = {}  # etcd key -> (mod revision, pod)
 
     # ---- main loop ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -115,6 +116,18 @@ class Kubelet:
     def _objects(self, mirror: Mirror) -> list[dict[str, Any]]:
         return [self.store.decode(kv) for kv in mirror.items()]
 
+    def _pod_objects(self) -> list[dict[str, Any]]:
+        """Every pod, each decoded once per revision: a pass runs after every burst of watch events and
+        decoding all pods each time was O(n) per pass. The objects are shared between passes, so this
+        loop never edits one in place (binding and status writes work on copies)."""
+        decoded: dict[str, tuple[int, dict[str, Any]]] = {}
+        for kv in self.pods.items():
+            hit = self._decoded_pods.get(kv.key)
+            decoded[kv.key] = hit if hit is not None and hit[0] == kv.mod_revision else \
+                (kv.mod_revision, self.store.decode(kv))
+        self._decoded_pods = decoded
+        return [obj for _rev, obj in decoded.values()]
+
     def sync(self) -> None:
         self._queued = []
         self._bound = set()
@@ -124,7 +137,7 @@ class Kubelet:
             self._flush_statuses()
 
     def _sync(self) -> None:
-        pods = self._objects(self.pods)
+        pods = self._pod_objects()
         nodes = self._objects(self.nodes)
         if self.router is not None:
             try:
@@ -171,7 +184,7 @@ class Kubelet:
             n = p.get("spec", {}).get("nodeName")
             if n:
                 counts[n] = counts.get(n, 0) + 1
-        for pod in pods:
+        for i, pod in enumerate(pods):
             if pod.get("spec", {}).get("nodeName"):
                 continue
             placement = schedule(pod, nodes, counts, self.max_pods)
@@ -182,7 +195,8 @@ class Kubelet:
                     self._unschedulable[uid] = placement.message
                     self.events.record(pod, WARNING, "FailedScheduling", placement.message, "default-scheduler")
                 continue
-            pod["spec"]["nodeName"] = placement.node
+            # a copy: the decoded pod is shared between passes (and put_object sets its resourceVersion)
+            pod = pods[i] = {**pod, "metadata": dict(pod["metadata"]), "spec": {**pod["spec"], "nodeName": placement.node}}
             counts[placement.node] = counts.get(placement.node, 0) + 1
             try:
                 self.store.put_object(pod, expected_revision=int(pod["metadata"]["resourceVersion"]))
@@ -352,7 +366,7 @@ class Kubelet:
             return
         old = pod.get("status", {})
         status.setdefault("startTime", old.get("startTime") or now_iso())
-        pod["status"] = status
+        pod = {**pod, "metadata": dict(pod["metadata"]), "status": status}  # the decoded one is shared (_pod_objects)
         if self._queued is not None:
             self._queued.append((pod, status, fingerprint))
             return
