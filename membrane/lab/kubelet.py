@@ -22,6 +22,7 @@ from typing import Any
 from membrane.lab.deployments import DeploymentController
 from membrane.lab.paths import LabPaths
 from membrane.lab.pod_status import container_statuses, needs_listening_ports, pod_status
+from membrane.lab.port_probe import ListeningPorts
 from membrane.lab.processes import is_alive
 from membrane.lab.record import load_record
 from membrane.lab.router import RouterRoutes
@@ -81,6 +82,7 @@ class Kubelet:
         self._queued: list[tuple[dict[str, Any], dict[str, Any], str]] | None = None  # statuses of this pass
         self._bound: set[str] = set()  # pods bound to a node in this pass
         self._decoded_pods: dict[str, tuple[int, dict[str, Any]]] = {}  # etcd key -> (mod revision, pod)
+        self.ports = ListeningPorts(self.runtime.listening_tcp_ports)  # readiness of declared containerPorts
 
     # ---- main loop ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -308,6 +310,7 @@ class Kubelet:
         with self.lock:
             self.sandboxes.pop(sb.uid, None)
         self.last_status.pop(sb.uid, None)
+        self.ports.forget(sb.uid)
         for key in [k for k in list(self._image_errors) if k[0] == sb.uid]:
             self._image_errors.pop(key, None)
         log.info("pod %s removed", sb.key)
@@ -363,7 +366,7 @@ class Kubelet:
                     if pod.get("spec", {}).get("restartPolicy", "Always") == "Never":
                         continue
                 self._start_container(sb, c)
-        listening = self.runtime.listening_tcp_ports(sb) if needs_listening_ports(pod) else set()
+        listening = self.ports.get(pod, sb) if needs_listening_ports(pod) else set()
         statuses = container_statuses(pod, sb, listening, self._image_errors)
         self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
 
