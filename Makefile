@@ -8,9 +8,9 @@ BPF_OBJ := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/lib/*.h)
 LAB ?= membrane
 
-.PHONY: setup deps venv bpf bpffs cni test unit lint demo demo-down bench clean hubble-cli
+.PHONY: setup deps venv bpf bpffs cni pause test unit lint demo demo-down bench clean hubble-cli
 
-setup: deps venv bpf bpffs cni
+setup: deps venv bpf bpffs cni pause
 
 # apt packages: only when something is missing, so repeated runs stay fast.
 deps: .deps-stamp
@@ -34,6 +34,11 @@ build/bpf/%.o: bpf/%.c $(BPF_HDR) | .deps-stamp
 # The compiled CNI plugin (issue 16): forwards ADD/DEL/CHECK to the agent, execs membrane-cni otherwise.
 cni: $(VENV)/bin/membrane-cni-shim
 $(VENV)/bin/membrane-cni-shim: cni/membrane-cni-shim.c $(VENV)/.stamp | .deps-stamp
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The lab's compiled pod sandbox process (issue 16): netns, UTS and mount namespace in one exec.
+pause: $(VENV)/bin/membrane-pause
+$(VENV)/bin/membrane-pause: lab/membrane-pause.c $(VENV)/.stamp | .deps-stamp
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 bpffs:

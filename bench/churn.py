@@ -21,7 +21,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.agent_cpu import agents_cpu
+from bench import churn_cpu
 from bench.churn_stages import agent_stages, kubelet_stages, read_timings, render
 from bench.harness import Measurement
 from membrane.lab.kubelet import START_WORKERS
@@ -79,7 +79,7 @@ def _ours(run: int) -> tuple[float, list[float], list[float], dict[str, tuple[fl
         store = ResourceStore(EtcdClient(LabPaths(lab).etcd_endpoint), "default")
         probe_ip = _wait_ip(store, "ttfp-probe")
         deployment = DEPLOYMENT.format(n=PODS, script=FIRST_PACKET.format(probe=probe_ip, dir=marks))
-        cpu0 = agents_cpu(lab, NODES)
+        cpu0 = churn_cpu.snapshot(lab, ("ttfp-probe",))
         wall0 = time.time()
         start = time.monotonic()
         _m(lab, "apply", "-f", "-", input=deployment)
@@ -94,8 +94,7 @@ def _ours(run: int) -> tuple[float, list[float], list[float], dict[str, tuple[fl
                 raise RuntimeError(f"only {ready}/{PODS} pods Ready after 600 s")
             time.sleep(0.5)
         elapsed = time.monotonic() - start
-        cpu = agents_cpu(lab, NODES) - cpu0  # the three agents, apply to all Ready
-        print(f"agents' CPU: {cpu:.2f} s, {cpu / PODS * 1e3:.1f} ms per pod", flush=True)
+        print(churn_cpu.render(churn_cpu.per_pod(cpu0, churn_cpu.snapshot(lab, ("ttfp-probe",)), PODS)), flush=True)
         lines = read_timings(f"/run/membrane/{lab}/cni-timings.jsonl")[1:]  # [0]: the probe pod
         adds = [line["seconds"] for line in lines]
         first = _first_packets(marks, wall0, deadline=time.monotonic() + 30)

@@ -38,25 +38,21 @@ def start_time(pid: int) -> int | None:
 
 
 def is_alive(rec: ProcRecord) -> bool:
-    st = start_time(rec.pid)
-    if st is None or st != rec.start:
-        return False
-    try:
-        with open(f"/proc/{rec.pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except OSError:
-        return False
+    return proc_state(rec) not in ("", "Z")
 
 
 def proc_state(rec: ProcRecord) -> str:
-    """``/proc`` state letter of the recorded process (``R``, ``S``, ``T`` stopped, ``Z``…), "" if it is gone."""
-    if start_time(rec.pid) != rec.start:
-        return ""
+    """``/proc`` state letter of the recorded process (``R``, ``S``, ``T`` stopped, ``Z``…), "" if it is gone
+    (or the PID now belongs to another process). One read of ``stat``: the lab kubelet asks this for every
+    container on every pass."""
     try:
         with open(f"/proc/{rec.pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0]
+            rest = fh.read().rsplit(")", 1)[1].split()  # comm may contain spaces; fields after it are fixed
     except OSError:
+        return ""
+    try:
+        return rest[0] if int(rest[19]) == rec.start else ""
+    except (IndexError, ValueError):
         return ""
 
 
@@ -67,8 +63,10 @@ def proc_state(rec: ProcRecord) -> str:
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str | None = None) -> ProcRecord:
-    """Start a daemon in its own session (so a terminal's ^C does not reach it), output to log_path."""
+def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str | None = None,
+          pass_fds: tuple[int, ...] = ()) -> ProcRecord:
+    """Start a daemon in its own session (so a terminal's ^C does not reach it), output to log_path;
+    ``pass_fds``: descriptors it inherits (every other one is closed)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -80,6 +78,7 @@ def spawn(argv: list[str], log_path: str, env: dict[str, str] | None = None, cwd
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
         )
     stale = _children.get(proc.pid)
     if stale is not None and stale.returncode is None:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,38 @@ def cni_binary() -> str:
     return os.path.join(bindir, "membrane-cni")
 
 
+def pause_binary() -> str | None:
+    """The compiled pause (``make setup`` builds membrane-pause next to the venv's python), else None: the
+    sandbox is then made with ``ip netns add`` + ``ip netns exec … unshare … sleep``.
+    ``MEMBRANE_LAB_PAUSE=shell`` forces the latter (to compare them)."""
+    path = os.path.join(os.path.dirname(sys.executable), "membrane-pause")
+    if os.environ.get("MEMBRANE_LAB_PAUSE") != "shell" and os.access(path, os.X_OK):
+        return path
+    return None
+
+
+def _spawn_pause(binary: str, netns: str, hostname: str, log_path: str, timeout: float = 10) -> ProcRecord:
+    """Start membrane-pause and wait for its ready byte; its log's last line is the error if it exits first."""
+    read_end, write_end = os.pipe()
+    try:
+        try:
+            rec = spawn([binary, netns, hostname, str(write_end)], log_path, pass_fds=(write_end,))
+        finally:
+            os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        if ready and os.read(read_end, 1) == b"1":
+            return rec
+    finally:
+        os.close(read_end)
+    stop(rec, timeout=1)
+    try:
+        with open(log_path, errors="replace") as fh:
+            reason = (fh.read()[-4096:].strip().splitlines() or [""])[-1]
+    except OSError:
+        reason = ""
+    raise RuntimeError(f"pod sandbox did not start: {reason or 'membrane-pause not ready'}")
+
+
 class Runtime:
     def __init__(self, lab: str) -> None:
         self.paths = LabPaths(lab)
@@ -129,15 +162,20 @@ class Runtime:
             fh.write(resolv_conf)
         with open(f"{etc}/hosts", "w") as fh:
             fh.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n# pod {sb.key}\n")
-        if not os.path.exists(sb.netns_path):
-            subprocess.run(["ip", "netns", "add", sb.netns], check=True, capture_output=True)
-        # No `ip link set lo up` here: the CNI ADD that follows brings lo up with the pod's interface
-        # (one process exec less per pod start).
-        sb.pause = spawn(
-            ["ip", "netns", "exec", sb.netns, "unshare", "--uts", "--", "sh", "-c",
-             'hostname "$1" && exec sleep infinity', "pause", pod_hostname(sb.name)],
-            self.paths.pod_log(sb.namespace, sb.name),
-        )
+        log_path = self.paths.pod_log(sb.namespace, sb.name)
+        pause = pause_binary()
+        if pause is not None:
+            sb.pause = _spawn_pause(pause, sb.netns, pod_hostname(sb.name), log_path)
+        else:
+            if not os.path.exists(sb.netns_path):
+                subprocess.run(["ip", "netns", "add", sb.netns], check=True, capture_output=True)
+            # No `ip link set lo up` here: the CNI ADD that follows brings lo up with the pod's interface
+            # (one process exec less per pod start).
+            sb.pause = spawn(
+                ["ip", "netns", "exec", sb.netns, "unshare", "--uts", "--", "sh", "-c",
+                 'hostname "$1" && exec sleep infinity', "pause", pod_hostname(sb.name)],
+                log_path,
+            )
         self.save(sb)
 
     def pause_ready(self, sb: Sandbox) -> bool:
@@ -146,7 +184,7 @@ class Runtime:
             return False
         try:
             return os.stat(f"/proc/{sb.pause.pid}/ns/uts").st_ino != os.stat("/proc/self/ns/uts").st_ino and \
-                os.readlink(f"/proc/{sb.pause.pid}/exe").endswith("sleep")
+                os.readlink(f"/proc/{sb.pause.pid}/exe").endswith(("sleep", "membrane-pause"))
         except OSError:
             return False
 

@@ -278,6 +278,29 @@ class ResourceStore:
                 done.append(self.client.txn([cmp], [put]).succeeded)
         return done
 
+    def replace_many(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[bool]:
+        """Replace many objects as read: ``(read, wanted)`` pairs, ``read`` with its resourceVersion, each
+        a compare-and-swap on that revision, ``max_txn_ops`` per transaction; True for each one written.
+        Stored as ``put_object`` stores ``wanted`` over ``read`` (store-managed metadata kept, generation
+        bumped on a spec change) without its GET per object. Not for Services (their admission needs the
+        GET). A chunk whose transaction fails because one object changed is retried object by object."""
+        done: list[bool] = []
+        for i in range(0, len(items), self.max_txn_ops):
+            compares, puts = [], []
+            for read, wanted in items[i:i + self.max_txn_ops]:
+                key = key_of(read)
+                if key_of(wanted) != key or is_service(wanted):
+                    raise ValidationError(f"{key}: replace_many cannot change a key or store a Service")
+                path = self.layout.resource_key(key)
+                compares.append(mod_revision_eq(path, int(read["metadata"]["resourceVersion"])))
+                puts.append(Op.put(path, _encode(self._merge(wanted, self._without_rv(read)))))
+            if self.client.txn(compares, puts).succeeded:
+                done += [True] * len(puts)
+                continue
+            for cmp, put in zip(compares, puts, strict=True):
+                done.append(self.client.txn([cmp], [put]).succeeded)
+        return done
+
     def update(self, key: ResourceKey | tuple[str, str, str, str],
                mutate: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
         """Read-modify-write an existing object: ``mutate(copy)`` returns the new object (or edits

@@ -213,3 +213,23 @@ def test_apply_refused_by_check_update_stores_nothing(store: ResourceStore, clie
     assert after is not None and after["spec"]["nodeName"] == "k8s-w1"
     assert after["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     assert store.get("cilium.io", "CiliumClusterwideNetworkPolicy", "", "other") is None
+
+
+def test_replace_many_is_compare_and_swap_per_object_as_put_object_stores(store: ResourceStore) -> None:
+    """The lab kubelet binds a burst of pods with it: one object changed after it was read must not
+    take the others' writes with it, and what is stored is what put_object stores."""
+    store.apply_many([pod("a"), pod("b"), pod("c")])
+    a, b, c = (store.get("core", "Pod", "default", n) for n in "abc")
+    assert a is not None and b is not None and c is not None
+    store.apply_many([pod("b", image="redis")])  # b changes after it was read
+    bound = [(o, {**o, "spec": {**o["spec"], "nodeName": "n1"}}) for o in (a, b, c)]
+    assert store.replace_many(bound) == [True, False, True]
+    a2, b2 = store.get("core", "Pod", "default", "a"), store.get("core", "Pod", "default", "b")
+    assert a2 is not None and b2 is not None
+    assert a2["spec"]["nodeName"] == "n1" and "nodeName" not in b2["spec"]
+    assert a2["metadata"]["uid"] == a["metadata"]["uid"] and a2["metadata"]["generation"] == 2  # spec changed
+    via_put = store.put_object({**c, "metadata": {**c["metadata"], "resourceVersion": None},
+                                "spec": {**c["spec"], "nodeName": "n1"}})
+    assert via_put["metadata"]["generation"] == 2  # put_object agrees: unchanged object, same generation
+    with pytest.raises(ValidationError, match="cannot change a key"):
+        store.replace_many([(a2, {**a2, "metadata": {**a2["metadata"], "name": "other"}})])
