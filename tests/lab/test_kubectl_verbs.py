@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from membrane.lab.paths import LabPaths
+from membrane.store.etcd import EtcdClient
+from membrane.store.resources import ResourceStore
 from tests.lab.conftest import make_lab
 from tests.lab.harness import MEMBRANE, Lab
 from tests.readme_commands import ROOT
@@ -75,13 +78,17 @@ def test_rollout_restart_rolls_and_undo_goes_back(lab: Lab) -> None:
     lab.run("rollout", "restart", "deployment/webpod")
     watcher = subprocess.Popen([MEMBRANE, "--lab", lab.name, "rollout", "status", "deployment/webpod", "--timeout=90s"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Sampled from etcd directly: a CLI exec per sample takes seconds on a loaded machine and can miss
+    # the surge pod's whole life.
+    store = ResourceStore(EtcdClient(LabPaths(lab.name).etcd_endpoint), "default")
     seen = []
     while watcher.poll() is None:
-        pods = json.loads(lab.run("get", "pods", "-l", "app=webpod", "-o", "json").stdout)["items"]
+        pods = [p for p in store.list("core", "Pod", "default")[0]
+                if p["metadata"].get("labels", {}).get("app") == "webpod"]
         ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
                                         for c in p.get("status", {}).get("conditions", []))]
         seen.append((len(pods), len(ready)))
-        time.sleep(0.2)
+        time.sleep(0.05)
     out, err = watcher.communicate()
     assert watcher.returncode == 0, out + err
     assert out.strip().endswith('deployment "webpod" successfully rolled out'), out
