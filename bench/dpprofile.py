@@ -32,8 +32,18 @@ from bench.datapath import (
     load_services,
     publish_identity_fillers,
 )
-from bench.kernelnet import routed_pair
-from bench.netbench import RR_PORT, Servers, bench_lab, build_rr, in_ns, membrane, wait_listening, wait_pods, wait_until
+from bench.kernelnet import RoutedPair, routed_pair
+from bench.netbench import (
+    RR_PORT,
+    Servers,
+    bench_lab,
+    build_rr,
+    in_ns,
+    membrane,
+    wait_listening,
+    wait_pods,
+    wait_until,
+)
 from membrane.datapath.monitor import set_events_enabled
 from membrane.lab.paths import LabPaths
 
@@ -118,7 +128,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _in_lab(lab: str, rr: str, kernel, args: argparse.Namespace) -> None:
+def _in_lab(lab: str, rr: str, kernel: RoutedPair, args: argparse.Namespace) -> None:
     paths = LabPaths(lab)
     pins = [paths.bpffs_dir(SERVER_NODE), paths.bpffs_dir(REMOTE_NODE)]
     membrane(lab, "apply", "-f", "-", input=PODS)
@@ -133,8 +143,8 @@ def _in_lab(lab: str, rr: str, kernel, args: argparse.Namespace) -> None:
     for pin in pins:
         load_services(pin)
         set_events_enabled(pin, args.events == "on")
-    svc = json.loads(membrane(lab, "get", "svc", "bench-srv", "-o", "json"))
-    vip = wait_until(lambda: svc.get("spec", {}).get("clusterIP"), 5)
+    vip = wait_until(lambda: json.loads(membrane(lab, "get", "svc", "bench-srv", "-o", "json"))
+                     .get("spec", {}).get("clusterIP"), 30)
     progs: dict[int, str] = {}
     for node in (SERVER_NODE, REMOTE_NODE):
         for pid, label in _attached(paths.node_netns(node)).items():
