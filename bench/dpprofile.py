@@ -139,7 +139,7 @@ def _in_lab(lab: str, rr: str, kernel: RoutedPair, args: argparse.Namespace) -> 
     policy = ServerPolicy(lab, ip["bench-srv"], [ip["bench-cli-local"], ip["bench-cli-remote"]])
     policy.ensure_enforced(wait=15)
     policy.add_fillers()
-    publish_identity_fillers(lab, pins)
+    publish_identity_fillers(lab, pins, timeout=300)  # a loaded machine slows the agents down
     for pin in pins:
         load_services(pin)
         set_events_enabled(pin, args.events == "on")
