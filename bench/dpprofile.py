@@ -50,18 +50,35 @@ from membrane.lab.paths import LabPaths
 STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 
 
-def _attached(netns: str) -> dict[int, str]:
-    """prog id -> "name@device/direction" of the tc programs attached in ``netns``."""
-    out = subprocess.run(["ip", "netns", "exec", netns, "bpftool", "net", "show", "-j"], capture_output=True,
-                         text=True, check=True).stdout
+def tc_programs(net_show: list[dict]) -> dict[int, str]:
+    """prog id -> "name@device/direction" from ``bpftool net show -j`` output; pod veths are all "lxc"."""
     progs: dict[int, str] = {}
-    for section in json.loads(out):
+    for section in net_show:
         for att in section.get("tc", []):
             dev = att.get("devname", "?")
             where = "lxc" if dev.startswith("lxc") else dev
-            name = att["name"].split(":")[0]
+            name = att["name"].split(":")[0]  # bpftool writes "from_netdev:[39088]"
             progs[int(att["id"])] = f"{name}@{where}/{att['kind'].split('/')[-1]}"
     return progs
+
+
+def per_transaction(progs: dict[int, str], before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
+                    transactions: int) -> dict[str, tuple[float, float]]:
+    """Per program label (programs of one label summed): (ns run per transaction, runs per transaction), from
+    (run_cnt, run_time_ns) snapshots taken before and after ``transactions``; labels that did not run left out."""
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for pid, label in progs.items():
+        if pid in before and pid in after:
+            per[label][0] += after[pid][0] - before[pid][0]
+            per[label][1] += after[pid][1] - before[pid][1]
+    n = max(transactions, 1)
+    return {label: (ns / n, runs / n) for label, (runs, ns) in per.items() if runs}
+
+
+def _attached(netns: str) -> dict[int, str]:
+    out = subprocess.run(["ip", "netns", "exec", netns, "bpftool", "net", "show", "-j"], capture_output=True,
+                         text=True, check=True).stdout
+    return tc_programs(json.loads(out))
 
 
 def _stats(ids: set[int]) -> dict[int, tuple[int, int]]:
@@ -89,13 +106,7 @@ def _profiled(client_ns: str, rr: str, mode: str, server_ip: str, seconds: float
     finally:
         with open(STATS_SYSCTL, "w") as f:
             f.write(was)
-    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for pid, label in progs.items():
-        if pid in before and pid in after:
-            per[label][0] += after[pid][0] - before[pid][0]
-            per[label][1] += after[pid][1] - before[pid][1]
-    n = max(count, 1)
-    return count / seconds, {k: (v[1] / n, v[0] / n) for k, v in per.items() if v[0]}
+    return count / seconds, per_transaction(progs, before, after, count)
 
 
 def _perf(out: str, client_ns: str, rr: str, server_ip: str, seconds: float) -> None:
