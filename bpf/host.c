@@ -274,8 +274,10 @@ int from_netdev(struct __sk_buff *skb)
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
 	netdev_trace(skb, TRACE_FROM_NETWORK); /* Hubble's from-network (netdev_trace.h) */
+	/* One endpoint lookup for both tests below (issue 19: a hash lookup per packet less). */
+	ep = lookup_ip4_endpoint(t.daddr);
 	/* Replies to the node IP, and on an egress gateway to its egress IPs (egress_gw.h). */
-	if (t.daddr == cfg->node_ip || !lookup_ip4_endpoint(t.daddr)) {
+	if (t.daddr == cfg->node_ip || !ep) {
 		nat4_key(&key, t.saddr, t.daddr, t.sport, t.dport, t.proto, NAT_DIR_IN);
 		e = bpf_map_lookup_elem(&mb_nat, &key);
 		if (e)
@@ -283,9 +285,8 @@ int from_netdev(struct __sk_buff *skb)
 	}
 	/* eBPF host routing (fib.h): a packet for a local pod goes straight to its lxc device,
 	 * whose to_container does conntrack and ingress policy. Only frames addressed to us. */
-	if ((cfg->flags & HOST_F_HOST_ROUTING) && skb->pkt_type == PACKET_HOST)
-		if ((ep = lookup_ip4_endpoint(t.daddr)))
-			return host_deliver_peer(skb, ep);
+	if ((cfg->flags & HOST_F_HOST_ROUTING) && skb->pkt_type == PACKET_HOST && ep)
+		return host_deliver_peer(skb, ep);
 	if (t.proto != IPPROTO_ICMP) {
 		ret = host_nodeport(skb, &t, cfg);
 		if (ret != CTX_ACT_OK)
