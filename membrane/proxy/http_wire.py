@@ -170,6 +170,8 @@ class Peer:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self.must_close = True  # CONNECT / Upgrade / 101: not proxied past this exchange
+            if self.role == "client":
+                self.events.append(CLOSED)  # after a 101 the upstream speaks something else: end here
         except httptools.HttpParserError as exc:
             cause = exc.__cause__ or exc.__context__
             raise ProtocolError(str(cause if isinstance(cause, ProtocolError) else exc)) from exc

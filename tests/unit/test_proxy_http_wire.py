@@ -101,6 +101,11 @@ def test_interim_responses_pass_before_the_final_one():
         (Response, 100), (Response, 201), (Data, None), (EndOfMessage, None)]
 
 
+def test_an_upgrade_ends_the_exchange_instead_of_waiting_on_the_upstream():
+    events = parsed("client", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframes")
+    assert [type(e) for e in events] == [Response, type(CLOSED)] and events[0].status_code == 101
+
+
 def test_a_response_to_head_has_no_body_and_the_next_one_parses():
     up = Peer("client", None, None)  # type: ignore[arg-type]
     framed(up, Request(b"HEAD", b"/", [(b"Host", b"x")]))
