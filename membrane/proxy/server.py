@@ -93,8 +93,22 @@ class ProxyServer:
         self._threads = [threading.Thread(target=self._run, args=(loop,), daemon=True,
                                           name="l7-proxy" if i == 0 else f"l7-proxy-{i}")
                          for i, loop in enumerate(self._loops)]
-        self.connections = 0
-        self.errors = 0
+        self._counts = {"connections": 0, "errors": 0}
+        self._counts_lock = threading.Lock()  # bumped from every loop's thread: `+=` alone can lose one
+
+    def _bump(self, name: str) -> None:
+        with self._counts_lock:
+            self._counts[name] += 1
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted since start."""
+        return self._counts["connections"]
+
+    @property
+    def errors(self) -> int:
+        """Failed accepts and connections that ended in an unexpected exception."""
+        return self._counts["errors"]
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop) -> None:
@@ -153,7 +167,7 @@ class ProxyServer:
             except asyncio.CancelledError:
                 raise
             except OSError as exc:  # e.g. EMFILE: the listener stays, the connection is lost
-                self.errors += 1
+                self._bump("errors")
                 log.warning("proxy port %d: accept failed: %s", port, exc)
                 await asyncio.sleep(0.1)
                 continue
@@ -180,7 +194,7 @@ class ProxyServer:
         await self._accepted(port, reader, writer)
 
     async def _accepted(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
+        self._bump("connections")
         try:
             client = writer.get_extra_info("peername")[:2]
             original = writer.get_extra_info("sockname")[:2]
@@ -191,7 +205,7 @@ class ProxyServer:
                 return
             await handler(Conn(reader, writer), ctx)
         except Exception as exc:  # one connection must never take the proxy down
-            self.errors += 1
+            self._bump("errors")
             log.warning("proxy port %d: connection failed: %s", port, exc)
         finally:
             writer.close()
