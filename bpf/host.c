@@ -32,7 +32,7 @@
  * Host firewall (host_firewall.h, hostFirewall.enabled): what from_netdev leaves to the node for
  * its own addresses meets the host endpoint's ingress, and what the node sends (source node IP)
  * its egress, at to_netdev.
- * Both write Hubble's from-network / to-network traces, aggregated per connection (netdev_trace.h).
+ * Both write Hubble's from-network / to-network traces as monitor aggregation lets them (netdev_trace.h).
  * Everything else passes untouched. Configuration: mb_host_config (node IP, native routing
  * CIDR, flags), written by the loader before the programs are attached.
  */
@@ -273,7 +273,7 @@ int from_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	if (!cfg || !nat4_tuple(skb, &t))
 		return CTX_ACT_OK;
-	netdev_trace(skb, TRACE_FROM_NETWORK); /* Hubble's from-network (netdev_trace.h) */
+	netdev_trace(skb, TRACE_FROM_NETWORK, 0); /* Hubble's from-network (netdev_trace.h) */
 	/* One endpoint lookup for both tests below (issue 19: a hash lookup per packet less). */
 	ep = lookup_ip4_endpoint(t.daddr);
 	/* Replies to the node IP, and on an egress gateway to its egress IPs (egress_gw.h). */
@@ -323,7 +323,7 @@ static __always_inline int host_forwarded_service(const struct lb4_tuple *t)
 	return bpf_map_lookup_elem(&mb_ct, &ckey) != NULL;
 }
 
-static __always_inline int to_netdev_v4(struct __sk_buff *skb)
+static __always_inline int to_netdev_v4(struct __sk_buff *skb, __u32 *report)
 {
 	void *data = ctx_data(skb), *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
@@ -347,7 +347,7 @@ static __always_inline int to_netdev_v4(struct __sk_buff *skb)
 		/* The node's own traffic: the host firewall's egress (host_firewall.h), unless it is service
 		 * traffic this node forwards (redirected out of the device, it passes here too). */
 		if (!host_forwarded_service(&t)) {
-			ret = host_fw_to_netdev(skb);
+			ret = host_fw_to_netdev(skb, report);
 			if (ret != CTX_ACT_OK)
 				return ret;
 		}
@@ -399,11 +399,12 @@ snat:
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
+	__u32 report = 0; /* the host firewall's conntrack (to-network from medium on: netdev_trace.h) */
 	int traced = netdev_traced_by_pod(skb);
-	int ret = to_netdev_v4(skb);
+	int ret = to_netdev_v4(skb, &report);
 
 	if (ret == CTX_ACT_OK && !traced) /* leaves through this device: Hubble's to-network (netdev_trace.h) */
-		netdev_trace(skb, TRACE_TO_NETWORK);
+		netdev_trace(skb, TRACE_TO_NETWORK, report);
 	return ret;
 }
 

@@ -41,7 +41,8 @@ static __always_inline struct host_endpoint *host_fw_endpoint(void)
 
 /* Conntrack, then the host endpoint's policy for a new connection, of one IPv4 packet the node
  * receives (ctx->direction METRIC_INGRESS) or sends (METRIC_EGRESS) with a peer of `peer`.
- * Fills ctx for the packet's events. Returns REASON_FORWARDED or the DROP_* reason. */
+ * Fills ctx for the packet's events, ctx->report with conntrack's report (MONITOR_REPORT_HOST_FW
+ * or 0). Returns REASON_FORWARDED or the DROP_* reason. */
 static __always_inline int host_fw_verdict(struct __sk_buff *skb, const struct iphdr *ip4, struct event_ctx *ctx,
 					   const struct host_endpoint *hep, __u32 peer)
 {
@@ -63,7 +64,9 @@ static __always_inline int host_fw_verdict(struct __sk_buff *skb, const struct i
 	ctx->dport = l4.policy_port;
 	ct_key_init(&key, ip4, &l4, egress ? CT_EGRESS : CT_INGRESS);
 	if (l4.trackable || l4.related) {
-		switch (ct_lookup(&key, l4.tcp_flags, skb->len, &report, l4.related, &proxy_port)) {
+		ret = ct_lookup(&key, l4.tcp_flags, skb->len, &report, l4.related, &proxy_port);
+		ctx->report = report ? MONITOR_REPORT_HOST_FW : 0;
+		switch (ret) {
 		case CT_ESTABLISHED:
 		case CT_REPLY:
 		case CT_RELATED:
@@ -72,6 +75,7 @@ static __always_inline int host_fw_verdict(struct __sk_buff *skb, const struct i
 			break;
 		}
 	}
+	ctx->report = MONITOR_REPORT_HOST_FW; /* a new connection's first packet */
 	if (flags & (egress ? POLICY_EGRESS_ENFORCED : POLICY_INGRESS_ENFORCED)) {
 		ctx->trace_reason = TRACE_REASON_NEW;
 		ret = policy_verdict(ep_id, ctx->direction, peer, ip4->protocol, l4.policy_port, skb->len, &match_type,
@@ -105,8 +109,9 @@ static __always_inline int host_fw_from_netdev(struct __sk_buff *skb)
 	return CTX_ACT_OK;
 }
 
-/* to_netdev: a packet the node itself sends (source `node_ip`). CTX_ACT_OK or a drop. */
-static __always_inline int host_fw_to_netdev(struct __sk_buff *skb)
+/* to_netdev: a packet the node itself sends (source `node_ip`). CTX_ACT_OK or a drop; *report:
+ * conntrack's report of the packet (MONITOR_REPORT_HOST_FW or 0), for its to-network trace. */
+static __always_inline int host_fw_to_netdev(struct __sk_buff *skb, __u32 *report)
 {
 	struct host_endpoint *hep = host_fw_endpoint();
 	struct event_ctx ctx;
@@ -120,6 +125,7 @@ static __always_inline int host_fw_to_netdev(struct __sk_buff *skb)
 		return CTX_ACT_OK;
 	event_ctx_init(&ctx, METRIC_EGRESS);
 	ret = host_fw_verdict(skb, ip4, &ctx, hep, ipcache_identity(ip4->daddr));
+	*report = ctx.report;
 	if (ret != REASON_FORWARDED)
 		return drop_notify(skb, &ctx, (__u8)ret);
 	return CTX_ACT_OK;

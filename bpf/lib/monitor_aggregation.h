@@ -10,6 +10,11 @@
  *                     packet in each direction, a TCP flag of the report flags seen for the first
  *                     time in its direction, or the first packet once the interval has passed since
  *                     the direction's last report. A point without conntrack reports nothing.
+ *                     to-network only for a packet the host firewall's conntrack reports at
+ *                     to_netdev (MONITOR_REPORT_HOST_FW): Cilium's cil_to_netdev sends its
+ *                     TRACE_TO_NETWORK with a monitor value that only its host-firewall lookup sets,
+ *                     and bpf_lxc sends none for a packet it redirects to the device, so a pod's
+ *                     packet leaving the node is not traced there at all.
  *
  * Drops and policy verdicts are written at every level. The settings are in mb_config (maps.h),
  * written by the agent; the all-zero entry (a fresh map) is medium, 5 s, all TCP flags.
@@ -46,6 +51,10 @@ static __always_inline __u32 monitor_level(const struct datapath_config *config)
 	return config->aggregation - 1;
 }
 
+/* A trace's `report` when to_netdev's host firewall conntrack reported the packet (ct_lookup): the
+ * only report a to-network trace is written with from medium on. */
+#define MONITOR_REPORT_HOST_FW 2
+
 static __always_inline int trace_point_receives(__u32 point)
 {
 	return point >= TRACE_FROM_LXC && point <= TRACE_FROM_NETWORK;
@@ -61,7 +70,11 @@ static __always_inline int trace_wanted_by(const struct datapath_config *config,
 		return 0;
 	if (level >= MONITOR_AGG_LOWEST && trace_point_receives(point))
 		return 0;
-	return level < MONITOR_AGG_MEDIUM || report;
+	if (level < MONITOR_AGG_MEDIUM)
+		return 1;
+	if (point == TRACE_TO_NETWORK)
+		return report == MONITOR_REPORT_HOST_FW;
+	return report != 0;
 }
 
 __attribute__((noinline)) int trace_wanted(__u32 point, __u32 report)

@@ -5,13 +5,12 @@
  * to_netdev TRACE_TO_NETWORK for one it lets leave (but not a pod's packet that from_container
  * already traced to-network, see netdev_traced_by_pod), as monitor aggregation (monitor_aggregation.h)
  * lets them: from-network only at level none (from lowest on, nothing is traced where a packet is
- * received, as in Cilium); to-network, from medium on, aggregated per connection as conntrack.h does it
- * for the endpoint hooks (ct_report_due: the first packet, a report flag not yet seen, then one per
- * interval). Its state is
- * mb_netdev_report (an LRU map of this object, not pinned: a restarted agent reports each
- * connection once more). The connection's direction (trace reason) comes from the endpoints'
- * conntrack entries (mb_ct) without accounting on them; a first packet not seen there yet
- * (the destination's hooks run after from_netdev) is NEW for a TCP SYN, unknown otherwise.
+ * received, as in Cilium); to-network for every packet below medium, and from medium on only for a
+ * packet the host firewall's conntrack reported (the node's own connections while the host firewall
+ * is on), as Cilium's cil_to_netdev: its trace carries the monitor value only that lookup sets. The
+ * connection's direction (trace reason) comes from the endpoints' conntrack entries (mb_ct) without
+ * accounting on them; a first packet not seen there yet (the destination's hooks run after
+ * from_netdev) is NEW for a TCP SYN, unknown otherwise.
  *
  * netdev_trace is a global BPF function: the verifier checks it once, on its own, instead of on
  * every path of the two programs; its locals live in a per-CPU scratch map (mb_netdev_scratch).
@@ -29,39 +28,13 @@
 #include "endpoints.h"
 #include "fib.h"
 
-#define NETDEV_REPORT_MAP_SIZE 65536
-
-struct netdev_report_key {
-	__u32 saddr; /* network byte order */
-	__u32 daddr;
-	__u16 sport; /* network byte order; ICMP echo: identifier */
-	__u16 dport;
-	__u8  protocol;
-	__u8  point; /* TRACE_FROM_NETWORK or TRACE_TO_NETWORK */
-	__u16 pad;   /* must be 0 */
-};
-
-struct netdev_report {
-	__u32 last;       /* ct_now() of the last report */
-	__u8  flags_seen; /* TCP flags of the packets seen so far */
-	__u8  pad[3];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NETDEV_REPORT_MAP_SIZE);
-	__type(key, struct netdev_report_key);
-	__type(value, struct netdev_report);
-} mb_netdev_report SEC(".maps");
-
 /* netdev_trace's working memory: its caller (from_netdev, to_netdev) leaves too little of the
  * 512-byte stack the verifier allows a program and the functions it calls together. */
 struct netdev_scratch {
 	struct event_ctx ctx;
 	struct lb4_tuple t;
-	struct netdev_report_key key;
-	struct netdev_report fresh;
 	struct ct_key ct;
+	__u32 point;
 	struct ipcache_key ipk; /* netdev_identity's key: not on the stack (see netdev_trace) */
 };
 
@@ -71,35 +44,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct netdev_scratch);
 } mb_netdev_scratch SEC(".maps");
-
-/* Should this packet of the connection be reported at `point`? Updates the aggregation state. */
-static __always_inline int netdev_report(struct netdev_scratch *s, __u8 point)
-{
-	const struct lb4_tuple *t = &s->t;
-	struct netdev_report *seen;
-	__u32 now = ct_now();
-
-	__builtin_memset(&s->key, 0, sizeof(s->key));
-	s->key.saddr = t->saddr;
-	s->key.daddr = t->daddr;
-	s->key.sport = t->sport;
-	s->key.dport = t->dport;
-	s->key.protocol = t->proto;
-	s->key.point = point;
-	seen = bpf_map_lookup_elem(&mb_netdev_report, &s->key);
-	if (!seen) {
-		__builtin_memset(&s->fresh, 0, sizeof(s->fresh));
-		s->fresh.last = now;
-		s->fresh.flags_seen = t->tcp_flags;
-		bpf_map_update_elem(&mb_netdev_report, &s->key, &s->fresh, BPF_ANY);
-		return 1;
-	}
-	if (!ct_report_due(seen->last, seen->flags_seen, t->tcp_flags, now))
-		return 0;
-	seen->last = now;
-	seen->flags_seen |= t->tcp_flags;
-	return 1;
-}
 
 /* ipcache_identity with its key in the scratch map: netdev_trace's frame must stay within 32 bytes,
  * as from_netdev's takes the rest of the 512 the verifier allows both. */
@@ -135,23 +79,25 @@ static __always_inline __u8 netdev_trace_reason(struct netdev_scratch *s)
 	return ct_is_syn(t->proto, t->tcp_flags) ? TRACE_REASON_NEW : TRACE_REASON_UNKNOWN;
 }
 
-/* Write a `point` trace (TRACE_FROM_NETWORK / TRACE_TO_NETWORK) for the packet if aggregation
- * reports it. Always returns 0. */
-__attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
+/* Write a `point` trace (TRACE_FROM_NETWORK / TRACE_TO_NETWORK) for the packet if monitor
+ * aggregation wants it; `report`: MONITOR_REPORT_HOST_FW when the host firewall's conntrack reported
+ * the packet, else 0. Always returns 0. */
+__attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point, __u32 report)
 {
 	struct netdev_scratch *s;
 	struct event_ctx *ctx;
 
-	/* Asked first: at the default level a from-network trace costs only this lookup. */
-	if (!trace_wanted(point, 1))
+	/* Asked first: at the default level a pod's packet costs only this lookup. */
+	if (!trace_wanted(point, report))
 		return 0;
 	s = bpf_map_lookup_elem(&mb_netdev_scratch, &array_key0);
 	if (!s)
 		return 0;
+	s->point = point; /* kept here, not in a register across the calls below: a smaller frame */
 	__builtin_memset(&s->t, 0, sizeof(s->t));
-	if (!nat4_tuple(skb, &s->t) || !netdev_report(s, (__u8)point))
+	if (!nat4_tuple(skb, &s->t))
 		return 0;
-	point = s->key.point; /* reloaded: fewer values live across the calls above, a smaller frame */
+	point = s->point;
 	ctx = &s->ctx;
 	event_ctx_init(ctx, 0);
 	ctx->trace_reason = netdev_trace_reason(s);
@@ -171,8 +117,8 @@ __attribute__((noinline)) int netdev_trace(struct __sk_buff *skb, __u32 point)
 }
 
 /* With eBPF host routing, from_container redirects a pod's packet straight to the node device and
- * writes its to-network trace itself (lxc.c, with the endpoint's conntrack): to_netdev must not
- * write a second one. Asked before to_netdev translates the packet (masquerade). A global function
+ * writes its to-network trace itself below medium (lxc.c; from medium on nobody does, as in
+ * Cilium): to_netdev must not write a second one. Asked before to_netdev translates the packet (masquerade). A global function
  * too: inlined, its two answers would double the states the verifier walks through to_netdev. */
 __attribute__((noinline)) int netdev_traced_by_pod(struct __sk_buff *skb)
 {

@@ -1,7 +1,8 @@
 """Hubble's from-network / to-network traces of the node-device programs (netdev_trace.h), packet by
 packet (BPF_PROG_TEST_RUN), read back through EventMonitor, under monitor aggregation: at the default
-(medium) to-network once per connection at the start, on a new TCP flag and then every few seconds,
-never one per packet, and from-network never (as from lowest on); at none both for every packet."""
+(medium) to-network only for what the host firewall's conntrack reports (the node's own connections
+while it is on: first packet, a new TCP flag, then every few seconds), never for a pod's packet, as
+Cilium's cil_to_netdev; from-network never (as from lowest on); at none both for every packet."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from membrane.datapath.bpf.syscalls import prog_test_run
 from membrane.datapath.loader import compile_object, find_object
 from membrane.datapath.maps.endpoints import EndpointRecord, EndpointsMap
 from membrane.datapath.maps.events import DIRECTION_EGRESS, DIRECTION_INGRESS, ConfigMap, DatapathEvent
+from membrane.datapath.maps.host_endpoint import HostEndpointMap, HostEndpointState
 from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
 from membrane.datapath.maps.nat import HostConfigMap, HostSettings
 from membrane.datapath.monitor import EventMonitor, set_events_enabled
@@ -34,7 +36,7 @@ pytestmark = pytest.mark.root
 
 TC_ACT_OK = 0
 TCP, UDP = 6, 17
-SYN, ACK, PSH = 0x02, 0x10, 0x08
+SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
 NODE_IP, OTHER_NODE = "192.168.10.100", "192.168.10.101"
 NIC_MAC, PEER_MAC = "02:00:00:00:01:00", "02:00:00:00:02:00"
 ID_HOST, ID_POD, ID_PEER, ID_REMOTE_NODE = 1, 1001, 1002, 6
@@ -99,14 +101,29 @@ def node(pin_dir: str, lxc_object: str, host_object: str) -> Iterator[Node]:
             monitor.stop()
 
 
-def test_a_pod_connection_leaving_is_to_network_once_per_flag(node: Node) -> None:
-    out = frame(POD[0], PEER, tcp(40000, 80, SYN))
-    assert node.run("to_netdev", out) == TC_ACT_OK
-    for _ in range(20):  # the established stream: one report for the first ACK, then aggregated
+def test_at_the_default_level_a_pod_connection_leaving_is_not_traced(node: Node) -> None:
+    """Cilium's cil_to_netdev sends its to-network trace with monitor 0 unless its host firewall's
+    conntrack says otherwise: at medium nothing for a pod's packet, first packet included."""
+    assert node.run("to_netdev", frame(POD[0], PEER, tcp(40000, 80, SYN))) == TC_ACT_OK
+    for _ in range(5):
         assert node.run("to_netdev", frame(POD[0], PEER, tcp(40000, 80, ACK | PSH))) == TC_ACT_OK
+    assert node.traces() == []
+
+
+def test_at_the_default_level_the_node_own_traffic_is_not_traced_without_the_host_firewall(node: Node) -> None:
+    assert node.run("to_netdev", frame(NODE_IP, OTHER_NODE, tcp(40010, 80, SYN))) == TC_ACT_OK
+    assert node.traces() == []
+
+
+def test_at_the_default_level_the_host_firewall_conntrack_reports_the_node_own_connection(node: Node) -> None:
+    """Its first packet, each TCP flag the first time, not the rest of the stream."""
+    with HostEndpointMap.open(node.pin_dir) as hep:
+        hep.write(HostEndpointState(9))  # tracks every connection, filters nothing
+    for flags in (SYN, ACK, ACK | PSH, ACK | PSH, ACK, ACK | PSH, ACK | FIN):
+        assert node.run("to_netdev", frame(NODE_IP, OTHER_NODE, tcp(40011, 80, flags))) == TC_ACT_OK
     got = node.traces()
-    assert got == [(TRACE_TO_NETWORK, ID_POD, ID_PEER, TRACE_REASON_NEW, DIRECTION_EGRESS),
-                   (TRACE_TO_NETWORK, ID_POD, ID_PEER, TRACE_REASON_UNKNOWN, 0)], got
+    assert got == [(TRACE_TO_NETWORK, ID_HOST, ID_REMOTE_NODE, TRACE_REASON_NEW, DIRECTION_EGRESS)] + \
+        [(TRACE_TO_NETWORK, ID_HOST, ID_REMOTE_NODE, TRACE_REASON_ESTABLISHED, DIRECTION_EGRESS)] * 3, got
 
 
 def aggregate(node: Node, level: int) -> None:
@@ -154,8 +171,9 @@ def test_conntrack_of_the_pod_gives_the_direction(node: Node) -> None:
 
 
 def test_with_host_routing_a_pod_packet_is_left_to_from_container(node: Node) -> None:
-    """from_container redirects it to the device and writes its to-network trace itself (lxc.c): to_netdev
-    writes none, but still one for the node's own packets."""
+    """Below medium from_container redirects it to the device and writes its to-network trace itself
+    (lxc.c): to_netdev writes none, but still one for the node's own packets."""
+    aggregate(node, LOW)
     with HostConfigMap.open(node.pin_dir) as config:
         config.write(HostSettings(NODE_IP, "10.0.0.0/8", host_routing=True))
     assert node.run("to_netdev", frame(POD[0], PEER, tcp(40002, 80, SYN))) == TC_ACT_OK
@@ -165,6 +183,7 @@ def test_with_host_routing_a_pod_packet_is_left_to_from_container(node: Node) ->
 
 
 def test_udp_and_the_node_own_traffic_are_traced_and_events_off_silences_them(node: Node, pin_dir: str) -> None:
+    aggregate(node, LOW)
     node.run("to_netdev", frame(NODE_IP, OTHER_NODE, struct.pack("!HHHH", 5000, 53, 8, 0), proto=UDP))
     set_events_enabled(pin_dir, False)
     try:
