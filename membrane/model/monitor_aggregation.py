@@ -9,7 +9,9 @@ numbers are Cilium's (a number 0..4 is accepted as well, as Cilium does):
 - ``lowest`` (1), ``low`` (2): no trace where a packet is received (from-endpoint, from-network, ...);
 - ``medium`` (3): to-* traces only for packets conntrack reports: a connection's first packet in
   each direction, a TCP flag of ``monitorFlags`` seen for the first time in its direction, the
-  first packet after ``monitorInterval`` since the direction's last report;
+  first packet after ``monitorInterval`` since the direction's last report; to-network only for
+  packets the host firewall's conntrack reports (as Cilium's to-netdev: a pod's packet leaving the
+  node is not traced there);
 - ``maximum`` (4, alias ``max``): as medium here.
 
 Drops and policy verdicts are written at every level. bpf/lib/monitor_aggregation.h applies it.

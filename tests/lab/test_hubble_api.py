@@ -24,7 +24,7 @@ from membrane.datapath.maps.events import ConfigMap
 from membrane.hubble.proto.flow import flow_pb2
 from membrane.hubble.proto.observer import observer_pb2, observer_pb2_grpc
 from membrane.hubble.proto.peer import peer_pb2, peer_pb2_grpc
-from membrane.model.monitor_aggregation import NONE, MonitorAggregation
+from membrane.model.monitor_aggregation import LOW, NONE, MonitorAggregation
 from tests.lab.harness import Lab
 from tests.unit.test_dashboards import DASHBOARDS, expressions, family_of, metric_names
 
@@ -62,15 +62,16 @@ TIMEOUT = 15
 
 
 @contextmanager
-def every_packet_traced(lab: Lab) -> Iterator[None]:
-    """Monitor aggregation none on every node while the block runs (as bpf.monitorAggregation=none
-    would set it, without restarting the agents), then the lab's own level (the default, medium)."""
+def every_packet_traced(lab: Lab, level: int = NONE) -> Iterator[None]:
+    """Monitor aggregation `level` (none: every packet at every point; low: every packet where it
+    leaves or is delivered) on every node while the block runs (as bpf.monitorAggregation would set
+    it, without restarting the agents), then the lab's own level (the default, medium)."""
     pins = [lab.paths.bpffs_dir(n["metadata"]["name"]) for n in lab.get_json("nodes")]
     before = []
     for pin in pins:
         with ConfigMap.open(pin) as config:
             before.append(config.aggregation())
-            config.set_aggregation(MonitorAggregation(NONE))
+            config.set_aggregation(MonitorAggregation(level))
     try:
         yield
     finally:
@@ -269,8 +270,9 @@ spec:
 
 
 def test_unmodified_hubble_cli_output_formats_l7_and_tcp_4245(lab: Lab, app: dict, hubble) -> None:  # type: ignore[no-untyped-def]
-    """Every output format of `hubble observe`, L7 flows as the CLI prints them, the node device's
-    to-network traces, and the relay on TCP :4245 inside the first node's namespace."""
+    """Every output format of `hubble observe`, L7 flows as the CLI prints them, to-network and the node
+    device's from-network traces (with aggregation none: at the default neither is written for a pod's
+    packet, as in Cilium), and the relay on TCP :4245 inside the first node's namespace."""
     backend = app["pods"]["webpod-1"]["status"]["podIP"]
     lab.exec("hb-client", "curl", "-s", "--max-time", "3", f"http://{backend}/")
     table = hubble("observe", "--last", "100", "-o", "table", "--to-ip", backend)
@@ -281,10 +283,10 @@ def test_unmodified_hubble_cli_output_formats_l7_and_tcp_4245(lab: Lab, app: dic
     assert any("time" in r and r.get("node_name") for r in jsonpb)
     dicts = hubble("observe", "--last", "20", "-o", "dict", "--to-ip", backend)
     assert "TIMESTAMP:" in dicts and "VERDICT: FORWARDED" in dicts
-    network = hubble("observe", "--last", "2000", "--type", "trace:to-network", "--to-ip", backend)
-    assert " to-network FORWARDED " in network and "default/webpod-1:80" in network, network[-500:]
-    with every_packet_traced(lab):  # from-network: not traced at the default aggregation (medium)
+    with every_packet_traced(lab):  # to- and from-network: not traced at the default aggregation (medium)
         lab.exec("hb-client", "curl", "-s", "--max-time", "3", f"http://{backend}/")
+        network = hubble("observe", "--last", "2000", "--type", "trace:to-network", "--to-ip", backend)
+        assert " to-network FORWARDED " in network and "default/webpod-1:80" in network, network[-500:]
         on_device = [json.loads(line)["flow"] for line in hubble("observe", "--last", "2000", "-o", "json",
                                                                    "--interface", "eth1", "--to-ip",
                                                                    backend).splitlines() if line]
@@ -364,44 +366,84 @@ def test_policy_verdicts_name_the_policies(lab: Lab, app: dict) -> None:
         lab.run("delete", "cnp", "hb-names-allow", "hb-names-deny", check=False)
 
 
-def test_cross_node_flow_is_to_network_on_the_source_and_from_network_on_the_destination(lab: Lab, app: dict) -> None:
-    """The node device's traces (bpf/lib/netdev_trace.h): hb-client on k8s-ctr to webpod-1 on k8s-w1
-    leaves k8s-ctr's eth1 (to-network) and enters k8s-w1's (from-network), each printed as Hubble does.
-    At the default monitor aggregation (medium) there is no from-network trace, as in Cilium: the new
-    connection is still seen leaving and where it is delivered (to-endpoint)."""
+CROSS_NODE_POLICY = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: hb-cross-node-out}
+spec:
+  endpointSelector: {matchLabels: {app: hb-client}}
+  egress: [{toEndpoints: [{matchLabels: {app: webpod}}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: hb-cross-node-in}
+spec:
+  endpointSelector: {matchLabels: {app: webpod}}
+  ingress: [{fromEndpoints: [{matchLabels: {app: hb-client}}]}]
+"""
+
+
+def test_cross_node_flow_at_the_default_is_verdicts_and_to_endpoint_and_below_it_to_network(lab: Lab,
+                                                                                             app: dict) -> None:
+    """hb-client on k8s-ctr to webpod-1 on k8s-w1, under a policy on each side. At the default monitor
+    aggregation (medium) it is seen as Cilium users see it: a policy verdict on each node and
+    to-endpoint where each direction is delivered, no to-network (Cilium's cil_to_netdev traces with
+    monitor 0 unless its host firewall's conntrack reports, bpf_lxc not at all after a FIB redirect)
+    and no from-network. At low every packet leaving k8s-ctr is to-network, at none every packet
+    arriving at k8s-w1's device from-network too, each printed as Hubble does (bpf/lib/netdev_trace.h)."""
     client = app["pods"]["hb-client"]["status"]["podIP"]
     backend = app["pods"]["webpod-1"]["status"]["podIP"]
-    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # flows of this test only
 
-    def seen(point: str, since: str = "") -> list[dict]:
+    def seen(kind: str, since: str = "", src: str = client, dst: str = backend) -> list[dict]:
         lab.exec("hb-client", "curl", "-s", "--max-time", "2", f"http://{backend}/", check=False)
         window = ["--since", since] if since else ["--last", "2000"]
-        out = lab.run("observe", *window, "-o", "json", "--type", f"trace:{point}", "--from-ip", client,
-                      "--to-ip", backend, timeout=30).stdout
+        out = lab.run("observe", *window, "-o", "json", "--type", kind, "--from-ip", src, "--to-ip", dst,
+                      timeout=30).stdout
         return [json.loads(line)["flow"] for line in out.splitlines() if line.strip()]
-    leaving = lab.wait_for(lambda: seen("to-network"), 20, "to-network flows of hb-client -> webpod-1")
-    delivered = lab.wait_for(lambda: seen("to-endpoint"), 20, "to-endpoint flows of hb-client -> webpod-1")
-    assert any(f["l4"]["TCP"].get("flags", {}).get("SYN") for f in delivered), delivered[:1]
-    assert {f["node_name"].split("/")[-1] for f in delivered} == {"k8s-w1"}, delivered[:1]
-    assert seen("from-network", since=start) == [], "from-network traced at the default aggregation"
-    assert {f["node_name"].split("/")[-1] for f in leaving} == {"k8s-ctr"}, leaving
+
+    def nodes(flows: list[dict]) -> set[str]:
+        return {f["node_name"].split("/")[-1] for f in flows}
+
+    lab.apply(CROSS_NODE_POLICY)
+    try:
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # flows of this test only
+        verdicts = lab.wait_for(lambda: (lambda v: v if nodes(v) == {"k8s-ctr", "k8s-w1"} else None)(
+            seen("policy-verdict", since=start)), 30, "a policy verdict of hb-client -> webpod-1 on each node")
+        assert {(f["node_name"].split("/")[-1], f["traffic_direction"], f["verdict"]) for f in verdicts} == \
+            {("k8s-ctr", "EGRESS", "FORWARDED"), ("k8s-w1", "INGRESS", "FORWARDED")}, verdicts
+        delivered = lab.wait_for(lambda: seen("trace:to-endpoint", since=start), 20, "to-endpoint of hb-client -> webpod-1")
+        assert nodes(delivered) == {"k8s-w1"} and any(f["l4"]["TCP"].get("flags", {}).get("SYN") for f in delivered)
+        answered = lab.wait_for(lambda: seen("trace:to-endpoint", since=start, src=backend, dst=client), 20,
+                                "to-endpoint of webpod-1 -> hb-client")
+        assert nodes(answered) == {"k8s-ctr"} and all(f["is_reply"] is True for f in answered), answered[:1]
+        for src, dst in ((client, backend), (backend, client)):
+            for point in ("to-network", "from-network"):
+                got = seen(f"trace:{point}", since=start, src=src, dst=dst)
+                assert got == [], f"{point} {src} -> {dst} traced at the default aggregation: {got[:1]}"
+    finally:
+        lab.run("delete", "cnp", "hb-cross-node-out", "hb-cross-node-in", check=False)
+
+    with every_packet_traced(lab, LOW):
+        leaving = lab.wait_for(lambda: seen("trace:to-network", "10s"), 20, "to-network flows of hb-client -> webpod-1")
+        compact = lab.run("observe", "--since", "20s", "--type", "trace:to-network", "--from-ip", client,
+                          "--to-ip", backend).stdout
+    assert nodes(leaving) == {"k8s-ctr"}, leaving
     syn = [f for f in leaving if f["l4"]["TCP"].get("flags", {}).get("SYN") and not f["l4"]["TCP"]["flags"].get("ACK")]
     assert syn and syn[0]["traffic_direction"] == "EGRESS" and syn[0]["is_reply"] is False, syn[:1]
     per_connection: dict[int, int] = {}
     for f in leaving:
         per_connection[f["l4"]["TCP"]["source_port"]] = per_connection.get(f["l4"]["TCP"]["source_port"], 0) + 1
-    # one trace per packet leaving, even with host routing (from_container's, none of to_netdev's), and
-    # aggregated: SYN, the first ACK, the request (PSH), FIN (a new flag each), not the other packets
-    assert max(per_connection.values()) <= 4, [(f["l4"]["TCP"], f.get("interface")) for f in leaving]
-    compact = lab.run("observe", "--last", "2000", "--type", "trace:to-network", "--from-ip", client,
-                      "--to-ip", backend).stdout
+    # not aggregated at low: every packet leaving (SYN, ACK, request, ACKs, FIN...), once each (from_container's
+    # with host routing, none of to_netdev's)
+    assert 5 <= max(per_connection.values()) <= 12, [(f["l4"]["TCP"], f.get("interface")) for f in leaving]
     assert "default/hb-client:" in compact and " -> default/webpod-1:80 " in compact
     assert " to-network FORWARDED (TCP Flags: SYN)" in compact, compact
     with every_packet_traced(lab):
-        arriving = lab.wait_for(lambda: seen("from-network", "10s"), 20, "from-network flows of hb-client -> webpod-1")
+        arriving = lab.wait_for(lambda: seen("trace:from-network", "10s"), 20,
+                                "from-network flows of hb-client -> webpod-1")
         replies = lab.run("observe", "--since", "20s", "--type", "trace:from-network", "--from-ip", backend,
                           "--to-ip", client, "-o", "json").stdout
-    assert {f["node_name"].split("/")[-1] for f in arriving} == {"k8s-w1"}, arriving
+    assert nodes(arriving) == {"k8s-w1"}, arriving
     for flows, point in ((leaving, "TO_NETWORK"), (arriving, "FROM_NETWORK")):
         assert all(f["trace_observation_point"] == point and f["verdict"] == "FORWARDED" for f in flows)
         assert all(f["source"]["pod_name"] == "hb-client" and f["destination"]["pod_name"] == "webpod-1"
