@@ -24,10 +24,13 @@ import pytest
 from membrane.datapath.linux import sysctl
 from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED
+from membrane.datapath.maps.events import ConfigMap, DatapathEvent
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.lb import LB_F_ETP_LOCAL, Backend, Frontend
 from membrane.datapath.maps.metrics import METRIC_INGRESS
-from membrane.model.datapath_codes import DROP_POLICY
+from membrane.datapath.monitor import EventMonitor
+from membrane.model.datapath_codes import DROP_POLICY, TRACE_TO_NETWORK
+from membrane.model.monitor_aggregation import LOW, MonitorAggregation
 from tests.datapath.netlab import NodeLab, Pod, ping, ping_counts
 
 pytestmark = pytest.mark.root
@@ -211,6 +214,34 @@ def test_host_routing_keeps_pod_traffic_off_the_kernels_forwarding(cluster: Clus
         assert forwarded == 0
     else:
         assert forwarded >= 5 * 3 * 3  # every SYN, ACK and data segment of 15 connections, at least
+
+
+def _to_network_of_one_connection(cluster: Cluster) -> list[DatapathEvent]:
+    received: list[DatapathEvent] = []
+    monitor = EventMonitor(cluster.node.datapath.pin_dir, received.append)
+    monitor.start()
+    try:
+        assert ask(cluster.pod.netns, REMOTE_IP, REMOTE_PORT)[:2] == ("remote", cluster.pod.ip)
+    finally:
+        monitor.stop()
+    return [e for e in received if e.observation_point == TRACE_TO_NETWORK]
+
+
+def test_a_pod_connection_to_another_node_is_to_network_only_below_medium(cluster: Cluster) -> None:
+    """At the default (medium) no to-network trace for a pod's packet leaving the node, as Cilium:
+    cil_to_netdev traces with monitor 0 unless its host firewall's conntrack reports, and bpf_lxc not
+    at all after its FIB redirect. At low every packet leaving is to-network, once: from_container's
+    with host routing, to_netdev's with the kernel routing it."""
+    ip("-n", cluster.node2, "route", "add", "10.200.0.0/24", "via", NODE_IP)
+    cluster.node.datapath.ipcache.update(f"{NODE2_IP}/32", IpcacheEntry(IDENTITY_REMOTE_NODE))
+    assert _to_network_of_one_connection(cluster) == []
+    with ConfigMap.open(cluster.node.datapath.pin_dir) as config:
+        config.set_aggregation(MonitorAggregation(LOW))
+    leaving = _to_network_of_one_connection(cluster)
+    assert len(leaving) >= 3, leaving  # SYN, the handshake's ACK, the FIN at least
+    assert all(e.ep_id == (1 if cluster.host_routing else 0) for e in leaving), leaving
+    packets = [e.packet[14:] for e in leaving]  # from the IP header: one trace per packet, none twice
+    assert len(set(packets)) == len(packets), leaving
 
 
 def test_a_packet_too_big_for_the_path_is_left_to_the_kernel(cluster: Cluster) -> None:
