@@ -26,7 +26,6 @@ from membrane.model.datapath_codes import (
     TRACE_REASON_ESTABLISHED,
     TRACE_REASON_NEW,
     TRACE_REASON_REPLY,
-    TRACE_REASON_UNKNOWN,
     TRACE_TO_NETWORK,
 )
 from membrane.model.monitor_aggregation import LOW, NONE, MonitorAggregation
