@@ -14,6 +14,11 @@ issue 12). The framing rules kept from h11, so the handler behaves as it did:
 
 Sent messages are queued and written in one piece when the proxy is about to wait (see
 :meth:`Peer.next_event`): a response's head, body and end leave in one ``send``.
+
+I/O is protocol-level (:class:`_Wire`): a peer takes its connection's transport over from the asyncio
+streams it was given, bytes are parsed as they arrive (no StreamReader buffer, no coroutine per read),
+and the handler's coroutine is woken only when an event is ready. One idle timer per peer, re-armed
+only when it fires, replaces a timeout context per read. (bench/README, issue 12, l7io.)
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any
 
 import httptools
 
-READ_SIZE = 65536
+from membrane.proxy.protocol_io import Wire
+
 MAX_HEAD = 64 * 1024
 IDLE_TIMEOUT = 300.0
 LENGTH, CHUNKED, UNTIL_CLOSE, NO_BODY = "length", "chunked", "until-close", "none"
@@ -99,7 +105,12 @@ class Peer:
         self._head_method = False  # client: the request sent was HEAD (its response has no body)
         self._head_buf, self._head_done = b"", False
         self._framing_in = NO_BODY  # client: framing of the response being received
+        self._upgraded = False
         self._new_parser()
+        self.wire: Wire | None = None
+        if writer is not None:  # (the framing tests make peers without a connection)
+            self.wire = Wire(self._feed, IDLE_TIMEOUT)
+            self.wire.take_over(reader, writer)
 
     # ---- receiving -------------------------------------------------------------------------------
     def _new_parser(self) -> None:
@@ -161,6 +172,11 @@ class Peer:
             return  # already ended at its head
         self.events.append(EndOfMessage(self._headers))
 
+    def _feed(self, data: bytes) -> int:
+        if not self._upgraded:
+            self.receive(data)
+        return len(self.events)
+
     def receive(self, data: bytes) -> None:
         if self.role == "client" and self._head_method:
             data = self._receive_head_only(data)
@@ -169,7 +185,7 @@ class Peer:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.must_close = True  # CONNECT / Upgrade / 101: not proxied past this exchange
+            self.must_close = self._upgraded = True  # CONNECT / Upgrade / 101: not proxied past this exchange
             if self.role == "client":
                 self.events.append(CLOSED)  # after a 101 the upstream speaks something else: end here
         except httptools.HttpParserError as exc:
@@ -212,24 +228,30 @@ class Peer:
         return CLOSED
 
     async def next_event(self, other: Peer | None = None) -> Any:
-        """The next event; before blocking on a read, what this side and ``other`` queued is written."""
+        """The next event; before waiting for bytes, what this side and ``other`` queued is written."""
+        wire = self.wire
+        assert wire is not None
         while True:
-            if self.events:
-                event = self.events.popleft()
+            if wire.error is not None:
+                raise wire.error
+            events = self.events
+            if events:
+                event = events.popleft()
+                if wire.reading_paused:
+                    wire.consumed(len(events))
                 if type(event) is Request:
                     self.request = event  # the one the next response answers (pipelined ones wait)
                 return event
-            await self.flush()
-            if other is not None:
-                await other.flush()
-            async with asyncio.timeout(IDLE_TIMEOUT):  # no task per read, unlike wait_for
-                data = await self.reader.read(READ_SIZE)
-            if not data:
+            if wire.eof:
                 closed = self._closed()
                 if closed is not None:
                     return closed
                 continue
-            self.receive(data)
+            if self.pending:
+                await self.flush()
+            if other is not None and other.pending:
+                await other.flush()
+            await wire.wait()
 
     # ---- sending ---------------------------------------------------------------------------------
     def queue(self, *events: Any) -> None:
@@ -291,8 +313,11 @@ class Peer:
         if self.pending:
             data = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
             self.pending.clear()
-            self.writer.write(data)
-            await self.writer.drain()
+            wire = self.wire
+            assert wire is not None
+            wire.write(self.writer, data)
+            if wire.blocked:
+                await wire.drain()
 
     async def send(self, *events: Any) -> None:
         self.queue(*events)
