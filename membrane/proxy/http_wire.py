@@ -78,8 +78,12 @@ class ConnectionClosed:
 CLOSED = ConnectionClosed()
 
 
-def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> set[bytes]:
-    return {t.strip().lower() for k, v in headers if k.lower() == name for t in v.split(b",")}
+def _has_token(headers: list[tuple[bytes, bytes]], name: bytes, token: bytes) -> bool:
+    """``token`` among the comma-separated values of the ``name`` headers (no set built: one pass)."""
+    for k, v in headers:
+        if k.lower() == name and token in v.lower() and token in {t.strip() for t in v.lower().split(b",")}:
+            return True
+    return False
 
 
 def _without(headers: list[tuple[bytes, bytes]], *names: bytes) -> list[tuple[bytes, bytes]]:
@@ -136,13 +140,20 @@ class Peer:
     def on_headers_complete(self) -> None:
         p, headers = self._parser, self._headers
         self._in_head = False
-        te = _tokens(headers, b"transfer-encoding")
-        has_length = any(k.lower() == b"content-length" for k, _ in headers)
+        chunked = has_length = has_host = False
+        for k, v in headers:  # one pass over the head for what framing needs
+            name = k.lower()
+            if name == b"content-length":
+                has_length = True
+            elif name == b"host":
+                has_host = True
+            elif name == b"transfer-encoding" and not chunked:
+                chunked = b"chunked" in {t.strip() for t in v.lower().split(b",")}
         if self.role == "server":
             version = p.get_http_version()
-            if version == "1.1" and not any(k.lower() == b"host" for k, _ in headers):
+            if version == "1.1" and not has_host:
                 raise ProtocolError("HTTP/1.1 request without Host")
-            framing = CHUNKED if b"chunked" in te else LENGTH if has_length else NO_BODY
+            framing = CHUNKED if chunked else LENGTH if has_length else NO_BODY
             req = Request(p.get_method(), self._url, headers, version, p.should_keep_alive(), framing)
             self.events.append(req)
         else:
@@ -150,7 +161,7 @@ class Peer:
             if code < 200 or code in (204, 304) or self._head_method:
                 framing = NO_BODY
             else:
-                framing = CHUNKED if b"chunked" in te else LENGTH if has_length else UNTIL_CLOSE
+                framing = CHUNKED if chunked else LENGTH if has_length else UNTIL_CLOSE
             if code >= 200 and not p.should_keep_alive():
                 self.must_close = True
             self._framing_in = framing
@@ -261,26 +272,28 @@ class Peer:
                 self.pending.append(data)
 
     def _frame(self, event: Any) -> bytes:
-        if isinstance(event, Data):
-            if not event.data or self._out == NO_BODY:
+        kind = type(event)
+        if kind is Data:
+            out = self._out
+            if not event.data or out == NO_BODY:
                 return b""
-            if self._out == CHUNKED:
+            if out == CHUNKED:
                 return b"%x\r\n%b\r\n" % (len(event.data), event.data)
             return event.data
-        if isinstance(event, EndOfMessage):
+        if kind is EndOfMessage:
             out, self._out, self.responding = self._out, NO_BODY, False
             if out == CHUNKED:
                 return b"0\r\n" + _head(b"", event.trailers)
             if out == UNTIL_CLOSE:
                 self.must_close = True
             return b""
-        if isinstance(event, Request):
+        if kind is Request:
             self.request, self._head_method = event, event.method == b"HEAD"
             self._out = event.framing
             if not event.keep_alive:
                 self.must_close = True
             return _head(b"%b %b HTTP/1.1\r\n" % (event.method, event.target), event.headers)
-        if isinstance(event, Response):
+        if kind is Response:
             return self._response_head(event)
         raise TypeError(f"not an HTTP event: {event!r}")
 
@@ -290,10 +303,10 @@ class Peer:
             return _head(first, headers)
         req = self.request
         client11 = req is not None and req.http_version == "1.1"
-        keep = req is not None and req.keep_alive and b"close" not in _tokens(headers, b"connection")
+        keep = req is not None and req.keep_alive and not _has_token(headers, b"connection", b"close")
         self.responding, self._out = True, res.framing
         if res.framing in (CHUNKED, UNTIL_CLOSE) or (req is not None and req.method == b"HEAD"
-                                                     and b"chunked" in _tokens(headers, b"transfer-encoding")):
+                                                     and _has_token(headers, b"transfer-encoding", b"chunked")):
             headers = _without(headers, b"content-length", b"transfer-encoding")
             if client11:
                 headers.append((b"transfer-encoding", b"chunked"))
@@ -305,7 +318,7 @@ class Peer:
             self._out = NO_BODY
         if not keep:
             self.must_close = True
-            if b"close" not in _tokens(headers, b"connection"):
+            if not _has_token(headers, b"connection", b"close"):
                 headers = [*_without(headers, b"connection"), (b"connection", b"close")]
         return _head(first, headers)
 
