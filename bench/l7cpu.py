@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from membrane.hubble.events import EndpointInfo
 from membrane.hubble.l7flow import l7_flow
 from membrane.hubble.metrics import HubbleMetrics, Registry
 from membrane.hubble.ring import FlowRing
@@ -67,6 +68,15 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def _pod(ip: str) -> EndpointInfo:  # what the agent's index answers for a pod (labels as in the lab)
+    name = f"pod-{ip.rsplit('.', 1)[-1]}"
+    return EndpointInfo(identity=1000, namespace="default", pod_name=name, endpoint_id=1, cluster_name="default",
+                        labels=("k8s:app=ds", "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=default",
+                                "k8s:io.cilium.k8s.policy.cluster=default",
+                                "k8s:io.cilium.k8s.policy.serviceaccount=default", "k8s:io.kubernetes.pod.namespace=default"),
+                        workloads=((name, "Pod"),))
+
+
 def _proxy(upstream: tuple[str, int]) -> tuple[ProxyServer, int]:
     # the agent's default metrics (membrane/model/config.py); MEMBRANE_BENCH_L7_NO_FLOWS=1: records dropped
     ring, metrics = FlowRing(), HubbleMetrics(Registry(), ["flow", "drop", "tcp", "port-distribution", "icmp"])
@@ -79,7 +89,7 @@ def _proxy(upstream: tuple[str, int]) -> tuple[ProxyServer, int]:
         def emit(record: object) -> None:  # as ProxyManager.emit with its per-connection endpoint cache
             if not flows:
                 return
-            flow = l7_flow(record, lambda _ip: None, "bench", endpoints=cache)  # type: ignore[arg-type]
+            flow = l7_flow(record, _pod, "bench", endpoints=cache)  # type: ignore[arg-type]
             ring.append(flow)
             metrics.process(flow)
 
@@ -89,7 +99,8 @@ def _proxy(upstream: tuple[str, int]) -> tuple[ProxyServer, int]:
 
     handlers = Handlers()
     handlers.register("http", handle_http)
-    server = ProxyServer(handlers, describe)
+    workers = int(os.environ.get("MEMBRANE_BENCH_L7_WORKERS", "0")) or None  # default: the agent's
+    server = ProxyServer(handlers, describe, workers)
     server.start()
     port = next(p for p in range(19000, 20000) if _bindable(p))  # a proxy port: its mark fits SO_MARK
     server.listen(port)
