@@ -115,7 +115,9 @@ def _run(port: int, conns: int, seconds: float) -> dict:
     load = json.loads(out)
     cpu = (after.user - before.user) + (after.system - before.system)
     return {"conns": conns, "rps": round(load["rps"]), "p50_ms": round(load["p50_ms"], 3),
-            "cpu_us_per_request": round(cpu / max(load["requests"], 1) * 1e6, 1), "errors": load["errors"],
+            "cpu_us_per_request": round(cpu / max(load["requests"], 1) * 1e6, 1),
+            "sys_us_per_request": round((after.system - before.system) / max(load["requests"], 1) * 1e6, 1),
+            "errors": load["errors"],
             "load": round(os.getloadavg()[0], 2)}
 
 
