@@ -9,7 +9,8 @@ including its share of the loopback kernel work. Prints one JSON line per connec
 
 Self-contained (imports only ``membrane``), so an older tree can be measured with its own interpreter:
 ``/path/to/tree/.venv/bin/python bench/l7cpu.py``. Needs root (IP_TRANSPARENT on the listener).
-``--profile FILE`` writes a cProfile of the proxy's threads to FILE (one run, 16 connections).
+``--profile FILE`` writes a pstats profile (yappi, CPU clock, all threads; yappi is not installed by
+``make setup``: ``.venv/bin/pip install yappi``) of the proxy to FILE (one run, 16 connections).
 """
 
 from __future__ import annotations
