@@ -30,8 +30,37 @@ def _text(b: bytes) -> str:
     return b.decode("latin-1")
 
 
-def _headers(req: Any) -> list[tuple[str, str]]:
-    return [(_text(k), _text(v)) for k, v in req.headers]
+DECISIONS_MAX = 256  # per connection
+
+
+class _Policy:
+    """The connection's rules, deciding requests. When no rule reads headers (no ``headers``, no
+    ``headerMatches``), a decision depends only on method, path and Host, and is kept per connection
+    (its identities and rules do not change while it lives): a keep-alive client asking the same
+    thing again is not matched again."""
+
+    __slots__ = ("rules", "secret_value", "by_request")
+
+    def __init__(self, rules: list[HTTPRule] | None, secret_value: Any) -> None:
+        self.rules, self.secret_value = rules, secret_value
+        reads_headers = rules is not None and any(r.headers or r.header_matches for r in rules)
+        self.by_request: dict[tuple[str, str, str | None], bool] | None = None if reads_headers else {}
+
+    def decide(self, method: str, target: str, headers: list[tuple[str, str]],
+               host: str | None) -> tuple[bool, list[tuple[str, str]]]:
+        """(allowed, the headers to forward)."""
+        cache = self.by_request
+        if cache is None:
+            d = decide(self.rules, method, target, headers, self.secret_value)
+            return d.allowed, d.headers
+        key = (method, target, host)
+        allowed = cache.get(key)
+        if allowed is None:
+            allowed = decide(self.rules, method, target, headers, self.secret_value).allowed
+            if len(cache) >= DECISIONS_MAX:
+                cache.clear()
+            cache[key] = allowed
+        return allowed, headers
 
 
 REASONS = {400: b"Bad Request", 403: b"Forbidden", 503: b"Service Unavailable"}
@@ -61,8 +90,7 @@ def compiled_rules(ctx: L7Context) -> list[HTTPRule] | None:
 async def handle_http(conn: Conn, ctx: L7Context) -> None:
     client = Peer("server", conn.reader, conn.writer)
     upstream: Peer | None = None
-    rules = compiled_rules(ctx)
-    secret_value = ctx.extra.get("secret_value") or (lambda _ns, _name: None)
+    policy = _Policy(compiled_rules(ctx), ctx.extra.get("secret_value") or (lambda _ns, _name: None))
     ingress = ctx.redirect.direction == "ingress"
 
     def record(kind: str, verdict: str, http: dict[str, Any], latency: int = 0) -> None:
@@ -80,18 +108,22 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
             if not isinstance(event, Request):
                 return
             start = time.monotonic_ns()
-            method, target = _text(event.method), _text(event.target)
-            headers = _headers(event)
-            host = next((v for k, v in headers if k.lower() == "host"), ctx.original_dst[0])
-            info = {"method": method, "url": f"http://{host}{target}", "protocol": f"HTTP/{event.http_version}",
-                    "headers": headers}
-            decision = decide(rules, method, target, headers, secret_value)
-            if not decision.allowed:
+            method, target = event.method.decode("latin-1"), event.target.decode("latin-1")
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+            host = None
+            for k, v in headers:
+                if k.lower() == "host":
+                    host = v
+                    break
+            info = {"method": method, "url": f"http://{host or ctx.original_dst[0]}{target}",
+                    "protocol": f"HTTP/{event.http_version}", "headers": headers}
+            allowed, out_headers = policy.decide(method, target, headers, host)
+            if not allowed:
                 await _drain_body(client)
                 record(REQUEST, DROPPED, info)
                 await _local_reply(client, 403, DENIED_BODY)
             else:
-                forwarded = {**info, "headers": decision.headers}
+                forwarded = info if out_headers is headers else {**info, "headers": out_headers}
                 if upstream is None:
                     try:
                         reader, writer = await ctx.open_upstream()
@@ -106,9 +138,9 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
                             return
                         continue
                 # unchanged headers: the parsed request goes as it came (no second validation, bytes kept)
-                upstream.queue(event if decision.headers == headers else
+                upstream.queue(event if out_headers is headers or out_headers == headers else
                                Request(event.method, event.target,
-                                       [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers],
+                                       [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers],
                                        event.http_version, event.keep_alive, event.framing))
                 while True:  # the request body
                     part = await client.next_event(upstream)

@@ -14,6 +14,11 @@ issue 12). The framing rules kept from h11, so the handler behaves as it did:
 
 Sent messages are queued and written in one piece when the proxy is about to wait (see
 :meth:`Peer.next_event`): a response's head, body and end leave in one ``send``.
+
+I/O is protocol-level (:class:`_Wire`): a peer takes its connection's transport over from the asyncio
+streams it was given, bytes are parsed as they arrive (no StreamReader buffer, no coroutine per read),
+and the handler's coroutine is woken only when an event is ready. One idle timer per peer, re-armed
+only when it fires, replaces a timeout context per read. (bench/README, issue 12, l7io.)
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any
 
 import httptools
 
-READ_SIZE = 65536
+from membrane.proxy.protocol_io import Wire
+
 MAX_HEAD = 64 * 1024
 IDLE_TIMEOUT = 300.0
 LENGTH, CHUNKED, UNTIL_CLOSE, NO_BODY = "length", "chunked", "until-close", "none"
@@ -72,8 +78,12 @@ class ConnectionClosed:
 CLOSED = ConnectionClosed()
 
 
-def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> set[bytes]:
-    return {t.strip().lower() for k, v in headers if k.lower() == name for t in v.split(b",")}
+def _has_token(headers: list[tuple[bytes, bytes]], name: bytes, token: bytes) -> bool:
+    """``token`` among the comma-separated values of the ``name`` headers (no set built: one pass)."""
+    for k, v in headers:
+        if k.lower() == name and token in v.lower() and token in {t.strip() for t in v.lower().split(b",")}:
+            return True
+    return False
 
 
 def _without(headers: list[tuple[bytes, bytes]], *names: bytes) -> list[tuple[bytes, bytes]]:
@@ -99,7 +109,12 @@ class Peer:
         self._head_method = False  # client: the request sent was HEAD (its response has no body)
         self._head_buf, self._head_done = b"", False
         self._framing_in = NO_BODY  # client: framing of the response being received
+        self._upgraded = False
         self._new_parser()
+        self.wire: Wire | None = None
+        if writer is not None:  # (the framing tests make peers without a connection)
+            self.wire = Wire(self._feed, IDLE_TIMEOUT)
+            self.wire.take_over(reader, writer)
 
     # ---- receiving -------------------------------------------------------------------------------
     def _new_parser(self) -> None:
@@ -125,13 +140,20 @@ class Peer:
     def on_headers_complete(self) -> None:
         p, headers = self._parser, self._headers
         self._in_head = False
-        te = _tokens(headers, b"transfer-encoding")
-        has_length = any(k.lower() == b"content-length" for k, _ in headers)
+        chunked = has_length = has_host = False
+        for k, v in headers:  # one pass over the head for what framing needs
+            name = k.lower()
+            if name == b"content-length":
+                has_length = True
+            elif name == b"host":
+                has_host = True
+            elif name == b"transfer-encoding" and not chunked:
+                chunked = b"chunked" in {t.strip() for t in v.lower().split(b",")}
         if self.role == "server":
             version = p.get_http_version()
-            if version == "1.1" and not any(k.lower() == b"host" for k, _ in headers):
+            if version == "1.1" and not has_host:
                 raise ProtocolError("HTTP/1.1 request without Host")
-            framing = CHUNKED if b"chunked" in te else LENGTH if has_length else NO_BODY
+            framing = CHUNKED if chunked else LENGTH if has_length else NO_BODY
             req = Request(p.get_method(), self._url, headers, version, p.should_keep_alive(), framing)
             self.events.append(req)
         else:
@@ -139,7 +161,7 @@ class Peer:
             if code < 200 or code in (204, 304) or self._head_method:
                 framing = NO_BODY
             else:
-                framing = CHUNKED if b"chunked" in te else LENGTH if has_length else UNTIL_CLOSE
+                framing = CHUNKED if chunked else LENGTH if has_length else UNTIL_CLOSE
             if code >= 200 and not p.should_keep_alive():
                 self.must_close = True
             self._framing_in = framing
@@ -161,6 +183,11 @@ class Peer:
             return  # already ended at its head
         self.events.append(EndOfMessage(self._headers))
 
+    def _feed(self, data: bytes) -> int:
+        if not self._upgraded:
+            self.receive(data)
+        return len(self.events)
+
     def receive(self, data: bytes) -> None:
         if self.role == "client" and self._head_method:
             data = self._receive_head_only(data)
@@ -169,7 +196,7 @@ class Peer:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.must_close = True  # CONNECT / Upgrade / 101: not proxied past this exchange
+            self.must_close = self._upgraded = True  # CONNECT / Upgrade / 101: not proxied past this exchange
             if self.role == "client":
                 self.events.append(CLOSED)  # after a 101 the upstream speaks something else: end here
         except httptools.HttpParserError as exc:
@@ -212,24 +239,30 @@ class Peer:
         return CLOSED
 
     async def next_event(self, other: Peer | None = None) -> Any:
-        """The next event; before blocking on a read, what this side and ``other`` queued is written."""
+        """The next event; before waiting for bytes, what this side and ``other`` queued is written."""
+        wire = self.wire
+        assert wire is not None
         while True:
-            if self.events:
-                event = self.events.popleft()
+            if wire.error is not None:
+                raise wire.error
+            events = self.events
+            if events:
+                event = events.popleft()
+                if wire.reading_paused:
+                    wire.consumed(len(events))
                 if type(event) is Request:
                     self.request = event  # the one the next response answers (pipelined ones wait)
                 return event
-            await self.flush()
-            if other is not None:
-                await other.flush()
-            async with asyncio.timeout(IDLE_TIMEOUT):  # no task per read, unlike wait_for
-                data = await self.reader.read(READ_SIZE)
-            if not data:
+            if wire.eof:
                 closed = self._closed()
                 if closed is not None:
                     return closed
                 continue
-            self.receive(data)
+            if self.pending:
+                await self.flush()
+            if other is not None and other.pending:
+                await other.flush()
+            await wire.wait()
 
     # ---- sending ---------------------------------------------------------------------------------
     def queue(self, *events: Any) -> None:
@@ -239,26 +272,28 @@ class Peer:
                 self.pending.append(data)
 
     def _frame(self, event: Any) -> bytes:
-        if isinstance(event, Data):
-            if not event.data or self._out == NO_BODY:
+        kind = type(event)
+        if kind is Data:
+            out = self._out
+            if not event.data or out == NO_BODY:
                 return b""
-            if self._out == CHUNKED:
+            if out == CHUNKED:
                 return b"%x\r\n%b\r\n" % (len(event.data), event.data)
             return event.data
-        if isinstance(event, EndOfMessage):
+        if kind is EndOfMessage:
             out, self._out, self.responding = self._out, NO_BODY, False
             if out == CHUNKED:
                 return b"0\r\n" + _head(b"", event.trailers)
             if out == UNTIL_CLOSE:
                 self.must_close = True
             return b""
-        if isinstance(event, Request):
+        if kind is Request:
             self.request, self._head_method = event, event.method == b"HEAD"
             self._out = event.framing
             if not event.keep_alive:
                 self.must_close = True
             return _head(b"%b %b HTTP/1.1\r\n" % (event.method, event.target), event.headers)
-        if isinstance(event, Response):
+        if kind is Response:
             return self._response_head(event)
         raise TypeError(f"not an HTTP event: {event!r}")
 
@@ -268,10 +303,10 @@ class Peer:
             return _head(first, headers)
         req = self.request
         client11 = req is not None and req.http_version == "1.1"
-        keep = req is not None and req.keep_alive and b"close" not in _tokens(headers, b"connection")
+        keep = req is not None and req.keep_alive and not _has_token(headers, b"connection", b"close")
         self.responding, self._out = True, res.framing
         if res.framing in (CHUNKED, UNTIL_CLOSE) or (req is not None and req.method == b"HEAD"
-                                                     and b"chunked" in _tokens(headers, b"transfer-encoding")):
+                                                     and _has_token(headers, b"transfer-encoding", b"chunked")):
             headers = _without(headers, b"content-length", b"transfer-encoding")
             if client11:
                 headers.append((b"transfer-encoding", b"chunked"))
@@ -283,7 +318,7 @@ class Peer:
             self._out = NO_BODY
         if not keep:
             self.must_close = True
-            if b"close" not in _tokens(headers, b"connection"):
+            if not _has_token(headers, b"connection", b"close"):
                 headers = [*_without(headers, b"connection"), (b"connection", b"close")]
         return _head(first, headers)
 
@@ -291,8 +326,11 @@ class Peer:
         if self.pending:
             data = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
             self.pending.clear()
-            self.writer.write(data)
-            await self.writer.drain()
+            wire = self.wire
+            assert wire is not None
+            wire.write(self.writer, data)
+            if wire.blocked:
+                await wire.drain()
 
     async def send(self, *events: Any) -> None:
         self.queue(*events)

@@ -96,3 +96,42 @@ def test_flow_endpoints_are_looked_up_once_per_cache():
     uncached = l7_flow(record(RESPONSE), lookup, "n")
     assert flows[1].source == uncached.source and flows[1].destination == uncached.destination
     assert flows[1].source.pod_name == "pod-10.0.1.3" and flows[1].source.identity == 259
+
+
+def _decided(monkeypatch, rules: list[dict], payload: bytes, until: int) -> tuple[list[bytes], int]:
+    from membrane.proxy import http as proxy_http
+    from tests.unit.test_proxy_http import Harness, exchange, run, upstream_server
+
+    calls: list[str] = []
+    real = proxy_http.decide
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(proxy_http, "decide", counting)
+
+    async def main() -> bytes:
+        up = await upstream_server([])
+        px = await Harness(rules, up.sockets[0].getsockname()[1]).proxy()
+        out = await exchange(px.sockets[0].getsockname()[1], payload, until=until)
+        px.close()
+        up.close()
+        return out
+
+    out = run(main())
+    return [r[:3] for r in out.split(b"HTTP/1.1 ")[1:]], len(calls)
+
+
+def test_a_connection_decides_a_repeated_request_once_when_no_rule_reads_headers(monkeypatch):
+    codes, decided = _decided(monkeypatch, [{"method": "GET", "path": "/v1"}],
+                              req("GET", "/v1") * 3 + req("GET", "/v2") + req("GET", "/v1"), until=5)
+    assert codes == [b"200", b"200", b"200", b"403", b"200"]
+    assert decided == 2  # GET /v1 once, GET /v2 once
+
+
+def test_rules_that_read_headers_decide_every_request(monkeypatch):
+    codes, decided = _decided(monkeypatch, [{"path": "/v1", "headers": ["X-Token: yes"]}],
+                              req("GET", "/v1", extra="X-Token: yes\r\n") + req("GET", "/v1")
+                              + req("GET", "/v1", extra="X-Token: yes\r\n"), until=3)
+    assert codes == [b"200", b"403", b"200"] and decided == 3

@@ -1,0 +1,103 @@
+"""The HTTP proxy's protocol-level I/O (membrane.proxy.protocol_io): the take-over from asyncio streams
+keeps what the stream had buffered, reading stops while parsed events pile up, and the idle timeout
+still ends a silent connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from membrane.proxy import http_wire
+from membrane.proxy.http_wire import CLOSED, EndOfMessage, Peer, Request
+from membrane.proxy.protocol_io import PAUSE_EVENTS
+
+REQ = b"GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def _connected(on_accept) -> tuple[asyncio.StreamWriter, asyncio.base_events.Server]:
+    server = await asyncio.start_server(on_accept, "127.0.0.1", 0)
+    _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    return writer, server
+
+
+def test_bytes_the_stream_buffered_before_the_take_over_are_parsed_first():
+    async def main() -> list:
+        got: list = []
+        done = asyncio.Event()
+
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(0.2)  # both requests and the close now sit in the stream's buffer
+            peer = Peer("server", reader, writer)
+            for _ in range(5):
+                got.append(await peer.next_event())
+            writer.close()
+            done.set()
+
+        client, server = await _connected(accepted)
+        client.write(REQ + REQ)
+        await client.drain()
+        client.close()
+        await asyncio.wait_for(done.wait(), 5)
+        server.close()
+        return got
+
+    got = asyncio.run(main())
+    assert [type(e) for e in got] == [Request, EndOfMessage, Request, EndOfMessage, type(CLOSED)]
+
+
+def test_reading_pauses_while_parsed_events_pile_up_and_resumes_when_read():
+    async def main() -> tuple[bool, bool, int]:
+        result: list = []
+        done = asyncio.Event()
+
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = Peer("server", reader, writer)
+            await asyncio.sleep(0.3)  # all pipelined requests arrive, none read
+            assert peer.wire is not None
+            paused = peer.wire.reading_paused
+            requests = 0
+            while requests < 100:
+                if type(await peer.next_event()) is Request:
+                    requests += 1
+            result.extend([paused, peer.wire.reading_paused, requests])
+            writer.close()
+            done.set()
+
+        client, server = await _connected(accepted)
+        client.write(REQ * 100)  # 200 events, over PAUSE_EVENTS
+        await client.drain()
+        await asyncio.wait_for(done.wait(), 5)
+        client.close()
+        server.close()
+        return tuple(result)  # type: ignore[return-value]
+
+    assert PAUSE_EVENTS < 200
+    paused, paused_after, requests = asyncio.run(main())
+    assert paused and not paused_after and requests == 100
+
+
+def test_a_silent_connection_times_out(monkeypatch):
+    monkeypatch.setattr(http_wire, "IDLE_TIMEOUT", 0.2)
+
+    async def main() -> float:
+        outcome: list = []
+        done = asyncio.Event()
+
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = Peer("server", reader, writer)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with pytest.raises(TimeoutError):
+                await peer.next_event()
+            outcome.append(loop.time() - start)
+            writer.close()
+            done.set()
+
+        client, server = await _connected(accepted)
+        await asyncio.wait_for(done.wait(), 5)
+        client.close()
+        server.close()
+        return outcome[0]
+
+    assert 0.15 <= asyncio.run(main()) < 2
