@@ -2,13 +2,14 @@
 
 This process runs the proxy server (:class:`membrane.proxy.server.ProxyServer` with the HTTP handler and
 a visibility rule, ``http: [{}]``), and every request and response becomes a Hubble flow in a flow ring
-with the agent's default metrics, as the agent's ``ProxyManager.emit`` does. The upstream (a minimal
+with the agent's default metrics plus ``httpV2`` (``MEMBRANE_BENCH_L7_METRICS`` to change), as the
+agent's ``ProxyManager`` makes them (lazily where the tree has membrane/hubble/l7lazy.py). The upstream (a minimal
 HTTP server) and the client (``bench/l7load.py``) run in their own processes, so this process's CPU
 time (``os.times()`` user + sys) divided by the requests served is the proxy's cost per request,
 including its share of the loopback kernel work. Prints one JSON line per connection count.
 
 Self-contained (imports only ``membrane``), so an older tree can be measured with its own interpreter:
-``/path/to/tree/.venv/bin/python bench/l7cpu.py``. Needs root (IP_TRANSPARENT on the listener).
+``/path/to/tree/.venv/bin/python bench/l7cpu.py``, or this file with ``PYTHONPATH=/path/to/tree``. Needs root (IP_TRANSPARENT on the listener).
 ``--profile FILE`` writes a pstats profile (yappi, CPU clock, all threads; yappi is not installed by
 ``make setup``: ``.venv/bin/pip install yappi``) of the proxy to FILE (one run, 16 connections).
 """
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from membrane.hubble.events import EndpointInfo
 from membrane.hubble.l7flow import l7_flow
@@ -33,6 +35,8 @@ from membrane.proxy.registry import L7Context
 from membrane.proxy.registry import Registry as Handlers
 from membrane.proxy.server import ProxyServer, upstream_opener
 
+# the agent's default metrics plus httpV2 (its request counter and duration histogram)
+METRICS = os.environ.get("MEMBRANE_BENCH_L7_METRICS", "flow drop tcp port-distribution icmp httpV2").split()
 LOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "l7load.py")
 BODY = b'{"id": 1, "name": "Death Star"}\n' * 4
 UPSTREAM = f"""
@@ -78,22 +82,43 @@ def _pod(ip: str) -> EndpointInfo:  # what the agent's index answers for a pod (
                         workloads=((name, "Pod"),))
 
 
-def _proxy(upstream: tuple[str, int]) -> tuple[ProxyServer, int]:
-    # the agent's default metrics (membrane/model/config.py); MEMBRANE_BENCH_L7_NO_FLOWS=1: records dropped
-    ring, metrics = FlowRing(), HubbleMetrics(Registry(), ["flow", "drop", "tcp", "port-distribution", "icmp"])
-    flows = os.environ.get("MEMBRANE_BENCH_L7_NO_FLOWS") != "1"
-    redirect = Redirect("ingress", 6, upstream[1], "http")
+def _eager(ring: FlowRing, metrics: HubbleMetrics) -> Callable[[], Callable[[object], None]]:
+    """Trees before lazy L7 flows: each record built at once (ProxyManager.emit, a per-connection endpoint cache)."""
 
-    def describe(port: int, client: tuple[str, int], _original: tuple[str, int]) -> L7Context:
+    def connection() -> Callable[[object], None]:
         cache: dict = {}
 
-        def emit(record: object) -> None:  # as ProxyManager.emit with its per-connection endpoint cache
-            if not flows:
-                return
+        def emit(record: object) -> None:
             flow = l7_flow(record, _pod, "bench", endpoints=cache)  # type: ignore[arg-type]
             ring.append(flow)
             metrics.process(flow)
 
+        return emit
+
+    return connection
+
+
+def _proxy(upstream: tuple[str, int]) -> tuple[ProxyServer, int]:
+    # MEMBRANE_BENCH_L7_NO_FLOWS=1: records dropped
+    ring, metrics = FlowRing(), HubbleMetrics(Registry(), METRICS)
+    flows = os.environ.get("MEMBRANE_BENCH_L7_NO_FLOWS") != "1"
+    redirect = Redirect("ingress", 6, upstream[1], "http")
+
+    def sink(entry: object, key: object, seconds: float) -> None:  # as the agent's (proxy_sync.hubble_sink)
+        ring.append(entry)  # type: ignore[arg-type]
+        if key is None:
+            metrics.process(entry.flow())  # type: ignore[attr-defined]
+        else:
+            metrics.process_l7_keyed(key, entry.flow, seconds)  # type: ignore[attr-defined]
+
+    try:  # lazy L7 flows (membrane/hubble/l7lazy.py), as the agent's ProxyManager makes them
+        from membrane.hubble.l7lazy import L7Flows  # noqa: PLC0415 — trees before it build at once
+        connection = L7Flows("bench", _pod, sink).connection
+    except ImportError:
+        connection = _eager(ring, metrics)
+
+    def describe(port: int, client: tuple[str, int], _original: tuple[str, int]) -> L7Context:
+        emit = connection() if flows else (lambda _record: None)
         return L7Context(redirect=redirect, endpoint_id=1, client=client, original_dst=upstream, src_identity=1000,
                          dst_identity=1001, rules=[{}], open_upstream=upstream_opener(client, upstream, port),
                          emit=emit)

@@ -7,7 +7,8 @@ endpoint redirect, kept while the redirect lives), starts its transparent listen
 TPROXY rule — so a slot never names a port nothing listens on. :meth:`retain` releases what no
 endpoint uses any more (after the slots are gone). Every accepted connection is described from
 this state (endpoint, rules, identities from the BPF ipcache) and handed to the handler of its kind
-(:mod:`membrane.proxy.registry`); L7 records become Hubble flows through :meth:`emit`.
+(:mod:`membrane.proxy.registry`); its L7 records become Hubble flows lazily, off the request path
+(:mod:`membrane.hubble.l7lazy`: raw records in the ring, HTTP metrics counted by key).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from membrane.datapath.linux import tproxy
-from membrane.hubble.l7flow import EndpointCache, L7Record, Lookup, l7_flow
+from membrane.hubble.l7flow import Lookup
+from membrane.hubble.l7lazy import L7Flows, Sink
+from membrane.hubble.lazyflow import LazyFlow
 from membrane.model.secret import secret_value
 from membrane.policy.l7 import PROTO_UDP, Redirect, redirects, rules_for
 from membrane.policy.mapstate import ResolvedPolicy
@@ -46,12 +49,12 @@ def default_registry() -> Registry:
 
 class ProxyManager:
     def __init__(self, node: str, identity_of: Callable[[str], int], lookup: Lookup,
-                 sink: Callable[[Any], None], registry: Registry | None = None, *,
+                 sink: Sink, registry: Registry | None = None, *,
                  secret_value: Callable[[str, str], str | None] | None = None) -> None:
         self.node = node
         self.identity_of = identity_of
         self.lookup = lookup
-        self.sink = sink  # a finished Hubble flow: into the ring and the metrics
+        self.flows = L7Flows(node, lookup, sink)  # each connection's emit; records into the ring and the metrics
         self.secret_value = secret_value  # (namespace, name) -> a Secret's one value (headerMatches secrets)
         self.registry = registry or default_registry()
         self.ports = PortAllocator(*PORT_RANGE)
@@ -140,14 +143,7 @@ class ProxyManager:
         return L7Context(redirect=redirect, endpoint_id=ep_id, client=client, original_dst=original,
                          src_identity=src_id, dst_identity=dst_id, rules=rules_for(resolved.l7, redirect, peer),
                          open_upstream=upstream_opener(client, original, port, redirect.direction),
-                         emit=_ConnectionEmitter(self), extra={"secret_value": self.secret_value} if self.secret_value else {})
-
-    def emit(self, record: L7Record, endpoints: EndpointCache | None = None) -> None:
-        """The one way L7 records reach Hubble."""
-        try:
-            self.sink(l7_flow(record, self.lookup, self.node, endpoints=endpoints))
-        except Exception as exc:
-            log.warning("L7 flow not recorded: %s", exc)
+                         emit=self.flows.connection(), extra={"secret_value": self.secret_value} if self.secret_value else {})
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -156,23 +152,6 @@ class ProxyManager:
         return {"ip": self.ip, "port-range": f"{PORT_RANGE[0]}-{PORT_RANGE[1]}", "total-redirects": len(rows),
                 "envoy-deployment-mode": "none (membrane proxies)", "redirects": rows,
                 "connections": self.server.connections, "errors": self.server.errors}
-
-
-class _ConnectionEmitter:
-    """``ctx.emit`` of one proxied connection: its flows' endpoint messages are looked up and built
-    once per connection (its two ends do not change), not twice per request; the cache is made on
-    the first record, so an idle connection costs a slot."""
-
-    __slots__ = ("manager", "endpoints")
-
-    def __init__(self, manager: ProxyManager) -> None:
-        self.manager = manager
-        self.endpoints: EndpointCache | None = None
-
-    def __call__(self, record: L7Record) -> None:
-        if self.endpoints is None:
-            self.endpoints = {}
-        self.manager.emit(record, self.endpoints)
 
 
 def secret_lookup(secrets: Any) -> Callable[[str, str], str | None]:
@@ -185,18 +164,26 @@ def secret_lookup(secrets: Any) -> Callable[[str, str], str | None]:
     return value
 
 
-def hubble_sink(observability: Callable[[], Any]) -> tuple[Lookup, Callable[[Any], None]]:
-    """(endpoint lookup, flow sink) over the agent's observability, once it runs (flows before are dropped)."""
+def hubble_sink(observability: Callable[[], Any]) -> tuple[Lookup, Sink]:
+    """(endpoint lookup, L7 flow sink) over the agent's observability, once it runs (flows before are
+    dropped). The sink puts the lazy flow in the ring and counts it: by key when it has one, built
+    otherwise."""
 
     def lookup(ip: str) -> Any:
         obs = observability()
         return obs.index.lookup(ip) if obs is not None else None
 
-    def sink(flow: Any) -> None:
+    def sink(entry: LazyFlow, key: Hashable | None, seconds: float) -> None:
         obs = observability()
         if obs is None:
             return
-        obs.ring.append(flow)
-        obs.hubble_metrics.process(flow)
+        obs.ring.append(entry)
+        try:
+            if key is None:
+                obs.hubble_metrics.process(entry.flow())
+            else:
+                obs.hubble_metrics.process_l7_keyed(key, entry.flow, seconds)
+        except Exception as exc:
+            log.warning("L7 flow not counted: %s", exc)
 
     return lookup, sink

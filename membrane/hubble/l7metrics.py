@@ -25,6 +25,8 @@ def _reporter(flow: Any) -> str:
 class HTTPMetrics:
     def __init__(self, registry: Any, options: Iterable[Any], context_value: Any) -> None:
         self._value = context_value
+        # set by HubbleMetrics.process_l7_keyed: (family, label values, is a histogram) of each count
+        self.recording: list[tuple[Any, tuple[str, ...], bool]] | None = None
         self._v1 = self._v2 = None
         options = [o for o in options if o.name in HTTP_METRICS]
         if any(o.name == "httpV2" for o in options):  # Hubble does not run both: httpV2 wins
@@ -53,14 +55,27 @@ class HTTPMetrics:
         if self._v2 is not None and response:
             requests, duration, ctx = self._v2
             extra = {n: self._value(flow, n) for n in ctx}
-            requests.inc({"method": h.method, "protocol": h.protocol, "status": str(h.code), "reporter": reporter,
-                          **extra})
-            duration.observe({"method": h.method, "reporter": reporter, **extra}, flow.l7.latency_ns / 1e9)
+            self._inc(requests, {"method": h.method, "protocol": h.protocol, "status": str(h.code),
+                                 "reporter": reporter, **extra})
+            self._observe(duration, {"method": h.method, "reporter": reporter, **extra}, flow.l7.latency_ns / 1e9)
         if self._v1 is not None:
             requests, responses, duration, ctx = self._v1
             extra = {n: self._value(flow, n) for n in ctx}
             if response:
-                responses.inc({"method": h.method, "status": str(h.code), "reporter": reporter, **extra})
-                duration.observe({"method": h.method, "reporter": reporter, **extra}, flow.l7.latency_ns / 1e9)
+                self._inc(responses, {"method": h.method, "status": str(h.code), "reporter": reporter, **extra})
+                self._observe(duration, {"method": h.method, "reporter": reporter, **extra},
+                              flow.l7.latency_ns / 1e9)
             else:
-                requests.inc({"method": h.method, "protocol": h.protocol, "reporter": reporter, **extra})
+                self._inc(requests, {"method": h.method, "protocol": h.protocol, "reporter": reporter, **extra})
+
+    def _inc(self, family: Any, labels: dict[str, str]) -> None:
+        values = family.key(labels)
+        family.values[values] = family.values.get(values, 0.0) + 1.0
+        if self.recording is not None:
+            self.recording.append((family, values, False))
+
+    def _observe(self, family: Any, labels: dict[str, str], seconds: float) -> None:
+        values = family.key(labels)
+        family.observe_values(values, seconds)
+        if self.recording is not None:
+            self.recording.append((family, values, True))

@@ -12,6 +12,7 @@ Flows are ``flow.Flow`` protobuf messages (Hubble's field names); enum names com
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,13 @@ class MetricFamily:
         self.values[self.key(labels)] = float(value)
 
     def observe(self, labels: Mapping[str, str] | Iterable[str], value: float) -> None:
-        row = self.hist.setdefault(self.key(labels), [0.0] * (len(self.buckets) + 2))
+        self.observe_values(self.key(labels), value)
+
+    def observe_values(self, values: LabelValues, value: float) -> None:
+        """``observe`` with the label values already in order (as ``key`` made them)."""
+        row = self.hist.get(values)
+        if row is None:
+            row = self.hist[values] = [0.0] * (len(self.buckets) + 2)
         for i, bound in enumerate(self.buckets):
             if value <= bound:
                 row[i] += 1
@@ -301,12 +308,48 @@ class HubbleMetrics:
         # process_keyed: key -> the (family, label values) the handlers counted for it
         self._memo: dict[Hashable, list[tuple[MetricFamily, LabelValues]]] = {}
         self._recording: list[tuple[MetricFamily, LabelValues]] | None = None
+        # process_l7_keyed: key -> (what the flow handlers counted, what the HTTP handlers counted)
+        self._memo_l7: dict[Hashable, tuple[list[tuple[MetricFamily, LabelValues]], list[Any]]] = {}
+        # The proxies count from their own threads: whoever runs the handlers while a key's counts
+        # are being recorded holds this, so no other flow's counts land in that record.
+        self._lock = threading.Lock()
 
     def process(self, flow: Any) -> None:
-        for handler, family, ctx in self._handlers:
-            handler(flow, family, ctx)
-        self._http.process(flow)
-        self._dns_kafka.process(flow)
+        with self._lock:
+            for handler, family, ctx in self._handlers:
+                handler(flow, family, ctx)
+            self._http.process(flow)
+            self._dns_kafka.process(flow)
+
+    def process_l7_keyed(self, key: Hashable, build: Callable[[], Any], seconds: float) -> None:
+        """Count one HTTP L7 flow that ``key`` stands for without building it: ``key`` must determine
+        every field the handlers read but the latency (``seconds``, which the duration histograms
+        observe). The first flow of a key is built and counted by every handler; later ones repeat
+        its counter increments and observe their own latency in its histogram rows."""
+        with self._lock:
+            counted = self._memo_l7.get(key)
+            if counted is None:
+                flow = build()
+                flows: list[tuple[MetricFamily, LabelValues]] = []
+                http: list[Any] = []
+                self._recording, self._http.recording = flows, http
+                try:
+                    for handler, family, ctx in self._handlers:
+                        handler(flow, family, ctx)
+                    self._http.process(flow)
+                finally:
+                    self._recording = self._http.recording = None
+                if len(self._memo_l7) >= MEMO_MAX:
+                    self._memo_l7.clear()
+                self._memo_l7[key] = (flows, http)
+                return
+            for family, values in counted[0]:
+                family.values[values] = family.values.get(values, 0.0) + 1.0
+            for family, values, histogram in counted[1]:
+                if histogram:
+                    family.observe_values(values, seconds)
+                else:
+                    family.values[values] = family.values.get(values, 0.0) + 1.0
 
     def process_keyed(self, key: Hashable, build: Callable[[], Any], count: int = 1) -> None:
         """Count ``count`` L3/L4 flows (traces, drops, policy verdicts: no L7 handler counts those)
@@ -316,12 +359,13 @@ class HubbleMetrics:
         counted = self._memo.get(key)
         if counted is None:
             flow = build()
-            self._recording = counted = []
-            try:
-                for handler, family, ctx in self._handlers:
-                    handler(flow, family, ctx)
-            finally:
-                self._recording = None
+            with self._lock:  # l7proc: the proxies' threads count too (see process_l7_keyed)
+                self._recording = counted = []
+                try:
+                    for handler, family, ctx in self._handlers:
+                        handler(flow, family, ctx)
+                finally:
+                    self._recording = None
             if len(self._memo) >= MEMO_MAX:
                 self._memo.clear()
             self._memo[key] = counted
