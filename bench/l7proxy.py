@@ -4,6 +4,12 @@ One 2-node lab, a Death Star (the lab's starwars workload) on one node and a cli
 ``bench/l7load.py`` runs in the client pod (keep-alive GET /v1, 1 and 16 connections, SECONDS each).
 Direct = no policy; subject = an ``http: [{}]`` visibility rule on the server's port 80, which sends
 every request through the node's proxy (same path otherwise). The two are interleaved per run.
+Closed loop (each connection sends when its last answer is in) gives requests/s and a latency that,
+at 16 connections at saturation, is the connections over the rate (the throughput ratio again). Open
+loop, as Envoy's published overhead is measured (Nighthawk at a set rate): 16 connections at one fixed
+aggregate rate for both direct and proxied, half of the proxy's closed-loop rate of the same run,
+latency counted from when each request was due; its p50 overhead (proxied − direct, same run) is the
+latency goal's row.
 Memory: the server node's agent RSS growth while the client holds IDLE idle connections through the
 proxy, per 1 000 connections.
 """
@@ -24,6 +30,7 @@ SECONDS = float(os.environ.get("MEMBRANE_BENCH_L7_SECONDS", "4"))
 LOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "l7load.py")
 IDLE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "l7idle.py")
 IDLE = 1000
+OPEN_CONNS = 16
 SERVER = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "deathstar", "labels": {"app": "ds"}},
           "spec": {"nodeName": "k8s-w1", "containers": [{"name": "ds", "image": "quay.io/cilium/starwars",
                                                          "ports": [{"containerPort": 80}]}]}}
@@ -36,9 +43,10 @@ VISIBILITY = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "meta
                                                  "rules": {"http": [{}]}}]}]}}
 
 
-def _load(lab: str, url: str, conns: int) -> dict:
+def _load(lab: str, url: str, conns: int, rate: float = 0.0) -> dict:
+    """Closed loop, or open loop at ``rate`` requests/s (all connections together) when given."""
     out = membrane(lab, "exec", "client", "--", sys.executable, LOAD, url, str(conns), str(SECONDS),
-                   timeout=SECONDS + 60)
+                   *([f"{rate:.1f}"] if rate else []), timeout=SECONDS + 60)
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -80,6 +88,13 @@ def run(runs: int) -> list[Measurement]:
                                           baseline_name="same path, direct", higher_is_better=False)
         rows[f"p99{conns}"] = Measurement(name, f"p99 latency, {conns} connection(s), through the proxy", "ms", [],
                                           baseline_name="same path, direct", higher_is_better=False)
+    opened = Measurement(name, f"p50 latency overhead, {OPEN_CONNS} connections, open loop at half the proxy's "
+                         "closed-loop rate, proxied - direct", "ms", [], higher_is_better=False)
+    for key in ("p50", "p99"):
+        rows[f"open-{key}"] = Measurement(name, f"{key} latency, {OPEN_CONNS} connections, open loop at half the "
+                                          "proxy's closed-loop rate, through the proxy", "ms", [],
+                                          baseline_name="same path, direct, same rate", higher_is_better=False)
+    offered = Measurement(name, f"open-loop rate offered ({OPEN_CONNS} connections, both paths)", "req/s", [])
     memory = Measurement(name, f"agent memory per 1 000 idle proxied connections ({IDLE} held)", "KiB", [],
                          higher_is_better=False)
     with bench_lab(2) as lab:
@@ -92,7 +107,19 @@ def run(runs: int) -> list[Measurement]:
                 membrane(lab, "apply", "-f", "-", input=_manifest(VISIBILITY))
                 _load(lab, url, 1)  # warm: the policy is in and the proxy path is up
                 proxied = _load(lab, url, conns)
+                rate = proxied["rps"] / 2
+                if conns == OPEN_CONNS:  # open loop, proxied then direct, at one rate
+                    open_proxied = _load(lab, url, conns, rate)
                 membrane(lab, "delete", "-f", "-", input=_manifest(VISIBILITY))
+                if conns == OPEN_CONNS:
+                    open_direct = _load(lab, url, conns, rate)
+                    if open_proxied["errors"] or open_direct["errors"]:
+                        raise RuntimeError(f"HTTP errors, open loop: direct {open_direct}, proxied {open_proxied}")
+                    for key in ("p50", "p99"):
+                        rows[f"open-{key}"].subject.append(open_proxied[f"{key}_ms"])
+                        rows[f"open-{key}"].baseline.append(open_direct[f"{key}_ms"])
+                    opened.subject.append(open_proxied["p50_ms"] - open_direct["p50_ms"])
+                    offered.subject.append(rate)
                 if proxied["errors"] or direct["errors"]:
                     raise RuntimeError(f"HTTP errors: direct {direct}, proxied {proxied}")
                 for key, field in (("rps", "rps"), ("p50", "p50_ms"), ("p99", "p99_ms")):
@@ -102,4 +129,4 @@ def run(runs: int) -> list[Measurement]:
             _load(lab, url, 1)
             memory.subject.append(_idle_memory(lab, ip))
             membrane(lab, "delete", "-f", "-", input=_manifest(VISIBILITY))
-    return [*rows.values(), memory]
+    return [*rows.values(), opened, offered, memory]
