@@ -111,6 +111,27 @@ def test_hubble_shows_the_three_outcomes(lab: Lab, demo: dict[str, Any]) -> None
     assert "http-response FORWARDED (HTTP/1.1 200 " in status and "PUT" not in status
 
 
+def test_flow_metrics_count_every_l7_flow(lab: Lab, demo: dict[str, Any]) -> None:
+    """L7 flows are counted by key without being built (membrane/hubble/l7lazy.py): N keep-alive
+    requests still make exactly 2N forwarded HTTP flows in the deathstar node's flow metric."""
+    ds = next(p for n, p in demo.items() if n.startswith("deathstar"))
+    node, ip = ds["spec"]["nodeName"], ds["status"]["podIP"]
+
+    def forwarded() -> float:
+        out = lab.run("metrics", "list", "--node", node).stdout
+        return sum(float(line.split()[-1]) for line in out.splitlines()
+                   if line.startswith("hubble_flows_processed_total") and "L7" in line and "HTTP" in line
+                   and "FORWARDED" in line)
+
+    before = forwarded()
+    n = 7
+    out = lab.exec("tiefighter", "curl", "-s", "-m", "5", "-w", "%{num_connects} ", "-XPOST",
+                   *[f"http://{ip}/v1/request-landing"] * n).stdout
+    assert out.count("Ship landed") == n and out.count("1 ") == 1, out  # one connection, n requests
+    lab.wait_for(lambda: forwarded() >= before + 2 * n, 10, "the flow metric to count the L7 flows")
+    assert forwarded() == before + 2 * n
+
+
 def test_proxy_port_status_and_bad_input(lab: Lab, demo: dict[str, Any]) -> None:
     node = demo["tiefighter"]["spec"]["nodeName"]
     ds = next(p for n, p in demo.items() if n.startswith("deathstar") and p["spec"]["nodeName"] == node)
