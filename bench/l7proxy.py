@@ -95,6 +95,10 @@ def run(runs: int) -> list[Measurement]:
                                           "proxy's closed-loop rate, through the proxy", "ms", [],
                                           baseline_name="same path, direct, same rate", higher_is_better=False)
     offered = Measurement(name, f"open-loop rate offered ({OPEN_CONNS} connections, both paths)", "req/s", [])
+    # requests that went out more than a period after they were due: the path (or the client) did not
+    # keep up with the offered rate, and the open-loop latencies of that run measure a queue
+    behind = Measurement(name, f"open-loop requests sent late, {OPEN_CONNS} connections, through the proxy", "%", [],
+                         baseline_name="same path, direct, same rate", higher_is_better=False)
     memory = Measurement(name, f"agent memory per 1 000 idle proxied connections ({IDLE} held)", "KiB", [],
                          higher_is_better=False)
     with bench_lab(2) as lab:
@@ -119,6 +123,8 @@ def run(runs: int) -> list[Measurement]:
                         rows[f"open-{key}"].subject.append(open_proxied[f"{key}_ms"])
                         rows[f"open-{key}"].baseline.append(open_direct[f"{key}_ms"])
                     opened.subject.append(open_proxied["p50_ms"] - open_direct["p50_ms"])
+                    behind.subject.append(100 * open_proxied["late"] / max(open_proxied["requests"], 1))
+                    behind.baseline.append(100 * open_direct["late"] / max(open_direct["requests"], 1))
                     offered.subject.append(rate)
                 if proxied["errors"] or direct["errors"]:
                     raise RuntimeError(f"HTTP errors: direct {direct}, proxied {proxied}")
@@ -129,4 +135,4 @@ def run(runs: int) -> list[Measurement]:
             _load(lab, url, 1)
             memory.subject.append(_idle_memory(lab, ip))
             membrane(lab, "delete", "-f", "-", input=_manifest(VISIBILITY))
-    return [*rows.values(), opened, offered, memory]
+    return [*rows.values(), opened, offered, behind, memory]
