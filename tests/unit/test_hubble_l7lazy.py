@@ -156,3 +156,32 @@ def test_a_record_that_cannot_be_built_still_gives_the_reader_a_flow() -> None:
     ring, _, _ = lazy_run(["flow"], [[bad]])
     flows, _ = ring.snapshot()
     assert "not decoded" in flows[0].Summary and flows[0].time.ToNanoseconds() > 0
+
+
+def test_a_flow_counted_from_another_thread_stays_out_of_a_keys_record() -> None:
+    """The proxies' worker threads and the event reader count at once: while the first flow of a key
+    is being recorded, another thread's flow must neither be lost nor land in that key's record."""
+    import threading
+
+    hubble = HubbleMetrics(Registry(), ["flow"])
+    l7 = l7_flow(CONNECTIONS[0][0], lookup, "k8s-w1")
+    other = l7_flow(CONNECTIONS[3][0], lookup, "k8s-w1")  # a DNS flow: another label set
+    worker = threading.Thread(target=hubble.process, args=(other,))
+
+    class Slow:  # the first field read hands the GIL to the other thread, mid-recording
+        def __init__(self) -> None:
+            self.waited = False
+
+        def __getattr__(self, name: str) -> Any:
+            if not self.waited:
+                self.waited = True
+                worker.start()
+                time.sleep(0.05)
+            return getattr(l7, name)
+
+    hubble.process_l7_keyed("k", Slow, 0.0)
+    worker.join()
+    hubble.process_l7_keyed("k", Slow, 0.0)  # replays the record of "k"
+    family = next(f for _, f, _ in hubble._handlers)
+    counts = {values[0]: n for values, n in family.values.items()}
+    assert counts == {"HTTP": 2.0, "DNS": 1.0}
