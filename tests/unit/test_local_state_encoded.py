@@ -82,7 +82,7 @@ def test_an_encoded_state_file_loads_like_a_plain_one(tmp_path) -> None:
     plain, fast = str(tmp_path / "plain.json"), str(tmp_path / "fast.json")
     save_state(plain, LocalState("10.0.0.0/24", "10.0.0.1", ipam, table.snapshot()))
     save_state(fast, LocalState("10.0.0.0/24", "10.0.0.1", ipam, encoded=enc.take(table)))
-    assert json.load(open(fast)) == json.load(open(plain))
+    assert json.loads((tmp_path / "fast.json").read_text()) == json.loads((tmp_path / "plain.json").read_text())
     assert load_state(fast) == load_state(plain)
     empty = str(tmp_path / "empty.json")
     save_state(empty, LocalState(encoded=EncodedEndpoints().take(EndpointTable())))
