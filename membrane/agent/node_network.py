@@ -209,7 +209,7 @@ class NodeNetwork:
             with self.stats.stage("bpfAttach"):
                 self.datapath.attach_endpoint(veth.host_ifindex)
             with self.stats.stage("route"):
-                routes.replace_route(endpoint_route(ip, host_if))
+                routes.replace_route(endpoint_route(ip, host_if), ifindex=veth.host_ifindex)
                 made_route = True
             return ep
         except BaseException:
