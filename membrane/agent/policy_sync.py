@@ -360,8 +360,10 @@ class PolicySync(FQDNPolicy):
 
     def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
-        want_flags = {ep_id: (r.ingress_enforced, r.egress_enforced) for ep_id, (_i, r) in self._resolved.items()}
-        touched = endpoints if scope is None else {i: ep for i, ep in endpoints.items() if i in scope}
+        touched = endpoints if scope is None else {i: endpoints[i] for i in scope if i in endpoints}
+        # the flags of the touched endpoints only (all of them was O(n) per run: issue 16)
+        want_flags = {ep_id: (found[1].ingress_enforced, found[1].egress_enforced) for ep_id in touched
+                      if (found := self._resolved.get(ep_id)) is not None}
         # 1. endpoints losing enforcement stop enforcing before their entries go
         for ep_id, ep in touched.items():
             ing, egr = want_flags.get(ep_id, (False, False))
