@@ -19,6 +19,7 @@ from membrane.agent.cni_exec import CNIExec
 from membrane.agent.cni_service import CNIService
 from membrane.agent.controllers import Controller, ControllerSet
 from membrane.agent.egress_sync import EgressSync, local_addresses, policies_prefix
+from membrane.agent.endpoint_labels import EndpointLabelSync  # [agentpod]
 from membrane.agent.features import AgentFeatures
 from membrane.agent.host_device import HostDevice
 from membrane.agent.host_firewall import HostFirewall
@@ -162,7 +163,8 @@ class Agent(AgentFeatures, AgentIntrospection):
         self._start_egress_gateway()
         routes_ctrl = self.controllers.add(Controller("sync-node-routes", self._sync_routes, interval=30))
         self.controllers.add(Controller("node-status", self.node_status.publish, interval=5))
-        self.controllers.add(Controller("sync-endpoint-labels", self._sync_labels, interval=30))
+        labels_sync = EndpointLabelSync(self.net, self._labels_for)  # [agentpod] only pods that changed
+        self.controllers.add(Controller("sync-endpoint-labels", labels_sync.sync, interval=30))
         ids = EndpointIdentities(self.client, self.resources.layout, self.node, self.cluster, self.net,
                                  self._pod, self._namespace_labels, lambda: self.node_status.endpoint_lease)
         self.identities = ids
@@ -220,6 +222,7 @@ class Agent(AgentFeatures, AgentIntrospection):
         self.nodes_mirror.subscribe(lambda *_: routes_ctrl.trigger())
 
         def pods_changed(events: list[WatchEvent]) -> None:
+            labels_sync.pods_changed(events)  # [agentpod]
             self.controllers.get("sync-endpoint-labels").trigger()
             ids.pods_changed(events)  # [podcpu] the identity controller looks at these pods' endpoints only
             ident_ctrl.trigger()
@@ -362,9 +365,6 @@ class Agent(AgentFeatures, AgentIntrospection):
         direct = direct and not self.config.encryption_enabled  # WireGuard routes them into cilium_wg0
         desired = node_routes(self.node, self._nodes(), self.underlay_device, direct)
         sync_node_routes(desired)
-
-    def _sync_labels(self) -> None:
-        self.net.update_all_labels(self._labels_for)
 
     def _ipcache_identity(self, ip: str) -> int:
         dp = self.net.datapath

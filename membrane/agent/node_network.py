@@ -16,10 +16,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-from membrane.agent.local_state import LocalState, load_state, save_state
+from membrane.agent.local_state import EncodedEndpoints, LocalState, load_state, save_state
 from membrane.agent.state_writer import StateWriter
 from membrane.datapath.linux import links, pod_link, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
@@ -65,8 +65,11 @@ class NodeNetwork:
             self.table, EndpointsOps(lambda: self.datapath.endpoints if self.datapath is not None else None,
                                      self.table.items), name="bpf-endpoints", prune_interval=PRUNE_SECONDS)
         self._map_lock = threading.Lock()  # parallel ADDs write the endpoints table one at a time
-        # The state file, written off the node lock (save_state looked up at each write, for tests)
-        self._writer: StateWriter[LocalState] = StateWriter(lambda state: save_state(self.state_path, state))
+        # The state file, written off the node lock (save_state looked up at each write, for tests). A
+        # change only marks its endpoint; the writer snapshots (under the node lock) once per write, so a
+        # burst of changes costs one snapshot per write, and only changed endpoints are encoded again.
+        self._encoded = EncodedEndpoints()
+        self._writer: StateWriter[None] = StateWriter(lambda _none: self._write_state())
 
     # ---- start-up -------------------------------------------------------------------------------
     def start(self, pod_cidr: str) -> None:
@@ -91,7 +94,9 @@ class NodeNetwork:
             self.datapath = NodeDatapath(self.pin_dir)
             self.datapath.load()
             self._restore_endpoints(saved.endpoints)
-            self._writer.wait(self._persist())
+            self._encoded.changed()  # every endpoint
+            written = self._persist()
+        self._writer.wait(written)  # outside the lock: the writer takes its snapshot under it
 
     def _restore_endpoints(self, items: list[dict[str, Any]]) -> None:
         """Re-adopt endpoints whose veth still exists; programs are replaced in place (no traffic gap)."""
@@ -151,7 +156,7 @@ class NodeNetwork:
             try:
                 with self.lock:
                     self.endpoints.put(ep)
-                    written = self._persist()
+                    written = self._persist(key)
                     self._added_at[key] = time.monotonic()
                 # Identity and policy start now, while the state file is written, not after it: the
                 # ADD still answers only once the file is on disk and the policy is in place.
@@ -161,6 +166,7 @@ class NodeNetwork:
             except BaseException:
                 with self.lock:
                     self.endpoints.remove(container_id, ifname)
+                    self._persist(key)  # whatever the file holds by now, it must not keep this one
                     self._added_at.pop(key, None)
                     # its policy may already be realized: a retried ADD must wait for its own
                     self._regenerated.pop(key, None)
@@ -203,7 +209,7 @@ class NodeNetwork:
             with self.stats.stage("bpfAttach"):
                 self.datapath.attach_endpoint(veth.host_ifindex)
             with self.stats.stage("route"):
-                routes.replace_route(endpoint_route(ip, host_if))
+                routes.replace_route(endpoint_route(ip, host_if), ifindex=veth.host_ifindex)
                 made_route = True
             return ep
         except BaseException:
@@ -237,9 +243,10 @@ class NodeNetwork:
             self._unwrite(ep.ipv4)
             links.delete_link(ep.host_ifname)
             self.allocator.release(ep.ipv4)
-            self._writer.wait(self._persist())
-            self.on_change()
-            return ep
+            written = self._persist(ep.key)
+        self._writer.wait(written)  # outside the lock: the writer takes its snapshot under it
+        self.on_change()
+        return ep
 
     def check_endpoint(self, container_id: str, ifname: str) -> list[str]:
         """Problems with an endpoint (empty list: all is as it should be)."""
@@ -266,19 +273,25 @@ class NodeNetwork:
             for ep in self.endpoints.list():
                 if ep.pod_key == pod_key and ep.labels != labels:
                     ep.labels = dict(labels)
+                    self._encoded.changed(ep.key)
                     changed = True
             if changed:
                 self._persist()
 
-    def update_all_labels(self, labels_of: Callable[[str, str], dict[str, str]]) -> None:
-        """Every endpoint's pod labels from ``labels_of(namespace, pod)``, in one pass (the per-pod
-        ``update_labels`` for each endpoint scanned the table each time: O(n²) per pod event)."""
+    def update_all_labels(self, labels_of: Callable[[str, str], dict[str, str]],
+                          pods: Collection[tuple[str, str]] | None = None) -> None:
+        """The pod labels of every endpoint (of the endpoints of ``pods``, ``(namespace, name)``, if
+        given) from ``labels_of(namespace, pod)``, in one pass (the per-pod ``update_labels`` for each
+        endpoint scanned the table each time: O(n²) per pod event)."""
         with self.lock:
             changed = False
             for ep in self.endpoints.list():
+                if pods is not None and (ep.namespace, ep.pod_name) not in pods:
+                    continue
                 labels = labels_of(ep.namespace, ep.pod_name)
                 if ep.labels != labels:
                     ep.labels = dict(labels)
+                    self._encoded.changed(ep.key)
                     changed = True
             if changed:
                 self._persist()
@@ -305,7 +318,7 @@ class NodeNetwork:
                 self.stats.observe("waitingForIdentity", time.monotonic() - added)
             ep.state = STATE_READY
             self._write(ep)
-            self._persist()
+            self._persist(ep.key)
 
     def policy_realized(self, container_id: str, ifname: str, identity: int) -> None:
         """The policy of ``identity`` is in the map and the endpoint's enforcement flags follow it: if
@@ -336,7 +349,7 @@ class NodeNetwork:
             assert self.datapath is not None
             ep.policy_ingress, ep.policy_egress = ingress, egress
             self._write(ep)
-            self._persist()
+            self._persist(ep.key)
 
     def _write(self, ep: Endpoint) -> None:
         """The endpoint's row into the table and, through the reconciler, into the map."""
@@ -362,13 +375,22 @@ class NodeNetwork:
         return EndpointRecord(ifindex=ep.host_ifindex, ep_id=ep.id, pod_mac=ep.pod_mac, lxc_mac=ep.host_mac,
                               sec_identity=ep.identity, flags=flags)
 
-    def _persist(self) -> int:
-        """Hand a snapshot (taken under the node lock, so in order) to the state writer; ``wait`` on
-        the number returned for it to be on disk."""
-        assert self.allocator is not None
-        return self._writer.submit(
-            LocalState(self.pod_cidr, self.router_ip, self.allocator.snapshot(), self.endpoints.snapshot()),
-        )
+    def _persist(self, key: tuple[str, str] | None = None) -> int:
+        """Ask the state writer for a write (under the node lock; ``key``: the endpoint that changed, if
+        one did; IP allocations are snapshotted whole each write); ``wait`` on the number returned,
+        outside the node lock, for this change to be on disk."""
+        if key is not None:
+            self._encoded.changed(key)
+        return self._writer.submit(None)
+
+    def _write_state(self) -> None:
+        """The writer thread: one snapshot under the node lock, taken after the change of every
+        request it answers (each asked under that lock), then encoded and written outside it."""
+        with self.lock:
+            assert self.allocator is not None
+            state = LocalState(self.pod_cidr, self.router_ip, self.allocator.snapshot(),
+                               encoded=self._encoded.take(self.endpoints))
+        save_state(self.state_path, state)
 
     def close(self) -> None:
         self._writer.close()

@@ -110,6 +110,8 @@ class PolicySync(FQDNPolicy):
         self.repo = PolicyRepository()
         self.cidrs = LocalIdentityAllocator(max_id=FQDN_MIN_IDENTITY - 1)  # the rest is for FQDN IPs
         self.identities: dict[int, LabelSet] = {}
+        self._identities_version = 0  # bumped on every change of ``identities``
+        self._entities_of = -1  # the version ``entities`` were worked out for
         self._policies: dict[str, tuple[int, Origin]] = {}  # store key -> (mod revision, origin)
         self._contextual: set[str] = set()  # store keys of policies that name CIDR groups or Services
         self._ids_seen: dict[str, int] = {}  # identity key -> mod revision
@@ -138,11 +140,13 @@ class PolicySync(FQDNPolicy):
     # ---- inputs -----------------------------------------------------------------------------------
     def _set_identity(self, n: int, labels: LabelSet, dirty: set[int]) -> None:
         self.identities[n] = labels
+        self._identities_version += 1
         dirty |= self.repo.upsert_identity(n, label_map(labels))
         dirty.add(n)
 
     def _drop_identity(self, n: int, dirty: set[int]) -> None:
         self.identities.pop(n, None)
+        self._identities_version += 1
         dirty |= self.repo.remove_identity(n)
 
     def _fold_identities(self, dirty: set[int]) -> None:
@@ -270,9 +274,13 @@ class PolicySync(FQDNPolicy):
         if self.net.datapath is None:
             return
         fresh = set(self._local_prefixes().values()) - set(self._published_cidrs.values())
-        entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
+        if self._entities_of != self._identities_version:
+            # each entity's identities: a pass over every identity per entity, so only when they changed
+            # (it was half of this controller's CPU in a pod burst, which changes no identity: issue 16)
+            self.entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
+            self._entities_of = self._identities_version
+        entities = self.entities
         endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
-        self.entities = entities
         changed: set[int] = set(self._behind)
         for ep_id in [i for i in self._resolved if i not in endpoints and i != HOST_ENDPOINT_ID]:
             del self._resolved[ep_id]
@@ -360,8 +368,10 @@ class PolicySync(FQDNPolicy):
 
     def _apply(self, endpoints: dict[int, Endpoint], scope: set[int] | None) -> None:
         """Enforcement flags and map slots of the endpoints in ``scope`` (None: all, and the whole map)."""
-        want_flags = {ep_id: (r.ingress_enforced, r.egress_enforced) for ep_id, (_i, r) in self._resolved.items()}
-        touched = endpoints if scope is None else {i: ep for i, ep in endpoints.items() if i in scope}
+        touched = endpoints if scope is None else {i: endpoints[i] for i in scope if i in endpoints}
+        # the flags of the touched endpoints only (all of them was O(n) per run: issue 16)
+        want_flags = {ep_id: (found[1].ingress_enforced, found[1].egress_enforced) for ep_id in touched
+                      if (found := self._resolved.get(ep_id)) is not None}
         # 1. endpoints losing enforcement stop enforcing before their entries go
         for ep_id, ep in touched.items():
             ing, egr = want_flags.get(ep_id, (False, False))

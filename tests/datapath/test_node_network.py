@@ -108,8 +108,8 @@ def test_a_failure_at_any_stage_leaves_no_ip_veth_route_or_entry(node: Node, mak
     elif stage == "route":
         real = routes.replace_route
 
-        def route_then_fail(route: object) -> None:  # the route exists when the failure comes
-            real(route)
+        def route_then_fail(route: object, **kwargs: object) -> None:  # the route exists when the failure comes
+            real(route, **kwargs)
             raise NetError(errno.EIO, "injected failure after the route")
 
         monkeypatch.setattr(nn_module.routes, "replace_route", route_then_fail)

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from membrane.agent import peer_ports
 from membrane.agent.peer_ports import PeerPorts
 from membrane.agent.policy_sync import PolicySync
 from membrane.cli.policy_simulate import pod_infos
@@ -25,6 +26,7 @@ from membrane.policy.simulate import resolve_pods
 from membrane.policy.translate import origin_of, rules_from_object
 from membrane.store.kv import KV
 from membrane.store.layout import StoreLayout
+from membrane.store.watch import WatchEvent
 
 NS = "k8s:io.kubernetes.pod.namespace"
 CLIENT, WEB, WEB2, DB = 1000, 1001, 1002, 1003
@@ -169,6 +171,11 @@ class FakeMirror:
     def __init__(self, kvs: dict[str, bytes] | None = None) -> None:
         self.kvs = {k: KV(k, v, mod_revision=1) for k, v in (kvs or {}).items()}
         self.revision = 1
+        self.subscribers: list[Any] = []
+
+    def subscribe(self, fn: Any) -> None:
+        self.subscribers.append(fn)
+        fn([WatchEvent("PUT", kv, kv.mod_revision) for kv in self.kvs.values()])
 
     def items(self) -> list[KV]:
         return list(self.kvs.values())
@@ -179,10 +186,14 @@ class FakeMirror:
     def put(self, key: str, value: bytes) -> None:
         self.revision += 1
         self.kvs[key] = KV(key, value, mod_revision=self.revision)
+        for fn in self.subscribers:
+            fn([WatchEvent("PUT", self.kvs[key], self.revision)])
 
     def delete(self, key: str) -> None:
         self.revision += 1
         self.kvs.pop(key, None)
+        for fn in self.subscribers:
+            fn([WatchEvent("DELETE", KV(key, b""), self.revision)])
 
 
 class LoggedPolicyMap(MemPolicyMap):
@@ -368,3 +379,32 @@ def test_a_new_prefix_carved_out_of_an_allowed_range_gets_its_entries_before_its
     assert old_slots.items() <= primed.items() and new and all(s.identity == ident for s in new)
     final = agent.sync.net.datapath.policy.slots
     assert {s: v for s, v in final.items() if s.identity == ident} == new
+
+
+def test_peer_ports_decode_only_the_pods_that_changed(monkeypatch) -> None:
+    # issue 16: each run used to go over every pod in the cluster; now over the pod mirror's events
+    pods = FakeMirror({f"/pods/{p['metadata']['namespace']}/{p['metadata']['name']}": json.dumps(p).encode()
+                       for p in PODS})
+    ipcache = FakeMirror({LAYOUT.ipcache_key(f"{p['status']['podIP']}/32"):
+                          json.dumps({"identity": IDENTITIES[identity_labels(p)]}).encode() for p in PODS})
+    peers = PeerPorts(pods, ipcache, LAYOUT)  # type: ignore[arg-type]
+    first = peers.table()
+    assert first  # the web pods name http-8080
+    decoded: list[str] = []
+    real = peer_ports.pod_ip_and_ports
+
+    def counting(pod: dict[str, Any]) -> Any:
+        decoded.append(pod["metadata"]["name"])
+        return real(pod)
+
+    monkeypatch.setattr(peer_ports, "pod_ip_and_ports", counting)
+    client = PODS[0]
+    pods.put("/pods/x/client", json.dumps(client).encode())
+    assert peers.table() == first and decoded == ["client"]
+    decoded.clear()
+    assert peers.table() == first and decoded == []  # nothing moved: nothing decoded
+    pods.delete("/pods/x/web-b")
+    web_b = LabelSet(identity_labels(PODS[2]))
+    after = peers.table()
+    assert decoded == []  # a delete decodes nothing
+    assert after[IDENTITIES[web_b]]["http-8080"] == frozenset({(8080, "TCP")})  # web-b's 8081 is gone

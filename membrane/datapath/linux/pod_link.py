@@ -6,8 +6,9 @@ MACs and "up" each on their own socket). At a pod burst the agent's ``veth`` sta
 (issue 16). Here the pair is created with its peer already in the pod namespace and the host end is
 set up and read on that same socket; then one thread in the pod namespace does everything inside it on
 one socket. Any failure deletes the pair, so nothing is left behind. Each end is read back once (index
-and MAC from one reply), the host end comes up at its creation and lo is set up by name: decoding link
-replies was most of the Python cost per pod.
+and MAC from one reply), the host end comes up at its creation and lo is set up by name. The requests
+go through membrane.datapath.linux.rtnl, packed by hand: pyroute2's generic encoding and decoding of
+them was most of the Python cost per pod.
 """
 
 from __future__ import annotations
@@ -16,44 +17,41 @@ import errno
 import ipaddress
 import os
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from membrane.datapath.linux.errors import NetError
-from membrane.datapath.linux.links import (
-    VethInfo,
-    _address,
-    _ignore,
-    check_ifname,
-    delete_link,
-    netlink,
-)
+from membrane.datapath.linux.links import VethInfo, _address, check_ifname, delete_link
 from membrane.datapath.linux.netns import netns_path, run_in_netns
+from membrane.datapath.linux.rtnl import RT_SCOPE_LINK, Rtnl, RtnlError
 from membrane.model.errors import ValidationError
 
 
-def _index_and_mac(ipr: IPRoute, name: str, what: str) -> tuple[int, str]:
-    """One RTM_GETLINK by name for both (decoding a link reply is most of a request's Python cost)."""
+def _index_and_mac(rtnl: Rtnl, name: str, what: str) -> tuple[int, str]:
+    """One RTM_GETLINK by name for both."""
     try:
-        msg = ipr.link("get", ifname=name)[0]
-    except NetlinkError as exc:
-        if exc.code == errno.ENODEV:
+        return rtnl.index_and_mac(name)
+    except RtnlError as exc:
+        if exc.errno == errno.ENODEV:
             raise NetError(errno.ENODEV, f"{what}: no device {name}") from None
         raise
-    return msg["index"], msg.get_attr("IFLA_ADDRESS")
 
 
 def configure_inside(ifname: str, pod_ip: ipaddress.IPv4Address, router: ipaddress.IPv4Address) -> tuple[int, str]:
     """In the calling thread's namespace (the pod's): lo and ``ifname`` up, ``pod_ip``/32 on it, the
     router on-link and the default route via it. Returns the interface's (ifindex, MAC)."""
-    with netlink(f"configure pod interface {ifname}") as ipr:
-        ipr.link("set", ifname="lo", state="up")  # the kernel finds it by name: no lookup reply to decode
-        index, mac = _index_and_mac(ipr, ifname, "pod interface")
-        ipr.link("set", index=index, state="up")
-        _ignore((errno.EEXIST,), ipr.addr, "add", index=index, address=str(pod_ip), prefixlen=32)
-        ipr.route("replace", dst=f"{router}/32", oif=index, scope="link")
-        ipr.route("replace", dst="0.0.0.0/0", gateway=str(router), oif=index, flags=["onlink"])
-        return index, mac
+    try:
+        with Rtnl() as rtnl:
+            rtnl.link_up(name="lo")  # the kernel finds it by name: no lookup reply to decode
+            index, mac = _index_and_mac(rtnl, ifname, "pod interface")
+            rtnl.link_up(index=index)
+            try:
+                rtnl.add_address(index, str(pod_ip), 32)
+            except RtnlError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+            rtnl.replace_route(str(router), 32, index, scope=RT_SCOPE_LINK)
+            rtnl.replace_route("0.0.0.0", 0, index, gateway=str(router), onlink=True)
+            return index, mac
+    except RtnlError as exc:
+        raise NetError(exc.errno or errno.EIO, f"configure pod interface {ifname}") from None
 
 
 def create_pod_interface(host_ifname: str, netns: str, pod_ifname: str, ip: str, router_ip: str,
@@ -70,11 +68,13 @@ def create_pod_interface(host_ifname: str, netns: str, pod_ifname: str, ip: str,
     fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
     created = False
     try:
-        with netlink(f"create veth {host_ifname} (peer {pod_ifname})") as ipr:
-            ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu, state="up",
-                     peer={"ifname": pod_ifname, "mtu": mtu, "net_ns_fd": fd})
-            created = True
-            host_index, host_mac = _index_and_mac(ipr, host_ifname, "veth")
+        try:
+            with Rtnl() as rtnl:
+                rtnl.add_veth(host_ifname, pod_ifname, fd, mtu)
+                created = True
+                host_index, host_mac = _index_and_mac(rtnl, host_ifname, "veth")
+        except RtnlError as exc:
+            raise NetError(exc.errno or errno.EIO, f"create veth {host_ifname} (peer {pod_ifname})") from None
         pod_index, pod_mac = run_in_netns(netns, configure_inside, pod_ifname, pod_ip, router)
     except BaseException:
         if created:

@@ -19,6 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from membrane.datapath.linux.errors import NetError
 from membrane.datapath.linux.links import check_ifname, netlink
 from membrane.datapath.linux.netns import in_netns
+from membrane.datapath.linux.rtnl import Rtnl, RtnlError
 from membrane.model.errors import ValidationError
 
 RTPROT_MEMBRANE = 211  # unused by iproute2's rt_protos; `ip route show proto 211`
@@ -102,13 +103,24 @@ def _request(ipr: Any, route: Route, what: str) -> dict[str, Any]:
 
 def replace_route(
     spec: str | RouteLike, *, gateway: str | None = None, dev: str | None = None, scope: str | None = None,
-    onlink: bool = False, netns: str | None = None,
+    onlink: bool = False, netns: str | None = None, ifindex: int | None = None,
 ) -> Route:
-    """Create or replace the route to ``spec`` (a CIDR, or an object with dst/gateway/dev/scope)."""
+    """Create or replace the route to ``spec`` (a CIDR, or an object with dst/gateway/dev/scope).
+    ``ifindex``: the device's index, when the caller knows it (a pod's ADD): no lookup by name, and
+    the request packed by membrane.datapath.linux.rtnl rather than pyroute2 (issue 16: CPU per pod)."""
     route = _route(spec, gateway, dev, scope, onlink)
     what = f"replace route {route.dst}"
 
     def change() -> None:
+        if ifindex is not None:
+            net = ipaddress.IPv4Network(route.dst)
+            try:
+                with Rtnl() as rtnl:
+                    rtnl.replace_route(str(net.network_address), net.prefixlen, ifindex, gateway=route.gateway,
+                                       scope=SCOPES[route.scope], onlink=route.onlink, proto=RTPROT_MEMBRANE)
+            except RtnlError as exc:
+                raise NetError(exc.errno or errno.EIO, what) from None
+            return
         with netlink(what) as ipr:
             ipr.route("replace", **_request(ipr, route, what))
 
