@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from membrane.datapath.linux.netns import run_in_netns
-from membrane.datapath.maps.lb import Frontend
+from membrane.datapath.maps.lb import LB_F_ITP_LOCAL, LB_F_TWO_SCOPES, SCOPE_INT, Frontend
 from membrane.datapath.maps.metrics import METRIC_EGRESS
 from membrane.datapath.sock_lb import SOCK_PROGRAMS, SocketLB, attached_links, cgroup2_root, netns_cookie
 from tests.datapath.netlab import NodeLab
@@ -206,3 +206,27 @@ def test_remove_pins_detaches_the_links(setup: Setup) -> None:  # noqa: F811
         time.sleep(0.1)
     assert not ids & _cgroup_prog_ids()
 
+
+
+def test_maglev_services_pick_from_the_maglev_table(setup: Setup, socket_lb: SocketLB) -> None:  # noqa: F811
+    backends = setup.backends(setup.b, setup.c)  # ids: b 1, c 2
+    setup.node.datapath.lb.upsert_service(Frontend(VIP, VPORT), backends, rev_nat_index=1, algorithm="maglev",
+                                          maglev_table=[2] * 7)  # every slot names c
+    for _ in range(8):
+        conn = connect(setup.client)
+        with conn.sock:
+            assert conn.backend == "c"
+    assert _service_entries(setup.node) == []
+
+
+def test_in_cluster_clients_use_the_internal_scope(setup: Setup, socket_lb: SocketLB) -> None:  # noqa: F811
+    """internalTrafficPolicy=Local: the two-scope frontend's in-cluster entries (only b) win."""
+    lb = setup.node.datapath.lb
+    lb.upsert_service(Frontend(VIP, VPORT), setup.backends(setup.b, setup.c), rev_nat_index=1,
+                      flags=LB_F_TWO_SCOPES)
+    lb.upsert_service(Frontend(VIP, VPORT, scope=SCOPE_INT), setup.backends(setup.b), rev_nat_index=1,
+                      flags=LB_F_TWO_SCOPES | LB_F_ITP_LOCAL)
+    for _ in range(8):
+        conn = connect(setup.client)
+        with conn.sock:
+            assert conn.backend == "b"
