@@ -20,12 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from membrane.agent.local_state import LocalState, load_state, save_state
+from membrane.agent.socket_lb_sync import SocketLBSync
 from membrane.agent.state_writer import StateWriter
 from membrane.datapath.linux import links, pod_link, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
 from membrane.datapath.maps.endpoint_ops import EndpointsOps
 from membrane.datapath.maps.endpoints import POLICY_EGRESS_ENFORCED, POLICY_INGRESS_ENFORCED, EndpointRecord
-from membrane.datapath.sock_lb import SocketLB
 from membrane.endpoint.model import STATE_READY, STATE_WAITING_FOR_IDENTITY, Endpoint, EndpointTable
 from membrane.endpoint.routing import endpoint_route
 from membrane.endpoint.start_stats import StageTimes
@@ -52,8 +52,7 @@ class NodeNetwork:
         self.endpoints = EndpointTable()
         self.allocator: HostScopeAllocator | None = None
         self.datapath: NodeDatapath | None = None
-        self.socket_lb_enabled = False  # socketLB.enabled: set before start() (socket LB: bpf/sock.c)
-        self.socket_lb: SocketLB | None = None
+        self.socket_lb = SocketLBSync(pin_dir)  # socket LB (bpf/sock.c): .enabled set before start()
         self.pod_cidr = ""
         self.router_ip = ""
         self.pod_mtu = 1500  # lowered by the tunnel overhead in tunnel mode (set before start)
@@ -94,35 +93,8 @@ class NodeNetwork:
             self.datapath = NodeDatapath(self.pin_dir)
             self.datapath.load()
             self._restore_endpoints(saved.endpoints)
-            self._start_socket_lb()  # socket LB
+            self.socket_lb.start(self.endpoints.list())  # socket LB
             self._writer.wait(self._persist())
-
-    # ---- socket LB (bpf/sock.c): the pods' namespaces, by cookie --------------------------------
-    def _start_socket_lb(self) -> None:
-        """Attach (or, when off, detach) the socket LB; its namespace map follows the endpoints."""
-        slb = SocketLB(self.pin_dir)
-        if not self.socket_lb_enabled:
-            slb.detach()
-            return
-        slb.attach()
-        self.socket_lb = slb
-        known = {ep.ipv4 for ep in self.endpoints.list()}
-        for ip in set(slb.netns.items().values()) - known:
-            slb.remove_endpoint(ip)
-        for ep in self.endpoints.list():
-            self._socket_lb_add(ep.netns, ep.ipv4)
-
-    def _socket_lb_add(self, netns: str, ip: str) -> None:
-        if self.socket_lb is None:
-            return
-        try:
-            self.socket_lb.add_endpoint(netns, ip)
-        except OSError as exc:  # its namespace is gone: the per-packet path still serves it
-            log.warning("socket LB: namespace %s of %s: %s", netns, ip, exc)
-
-    def _socket_lb_remove(self, ip: str) -> None:
-        if self.socket_lb is not None:
-            self.socket_lb.remove_endpoint(ip)
 
     def _restore_endpoints(self, items: list[dict[str, Any]]) -> None:
         """Re-adopt endpoints whose veth still exists; programs are replaced in place (no traffic gap)."""
@@ -233,7 +205,7 @@ class NodeNetwork:
                 self._write(ep)
             with self.stats.stage("bpfAttach"):
                 self.datapath.attach_endpoint(veth.host_ifindex)
-                self._socket_lb_add(netns, ip)  # socket LB
+                self.socket_lb.add(netns, ip)  # socket LB
             with self.stats.stage("route"):
                 routes.replace_route(endpoint_route(ip, host_if))
                 made_route = True
@@ -248,7 +220,7 @@ class NodeNetwork:
             routes.delete_route(endpoint_route(ip, host_if))
         if entry:
             self._unwrite(ip)
-            self._socket_lb_remove(ip)  # socket LB
+            self.socket_lb.remove(ip)  # socket LB
         if link:
             links.delete_link(host_if)
 
@@ -268,7 +240,7 @@ class NodeNetwork:
             assert self.allocator is not None and self.datapath is not None
             routes.delete_route(endpoint_route(ep.ipv4, ep.host_ifname))
             self._unwrite(ep.ipv4)
-            self._socket_lb_remove(ep.ipv4)  # socket LB
+            self.socket_lb.remove(ep.ipv4)  # socket LB
             links.delete_link(ep.host_ifname)
             self.allocator.release(ep.ipv4)
             self._writer.wait(self._persist())
