@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -16,6 +17,7 @@ import pytest
 from membrane.datapath.maps.conntrack import ConntrackMap
 from membrane.datapath.maps.sock_lb import RevSkMap, SockNetnsMap
 from membrane.datapath.sock_lb import SOCK_PROGRAMS, cgroup2_root
+from membrane.lab.daemons import daemon_state
 from membrane.lab.paths import BPFFS_ROOT
 from tests.lab.conftest import make_lab
 from tests.lab.harness import Lab
@@ -136,6 +138,24 @@ def test_the_hosts_sockets_are_never_translated(lab: Lab, app: dict) -> None:
             rows = [line.split() for line in table.readlines()[1:]]
     remote = next(r[2] for r in rows if int(r[1].split(":")[1], 16) == port)
     assert socket.inet_ntoa(bytes.fromhex(remote.split(":")[0])[::-1]) == ip
+
+
+def test_a_restarted_agent_replaces_its_links_and_keeps_translating(lab: Lab, app: dict) -> None:
+    before = _link_prog_ids(lab)
+    state = daemon_state(lab.name, "agent-k8s-ctr")
+    assert state is not None and state.record is not None
+    os.kill(state.record.pid, signal.SIGKILL)
+    lab.wait_for(lambda: (s := daemon_state(lab.name, "agent-k8s-ctr")) and s.restarts > state.restarts, 60,
+                 "the supervisor to restart the agent")
+    lab.wait_for(lambda: lab.agent_status("k8s-ctr").get("ready"), 60, "the restarted agent to be ready")
+    after = _link_prog_ids(lab)
+    attached = _cgroup_prog_ids()
+    assert after != before and after <= attached
+    assert not (before - after) & attached  # the replaced links are gone, not left attached
+    client_ip = app["client"]["status"]["podIP"]
+    with SockNetnsMap.open(_pin_dir(lab, "k8s-ctr")) as netns:
+        assert client_ip in netns.items().values()
+    test_clusterip_connections_are_translated_at_the_socket(lab, app)
 
 
 def test_lab_delete_detaches_the_links(lab: Lab, app: dict) -> None:
