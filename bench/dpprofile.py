@@ -11,6 +11,10 @@ events off on both nodes (so only the datapath's own work is measured, not the t
   times it ran. Tail calls and global functions count towards the program that was entered.
 
 The program ids are read from ``bpftool net show`` in each node namespace, so only this lab's programs count.
+The socket LB's cgroup programs (bpf/sock.c, ids from the node's pinned links) are counted too; they sit at the
+root cgroup, so their run counts include every other connect() on the machine (each stopped at the netns gate).
+``--socket-lb both`` (the default) runs the ClusterIP row twice in a row, with the client pod's namespace in the
+socket LB's map (translated at connect()) and taken out of it (translated per packet by from_container).
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ from bench.netbench import (
     wait_pods,
     wait_until,
 )
+from membrane.datapath.maps.sock_lb import SockNetnsMap
 from membrane.datapath.monitor import set_events_enabled
+from membrane.datapath.sock_lb import SOCK_PROGRAMS
 from membrane.lab.paths import LabPaths
 
 STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
@@ -84,6 +90,36 @@ def _attached(netns: str) -> dict[int, str]:
 def _stats(ids: set[int]) -> dict[int, tuple[int, int]]:
     out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True, check=True).stdout
     return {p["id"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in json.loads(out) if p["id"] in ids}
+
+
+def _sock_programs(pin: str) -> dict[int, str]:
+    """prog id -> "name@cgroup" of the node's socket LB links (none when the socket LB is off)."""
+    progs = {}
+    for name, _ in SOCK_PROGRAMS:
+        path = os.path.join(pin, "links", name)
+        if os.path.exists(path):
+            out = subprocess.run(["bpftool", "-j", "link", "show", "pinned", path], capture_output=True, text=True,
+                                 check=True).stdout
+            progs[int(json.loads(out)["prog_id"])] = f"{name}@cgroup"
+    return progs
+
+
+class SocketLBToggle:
+    """Take a client pod's namespace out of the node's mb_sock_netns (and put it back): its connect() then
+    goes to the ClusterIP itself and from_container translates it per packet."""
+
+    def __init__(self, pin: str, client_ip: str) -> None:
+        with SockNetnsMap.open(pin) as netns:
+            self.cookies = [c for c, ip in netns.items().items() if ip == client_ip]
+        self.pin, self.client_ip = pin, client_ip
+
+    def set(self, on: bool) -> None:
+        with SockNetnsMap.open(self.pin) as netns:
+            for cookie in self.cookies:
+                if on:
+                    netns.add(cookie, self.client_ip)
+                else:
+                    netns.remove(cookie)
 
 
 def _rr(client_ns: str, rr: str, mode: str, server_ip: str, seconds: float) -> int:
@@ -126,6 +162,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--events", choices=("off", "on"), default="off")
+    ap.add_argument("--socket-lb", choices=("both", "on", "off"), default="both",
+                    help="ClusterIP row with the client's socket LB on, off (per-packet) or both, interleaved")
     ap.add_argument("--perf", metavar="PREFIX", help="also `perf record -a -g` each CRR row into PREFIX-<row>.data")
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="membrane-dpprofile-")
@@ -160,16 +198,22 @@ def _in_lab(lab: str, rr: str, kernel: RoutedPair, args: argparse.Namespace) -> 
     for node in (SERVER_NODE, REMOTE_NODE):
         for pid, label in _attached(paths.node_netns(node)).items():
             progs[pid] = f"{node}:{label}"
+        for pid, label in _sock_programs(paths.bpffs_dir(node)).items():
+            progs[pid] = f"{node}:{label}"
     clients = {"same node": netns["bench-cli-local"], "across nodes": netns["bench-cli-remote"]}
-    rows = [("same node", ip["bench-srv"]), ("across nodes", ip["bench-srv"]), ("across nodes ClusterIP", vip)]
+    toggle = SocketLBToggle(paths.bpffs_dir(REMOTE_NODE), ip["bench-cli-remote"])
+    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.socket_lb] if toggle.cookies else (False,)
+    rows = [("same node", ip["bench-srv"], True), ("across nodes", ip["bench-srv"], True)]
+    rows += [(f"across nodes ClusterIP {'sockLB' if on else 'per-pkt'}", vip, on) for on in modes]
     servers = [Servers(netns["bench-srv"], rr), Servers(kernel.server_ns, rr)]
     try:
         wait_listening(netns["bench-srv"])
         wait_listening(kernel.server_ns)
         for rnd in range(args.rounds):
             for mode in ("crr", "rr"):
-                for row, target in rows:
+                for row, target, slb in rows:
                     path = "same node" if row == "same node" else "across nodes"
+                    toggle.set(slb)
                     base = _rr(kernel.clients()[path], rr, mode, kernel.server_ip, args.seconds) / args.seconds
                     rate, per = _profiled(clients[path], rr, mode, str(target), args.seconds, progs)
                     total = sum(ns for ns, _ in per.values())
@@ -180,12 +224,14 @@ def _in_lab(lab: str, rr: str, kernel: RoutedPair, args: argparse.Namespace) -> 
                         print(f"      {label:48} {ns:7,.0f} ns  {runs:5.1f} runs  {ns / runs:6,.0f} ns/run",
                               flush=True)
         if args.perf:
-            for row, target in rows:
+            for row, target, slb in rows:
                 path = "same node" if row == "same node" else "across nodes"
+                toggle.set(slb)
                 _perf(f"{args.perf}-{row.replace(' ', '_')}.data", clients[path], rr, str(target), args.seconds * 2)
     finally:
         for s in servers:
             s.close()
+        toggle.set(True)
         for pin in pins:
             set_events_enabled(pin, True)
 

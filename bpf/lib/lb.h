@@ -176,16 +176,36 @@ static __always_inline __u32 lb4_hash(const struct lb4_tuple *t, int with_sport)
 	return lb_mix(h, t->proto);
 }
 
+/* A backend from the service's maglev table (by ``hash``, for LB_F_MAGLEV services) or a random
+ * slot; 0 if none. Context-free: the socket LB (sock_lb.h) uses it too. */
+static __always_inline __u32 lb4_pick_backend(struct lb_svc_key *key, const struct lb_svc_value *svc, __u32 hash)
+{
+	struct lb_maglev_key mkey = { .rev_nat_index = svc->rev_nat_index };
+	struct lb_maglev_value *mval;
+	struct lb_svc_value *slot;
+
+	if ((svc->flags & LB_F_MAGLEV) && svc->backend_id) {
+		mkey.slot = hash % svc->backend_id;
+		mval = bpf_map_lookup_elem(&mb_lb_maglev, &mkey);
+		if (mval)
+			return mval->backend_id;
+	}
+	if (svc->count) {
+		key->backend_slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
+		slot = bpf_map_lookup_elem(&mb_lb_svc, key);
+		if (slot)
+			return slot->backend_id;
+	}
+	return 0;
+}
+
 /* A backend for a new connection (0 if none): affinity, then maglev or random. */
 static __always_inline __u32 lb4_select_backend(struct lb_svc_key *key, const struct lb_svc_value *svc,
 						const struct lb4_tuple *t, __u32 now)
 {
 	struct lb_affinity_key akey = { .client_ip = t->saddr, .rev_nat_index = svc->rev_nat_index };
-	struct lb_maglev_key mkey = { .rev_nat_index = svc->rev_nat_index };
 	int affinity = svc->flags & LB_F_AFFINITY;
 	struct lb_affinity *aff, fresh = {};
-	struct lb_maglev_value *mval;
-	struct lb_svc_value *slot;
 	struct lb_backend *be;
 	__u32 backend_id = 0;
 
@@ -197,18 +217,8 @@ static __always_inline __u32 lb4_select_backend(struct lb_svc_key *key, const st
 				backend_id = aff->backend_id;
 		}
 	}
-	if (!backend_id && (svc->flags & LB_F_MAGLEV) && svc->backend_id) {
-		mkey.slot = lb4_hash(t, !affinity) % svc->backend_id;
-		mval = bpf_map_lookup_elem(&mb_lb_maglev, &mkey);
-		if (mval)
-			backend_id = mval->backend_id;
-	}
-	if (!backend_id && svc->count) {
-		key->backend_slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
-		slot = bpf_map_lookup_elem(&mb_lb_svc, key);
-		if (slot)
-			backend_id = slot->backend_id;
-	}
+	if (!backend_id)
+		backend_id = lb4_pick_backend(key, svc, (svc->flags & LB_F_MAGLEV) ? lb4_hash(t, !affinity) : 0);
 	if (backend_id && affinity) {
 		fresh.backend_id = backend_id;
 		fresh.last_used = now;

@@ -147,6 +147,7 @@ class Agent(AgentFeatures, AgentIntrospection):
         # replaces it: pod traffic between nodes goes into cilium_wg0 (not VXLAN-in-WireGuard).
         self._encap_budget = pod_mtu_headroom(self._encapsulation(), self.config.egress_gateway_enabled)
         self.net.pod_mtu -= WG_OVERHEAD if self.config.encryption_enabled else self._encap_budget
+        self.net.socket_lb.enabled = self.config.socket_lb_enabled  # socket LB (bpf/sock.c)
         self.net.start(pod_cidr)
         set_monitor_aggregation(self.pin_dir, self.config.monitor_aggregation())  # Hubble traces (bpf.monitorAggregation)
         self._attach_host_device()

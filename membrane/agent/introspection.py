@@ -129,7 +129,7 @@ class AgentIntrospection:
                              "acceleration": "Disabled"},
                 "externalIPs": {"enabled": True}, "hostPort": {"enabled": True},
                 "sessionAffinity": {"enabled": True}, "gracefulTermination": {"enabled": True},
-                "socketLB": {"enabled": False}, "socketLBTracing": {"enabled": False},
+                "socketLB": {"enabled": self.net.socket_lb.active}, "socketLBTracing": {"enabled": False},
                 "bpfSocketLBHostnsOnly": False, "nat46X64": {"enabled": False}, "annotations": [],
             },
         }

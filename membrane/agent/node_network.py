@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from membrane.agent.local_state import EncodedEndpoints, LocalState, load_state, save_state
+from membrane.agent.socket_lb_sync import SocketLBSync
 from membrane.agent.state_writer import StateWriter
 from membrane.datapath.linux import links, pod_link, routes, sysctl
 from membrane.datapath.loader import NodeDatapath
@@ -51,6 +52,7 @@ class NodeNetwork:
         self.endpoints = EndpointTable()
         self.allocator: HostScopeAllocator | None = None
         self.datapath: NodeDatapath | None = None
+        self.socket_lb = SocketLBSync(pin_dir)  # socket LB (bpf/sock.c): .enabled set before start()
         self.pod_cidr = ""
         self.router_ip = ""
         self.pod_mtu = 1500  # lowered by the tunnel overhead in tunnel mode (set before start)
@@ -94,6 +96,7 @@ class NodeNetwork:
             self.datapath = NodeDatapath(self.pin_dir)
             self.datapath.load()
             self._restore_endpoints(saved.endpoints)
+            self.socket_lb.start(self.endpoints.list())  # socket LB
             self._encoded.changed()  # every endpoint
             written = self._persist()
         self._writer.wait(written)  # outside the lock: the writer takes its snapshot under it
@@ -208,6 +211,7 @@ class NodeNetwork:
                 self._write(ep)
             with self.stats.stage("bpfAttach"):
                 self.datapath.attach_endpoint(veth.host_ifindex)
+                self.socket_lb.add(netns, ip)  # socket LB
             with self.stats.stage("route"):
                 routes.replace_route(endpoint_route(ip, host_if), ifindex=veth.host_ifindex)
                 made_route = True
@@ -222,6 +226,7 @@ class NodeNetwork:
             routes.delete_route(endpoint_route(ip, host_if))
         if entry:
             self._unwrite(ip)
+            self.socket_lb.remove(ip)  # socket LB
         if link:
             links.delete_link(host_if)
 
@@ -241,6 +246,7 @@ class NodeNetwork:
             assert self.allocator is not None and self.datapath is not None
             routes.delete_route(endpoint_route(ep.ipv4, ep.host_ifname))
             self._unwrite(ep.ipv4)
+            self.socket_lb.remove(ep.ipv4)  # socket LB
             links.delete_link(ep.host_ifname)
             self.allocator.release(ep.ipv4)
             written = self._persist(ep.key)

@@ -42,6 +42,7 @@ class ClusterConfig:
     debug: bool = False  # debug.enabled: the agent logs at debug level
     enable_ipv4_masquerade: bool = True
     bpf_host_legacy_routing: bool = False  # False: eBPF host routing (Cilium's default on capable kernels)
+    socket_lb_enabled: bool = True  # socketLB.enabled: on with kubeProxyReplacement, as in Cilium (bpf/sock.c)
     lb_algorithm: str = "random"
     maglev_table_size: int = 16381
     hubble_event_buffer_capacity: int = 4095
@@ -99,6 +100,7 @@ class ClusterConfig:
         "enableIPv4Masquerade": "enable_ipv4_masquerade",
         "bpf.masquerade": "enable_ipv4_masquerade",
         "bpf.hostLegacyRouting": "bpf_host_legacy_routing",
+        "socketLB.enabled": "socket_lb_enabled",
         "maglev.tableSize": "maglev_table_size",
         "hubble.metrics.enabled": "hubble_metrics_enabled",
         "hubble.tls.enabled": "hubble_tls_enabled",

@@ -79,6 +79,7 @@ _OPTIONS = {
     "policy_enforcement_mode": "EnablePolicy",
     "enable_ipv4_masquerade": "EnableIPv4Masquerade",
     "bpf_host_legacy_routing": "EnableHostLegacyRouting",
+    "socket_lb_enabled": "EnableSocketLB",
     "lb_algorithm": "NodePortAlg",
     "maglev_table_size": "MaglevTableSize",
     "hubble_event_buffer_capacity": "HubbleEventBufferCapacity",
@@ -123,8 +124,9 @@ KEYS: dict[str, Entry] = {
     "loadBalancer.mode": Fixed("snat", "NodePort and LoadBalancer traffic is SNATed; DSR is not implemented yet",
                                "NodePortMode", refuse_other=True),
     "l7Proxy": Fixed(True, "the L7 proxies always run (membrane/proxy): L7 rules are enforced", "EnableL7Proxy"),
-    "socketLB.enabled": Fixed(False, "socket-level load balancing is not implemented yet", "EnableSocketLB",
-                              refuse_other=True),
+    "socketLB.hostNamespaceOnly": Fixed(False, "the socket LB serves the pods' namespaces; the lab's hosts are "
+                                        "shared with other labs and are never translated", "BPFSocketLBHostnsOnly",
+                                        refuse_other=True),
     # ---- meaningless in a lab ------------------------------------------------------------------
     "k8sServiceHost": NoEffect(_NO_APISERVER),
     "k8sServicePort": NoEffect(_NO_APISERVER),

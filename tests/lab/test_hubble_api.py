@@ -145,10 +145,14 @@ def test_clusterip_flows_name_the_service(lab: Lab, app: dict) -> None:
     assert any(f["IP"]["destination"] == backend and f["node_name"].endswith("k8s-w1") for f in flows)
     replies = lab.run("observe", "--last", "1000", "-o", "json", "--from-service", "default/webpod").stdout
     assert replies.strip(), "the backend's replies name the Service as their source"
-    # the reply reverse-translated for the client comes from the ClusterIP: printed as the Service
     compact = lab.run("observe", "--last", "1000", "--from-service", "default/webpod", "--to-pod",
                       "default/hb-client", "--type", "trace:to-endpoint").stdout
-    assert "<- default/webpod:80 " in compact, compact
+    client_node = app["pods"]["hb-client"]["spec"]["nodeName"]
+    if lab.agent_status(client_node)["kube-proxy-replacement"]["features"]["socketLB"]["enabled"]:
+        # socket LB: the client's socket talks to the backend itself; no packet is reverse-translated
+        assert "<- default/webpod-1:80 " in compact and "<- default/webpod:80 " not in compact, compact
+    else:  # the reply reverse-translated for the client comes from the ClusterIP: printed as the Service
+        assert "<- default/webpod:80 " in compact, compact
 
 
 def test_agent_events_for_endpoints_services_and_policies(lab: Lab, app: dict) -> None:

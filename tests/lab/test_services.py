@@ -129,4 +129,9 @@ def test_pod_reaches_its_own_service(lab: Lab, app: dict) -> None:
     ip = lab.get_json("svc", "selfie")[0]["spec"]["clusterIP"]
     out = lab.exec("selfie", "curl", "-s", "--max-time", "3", f"http://{ip}/").stdout
     assert "Hostname: selfie" in out
-    assert "RemoteAddr: 169.254.42.1:" in out  # hairpin: the pod sees the service's loopback as its client
+    selfie = lab.pod("selfie")
+    kpr = lab.agent_status(selfie["spec"]["nodeName"])["kube-proxy-replacement"]
+    if kpr["features"]["socketLB"]["enabled"]:  # connect() went straight to the pod's own address
+        assert f"RemoteAddr: {selfie['status']['podIP']}:" in out
+    else:  # per-packet hairpin: the pod sees the service's loopback as its client
+        assert "RemoteAddr: 169.254.42.1:" in out

@@ -249,3 +249,12 @@ def test_host_firewall_is_off_by_default_and_a_setting() -> None:
     assert cfg.host_firewall_enabled is True and warnings == []
     with pytest.raises(ValidationError, match="hostFirewall.enabled=yes: expected true or false"):
         _resolve("hostFirewall.enabled=yes")
+
+
+def test_socket_lb_is_on_by_default_and_can_be_switched_off() -> None:
+    assert ClusterConfig().socket_lb_enabled is True  # on with kubeProxyReplacement, as in Cilium
+    cfg, warnings = _resolve("socketLB.enabled=false")
+    assert (cfg.socket_lb_enabled, warnings) == (False, [])
+    _resolve("socketLB.hostNamespaceOnly=false")
+    with pytest.raises(ValidationError):
+        _resolve("socketLB.hostNamespaceOnly=true")

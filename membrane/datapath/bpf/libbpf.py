@@ -163,6 +163,7 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_obj_pin": (c_int, [c_int, c_char_p]),
+    "bpf_link_create": (c_int, [c_int, c_int, c_int, c_void_p]),
     "bpf_obj_get": (c_int, [c_char_p]),
     "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, POINTER(c_uint32)]),
     "bpf_prog_test_run_opts": (c_int, [c_int, POINTER(BpfTestRunOpts)]),

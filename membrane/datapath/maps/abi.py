@@ -16,6 +16,7 @@ from membrane.datapath.maps.lb import LB_MIRRORS
 from membrane.datapath.maps.metrics import MetricsKey, MetricsValue
 from membrane.datapath.maps.nat import NAT_MIRRORS
 from membrane.datapath.maps.policy import PolicyKey, PolicyValue
+from membrane.datapath.maps.sock_lb import SOCK_LB_MIRRORS
 from membrane.datapath.maps.tunnel import TUNNEL_MIRRORS
 
 # (C struct name, Python mirror) for every struct shared with user space
@@ -52,6 +53,19 @@ def abi_drift(object_path: str, present_only: bool = False) -> list[str]:
         if c_name not in layouts:
             if present_only:
                 continue
+            problems.append(f"struct {c_name}: not in {object_path}")
+            continue
+        problems.extend(layout_drift(layouts[c_name], ctypes_layout(c_name, mirror)))
+    return problems
+
+
+def sock_abi_drift(object_path: str) -> list[str]:
+    """As :func:`abi_drift` for bpf/sock.c: its own structs (SOCK_LB_MIRRORS) must all be there,
+    the shared ones it uses must agree."""
+    layouts = read_struct_layouts(object_path)
+    problems = abi_drift(object_path, present_only=True)
+    for c_name, mirror in SOCK_LB_MIRRORS:
+        if c_name not in layouts:
             problems.append(f"struct {c_name}: not in {object_path}")
             continue
         problems.extend(layout_drift(layouts[c_name], ctypes_layout(c_name, mirror)))
