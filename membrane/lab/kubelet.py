@@ -146,13 +146,15 @@ class Kubelet:
                 self.router.sync(nodes)
             except Exception as exc:
                 log.warning("router routes: %s", exc)
-        self.deploy_ctrl.sync(self._objects(self.deployments), pods)
+        counts = _pods_per_node(pods)
+        self.deploy_ctrl.sync(self._objects(self.deployments), pods,
+                              place=lambda pod: self._place_new(pod, nodes, counts), created=self._created)
         try:
             self.svc_ctrl.sync(self._objects(self.services), pods)
         except Exception as exc:
             log.warning("services: %s", exc)
         by_uid = {p["metadata"]["uid"]: p for p in pods}
-        self._schedule(pods, nodes)
+        self._schedule(pods, nodes, counts)
         for pod in pods:
             node = pod.get("spec", {}).get("nodeName")
             uid = pod["metadata"]["uid"]
@@ -180,12 +182,41 @@ class Kubelet:
             if not pod_is_terminating(pod):  # a terminating pod's containers are not restarted
                 self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
 
-    def _schedule(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
-        counts: dict[str, int] = {}
-        for p in pods:
-            n = p.get("spec", {}).get("nodeName")
-            if n:
-                counts[n] = counts.get(n, 0) + 1
+    def _bound_copy(self, pod: dict[str, Any], node: str) -> dict[str, Any]:
+        """A copy of ``pod`` on ``node`` with the status this kubelet writes next for a scheduled pod that
+        has no sandbox yet (Pending, ContainerCreating): the binding and that status are one write."""
+        bound = {**pod, "metadata": dict(pod["metadata"]), "spec": {**pod["spec"], "nodeName": node}}
+        bound["status"] = pod_status(bound, None, {}, "ContainerCreating", "")
+        bound["status"]["startTime"] = (pod.get("status") or {}).get("startTime") or now_iso()
+        return bound
+
+    def _remember_written(self, pod: dict[str, Any]) -> None:
+        """``pod`` was stored with the first status: the next pass need not write the same one again."""
+        status = {k: v for k, v in pod.get("status", {}).items() if k != "startTime"}
+        self.last_status[pod["metadata"].get("uid", "")] = json.dumps(status, sort_keys=True)
+
+    def _place_new(self, pod: dict[str, Any], nodes: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
+        """A Deployment's new pod, scheduled before it is created (the binding in the same write); a pod
+        no node takes is created unscheduled, and the next pass's ``_schedule`` says why."""
+        placement = schedule(pod, nodes, counts, self.max_pods)
+        if placement.node is None:
+            return pod
+        counts[placement.node] = counts.get(placement.node, 0) + 1
+        return self._bound_copy(pod, placement.node)
+
+    def _created(self, stored: list[dict[str, Any]]) -> None:
+        for pod in stored:
+            node = pod.get("spec", {}).get("nodeName")
+            if node:
+                self._remember_written(pod)
+                self._scheduled_event(pod)
+
+    def _scheduled_event(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self.events.record(pod, NORMAL, "Scheduled", f"Successfully assigned {meta.get('namespace')}/"
+                           f"{meta['name']} to {pod['spec']['nodeName']}", "default-scheduler")
+
+    def _schedule(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]], counts: dict[str, int]) -> None:
         binds: list[tuple[int, dict[str, Any]]] = []  # (index in pods, the pod with its node)
         for i, pod in enumerate(pods):
             if pod.get("spec", {}).get("nodeName"):
@@ -199,8 +230,7 @@ class Kubelet:
                     self.events.record(pod, WARNING, "FailedScheduling", placement.message, "default-scheduler")
                 continue
             counts[placement.node] = counts.get(placement.node, 0) + 1
-            # a copy: the decoded pod is shared between passes
-            binds.append((i, {**pod, "metadata": dict(pod["metadata"]), "spec": {**pod["spec"], "nodeName": placement.node}}))
+            binds.append((i, self._bound_copy(pod, placement.node)))  # a copy: the decoded pod is shared
         if not binds:
             return
         # The bindings in a few compare-and-swap transactions: one GET and one TXN per pod, one pod after
@@ -215,11 +245,11 @@ class Kubelet:
                 log.debug("binding %s failed: changed meanwhile", bound["metadata"]["name"])
                 continue
             pods[i] = bound
-            meta = bound["metadata"]
-            self._unschedulable.pop(meta.get("uid", ""), None)
-            self._bound.add(meta.get("uid", ""))
-            self.events.record(bound, NORMAL, "Scheduled", f"Successfully assigned {meta.get('namespace')}/"
-                               f"{meta['name']} to {bound['spec']['nodeName']}", "default-scheduler")
+            uid = bound["metadata"].get("uid", "")
+            self._unschedulable.pop(uid, None)
+            self._bound.add(uid)
+            self._remember_written(bound)
+            self._scheduled_event(bound)
 
     # ---- pod start / stop ----------------------------------------------------------------------------
     def _start_pod(self, pod: dict[str, Any], node: str, queued: float | None = None) -> None:
@@ -404,6 +434,15 @@ class Kubelet:
         for (pod, _status, fingerprint), ok in zip(queued, done, strict=True):
             if ok:
                 self.last_status[pod["metadata"]["uid"]] = fingerprint
+
+
+def _pods_per_node(pods: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in pods:
+        n = p.get("spec", {}).get("nodeName")
+        if n:
+            counts[n] = counts.get(n, 0) + 1
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -278,9 +278,16 @@ class ResourceStore:
                 done.append(self.client.txn([cmp], [put]).succeeded)
         return done
 
-    def replace_many(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[bool]:
+    def get_many(self, keys: list[ResourceKey | tuple[str, str, str, str]]) -> list[dict[str, Any] | None]:
+        """The stored objects of many keys (None where absent), ``max_txn_ops`` per round trip."""
+        paths = [self.path(k) for k in keys]
+        current = self._read_many(paths)
+        return [self.decode(kv) if (kv := current[p]) is not None else None for p in paths]
+
+    def replace_many(self, items: list[tuple[dict[str, Any] | None, dict[str, Any]]]) -> list[bool]:
         """Replace many objects as read: ``(read, wanted)`` pairs, ``read`` with its resourceVersion, each
         a compare-and-swap on that revision, ``max_txn_ops`` per transaction; True for each one written.
+        ``read`` None creates ``wanted`` if its key does not exist (as ``put_object`` with revision 0).
         Stored as ``put_object`` stores ``wanted`` over ``read`` (store-managed metadata kept, generation
         bumped on a spec change) without its GET per object. Not for Services (their admission needs the
         GET). A chunk whose transaction fails because one object changed is retried object by object."""
@@ -288,12 +295,13 @@ class ResourceStore:
         for i in range(0, len(items), self.max_txn_ops):
             compares, puts = [], []
             for read, wanted in items[i:i + self.max_txn_ops]:
-                key = key_of(read)
+                key = key_of(read if read is not None else wanted)
                 if key_of(wanted) != key or is_service(wanted):
                     raise ValidationError(f"{key}: replace_many cannot change a key or store a Service")
                 path = self.layout.resource_key(key)
-                compares.append(mod_revision_eq(path, int(read["metadata"]["resourceVersion"])))
-                puts.append(Op.put(path, _encode(self._merge(wanted, self._without_rv(read)))))
+                revision = int(read["metadata"]["resourceVersion"]) if read is not None else 0
+                compares.append(mod_revision_eq(path, revision))
+                puts.append(Op.put(path, _encode(self._merge(wanted, self._without_rv(read) if read else None))))
             if self.client.txn(compares, puts).succeeded:
                 done += [True] * len(puts)
                 continue
