@@ -288,6 +288,7 @@ class ResourceStore:
         """Replace many objects as read: ``(read, wanted)`` pairs, ``read`` with its resourceVersion, each
         a compare-and-swap on that revision, ``max_txn_ops`` per transaction; True for each one written.
         ``read`` None creates ``wanted`` if its key does not exist (as ``put_object`` with revision 0).
+        The keys must be distinct (etcd refuses a transaction that names one twice).
         Stored as ``put_object`` stores ``wanted`` over ``read`` (store-managed metadata kept, generation
         bumped on a spec change) without its GET per object. Not for Services (their admission needs the
         GET). A chunk whose transaction fails because one object changed is retried object by object."""
