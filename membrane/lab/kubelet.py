@@ -44,6 +44,10 @@ RESOLV_CONF = "nameserver 10.96.0.10\nsearch {ns}.svc.cluster.local svc.cluster.
 RETRY_BACKOFF = (1, 2, 4, 8, 15, 30)
 START_WORKERS = 16  # pods started in parallel (each mostly waits: on processes, the CNI plugin, the agent)
 STOP_WORKERS = 8  # pods stopped in parallel, on their own pool: a grace period never delays a start
+# A settled pod (nothing about it changed, ready or not waiting on ports) has its containers checked at
+# most this often, as kubelet's PLEG relists every second; a pass runs after every burst of watch events,
+# and checking every container and re-fingerprinting every status on each one was O(n) per pass.
+RELIST_PERIOD = 1.0
 
 
 def now_iso() -> str:
@@ -74,6 +78,7 @@ class Kubelet:
         self.inflight: set[str] = set()
         self.failures: dict[str, tuple[int, float, str, str]] = {}  # uid -> (attempts, next_try, reason, msg)
         self.last_status: dict[str, str] = {}
+        self._settled: dict[str, tuple[tuple[Any, ...], float]] = {}  # uid -> (what its status depends on, when)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.max_pods = 110
@@ -178,9 +183,10 @@ class Kubelet:
                 self.stop_pool.submit(self._teardown_in_pool, sb)
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
+        now = time.monotonic()
         for pod in pods:
             if not pod_is_terminating(pod):  # a terminating pod's containers are not restarted
-                self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
+                self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""), now)
 
     def _bound_copy(self, pod: dict[str, Any], node: str) -> dict[str, Any]:
         """A copy of ``pod`` on ``node`` with the status this kubelet writes next for a scheduled pod that
@@ -340,6 +346,7 @@ class Kubelet:
         with self.lock:
             self.sandboxes.pop(sb.uid, None)
         self.last_status.pop(sb.uid, None)
+        self._settled.pop(sb.uid, None)
         self.ports.forget(sb.uid)
         for key in [k for k in list(self._image_errors) if k[0] == sb.uid]:
             self._image_errors.pop(key, None)
@@ -375,15 +382,24 @@ class Kubelet:
             self.wake.set()
 
     # ---- supervision and status ----------------------------------------------------------------------
-    def _supervise_and_report(self, pod: dict[str, Any], host_ip: str) -> None:
+    def _supervise_and_report(self, pod: dict[str, Any], host_ip: str, now: float | None = None) -> None:
         uid = pod["metadata"]["uid"]
         sb = self.sandboxes.get(uid)
+        # What this pod's status depends on besides its containers' processes: if none of it changed since
+        # the last check, less than RELIST_PERIOD ago, there is nothing to restart and nothing to write.
+        key = (pod["metadata"].get("resourceVersion"), id(sb) if sb is not None else None, self.failures.get(uid),
+               host_ip)
+        settled = self._settled.get(uid)
+        if now is not None and settled is not None and settled[0] == key and now - settled[1] < RELIST_PERIOD:
+            return
         if sb is None:
             fail = self.failures.get(uid)
             if fail and pod.get("spec", {}).get("nodeName"):
                 self._write_status(pod, pod_status(pod, None, {}, fail[2], fail[3]))
             elif pod.get("spec", {}).get("nodeName"):
                 self._write_status(pod, pod_status(pod, None, {}, "ContainerCreating", ""))
+            if now is not None:
+                self._settled[uid] = (key, now)
             return
         for c in pod["spec"]["containers"]:
             rec = sb.containers.get(c["name"])
@@ -396,9 +412,12 @@ class Kubelet:
                     if pod.get("spec", {}).get("restartPolicy", "Always") == "Never":
                         continue
                 self._start_container(sb, c)
-        listening = self.ports.get(pod, sb) if needs_listening_ports(pod) else set()
+        ports = needs_listening_ports(pod)
+        listening = self.ports.get(pod, sb) if ports else set()
         statuses = container_statuses(pod, sb, listening, self._image_errors)
         self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
+        if now is not None and (not ports or all(st["ready"] for st in statuses)):  # else: probe next pass
+            self._settled[uid] = (key, now)
 
     def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         """Write a changed status; during a sync pass, queued and written by ``_flush_statuses``."""
