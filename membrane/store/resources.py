@@ -54,9 +54,11 @@ def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encode(obj: dict[str, Any]) -> bytes:
-    stored = copy.deepcopy(obj)
-    stored.get("metadata", {}).pop("resourceVersion", None)
-    return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode()
+    """The stored form: ``obj`` without metadata.resourceVersion (shallow copies; ``obj`` is not changed)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
 class ResourceStore:
@@ -267,8 +269,8 @@ class ResourceStore:
             compares, puts = [], []
             for obj, status in chunk:
                 path = self.layout.resource_key(key_of(obj))
-                new = self._without_rv(copy.deepcopy(obj))
-                new["status"] = copy.deepcopy(status)
+                new = self._without_rv(obj)  # a shallow copy: only encoded, never kept or changed
+                new["status"] = status
                 compares.append(mod_revision_eq(path, int(obj["metadata"]["resourceVersion"])))
                 puts.append(Op.put(path, _encode(new)))
             if self.client.txn(compares, puts).succeeded:
