@@ -55,9 +55,9 @@ class DeploymentController:
         if status["readyReplicas"] < want:
             status["unavailableReplicas"] = want - status["readyReplicas"]
         if deploy.get("status") != status:
-            deploy["status"] = status
-            try:
-                self.store.put_object(deploy, expected_revision=int(deploy["metadata"]["resourceVersion"]))
+            try:  # a compare-and-swap on the revision read, without put_object's GET first
+                if not self.store.replace_many([(deploy, {**deploy, "status": status})])[0]:
+                    log.debug("deployment status not written: changed meanwhile")
             except Exception as exc:
                 log.debug("deployment status not written: %s", exc)
 

@@ -58,3 +58,18 @@ def test_without_place_pods_are_created_unscheduled(store: ResourceStore) -> Non
     DeploymentController(store).sync([stored_deployment(store, 2)], [])
     pods = store.list("core", "Pod", "default")[0]
     assert len(pods) == 2 and not any(p["spec"].get("nodeName") or p.get("status") for p in pods)
+
+
+def test_the_deployment_status_is_written_once_per_change(store: ResourceStore) -> None:
+    ctrl = DeploymentController(store)
+    ctrl.sync([stored_deployment(store, 2)], [])
+    first = store.get("apps", "Deployment", "default", "web")
+    assert first is not None and first["status"]["unavailableReplicas"] == 2 and first["status"]["readyReplicas"] == 0
+    assert first["metadata"]["generation"] == 1  # a status write is no spec change
+    pods = store.list("core", "Pod", "default")[0]
+    ctrl.sync([first], pods)  # the pods now exist: the status changes
+    second = store.get("apps", "Deployment", "default", "web")
+    assert second is not None and second["status"] != first["status"]
+    ctrl.sync([second], pods)  # nothing changed: nothing written
+    third = store.get("apps", "Deployment", "default", "web")
+    assert third is not None and third["metadata"]["resourceVersion"] == second["metadata"]["resourceVersion"]
