@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from membrane.model.deployment import deployment_status, pods_for_deployment
@@ -23,13 +24,22 @@ class DeploymentController:
         self.store = store
         self.rng = random.Random()
 
-    def sync(self, deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+    def sync(self, deployments: list[dict[str, Any]], pods: list[dict[str, Any]],
+             place: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+             created: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        """``place(pod)``: the pod as it is to be created (the kubelet binds it to a node here, so a new
+        pod is written once, not created, then bound, then given its first status: every pod write is
+        decoded by every pod watcher); ``created(stored)``: the stored pods of each batch."""
         live = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in deployments}
         for deploy in deployments:
             owned = [p for p in pods if _owner(p) == (deploy["metadata"]["namespace"], deploy["metadata"]["name"])]
             to_create, to_delete = pods_for_deployment(deploy, owned, self.rng)
+            if place is not None:
+                to_create = [place(pod) for pod in to_create]
             for i in range(0, len(to_create), BATCH):
-                self.store.apply_many(to_create[i:i + BATCH])
+                stored = self.store.apply_many(to_create[i:i + BATCH])
+                if created is not None:
+                    created([obj for obj, _verdict in stored])
             ns = deploy["metadata"]["namespace"]
             for i in range(0, len(to_delete), BATCH):
                 self.store.delete_many([("core", "Pod", ns, name) for name in to_delete[i:i + BATCH]])
@@ -45,9 +55,9 @@ class DeploymentController:
         if status["readyReplicas"] < want:
             status["unavailableReplicas"] = want - status["readyReplicas"]
         if deploy.get("status") != status:
-            deploy["status"] = status
-            try:
-                self.store.put_object(deploy, expected_revision=int(deploy["metadata"]["resourceVersion"]))
+            try:  # a compare-and-swap on the revision read, without put_object's GET first
+                if not self.store.replace_many([(deploy, {**deploy, "status": status})])[0]:
+                    log.debug("deployment status not written: changed meanwhile")
             except Exception as exc:
                 log.debug("deployment status not written: %s", exc)
 

@@ -44,6 +44,10 @@ RESOLV_CONF = "nameserver 10.96.0.10\nsearch {ns}.svc.cluster.local svc.cluster.
 RETRY_BACKOFF = (1, 2, 4, 8, 15, 30)
 START_WORKERS = 16  # pods started in parallel (each mostly waits: on processes, the CNI plugin, the agent)
 STOP_WORKERS = 8  # pods stopped in parallel, on their own pool: a grace period never delays a start
+# A settled pod (nothing about it changed, ready or not waiting on ports) has its containers checked at
+# most this often, as kubelet's PLEG relists every second; a pass runs after every burst of watch events,
+# and checking every container and re-fingerprinting every status on each one was O(n) per pass.
+RELIST_PERIOD = 1.0
 
 
 def now_iso() -> str:
@@ -74,6 +78,7 @@ class Kubelet:
         self.inflight: set[str] = set()
         self.failures: dict[str, tuple[int, float, str, str]] = {}  # uid -> (attempts, next_try, reason, msg)
         self.last_status: dict[str, str] = {}
+        self._settled: dict[str, tuple[tuple[Any, ...], float]] = {}  # uid -> (what its status depends on, when)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.max_pods = 110
@@ -146,13 +151,15 @@ class Kubelet:
                 self.router.sync(nodes)
             except Exception as exc:
                 log.warning("router routes: %s", exc)
-        self.deploy_ctrl.sync(self._objects(self.deployments), pods)
+        counts = _pods_per_node(pods)
+        self.deploy_ctrl.sync(self._objects(self.deployments), pods,
+                              place=lambda pod: self._place_new(pod, nodes, counts), created=self._created)
         try:
             self.svc_ctrl.sync(self._objects(self.services), pods)
         except Exception as exc:
             log.warning("services: %s", exc)
         by_uid = {p["metadata"]["uid"]: p for p in pods}
-        self._schedule(pods, nodes)
+        self._schedule(pods, nodes, counts)
         for pod in pods:
             node = pod.get("spec", {}).get("nodeName")
             uid = pod["metadata"]["uid"]
@@ -176,16 +183,46 @@ class Kubelet:
                 self.stop_pool.submit(self._teardown_in_pool, sb)
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
+        now = time.monotonic()
         for pod in pods:
             if not pod_is_terminating(pod):  # a terminating pod's containers are not restarted
-                self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""))
+                self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""), now)
 
-    def _schedule(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
-        counts: dict[str, int] = {}
-        for p in pods:
-            n = p.get("spec", {}).get("nodeName")
-            if n:
-                counts[n] = counts.get(n, 0) + 1
+    def _bound_copy(self, pod: dict[str, Any], node: str) -> dict[str, Any]:
+        """A copy of ``pod`` on ``node`` with the status this kubelet writes next for a scheduled pod that
+        has no sandbox yet (Pending, ContainerCreating): the binding and that status are one write."""
+        bound = {**pod, "metadata": dict(pod["metadata"]), "spec": {**pod["spec"], "nodeName": node}}
+        bound["status"] = pod_status(bound, None, {}, "ContainerCreating", "")
+        bound["status"]["startTime"] = (pod.get("status") or {}).get("startTime") or now_iso()
+        return bound
+
+    def _remember_written(self, pod: dict[str, Any]) -> None:
+        """``pod`` was stored with the first status: the next pass need not write the same one again."""
+        status = {k: v for k, v in pod.get("status", {}).items() if k != "startTime"}
+        self.last_status[pod["metadata"].get("uid", "")] = json.dumps(status, sort_keys=True)
+
+    def _place_new(self, pod: dict[str, Any], nodes: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
+        """A Deployment's new pod, scheduled before it is created (the binding in the same write); a pod
+        no node takes is created unscheduled, and the next pass's ``_schedule`` says why."""
+        placement = schedule(pod, nodes, counts, self.max_pods)
+        if placement.node is None:
+            return pod
+        counts[placement.node] = counts.get(placement.node, 0) + 1
+        return self._bound_copy(pod, placement.node)
+
+    def _created(self, stored: list[dict[str, Any]]) -> None:
+        for pod in stored:
+            node = pod.get("spec", {}).get("nodeName")
+            if node:
+                self._remember_written(pod)
+                self._scheduled_event(pod)
+
+    def _scheduled_event(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self.events.record(pod, NORMAL, "Scheduled", f"Successfully assigned {meta.get('namespace')}/"
+                           f"{meta['name']} to {pod['spec']['nodeName']}", "default-scheduler")
+
+    def _schedule(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]], counts: dict[str, int]) -> None:
         binds: list[tuple[int, dict[str, Any]]] = []  # (index in pods, the pod with its node)
         for i, pod in enumerate(pods):
             if pod.get("spec", {}).get("nodeName"):
@@ -199,8 +236,7 @@ class Kubelet:
                     self.events.record(pod, WARNING, "FailedScheduling", placement.message, "default-scheduler")
                 continue
             counts[placement.node] = counts.get(placement.node, 0) + 1
-            # a copy: the decoded pod is shared between passes
-            binds.append((i, {**pod, "metadata": dict(pod["metadata"]), "spec": {**pod["spec"], "nodeName": placement.node}}))
+            binds.append((i, self._bound_copy(pod, placement.node)))  # a copy: the decoded pod is shared
         if not binds:
             return
         # The bindings in a few compare-and-swap transactions: one GET and one TXN per pod, one pod after
@@ -215,11 +251,11 @@ class Kubelet:
                 log.debug("binding %s failed: changed meanwhile", bound["metadata"]["name"])
                 continue
             pods[i] = bound
-            meta = bound["metadata"]
-            self._unschedulable.pop(meta.get("uid", ""), None)
-            self._bound.add(meta.get("uid", ""))
-            self.events.record(bound, NORMAL, "Scheduled", f"Successfully assigned {meta.get('namespace')}/"
-                               f"{meta['name']} to {bound['spec']['nodeName']}", "default-scheduler")
+            uid = bound["metadata"].get("uid", "")
+            self._unschedulable.pop(uid, None)
+            self._bound.add(uid)
+            self._remember_written(bound)
+            self._scheduled_event(bound)
 
     # ---- pod start / stop ----------------------------------------------------------------------------
     def _start_pod(self, pod: dict[str, Any], node: str, queued: float | None = None) -> None:
@@ -310,6 +346,7 @@ class Kubelet:
         with self.lock:
             self.sandboxes.pop(sb.uid, None)
         self.last_status.pop(sb.uid, None)
+        self._settled.pop(sb.uid, None)
         self.ports.forget(sb.uid)
         for key in [k for k in list(self._image_errors) if k[0] == sb.uid]:
             self._image_errors.pop(key, None)
@@ -345,15 +382,24 @@ class Kubelet:
             self.wake.set()
 
     # ---- supervision and status ----------------------------------------------------------------------
-    def _supervise_and_report(self, pod: dict[str, Any], host_ip: str) -> None:
+    def _supervise_and_report(self, pod: dict[str, Any], host_ip: str, now: float | None = None) -> None:
         uid = pod["metadata"]["uid"]
         sb = self.sandboxes.get(uid)
+        # What this pod's status depends on besides its containers' processes: if none of it changed since
+        # the last check, less than RELIST_PERIOD ago, there is nothing to restart and nothing to write.
+        key = (pod["metadata"].get("resourceVersion"), id(sb) if sb is not None else None, self.failures.get(uid),
+               host_ip)
+        settled = self._settled.get(uid)
+        if now is not None and settled is not None and settled[0] == key and now - settled[1] < RELIST_PERIOD:
+            return
         if sb is None:
             fail = self.failures.get(uid)
             if fail and pod.get("spec", {}).get("nodeName"):
                 self._write_status(pod, pod_status(pod, None, {}, fail[2], fail[3]))
             elif pod.get("spec", {}).get("nodeName"):
                 self._write_status(pod, pod_status(pod, None, {}, "ContainerCreating", ""))
+            if now is not None:
+                self._settled[uid] = (key, now)
             return
         for c in pod["spec"]["containers"]:
             rec = sb.containers.get(c["name"])
@@ -366,9 +412,12 @@ class Kubelet:
                     if pod.get("spec", {}).get("restartPolicy", "Always") == "Never":
                         continue
                 self._start_container(sb, c)
-        listening = self.ports.get(pod, sb) if needs_listening_ports(pod) else set()
+        ports = needs_listening_ports(pod)
+        listening = self.ports.get(pod, sb) if ports else set()
         statuses = container_statuses(pod, sb, listening, self._image_errors)
         self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
+        if now is not None and (not ports or all(st["ready"] for st in statuses)):  # else: probe next pass
+            self._settled[uid] = (key, now)
 
     def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         """Write a changed status; during a sync pass, queued and written by ``_flush_statuses``."""
@@ -404,6 +453,15 @@ class Kubelet:
         for (pod, _status, fingerprint), ok in zip(queued, done, strict=True):
             if ok:
                 self.last_status[pod["metadata"]["uid"]] = fingerprint
+
+
+def _pods_per_node(pods: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in pods:
+        n = p.get("spec", {}).get("nodeName")
+        if n:
+            counts[n] = counts.get(n, 0) + 1
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from membrane.store.resources import ResourceStore
 log = logging.getLogger(__name__)
 GC_INTERVAL = 300.0
 QUEUE_LIMIT = 1000
+BATCH = 100  # events per transaction (etcd's default limit is 128 operations)
 
 
 class EventRecorder:
@@ -39,14 +40,45 @@ class EventRecorder:
         next_gc = time.monotonic() + GC_INTERVAL
         while True:
             try:
-                item = self._queue.get(timeout=5)
+                items = [self._queue.get(timeout=5)]
             except queue.Empty:
-                item = None
-            if item is not None:
-                self._write(*item)
+                items = []
+            while items and len(items) < BATCH:  # what queued meanwhile goes in the same transactions
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if items:
+                self._write_batch(items)
             if time.monotonic() >= next_gc:
                 next_gc = time.monotonic() + GC_INTERVAL
                 self._collect()
+
+    def _write_batch(self, items: list[tuple[dict[str, Any], str, str, str, str, str]]) -> None:
+        """Queued events in two round trips (read the stored ones of those names, then one compare-and-swap
+        per event in one transaction), not three per event; an event that lost its compare-and-swap, or
+        names an event already in this batch, is written alone afterwards, aggregated on what is stored."""
+        first: list[tuple[dict[str, Any], str, str, str, str, str]] = []
+        later: list[tuple[dict[str, Any], str, str, str, str, str]] = []
+        names: set[tuple[str, str]] = set()
+        for item in items:
+            meta = make_event(*item)["metadata"]
+            name = (meta["namespace"], meta["name"])
+            (later if name in names else first).append(item)
+            names.add(name)
+        try:
+            probes = [make_event(*item)["metadata"] for item in first]
+            stored = self.store.get_many([("core", "Event", m["namespace"], m["name"]) for m in probes])
+            events = [(previous, make_event(*item, previous)) for item, previous in zip(first, stored, strict=True)]
+            done = self.store.replace_many(events)
+        except Exception as exc:  # the store is away: each gets its own attempts (and is dropped after them)
+            log.debug("%d events not written together: %s", len(first), exc)
+            done = [False] * len(first)
+        for item, ok in zip(first, done, strict=True):
+            if not ok:
+                later.append(item)
+        for item in later:
+            self._write(*item)
 
     def _write(self, obj: dict[str, Any], type_: str, reason: str, message: str, component: str, host: str) -> None:
         for _attempt in range(3):

@@ -54,9 +54,11 @@ def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encode(obj: dict[str, Any]) -> bytes:
-    stored = copy.deepcopy(obj)
-    stored.get("metadata", {}).pop("resourceVersion", None)
-    return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode()
+    """The stored form: ``obj`` without metadata.resourceVersion (shallow copies; ``obj`` is not changed)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
 class ResourceStore:
@@ -267,8 +269,8 @@ class ResourceStore:
             compares, puts = [], []
             for obj, status in chunk:
                 path = self.layout.resource_key(key_of(obj))
-                new = self._without_rv(copy.deepcopy(obj))
-                new["status"] = copy.deepcopy(status)
+                new = self._without_rv(obj)  # a shallow copy: only encoded, never kept or changed
+                new["status"] = status
                 compares.append(mod_revision_eq(path, int(obj["metadata"]["resourceVersion"])))
                 puts.append(Op.put(path, _encode(new)))
             if self.client.txn(compares, puts).succeeded:
@@ -278,9 +280,17 @@ class ResourceStore:
                 done.append(self.client.txn([cmp], [put]).succeeded)
         return done
 
-    def replace_many(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[bool]:
+    def get_many(self, keys: list[ResourceKey | tuple[str, str, str, str]]) -> list[dict[str, Any] | None]:
+        """The stored objects of many keys (None where absent), ``max_txn_ops`` per round trip."""
+        paths = [self.path(k) for k in keys]
+        current = self._read_many(paths)
+        return [self.decode(kv) if (kv := current[p]) is not None else None for p in paths]
+
+    def replace_many(self, items: list[tuple[dict[str, Any] | None, dict[str, Any]]]) -> list[bool]:
         """Replace many objects as read: ``(read, wanted)`` pairs, ``read`` with its resourceVersion, each
         a compare-and-swap on that revision, ``max_txn_ops`` per transaction; True for each one written.
+        ``read`` None creates ``wanted`` if its key does not exist (as ``put_object`` with revision 0).
+        The keys must be distinct (etcd refuses a transaction that names one twice).
         Stored as ``put_object`` stores ``wanted`` over ``read`` (store-managed metadata kept, generation
         bumped on a spec change) without its GET per object. Not for Services (their admission needs the
         GET). A chunk whose transaction fails because one object changed is retried object by object."""
@@ -288,12 +298,13 @@ class ResourceStore:
         for i in range(0, len(items), self.max_txn_ops):
             compares, puts = [], []
             for read, wanted in items[i:i + self.max_txn_ops]:
-                key = key_of(read)
+                key = key_of(read if read is not None else wanted)
                 if key_of(wanted) != key or is_service(wanted):
                     raise ValidationError(f"{key}: replace_many cannot change a key or store a Service")
                 path = self.layout.resource_key(key)
-                compares.append(mod_revision_eq(path, int(read["metadata"]["resourceVersion"])))
-                puts.append(Op.put(path, _encode(self._merge(wanted, self._without_rv(read)))))
+                revision = int(read["metadata"]["resourceVersion"]) if read is not None else 0
+                compares.append(mod_revision_eq(path, revision))
+                puts.append(Op.put(path, _encode(self._merge(wanted, self._without_rv(read) if read else None))))
             if self.client.txn(compares, puts).succeeded:
                 done += [True] * len(puts)
                 continue

@@ -233,3 +233,33 @@ def test_replace_many_is_compare_and_swap_per_object_as_put_object_stores(store:
     assert via_put["metadata"]["generation"] == 2  # put_object agrees: unchanged object, same generation
     with pytest.raises(ValidationError, match="cannot change a key"):
         store.replace_many([(a2, {**a2, "metadata": {**a2["metadata"], "name": "other"}})])
+
+
+def test_replace_many_creates_where_nothing_was_read_and_get_many_reads_many(store: ResourceStore) -> None:
+    """``read`` None is a create (compare-and-swap on "no object"): the event recorder writes new and
+    aggregated events in one transaction with it. A create whose key exists meanwhile is refused."""
+    store.apply_many([pod("a")])
+    a = store.get("core", "Pod", "default", "a")
+    assert a is not None
+    assert store.get_many([("core", "Pod", "default", "a"), ("core", "Pod", "default", "b")]) == [a, None]
+    assert store.replace_many([(None, pod("b")), (a, pod("a", image="httpd"))]) == [True, True]
+    assert store.replace_many([(None, pod("c")), (None, pod("a", image="redis"))]) == [True, False]
+    b, a2, c = store.get_many([("core", "Pod", "default", n) for n in "bac"])
+    assert b is not None and a2 is not None and c is not None
+    assert b["metadata"]["generation"] == 1 and b["metadata"]["uid"] and b["metadata"]["creationTimestamp"]
+    assert a2["spec"]["containers"][0]["image"] == "httpd" and a2["metadata"]["uid"] == a["metadata"]["uid"]
+
+
+def test_update_statuses_stores_the_status_and_leaves_its_inputs_alone(store: ResourceStore) -> None:
+    """It encodes shallow copies (the lab kubelet's decoded pods are shared between its passes)."""
+    store.apply_many([pod("a")])
+    a = store.get("core", "Pod", "default", "a")
+    assert a is not None
+    before, status = json.dumps(a, sort_keys=True), {"phase": "Running", "conditions": [{"type": "Ready"}]}
+    assert store.update_statuses([(a, status)]) == [True]
+    assert json.dumps(a, sort_keys=True) == before and status == {"phase": "Running", "conditions": [{"type": "Ready"}]}
+    stored = store.get("core", "Pod", "default", "a")
+    assert stored is not None and stored["status"] == status
+    assert int(stored["metadata"]["resourceVersion"]) > int(a["metadata"]["resourceVersion"])
+    raw = store.client.get(store.path(("core", "Pod", "default", "a")))
+    assert raw is not None and b"resourceVersion" not in raw.value
