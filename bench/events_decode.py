@@ -59,8 +59,9 @@ def _frame(src: str, dst: str, sport: int, dport: int, flags: int) -> bytes:
 
 def _record(kind: int, subtype: int, frame: bytes, *, reason: int, src: int, dst: int, direction: int,
             ep: int, action: int = 0, match: int = 0) -> bytes:
+    dport = struct.unpack_from("!H", frame, 36)[0]  # the datapath writes the packet's (a reply's: the client's)
     header = HEADER.pack(kind, subtype, ep, 0, 0, reason, time.monotonic_ns(), 7, len(frame), len(frame),
-                         src, dst, direction, match, action, 6, 8080, 0, 0)
+                         src, dst, direction, match, action, 6, dport, 0, 0)
     return header + frame + bytes(EVENT_CAPTURE_LEN - len(frame))
 
 
@@ -70,7 +71,7 @@ def crr_records(connections: int) -> list[bytes]:
     c, s = IDENTITIES[CLIENT], IDENTITIES[SERVER]
     out = []
     for i in range(connections):
-        sport = 20000 + i % 40000
+        sport = 1024 + i % 64000
         fwd = [(syn, codes.TRACE_REASON_NEW), (ack, codes.TRACE_REASON_ESTABLISHED),
                (fin | ack, codes.TRACE_REASON_ESTABLISHED)]
         rev = [(syn | ack, codes.TRACE_REASON_REPLY), (fin | ack, codes.TRACE_REASON_REPLY)]
@@ -133,14 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile one run, print the top 25")
     parser.add_argument("--observed", action="store_true", help="a client follows every flow: all are built")
     parser.add_argument("--batch", type=int, default=0, help="records per reader wake-up (default: 200 connections' worth)")
+    parser.add_argument("--connections", type=int, default=8000,
+                        help="connections in the mix, each from its own port (more than the metrics and template "
+                             "caches hold by default, as in a flood)")
     args = parser.parse_args(argv)
-    records = crr_records(200)
+    records = crr_records(args.connections)
+    batch = args.batch or len(records) * 200 // args.connections
     if args.profile:
         prof = cProfile.Profile()
-        prof.runcall(measure, args.seconds, records, args.observed, args.batch)
+        prof.runcall(measure, args.seconds, records, args.observed, batch)
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return 0
-    rates = sorted(measure(args.seconds, records, args.observed, args.batch) for _ in range(args.runs))
+    rates = sorted(measure(args.seconds, records, args.observed, batch) for _ in range(args.runs))
     what = "every flow observed" if args.observed else "nobody observing"
     print(f"events/s/core ({what}): median {rates[len(rates) // 2]:,.0f} "
           f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})")

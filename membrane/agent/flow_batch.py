@@ -183,9 +183,11 @@ class BatchDecoder:
             if self._on_flow is not None:
                 self._on_flow(entry.flow())
             return entry
-        # Everything a metric handler reads: the header but its time and lengths, the addresses,
-        # the layer 4 bytes that say flags, ICMP type or the destination port (which only counts
-        # for flows known not to be replies: port-distribution), both ends as looked up.
+        # Everything a metric handler reads: the header but its time, lengths and port (the
+        # header's dport is no flow field, and a reply's is the client's ephemeral port: with it
+        # every reply would be a key of its own, built), the addresses, the layer 4 bytes that say
+        # flags, ICMP type or the destination port (which only counts for flows known not to be
+        # replies: port-distribution), both ends as looked up.
         port = kind == codes.EVENT_POLICY_VERDICT or (
             kind == codes.EVENT_TRACE and raw[7] & ~codes.TRACE_REASON_ENCRYPT_MASK != codes.TRACE_REASON_REPLY)
         if proto == 6:
@@ -194,7 +196,7 @@ class BatchDecoder:
             l4key = raw[start + 2 : start + 4] if port else b""
         else:
             l4key = raw[start : start + 2]
-        key = (raw[0:8], raw[16:20], raw[28:42], addrs, proto, unfragmented, l4len if l4len < 14 else 14, l4key,
+        key = (raw[0:8], raw[16:20], raw[28:40], addrs, proto, unfragmented, l4len if l4len < 14 else 14, l4key,
                ends)
         counted = counts.get(key)
         if counted is None:
@@ -236,7 +238,8 @@ class BatchDecoder:
         return flow
 
     def _template_key(self, entry: LazyFlow) -> Hashable | None:
-        """What a flow is built from but its UUID, time and ports; None: build it from scratch."""
+        """What a flow is built from but its UUID, time and ports (those of the packet, and the
+        header's dport, which no flow field shows); None: build it from scratch."""
         ends, services, policies = entry.answers
         if policies is not None:
             return None
@@ -246,7 +249,7 @@ class BatchDecoder:
         l4len = end - start if end > start else 0
         proto = raw[HDR + 23]
         l4 = raw[start + 12 : start + 14] if proto == 6 else b"" if proto in _L4_KINDS else raw[start : start + 2]
-        key = (raw[0:8], raw[16:20], raw[28:48], raw[HDR : HDR + 15], raw[HDR + 20] & 0x1F or raw[HDR + 21], proto,
+        key = (raw[0:8], raw[16:20], raw[28:40], raw[HDR : HDR + 15], raw[HDR + 20] & 0x1F or raw[HDR + 21], proto,
                raw[HDR + 26 : HDR + 34], l4len if l4len < 14 else 14, l4, ends,
                services)
         return key
