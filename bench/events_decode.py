@@ -108,10 +108,9 @@ def pipeline() -> tuple[FlowPipeline, FlowRing]:
 
 
 def measure(seconds: float, records: list[bytes], observed: bool = False, batch: int = 0) -> float:
-    """Events per CPU-second (this thread.s) through the pipeline.s record handler, for about ``seconds``
-    of wall clock; ``observed``: a
-    client follows every flow (``observe -f``), so each one is built; ``batch``: records per wake-up
-    of the reader (0: all of them)."""
+    """Events per CPU-second (this thread's) through the pipeline's record handler, for about
+    ``seconds`` of wall clock; ``observed``: a client follows every flow (``observe -f``), so each one
+    is built; ``batch``: records per wake-up of the reader (0: all of them)."""
     pipe, ring = pipeline()
     chunks = [records[i : i + batch] for i in range(0, len(records), batch)] if batch else [records]
 
