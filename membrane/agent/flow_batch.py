@@ -1,8 +1,8 @@
 """Ring-buffer records to flow-ring entries in batches, building no protobuf for what nobody reads.
 
 Traces, drops and policy verdicts of IPv4 packets (what a connection flood is made of) become
-:class:`~membrane.hubble.lazyflow.LazyFlow` entries. At arrival the record is only peeked at (two
-``struct`` unpacks), and the agent's lookups are asked then, as the eager path asks them (pods and
+:class:`~membrane.hubble.lazyflow.LazyFlow` entries. At arrival the record is only peeked at (one
+``struct`` unpack), and the agent's lookups are asked then, as the eager path asks them (pods and
 identities, the Services of both ports, a spoofed sender's endpoint, the policies behind a verdict):
 the answers are those of that moment, kept beside the raw record. Within one batch (what one wake-up
 of the reader found) each address pair is looked up once.
