@@ -294,3 +294,11 @@ def test_replies_to_fresh_client_ports_share_one_metrics_key_and_one_template() 
     assert sum(_values(metrics)["hubble_flows_processed_total"].values()) == 10
     assert [without_uuid(e.flow()) for e in entries] == [without_uuid(eager(r)) for r in records[:5]]  # type: ignore[union-attr,arg-type]
     assert len(dec._templates) == 1  # noqa: SLF001
+
+
+def test_a_record_ending_inside_the_ip_header_takes_the_eager_path() -> None:
+    full = record(codes.EVENT_TRACE, codes.TRACE_TO_LXC, packet=tcp(A, B, 40000, 8080, SYN)[:20], protocol=6)
+    short = full[: dpev.EVENT_HEADER_LEN + 20]  # what a shorter record of the ring would hold
+    entries, bad = decoder().decode([short])
+    assert bad == 0 and len(entries) == 1 and not isinstance(entries[0], LazyFlow)
+    assert without_uuid(entries[0]) == without_uuid(eager(short))  # type: ignore[arg-type]
