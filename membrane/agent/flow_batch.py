@@ -1,8 +1,8 @@
 """Ring-buffer records to flow-ring entries in batches, building no protobuf for what nobody reads.
 
 Traces, drops and policy verdicts of IPv4 packets (what a connection flood is made of) become
-:class:`~membrane.hubble.lazyflow.LazyFlow` entries. At arrival the record is only peeked at (two
-``struct`` unpacks), and the agent's lookups are asked then, as the eager path asks them (pods and
+:class:`~membrane.hubble.lazyflow.LazyFlow` entries. At arrival the record is only peeked at (one
+``struct`` unpack), and the agent's lookups are asked then, as the eager path asks them (pods and
 identities, the Services of both ports, a spoofed sender's endpoint, the policies behind a verdict):
 the answers are those of that moment, kept beside the raw record. Within one batch (what one wake-up
 of the reader found) each address pair is looked up once.
@@ -41,11 +41,16 @@ from membrane.model import datapath_codes as codes
 log = logging.getLogger(__name__)
 
 HDR = dpev.EVENT_HEADER_LEN  # the frame starts here in a record
-ETH_P_IP = 0x0800
-# peeks: (type, ep_id, drop_reason, cap_len) of the header; (ethertype, version/IHL, fragment field,
-# protocol, both addresses) of an Ethernet + IPv4 frame
-_PEEK_HEADER = struct.Struct("<BxHxxB17xI")
-_PEEK_IPV4 = struct.Struct("!12xHB5xHxB2x8s")
+# One peek at a record: (type, ep_id, drop_reason, cap_len) of the header, then of the Ethernet + IPv4
+# frame after it (ethertype read little-endian, version/IHL, the two bytes of flags and fragment
+# offset, protocol, both addresses).
+_PEEK = struct.Struct("<BxHxxB17xI32xHB5xBBxB2x8s")
+ETH_P_IP_LE = 0x0008  # ETH_P_IP as _PEEK reads it
+_LAZY_KINDS = frozenset((codes.EVENT_TRACE, codes.EVENT_DROP, codes.EVENT_POLICY_VERDICT))
+_TRACE, _DROP, _VERDICT = codes.EVENT_TRACE, codes.EVENT_DROP, codes.EVENT_POLICY_VERDICT
+_REASON_MASK, _REPLY = ~codes.TRACE_REASON_ENCRYPT_MASK, codes.TRACE_REASON_REPLY
+_SPOOFED = monitor.SPOOFED_SOURCE_REASONS
+_CAPTURE_LEN = dpev.EVENT_CAPTURE_LEN
 _PORTS = struct.Struct("!HH")
 _L4_KINDS = {6: "TCP", 17: "UDP", 132: "SCTP"}
 _L4_MIN = {6: 14, 17: 4, 132: 4}  # bytes packet.py needs before it decodes the layer
@@ -105,6 +110,7 @@ class BatchDecoder:
         bad = 0
         ends: dict[bytes, tuple[str, str, _Ends]] = {}  # this batch's lookups, by address pair
         counts: dict[Hashable, list[Any]] = {}  # metrics key -> [events, the first entry]
+        eager = 0
         for raw in records:
             if len(raw) < HDR:
                 bad += 1
@@ -118,8 +124,11 @@ class BatchDecoder:
                     bad += 1
                     log.warning("datapath event: %s", exc)
                     continue
-            if entry is not None:
-                out.append(entry)
+                if entry is None:
+                    continue
+                eager += 1
+            out.append(entry)
+        self.lazy += len(out) - eager
         if self._count_keyed is not None:
             for key, (n, first) in counts.items():
                 self._count_keyed(key, first.flow, n)
@@ -151,50 +160,47 @@ class BatchDecoder:
     def _lazy(self, raw: bytes, batch_ends: dict[bytes, tuple[str, str, _Ends]],
               counts: dict[Hashable, list[Any]]) -> LazyFlow | None:
         """The entry of an IPv4 trace, drop or policy verdict, or None for the eager path."""
-        kind, ep_id, drop_reason, cap = _PEEK_HEADER.unpack_from(raw)
-        if kind != codes.EVENT_TRACE and kind != codes.EVENT_DROP and kind != codes.EVENT_POLICY_VERDICT:
+        if len(raw) < _PEEK.size:
             return None
-        if cap < 34 or cap > dpev.EVENT_CAPTURE_LEN:
-            return None
-        ethertype, ihl, frag, proto, addrs = _PEEK_IPV4.unpack_from(raw, HDR)
-        if ethertype != ETH_P_IP:
+        kind, ep_id, drop_reason, cap, ethertype, ihl, frag_hi, frag_lo, proto, addrs = _PEEK.unpack_from(raw)
+        if kind not in _LAZY_KINDS or cap < 34 or cap > _CAPTURE_LEN or ethertype != ETH_P_IP_LE:
             return None
         found = batch_ends.get(addrs)
         if found is None:
             found = batch_ends[addrs] = self._ends(addrs)
         src_ip, dst_ip, ends = found
-        if (kind == codes.EVENT_DROP and drop_reason in monitor.SPOOFED_SOURCE_REASONS and ep_id
+        if (kind == _DROP and drop_reason in _SPOOFED and ep_id
                 and self._lookup_endpoint is not None):  # the real sender: the endpoint whose hook dropped it
             ends = _Ends(self._lookup_endpoint(ep_id), ends.dst)
         start, end = HDR + 14 + (ihl & 0x0F) * 4, HDR + cap
         l4len = end - start if end > start else 0
-        unfragmented = not frag & 0x1FFF
+        unfragmented = not (frag_hi & 0x1F or frag_lo)
         services = None
         if self._lookup_service is not None and unfragmented and proto in _L4_KINDS and l4len >= _L4_MIN[proto]:
             sport, dport = _PORTS.unpack_from(raw, start)
             name = _L4_KINDS[proto]
             services = (self._lookup_service(src_ip, sport, name), self._lookup_service(dst_ip, dport, name))
         policies = None
-        if kind == codes.EVENT_POLICY_VERDICT:
+        if kind == _VERDICT:
             policies = self._policies(raw, proto, start, l4len, unfragmented)
         entry = LazyFlow(self._build, raw, (ends, services, policies), next_flow_number())
-        self.lazy += 1
         if self._count_keyed is None:
             if self._on_flow is not None:
                 self._on_flow(entry.flow())
             return entry
-        # Everything a metric handler reads: the header but its time and lengths, the addresses,
-        # the layer 4 bytes that say flags, ICMP type or the destination port (which only counts
-        # for flows known not to be replies: port-distribution), both ends as looked up.
-        port = kind == codes.EVENT_POLICY_VERDICT or (
-            kind == codes.EVENT_TRACE and raw[7] & ~codes.TRACE_REASON_ENCRYPT_MASK != codes.TRACE_REASON_REPLY)
+        # Everything a metric handler reads: the header but its time, lengths and port (the
+        # header's dport is no flow field, and a reply's is the client's ephemeral port: with it
+        # every reply would be a key of its own, built), the addresses, the layer 4 bytes that say
+        # flags, ICMP type or the destination port (which only counts for flows known not to be
+        # replies: port-distribution), both ends as looked up.
+        port = kind == _VERDICT or (kind == _TRACE and raw[7] & _REASON_MASK != _REPLY)
         if proto == 6:
             l4key = raw[start + 12 : start + 14] + (raw[start + 2 : start + 4] if port else b"")
         elif proto in _L4_KINDS:
             l4key = raw[start + 2 : start + 4] if port else b""
         else:
             l4key = raw[start : start + 2]
-        key = (raw[0:8], raw[16:20], raw[28:42], addrs, proto, unfragmented, l4len if l4len < 14 else 14, l4key,
+        key = (raw[0:8], raw[16:20], raw[28:40], addrs, proto, unfragmented, l4len if l4len < 14 else 14, l4key,
                ends)
         counted = counts.get(key)
         if counted is None:
@@ -236,7 +242,8 @@ class BatchDecoder:
         return flow
 
     def _template_key(self, entry: LazyFlow) -> Hashable | None:
-        """What a flow is built from but its UUID, time and ports; None: build it from scratch."""
+        """What a flow is built from but its UUID, time and ports (those of the packet, and the
+        header's dport, which no flow field shows); None: build it from scratch."""
         ends, services, policies = entry.answers
         if policies is not None:
             return None
@@ -246,7 +253,7 @@ class BatchDecoder:
         l4len = end - start if end > start else 0
         proto = raw[HDR + 23]
         l4 = raw[start + 12 : start + 14] if proto == 6 else b"" if proto in _L4_KINDS else raw[start : start + 2]
-        key = (raw[0:8], raw[16:20], raw[28:48], raw[HDR : HDR + 15], raw[HDR + 20] & 0x1F or raw[HDR + 21], proto,
+        key = (raw[0:8], raw[16:20], raw[28:40], raw[HDR : HDR + 15], raw[HDR + 20] & 0x1F or raw[HDR + 21], proto,
                raw[HDR + 26 : HDR + 34], l4len if l4len < 14 else 14, l4, ends,
                services)
         return key

@@ -39,17 +39,17 @@ class ServiceIndex:
             frontends.setdefault((entry.ip, entry.port, entry.protocol.upper()), owner)
             for ip, port in entry.backends:
                 backends.setdefault((ip, port, entry.protocol.upper()), owner)
-        self._frontends = frontends
-        self._backends = backends
+        self._frontends = len(frontends)
+        self._owners = {**backends, **frontends}  # a frontend wins over a backend on the same ip:port
+        self._ips = frozenset(ip for ip, _port, _proto in self._owners)  # most flow ends use none
 
     def __len__(self) -> int:
-        return len(self._frontends)
+        return self._frontends
 
     def lookup(self, ip: str, port: int, protocol: int | str) -> tuple[str, str] | None:
         """The Service (namespace, name) whose frontend or backend is ``ip:port`` over ``protocol``
         (an IP protocol number or name); None for an address no Service uses or without a port."""
-        if not port:
+        if ip not in self._ips or not port:  # asked twice for every flow: the common answer first
             return None
         proto = _PROTOCOLS.get(protocol, "") if isinstance(protocol, int) else protocol.upper()
-        key = (ip, port, proto)
-        return self._frontends.get(key) or self._backends.get(key)
+        return self._owners.get((ip, port, proto))

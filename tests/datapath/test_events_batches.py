@@ -109,3 +109,18 @@ def test_records_arriving_while_the_reader_lingers_join_one_batch(node: Node,
     finally:
         monitor.stop()
     assert [len(b) for b in batches] == [4]
+
+
+def test_a_second_reader_starts_where_the_first_one_stopped(node: Node) -> None:
+    # the consumer position lives in the ring's consumer page: what a reader took is gone for the next
+    read: list[list[bytes]] = []
+    for ports in ((42000, 42001), (42002, 42003, 42004)):
+        for sport in ports:
+            node.exchange(A, B, tcp(sport, 80, SYN))
+        taken: list[bytes] = []
+        monitor = EventMonitor(node.pin_dir, lambda _e: None, on_records=lambda r, into=taken: into.extend(r) or 0)
+        monitor.start()
+        monitor.stop()
+        read.append(taken)
+    sports = [[int.from_bytes(r[48 + 34 : 48 + 36], "big") for r in records] for records in read]
+    assert sports == [[42000, 42001], [42002, 42003, 42004]]

@@ -1,5 +1,5 @@
 """Trace, drop and policy-verdict events of from_container / to_container, packet by packet
-(BPF_PROG_TEST_RUN), read back through EventMonitor (libbpf ring buffer, epoll thread)."""
+(BPF_PROG_TEST_RUN), read back through EventMonitor (the ring buffer read through its mapping, epoll thread)."""
 
 from __future__ import annotations
 

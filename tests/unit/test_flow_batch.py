@@ -269,3 +269,36 @@ def test_endpoint_infos_with_list_fields_still_decode_and_count() -> None:
     assert bad == 0 and len(entries) == 6
     assert [e.flow().source.labels for e in entries] == [["k8s:app=a"]] * 6  # type: ignore[union-attr]
     assert sum(_values(metrics)["hubble_flows_processed_total"].values()) == 6
+
+
+def test_replies_to_fresh_client_ports_share_one_metrics_key_and_one_template() -> None:
+    # the datapath writes the packet's destination port into the header: a reply's is the client's
+    # ephemeral port, new for every connection of a CRR flood; no flow field shows it
+    records = [record(codes.EVENT_TRACE, codes.TRACE_TO_LXC, packet=tcp(B, A, 8080, sport, SYN | ACK),
+                      trace_reason=codes.TRACE_REASON_REPLY, protocol=6, ep_id=11,
+                      direction=dpev.DIRECTION_INGRESS, dport=sport)
+               for sport in range(40000, 40010)]
+    metrics = HubbleMetrics(Registry(), METRICS)
+    builds: list[int] = []
+
+    def count_keyed(key: object, build: Callable[[], flow_pb2.Flow], n: int) -> None:
+        def counted() -> flow_pb2.Flow:
+            builds.append(n)
+            return build()
+        metrics.process_keyed(key, counted, n)  # type: ignore[arg-type]
+
+    dec = decoder(count_keyed=count_keyed)
+    entries, _ = dec.decode(records[:5])
+    dec.decode(records[5:])
+    assert builds == [5]  # one flow built for the metrics of all ten
+    assert sum(_values(metrics)["hubble_flows_processed_total"].values()) == 10
+    assert [without_uuid(e.flow()) for e in entries] == [without_uuid(eager(r)) for r in records[:5]]  # type: ignore[union-attr,arg-type]
+    assert len(dec._templates) == 1  # noqa: SLF001
+
+
+def test_a_record_ending_inside_the_ip_header_takes_the_eager_path() -> None:
+    full = record(codes.EVENT_TRACE, codes.TRACE_TO_LXC, packet=tcp(A, B, 40000, 8080, SYN)[:20], protocol=6)
+    short = full[: dpev.EVENT_HEADER_LEN + 20]  # what a shorter record of the ring would hold
+    entries, bad = decoder().decode([short])
+    assert bad == 0 and len(entries) == 1 and not isinstance(entries[0], LazyFlow)
+    assert without_uuid(entries[0]) == without_uuid(eager(short))  # type: ignore[arg-type]
