@@ -34,6 +34,9 @@ WORKERS = START_WORKERS  # the lab kubelet's pod-start parallelism; the baseline
 MEMBRANE = os.path.join(os.path.dirname(sys.executable), "membrane")
 
 NODES = ["k8s-ctr", "k8s-w1", "k8s-w2"]
+# Above ~100 pods a node (MEMBRANE_BENCH_PODS=1000, the policy benchmark's population) the default
+# maxPods (110) and /24 pod CIDRs do not hold them: the policy benchmark's settings.
+LAB_SETTINGS = ("--set", "maxPods=400", "--set", "clusterPoolIPv4MaskSize=22") if PODS > 300 else ()
 PROBE_NODE = "k8s-w2"
 PROBE_POD = f"""apiVersion: v1
 kind: Pod
@@ -74,7 +77,7 @@ def _ours(run: int) -> tuple[float, list[float], list[float], dict[str, tuple[fl
     lab = f"bench{secrets.token_hex(2)}"
     marks = tempfile.mkdtemp(prefix="membrane-bench-ttfp-")
     try:
-        _m(lab, "lab", "create", "--nodes", "3", timeout=300)
+        _m(lab, "lab", "create", "--nodes", "3", *LAB_SETTINGS, timeout=300)
         _m(lab, "apply", "-f", "-", input=PROBE_POD)
         store = ResourceStore(EtcdClient(LabPaths(lab).etcd_endpoint), "default")
         probe_ip = _wait_ip(store, "ttfp-probe")
