@@ -18,7 +18,7 @@ import struct
 from membrane.datapath.bpf.bpf_object import BpfObject
 from membrane.datapath.bpf.errors import BpfError
 from membrane.datapath.bpf.libbpf import lib
-from membrane.datapath.bpf.syscalls import close_fd, obj_pin, prog_info
+from membrane.datapath.bpf.syscalls import close_fd, obj_pin_replace, prog_info
 from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.loader import find_object
 from membrane.datapath.maps.abi import sock_abi_drift
@@ -105,15 +105,8 @@ class SocketLB:
         link_fd = lib().bpf_link_create(prog_fd, cgroup_fd, attach_type, None)
         if link_fd < 0:
             raise BpfError(-link_fd, f"attach {name} to the cgroup-v2 root")
-        final = os.path.join(link_dir(self.pin_dir), name)
-        temporary = f"{final}_new_{os.getpid()}"
         try:
-            obj_pin(link_fd, temporary)
-            os.replace(temporary, final)
-        except BaseException:
-            if os.path.lexists(temporary):
-                os.unlink(temporary)
-            raise
+            obj_pin_replace(link_fd, os.path.join(link_dir(self.pin_dir), name))
         finally:
             close_fd(link_fd)  # the pin holds the link from now on
 

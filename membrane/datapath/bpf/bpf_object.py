@@ -8,7 +8,7 @@ import os
 
 from membrane.datapath.bpf.errors import BpfError
 from membrane.datapath.bpf.libbpf import BpfObjectOpenOpts, c_path, check, last_errno, lib, sized
-from membrane.datapath.bpf.syscalls import obj_pin
+from membrane.datapath.bpf.syscalls import obj_pin_replace
 
 # Room for the verifier log of a failed load (libbpf retries a failed load with logging on).
 VERIFIER_LOG_SIZE = 4 << 20
@@ -107,14 +107,7 @@ class BpfObject:
         """Pin a loaded program at ``path``, replacing an older pin there in one rename."""
         fd = self.program_fd(name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        temporary = f"{path}_new_{os.getpid()}"  # bpffs names may not contain dots
-        try:
-            obj_pin(fd, temporary)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.lexists(temporary):
-                os.unlink(temporary)
-            raise
+        obj_pin_replace(fd, path)
 
     def close(self) -> None:
         if self._handle is not None:

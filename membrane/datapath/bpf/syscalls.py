@@ -82,6 +82,18 @@ def obj_pin(fd: int, path: str) -> None:
     check(lib().bpf_obj_pin(fd, c_path(path)), f"pin {path}")
 
 
+def obj_pin_replace(fd: int, path: str) -> None:
+    """Pin ``fd`` at ``path``, replacing an older pin there in one rename (readers never see none)."""
+    temporary = f"{path}_new_{os.getpid()}"  # bpffs names may not contain dots
+    try:
+        obj_pin(fd, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
+
+
 def close_fd(fd: int) -> None:
     """Close an fd we own; closing twice is a bug, so EBADF propagates."""
     os.close(fd)
