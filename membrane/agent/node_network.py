@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from membrane.agent.local_state import EncodedEndpoints, LocalState, load_state, save_state
+from membrane.agent.local_state import ChangedEndpoints, LocalState, StateChanges, load_state, save_state
 from membrane.agent.socket_lb_sync import SocketLBSync
 from membrane.agent.state_writer import StateWriter
 from membrane.datapath.linux import links, pod_link, routes, sysctl
@@ -67,10 +67,11 @@ class NodeNetwork:
             self.table, EndpointsOps(lambda: self.datapath.endpoints if self.datapath is not None else None,
                                      self.table.items), name="bpf-endpoints", prune_interval=PRUNE_SECONDS)
         self._map_lock = threading.Lock()  # parallel ADDs write the endpoints table one at a time
-        # The state file, written off the node lock (save_state looked up at each write, for tests). A
-        # change only marks its endpoint; the writer snapshots (under the node lock) once per write, so a
-        # burst of changes costs one snapshot per write, and only changed endpoints are encoded again.
-        self._encoded = EncodedEndpoints()
+        # The state files, written off the node lock (save_state looked up at each write, for tests). A
+        # change only marks its endpoint; the writer takes the marked ones (under the node lock) once per
+        # write and writes their files only: O(changed) per write, whatever the node's endpoint count.
+        self._changed = ChangedEndpoints()
+        self._node_part: dict[str, Any] | None = None  # the node's part of the state, when it must be written
         self._writer: StateWriter[None] = StateWriter(lambda _none: self._write_state())
 
     # ---- start-up -------------------------------------------------------------------------------
@@ -78,16 +79,16 @@ class NodeNetwork:
         """Prepare the node for pods: sysctls, router IP device, BPF programs; restore endpoints."""
         with self.lock:
             saved = load_state(self.state_path)
-            if saved.pod_cidr and saved.pod_cidr == pod_cidr and saved.ipam:
-                self.allocator = HostScopeAllocator.restore(saved.ipam)
-                self.router_ip = saved.router_ip
-            else:
-                if saved.pod_cidr and saved.pod_cidr != pod_cidr:
-                    log.warning("pod CIDR changed from %s to %s: discarding old local state", saved.pod_cidr, pod_cidr)
-                    saved = LocalState()
-                self.allocator = HostScopeAllocator(pod_cidr)
-                self.router_ip = self.allocator.reserve_router()
+            for item in saved.endpoints:  # each file is rewritten, or removed if its endpoint is not kept
+                self._changed.changed((item.get("container_id", ""), item.get("ifname", "")))
+            if saved.pod_cidr and saved.pod_cidr != pod_cidr:
+                log.warning("pod CIDR changed from %s to %s: discarding old local state", saved.pod_cidr, pod_cidr)
+                saved = LocalState()
+            # The IP allocations are the router's and the restored endpoints' (_restore_endpoints).
+            self.allocator = HostScopeAllocator(pod_cidr)
+            self.router_ip = self.allocator.reserve_router()
             self.pod_cidr = pod_cidr
+            self._node_part = {"pod_cidr": pod_cidr, "router_ip": self.router_ip}
             sysctl.set_sysctl("net.ipv4.ip_forward", "1")
             sysctl.set_sysctl("net.ipv4.conf.all.rp_filter", "0")
             sysctl.set_sysctl("net.ipv4.conf.default.rp_filter", "0")
@@ -97,7 +98,7 @@ class NodeNetwork:
             self.datapath.load()
             self._restore_endpoints(saved.endpoints)
             self.socket_lb.start(self.endpoints.list())  # socket LB
-            self._encoded.changed()  # every endpoint
+            self._changed.changed()  # every endpoint
             written = self._persist()
         self._writer.wait(written)  # outside the lock: the writer takes its snapshot under it
 
@@ -110,8 +111,8 @@ class NodeNetwork:
             ifindex = links.link_index(ep.host_ifname)
             if ifindex is None:
                 log.info("endpoint %d (%s): veth %s is gone, releasing %s", ep.id, ep.pod_key, ep.host_ifname, ep.ipv4)
-                self.allocator.release(ep.ipv4)
                 continue
+            self.allocator.allocate_specific(ep.ipv4, ep.pod_key)
             ep.host_ifindex = ifindex
             keep.append(ep)
         valid_ips = set()
@@ -125,10 +126,7 @@ class NodeNetwork:
         self.table.mark_initialized()
         self._apply(valid_ips)
         self.datapath.reattach_all([ep.host_ifindex for ep in keep])
-        # Allocations without an endpoint (a crash between allocate and persist) are released.
-        for ip, owner in list(self.allocator.used().items()):
-            if owner != "router" and ip not in valid_ips:
-                self.allocator.release(ip)
+        # An allocation without an endpoint (a crash between allocate and persist) was never restored.
 
     # ---- endpoints --------------------------------------------------------------------------------
     def add_endpoint(self, container_id: str, ifname: str, netns: str, namespace: str, pod: str,
@@ -279,7 +277,7 @@ class NodeNetwork:
             for ep in self.endpoints.list():
                 if ep.pod_key == pod_key and ep.labels != labels:
                     ep.labels = dict(labels)
-                    self._encoded.changed(ep.key)
+                    self._changed.changed(ep.key)
                     changed = True
             if changed:
                 self._persist()
@@ -297,7 +295,7 @@ class NodeNetwork:
                 labels = labels_of(ep.namespace, ep.pod_name)
                 if ep.labels != labels:
                     ep.labels = dict(labels)
-                    self._encoded.changed(ep.key)
+                    self._changed.changed(ep.key)
                     changed = True
             if changed:
                 self._persist()
@@ -383,20 +381,27 @@ class NodeNetwork:
 
     def _persist(self, key: tuple[str, str] | None = None) -> int:
         """Ask the state writer for a write (under the node lock; ``key``: the endpoint that changed, if
-        one did; IP allocations are snapshotted whole each write); ``wait`` on the number returned,
-        outside the node lock, for this change to be on disk."""
+        one did; IP allocations follow the endpoints); ``wait`` on the number returned, outside the node
+        lock, for this change to be on disk."""
         if key is not None:
-            self._encoded.changed(key)
+            self._changed.changed(key)
         return self._writer.submit(None)
 
     def _write_state(self) -> None:
-        """The writer thread: one snapshot under the node lock, taken after the change of every
-        request it answers (each asked under that lock), then encoded and written outside it."""
+        """The writer thread: the endpoints changed since the last write, taken under the node lock
+        after the change of every request it answers (each asked under that lock), then encoded and
+        written outside it. What a failed write held is written again by the next one."""
         with self.lock:
-            assert self.allocator is not None
-            state = LocalState(self.pod_cidr, self.router_ip, self.allocator.snapshot(),
-                               encoded=self._encoded.take(self.endpoints))
-        save_state(self.state_path, state)
+            changes = StateChanges(self._node_part, self._changed.take(self.endpoints))
+            self._node_part = None
+        try:
+            save_state(self.state_path, changes)
+        except BaseException:
+            with self.lock:
+                self._changed.again(set(changes.endpoints))
+                if self._node_part is None:
+                    self._node_part = changes.node
+            raise
 
     def close(self) -> None:
         self._writer.close()

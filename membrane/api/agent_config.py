@@ -24,8 +24,8 @@ AGENT_OPTIONS: tuple[Option, ...] = (
            "direct routes, L2 announcements)", "eth0"),
     Option("run-dir", "directory of the agent's sockets: agent-<node>.sock (API), hubble-<node>.sock, "
            "metrics-<node>.sock", "/var/run/membrane"),
-    Option("state-dir", "directory of the node's local state (state.json: IPAM and endpoints, kept over "
-           "restarts)", "/var/lib/membrane"),
+    Option("state-dir", "directory of the node's local state (state.json and endpoints/*.json, one file "
+           "per endpoint, kept over restarts)", "/var/lib/membrane"),
     Option("bpf-pin-dir", "bpffs directory where the node's maps and programs are pinned",
            "/sys/fs/bpf/membrane"),
     Option("tls-dir", "Hubble TLS files: ca.crt, hubble-server-<node>.crt/.key (empty: <run-dir>/tls)", ""),

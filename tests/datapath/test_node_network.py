@@ -144,6 +144,28 @@ def test_add_after_a_restart_finds_the_endpoint_and_new_adds_do_not_reuse_its_ip
         again.net.close()
 
 
+def test_a_restart_restores_from_the_endpoint_files_and_drops_those_whose_veth_is_gone(
+        node: Node, make_netns, tmp_path, pin_dir) -> None:
+    # issue 16: one file per endpoint; the IP allocations are rebuilt from them
+    a, b = make_netns("a"), make_netns("b")
+    first, second = node.add(a, "a"), node.add(b, "b")
+    node.net.set_identity(first.container_id, "eth0", 4242)
+    node.net.close()
+    assert sorted(p.name for p in (tmp_path / "endpoints").iterdir()) == ["cida@eth0.json", "cidb@eth0.json"]
+    node.run(links.delete_link, second.host_ifname)  # b's veth went while the agent was away
+    again = Node(node.netns, str(tmp_path / "state.json"), pin_dir)
+    try:
+        kept = again.net.endpoints.get(first.container_id, "eth0")
+        assert kept is not None and kept.identity == 4242 and kept.ipv4 == first.ipv4
+        assert again.net.endpoints.get(second.container_id, "eth0") is None
+        assert again.leftovers()["ips"] == {first.ipv4: "default/a"}  # b's address is free again
+        assert sorted(p.name for p in (tmp_path / "endpoints").iterdir()) == ["cida@eth0.json"]
+        assert again.remove("a") is not None
+        assert list((tmp_path / "endpoints").iterdir()) == []
+    finally:
+        again.net.close()
+
+
 def test_an_add_waits_for_identity_and_policy_of_the_current_identity(node: Node, make_netns) -> None:
     ep = node.add(make_netns("w"), "w")
     assert not node.net.wait_regenerated(ep.container_id, "eth0", 0.05)  # no identity yet
