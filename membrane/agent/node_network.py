@@ -317,6 +317,8 @@ class NodeNetwork:
             if ep is None or (ep.identity == identity and ep.state == STATE_READY):
                 return
             assert self.datapath is not None
+            if ep.identity != identity:
+                self.endpoints.touch(ep.key)  # the policy controller looks at the changed endpoints only
             ep.identity = identity
             if ep.state != STATE_READY and (added := self._added_at.pop(ep.key, None)) is not None:
                 self.stats.observe("waitingForIdentity", time.monotonic() - added)

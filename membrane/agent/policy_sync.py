@@ -38,6 +38,7 @@ from typing import Any
 from membrane.agent.host_firewall import HostFirewall
 from membrane.agent.ipcache_sync import NotApplied
 from membrane.agent.node_network import NodeNetwork
+from membrane.agent.policy_endpoints import PolicyEndpoints
 from membrane.agent.policy_fqdn import FQDNPolicy
 from membrane.agent.policy_rows import HOST_IDENTITY, label_map, map_rules
 from membrane.datapath.maps.ops import PolicyOps
@@ -116,6 +117,8 @@ class PolicySync(FQDNPolicy):
         self._contextual: set[str] = set()  # store keys of policies that name CIDR groups or Services
         self._ids_seen: dict[str, int] = {}  # identity key -> mod revision
         self._resolved: dict[int, tuple[int, ResolvedPolicy]] = {}  # ep id -> (identity, policy)
+        self._eps = PolicyEndpoints(net)  # which endpoints a run looks at (the changed ones: issue 16)
+        self._l7: set[int] = set()  # endpoints whose resolved policy redirects to a proxy
         self._last_mode = ""
         self._map_synced = False  # the first sync writes the whole map
         self._published_cidrs: dict[str, int] = {}  # the CIDR prefixes the ipcache is asked to hold
@@ -258,7 +261,11 @@ class PolicySync(FQDNPolicy):
     # ---- the controller run -------------------------------------------------------------------------
     def sync(self) -> None:
         with self._lock:
-            self._sync()
+            try:
+                self._sync()
+            except BaseException:
+                self._eps.everything()  # the endpoints this run took from the change log, looked at again
+                raise
 
     def _sync(self) -> None:
         start = time.monotonic()
@@ -280,10 +287,13 @@ class PolicySync(FQDNPolicy):
             self.entities = {name: entity_identities(name, self.identities, self.cluster) for name in ENTITIES}
             self._entities_of = self._identities_version
         entities = self.entities
-        endpoints = {ep.id: ep for ep in self.net.endpoints.list() if ep.identity}
+        # the endpoints that changed, those of identities whose policy may have, those left behind
+        endpoints, looked = self._eps.select(dirty, self._behind, everything=full or not self._map_synced)
         changed: set[int] = set(self._behind)
-        for ep_id in [i for i in self._resolved if i not in endpoints and i != HOST_ENDPOINT_ID]:
+        for ep_id in [i for i in looked if i in self._resolved and i not in endpoints and i != HOST_ENDPOINT_ID]:
             del self._resolved[ep_id]
+            self._eps.forget(ep_id)
+            self._l7.discard(ep_id)
             changed.add(ep_id)
         recomputed = 0
         for ep in endpoints.values():
@@ -292,6 +302,11 @@ class PolicySync(FQDNPolicy):
                 continue
             resolved = self.repo.resolve(ep.identity, entities=entities, mode=mode, named_ports=self._named_ports(ep))
             self._resolved[ep.id] = (ep.identity, resolved)
+            self._eps.resolved(ep)
+            if resolved.l7:
+                self._l7.add(ep.id)
+            else:
+                self._l7.discard(ep.id)
             recomputed += 1
             changed.add(ep.id)
         if self._resolve_host(dirty, entities, mode, full):
@@ -380,8 +395,8 @@ class PolicySync(FQDNPolicy):
         if scope is None or HOST_ENDPOINT_ID in scope:
             self._enforce_host(gaining=False)
         # 2. the map holds exactly the resolved entries of the endpoints we have (of those in scope)
-        rules = [rule for ep_id, (_i, r) in self._resolved.items() if scope is None or ep_id in scope
-                 for rule in map_rules(ep_id, r, self._proxy_ports(ep_id, r))]
+        resolved = self._resolved if scope is None else {i: self._resolved[i] for i in scope if i in self._resolved}
+        rules = [rule for ep_id, (_i, r) in resolved.items() for rule in map_rules(ep_id, r, self._proxy_ports(ep_id, r))]
         failed: NotApplied | None = None
         try:
             self._write(desired_slots(rules), scope)
@@ -417,7 +432,7 @@ class PolicySync(FQDNPolicy):
         return got[0] if got is not None else None
 
     def endpoint_named_ports(self, ep_id: int) -> NamedPorts:
-        ep = next((e for e in self.net.endpoints.list() if e.id == ep_id), None)
+        ep = next((e for e in self.net.endpoints.list() if e.id == ep_id), None)  # not per event: flow names
         return self._named_ports(ep) if ep is not None else {}
 
     def policy_revisions(self) -> dict[Origin, int]:
@@ -426,7 +441,8 @@ class PolicySync(FQDNPolicy):
 
     def l7_endpoints(self) -> list[int]:
         """The endpoints whose policy redirects something to a proxy."""
-        return [ep_id for ep_id, (_i, r) in self._resolved.items() if r.l7]
+        host = self._resolved.get(HOST_ENDPOINT_ID)
+        return sorted(self._l7 | ({HOST_ENDPOINT_ID} if host is not None and host[1].l7 else set()))
 
     def resolved(self) -> list[dict[str, Any]]:
         out = []

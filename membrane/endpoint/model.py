@@ -74,6 +74,10 @@ class EndpointTable:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], Endpoint] = {}
+        # by ID and by IP (neither changes in an endpoint's life): a flow or a pod event looks one up per
+        # event, and a pass over every endpoint for it was O(n) per event (issue 16)
+        self._by_id: dict[int, Endpoint] = {}
+        self._by_ip: dict[str, Endpoint] = {}
         # Which endpoints were put or removed, newest last, with the version of that change: controllers
         # ask ``changed_since`` for the endpoints that changed instead of going over all of them.
         self.version = 0
@@ -87,31 +91,47 @@ class EndpointTable:
         return self._by_key.get((container_id, ifname))
 
     def by_ip(self, ip: str) -> Endpoint | None:
-        return next((ep for ep in self._by_key.values() if ep.ipv4 == ip), None)
+        return self._by_ip.get(ip)
 
     def by_id(self, ep_id: int) -> Endpoint | None:
-        return next((ep for ep in self._by_key.values() if ep.id == ep_id), None)
+        return self._by_id.get(ep_id)
 
     def list(self) -> list[Endpoint]:
         return sorted(self._by_key.values(), key=lambda ep: ep.id)
 
     def next_id(self, exclude: Collection[int] = ()) -> int:
         """The lowest free ID, skipping ``exclude`` (IDs of endpoints still being created)."""
-        used = {ep.id for ep in self._by_key.values()} | set(exclude)
         for candidate in range(1, MAX_ENDPOINT_ID + 1):
-            if candidate not in used:
+            if candidate not in self._by_id and candidate not in exclude:
                 return candidate
         raise RuntimeError("no endpoint IDs left on this node")
 
     def put(self, ep: Endpoint) -> None:
+        old = self._by_key.get(ep.key)
+        if old is not None:
+            self._unindex(old)
         self._by_key[ep.key] = ep
+        self._by_id[ep.id] = ep
+        self._by_ip[ep.ipv4] = ep
         self._changed(ep.key)
 
     def remove(self, container_id: str, ifname: str) -> Endpoint | None:
         ep = self._by_key.pop((container_id, ifname), None)
         if ep is not None:
+            self._unindex(ep)
             self._changed(ep.key)
         return ep
+
+    def touch(self, key: tuple[str, str]) -> None:
+        """Endpoint ``key`` changed in place (its identity): ``changed_since`` names it again."""
+        if key in self._by_key:
+            self._changed(key)
+
+    def _unindex(self, ep: Endpoint) -> None:
+        if self._by_id.get(ep.id) is ep:
+            del self._by_id[ep.id]
+        if self._by_ip.get(ep.ipv4) is ep:
+            del self._by_ip[ep.ipv4]
 
     def _changed(self, key: tuple[str, str]) -> None:
         self.version += 1
@@ -122,7 +142,7 @@ class EndpointTable:
                 _key, self._forgotten = self._log.popitem(last=False)
 
     def changed_since(self, version: int) -> tuple[list[tuple[str, str]] | None, int]:
-        """The keys of endpoints put or removed after ``version`` (newest first) and the current version;
+        """The keys of endpoints put, touched or removed after ``version`` (newest first) and the current version;
         None instead of the keys if the log no longer reaches back that far (then look at all)."""
         if version < self._forgotten:
             return None, self.version

@@ -35,3 +35,28 @@ def test_an_old_version_beyond_the_trimmed_log_asks_for_a_full_look() -> None:
     assert keys is None and now == table.version
     assert len(table._log) <= 2 * len(table) + LOG_SLACK
     assert table.changed_since(now) == ([], now)
+
+
+def test_touch_names_an_endpoint_changed_in_place_and_ignores_unknown_ones() -> None:
+    table = EndpointTable()
+    table.put(_ep(1))
+    table.put(_ep(2))
+    _keys, v = table.changed_since(0)
+    table.touch(("c1", "eth0"))  # its identity changed
+    table.touch(("c9", "eth0"))
+    assert table.changed_since(v) == ([("c1", "eth0")], v + 1)
+
+
+def test_lookups_by_id_and_ip_follow_puts_replacements_and_removals() -> None:
+    table = EndpointTable()
+    for i in (1, 2, 3):
+        table.put(_ep(i))
+    assert table.by_id(2) is table.get("c2", "eth0") and table.by_ip("10.1.0.3") is table.get("c3", "eth0")
+    again = Endpoint(7, "c2", "eth0", "", "default", "p2", "10.1.0.7", "lxc7", 7, "", "")  # same key, new ID/IP
+    table.put(again)
+    assert table.by_id(2) is None and table.by_ip("10.1.0.2") is None
+    assert table.by_id(7) is again and table.by_ip("10.1.0.7") is again
+    table.remove("c1", "eth0")
+    assert table.by_id(1) is None and table.by_ip("10.1.0.1") is None
+    assert table.next_id() == 1 and table.next_id(exclude={1}) == 2
+    assert all(table.by_id(ep.id) is ep and table.by_ip(ep.ipv4) is ep for ep in table.list())
