@@ -212,8 +212,9 @@ class Agent(AgentFeatures, AgentIntrospection):
         policy_ctrl = self.controllers.add(Controller("policy-sync", policy_run, interval=30))
 
         def identities_run() -> None:
-            ids.sync()
+            ids.sync(publish=False)
             policy_ctrl.trigger()  # identities of endpoints may have changed
+            ids.publish()  # [agent1k] ipcache entries after the policy run started, not before it
 
         ident_ctrl = self.controllers.add(Controller("endpoint-identities", identities_run, interval=30))
         for mirror in (*self.policy_mirrors, self.identity_mirror, self.cidr_groups_mirror, self.services_mirror,

@@ -72,6 +72,9 @@ class EndpointIdentities:
         self._eps_of_pod: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (namespace, pod) -> endpoint keys
         self._pod_of_ep: dict[tuple[str, str], tuple[str, str]] = {}
         self._ipcache_key_of: dict[tuple[str, str], str] = {}  # endpoint key -> the ipcache key published
+        # What ``publish`` owes etcd: the endpoints of the runs since the last publish (or all of them).
+        self._unpublished: dict[tuple[str, str], Endpoint | None] = {}
+        self._publish_all = False
 
     def security_labels(self, key: tuple[str, str]) -> list[str] | None:
         """The identity-relevant labels last applied to an endpoint (``source:key=value``)."""
@@ -109,7 +112,11 @@ class EndpointIdentities:
         with self._dirty_lock:
             self._full = True
 
-    def sync(self) -> None:
+    def sync(self, publish: bool = True) -> None:
+        """Identities of the endpoints that changed (all of them on a full run) into the endpoints, then
+        (``publish``) their ipcache entries into etcd. The agent's controller publishes separately, after
+        it has started the policy run the new identities need: a pod's ADD waits for its policy, not for
+        an etcd round trip, and the entries of the pods that arrive meanwhile go in the same transaction."""
         lease = self._lease()
         if lease != self._lease_used:
             # A new node lease (first start, or the old one expired): our refs must hang off it.
@@ -129,18 +136,36 @@ class EndpointIdentities:
         try:
             if full:
                 self._last_full = time.monotonic()
-                self._sync_all(lease)
+                self._sync_all()
             else:
                 keys = set(changed or ()) | {k for pod in pods for k in self._eps_of_pod.get(pod, ())}
-                self._sync_some(keys, lease)
+                self._sync_some(keys)
         except BaseException:
             self.everything_changed()  # what this run did not finish, the next one redoes whole
             raise
-        if not self._reconciled:
-            self._withdraw_stale()
-            self._reconciled = True
+        if publish:
+            self.publish()
 
-    def _sync_all(self, lease: int) -> None:
+    def publish(self) -> None:
+        """Write the ipcache entries the runs since the last publish changed, in transactions of up to
+        ``PUBLISH_BATCH`` entries. A failure makes the next run a full one, which publishes again."""
+        lease = self._lease_used
+        some, self._unpublished = self._unpublished, {}
+        everything, self._publish_all = self._publish_all, False
+        try:
+            with self.net.stats.stage("ipcachePublish"):
+                if everything:
+                    self._publish_ipcache(lease)
+                elif some:
+                    self._publish_some(some, lease)
+            if everything and not self._reconciled:
+                self._withdraw_stale()
+                self._reconciled = True
+        except BaseException:
+            self.everything_changed()
+            raise
+
+    def _sync_all(self) -> None:
         """Every endpoint: the periodic pass, and after a start, a new lease or a failed run."""
         live = {ep.key: ep for ep in self.net.endpoints.list()}
         for key in [k for k in self._applied if k not in live]:
@@ -150,10 +175,10 @@ class EndpointIdentities:
         for ep in live.values():
             self._index(ep)
             self._apply(ep)
-        with self.net.stats.stage("ipcachePublish"):
-            self._publish_ipcache(lease)
+        self._publish_all = True
+        self._unpublished = {}
 
-    def _sync_some(self, keys: set[tuple[str, str]], lease: int) -> None:
+    def _sync_some(self, keys: set[tuple[str, str]]) -> None:
         """Only the endpoints added, removed or whose pod changed since the last run: O(1) per pod."""
         eps = {key: self.net.endpoints.get(*key) for key in keys}
         for key, ep in eps.items():
@@ -169,8 +194,8 @@ class EndpointIdentities:
                 continue
             self._index(ep)
             self._apply(ep)
-        with self.net.stats.stage("ipcachePublish"):
-            self._publish_some(eps, lease)
+        if not self._publish_all:
+            self._unpublished.update(eps)
 
     def _index(self, ep: Endpoint) -> None:
         pod = (ep.namespace, ep.pod_name)

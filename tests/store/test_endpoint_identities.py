@@ -142,3 +142,51 @@ def test_a_failed_run_makes_the_next_one_look_at_everything(client: EtcdClient) 
     finally:
         client.lease_revoke(lease)
         client.delete_prefix(layout.prefix)
+
+
+def test_runs_without_publishing_set_identities_and_one_publish_writes_them_in_one_transaction(
+        client: EtcdClient) -> None:
+    # issue 16: the agent's controller publishes after it has started the policy run, so the entries of
+    # the pods that arrived meanwhile share a transaction
+    ids, net, objects, layout, lease = _setup(client, 5)
+    try:
+        ids.sync()
+        rev = client.get_prefix(layout.ipcache_prefix)[1]
+        for i in (5, 6, 7):
+            objects[f"p{i}"] = _pod(f"p{i}", "a0")
+            net.endpoints.put(Endpoint(i + 1, f"c{i}", "eth0", "", "default", f"p{i}", f"10.1.8.{i}", f"lxc{i}",
+                                       i + 2, "", ""))
+            ids.sync(publish=False)
+            assert net.endpoints.get(f"c{i}", "eth0").identity  # the identity is there before any publish
+        assert client.get_prefix(layout.ipcache_prefix)[1] == rev  # nothing written yet
+        net.endpoints.remove("c0", "eth0")
+        ids.sync(publish=False)
+        ids.publish()
+        kvs, after = client.get_prefix(layout.ipcache_prefix)
+        assert after - rev == 1  # three puts and a delete, one transaction
+        assert {kv.key.rsplit("/", 1)[1] for kv in kvs} == {f"{ep.ipv4}%2F32" for ep in net.endpoints.list()}
+        ids.publish()  # nothing owed: nothing written
+        assert client.get_prefix(layout.ipcache_prefix)[1] == after
+    finally:
+        client.lease_revoke(lease)
+        client.delete_prefix(layout.prefix)
+
+
+def test_a_failed_publish_makes_the_next_run_publish_everything(client: EtcdClient) -> None:
+    ids, net, objects, layout, lease = _setup(client, 4)
+    try:
+        ids.sync()
+        objects["p4"] = _pod("p4", "a0")
+        net.endpoints.put(Endpoint(5, "c4", "eth0", "", "default", "p4", "10.1.9.4", "lxc4", 9, "", ""))
+        ids.sync(publish=False)
+        real_txn = ids.client.txn
+        ids.client.txn = lambda *_a, **_k: (_ for _ in ()).throw(OSError("etcd down"))  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            ids.publish()
+        ids.client.txn = real_txn  # type: ignore[method-assign]
+        ids.sync()
+        keys = {kv.key for kv in client.get_prefix(layout.ipcache_prefix)[0]}
+        assert any(k.endswith("10.1.9.4%2F32") for k in keys) and len(keys) == 5
+    finally:
+        client.lease_revoke(lease)
+        client.delete_prefix(layout.prefix)
