@@ -29,7 +29,7 @@ from membrane.agent.ipcache_sync import IPCacheSync
 from membrane.agent.ipmasq_sync import IpMasqSync, configmaps_prefix
 from membrane.agent.lb_sync import LBSync
 from membrane.agent.node_network import NodeNetwork
-from membrane.agent.node_routes import sync_node_routes
+from membrane.agent.node_routes import NodeRoutes
 from membrane.agent.node_status import ROUTER_IP_ANNOTATION, NodeStatus
 from membrane.agent.observability import ClusterView, Observability
 from membrane.agent.peer_ports import PeerPorts
@@ -116,6 +116,7 @@ class Agent(AgentFeatures, AgentIntrospection):
                                       sockets={"apiSocket": cfg.api_socket, "hubbleSocket": cfg.hubble_socket,
                                                "metricsSocket": cfg.metrics_socket})
         self.identities: EndpointIdentities | None = None
+        self._node_routes = NodeRoutes()  # [agent1k]
         self.observability: Observability | None = None
         self.lb: LBSync | None = None
         self.l2 = None  # optional features: typed in AgentFeatures
@@ -366,7 +367,7 @@ class Agent(AgentFeatures, AgentIntrospection):
         direct = (self.config.auto_direct_node_routes or cross_subnet) and self.config.routing_mode != "tunnel"
         direct = direct and not self.config.encryption_enabled  # WireGuard routes them into cilium_wg0
         desired = node_routes(self.node, self._nodes(), self.underlay_device, direct)
-        sync_node_routes(desired)
+        self._node_routes.sync(desired)  # [agent1k] read back only when changed or every 30 s
 
     def _ipcache_identity(self, ip: str) -> int:
         dp = self.net.datapath

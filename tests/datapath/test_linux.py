@@ -152,6 +152,9 @@ def test_routes_touch_only_ours(make_netns: Callable[[str], str]) -> None:
         routes.Route("10.200.0.10/32", None, "lxcr", "link", False),
         routes.Route("10.200.5.0/24", "10.200.0.10", "lxcr", "universe", True),
     ]
+    # the node routes only, their devices named without a dump of every link (issue 16)
+    assert routes.list_routes(node, gateway_only=True) == [
+        routes.Route("10.200.5.0/24", "10.200.0.10", "lxcr", "universe", True)]
     assert routes.route_exists("10.200.0.10", dev="lxcr", netns=node)
     assert not routes.route_exists("10.9.9.0/24", netns=node)  # not ours
 

@@ -174,16 +174,21 @@ def delete_route(
     return in_netns(netns, change)
 
 
-def list_routes(netns: str | None = None) -> list[Route]:
-    """Our IPv4 routes in the main table, sorted by destination."""
+def list_routes(netns: str | None = None, *, gateway_only: bool = False) -> list[Route]:
+    """Our IPv4 routes in the main table, sorted by destination (``gateway_only``: those with a gateway)."""
 
     def query() -> list[Route]:
         with netlink("list routes") as ipr:
-            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+            msgs = [msg for msg in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE)
+                    if msg["proto"] == RTPROT_MEMBRANE and msg.get_attr("RTA_TABLE", msg["table"]) == MAIN_TABLE
+                    and (not gateway_only or msg.get_attr("RTA_GATEWAY"))]
+            if gateway_only:  # [agent1k] the node routes' few devices, not a dump of every link (a veth per pod)
+                names = {i: ipr.get_links(i)[0].get_attr("IFLA_IFNAME")
+                         for i in {msg.get_attr("RTA_OIF") for msg in msgs} if i}
+            else:
+                names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             found = []
-            for msg in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
-                if msg["proto"] != RTPROT_MEMBRANE or msg.get_attr("RTA_TABLE", msg["table"]) != MAIN_TABLE:
-                    continue
+            for msg in msgs:
                 dst = f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}"
                 oif = msg.get_attr("RTA_OIF")
                 found.append(Route(
