@@ -153,11 +153,12 @@ class EndpointIdentities:
         some, self._unpublished = self._unpublished, {}
         everything, self._publish_all = self._publish_all, False
         try:
-            with self.net.stats.stage("ipcachePublish"):
-                if everything:
-                    self._publish_ipcache(lease)
-                elif some:
-                    self._publish_some(some, lease)
+            if everything or some:  # the stage times publications, not runs that owed nothing
+                with self.net.stats.stage("ipcachePublish"):
+                    if everything:
+                        self._publish_ipcache(lease)
+                    else:
+                        self._publish_some(some, lease)
             if everything and not self._reconciled:
                 self._withdraw_stale()
                 self._reconciled = True
