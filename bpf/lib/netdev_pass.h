@@ -5,21 +5,22 @@
  * device the FIB names (fib.h), where to_netdev runs again. For most such packets to_netdev has
  * nothing to do, yet it parsed the tuple and looked up mb_nat (NAT_DIR_REV_DNAT), the egress
  * gateway trie and mb_endpoints (masquerade, netdev_traced_by_pod): ~0.3 us a packet, 8 packets
- * of a TCP_CRR connection across nodes. from_container knows the answer for the packets of a
- * connection its pod started, so it marks them MARK_MAGIC_NETDEV_PASS (proxy.h lists the marks)
- * and to_netdev returns at once, clearing the mark.
+ * of a TCP_CRR connection across nodes. from_container knows, or finds with one lookup, that there
+ * is nothing to do: it marks such a packet MARK_MAGIC_NETDEV_PASS (proxy.h lists the marks) and
+ * to_netdev returns at once, clearing the mark.
  *
  * Marked (netdev_pass_mark), only after a successful FIB redirect, when all hold:
- *   - the packet is of a connection the pod started: conntrack found its CT_EGRESS entry
- *     (ESTABLISHED), or it is a pure TCP SYN (NEW / REOPENED). Never a reply: a local NodePort
- *     backend's replies leave through to_netdev, which gives them the frontend as source
- *     (NAT_DIR_REV_DNAT, host.c), and only replies have such an entry. Not an ICMP error
- *     (RELATED), not a new UDP/ICMP flow (it could be the reply of a connection conntrack lost);
+ *   - no NAT_DIR_REV_DNAT entry in mb_nat for its tuple (TCP/UDP): a local NodePort backend's
+ *     replies leave through to_netdev, which gives them the frontend as source (host.c). Such an
+ *     entry is only ever written for the reply of a connection from outside, so a packet of a
+ *     connection the pod started needs no lookup: conntrack found its CT_EGRESS entry
+ *     (ESTABLISHED), or it is a pure TCP SYN. Every other packet (replies, ICMP errors, a new UDP
+ *     flow) is looked up here, where to_netdev would look it up;
  *   - to_netdev would not masquerade it: masquerade is off, or the destination is inside
  *     ipv4NativeRoutingCIDR; and no egress gateway row makes this node the pod's gateway for the
  *     destination (egress_gw_from_pod's EGW_PASS_SNAT: to_netdev SNATs to the egress IP).
- * Left to to_netdev as before: every reply, destinations outside the native CIDR (masquerade,
- * ip-masq-agent and node tests need their lookups), everything without host routing.
+ * Left to to_netdev as before: destinations outside the native CIDR (masquerade, ip-masq-agent
+ * and node tests need their lookups), NodePort replies, everything without host routing.
  * What to_netdev skips is otherwise a no-op for such a packet: its source is the pod (never the
  * node IP: no host firewall, no forwarded-service test), it carries no proxy mark, tunnel routing
  * already declined it in from_container (proxy_tunnel_from_stack would ask the same), and its
@@ -41,7 +42,17 @@
 #include "ipv4.h"
 #include "l4.h"
 #include "maps.h"
+#include "nat.h"
 #include "proxy.h"
+
+/* Does to_netdev's NodePort reverse DNAT apply to this TCP/UDP packet (l4: its first 4 bytes)? */
+static __always_inline int netdev_pass_rev_dnat(const struct iphdr *ip4, const __u16 *ports)
+{
+	struct nat_key key;
+
+	nat4_key(&key, ip4->saddr, ip4->daddr, ports[0], ports[1], ip4->protocol, NAT_DIR_REV_DNAT);
+	return bpf_map_lookup_elem(&mb_nat, &key) != NULL;
+}
 
 /* from_container, after fib_redirect_v4 redirected the packet: `trace_reason` is its conntrack
  * result (TRACE_REASON_*), `egw_snat` non-zero when this node is its egress gateway. A global
@@ -50,13 +61,11 @@ __attribute__((noinline)) int netdev_pass_mark(struct __sk_buff *skb, __u32 trac
 {
 	struct host_config *cfg;
 	struct iphdr *ip4;
-	__u32 zero = 0;
-	__u8 flags;
+	__u16 ports[2];
+	__u32 zero = 0, off;
+	__u8 flags = 0;
 
 	if (egw_snat)
-		return 0;
-	if (trace_reason != TRACE_REASON_ESTABLISHED && trace_reason != TRACE_REASON_NEW &&
-	    trace_reason != TRACE_REASON_REOPENED)
 		return 0;
 	ip4 = ipv4_header(skb);
 	if (!ip4)
@@ -66,12 +75,17 @@ __attribute__((noinline)) int netdev_pass_mark(struct __sk_buff *skb, __u32 trac
 		return 0;
 	if ((cfg->flags & HOST_F_MASQUERADE) && !ipv4_in_prefix(ip4->daddr, cfg->native_cidr, cfg->native_prefix))
 		return 0;
-	if (trace_reason != TRACE_REASON_ESTABLISHED) {
-		if (ip4->protocol != IPPROTO_TCP)
+	if (trace_reason != TRACE_REASON_ESTABLISHED &&
+	    (ip4->protocol == IPPROTO_TCP || ip4->protocol == IPPROTO_UDP)) {
+		off = ETH_HLEN + ip4->ihl * 4;
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
 			return 0;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + ip4->ihl * 4 + 13, &flags, 1) < 0)
+		if (ip4->protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, off + 13, &flags, 1) < 0)
 			return 0;
-		if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
+		/* A pure SYN starts the pod's own connection; anything else may be a NodePort reply. */
+		if (!(ip4->protocol == IPPROTO_TCP && (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
+		      (trace_reason == TRACE_REASON_NEW || trace_reason == TRACE_REASON_REOPENED)) &&
+		    netdev_pass_rev_dnat(ip4, ports))
 			return 0;
 	}
 	skb->mark = MARK_MAGIC_NETDEV_PASS;

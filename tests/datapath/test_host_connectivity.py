@@ -352,3 +352,29 @@ def test_host_routed_packets_of_a_pod_connection_skip_to_netdev(cluster: Cluster
     else:
         with pytest.raises(OSError):
             run_in_netns(cluster.pod.netns, connect)
+
+
+def test_nodeport_replies_to_a_client_inside_the_native_cidr_keep_the_frontend(cluster: Cluster) -> None:
+    """A NodePort client with a pod-network address (node2's 10.201.0.7, inside the native CIDR, so
+    never masqueraded): its local backend's replies are host-routed, and from_container must find
+    their NAT_DIR_REV_DNAT entry and leave them to to_netdev (bpf/lib/netdev_pass.h), which gives
+    them the frontend as source; marked, they would come from the pod and the client would not
+    take them."""
+    service(cluster, Backend(1, cluster.pod.ip, POD_PORT))
+
+    def connect() -> tuple[bytes, tuple[str, int]]:
+        with socket.create_connection((NODE_IP, NODEPORT), TIMEOUT, source_address=(REMOTE_IP, 0)) as sock:
+            sock.settimeout(TIMEOUT)
+            return sock.recv(256), sock.getpeername()
+
+    for attempt in range(3):  # the first may be lost while the fresh bridge and neighbours warm
+        try:
+            data, peer = run_in_netns(cluster.node2, connect)
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
+    assert data.decode().split() == ["local", REMOTE_IP] and peer == (NODE_IP, NODEPORT)
+    for _ in range(3):
+        data, peer = run_in_netns(cluster.node2, connect)
+        assert data.decode().split() == ["local", REMOTE_IP] and peer == (NODE_IP, NODEPORT)
