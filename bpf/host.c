@@ -61,6 +61,7 @@
 #include "proxy.h"
 #include "proxy_tunnel.h"
 #include "netdev_trace.h"
+#include "netdev_pass.h"
 
 #define IDENTITY_REMOTE_NODE 6
 
@@ -296,18 +297,6 @@ int from_netdev(struct __sk_buff *skb)
 	return host_fw_from_netdev(skb);
 }
 
-static __always_inline int in_prefix(__u32 addr, __u32 net, __u8 prefix)
-{
-	__u32 mask;
-
-	if (prefix == 0)
-		return 1;
-	if (prefix > 32)
-		return 0;
-	mask = bpf_htonl(~0U << (32 - prefix));
-	return (addr & mask) == (net & mask);
-}
-
 /* A packet with the node IP as source that is service traffic, not the node's own: a NodePort
  * request source-NATed towards a remote backend (its reply is expected by NAT_DIR_IN), or the reply
  * of a frontend connection leaving with the frontend as source (its CT_SERVICE entry). */
@@ -383,7 +372,7 @@ static __always_inline int to_netdev_v4(struct __sk_buff *skb, __u32 *report)
 	snat_addr = node_ip;
 	if (!lookup_ip4_endpoint(t.saddr))
 		return CTX_ACT_OK;
-	if (in_prefix(t.daddr, cfg->native_cidr, cfg->native_prefix))
+	if (ipv4_in_prefix(t.daddr, cfg->native_cidr, cfg->native_prefix))
 		return CTX_ACT_OK;
 	if ((cfg->flags & HOST_F_IP_MASQ_AGENT) && ipmasq_exempt(t.daddr))
 		return CTX_ACT_OK;
@@ -400,8 +389,12 @@ SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
 	__u32 report = 0; /* the host firewall's conntrack (to-network from medium on: netdev_trace.h) */
-	int traced = netdev_traced_by_pod(skb);
-	int ret = to_netdev_v4(skb, &report);
+	int traced, ret;
+
+	if (netdev_pass_taken(skb)) /* a pod's packet host routing sent, nothing to do (netdev_pass.h) */
+		return CTX_ACT_OK;
+	traced = netdev_traced_by_pod(skb);
+	ret = to_netdev_v4(skb, &report);
 
 	if (ret == CTX_ACT_OK && !traced) /* leaves through this device: Hubble's to-network (netdev_trace.h) */
 		netdev_trace(skb, TRACE_TO_NETWORK, report);

@@ -49,6 +49,7 @@
 #include "to_endpoint.h"
 #include "host_firewall.h"
 #include "proxy.h"
+#include "netdev_pass.h"
 
 /* Drop a frame the pod of `ep` (NULL: the device is no known endpoint) sent with an address or
  * MAC not its own, reported as sent by that endpoint whatever the packet claims. */
@@ -71,7 +72,7 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 	struct ethhdr *eth;
 	struct iphdr *ip4;
 	__u16 rev_nat_index;
-	__u32 ifindex;
+	__u32 ifindex, egw_snat = 0;
 	int verdict;
 
 	ip4 = ipv4_header(skb);
@@ -135,7 +136,8 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 				emit_trace(skb, ctx, TRACE_TO_OVERLAY);
 				return CTX_ACT_REDIRECT;
 			}
-			if (verdict != EGW_PASS)
+			egw_snat = verdict == EGW_PASS_SNAT;
+			if (verdict != EGW_PASS && verdict != EGW_PASS_SNAT)
 				return drop_notify(skb, ctx, (__u8)verdict);
 			ip4 = ipv4_header(skb);
 			if (!ip4)
@@ -155,6 +157,8 @@ static __always_inline int handle_ipv4_from_container(struct __sk_buff *skb, str
 			verdict = fib_redirect_v4(skb, ip4);
 		if (verdict == CTX_ACT_DROP)
 			return drop_notify(skb, ctx, DROP_INVALID);
+		if (verdict == CTX_ACT_REDIRECT) /* to_netdev may skip it (netdev_pass.h) */
+			netdev_pass_mark(skb, ctx->trace_reason, egw_snat);
 		emit_trace(skb, ctx, verdict == CTX_ACT_OK ? TRACE_TO_STACK : TRACE_TO_NETWORK);
 		return verdict;
 	}

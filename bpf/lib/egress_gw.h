@@ -31,6 +31,7 @@
 
 #define EGW_PASS       0 /* no row, excluded, or this node is the gateway: the normal path */
 #define EGW_REDIRECTED 1 /* encapsulated toward the gateway node; return CTX_ACT_REDIRECT */
+#define EGW_PASS_SNAT  2 /* this node is the gateway: the normal path, to_netdev SNATs to the egress IP */
 
 #define EGW_TUNNEL_TTL 64
 
@@ -50,7 +51,7 @@ static __always_inline __u32 egress_gw_node_ip(void)
 }
 
 /* from_container, for a packet not addressed to a local endpoint (TTL > 1, checked by the
- * caller). Returns EGW_PASS, EGW_REDIRECTED or a drop reason (DROP_*). Invalidates packet
+ * caller). Returns EGW_PASS, EGW_PASS_SNAT, EGW_REDIRECTED or a drop reason (DROP_*). Invalidates packet
  * pointers. */
 __attribute__((noinline)) int egress_gw_from_pod(struct __sk_buff *skb, __u32 src_identity)
 {
@@ -72,7 +73,7 @@ __attribute__((noinline)) int egress_gw_from_pod(struct __sk_buff *skb, __u32 sr
 	if (gateway == EGRESS_GATEWAY_NOT_FOUND)
 		return DROP_NO_EGRESS_GATEWAY;
 	if (gateway == egress_gw_node_ip())
-		return row->egress_ip ? EGW_PASS : DROP_NO_EGRESS_IP;
+		return row->egress_ip ? EGW_PASS_SNAT : DROP_NO_EGRESS_IP;
 	cfg = bpf_map_lookup_elem(&mb_tunnel_config, &zero);
 	if (!cfg || !cfg->ifindex)
 		return DROP_NO_EGRESS_GATEWAY; /* no VXLAN device to reach it (the agent creates one) */

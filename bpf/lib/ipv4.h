@@ -53,4 +53,17 @@ static __always_inline void ipv4_dec_ttl(struct iphdr *ip4)
 	csum_replace2(&ip4->check, from, *word);
 }
 
+/* Is addr (network order) inside net/prefix? Prefix 0 covers everything. */
+static __always_inline int ipv4_in_prefix(__u32 addr, __u32 net, __u8 prefix)
+{
+	__u32 mask;
+
+	if (prefix == 0)
+		return 1;
+	if (prefix > 32)
+		return 0;
+	mask = bpf_htonl(~0U << (32 - prefix));
+	return (addr & mask) == (net & mask);
+}
+
 #endif /* MEMBRANE_IPV4_H */

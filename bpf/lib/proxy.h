@@ -52,6 +52,9 @@
 #define MARK_MAGIC_TO_PROXY   0x0200
 #define MARK_MAGIC_FROM_PROXY 0x0A00        /* the ingress proxy's upstream connections */
 #define MARK_MAGIC_FROM_PROXY_EGRESS 0x0B00 /* the egress proxy's upstream connections */
+/* Not the proxy's: a pod's packet from_container sent out with host routing that to_netdev has
+ * nothing to do for (netdev_pass.h). The whole mark, not only the magic nibble. */
+#define MARK_MAGIC_NETDEV_PASS 0x0300
 
 static __always_inline int mark_is(const struct __sk_buff *skb, __u32 magic)
 {

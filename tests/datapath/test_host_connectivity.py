@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import pytest
 
+from membrane.datapath.bpf.syscalls import map_update
 from membrane.datapath.linux import sysctl
 from membrane.datapath.linux.netns import run_in_netns
 from membrane.datapath.maps.endpoints import POLICY_INGRESS_ENFORCED
@@ -28,6 +30,7 @@ from membrane.datapath.maps.events import ConfigMap, DatapathEvent
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.lb import LB_F_ETP_LOCAL, Backend, Frontend
 from membrane.datapath.maps.metrics import METRIC_INGRESS
+from membrane.datapath.maps.nat import NAT_DIR_REV_DNAT, NAT_F_NODEPORT, NatEntry, NatKey
 from membrane.datapath.monitor import EventMonitor
 from membrane.model.datapath_codes import DROP_POLICY, TRACE_TO_NETWORK
 from membrane.model.monitor_aggregation import LOW, MonitorAggregation
@@ -302,3 +305,76 @@ def test_ingress_policy_holds_on_every_delivery_path(cluster: Cluster, sender: s
         ask(client, cluster.pod.ip, POD_PORT)
     after = cluster.node.datapath.metrics().get((DROP_POLICY, METRIC_INGRESS))
     assert after is not None and after.packets > (before.packets if before else 0)
+
+
+def _net_addr(address: str) -> int:
+    return int.from_bytes(socket.inet_aton(address), sys.byteorder)
+
+
+def _plant_rev_dnat(cluster: Cluster, sport: int) -> None:
+    """A NAT_DIR_REV_DNAT entry (NodePort's, host.c) for the pod's own connection to the remote
+    backend from `sport`: to_netdev would give its packets NODE_IP:NODEPORT as source, if it looked."""
+    key = NatKey(saddr=_net_addr(cluster.pod.ip), daddr=_net_addr(REMOTE_IP), sport=socket.htons(sport),
+                 dport=socket.htons(REMOTE_PORT), protocol=socket.IPPROTO_TCP, direction=NAT_DIR_REV_DNAT)
+    value = NatEntry(addr=_net_addr(NODE_IP), port=socket.htons(NODEPORT), flags=NAT_F_NODEPORT)
+    map_update(cluster.node.datapath.nat.fd, key, value)
+
+
+def test_host_routed_packets_of_a_pod_connection_skip_to_netdev(cluster: Cluster) -> None:
+    """With host routing, from_container marks the packets of a connection its pod started
+    (MARK_MAGIC_NETDEV_PASS, bpf/lib/netdev_pass.h), the mark survives the redirect to eth1 and
+    to_netdev returns at once: a NodePort reverse-DNAT entry planted for that very tuple is not
+    applied. The kernel routing it, to_netdev looks the entry up and rewrites the source, so the
+    remote server answers the node's NodePort and the connection never completes (the control)."""
+    ip("-n", cluster.node2, "route", "add", "10.200.0.0/24", "via", NODE_IP)
+    cluster.node.datapath.ipcache.update(f"{NODE2_IP}/32", IpcacheEntry(IDENTITY_REMOTE_NODE))
+    # Neighbours and the fresh bridge warm first: a packet lost there is not what this test is about.
+    for attempt in range(3):
+        try:
+            assert ask(cluster.pod.netns, REMOTE_IP, REMOTE_PORT)[:2] == ("remote", cluster.pod.ip)
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
+    sport = 41234
+    _plant_rev_dnat(cluster, sport)
+
+    def connect() -> bytes:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((cluster.pod.ip, sport))
+            sock.settimeout(TIMEOUT)
+            sock.connect((REMOTE_IP, REMOTE_PORT))
+            return sock.recv(256)
+
+    if cluster.host_routing:
+        assert run_in_netns(cluster.pod.netns, connect).decode().split() == ["remote", cluster.pod.ip]
+    else:
+        with pytest.raises(OSError):
+            run_in_netns(cluster.pod.netns, connect)
+
+
+def test_nodeport_replies_to_a_client_inside_the_native_cidr_keep_the_frontend(cluster: Cluster) -> None:
+    """A NodePort client with a pod-network address (node2's 10.201.0.7, inside the native CIDR, so
+    never masqueraded): its local backend's replies are host-routed, and from_container must find
+    their NAT_DIR_REV_DNAT entry and leave them to to_netdev (bpf/lib/netdev_pass.h), which gives
+    them the frontend as source; marked, they would come from the pod and the client would not
+    take them."""
+    service(cluster, Backend(1, cluster.pod.ip, POD_PORT))
+
+    def connect() -> tuple[bytes, tuple[str, int]]:
+        with socket.create_connection((NODE_IP, NODEPORT), TIMEOUT, source_address=(REMOTE_IP, 0)) as sock:
+            sock.settimeout(TIMEOUT)
+            return sock.recv(256), sock.getpeername()
+
+    for attempt in range(3):  # the first may be lost while the fresh bridge and neighbours warm
+        try:
+            data, peer = run_in_netns(cluster.node2, connect)
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
+    assert data.decode().split() == ["local", REMOTE_IP] and peer == (NODE_IP, NODEPORT)
+    for _ in range(3):
+        data, peer = run_in_netns(cluster.node2, connect)
+        assert data.decode().split() == ["local", REMOTE_IP] and peer == (NODE_IP, NODEPORT)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from membrane.datapath.bpf.syscalls import prog_test_run_marked
 from membrane.datapath.maps.host_endpoint import HostEndpointMap, HostEndpointState
 from membrane.datapath.maps.ipcache import IpcacheEntry
 from membrane.datapath.maps.policy import DIR_EGRESS, DIR_INGRESS, PolicyMap, PolicySlot, Verdict
@@ -75,3 +76,7 @@ def test_egress_filters_what_the_node_sends_and_its_replies_come_back(progs: Pro
     assert progs.run("from_netdev", frame(OUTSIDE, NODE_IP, 443, 50002, flags=SYN))[0] == TC_ACT_SHOT
     # A pod's masqueraded traffic is not the node's: it leaves (translated) whatever the host allows.
     assert progs.run("to_netdev", frame("10.200.0.11", OUTSIDE, 33000, 80))[0] == TC_ACT_OK
+    # The node's packet carrying host routing's fast-exit mark (bpf/lib/netdev_pass.h: any local
+    # process may set a mark) still meets the host's egress policy.
+    marked = prog_test_run_marked(progs.obj.program_fd("to_netdev"), frame(NODE_IP, OUTSIDE, 50003, 80), 0x0300)
+    assert marked[0] == TC_ACT_SHOT

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from membrane.datapath.bpf.bpf_object import BpfObject
-from membrane.datapath.bpf.syscalls import prog_test_run
+from membrane.datapath.bpf.syscalls import prog_test_run, prog_test_run_marked
 from membrane.datapath.loader import compile_object, find_object
 from membrane.datapath.maps.endpoints import EndpointRecord, EndpointsMap
 from membrane.datapath.maps.ipcache import IpcacheEntry, IpcacheMap
@@ -264,6 +264,23 @@ def test_masquerade_off_leaves_pod_traffic_alone(progs: Programs, pin_dir: str) 
         config.write(HostSettings(NODE_IP, "10.0.0.0/8", masquerade=False))
     packet = frame(POD[0], OUTSIDE, 33000, 443)
     assert progs.run("to_netdev", packet) == (TC_ACT_OK, packet)
+
+
+MARK_MAGIC_NETDEV_PASS = 0x0300  # bpf/lib/proxy.h
+
+
+def test_a_packet_host_routing_marked_skips_to_netdev_and_loses_the_mark(progs: Programs) -> None:
+    """from_container marks a pod's packet to_netdev has nothing to do for (bpf/lib/netdev_pass.h):
+    to_netdev returns at once (a packet it would masquerade leaves untouched) and clears the mark.
+    Unmarked, another magic, or the node's own address as source: the full path."""
+    fd = progs.obj.program_fd("to_netdev")
+    packet = frame(POD[0], OUTSIDE, 33000, 443)
+    assert prog_test_run_marked(fd, packet, MARK_MAGIC_NETDEV_PASS) == (TC_ACT_OK, packet, 0)
+    assert list(progs.nat.entries()) == []
+    for mark in (0, MARK_MAGIC_NETDEV_PASS | 1 << 16):
+        verdict, out, _ = prog_test_run_marked(fd, packet, mark)
+        assert verdict == TC_ACT_OK and tuple_of(out)[0] == NODE_IP  # masqueraded
+    # (A node's own packet with the mark still meets the host firewall: test_host_firewall_programs.)
 
 
 def test_unconfigured_programs_pass_everything(progs: Programs, pin_dir: str) -> None:
