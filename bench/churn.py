@@ -138,6 +138,20 @@ def _first_packets(marks: str, wall0: float, deadline: float) -> list[float]:
 NODE_ADDR = "10.255.255.1"  # the scratch node's address (on its lo) that every baseline pod pings
 
 
+def neigh_table_fulls() -> int:
+    """The kernel's "neighbor table overflow" count (ARP, all CPUs): the table and its gc_thresh3 (1 024
+    by default) are one for every network namespace of the machine, so 1 000 pods of one kernel (each
+    with a neighbour for its gateway, the baseline's node with one per pod) overflow it where 3 real
+    nodes would not; a packet that needs a new entry then waits or is dropped (bench/README, lab1k)."""
+    try:
+        with open("/proc/net/stat/arp_cache") as fh:
+            rows = fh.read().split("\n")
+    except OSError:
+        return 0
+    col = rows[0].split().index("table_fulls")
+    return sum(int(r.split()[col], 16) for r in rows[1:] if r.strip())
+
+
 def _baseline_one(node_ns: str, i: int, start: float) -> tuple[float, float, float]:
     """(seconds of plumbing, seconds from ``start`` to the end of the plumbing, and to the first ping reply)."""
     ns = f"{node_ns}-p{i}"
@@ -189,8 +203,12 @@ def run(runs: int) -> list[Measurement]:
     rows["first50"].notes = rows["first99"].notes = ttfp_note
     stage_rows: dict[str, Measurement] = {}
     for i in range(runs):
+        fulls0 = neigh_table_fulls()
         b_rate, b_lat, b_first = _baseline()
+        fulls1 = neigh_table_fulls()
         o_rate, o_lat, o_first, o_stages = _ours(i)
+        print(f"  neighbour table overflows (kernel-wide, other labs included): baseline {fulls1 - fulls0}, "
+              f"ours {neigh_table_fulls() - fulls1}", flush=True)
         for stage, (p50, p99, _n) in o_stages.items():
             for label, value in (("p50", p50), ("p99", p99)):
                 key = f"{stage} {label}"

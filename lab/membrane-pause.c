@@ -11,7 +11,8 @@
  *   2. its own UTS namespace with the pod's hostname;
  *   3. its own mount namespace as `ip netns exec` makes it: / made a recursive slave, a fresh sysfs on
  *      /sys (so it shows the pod's devices), and every file of /etc/netns/NETNS bound over /etc/<name>
- *      (resolv.conf, hosts); containers join it with nsenter --mount;
+ *      (resolv.conf, hosts); containers join it with nsenter --mount. Unlike ip netns exec's short-lived
+ *      namespaces it also drops its copy of /run/netns (every pod's netns mount; see mount_namespace);
  *   4. one byte written to READY_FD (then closed): the sandbox is set up. Any failure exits non-zero
  *      with a message on stderr (the pod's log) before that byte, so the runtime sees EOF instead.
  * Then it sleeps until a signal ends it (SIGTERM's default action, like `sleep infinity`).
@@ -101,6 +102,12 @@ static int mount_namespace(const char *name)
 		return fail("unshare mount for", name);
 	if (mount("", "/", "none", MS_SLAVE | MS_REC, NULL) < 0)
 		return fail("make slave", "/");
+	/* No copy of /run/netns in here: as a slave of the host's shared /run/netns this namespace would get
+	 * every later pod's netns bind mount (and its unmount) propagated into it, and copy every earlier one,
+	 * so each sandbox start and teardown cost O(pods) and the pods' namespaces held O(pods^2) mounts.
+	 * Nothing in a pod opens /run/netns/<name>: the runtime, the CNI plugin and the agents do, outside. */
+	if (umount2(NETNS_RUN_DIR, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		return fail("detach", NETNS_RUN_DIR);
 	if (umount2("/sys", MNT_DETACH) < 0) {
 		/* as ip netns exec: a /sys that cannot be unmounted stays; mount over it read-only if it was */
 		if (statvfs("/sys", &fsstat) == 0 && (fsstat.f_flag & ST_RDONLY))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from membrane.lab.deployments import DeploymentController
+from membrane.lab.exit_watch import ExitWatch
 from membrane.lab.paths import LabPaths
 from membrane.lab.pod_status import container_statuses, needs_listening_ports, pod_status
 from membrane.lab.port_probe import ListeningPorts
@@ -48,6 +50,10 @@ STOP_WORKERS = 8  # pods stopped in parallel, on their own pool: a grace period 
 # most this often, as kubelet's PLEG relists every second; a pass runs after every burst of watch events,
 # and checking every container and re-fingerprinting every status on each one was O(n) per pass.
 RELIST_PERIOD = 1.0
+# A settled pod whose every container process is watched for its exit (membrane.lab.exit_watch) is
+# re-checked when one exits, and otherwise only this often: a relist of every pod each second made each
+# pod's share of the kubelet's CPU grow with the pod count (1 000 reads of /proc a second in a burst).
+WATCHED_RELIST_PERIOD = 10.0
 
 
 def now_iso() -> str:
@@ -78,7 +84,9 @@ class Kubelet:
         self.inflight: set[str] = set()
         self.failures: dict[str, tuple[int, float, str, str]] = {}  # uid -> (attempts, next_try, reason, msg)
         self.last_status: dict[str, str] = {}
-        self._settled: dict[str, tuple[tuple[Any, ...], float]] = {}  # uid -> (what its status depends on, when)
+        # uid -> (what its status depends on, when checked, every container process watched for its exit)
+        self._settled: dict[str, tuple[tuple[Any, ...], float, bool]] = {}
+        self.exits = ExitWatch()
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.max_pods = 110
@@ -107,12 +115,19 @@ class Kubelet:
             m.subscribe(lambda *_: self.wake.set())
             m.start()
             m.wait_synced(30)
+        passes, pass_cpu, pass_wall, reported = 0, 0.0, 0.0, time.monotonic()
         while not self.stop_event.is_set():
             self.wake.clear()
+            c0, w0 = time.thread_time(), time.monotonic()
             try:
                 self.sync()
             except Exception:
                 log.exception("sync failed")
+            passes, pass_cpu, pass_wall = passes + 1, pass_cpu + time.thread_time() - c0, pass_wall + time.monotonic() - w0
+            if w0 - reported >= 10 and pass_cpu >= 0.05:  # what the passes cost (bench/README, lab1k)
+                log.info("sync passes: %d in %.0f s, %.2f s CPU, %.2f s wall, %d pods", passes, w0 - reported,
+                         pass_cpu, pass_wall, len(self._decoded_pods))
+                passes, pass_cpu, pass_wall, reported = 0, 0.0, 0.0, w0
             self.wake.wait(1.0)
             # Changes come in bursts (every status write echoes back through the watch): gather them
             # for a moment so one sync handles many, instead of one full pass per event.
@@ -184,6 +199,8 @@ class Kubelet:
         node_ips = {n["metadata"]["name"]: next((a["address"] for a in n.get("status", {}).get("addresses", [])
                                                   if a.get("type") == "InternalIP"), "") for n in nodes}
         now = time.monotonic()
+        for uid in self.exits.exited():  # a container exited: check its pod in this pass
+            self._settled.pop(uid, None)
         for pod in pods:
             if not pod_is_terminating(pod):  # a terminating pod's containers are not restarted
                 self._supervise_and_report(pod, node_ips.get(pod.get("spec", {}).get("nodeName", ""), ""), now)
@@ -347,6 +364,7 @@ class Kubelet:
             self.sandboxes.pop(sb.uid, None)
         self.last_status.pop(sb.uid, None)
         self._settled.pop(sb.uid, None)
+        self.exits.forget(sb.uid)
         self.ports.forget(sb.uid)
         for key in [k for k in list(self._image_errors) if k[0] == sb.uid]:
             self._image_errors.pop(key, None)
@@ -390,7 +408,8 @@ class Kubelet:
         key = (pod["metadata"].get("resourceVersion"), id(sb) if sb is not None else None, self.failures.get(uid),
                host_ip)
         settled = self._settled.get(uid)
-        if now is not None and settled is not None and settled[0] == key and now - settled[1] < RELIST_PERIOD:
+        if now is not None and settled is not None and settled[0] == key and \
+                now - settled[1] < (WATCHED_RELIST_PERIOD if settled[2] else RELIST_PERIOD):
             return
         if sb is None:
             fail = self.failures.get(uid)
@@ -399,7 +418,7 @@ class Kubelet:
             elif pod.get("spec", {}).get("nodeName"):
                 self._write_status(pod, pod_status(pod, None, {}, "ContainerCreating", ""))
             if now is not None:
-                self._settled[uid] = (key, now)
+                self._settled[uid] = (key, now, False)
             return
         for c in pod["spec"]["containers"]:
             rec = sb.containers.get(c["name"])
@@ -417,7 +436,8 @@ class Kubelet:
         statuses = container_statuses(pod, sb, listening, self._image_errors)
         self._write_status(pod, pod_status(pod, sb, statuses, "", "", host_ip=host_ip))
         if now is not None and (not ports or all(st["ready"] for st in statuses)):  # else: probe next pass
-            self._settled[uid] = (key, now)
+            watched = all([self.exits.watch(uid, rec) for rec in list(sb.containers.values())])
+            self._settled[uid] = (key, now, watched)
 
     def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         """Write a changed status; during a sync pass, queued and written by ``_flush_statuses``."""
@@ -470,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", default="default")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s kubelet %(message)s")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a pidfd per container (ExitWatch)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard))
     kubelet = Kubelet(args.lab, args.cluster)
     signal.signal(signal.SIGTERM, lambda *_: (kubelet.stop_event.set(), kubelet.wake.set()))
     signal.signal(signal.SIGINT, lambda *_: (kubelet.stop_event.set(), kubelet.wake.set()))

@@ -107,8 +107,9 @@ def _spawn_pause(binary: str, netns: str, hostname: str, log_path: str, timeout:
             rec = spawn([binary, netns, hostname, str(write_end)], log_path, pass_fds=(write_end,))
         finally:
             os.close(write_end)
-        ready, _, _ = select.select([read_end], [], [], timeout)
-        if ready and os.read(read_end, 1) == b"1":
+        poller = select.poll()  # not select(): the kubelet holds a descriptor per container (ExitWatch), > 1024
+        poller.register(read_end, select.POLLIN)
+        if poller.poll(timeout * 1000) and os.read(read_end, 1) == b"1":
             return rec
     finally:
         os.close(read_end)

@@ -119,3 +119,22 @@ def test_a_failed_start_says_why_and_leaves_no_process(runtime: rt.Runtime) -> N
     finally:
         os.unlink(sb.netns_path)
         shutil.rmtree(f"/etc/netns/{sb.netns}", ignore_errors=True)
+
+
+def _netns_mounts(pid: int) -> list[str]:
+    """Mount points under /run/netns in the mount namespace of ``pid``."""
+    with open(f"/proc/{pid}/mountinfo") as fh:
+        return [line.split()[4] for line in fh if line.split()[4].startswith("/run/netns")]
+
+
+def test_a_sandbox_holds_no_copy_of_other_pods_netns_mounts(runtime: rt.Runtime) -> None:
+    """Each pod's mount namespace drops /run/netns: no copies of the earlier pods' netns bind mounts, and
+    none of the later ones propagated into it (that made every start and teardown O(pods))."""
+    first = _sandbox(runtime, "early")
+    second = _sandbox(runtime, "late")
+    assert first.pause is not None and second.pause is not None
+    assert any(m == second.netns_path for m in _netns_mounts(os.getpid()))  # the host still has both
+    assert _netns_mounts(first.pause.pid) == [] and _netns_mounts(second.pause.pid) == []
+    # the namespaces themselves are unchanged: the host's /run/netns/<name> is the pause's netns
+    for sb in (first, second):
+        assert os.stat(sb.netns_path).st_ino == os.stat(f"/proc/{sb.pause.pid}/ns/net").st_ino  # type: ignore[union-attr]
