@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -89,9 +90,15 @@ def compiled_rules(ctx: L7Context) -> list[HTTPRule] | None:
     return None if ctx.rules is None else cached
 
 
+STEPPED = os.environ.get("MEMBRANE_PROXY_STEPPED", "1") != "0"  # 0: the handler's own Task waits (A/B)
+
+
 async def handle_http(conn: Conn, ctx: L7Context) -> None:
     """The connection's exchanges, stepped by its wires (:class:`~membrane.proxy.protocol_io.Stepper`):
     a request is forwarded, and a response answered, in the loop iteration that read it."""
+    if not STEPPED:
+        await _exchanges(conn, ctx, None)
+        return
     stepper = Stepper()
     try:
         await stepper.start(_exchanges(conn, ctx, stepper))
@@ -103,7 +110,7 @@ async def _open_upstream(ctx: L7Context) -> Any:
     return await ctx.open_upstream()
 
 
-async def _exchanges(conn: Conn, ctx: L7Context, stepper: Stepper) -> None:
+async def _exchanges(conn: Conn, ctx: L7Context, stepper: Stepper | None) -> None:
     client = Peer("server", conn.reader, conn.writer, stepper)
     upstream: Peer | None = None
     policy = _Policy(compiled_rules(ctx), ctx.extra.get("secret_value") or (lambda _ns, _name: None))
