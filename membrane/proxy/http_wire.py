@@ -259,10 +259,14 @@ class Peer:
                 if closed is not None:
                     return closed
                 continue
+            # a flush may wait for the transport to drain, and bytes may arrive meanwhile: look again
+            # before waiting (waiting on events already queued stalled a large response to a slow client)
             if self.pending:
                 await self.flush()
+                continue
             if other is not None and other.pending:
                 await other.flush()
+                continue
             await wire.wait()
 
     # ---- sending ---------------------------------------------------------------------------------
