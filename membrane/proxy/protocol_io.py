@@ -17,6 +17,7 @@ Task wake-up and one more loop iteration (with its ``epoll_wait``) per direction
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
@@ -109,6 +110,7 @@ class Wire(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None  # set while the transport is full
         self._loop = asyncio.get_running_loop()
+        self._fd = -1  # the socket's, once taken over: see write
 
     def take_over(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Become the protocol of ``writer``'s transport; what ``reader`` had buffered is fed first.
@@ -119,6 +121,8 @@ class Wire(asyncio.Protocol):
         error, eof = reader.exception(), reader._eof  # noqa: SLF001
         transport.set_protocol(self)
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
         if reader._paused:  # noqa: SLF001 — the reader had stopped reading at its limit
             reader._paused = False  # noqa: SLF001
             transport.resume_reading()
@@ -197,8 +201,20 @@ class Wire(asyncio.Protocol):
             self._waiter = None
 
     def write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """To the socket at once when the transport holds nothing unsent, with the GIL released: a
+        send runs the receiver's datapath (veth, BPF, TPROXY) in this thread, which uvloop's own write
+        does holding the GIL, so the other loops' threads would wait it out. What does not fit, and
+        every error, goes to the transport (it buffers, or reports the error as its own)."""
         if self.lost:
             raise ConnectionResetError("Connection lost")
+        if self._fd >= 0 and not self.transport.get_write_buffer_size():  # type: ignore[union-attr]
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:  # full (EAGAIN) or broken: the transport's write deals with it
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
         writer.write(data)  # through the writer: it stays the one place a connection's bytes go out
 
     @property
