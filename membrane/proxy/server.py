@@ -11,11 +11,11 @@ address (IP_TRANSPARENT + bind) with SO_MARK = port << 16 | 0x0A00 (ingress prox
 policy is not checked again) or 0x0B00 (egress proxy: the destination's ingress policy applies, and its
 ingress proxy when it has L7 rules), so the datapath routes their replies back here (bpf/lib/proxy.h).
 
-The loops are uvloop's when it is installed (a pinned dependency; ``MEMBRANE_PROXY_LOOP=asyncio`` or
-its absence gives the stdlib's): its transports read, write and dispatch in C, which took ~10 % of
-the proxy's CPU per request at one connection (bench/README, issue 12, l7uv). What the proxy uses of
-a loop (``sock_accept`` on the IP_TRANSPARENT listeners, ``sock_connect`` + ``open_connection(sock=)``
-for the transparent upstream, ``set_protocol`` for protocol_io's take-over) works on both.
+The loops are the stdlib's. ``MEMBRANE_PROXY_LOOP=uvloop`` (with uvloop installed by hand) runs them
+on uvloop, ~10 % less CPU per request at one connection on loopback, but not the default: in the lab
+the egress proxy's allowed requests then time out (tests/lab/test_l7_http.py
+test_egress_l7_client_side; ingress and the loopback bench work), not understood yet (bench/README,
+issue 12, l7uv).
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ def worker_count() -> int:
 
 
 def loop_kind() -> str:
-    """``uvloop`` (libuv, its transports in C) when importable and not turned off with
-    ``MEMBRANE_PROXY_LOOP=asyncio``; else the stdlib's loop."""
-    if os.environ.get("MEMBRANE_PROXY_LOOP", "uvloop") != "asyncio" and importlib.util.find_spec("uvloop"):
+    """``uvloop`` when ``MEMBRANE_PROXY_LOOP=uvloop`` and it is importable (see the module's doc); else
+    the stdlib's loop."""
+    if os.environ.get("MEMBRANE_PROXY_LOOP") == "uvloop" and importlib.util.find_spec("uvloop"):
         return "uvloop"
     return "asyncio"
 

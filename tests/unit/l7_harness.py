@@ -26,7 +26,7 @@ class LoopServer:
     """``handler`` on 127.0.0.1:<port>; ``make_ctx(client)`` describes each connection."""
 
     def __init__(self, handler: Callable[[Conn, L7Context], Any], make_ctx: Callable[[tuple[str, int]], L7Context]):
-        self.loop = new_loop()  # the proxy's loop kind (uvloop when installed; MEMBRANE_PROXY_LOOP=asyncio: stdlib)
+        self.loop = new_loop()  # the proxy's loop kind (stdlib; MEMBRANE_PROXY_LOOP=uvloop: uvloop)
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
         async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
