@@ -201,10 +201,10 @@ class Wire(asyncio.Protocol):
             self._waiter = None
 
     def write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        """To the socket at once when the transport holds nothing unsent, with the GIL released: a
-        send runs the receiver's datapath (veth, BPF, TPROXY) in this thread, which uvloop's own write
-        does holding the GIL, so the other loops' threads would wait it out. What does not fit, and
-        every error, goes to the transport (it buffers, or reports the error as its own)."""
+        """To the socket at once when the transport holds nothing unsent (``os.write``, the GIL released:
+        a send runs the receiver's datapath, veth, BPF, TPROXY, in this thread; the stdlib transport's
+        send releases it too, uvloop's does not). What does not fit, and every error, goes to the
+        transport (it buffers, or reports the error as its own)."""
         if self.lost:
             raise ConnectionResetError("Connection lost")
         if self._fd >= 0 and not self.transport.get_write_buffer_size():  # type: ignore[union-attr]
