@@ -151,7 +151,8 @@ class ProxyManager:
                     for port, (ep, r) in sorted(self._by_port.items())]
         return {"ip": self.ip, "port-range": f"{PORT_RANGE[0]}-{PORT_RANGE[1]}", "total-redirects": len(rows),
                 "envoy-deployment-mode": "none (membrane proxies)", "redirects": rows,
-                "connections": self.server.connections, "errors": self.server.errors}
+                "connections": self.server.connections, "errors": self.server.errors,
+                "event-loop": self.server.loop_kind}
 
 
 def secret_lookup(secrets: Any) -> Callable[[str, str], str | None]:

@@ -11,13 +11,16 @@ connection closes. Every request and response is reported through ``ctx.emit``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from typing import Any
 
 from membrane.hubble.l7flow import DROPPED, FORWARDED, REQUEST, RESPONSE, L7Record
 from membrane.policy.l7http import HTTPRule, decide
 from membrane.proxy.http_wire import CLOSED, Data, EndOfMessage, Peer, ProtocolError, Request, Response
+from membrane.proxy.protocol_io import Stepper
 from membrane.proxy.registry import Conn, L7Context
 
 log = logging.getLogger(__name__)
@@ -87,8 +90,28 @@ def compiled_rules(ctx: L7Context) -> list[HTTPRule] | None:
     return None if ctx.rules is None else cached
 
 
+STEPPED = os.environ.get("MEMBRANE_PROXY_STEPPED", "1") != "0"  # 0: the handler's own Task waits (A/B)
+
+
 async def handle_http(conn: Conn, ctx: L7Context) -> None:
-    client = Peer("server", conn.reader, conn.writer)
+    """The connection's exchanges, stepped by its wires (:class:`~membrane.proxy.protocol_io.Stepper`):
+    a request is forwarded, and a response answered, in the loop iteration that read it."""
+    if not STEPPED:
+        await _exchanges(conn, ctx, None)
+        return
+    stepper = Stepper()
+    try:
+        await stepper.start(_exchanges(conn, ctx, stepper))
+    finally:
+        stepper.close()  # cancelled (the proxy stopping): the exchanges' cleanup runs
+
+
+async def _open_upstream(ctx: L7Context) -> Any:
+    return await ctx.open_upstream()
+
+
+async def _exchanges(conn: Conn, ctx: L7Context, stepper: Stepper | None) -> None:
+    client = Peer("server", conn.reader, conn.writer, stepper)
     upstream: Peer | None = None
     policy = _Policy(compiled_rules(ctx), ctx.extra.get("secret_value") or (lambda _ns, _name: None))
     ingress = ctx.redirect.direction == "ingress"
@@ -126,8 +149,9 @@ async def handle_http(conn: Conn, ctx: L7Context) -> None:
                 forwarded = info if out_headers is headers else {**info, "headers": out_headers}
                 if upstream is None:
                     try:
-                        reader, writer = await ctx.open_upstream()
-                        upstream = Peer("client", reader, writer)
+                        # in a Task of its own: connect timeouts need one (wait_for on Python ≥ 3.12)
+                        reader, writer = await asyncio.get_running_loop().create_task(_open_upstream(ctx))
+                        upstream = Peer("client", reader, writer, stepper)
                     except (TimeoutError, OSError) as exc:
                         log.info("http proxy: upstream %s: %s", ctx.original_dst, exc)
                         await _drain_body(client)

@@ -30,7 +30,7 @@ from typing import Any
 
 import httptools
 
-from membrane.proxy.protocol_io import Wire
+from membrane.proxy.protocol_io import Stepper, Wire
 
 MAX_HEAD = 64 * 1024
 IDLE_TIMEOUT = 300.0
@@ -98,7 +98,8 @@ class Peer:
     """One side of the proxy: ``server`` (the client's connection: requests in, responses out) or
     ``client`` (the upstream's: requests out, responses in)."""
 
-    def __init__(self, role: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, role: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 stepper: Stepper | None = None) -> None:
         self.role, self.reader, self.writer = role, reader, writer
         self.events: deque[Any] = deque()
         self.pending: list[bytes] = []
@@ -113,7 +114,7 @@ class Peer:
         self._new_parser()
         self.wire: Wire | None = None
         if writer is not None:  # (the framing tests make peers without a connection)
-            self.wire = Wire(self._feed, IDLE_TIMEOUT)
+            self.wire = Wire(self._feed, IDLE_TIMEOUT, stepper)
             self.wire.take_over(reader, writer)
 
     # ---- receiving -------------------------------------------------------------------------------
@@ -258,10 +259,14 @@ class Peer:
                 if closed is not None:
                     return closed
                 continue
+            # a flush may wait for the transport to drain, and bytes may arrive meanwhile: look again
+            # before waiting (waiting on events already queued stalled a large response to a slow client)
             if self.pending:
                 await self.flush()
+                continue
             if other is not None and other.pending:
                 await other.flush()
+                continue
             await wire.wait()
 
     # ---- sending ---------------------------------------------------------------------------------

@@ -7,23 +7,98 @@ buffer (a copy in, a copy out), a future per read, and a timeout context per rea
 and cancelled off the loop's heap); on a keep-alive proxy that is two waits per exchange. Here a
 chunk is parsed in ``data_received``; the idle timeout is one timer per connection, re-armed only
 when it fires; writes go to the transport at once and wait only while the transport says it is full.
+
+:class:`Stepper` (bench/README, issue 12, l7uv) runs a handler's coroutine without a Task of its own:
+a wire it waits on resumes it right inside ``data_received``, so a request is forwarded (and a
+response answered) in the loop iteration that read it, instead of through a future's callback, a
+Task wake-up and one more loop iteration (with its ``epoll_wait``) per direction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
 PAUSE_EVENTS = 64  # parsed events queued unread: stop reading the socket (the peer waits in TCP)
 RESUME_EVENTS = 16
 
 
+_PARKED = object()  # what a waiting wire yields to its Stepper: resumed by the wire, not by a future
+
+
+class _Park:
+    def __await__(self) -> Generator[Any, None, None]:
+        yield _PARKED
+
+
+_PARK = _Park()
+
+
+class Stepper:
+    """Drives one coroutine in place of a Task: it is stepped at once when a :class:`Wire` made with
+    ``stepper=self`` has something for it (from the wire's protocol callbacks), or when an asyncio
+    future it awaits is done (through the future's callback, as a Task would). :attr:`done` holds its
+    outcome. The coroutine may await wires and futures only; what needs a Task of its own (a timeout
+    context, ``wait_for`` on Python ≥ 3.12) must be wrapped in one (``loop.create_task``) and awaited."""
+
+    __slots__ = ("coro", "done", "_loop")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        self.coro: Coroutine[Any, Any, None] | None = None
+
+    def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        self.coro = coro
+        self.step()
+        return self.done
+
+    def close(self) -> None:
+        coro, self.coro = self.coro, None
+        if coro is not None:
+            coro.close()
+
+    def step(self, exc: BaseException | None = None) -> None:
+        coro = self.coro
+        if coro is None:
+            return
+        try:
+            out = coro.send(None) if exc is None else coro.throw(exc)
+        except StopIteration:
+            self.coro = None
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        except BaseException as err:  # noqa: BLE001 — handed to whoever awaits `done`, as a Task would
+            self.coro = None
+            if not self.done.done():
+                self.done.set_exception(err)
+            return
+        if out is _PARKED:
+            return  # a wire resumes it
+        if out is None:  # a bare yield (asyncio.sleep(0)): the next iteration
+            self._loop.call_soon(self.step)
+        elif getattr(out, "_asyncio_future_blocking", False):
+            out._asyncio_future_blocking = False  # noqa: SLF001 — as Task does with what it is given
+            out.add_done_callback(self._wakeup)
+        else:
+            self._loop.call_soon(self.step, RuntimeError(f"a stepped coroutine awaited {out!r}"))
+
+    def _wakeup(self, _fut: asyncio.Future[Any]) -> None:
+        self.step()  # the coroutine reads the future's result (or exception) itself
+
+
 class Wire(asyncio.Protocol):
     """``feed(data)`` parses ``data`` and returns how many parsed events wait unread; an exception it
-    raises is kept in :attr:`error` (reading stops) and raised to the waiter."""
+    raises is kept in :attr:`error` (reading stops) and raised to the waiter. With a ``stepper``,
+    :meth:`wait` is for a coroutine that stepper drives, and the wire resumes it directly."""
 
-    def __init__(self, feed: Callable[[bytes], int], idle_timeout: float) -> None:
+    def __init__(self, feed: Callable[[bytes], int], idle_timeout: float, stepper: Stepper | None = None) -> None:
         self.feed = feed
+        self.stepper = stepper
+        self._parked = False
         self.idle_timeout = idle_timeout
         self.transport: asyncio.Transport | None = None
         self.error: BaseException | None = None
@@ -35,6 +110,7 @@ class Wire(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None  # set while the transport is full
         self._loop = asyncio.get_running_loop()
+        self._fd = -1  # the socket's, once taken over: see write
 
     def take_over(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Become the protocol of ``writer``'s transport; what ``reader`` had buffered is fed first.
@@ -45,6 +121,8 @@ class Wire(asyncio.Protocol):
         error, eof = reader.exception(), reader._eof  # noqa: SLF001
         transport.set_protocol(self)
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
         if reader._paused:  # noqa: SLF001 — the reader had stopped reading at its limit
             reader._paused = False  # noqa: SLF001
             transport.resume_reading()
@@ -106,18 +184,37 @@ class Wire(asyncio.Protocol):
         if self.error is not None or self.eof:
             return
         loop = self._loop
-        waiter = self._waiter = loop.create_future()
         self._wait_start = loop.time()
         if self._timer is None:
             self._timer = loop.call_at(self._wait_start + self.idle_timeout, self._idle)
+        if self.stepper is not None:
+            self._parked = True
+            try:
+                await _PARK
+            finally:
+                self._parked = False
+            return
+        waiter = self._waiter = loop.create_future()
         try:
             await waiter
         finally:
             self._waiter = None
 
     def write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """To the socket at once when the transport holds nothing unsent (``os.write``, the GIL released:
+        a send runs the receiver's datapath, veth, BPF, TPROXY, in this thread; the stdlib transport's
+        send releases it too, uvloop's does not). What does not fit, and every error, goes to the
+        transport (it buffers, or reports the error as its own)."""
         if self.lost:
             raise ConnectionResetError("Connection lost")
+        if self._fd >= 0 and not self.transport.get_write_buffer_size():  # type: ignore[union-attr]
+            try:
+                sent = os.write(self._fd, data)
+            except OSError:  # full (EAGAIN) or broken: the transport's write deals with it
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
         writer.write(data)  # through the writer: it stays the one place a connection's bytes go out
 
     @property
@@ -135,15 +232,22 @@ class Wire(asyncio.Protocol):
     def _idle(self) -> None:
         self._timer = None
         waiter = self._waiter
-        if waiter is None or waiter.done():
+        if not self._parked and (waiter is None or waiter.done()):
             return  # re-armed by the next wait
         due = self._wait_start + self.idle_timeout
-        if self._loop.time() >= due - 0.001:
-            waiter.set_exception(TimeoutError())
-        else:
+        if self._loop.time() < due - 0.001:
             self._timer = self._loop.call_at(due, self._idle)
+        elif self._parked:
+            self._parked = False
+            self.stepper.step(TimeoutError())  # type: ignore[union-attr]
+        else:
+            waiter.set_exception(TimeoutError())  # type: ignore[union-attr]
 
     def _wake(self) -> None:
+        if self._parked:
+            self._parked = False
+            self.stepper.step()  # type: ignore[union-attr]
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

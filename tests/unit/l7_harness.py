@@ -11,6 +11,7 @@ from typing import Any
 from membrane.hubble.l7flow import L7Record
 from membrane.policy.l7 import Redirect
 from membrane.proxy.registry import Conn, L7Context
+from membrane.proxy.server import new_loop
 
 
 def context(kind: str, port: int, upstream: tuple[str, int], rules: list[dict[str, Any]] | None,
@@ -25,7 +26,7 @@ class LoopServer:
     """``handler`` on 127.0.0.1:<port>; ``make_ctx(client)`` describes each connection."""
 
     def __init__(self, handler: Callable[[Conn, L7Context], Any], make_ctx: Callable[[tuple[str, int]], L7Context]):
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()  # the proxy's loop kind (stdlib; MEMBRANE_PROXY_LOOP=uvloop: uvloop)
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
         async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -4,12 +4,14 @@ connection's flow endpoints built once (membrane.proxy.http, membrane.hubble.l7f
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from membrane.hubble.events import EndpointInfo
 from membrane.hubble.l7flow import FORWARDED, REQUEST, RESPONSE, L7Record, l7_flow
 from membrane.policy.l7 import Redirect
 from membrane.proxy.http import handle_http
+from membrane.proxy.protocol_io import Wire
 from membrane.proxy.registry import Conn, L7Context
 from tests.unit.test_proxy_http import req
 
@@ -18,14 +20,11 @@ RESPONSE_BYTES = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + 
 
 
 class CountingWriter:
-    """The accepted connection's writer, counting the writes the handler makes."""
+    """The accepted connection's writer; ``writes`` counts the handler's writes to it (Wire.write, the
+    one place they go out: to the socket at once, or through this writer when the socket is full)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer, self.writes = writer, 0
-
-    def write(self, data: bytes) -> None:
-        self.writes += 1
-        self.writer.write(data)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.writer, name)
@@ -44,7 +43,16 @@ async def _one_write_upstream() -> asyncio.base_events.Server:
     return await asyncio.start_server(serve, "127.0.0.1", 0)
 
 
-def test_a_response_reaches_the_client_in_one_write():
+def test_a_response_reaches_the_client_in_one_write(monkeypatch):
+    real_write = Wire.write
+
+    def counting(self: Wire, writer: Any, data: bytes) -> None:
+        if isinstance(writer, CountingWriter):
+            writer.writes += 1
+        real_write(self, writer, data)
+
+    monkeypatch.setattr(Wire, "write", counting)
+
     async def main() -> tuple[bytes, int]:
         up = await _one_write_upstream()
         port = up.sockets[0].getsockname()[1]
@@ -135,3 +143,50 @@ def test_rules_that_read_headers_decide_every_request(monkeypatch):
                               req("GET", "/v1", extra="X-Token: yes\r\n") + req("GET", "/v1")
                               + req("GET", "/v1", extra="X-Token: yes\r\n"), until=3)
     assert codes == [b"200", b"403", b"200"] and decided == 3
+
+
+def test_a_body_larger_than_the_socket_buffers_arrives_whole_to_a_slow_client():
+    """Writes go to the socket directly while the transport holds nothing; what the socket does not
+    take goes through the transport, in order (a slow reader fills both)."""
+    big = bytes(range(256)) * (4 * 1024)  # 1 MiB
+
+    async def main() -> bytes:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big))
+            for i in range(0, len(big), 256 * 1024):
+                writer.write(big[i:i + 256 * 1024])
+                await writer.drain()
+            await reader.read()
+            writer.close()
+
+        up = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = up.sockets[0].getsockname()[1]
+
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            ctx = L7Context(Redirect("ingress", 6, 80, "http"), 1, ("10.0.1.2", 40000), ("10.0.1.3", 80), 258, 259,
+                            [{}], lambda: asyncio.open_connection("127.0.0.1", port), lambda _r: None)
+            try:
+                await handle_http(Conn(reader, writer), ctx)
+            finally:
+                writer.close()
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)  # inherited by the proxy's side
+        listener.bind(("127.0.0.1", 0))
+        px = await asyncio.start_server(accepted, sock=listener)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # a small window: the proxy's sends stall
+        sock.connect(px.sockets[0].getsockname())
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(req("GET", "/big"))
+        await asyncio.sleep(0.3)  # the proxy's writes to us fill the socket and its transport
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        body = await asyncio.wait_for(reader.readexactly(len(big)), 20)
+        writer.close()
+        px.close()
+        up.close()
+        return head + body
+
+    got = asyncio.run(main())
+    assert got.endswith(big) and got.startswith(b"HTTP/1.1 200 OK")

@@ -10,7 +10,7 @@ import pytest
 
 from membrane.proxy import http_wire
 from membrane.proxy.http_wire import CLOSED, EndOfMessage, Peer, Request
-from membrane.proxy.protocol_io import PAUSE_EVENTS
+from membrane.proxy.protocol_io import PAUSE_EVENTS, Stepper, Wire
 
 REQ = b"GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -101,3 +101,88 @@ def test_a_silent_connection_times_out(monkeypatch):
         return outcome[0]
 
     assert 0.15 <= asyncio.run(main()) < 2
+
+
+# ---- Stepper: a coroutine resumed by its wire, inside the protocol callback -------------------
+
+
+def test_a_stepped_coroutine_runs_inside_the_callback_that_fed_its_wire():
+    async def main() -> tuple[list, list]:
+        log: list = []
+        stepper = Stepper()
+        wire = Wire(lambda data: len(data), 300.0, stepper)
+
+        async def exchanges() -> None:
+            await wire.wait()
+            log.append("woke")
+            await wire.wait()
+            log.append("woke again")
+
+        stepper.start(exchanges())
+        before = list(log)
+        wire.data_received(b"x")  # no loop iteration between the bytes and the coroutine
+        during = list(log)
+        wire.data_received(b"y")
+        await stepper.done
+        return before + ["|"] + during, log
+
+    first, log = asyncio.run(main())
+    assert first == ["|", "woke"]
+    assert log == ["woke", "woke again"]
+
+
+def test_a_stepped_coroutine_awaits_futures_and_tasks_and_its_errors_reach_done():
+    async def main() -> tuple[list, BaseException | None]:
+        loop = asyncio.get_running_loop()
+        got: list = []
+        stepper = Stepper()
+        fut = loop.create_future()
+        loop.call_later(0.01, fut.set_result, 7)
+
+        async def in_a_task() -> int:
+            await asyncio.sleep(0.01)
+            return 8
+
+        async def exchanges() -> None:
+            got.append(await fut)
+            got.append(await loop.create_task(in_a_task()))
+            await asyncio.sleep(0)
+            raise ValueError("boom")
+
+        try:
+            await stepper.start(exchanges())
+        except ValueError as exc:
+            return got, exc
+        return got, None
+
+    got, exc = asyncio.run(main())
+    assert got == [7, 8] and isinstance(exc, ValueError)
+
+
+def test_a_stepped_wait_times_out_and_a_closed_stepper_runs_the_cleanup():
+    async def main() -> tuple[float, list]:
+        loop = asyncio.get_running_loop()
+        stepper = Stepper()
+        wire = Wire(lambda data: len(data), 0.2, stepper)
+        start = loop.time()
+        with pytest.raises(TimeoutError):
+            await stepper.start(wire.wait())
+        waited = loop.time() - start
+        cleaned: list = []
+        other = Stepper()
+        parked = Wire(lambda data: len(data), 300.0, other)
+
+        async def held() -> None:
+            try:
+                await parked.wait()
+            finally:
+                cleaned.append("finally")
+
+        other.start(held())
+        other.close()  # as handle_http does when its task is cancelled
+        parked.data_received(b"late")  # nothing left to resume
+        return waited, cleaned
+
+    waited, cleaned = asyncio.run(main())
+    assert 0.15 <= waited < 2
+    assert cleaned == ["finally"]
