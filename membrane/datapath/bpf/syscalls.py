@@ -116,44 +116,37 @@ def map_info(fd: int) -> BpfMapInfo:
     return info
 
 
-def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1, out_room: int = 256) -> tuple[int, bytes]:
-    """Run a program on ``data`` with BPF_PROG_TEST_RUN; returns (return value, packet after)."""
-    data_in = ctypes.create_string_buffer(data, len(data))
-    data_out = ctypes.create_string_buffer(len(data) + out_room)
-    opts = sized(
-        BpfTestRunOpts,
-        data_in=ctypes.cast(data_in, ctypes.c_void_p),
-        data_out=ctypes.cast(data_out, ctypes.c_void_p),
-        data_size_in=len(data),
-        data_size_out=len(data_out),
-        repeat=repeat,
-    )
-    check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), f"program fd {prog_fd}: test run")
-    return opts.retval, data_out.raw[: opts.data_size_out]
-
-
 SKB_MARK_END = 12  # struct __sk_buff: len, pkt_type, mark (u32 each); the prefix a tc test run may set
 SKB_CTX_ROOM = 256  # the kernel writes the whole __sk_buff back (ENOSPC when the buffer is smaller)
+
+
+def _test_run(prog_fd: int, data: bytes, repeat: int, out_room: int, mark: int | None) -> tuple[int, bytes, int]:
+    """BPF_PROG_TEST_RUN on ``data``; with ``mark``, a tc program's __sk_buff context carries it in and
+    its value after the run comes back (else 0)."""
+    data_in = ctypes.create_string_buffer(data, len(data))
+    data_out = ctypes.create_string_buffer(len(data) + out_room)
+    fields: dict[str, object] = {
+        "data_in": ctypes.cast(data_in, ctypes.c_void_p), "data_out": ctypes.cast(data_out, ctypes.c_void_p),
+        "data_size_in": len(data), "data_size_out": len(data_out), "repeat": repeat}
+    ctx_out = None
+    if mark is not None:
+        ctx_in = ctypes.create_string_buffer(bytes(8) + mark.to_bytes(4, "little"), SKB_MARK_END)
+        ctx_out = ctypes.create_string_buffer(SKB_CTX_ROOM)
+        fields.update(ctx_in=ctypes.cast(ctx_in, ctypes.c_void_p), ctx_out=ctypes.cast(ctx_out, ctypes.c_void_p),
+                      ctx_size_in=SKB_MARK_END, ctx_size_out=SKB_CTX_ROOM)
+    opts = sized(BpfTestRunOpts, **fields)
+    check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), f"program fd {prog_fd}: test run")
+    mark_after = int.from_bytes(ctx_out.raw[8:12], "little") if ctx_out is not None else 0
+    return opts.retval, data_out.raw[: opts.data_size_out], mark_after
+
+
+def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1, out_room: int = 256) -> tuple[int, bytes]:
+    """Run a program on ``data`` with BPF_PROG_TEST_RUN; returns (return value, packet after)."""
+    retval, out, _ = _test_run(prog_fd, data, repeat, out_room, None)
+    return retval, out
 
 
 def prog_test_run_marked(prog_fd: int, data: bytes, mark: int, out_room: int = 256) -> tuple[int, bytes, int]:
     """prog_test_run for a tc program with skb->mark set to ``mark`` (the __sk_buff context);
     returns (return value, packet after, skb->mark after)."""
-    ctx_in = ctypes.create_string_buffer(bytes(8) + mark.to_bytes(4, "little"), SKB_MARK_END)
-    ctx_out = ctypes.create_string_buffer(SKB_CTX_ROOM)
-    data_in = ctypes.create_string_buffer(data, len(data))
-    data_out = ctypes.create_string_buffer(len(data) + out_room)
-    opts = sized(
-        BpfTestRunOpts,
-        data_in=ctypes.cast(data_in, ctypes.c_void_p),
-        data_out=ctypes.cast(data_out, ctypes.c_void_p),
-        data_size_in=len(data),
-        data_size_out=len(data_out),
-        ctx_in=ctypes.cast(ctx_in, ctypes.c_void_p),
-        ctx_out=ctypes.cast(ctx_out, ctypes.c_void_p),
-        ctx_size_in=SKB_MARK_END,
-        ctx_size_out=SKB_CTX_ROOM,
-        repeat=1,
-    )
-    check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), f"program fd {prog_fd}: test run")
-    return opts.retval, data_out.raw[: opts.data_size_out], int.from_bytes(ctx_out.raw[8:12], "little")
+    return _test_run(prog_fd, data, 1, out_room, mark)
